@@ -1,0 +1,3 @@
+//! Magpie's client engine. The desktop shell and the CLI are thin faces over it.
+
+pub mod keystore;

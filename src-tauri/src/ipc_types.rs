@@ -1,0 +1,54 @@
+//! Types that cross IPC. TypeScript twins are generated into `ui/src/lib/bindings.ts`.
+
+use serde::Serialize;
+use ts_rs::TS;
+
+pub use crate::error::{IpcError, IpcErrorCode};
+
+/// What the About box and the first screen show about this installation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct AppInfo {
+    pub name: String,
+    pub version: String,
+    /// Where this installation keeps its profiles and history.
+    pub data_dir: String,
+    pub credential_store: CredentialStore,
+}
+
+/// The platform credential store that holds private keys, and whether it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct CredentialStore {
+    pub backend: String,
+    pub available: bool,
+    pub problem: Option<String>,
+}
+
+impl From<magpie_core::keystore::CredentialStoreStatus> for CredentialStore {
+    fn from(status: magpie_core::keystore::CredentialStoreStatus) -> Self {
+        Self {
+            backend: status.backend,
+            available: status.available,
+            problem: status.problem,
+        }
+    }
+}
+
+/// The whole of `ui/src/lib/bindings.ts`, generated from the types above.
+pub fn typescript_bindings() -> String {
+    let cfg = ts_rs::Config::new();
+    let declarations = [
+        AppInfo::decl(&cfg),
+        CredentialStore::decl(&cfg),
+        IpcError::decl(&cfg),
+        IpcErrorCode::decl(&cfg),
+    ];
+    let mut out = String::from(
+        "// Generated from src-tauri/src/ipc_types.rs by `npm run bindings`. Do not edit: a test fails when stale.\n",
+    );
+    for declaration in declarations {
+        out.push_str("\nexport ");
+        out.push_str(&declaration);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the app with its UI embedded, then drives its real window: Xvfb + D-Bus + unlocked gnome-keyring +
+# tauri-driver (which starts Debian's WebKitWebDriver) + the WebDriver test in tests/e2e/. Screenshots: target/e2e/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [[ "${1:-}" != "--inner" ]]; then
+  # A debug build with the UI embedded (what `tauri build` makes), without installer bundles.
+  npx tauri build --debug --no-bundle --ci
+  exec scripts/keyring-session.sh --display bash tests/e2e/run.sh --inner
+fi
+
+scratch=$(mktemp -d -t magpie-e2e.XXXXXX)
+driver_pid=""
+cleanup() {
+  [[ -n "$driver_pid" ]] && kill "$driver_pid" 2>/dev/null || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+export MAGPIE_E2E_APP="$PWD/target/debug/magpie-desktop"
+export MAGPIE_DATA_DIR="$scratch/data"
+port=4444
+export MAGPIE_E2E_DRIVER="http://127.0.0.1:$port"
+
+tauri-driver --port "$port" >"$scratch/driver.log" 2>&1 &
+driver_pid=$!
+for _ in $(seq 1 100); do
+  curl -sf "$MAGPIE_E2E_DRIVER/status" >/dev/null && break
+  kill -0 "$driver_pid" 2>/dev/null || { cat "$scratch/driver.log" >&2; exit 1; }
+  sleep 0.1
+done
+
+status=0
+cargo test -p magpie-tests --features e2e --test e2e --locked -- --nocapture || status=$?
+if ((status)); then
+  echo "--- tauri-driver log ---" >&2
+  cat "$scratch/driver.log" >&2
+fi
+exit "$status"
