@@ -1,7 +1,7 @@
 //! Drives the real Magpie window through tauri-driver and WebKitWebDriver.
 //! Run with `npm run test:e2e`, which builds the app and starts Xvfb, D-Bus, gnome-keyring and tauri-driver.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -28,13 +28,18 @@ async fn launch_app() -> Client {
 
 async fn text_of(client: &Client, test_id: &str) -> String {
     let selector = format!("[data-testid={test_id}]");
-    let element = client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(&selector))
-        .await
-        .unwrap();
-    element.text().await.unwrap()
+    match client.wait().at_most(WAIT).for_element(Locator::Css(&selector)).await {
+        Ok(element) => element.text().await.unwrap(),
+        Err(error) => {
+            // Leave evidence: what the window showed when the element never came.
+            let shot = screenshot(client, "failure.png").await;
+            let body = client.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+            panic!(
+                "{selector} did not appear ({error}); screenshot {}; page text:\n{body}",
+                shot.display()
+            );
+        }
+    }
 }
 
 async fn screenshot(client: &Client, name: &str) -> PathBuf {
@@ -45,11 +50,18 @@ async fn screenshot(client: &Client, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, client.screenshot().await.unwrap()).unwrap();
-    assert!(
-        std::fs::metadata(&path).unwrap().len() > 10_000,
-        "screenshot {name} looks empty"
-    );
     path
+}
+
+fn assert_picture(path: &Path) {
+    let bytes = std::fs::metadata(path).unwrap().len();
+    // A blank or error page compresses to a few kB; the real screen is far larger.
+    assert!(
+        bytes > 20_000,
+        "{} is only {bytes} bytes: a blank window?",
+        path.display()
+    );
+    println!("screenshot: {} ({bytes} bytes)", path.display());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -63,8 +75,7 @@ async fn first_screen_shows_what_rust_answered() {
         backend.starts_with("Secret Service"),
         "credential store shown: {backend:?}"
     );
-    let shot = screenshot(&client, "first-screen.png").await;
-    println!("screenshot: {}", shot.display());
+    assert_picture(&screenshot(&client, "first-screen.png").await);
 
     client
         .find(Locator::Css("[data-testid=about-button]"))
@@ -81,8 +92,7 @@ async fn first_screen_shows_what_rust_answered() {
         store.contains("available") && !store.contains("not available"),
         "{store:?}"
     );
-    let shot = screenshot(&client, "about.png").await;
-    println!("screenshot: {}", shot.display());
+    assert_picture(&screenshot(&client, "about.png").await);
 
     client
         .find(Locator::Css("[data-testid=about-close]"))

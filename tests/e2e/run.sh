@@ -7,6 +7,8 @@ cd "$(dirname "$0")/../.."
 if [[ "${1:-}" != "--inner" ]]; then
   # A debug build with the UI embedded (what `tauri build` makes), without installer bundles.
   npx tauri build --debug --no-bundle --ci
+  # A later plain `cargo build` would overwrite target/debug/magpie-desktop with a dev-server build: test a copy.
+  rm -rf target/e2e && mkdir -p target/e2e && cp target/debug/magpie-desktop target/e2e/magpie-desktop
   exec scripts/keyring-session.sh --display bash tests/e2e/run.sh --inner
 fi
 
@@ -18,7 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export MAGPIE_E2E_APP="$PWD/target/debug/magpie-desktop"
+export MAGPIE_E2E_APP="$PWD/target/e2e/magpie-desktop"
 export MAGPIE_DATA_DIR="$scratch/data"
 port=4444
 export MAGPIE_E2E_DRIVER="http://127.0.0.1:$port"
