@@ -1,4 +1,8 @@
 //! The commands answer over Tauri's real IPC path: mock runtime, but the real capabilities, handlers and serde.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: any error must fail the test loudly"
+)]
 
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, MockRuntime, INVOKE_KEY};
