@@ -20,7 +20,7 @@ Then run: npm ci && npm run app"
 fi
 
 # Build: Tauri's WebKitGTK stack. Run: the Secret Service lives in gnome-keyring (or KeePassXC) over D-Bus.
-apt_build=(libwebkit2gtk-4.1-dev build-essential curl wget file libxdo-dev libssl-dev libayatana-appindicator3-dev
+apt_build=(libwebkit2gtk-4.1-dev build-essential curl wget file libxdo-dev libssl-dev openssl libayatana-appindicator3-dev
   librsvg2-dev pkg-config libdbus-1-dev perl)
 apt_test=(xvfb xauth webkit2gtk-driver gnome-keyring libsecret-tools dbus-x11 dbus-bin dbus-daemon)
 apt_wanted=("${apt_build[@]}")

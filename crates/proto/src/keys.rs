@@ -1,0 +1,129 @@
+//! The deterministic key schedule: session keys from `K`, `dh` and the transcript; the per-direction hash
+//! ratchet; per-message nonce and additional data. Public so that known-answer vectors (and another
+//! implementation) can check each step; the handshake and [`Session`](crate::Session) use nothing else.
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+use crate::crypto::{aes_gcm_open, aes_gcm_seal, hkdf, hkdf_expand, hmac_sha256};
+use crate::encoding::Canon;
+use crate::error::Result;
+use crate::secret::{ChainKey, ConfirmKey, MessageKey, RootKey, SessionSecret, SharedSecret};
+
+/// HKDF info of the root key.
+pub const INFO_ROOT: &[u8] = b"magpie v1 session";
+/// HKDF-Expand info of the initiator → responder chain key.
+pub const INFO_CHAIN_I2R: &[u8] = b"magpie v1 chain initiator to responder";
+/// HKDF-Expand info of the responder → initiator chain key.
+pub const INFO_CHAIN_R2I: &[u8] = b"magpie v1 chain responder to initiator";
+/// HKDF-Expand info of the confirm key.
+pub const INFO_CONFIRM: &[u8] = b"magpie v1 confirm";
+/// HKDF-Expand info of the session id.
+pub const INFO_SESSION_ID: &[u8] = b"magpie v1 session id";
+/// HMAC label of the per-message nonce.
+pub const NONCE_LABEL: &[u8] = b"magpie v1 nonce";
+
+/// Everything a finished handshake derives.
+pub struct SessionKeys {
+    /// `root = HKDF-SHA256(ikm = K ‖ dh, salt = T, info = "magpie v1 session")`.
+    pub root: RootKey,
+    /// Chain key of the initiator's sending direction.
+    pub initiator_chain: ChainKey,
+    /// Chain key of the responder's sending direction.
+    pub responder_chain: ChainKey,
+    /// Key of the KeyConfirm MAC.
+    pub confirm: ConfirmKey,
+    /// Public session identifier, carried by every sealed message.
+    pub session_id: [u8; 16],
+}
+
+impl fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("root", &self.root)
+            .field("initiator_chain", &self.initiator_chain)
+            .field("responder_chain", &self.responder_chain)
+            .field("confirm", &self.confirm)
+            .field("session_id", &crate::encoding::hex(&self.session_id))
+            .finish()
+    }
+}
+
+/// Derives the root, both chain keys, the confirm key and the session id.
+pub fn derive_session_keys(k: &SessionSecret, dh: &SharedSecret, transcript: &[u8; 32]) -> Result<SessionKeys> {
+    let mut ikm = Zeroizing::new([0u8; 64]);
+    let (left, right) = ikm.split_at_mut(32);
+    left.copy_from_slice(k.expose_secret());
+    right.copy_from_slice(dh.expose_secret());
+    let mut root = Zeroizing::new([0u8; 32]);
+    hkdf(ikm.as_ref(), transcript, INFO_ROOT, root.as_mut())?;
+
+    let expand = |info: &[u8]| -> Result<Zeroizing<[u8; 32]>> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        hkdf_expand(root.as_ref(), info, out.as_mut())?;
+        Ok(out)
+    };
+    let i2r = expand(INFO_CHAIN_I2R)?;
+    let r2i = expand(INFO_CHAIN_R2I)?;
+    let confirm = expand(INFO_CONFIRM)?;
+    let mut session_id = [0u8; 16];
+    hkdf_expand(root.as_ref(), INFO_SESSION_ID, &mut session_id)?;
+    Ok(SessionKeys {
+        root: RootKey::from_bytes(*root),
+        initiator_chain: ChainKey::from_bytes(*i2r),
+        responder_chain: ChainKey::from_bytes(*r2i),
+        confirm: ConfirmKey::from_bytes(*confirm),
+        session_id,
+    })
+}
+
+/// `HMAC-SHA256(confirm key, "confirm" ‖ T)`.
+pub fn confirm_mac(key: &ConfirmKey, transcript: &[u8; 32]) -> Result<[u8; 32]> {
+    Ok(*hmac_sha256(key.expose_secret(), &[b"confirm", transcript])?)
+}
+
+/// One ratchet step: `mk_n = HMAC(ck_n, 0x01)`, `ck_{n+1} = HMAC(ck_n, 0x02)`.
+pub fn ratchet_step(ck: &ChainKey) -> Result<(MessageKey, ChainKey)> {
+    let mk = hmac_sha256(ck.expose_secret(), &[&[0x01]])?;
+    let next = hmac_sha256(ck.expose_secret(), &[&[0x02]])?;
+    Ok((MessageKey::from_bytes(*mk), ChainKey::from_bytes(*next)))
+}
+
+/// The 96-bit GCM nonce: the first 12 bytes of `HMAC-SHA256(mk_n, "magpie v1 nonce")`.
+pub fn message_nonce(mk: &MessageKey) -> Result<[u8; 12]> {
+    let full = hmac_sha256(mk.expose_secret(), &[NONCE_LABEL])?;
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(full.get(..12).unwrap_or(&[0u8; 12]));
+    Ok(nonce)
+}
+
+/// Additional data: `session id ‖ sender ‖ n`, in the canonical length-prefixed form.
+pub fn message_ad(session_id: &[u8], sender: &str, n: u64) -> Vec<u8> {
+    let mut c = Canon::new("magpie v1 message");
+    c.bytes(session_id).str(sender).u64(n);
+    c.finish()
+}
+
+/// AES-256-GCM with `mk_n` as key, its derived nonce, and the message AD. Returns ciphertext ‖ tag.
+pub fn seal_with_key(mk: &MessageKey, session_id: &[u8], sender: &str, n: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
+    let nonce = message_nonce(mk)?;
+    aes_gcm_seal(
+        mk.expose_secret(),
+        &nonce,
+        &message_ad(session_id, sender, n),
+        plaintext,
+    )
+}
+
+/// Inverse of [`seal_with_key`]; every failure is the opaque `Decrypt`.
+pub fn open_with_key(
+    mk: &MessageKey,
+    session_id: &[u8],
+    sender: &str,
+    n: u64,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
+    let nonce = message_nonce(mk)?;
+    aes_gcm_open(mk.expose_secret(), &nonce, &message_ad(session_id, sender, n), sealed)
+}

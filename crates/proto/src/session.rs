@@ -1,0 +1,436 @@
+//! An established session: per-direction hash ratchets, sealing and opening, replay and window checks,
+//! the re-key signal, and state export/import.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::error::{malformed, Error, Result};
+use crate::handshake::HandshakeReport;
+use crate::identity::Username;
+use crate::keys::{open_with_key, ratchet_step, seal_with_key, SessionKeys};
+use crate::secret::{ChainKey, MessageKey, SecretBytes};
+use crate::verify::{unix_secs, Fingerprint};
+use crate::wire::{random_uuid, SealedMessage, PROTOCOL_VERSION};
+
+/// How far ahead a message may be, and how many skipped keys are kept.
+pub const MAX_SKIP: u64 = 1_000;
+/// Messages (sent + received) after which [`Session::needs_rekey`] says yes.
+pub const REKEY_AFTER_MESSAGES: u64 = 1_000;
+/// Session age after which [`Session::needs_rekey`] says yes.
+pub const REKEY_AFTER_SECS: u64 = 7 * 24 * 3600;
+/// Largest exported session state we import.
+pub const MAX_STATE_LEN: usize = 512 * 1024;
+/// Largest plaintext body, in bytes.
+pub const MAX_BODY_LEN: usize = 32 * 1024;
+
+/// Which side of the handshake this party was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sent the ChatRequest.
+    Initiator,
+    /// Accepted it.
+    Responder,
+}
+
+/// What a message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// A chat text.
+    Text,
+    /// A delivery/read receipt; `body` holds the message id it acknowledges.
+    Receipt,
+    /// A typing indicator.
+    Typing,
+}
+
+/// The plaintext inside a [`SealedMessage`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plaintext {
+    /// Message id (UUID v4); receivers de-duplicate on it.
+    pub id: Uuid,
+    /// What it is.
+    pub kind: MessageKind,
+    /// The text (or the acknowledged id for a receipt).
+    pub body: String,
+    /// When the sender wrote it, Unix seconds (sender's clock).
+    pub sent_at: u64,
+}
+
+impl Plaintext {
+    /// A new message with a random id.
+    pub fn new(kind: MessageKind, body: impl Into<String>, sent_at: SystemTime) -> Result<Self> {
+        Ok(Self {
+            id: random_uuid()?,
+            kind,
+            body: body.into(),
+            sent_at: unix_secs(sent_at),
+        })
+    }
+
+    /// A new text message with a random id.
+    pub fn text(body: impl Into<String>, sent_at: SystemTime) -> Result<Self> {
+        Self::new(MessageKind::Text, body, sent_at)
+    }
+}
+
+impl fmt::Debug for Plaintext {
+    // Plaintext is never logged: show its size only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plaintext")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("body_len", &self.body.len())
+            .field("sent_at", &self.sent_at)
+            .finish()
+    }
+}
+
+/// An established end-to-end session with one peer.
+pub struct Session {
+    session_id: [u8; 16],
+    me: Username,
+    peer: Username,
+    role: Role,
+    peer_fingerprint: Fingerprint,
+    send_chain: ChainKey,
+    send_n: u64,
+    recv_chain: ChainKey,
+    recv_next: u64,
+    skipped: BTreeMap<u64, MessageKey>,
+    established_at: u64,
+    sent: u64,
+    received: u64,
+    report: Option<HandshakeReport>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        keys: &SessionKeys,
+        role: Role,
+        me: Username,
+        peer: Username,
+        peer_fingerprint: Fingerprint,
+        now: SystemTime,
+        report: HandshakeReport,
+    ) -> Self {
+        let (send_chain, recv_chain) = match role {
+            Role::Initiator => (keys.initiator_chain.clone(), keys.responder_chain.clone()),
+            Role::Responder => (keys.responder_chain.clone(), keys.initiator_chain.clone()),
+        };
+        Self {
+            session_id: keys.session_id,
+            me,
+            peer,
+            role,
+            peer_fingerprint,
+            send_chain,
+            send_n: 0,
+            recv_chain,
+            recv_next: 0,
+            skipped: BTreeMap::new(),
+            established_at: unix_secs(now),
+            sent: 0,
+            received: 0,
+            report: Some(report),
+        }
+    }
+
+    /// The public session id.
+    pub fn session_id(&self) -> &[u8; 16] {
+        &self.session_id
+    }
+
+    /// Our username.
+    pub fn me(&self) -> &Username {
+        &self.me
+    }
+
+    /// The peer's username.
+    pub fn peer(&self) -> &Username {
+        &self.peer
+    }
+
+    /// Our role in the handshake.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The SPKI fingerprint the peer authenticated with.
+    pub fn peer_fingerprint(&self) -> Fingerprint {
+        self.peer_fingerprint
+    }
+
+    /// When the handshake finished, Unix seconds.
+    pub fn established_at(&self) -> u64 {
+        self.established_at
+    }
+
+    /// Messages sealed so far.
+    pub fn sent_count(&self) -> u64 {
+        self.sent
+    }
+
+    /// Messages opened so far.
+    pub fn received_count(&self) -> u64 {
+        self.received
+    }
+
+    /// Skipped message keys currently held (at most [`MAX_SKIP`]).
+    pub fn skipped_keys(&self) -> usize {
+        self.skipped.len()
+    }
+
+    /// The public record of the handshake that made this session (absent after [`Session::import`]).
+    pub fn handshake_report(&self) -> Option<&HandshakeReport> {
+        self.report.as_ref()
+    }
+
+    /// True after [`REKEY_AFTER_MESSAGES`] messages or [`REKEY_AFTER_SECS`]: the client should start a
+    /// fresh handshake (post-compromise recovery).
+    pub fn needs_rekey(&self, now: SystemTime) -> bool {
+        let age = unix_secs(now).saturating_sub(self.established_at);
+        self.sent.saturating_add(self.received) >= REKEY_AFTER_MESSAGES || age >= REKEY_AFTER_SECS
+    }
+
+    /// Encrypts the next message of our chain; its key is used once and dropped.
+    pub fn seal(&mut self, plaintext: &Plaintext) -> Result<SealedMessage> {
+        if plaintext.body.len() > MAX_BODY_LEN {
+            return Err(malformed("message body too large"));
+        }
+        let json = Zeroizing::new(serde_json::to_vec(plaintext).map_err(|e| malformed(e.to_string()))?);
+        let n = self.send_n;
+        let next_n = n.checked_add(1).ok_or_else(|| malformed("send counter exhausted"))?;
+        let (mk, next_chain) = ratchet_step(&self.send_chain)?;
+        let ciphertext = seal_with_key(&mk, &self.session_id, self.me.as_str(), n, &json)?;
+        self.send_chain = next_chain;
+        self.send_n = next_n;
+        self.sent = self.sent.saturating_add(1);
+        Ok(SealedMessage {
+            v: PROTOCOL_VERSION,
+            session_id: self.session_id.to_vec(),
+            from: self.me.as_str().to_owned(),
+            n,
+            ciphertext,
+        })
+    }
+
+    /// Decrypts a message from the peer. State changes only if the message authenticates, so a forged or
+    /// replayed message leaves the session as it was.
+    pub fn open(&mut self, msg: &SealedMessage) -> Result<Plaintext> {
+        if msg.v != PROTOCOL_VERSION {
+            return Err(Error::UnsupportedVersion(msg.v));
+        }
+        if msg.session_id.as_slice() != self.session_id.as_slice() {
+            return Err(Error::WrongSession);
+        }
+        if msg.from != self.peer.as_str() {
+            // Includes our own messages reflected back at us.
+            return Err(Error::WrongPeer);
+        }
+        let n = msg.n;
+        let plain = if n < self.recv_next {
+            let mk = match self.skipped.get(&n) {
+                Some(mk) => mk,
+                None if n < self.window_floor() => return Err(Error::OutOfOrder),
+                None => return Err(Error::Replay),
+            };
+            let plain = open_with_key(mk, &self.session_id, &msg.from, n, &msg.ciphertext)?;
+            self.skipped.remove(&n);
+            plain
+        } else {
+            let gap = n - self.recv_next;
+            if gap > MAX_SKIP {
+                return Err(Error::TooFarAhead);
+            }
+            // Advance a copy of the chain; commit only after the tag verifies.
+            let mut chain = self.recv_chain.clone();
+            let mut new_skipped = Vec::new();
+            for i in self.recv_next..n {
+                let (mk, next) = ratchet_step(&chain)?;
+                new_skipped.push((i, mk));
+                chain = next;
+            }
+            let (mk, next) = ratchet_step(&chain)?;
+            let plain = open_with_key(&mk, &self.session_id, &msg.from, n, &msg.ciphertext)?;
+            self.skipped.extend(new_skipped);
+            self.recv_chain = next;
+            self.recv_next = n.saturating_add(1);
+            let floor = self.window_floor();
+            while self.skipped.first_key_value().is_some_and(|(first, _)| *first < floor) {
+                self.skipped.pop_first();
+            }
+            plain
+        };
+        self.received = self.received.saturating_add(1);
+        serde_json::from_slice(&plain).map_err(|_| malformed("plaintext"))
+    }
+
+    /// Keys are kept for messages at most [`MAX_SKIP`] behind the newest one received (`recv_next - 1`),
+    /// so at most `MAX_SKIP` of them exist; anything older is `OutOfOrder`.
+    fn window_floor(&self) -> u64 {
+        self.recv_next.saturating_sub(MAX_SKIP + 1)
+    }
+
+    /// Serializes the whole state (chain keys included) for the client to store encrypted. The bytes are
+    /// secret: they are returned in wiped memory.
+    pub fn export(&self) -> Result<SecretBytes> {
+        let state = StateRef {
+            v: PROTOCOL_VERSION,
+            session_id: crate::encoding::b64(&self.session_id),
+            me: &self.me,
+            peer: &self.peer,
+            role: self.role,
+            peer_fingerprint: self.peer_fingerprint,
+            send_chain: SecretB64(self.send_chain.expose_secret()),
+            send_n: self.send_n,
+            recv_chain: SecretB64(self.recv_chain.expose_secret()),
+            recv_next: self.recv_next,
+            skipped: self
+                .skipped
+                .iter()
+                .map(|(n, mk)| (*n, SecretB64(mk.expose_secret())))
+                .collect(),
+            established_at: self.established_at,
+            sent: self.sent,
+            received: self.received,
+        };
+        // Pre-sized so serialization does not reallocate and leave copies behind.
+        let mut out = Vec::with_capacity(1024 + 64 * self.skipped.len());
+        serde_json::to_writer(&mut out, &state).map_err(|e| malformed(e.to_string()))?;
+        Ok(SecretBytes::new(out))
+    }
+
+    /// Restores a state made by [`Session::export`], checking its invariants.
+    pub fn import(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_STATE_LEN {
+            return Err(malformed("session state too large"));
+        }
+        let s: StateOwned = serde_json::from_slice(bytes).map_err(|_| malformed("session state"))?;
+        if s.v != PROTOCOL_VERSION {
+            return Err(Error::UnsupportedVersion(s.v));
+        }
+        let id = crate::encoding::b64_decode(&s.session_id).ok_or_else(|| malformed("session id"))?;
+        let session_id: [u8; 16] = id.try_into().map_err(|_| malformed("session id must be 16 bytes"))?;
+        let floor = s.recv_next.saturating_sub(MAX_SKIP + 1);
+        let mut skipped = BTreeMap::new();
+        for (n, key) in s.skipped {
+            if n < floor || n >= s.recv_next || skipped.insert(n, key.0).is_some() {
+                return Err(malformed("skipped key outside the window"));
+            }
+        }
+        if s.me == s.peer {
+            return Err(malformed("session with oneself"));
+        }
+        Ok(Self {
+            session_id,
+            me: s.me,
+            peer: s.peer,
+            role: s.role,
+            peer_fingerprint: s.peer_fingerprint,
+            send_chain: ChainKey::from_bytes(*s.send_chain.0.expose_secret()),
+            send_n: s.send_n,
+            recv_chain: ChainKey::from_bytes(*s.recv_chain.0.expose_secret()),
+            recv_next: s.recv_next,
+            skipped,
+            established_at: s.established_at,
+            sent: s.sent,
+            received: s.received,
+            report: None,
+        })
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("session_id", &crate::encoding::hex(&self.session_id))
+            .field("me", &self.me)
+            .field("peer", &self.peer)
+            .field("role", &self.role)
+            .field("peer_fingerprint", &self.peer_fingerprint)
+            .field("send_chain", &self.send_chain)
+            .field("send_n", &self.send_n)
+            .field("recv_chain", &self.recv_chain)
+            .field("recv_next", &self.recv_next)
+            .field("skipped_keys", &self.skipped.len())
+            .field("established_at", &self.established_at)
+            .finish()
+    }
+}
+
+/// Serializes 32 secret bytes as base64 without an intermediate `String`.
+struct SecretB64<'a>(&'a [u8; 32]);
+
+impl Serialize for SecretB64<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use base64::engine::general_purpose::STANDARD;
+        s.collect_str(&base64::display::Base64Display::new(self.0, &STANDARD))
+    }
+}
+
+/// A 32-byte key decoded from base64 straight into wiped memory.
+struct KeyIn<T>(T);
+
+macro_rules! key_in {
+    ($t:ty) => {
+        impl<'de> Deserialize<'de> for KeyIn<$t> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let text = Zeroizing::new(String::deserialize(d)?);
+                let bytes = Zeroizing::new(
+                    crate::encoding::b64_decode(&text).ok_or_else(|| serde::de::Error::custom("base64"))?,
+                );
+                <$t>::from_slice(&bytes)
+                    .map(KeyIn)
+                    .map_err(|_| serde::de::Error::custom("key must be 32 bytes"))
+            }
+        }
+    };
+}
+key_in!(ChainKey);
+key_in!(MessageKey);
+
+#[derive(Serialize)]
+struct StateRef<'a> {
+    v: u32,
+    session_id: String,
+    me: &'a Username,
+    peer: &'a Username,
+    role: Role,
+    peer_fingerprint: Fingerprint,
+    send_chain: SecretB64<'a>,
+    send_n: u64,
+    recv_chain: SecretB64<'a>,
+    recv_next: u64,
+    skipped: Vec<(u64, SecretB64<'a>)>,
+    established_at: u64,
+    sent: u64,
+    received: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateOwned {
+    v: u32,
+    session_id: String,
+    me: Username,
+    peer: Username,
+    role: Role,
+    peer_fingerprint: Fingerprint,
+    send_chain: KeyIn<ChainKey>,
+    send_n: u64,
+    recv_chain: KeyIn<ChainKey>,
+    recv_next: u64,
+    skipped: Vec<(u64, KeyIn<MessageKey>)>,
+    established_at: u64,
+    sent: u64,
+    received: u64,
+}
