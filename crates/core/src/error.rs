@@ -1,7 +1,10 @@
 //! magpie-core's one error type, split by cause. Messages are sentences a person can act on; none carries a secret.
 
+use std::path::PathBuf;
+
 /// Everything that can go wrong in the client engine.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No credential store answers at all (no Secret Service on the session bus, say).
     #[error("{0}")]
@@ -12,6 +15,74 @@ pub enum Error {
     /// The store answered with an error of its own, or refused the value (too long, bad encoding).
     #[error("The credential store failed: {0}")]
     CredentialStore(String),
+
+    /// There is no profile in this directory.
+    #[error("No Magpie profile found in {0}. Create one first, or check the --profile path.")]
+    ProfileNotFound(PathBuf),
+    /// `create` was pointed at a directory that already holds a profile.
+    #[error("{0} already holds a Magpie profile. Open it, or choose another directory.")]
+    ProfileExists(PathBuf),
+    /// `profile.json` is unreadable or not ours.
+    #[error("The profile file {path} is damaged: {reason}.")]
+    ProfileCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (no secrets: the file holds none).
+        reason: String,
+    },
+    /// The profile exists but one of its secrets is not in the credential store (deleted, or another keyring).
+    #[error(
+        "This profile's {what} is missing from the credential store (entry \"{account}\"). It may have been \
+         deleted or belong to another user's keyring; without it the profile cannot be opened."
+    )]
+    ProfileKeyMissing {
+        /// "identity key" or "history key".
+        what: &'static str,
+        /// The account name looked up.
+        account: String,
+    },
+    /// A file-system operation on the profile directory failed.
+    #[error("Could not {action} {path}: {source}")]
+    ProfileIo {
+        /// What we were doing ("create", "read", "write", "remove").
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// A stored value failed to decrypt or decode: the history was damaged or tampered with.
+    #[error(
+        "The message history is damaged or was tampered with (a value in \"{tree}\" failed its integrity check). \
+         Restore the profile from a backup or delete it."
+    )]
+    HistoryCorrupt {
+        /// The tree the value came from.
+        tree: &'static str,
+    },
+    /// The history key in the credential store does not open this history.
+    #[error(
+        "The history key in the credential store does not open this history: the entry was replaced or the \
+         directory belongs to another profile."
+    )]
+    HistoryWrongKey,
+    /// Another process (or another open handle in this one) holds the history database.
+    #[error("This profile's history is open in another Magpie process. Close it and try again.")]
+    HistoryInUse,
+    /// The history key read from the credential store is not 256 bits.
+    #[error("The history key in the credential store is malformed (not 256 bits).")]
+    HistoryKeyMalformed,
+    /// sled failed (I/O, or its own files are damaged).
+    #[error("The history database failed: {0}. Check disk space and permissions of the profile directory.")]
+    HistoryStorage(#[from] sled::Error),
+    /// OpenSSL failed to encrypt, hash or draw randomness (not a decryption failure).
+    #[error("A cryptographic operation failed: {0}")]
+    Crypto(&'static str),
+
+    /// An error from the protocol crate (identity, session, certificate).
+    #[error(transparent)]
+    Proto(#[from] magpie_proto::Error),
 }
 
 /// The engine's result type.

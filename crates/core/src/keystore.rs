@@ -2,8 +2,9 @@
 //! `keyring`, behind a trait so code above it can be unit-tested with [`MemoryKeystore`].
 //!
 //! Every entry is stored under the service [`SERVICE`] with an account name that says whose and what it is,
-//! e.g. `alice.7f3c…:identity-key`. Values are raw bytes (`set_secret`): PKCS#8 DER for a private key, since
-//! Windows' credential blobs are limited to 2,560 bytes and PEM would waste a third of that.
+//! e.g. `<profile-id>:identity-key` ([`crate::profile`] lists the entries a profile creates). Values are raw
+//! bytes (`set_secret`): PKCS#8 DER for a private key, since Windows' credential blobs are limited to 2,560 bytes
+//! and PEM would waste a third of that.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -23,6 +24,10 @@ const PROBE_ACCOUNT: &str = "magpie-probe";
 pub struct SecretBytes(Zeroizing<Vec<u8>>);
 
 impl SecretBytes {
+    pub(crate) fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
+        Self(bytes)
+    }
+
     /// The bytes, for handing straight to the code that needs them.
     pub fn expose(&self) -> &[u8] {
         &self.0

@@ -1,6 +1,31 @@
 //! Magpie's client engine. The desktop shell and the CLI are thin faces over it.
 
 pub mod error;
+pub mod history;
 pub mod keystore;
+pub mod profile;
 
 pub use error::{Error, Result};
+pub use history::History;
+pub use profile::Profile;
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::OnceLock;
+
+    use magpie_proto::{Identity, Username};
+
+    /// RSA-3072 keygen is slow: every unit test shares one key, under whatever name it needs.
+    pub(crate) fn identity(name: &str) -> Identity {
+        static DER: OnceLock<Vec<u8>> = OnceLock::new();
+        let der = DER.get_or_init(|| {
+            let identity = Identity::generate(username("keygen")).unwrap();
+            identity.to_pkcs8_der().unwrap().expose_secret().to_vec()
+        });
+        Identity::from_pkcs8_der(username(name), der).unwrap()
+    }
+
+    pub(crate) fn username(name: &str) -> Username {
+        Username::parse(name).unwrap()
+    }
+}

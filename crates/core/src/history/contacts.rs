@@ -1,0 +1,84 @@
+//! Contacts: the pinned key of each peer and what the user decided about it.
+
+use magpie_proto::{Fingerprint, Username};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{History, CONTACTS};
+use crate::error::{Error, Result};
+
+/// A peer we have a chat with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Their username.
+    pub username: Username,
+    /// The SPKI fingerprint pinned at the first handshake.
+    pub fingerprint: Fingerprint,
+    /// The user compared safety numbers.
+    pub verified: bool,
+    /// The directory now shows another key: the chat is blocked until the user accepts it or verifies again.
+    pub key_changed: bool,
+    /// The user blocked this peer.
+    pub blocked: bool,
+    /// Last message or handshake, Unix seconds.
+    pub last_activity: Option<u64>,
+}
+
+impl Contact {
+    /// A newly pinned, unverified contact.
+    pub fn new(username: Username, fingerprint: Fingerprint) -> Self {
+        Self {
+            username,
+            fingerprint,
+            verified: false,
+            key_changed: false,
+            blocked: false,
+            last_activity: None,
+        }
+    }
+}
+
+impl History {
+    /// The contact `peer`, if known.
+    pub fn contact(&self, peer: &Username) -> Result<Option<Contact>> {
+        let key = self.chat_id(peer)?;
+        self.contacts
+            .get(key)?
+            .map(|sealed| self.open_contact(&key, &sealed))
+            .transpose()
+    }
+
+    /// Stores a contact, replacing what was known about that username.
+    pub fn put_contact(&self, contact: &Contact) -> Result<()> {
+        let key = self.chat_id(&contact.username)?;
+        let plain = Zeroizing::new(serde_json::to_vec(contact).map_err(|_| Error::Crypto("encoding failed"))?);
+        self.contacts.insert(key, self.sealer.seal(CONTACTS, &key, &plain)?)?;
+        Ok(())
+    }
+
+    /// Every contact, by username.
+    pub fn contacts(&self) -> Result<Vec<Contact>> {
+        let mut out = Vec::new();
+        for item in &self.contacts {
+            let (key, sealed) = item?;
+            out.push(self.open_contact(&key, &sealed)?);
+        }
+        out.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(out)
+    }
+
+    /// Forgets a contact (not its messages); `false` if unknown.
+    pub fn remove_contact(&self, peer: &Username) -> Result<bool> {
+        Ok(self.contacts.remove(self.chat_id(peer)?)?.is_some())
+    }
+
+    fn open_contact(&self, key: &[u8], sealed: &[u8]) -> Result<Contact> {
+        let plain = self.sealer.open(CONTACTS, key, sealed)?;
+        let contact: Contact = serde_json::from_slice(&plain).map_err(|_| Error::HistoryCorrupt { tree: CONTACTS })?;
+        // A value sealed for one key cannot be moved, but check the name anyway: it is what the key was made of.
+        if self.chat_id(&contact.username)?.as_slice() != key {
+            return Err(Error::HistoryCorrupt { tree: CONTACTS });
+        }
+        Ok(contact)
+    }
+}

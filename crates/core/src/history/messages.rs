@@ -1,0 +1,272 @@
+//! Messages: one tree keyed `chat ‖ seq` for range scans, and an index by message id for de-duplication.
+
+use magpie_proto::{MessageKind, Username};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{History, MESSAGES, MESSAGE_IDS};
+use crate::error::{Error, Result};
+
+const CHAT_ID_LEN: usize = 32;
+const KEY_LEN: usize = CHAT_ID_LEN + 8;
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// We sent it.
+    Outgoing,
+    /// The peer sent it.
+    Incoming,
+}
+
+/// Where a message is on its way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Written to history, not yet accepted by the relay.
+    Sending,
+    /// The relay accepted it (202).
+    Sent,
+    /// The peer's receipt arrived.
+    Delivered,
+    /// Gave up sending.
+    Failed,
+    /// An incoming message.
+    Received,
+}
+
+impl Delivery {
+    /// The state after `update` arrives: a receipt may overtake the relay's 202, so "delivered" is never undone.
+    fn then(self, update: Self) -> Self {
+        match (self, update) {
+            (Self::Delivered, _) => Self::Delivered,
+            (_, update) => update,
+        }
+    }
+}
+
+/// One message as stored. `Debug` shows the body's length, never its text.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The protocol's message id (UUID v4); de-duplication is on it.
+    pub id: Uuid,
+    /// The other party of the chat.
+    pub peer: Username,
+    /// Who wrote it.
+    pub direction: Direction,
+    /// Text, receipt, ...
+    pub kind: MessageKind,
+    /// The text.
+    pub body: String,
+    /// When the sender wrote it, Unix seconds (sender's clock).
+    pub sent_at: u64,
+    /// When we received it, Unix seconds (our clock); `None` for outgoing messages.
+    pub received_at: Option<u64>,
+    /// Delivery state.
+    pub delivery: Delivery,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("direction", &self.direction)
+            .field("kind", &self.kind)
+            .field("body_len", &self.body.len())
+            .field("sent_at", &self.sent_at)
+            .field("received_at", &self.received_at)
+            .field("delivery", &self.delivery)
+            .finish()
+    }
+}
+
+/// A message's place in its chat, for paging: pass the oldest entry's cursor to [`History::messages_before`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor(u64);
+
+/// A stored message with its place in the chat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Where it sits in its chat.
+    pub cursor: Cursor,
+    /// The message.
+    pub message: Message,
+}
+
+/// What [`History::append_message`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored at this place.
+    New(Cursor),
+    /// A message with this id is already stored; nothing was written.
+    Duplicate,
+}
+
+impl History {
+    /// Stores a message unless one with the same id exists. Message and id index are written atomically.
+    pub fn append_message(&self, message: &Message) -> Result<Appended> {
+        let mut results = self.append_messages(std::slice::from_ref(message))?;
+        results.pop().ok_or(Error::Crypto("append returned nothing"))
+    }
+
+    /// Stores a batch in one transaction (catch-up after being offline, imports); duplicates, also within the
+    /// batch, are skipped. One result per message, in order.
+    pub fn append_messages(&self, batch: &[Message]) -> Result<Vec<Appended>> {
+        let mut rows = Vec::with_capacity(batch.len());
+        for message in batch {
+            let chat = self.chat_id(&message.peer)?;
+            let seq = self.db.generate_id()?;
+            let key = message_key(&chat, seq);
+            let id_key = self.sealer.index(b"message", message.id.as_bytes())?;
+            let plain = Zeroizing::new(serde_json::to_vec(message).map_err(|_| Error::Crypto("encoding failed"))?);
+            let sealed = self.sealer.seal(MESSAGES, &key, &plain)?;
+            let sealed_index = self.sealer.seal(MESSAGE_IDS, &id_key, &key)?;
+            rows.push((key, id_key, sealed, sealed_index, Cursor(seq)));
+        }
+        let result = (&self.messages, &self.message_ids).transaction(|(messages, ids)| {
+            let mut out = Vec::with_capacity(rows.len());
+            for (key, id_key, sealed, sealed_index, cursor) in &rows {
+                if ids.get(id_key)?.is_some() {
+                    out.push(Appended::Duplicate);
+                    continue;
+                }
+                ids.insert(id_key.as_slice(), sealed_index.as_slice())?;
+                messages.insert(key.as_slice(), sealed.as_slice())?;
+                out.push(Appended::New(*cursor));
+            }
+            Ok::<_, ConflictableTransactionError<Error>>(out)
+        });
+        flatten(result)
+    }
+
+    /// Whether a message with this id is stored.
+    pub fn contains_message(&self, id: Uuid) -> Result<bool> {
+        Ok(self
+            .message_ids
+            .contains_key(self.sealer.index(b"message", id.as_bytes())?)?)
+    }
+
+    /// The message with this id, if stored.
+    pub fn get_message(&self, id: Uuid) -> Result<Option<Entry>> {
+        let Some(key) = self.message_key_of(id)? else {
+            return Ok(None);
+        };
+        match self.messages.get(key)? {
+            Some(sealed) => Ok(Some(self.open_entry(&key, &sealed)?)),
+            None => Err(Error::HistoryCorrupt { tree: MESSAGE_IDS }),
+        }
+    }
+
+    /// Moves a message to a new delivery state and returns the state it ends in ("delivered" is never undone);
+    /// `None` if no message has this id.
+    pub fn update_delivery(&self, id: Uuid, update: Delivery) -> Result<Option<Delivery>> {
+        let Some(key) = self.message_key_of(id)? else {
+            return Ok(None);
+        };
+        let result = self.messages.transaction(|messages| {
+            let abort = ConflictableTransactionError::Abort;
+            let sealed = messages
+                .get(key)?
+                .ok_or_else(|| abort(Error::HistoryCorrupt { tree: MESSAGE_IDS }))?;
+            let mut entry = self.open_entry(&key, &sealed).map_err(abort)?;
+            entry.message.delivery = entry.message.delivery.then(update);
+            let plain = Zeroizing::new(
+                serde_json::to_vec(&entry.message).map_err(|_| abort(Error::Crypto("encoding failed")))?,
+            );
+            messages.insert(key.as_slice(), self.sealer.seal(MESSAGES, &key, &plain).map_err(abort)?)?;
+            Ok(entry.message.delivery)
+        });
+        flatten(result).map(Some)
+    }
+
+    /// The last `n` messages with `peer`, oldest first.
+    pub fn last_messages(&self, peer: &Username, n: usize) -> Result<Vec<Entry>> {
+        let chat = self.chat_id(peer)?;
+        self.collect_rev(
+            self.messages
+                .range(message_key(&chat, 0)..=message_key(&chat, u64::MAX)),
+            n,
+        )
+    }
+
+    /// Up to `n` messages with `peer` older than `before`, oldest first: the page above the one on screen.
+    pub fn messages_before(&self, peer: &Username, before: Cursor, n: usize) -> Result<Vec<Entry>> {
+        let chat = self.chat_id(peer)?;
+        self.collect_rev(
+            self.messages.range(message_key(&chat, 0)..message_key(&chat, before.0)),
+            n,
+        )
+    }
+
+    /// Up to `n` messages with `peer` newer than `after` (from the start if `None`), oldest first.
+    pub fn messages_after(&self, peer: &Username, after: Option<Cursor>, n: usize) -> Result<Vec<Entry>> {
+        let chat = self.chat_id(peer)?;
+        let start = after.map_or(message_key(&chat, 0), |cursor| {
+            message_key(&chat, cursor.0.saturating_add(1))
+        });
+        if after.is_some_and(|cursor| cursor.0 == u64::MAX) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(n.min(1024));
+        for item in self.messages.range(start..=message_key(&chat, u64::MAX)).take(n) {
+            let (key, sealed) = item?;
+            out.push(self.open_entry(&key, &sealed)?);
+        }
+        Ok(out)
+    }
+
+    fn collect_rev(&self, range: sled::Iter, n: usize) -> Result<Vec<Entry>> {
+        let mut out = Vec::with_capacity(n.min(1024));
+        for item in range.rev().take(n) {
+            let (key, sealed) = item?;
+            out.push(self.open_entry(&key, &sealed)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn message_key_of(&self, id: Uuid) -> Result<Option<[u8; KEY_LEN]>> {
+        let id_key = self.sealer.index(b"message", id.as_bytes())?;
+        let Some(sealed) = self.message_ids.get(id_key)? else {
+            return Ok(None);
+        };
+        let key = self.sealer.open(MESSAGE_IDS, &id_key, &sealed)?;
+        let key: [u8; KEY_LEN] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::HistoryCorrupt { tree: MESSAGE_IDS })?;
+        Ok(Some(key))
+    }
+
+    fn open_entry(&self, key: &[u8], sealed: &[u8]) -> Result<Entry> {
+        let corrupt = || Error::HistoryCorrupt { tree: MESSAGES };
+        let seq_bytes: [u8; 8] = key
+            .get(CHAT_ID_LEN..)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?;
+        let plain = self.sealer.open(MESSAGES, key, sealed)?;
+        let message = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
+        Ok(Entry {
+            cursor: Cursor(u64::from_be_bytes(seq_bytes)),
+            message,
+        })
+    }
+}
+
+fn message_key(chat: &[u8; CHAT_ID_LEN], seq: u64) -> [u8; KEY_LEN] {
+    let mut key = [0u8; KEY_LEN];
+    key[..CHAT_ID_LEN].copy_from_slice(chat);
+    key[CHAT_ID_LEN..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn flatten<T>(result: Result<T, TransactionError<Error>>) -> Result<T> {
+    result.map_err(|error| match error {
+        TransactionError::Abort(error) => error,
+        TransactionError::Storage(error) => Error::HistoryStorage(error),
+    })
+}

@@ -1,0 +1,204 @@
+//! A profile's history in sled, every value sealed with the history key (see [`crypt`]).
+//!
+//! Trees and their keys (no key holds plaintext: names and ids are keyed hashes, `H(domain, x)` =
+//! HMAC-SHA256 under a sub-key of the history key):
+//!
+//! | tree          | key                                  | value (sealed)                              |
+//! |---------------|--------------------------------------|---------------------------------------------|
+//! | `meta`        | `key-check`                          | a constant, proves the key on open          |
+//! | `contacts`    | `H("chat", peer)`                    | [`Contact`] as JSON                         |
+//! | `sessions`    | `H("chat", peer)`                    | `Session::export` bytes                     |
+//! | `handshakes`  | `H("handshake", request id)`         | request id and opaque handshake state       |
+//! | `messages`    | `H("chat", peer) ‖ seq (u64 BE)`     | [`Message`] as JSON                         |
+//! | `message_ids` | `H("message", message id)`           | the `messages` key of that message          |
+//!
+//! `seq` comes from sled's `generate_id`, monotonic across the database and across restarts, so one chat's
+//! messages sit together in arrival order and "the last 50" is one reverse range scan.
+//! Additional data of each value is `tree ‖ key`: a value moved to another slot does not open.
+
+mod contacts;
+pub mod crypt;
+mod messages;
+
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+pub use contacts::Contact;
+pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
+pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};
+
+use crate::error::{Error, Result};
+use crate::keystore::SecretBytes;
+use crypt::Sealer;
+use magpie_proto::{Session, Username};
+
+/// sled's page cache bound. Its default (1 GiB) let a 1M-message history grow to 540 MB RSS; 16 MiB holds the
+/// hot tail of every open chat, and older pages are read back from the OS page cache when scrolled to. (Going lower
+/// does not help: at 1M messages the rest of the RSS is sled's log bookkeeping, see `benches/history.rs`.)
+pub const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
+
+const META: &str = "meta";
+const CONTACTS: &str = "contacts";
+const SESSIONS: &str = "sessions";
+const HANDSHAKES: &str = "handshakes";
+const MESSAGES: &str = "messages";
+const MESSAGE_IDS: &str = "message_ids";
+
+const KEY_CHECK: &[u8] = b"key-check";
+const KEY_CHECK_VALUE: &[u8] = b"magpie history v1";
+
+/// An open, encrypted history. Cheap to share behind an `Arc`; all methods take `&self`. Calls block on disk I/O.
+pub struct History {
+    db: sled::Db,
+    sealer: Sealer,
+    contacts: sled::Tree,
+    sessions: sled::Tree,
+    handshakes: sled::Tree,
+    messages: sled::Tree,
+    message_ids: sled::Tree,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// Opens (or creates) the history in `dir`. A key that does not open an existing history is
+    /// [`Error::HistoryWrongKey`], checked up front rather than on the first message.
+    pub fn open(dir: &Path, key: &HistoryKey) -> Result<Self> {
+        Self::open_with_cache(dir, key, CACHE_CAPACITY)
+    }
+
+    /// [`History::open`] with another page-cache bound in bytes (benchmarks, memory-tight bots).
+    pub fn open_with_cache(dir: &Path, key: &HistoryKey, cache_capacity: u64) -> Result<Self> {
+        let db = open_db(&sled::Config::new().path(dir).cache_capacity(cache_capacity))?;
+        let sealer = Sealer::new(key)?;
+        let meta = db.open_tree(META)?;
+        match meta.get(KEY_CHECK)? {
+            Some(sealed) => match sealer.open(META, KEY_CHECK, &sealed) {
+                Ok(value) if value.as_slice() == KEY_CHECK_VALUE => {}
+                _ => return Err(Error::HistoryWrongKey),
+            },
+            None => {
+                meta.insert(KEY_CHECK, sealer.seal(META, KEY_CHECK, KEY_CHECK_VALUE)?)?;
+            }
+        }
+        Ok(Self {
+            contacts: db.open_tree(CONTACTS)?,
+            sessions: db.open_tree(SESSIONS)?,
+            handshakes: db.open_tree(HANDSHAKES)?,
+            messages: db.open_tree(MESSAGES)?,
+            message_ids: db.open_tree(MESSAGE_IDS)?,
+            sealer,
+            db,
+        })
+    }
+
+    /// Writes everything to disk; returns the bytes flushed. sled also flushes on its own every 500 ms.
+    pub fn flush(&self) -> Result<usize> {
+        Ok(self.db.flush()?)
+    }
+
+    fn chat_id(&self, peer: &Username) -> Result<[u8; 32]> {
+        self.sealer.index(b"chat", peer.as_str().as_bytes())
+    }
+
+    /// Stores the session with `peer`, replacing the previous one.
+    pub fn save_session(&self, session: &Session) -> Result<()> {
+        let key = self.chat_id(session.peer())?;
+        let exported = session.export()?;
+        self.sessions
+            .insert(key, self.sealer.seal(SESSIONS, &key, exported.expose_secret())?)?;
+        Ok(())
+    }
+
+    /// The stored session with `peer`, if any.
+    pub fn load_session(&self, peer: &Username) -> Result<Option<Session>> {
+        let key = self.chat_id(peer)?;
+        let Some(sealed) = self.sessions.get(key)? else {
+            return Ok(None);
+        };
+        let bytes = self.sealer.open(SESSIONS, &key, &sealed)?;
+        Ok(Some(Session::import(&bytes)?))
+    }
+
+    /// Forgets the session with `peer`; `false` if there was none.
+    pub fn remove_session(&self, peer: &Username) -> Result<bool> {
+        Ok(self.sessions.remove(self.chat_id(peer)?)?.is_some())
+    }
+
+    /// Stores opaque handshake state under its request id, replacing what was there.
+    pub fn save_handshake(&self, request_id: &str, state: &[u8]) -> Result<()> {
+        let key = self.sealer.index(b"handshake", request_id.as_bytes())?;
+        // The id goes inside the sealed value so pending handshakes can be listed after a restart.
+        let id_len = u16::try_from(request_id.len()).map_err(|_| Error::Crypto("request id too long"))?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(2 + request_id.len() + state.len()));
+        plain.extend_from_slice(&id_len.to_be_bytes());
+        plain.extend_from_slice(request_id.as_bytes());
+        plain.extend_from_slice(state);
+        self.handshakes
+            .insert(key, self.sealer.seal(HANDSHAKES, &key, &plain)?)?;
+        Ok(())
+    }
+
+    /// The handshake state stored under `request_id`, if any.
+    pub fn load_handshake(&self, request_id: &str) -> Result<Option<SecretBytes>> {
+        let key = self.sealer.index(b"handshake", request_id.as_bytes())?;
+        let Some(sealed) = self.handshakes.get(key)? else {
+            return Ok(None);
+        };
+        let plain = self.sealer.open(HANDSHAKES, &key, &sealed)?;
+        let (_, state) = split_handshake(&plain)?;
+        Ok(Some(SecretBytes::new(Zeroizing::new(state.to_vec()))))
+    }
+
+    /// The request ids of every stored handshake.
+    pub fn list_handshakes(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for item in &self.handshakes {
+            let (key, sealed) = item?;
+            let plain = self.sealer.open(HANDSHAKES, &key, &sealed)?;
+            ids.push(split_handshake(&plain)?.0);
+        }
+        Ok(ids)
+    }
+
+    /// Forgets a handshake; `false` if there was none.
+    pub fn remove_handshake(&self, request_id: &str) -> Result<bool> {
+        let key = self.sealer.index(b"handshake", request_id.as_bytes())?;
+        Ok(self.handshakes.remove(key)?.is_some())
+    }
+}
+
+/// sled releases its file lock from a background thread shortly after the last handle drops, so a close then reopen
+/// in one process (switching profiles, tests) can briefly see "locked": retry for up to a second before giving up.
+fn open_db(config: &sled::Config) -> Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(error)) if error.to_string().contains("could not acquire lock") => {
+                attempts += 1;
+                if attempts >= 50 {
+                    return Err(Error::HistoryInUse);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+fn split_handshake(plain: &[u8]) -> Result<(String, &[u8])> {
+    let corrupt = || Error::HistoryCorrupt { tree: HANDSHAKES };
+    let len_bytes: [u8; 2] = plain.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+    let id_end = 2 + usize::from(u16::from_be_bytes(len_bytes));
+    let id = plain.get(2..id_end).ok_or_else(corrupt)?;
+    let id = String::from_utf8(id.to_vec()).map_err(|_| corrupt())?;
+    Ok((id, plain.get(id_end..).ok_or_else(corrupt)?))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,311 @@
+use magpie_proto::{Fingerprint, MessageKind};
+use uuid::Uuid;
+
+use super::*;
+use crate::test_support::username;
+
+fn open() -> (tempfile::TempDir, HistoryKey, History) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = HistoryKey::generate().unwrap();
+    let history = History::open(dir.path(), &key).unwrap();
+    (dir, key, history)
+}
+
+fn text(peer: &str, body: &str) -> Message {
+    Message {
+        id: Uuid::new_v4(),
+        peer: username(peer),
+        direction: Direction::Outgoing,
+        kind: MessageKind::Text,
+        body: body.to_owned(),
+        sent_at: 1_700_000_000,
+        received_at: None,
+        delivery: Delivery::Sending,
+    }
+}
+
+fn bodies(entries: &[Entry]) -> Vec<String> {
+    entries.iter().map(|e| e.message.body.clone()).collect()
+}
+
+#[test]
+fn last_messages_are_the_newest_of_that_chat_oldest_first() {
+    let (_dir, _key, history) = open();
+    for i in 0..120 {
+        history.append_message(&text("bob", &format!("b{i}"))).unwrap();
+        history.append_message(&text("carol", &format!("c{i}"))).unwrap();
+    }
+    let last = history.last_messages(&username("bob"), 50).unwrap();
+    let expected: Vec<String> = (70..120).map(|i| format!("b{i}")).collect();
+    assert_eq!(bodies(&last), expected);
+    assert!(history.last_messages(&username("dave"), 50).unwrap().is_empty());
+}
+
+#[test]
+fn paging_backwards_visits_every_message_once_in_order() {
+    let (_dir, _key, history) = open();
+    let batch: Vec<Message> = (0..237).map(|i| text("bob", &format!("m{i}"))).collect();
+    history.append_messages(&batch).unwrap();
+    history.append_message(&text("alice", "other chat")).unwrap();
+
+    let mut page = history.last_messages(&username("bob"), 50).unwrap();
+    let mut seen = Vec::new();
+    while let Some(first) = page.first() {
+        let cursor = first.cursor;
+        seen.splice(0..0, bodies(&page));
+        page = history.messages_before(&username("bob"), cursor, 50).unwrap();
+    }
+    let expected: Vec<String> = (0..237).map(|i| format!("m{i}")).collect();
+    assert_eq!(seen, expected);
+
+    let forward = history.messages_after(&username("bob"), None, 1000).unwrap();
+    assert_eq!(bodies(&forward), expected);
+    let rest = history
+        .messages_after(&username("bob"), Some(forward[99].cursor), 1000)
+        .unwrap();
+    assert_eq!(bodies(&rest), expected[100..].to_vec());
+}
+
+#[test]
+fn duplicates_are_dropped_by_message_id_also_within_a_batch() {
+    let (_dir, _key, history) = open();
+    let message = text("bob", "once");
+    assert!(matches!(history.append_message(&message).unwrap(), Appended::New(_)));
+    assert_eq!(history.append_message(&message).unwrap(), Appended::Duplicate);
+    let other = text("bob", "twice");
+    let results = history
+        .append_messages(&[other.clone(), other.clone(), message.clone()])
+        .unwrap();
+    assert!(matches!(results[0], Appended::New(_)));
+    assert_eq!(results[1..], [Appended::Duplicate, Appended::Duplicate]);
+    assert!(history.contains_message(message.id).unwrap());
+    assert!(!history.contains_message(Uuid::new_v4()).unwrap());
+    assert_eq!(
+        bodies(&history.last_messages(&username("bob"), 10).unwrap()),
+        ["once", "twice"]
+    );
+}
+
+#[test]
+fn delivery_moves_forward_and_delivered_is_never_undone() {
+    let (_dir, _key, history) = open();
+    let message = text("bob", "hi");
+    history.append_message(&message).unwrap();
+    assert_eq!(
+        history.update_delivery(message.id, Delivery::Sent).unwrap(),
+        Some(Delivery::Sent)
+    );
+    assert_eq!(
+        history.update_delivery(message.id, Delivery::Delivered).unwrap(),
+        Some(Delivery::Delivered)
+    );
+    // The relay's 202 arriving after the receipt must not move it back.
+    assert_eq!(
+        history.update_delivery(message.id, Delivery::Sent).unwrap(),
+        Some(Delivery::Delivered)
+    );
+    let stored = history.get_message(message.id).unwrap().unwrap();
+    assert_eq!(stored.message.delivery, Delivery::Delivered);
+    assert_eq!(stored.message.body, "hi");
+    assert_eq!(history.update_delivery(Uuid::new_v4(), Delivery::Sent).unwrap(), None);
+}
+
+#[test]
+fn contacts_and_handshakes_round_trip_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = HistoryKey::generate().unwrap();
+    let mut bob = Contact::new(username("bob"), Fingerprint::from_bytes([7; 32]));
+    {
+        let history = History::open(dir.path(), &key).unwrap();
+        history
+            .put_contact(&Contact::new(username("carol"), Fingerprint::from_bytes([9; 32])))
+            .unwrap();
+        history.put_contact(&bob).unwrap();
+        bob.verified = true;
+        bob.last_activity = Some(42);
+        history.put_contact(&bob).unwrap();
+        history.save_handshake("req-1", b"state one").unwrap();
+        history.save_handshake("req-2", b"state two").unwrap();
+        assert!(history.remove_handshake("req-2").unwrap());
+        assert!(!history.remove_handshake("req-2").unwrap());
+        history.append_message(&text("bob", "before restart")).unwrap();
+        history.flush().unwrap();
+    }
+    let history = History::open(dir.path(), &key).unwrap();
+    assert_eq!(history.contact(&username("bob")).unwrap(), Some(bob));
+    let names: Vec<String> = history
+        .contacts()
+        .unwrap()
+        .iter()
+        .map(|c| c.username.to_string())
+        .collect();
+    assert_eq!(names, ["bob", "carol"]);
+    assert!(history.remove_contact(&username("carol")).unwrap());
+    assert_eq!(history.contact(&username("carol")).unwrap(), None);
+    assert_eq!(history.load_handshake("req-1").unwrap().unwrap().expose(), b"state one");
+    assert!(history.load_handshake("req-2").unwrap().is_none());
+    assert_eq!(history.list_handshakes().unwrap(), ["req-1"]);
+    assert!(history.load_session(&username("bob")).unwrap().is_none());
+
+    // Sequence numbers keep growing across a restart: new messages sort after old ones.
+    history.append_message(&text("bob", "after restart")).unwrap();
+    let last = history.last_messages(&username("bob"), 10).unwrap();
+    assert_eq!(bodies(&last), ["before restart", "after restart"]);
+}
+
+#[test]
+fn a_wrong_key_is_refused_on_open() {
+    let (dir, _key, history) = open();
+    history.append_message(&text("bob", "secret")).unwrap();
+    drop(history);
+    let error = History::open(dir.path(), &HistoryKey::generate().unwrap()).unwrap_err();
+    assert!(matches!(error, Error::HistoryWrongKey), "{error:?}");
+}
+
+#[test]
+fn tampered_or_swapped_values_are_a_typed_error_not_a_panic() {
+    let (_dir, _key, history) = open();
+    let first = text("bob", "first");
+    let second = text("bob", "second");
+    history.append_messages(&[first.clone(), second.clone()]).unwrap();
+    let rows: Vec<(sled::IVec, sled::IVec)> = history.messages.iter().map(|r| r.unwrap()).collect();
+
+    // Swap the two values: each is intact but sealed for the other slot.
+    history.messages.insert(&rows[0].0, &rows[1].1).unwrap();
+    history.messages.insert(&rows[1].0, &rows[0].1).unwrap();
+    let error = history.last_messages(&username("bob"), 10).unwrap_err();
+    assert!(matches!(error, Error::HistoryCorrupt { tree: "messages" }), "{error:?}");
+
+    // Flip one bit of a value.
+    let mut flipped = rows[0].1.to_vec();
+    flipped[20] ^= 0x40;
+    history.messages.insert(&rows[0].0, flipped).unwrap();
+    history.messages.insert(&rows[1].0, &rows[1].1).unwrap();
+    assert!(matches!(
+        history.get_message(first.id),
+        Err(Error::HistoryCorrupt { .. })
+    ));
+    assert!(matches!(
+        history.update_delivery(first.id, Delivery::Sent),
+        Err(Error::HistoryCorrupt { .. })
+    ));
+    assert_eq!(history.get_message(second.id).unwrap().unwrap().message.body, "second");
+
+    // A contact's value moved under another contact's key.
+    history
+        .put_contact(&Contact::new(username("bob"), Fingerprint::from_bytes([1; 32])))
+        .unwrap();
+    history
+        .put_contact(&Contact::new(username("eve"), Fingerprint::from_bytes([2; 32])))
+        .unwrap();
+    let bob_key = history.chat_id(&username("bob")).unwrap();
+    let eve_key = history.chat_id(&username("eve")).unwrap();
+    let eve_value = history.contacts.get(eve_key).unwrap().unwrap();
+    history.contacts.insert(bob_key, eve_value).unwrap();
+    assert!(matches!(
+        history.contact(&username("bob")),
+        Err(Error::HistoryCorrupt { tree: "contacts" })
+    ));
+
+    // Garbage and truncation.
+    history
+        .handshakes
+        .insert(history.sealer.index(b"handshake", b"r").unwrap(), &b"junk"[..])
+        .unwrap();
+    assert!(matches!(history.load_handshake("r"), Err(Error::HistoryCorrupt { .. })));
+    assert!(matches!(history.list_handshakes(), Err(Error::HistoryCorrupt { .. })));
+}
+
+#[test]
+fn keys_hold_no_peer_names_or_message_ids() {
+    let (_dir, _key, history) = open();
+    let message = text("bobthebuilder", "x");
+    history.append_message(&message).unwrap();
+    history
+        .put_contact(&Contact::new(
+            username("bobthebuilder"),
+            Fingerprint::from_bytes([1; 32]),
+        ))
+        .unwrap();
+    history.save_handshake("request-id-123", b"s").unwrap();
+    for tree in [
+        &history.messages,
+        &history.message_ids,
+        &history.contacts,
+        &history.handshakes,
+    ] {
+        for row in tree.iter() {
+            let (key, _) = row.unwrap();
+            for needle in [&b"bobthebuilder"[..], message.id.as_bytes(), b"request-id-123"] {
+                assert!(
+                    !key.windows(needle.len()).any(|w| w == needle),
+                    "a key holds {needle:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn message_debug_shows_no_body() {
+    let printed = format!("{:?}", text("bob", "attack at dawn"));
+    assert!(
+        !printed.contains("attack at dawn") && printed.contains("body_len"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_history_open_elsewhere_is_a_typed_error() {
+    let (dir, key, _history) = open();
+    assert!(matches!(History::open(dir.path(), &key), Err(Error::HistoryInUse)));
+}
+
+/// A real session (proto's fixed test keys, so no keygen) saved, reloaded, and still in step with its peer.
+#[test]
+fn a_session_survives_save_and_load() {
+    use std::time::{Duration, SystemTime};
+
+    use magpie_proto::{CertificateAuthority, Credential, Identity, Initiator, Plaintext, Responder};
+
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    let now = t0 + Duration::from_secs(60);
+    let ident = |pem: &str, name: &str| {
+        let der = openssl::pkey::PKey::private_key_from_pem(pem.as_bytes())
+            .unwrap()
+            .private_key_to_pkcs8()
+            .unwrap();
+        Identity::from_pkcs8_der(username(name), &der).unwrap()
+    };
+    let ca_key = ident(include_str!("../../../proto/tests/vectors/keys/ca1.pem"), "magpie-ca");
+    let ca = CertificateAuthority::create_with_key("Test CA", ca_key, t0).unwrap();
+    let cred = |pem: &str, name: &str| {
+        let id = ident(pem, name);
+        let cert = ca.issue(&id.csr().unwrap(), t0).unwrap();
+        Credential::new(id, cert).unwrap()
+    };
+    let alice = cred(include_str!("../../../proto/tests/vectors/keys/alice.pem"), "alice");
+    let bob = cred(include_str!("../../../proto/tests/vectors/keys/bob.pem"), "bob");
+    let trust = ca.trust_anchor().unwrap();
+
+    let (a1, request) = Initiator::request(&alice, bob.username(), now).unwrap();
+    let (b1, accept) = Responder::on_request(&bob, &trust, &request, None, now)
+        .unwrap()
+        .accept()
+        .unwrap();
+    let (a2, transfer) = a1
+        .on_accept(&accept, &[bob.certificate().clone()], &trust, None, now)
+        .unwrap();
+    let (bob_session, confirm) = b1.on_key_transfer(&transfer, now).unwrap();
+    let mut alice_session = a2.on_confirm(&confirm, now).unwrap();
+
+    let (_dir, _key, history) = open();
+    history.save_session(&bob_session).unwrap();
+    let sealed = alice_session
+        .seal(&Plaintext::text("after reload", now).unwrap())
+        .unwrap();
+    let mut reloaded = history.load_session(&username("alice")).unwrap().unwrap();
+    assert_eq!(reloaded.open(&sealed).unwrap().body, "after reload");
+    assert!(history.remove_session(&username("alice")).unwrap());
+    assert!(history.load_session(&username("alice")).unwrap().is_none());
+}
