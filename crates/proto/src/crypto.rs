@@ -44,26 +44,57 @@ pub(crate) fn sha256(data: &[u8]) -> Result<[u8; 32]> {
 /// object per call); the ratchet makes three HMACs per message, so that alone would cost ~25 µs per
 /// message. This is the same function (checked against RFC 4231 and against the EVP path in tests).
 pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Result<Zeroizing<[u8; 32]>> {
-    let mut block = Zeroizing::new([0u8; 64]);
-    if key.len() > 64 {
-        let digest = Zeroizing::new(sha256(key)?);
-        block.iter_mut().zip(digest.iter()).for_each(|(b, k)| *b = *k);
-    } else {
-        block.iter_mut().zip(key).for_each(|(b, k)| *b = *k);
+    Ok(HmacSha256::new(key)?.finish(parts))
+}
+
+/// An HMAC-SHA256 key as the SHA-256 states after its ipad and opad blocks. Keying costs two of the four
+/// compressions of a short-message HMAC, so a key that MACs two messages (a ratchet step: `mk` and the next
+/// `ck`) is keyed once.
+///
+/// The states are key-equivalent. As with the one-shot code this replaced, they are not wiped on drop (the
+/// `openssl` crate has no cleanse for `Sha256` and this crate forbids `unsafe`); they live on the stack for one
+/// call and are never stored.
+#[derive(Clone)]
+pub(crate) struct HmacSha256 {
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl HmacSha256 {
+    pub(crate) fn new(key: &[u8]) -> Result<Self> {
+        let hashed;
+        let key = if key.len() > 64 {
+            hashed = Zeroizing::new(sha256(key)?);
+            hashed.as_slice()
+        } else {
+            key
+        };
+        let mut pad = Zeroizing::new([0x36u8; 64]);
+        pad.iter_mut().zip(key).for_each(|(p, k)| *p ^= k);
+        let mut inner = Sha256::new();
+        inner.update(pad.as_ref());
+        // key ^ ipad -> key ^ opad in place, so the padded key exists in one wiped buffer only.
+        pad.iter_mut().for_each(|p| *p ^= 0x36 ^ 0x5c);
+        let mut outer = Sha256::new();
+        outer.update(pad.as_ref());
+        Ok(Self { inner, outer })
     }
-    let mut pad = Zeroizing::new([0u8; 64]);
-    pad.iter_mut().zip(block.iter()).for_each(|(p, b)| *p = b ^ 0x36);
-    let mut inner = Sha256::new();
-    inner.update(pad.as_ref());
-    for part in parts {
-        inner.update(part);
+
+    /// The MAC of `parts`, keeping the key for another message.
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+        self.clone().finish(parts)
     }
-    let inner = Zeroizing::new(inner.finish());
-    pad.iter_mut().zip(block.iter()).for_each(|(p, b)| *p = b ^ 0x5c);
-    let mut outer = Sha256::new();
-    outer.update(pad.as_ref());
-    outer.update(inner.as_ref());
-    Ok(Zeroizing::new(outer.finish()))
+
+    /// The MAC of `parts`, consuming the key (its states are overwritten by the final hashes).
+    pub(crate) fn finish(self, parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+        let Self { mut inner, mut outer } = self;
+        for part in parts {
+            inner.update(part);
+        }
+        let inner = Zeroizing::new(inner.finish());
+        outer.update(inner.as_ref());
+        Zeroizing::new(outer.finish())
+    }
 }
 
 /// HMAC-SHA256 through OpenSSL's EVP interface: the reference for [`hmac_sha256`] in tests.
@@ -280,6 +311,22 @@ mod tests {
             let data = vec![0xa5u8; len * 3];
             let ours = hmac_sha256(&key, &[&data[..data.len() / 2], &data[data.len() / 2..]]).unwrap();
             assert_eq!(ours.to_vec(), hmac_sha256_evp(&key, &data).unwrap(), "key length {len}");
+        }
+    }
+
+    #[test]
+    fn keyed_hmac_reused_matches_one_shot() {
+        for len in [1usize, 32, 64, 65, 131] {
+            let key: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let keyed = HmacSha256::new(&key).unwrap();
+            let first = keyed.mac(&[b"one"]);
+            let second = keyed.finish(&[b"tw", b"o"]);
+            assert_eq!(*first, *hmac_sha256(&key, &[b"one"]).unwrap(), "key length {len}");
+            assert_eq!(
+                second.to_vec(),
+                hmac_sha256_evp(&key, b"two").unwrap(),
+                "key length {len}"
+            );
         }
     }
 

@@ -206,7 +206,10 @@ impl Session {
         if plaintext.body.len() > MAX_BODY_LEN {
             return Err(malformed("message body too large"));
         }
-        let json = Zeroizing::new(serde_json::to_vec(plaintext).map_err(|e| malformed(e.to_string()))?);
+        // Pre-sized (id, kind, sent_at and quoting fit in 128 bytes) so that, unless the body needs escaping,
+        // the buffer never reallocates and leaves unwiped copies of the plaintext behind.
+        let mut json = Zeroizing::new(Vec::with_capacity(plaintext.body.len() + 128));
+        serde_json::to_writer(&mut *json, plaintext).map_err(|e| malformed(e.to_string()))?;
         let n = self.send_n;
         let next_n = n.checked_add(1).ok_or_else(|| malformed("send counter exhausted"))?;
         let (mk, next_chain) = ratchet_step(&self.send_chain)?;
