@@ -1,0 +1,458 @@
+//! Load generator: N sender→receiver pairs against a real `magpie-relay` child on loopback.
+//!
+//! Senders POST envelopes (each with its send time in the body); receivers hold a push WebSocket and
+//! measure send→push latency. Optionally opens many idle push connections, and runs a raw axum
+//! WebSocket echo baseline in the same run. Ends with
+//! `relay_msgs_per_s=… p50_ms=… p99_ms=… rss_mb=…`.
+//!
+//! ```text
+//! cargo build --release -p magpie-relay --bin magpie-relay --example load
+//! target/release/examples/load --pairs 100 --secs 10 --idle 10000 --baseline
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use clap::Parser;
+use futures_util::{SinkExt as _, StreamExt as _};
+use magpie_proto::{Identity, Username};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The relay binary (default: next to this example's directory).
+    #[arg(long)]
+    relay_bin: Option<PathBuf>,
+    /// Sender→receiver pairs.
+    #[arg(long, default_value_t = 100)]
+    pairs: usize,
+    /// Measured seconds (after 1 s of warm-up).
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Requests each sender keeps in flight.
+    #[arg(long, default_value_t = 4)]
+    inflight: usize,
+    /// Envelope body bytes.
+    #[arg(long, default_value_t = 256)]
+    body_bytes: usize,
+    /// Idle push connections to open afterwards (RSS reported).
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
+    /// Also run a raw axum WebSocket echo with the same pairs and in-flight window.
+    #[arg(long)]
+    baseline: bool,
+    /// How senders send: `ws` (frames on their push socket) or `http` (POST /v1/envelopes).
+    #[arg(long, default_value = "ws")]
+    send_via: String,
+    /// Relay `--sync` mode.
+    #[arg(long, default_value = "flush")]
+    sync: String,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn stamp(body_bytes: usize) -> Vec<u8> {
+    let mut body = vec![0u8; body_bytes.max(8)];
+    let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap();
+    body[..8].copy_from_slice(&nanos.to_le_bytes());
+    body
+}
+
+fn latency_of(body: &[u8]) -> Option<Duration> {
+    let nanos = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
+    Some(epoch().elapsed().saturating_sub(Duration::from_nanos(nanos)))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+struct Window {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    sent: AtomicU64,
+    latencies: Mutex<Vec<Duration>>,
+}
+
+impl Window {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            measuring: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+            latencies: Mutex::new(Vec::new()),
+        })
+    }
+
+    async fn run(&self, secs: u64) -> (f64, f64, f64) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.measuring.store(true, Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        self.measuring.store(false, Relaxed);
+        let elapsed = started.elapsed().as_secs_f64();
+        self.stop.store(true, Relaxed);
+        let mut lat = std::mem::take(&mut *self.latencies.lock().unwrap());
+        lat.sort();
+        let rate = lat.len() as f64 / elapsed;
+        (rate, percentile(&lat, 0.5), percentile(&lat, 0.99))
+    }
+
+    fn record(&self, d: Duration) {
+        if self.measuring.load(Relaxed) {
+            self.latencies.lock().unwrap().push(d);
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    epoch();
+    let bin = args.relay_bin.clone().unwrap_or_else(|| {
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().join("magpie-relay")
+    });
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(&bin)
+        .args([
+            "--data",
+            data.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--sync",
+            &args.sync,
+        ])
+        .args([
+            "--send-per-second",
+            "10000000",
+            "--send-burst",
+            "10000000",
+            "--login-per-minute",
+            "1000000",
+        ])
+        .env("RUST_LOG", "warn,magpie_relay=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let child = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("magpie-relay listening") {
+                let _ = tx.send(line);
+            } else if line.contains("ERROR") || line.contains("WARN") {
+                eprintln!("relay: {line}");
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60)).expect("relay did not start");
+    let start = line.find("listen=").unwrap() + 7;
+    let addr = line[start..].split_whitespace().next().unwrap().to_owned();
+    let fp_start = line.find("ca_fingerprint_sha256=").unwrap() + 22;
+    let fingerprint = magpie_proto::Fingerprint::from_hex(line[fp_start..].split_whitespace().next().unwrap())
+        .unwrap()
+        .as_bytes()
+        .to_owned();
+    let base = format!("http://{addr}");
+    eprintln!("relay pid {pid} on {addr}; rss at start {:.1} MB", rss_mb(pid));
+
+    // One RSA key for every simulated user: key generation is slow and the relay does not care.
+    let key = Identity::generate(Username::canonical("loadgen").unwrap())
+        .unwrap()
+        .to_pkcs8_der()
+        .unwrap();
+    let key = Arc::new(key.expose_secret().to_vec());
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().unwrap();
+    let names: Vec<String> = (0..args.pairs)
+        .flat_map(|i| [format!("s{i:05}"), format!("r{i:05}")])
+        .collect();
+    let mut tokens = Vec::new();
+    for chunk in names.chunks(32) {
+        let logins = chunk.iter().map(|name| {
+            let (http, base, key, name) = (http.clone(), base.clone(), key.clone(), name.clone());
+            tokio::spawn(async move { setup_user(&http, &base, &key, &name, &fingerprint).await })
+        });
+        for t in logins {
+            tokens.push(t.await.unwrap());
+        }
+    }
+    eprintln!("{} users registered and logged in", names.len());
+
+    let window = Window::new();
+    let mut tasks = Vec::new();
+    for pair in 0..args.pairs {
+        let (sender, receiver) = (tokens[2 * pair].clone(), tokens[2 * pair + 1].clone());
+        let mut ws = ws_connect(&addr, &receiver).await;
+        let w = window.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(t) = msg {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    let body = STANDARD.decode(v["envelope"]["body"].as_str().unwrap()).unwrap();
+                    if let Some(d) = latency_of(&body) {
+                        w.record(d);
+                    }
+                }
+                if w.stop.load(Relaxed) {
+                    break;
+                }
+            }
+        }));
+        let to = format!("r{pair:05}");
+        if args.send_via == "ws" {
+            tasks.extend(ws_sender(&addr, &sender, to, args.inflight, args.body_bytes, window.clone()).await);
+            continue;
+        }
+        for _ in 0..args.inflight {
+            let (http, base, sender, to, w) = (http.clone(), base.clone(), sender.clone(), to.clone(), window.clone());
+            let body_bytes = args.body_bytes;
+            tasks.push(tokio::spawn(async move {
+                while !w.stop.load(Relaxed) {
+                    let e = json!({"id": uuid::Uuid::new_v4(), "to": to, "kind": "message",
+                        "body": STANDARD.encode(stamp(body_bytes))});
+                    let r = http
+                        .post(format!("{base}/v1/envelopes"))
+                        .bearer_auth(&sender)
+                        .json(&e)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 202 => {
+                            w.sent.fetch_add(1, Relaxed);
+                        }
+                        Ok(r) => panic!("send refused: {} {}", r.status(), r.text().await.unwrap_or_default()),
+                        Err(e) => panic!("send failed: {e}"),
+                    }
+                }
+            }));
+        }
+    }
+    let (rate, p50, p99) = window.run(args.secs).await;
+    let rss = rss_mb(pid);
+    for t in tasks {
+        t.abort();
+    }
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    eprintln!(
+        "store flushes {} for {} envelopes ({:.1} per flush)",
+        metric("magpie_store_flushes_total"),
+        metric("magpie_store_flush_waiters_total"),
+        metric("magpie_store_flush_waiters_total") / metric("magpie_store_flushes_total")
+    );
+
+    if args.idle > 0 {
+        let mut idle = Vec::with_capacity(args.idle);
+        let before = rss_mb(pid);
+        for _ in 0..args.idle {
+            idle.push(ws_connect(&addr, &tokens[1]).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss_mb(pid);
+        println!(
+            "idle_clients={} connected={} relay_rss_mb={after:.1} per_client_kb={:.1}",
+            args.idle,
+            idle.len(),
+            (after - before) * 1024.0 / args.idle as f64
+        );
+    }
+
+    if args.baseline {
+        let (b_rate, b_p50, b_p99) = echo_baseline(args.pairs, args.inflight, args.body_bytes, args.secs).await;
+        println!("baseline_ws_echo_msgs_per_s={b_rate:.0} p50_ms={b_p50:.2} p99_ms={b_p99:.2}");
+        println!("ratio_relay_to_echo={:.3}", rate / b_rate);
+    }
+    drop(child);
+    println!("relay_msgs_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2} rss_mb={rss:.1}");
+}
+
+/// Ends the relay child however this program ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn setup_user(http: &reqwest::Client, base: &str, key: &[u8], name: &str, fingerprint: &[u8; 32]) -> String {
+    let identity = Identity::from_pkcs8_der(Username::canonical(name).unwrap(), key).unwrap();
+    let csr = String::from_utf8(identity.csr().unwrap().to_pem().unwrap()).unwrap();
+    let r = http
+        .post(format!("{base}/v1/register"))
+        .json(&json!({"csr": csr}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let c: Value = http
+        .post(format!("{base}/v1/login/challenge"))
+        .json(&json!({"username": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = c["nonce"].as_str().unwrap();
+    let signed = magpie_relay::login::login_signed_bytes(fingerprint, name, &STANDARD.decode(nonce).unwrap());
+    let signature = STANDARD.encode(magpie_relay::login::sign(key, &signed).unwrap());
+    let r: Value = http
+        .post(format!("{base}/v1/login"))
+        .json(&json!({"username": name, "nonce": nonce, "signature": signature}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().unwrap().to_owned()
+}
+
+/// A sender that sends frames on its own push socket, `inflight` unanswered at most.
+async fn ws_sender(
+    addr: &str,
+    token: &str,
+    to: String,
+    inflight: usize,
+    body_bytes: usize,
+    w: Arc<Window>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (mut sink, mut stream) = ws_connect(addr, token).await.split();
+    let permits = Arc::new(tokio::sync::Semaphore::new(inflight));
+    let (p, w2) = (permits.clone(), w.clone());
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                assert_eq!(v["type"], "accepted", "{v}");
+                w2.sent.fetch_add(1, Relaxed);
+                p.add_permits(1);
+            }
+        }
+    });
+    let writer = tokio::spawn(async move {
+        while !w.stop.load(Relaxed) {
+            permits.acquire().await.unwrap().forget();
+            let frame = json!({"type": "send", "id": uuid::Uuid::new_v4(), "to": to, "kind": "message",
+                "body": STANDARD.encode(stamp(body_bytes))});
+            if sink.send(Message::text(frame.to_string())).await.is_err() {
+                break;
+            }
+        }
+    });
+    vec![reader, writer]
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(addr: &str, token: &str) -> Ws {
+    let mut request = format!("ws://{addr}/v1/push").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws
+}
+
+/// A raw axum WebSocket echo on loopback, driven like the relay: `pairs` connections, `inflight` each.
+async fn echo_baseline(pairs: usize, inflight: usize, body_bytes: usize, secs: u64) -> (f64, f64, f64) {
+    use axum::extract::ws::WebSocketUpgrade;
+    use axum::serve::ListenerExt as _;
+    let app = axum::Router::new().route(
+        "/echo",
+        axum::routing::get(|ws: WebSocketUpgrade| async move {
+            ws.on_upgrade(|mut socket| async move {
+                while let Some(Ok(msg)) = socket.recv().await {
+                    if socket.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let window = Window::new();
+    let mut tasks = Vec::new();
+    for _ in 0..pairs {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"))
+            .await
+            .unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let permits = Arc::new(tokio::sync::Semaphore::new(inflight));
+        let (w, p) = (window.clone(), permits.clone());
+        tasks.push(tokio::spawn(async move {
+            while let Some(Ok(Message::Binary(b))) = stream.next().await {
+                if let Some(d) = latency_of(&b) {
+                    w.record(d);
+                }
+                p.add_permits(1);
+            }
+        }));
+        let w = window.clone();
+        tasks.push(tokio::spawn(async move {
+            while !w.stop.load(Relaxed) {
+                permits.acquire().await.unwrap().forget();
+                if sink.send(Message::Binary(stamp(body_bytes).into())).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    let result = window.run(secs).await;
+    for t in tasks {
+        t.abort();
+    }
+    server.abort();
+    result
+}

@@ -1,0 +1,221 @@
+//! Registration (CSR → certificate), key-signed login (challenge, signature → bearer token), and the
+//! [`AuthUser`] extractor. Tokens are 32 random bytes; only their SHA-256 is stored.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::Json;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use magpie_proto::{Csr, Username};
+use serde::{Deserialize, Serialize};
+
+use super::{now_secs, retry_after, ApiJson, AppState};
+use crate::error::{Error, Result};
+use crate::login;
+use crate::store::{ChallengeRecord, TokenRecord, UserRecord};
+
+const TOKEN_BYTES: usize = 32;
+const NONCE_BYTES: usize = 32;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterRequest {
+    /// PKCS#10 CSR, PEM.
+    csr: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct RegisterResponse {
+    username: String,
+    /// The issued certificate, PEM.
+    certificate: String,
+    /// The CA root, PEM (pin it).
+    ca: String,
+}
+
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<RegisterResponse>)> {
+    let csr = Csr::from_pem(req.csr.as_bytes()).map_err(|e| Error::BadCsr(e.to_string()))?;
+    let username = csr.verify().map_err(|e| Error::BadCsr(e.to_string()))?;
+    if state.store.user(username.as_str())?.is_some() {
+        return Err(Error::NameTaken(username.to_string()));
+    }
+    // RSA signing takes milliseconds: keep it off the async workers.
+    let authority = state.ca.authority.clone();
+    let cert = tokio::task::spawn_blocking(move || authority.issue(&csr, std::time::SystemTime::now()))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::BadCsr(e.to_string()))?;
+    let pem = cert.to_pem().map_err(|e| Error::Internal(e.to_string()))?;
+    let cert_pem = String::from_utf8(pem).map_err(|e| Error::Internal(e.to_string()))?;
+    let record = UserRecord {
+        username: username.to_string(),
+        cert_pem: cert_pem.clone(),
+        created_at: now_secs(),
+    };
+    if !state.store.add_user(&record)? {
+        return Err(Error::NameTaken(username.to_string()));
+    }
+    state.commit.durable().await?;
+    tracing::info!(user = %username, "registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            username: username.to_string(),
+            certificate: cert_pem,
+            ca: state.ca.pem.clone(),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChallengeRequest {
+    username: Username,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ChallengeResponse {
+    /// 32 random bytes, base64.
+    nonce: String,
+    /// Unix seconds.
+    expires_at: u64,
+}
+
+fn check_login_limit(state: &AppState, username: &str) -> Result<()> {
+    state.login_limit.check(username).map_err(|wait| {
+        state
+            .metrics
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Error::RateLimited {
+            retry_after_secs: retry_after(wait),
+        }
+    })
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    openssl::rand::rand_bytes(&mut bytes).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+pub(crate) async fn challenge(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ChallengeRequest>,
+) -> Result<Json<ChallengeResponse>> {
+    check_login_limit(&state, req.username.as_str())?;
+    if state.store.user(req.username.as_str())?.is_none() {
+        return Err(Error::NotFound(format!("no user {:?}", req.username.as_str())));
+    }
+    let nonce: [u8; NONCE_BYTES] = random_bytes()?;
+    let expires_at = now_secs().saturating_add(state.config.challenge_ttl_secs);
+    let record = ChallengeRecord {
+        username: req.username.to_string(),
+        expires_at,
+    };
+    state.store.put_challenge(&nonce, &record)?;
+    Ok(Json(ChallengeResponse {
+        nonce: STANDARD.encode(nonce),
+        expires_at,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginRequest {
+    username: Username,
+    /// The challenge nonce, base64.
+    nonce: String,
+    /// RSA-PSS over [`login::login_signed_bytes`], base64.
+    signature: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    /// Unix seconds.
+    expires_at: u64,
+}
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>> {
+    const FAILED: Error = Error::Unauthorized("login failed");
+    let username = req.username.as_str();
+    check_login_limit(&state, username)?;
+    let nonce = STANDARD
+        .decode(&req.nonce)
+        .map_err(|_| Error::BadRequest("nonce is not base64".into()))?;
+    let signature = STANDARD
+        .decode(&req.signature)
+        .map_err(|_| Error::BadRequest("signature is not base64".into()))?;
+    // Taken before checking anything else: a nonce is good for one attempt.
+    let challenge = state.store.take_challenge(&nonce)?.ok_or(FAILED)?;
+    if challenge.username != username || challenge.expires_at <= now_secs() {
+        return Err(FAILED);
+    }
+    let user = state.store.user(username)?.ok_or(FAILED)?;
+    let cert = magpie_proto::Certificate::from_pem(user.cert_pem.as_bytes())
+        .map_err(|e| Error::Internal(format!("stored certificate of {username}: {e}")))?;
+    let spki = cert
+        .public_key_der()
+        .map_err(|e| Error::Internal(format!("stored certificate of {username}: {e}")))?;
+    let signed = login::login_signed_bytes(&state.ca.fingerprint, username, &nonce);
+    if !login::verify(&spki, &signed, &signature) {
+        tracing::info!(user = %username, "login signature refused");
+        return Err(FAILED);
+    }
+    let token_bytes: [u8; TOKEN_BYTES] = random_bytes()?;
+    let token = URL_SAFE_NO_PAD.encode(token_bytes);
+    let expires_at = now_secs().saturating_add(state.config.token_ttl_secs);
+    let record = TokenRecord {
+        username: username.to_owned(),
+        expires_at,
+    };
+    state.store.put_token(&hash_token(&token), &record)?;
+    // Durable so a token handed out survives a restart.
+    state.commit.durable().await?;
+    tracing::info!(user = %username, "logged in");
+    Ok(Json(LoginResponse { token, expires_at }))
+}
+
+/// SHA-256 of a bearer token: the only form the store sees.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    openssl::sha::sha256(token.as_bytes())
+}
+
+/// The user a valid bearer token belongs to.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub String);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(Error::Unauthorized("missing bearer token"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(Error::Unauthorized("malformed Authorization header"))?;
+        let record = state
+            .store
+            .token(&hash_token(token))?
+            .ok_or(Error::Unauthorized("unknown token"))?;
+        if record.expires_at <= now_secs() {
+            return Err(Error::Unauthorized("expired token"));
+        }
+        Ok(Self(record.username))
+    }
+}

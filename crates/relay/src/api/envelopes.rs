@@ -1,0 +1,201 @@
+//! Mailboxes: send (202 once durable, idempotent on id), fetch oldest first after a cursor, ack.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use magpie_proto::{EnvelopeKind, Username};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::push::PushEvent;
+use super::{now_secs, retry_after, ApiJson, ApiQuery, AppState, AuthUser};
+use crate::error::{Error, Result};
+use crate::store::{Inserted, NewEnvelope, StoredEnvelope};
+
+/// Most envelopes one fetch returns, and most ids one ack takes.
+pub const MAX_BATCH: usize = 1000;
+const DEFAULT_FETCH: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SendRequest {
+    pub(crate) id: Uuid,
+    /// Optional: when present it must be the caller (clients may post a whole proto `Envelope`).
+    #[serde(default)]
+    from: Option<String>,
+    to: Username,
+    kind: EnvelopeKind,
+    /// Opaque bytes, standard base64.
+    body: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct SendResponse {
+    id: Uuid,
+    /// Position in the recipient's mailbox.
+    cursor: u64,
+    /// False when this was a retry of an envelope already stored.
+    created: bool,
+}
+
+/// An envelope as delivered: exactly the fields of magpie-proto's `Envelope`.
+#[derive(Debug, Serialize)]
+pub struct WireEnvelope<'a> {
+    id: Uuid,
+    from: &'a str,
+    to: &'a str,
+    kind: EnvelopeKind,
+    body: &'a str,
+}
+
+impl<'a> From<&'a StoredEnvelope> for WireEnvelope<'a> {
+    fn from(e: &'a StoredEnvelope) -> Self {
+        Self {
+            id: e.id,
+            from: &e.from,
+            to: &e.to,
+            kind: e.kind,
+            body: &e.body_b64,
+        }
+    }
+}
+
+pub(crate) async fn send(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    ApiJson(req): ApiJson<SendRequest>,
+) -> Result<(StatusCode, Json<SendResponse>)> {
+    let id = req.id;
+    let inserted = stage(&state, me, req)?;
+    Ok((StatusCode::ACCEPTED, Json(commit(&state, id, inserted).await?)))
+}
+
+/// Checks a send and writes it to the store (not yet durable). Shared by HTTP and the push socket.
+pub(crate) fn stage(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
+    if req.from.as_deref().is_some_and(|from| from != me) {
+        return Err(Error::Forbidden("cannot send as another user"));
+    }
+    state.send_limit.check(&me).map_err(|wait| {
+        state.metrics.rate_limited.fetch_add(1, Relaxed);
+        Error::RateLimited {
+            retry_after_secs: retry_after(wait),
+        }
+    })?;
+    // Decoding checks the alphabet and gives the true size; the bytes themselves are not kept.
+    let size = STANDARD
+        .decode(&req.body)
+        .map_err(|_| Error::BadRequest("body is not standard base64".into()))?
+        .len();
+    if size > state.config.max_envelope_bytes {
+        return Err(Error::PayloadTooLarge(format!(
+            "envelope body of {size} bytes, limit {}",
+            state.config.max_envelope_bytes
+        )));
+    }
+    if !state.store.has_user(req.to.as_str())? {
+        return Err(Error::NotFound(format!("no user {:?}", req.to.as_str())));
+    }
+    let envelope = NewEnvelope {
+        id: req.id,
+        from: me,
+        to: req.to.to_string(),
+        kind: req.kind,
+        body_b64: req.body,
+        received_at: now_secs(),
+    };
+    Ok(state.store.insert_envelope(envelope)?)
+}
+
+/// Waits until a staged envelope is durable, then pushes it to its recipient.
+pub(crate) async fn commit(state: &AppState, id: Uuid, inserted: Inserted) -> Result<SendResponse> {
+    // A retry also waits: its first copy may not be durable yet.
+    state.commit.durable().await?;
+    match inserted {
+        Inserted::Stored(stored) => {
+            state.metrics.envelopes_stored.fetch_add(1, Relaxed);
+            let pushed = state.hub.publish(&stored.to, &PushEvent::envelope(&stored));
+            state.metrics.envelopes_pushed.fetch_add(pushed, Relaxed);
+            Ok(SendResponse {
+                id,
+                cursor: stored.seq,
+                created: true,
+            })
+        }
+        Inserted::Duplicate { seq } => {
+            state.metrics.envelopes_duplicate.fetch_add(1, Relaxed);
+            Ok(SendResponse {
+                id,
+                cursor: seq,
+                created: false,
+            })
+        }
+        Inserted::IdTaken => Err(Error::IdTaken),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FetchQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FetchResponse<'a> {
+    envelopes: Vec<WireEnvelope<'a>>,
+    /// Pass as `after` to get the next page; unchanged when the page is empty.
+    cursor: u64,
+}
+
+pub(crate) async fn fetch(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    ApiQuery(query): ApiQuery<FetchQuery>,
+) -> Result<Response> {
+    let limit = query.limit.unwrap_or(DEFAULT_FETCH).clamp(1, MAX_BATCH);
+    let stored = state.store.fetch(&me, query.after, limit)?;
+    state
+        .metrics
+        .envelopes_fetched
+        .fetch_add(u64::try_from(stored.len()).unwrap_or(0), Relaxed);
+    let response = FetchResponse {
+        cursor: stored.last().map_or(query.after, |e| e.seq),
+        envelopes: stored.iter().map(WireEnvelope::from).collect(),
+    };
+    // Serialized here, while `stored` is still borrowed.
+    Ok(Json(response).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AckRequest {
+    ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AckResponse {
+    /// How many of the ids were in the caller's mailbox and are now deleted.
+    acked: usize,
+}
+
+pub(crate) async fn ack(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    ApiJson(req): ApiJson<AckRequest>,
+) -> Result<Json<AckResponse>> {
+    if req.ids.len() > MAX_BATCH {
+        return Err(Error::PayloadTooLarge(format!("at most {MAX_BATCH} ids per ack")));
+    }
+    let acked = state.store.ack(&me, &req.ids, now_secs())?;
+    state
+        .metrics
+        .envelopes_acked
+        .fetch_add(u64::try_from(acked).unwrap_or(0), Relaxed);
+    Ok(Json(AckResponse { acked }))
+}

@@ -1,0 +1,251 @@
+//! The push channel: a WebSocket at `GET /v1/push` (bearer token in the upgrade request).
+//!
+//! Each stored envelope is sent, as JSON text `{"type":"envelope","cursor":…,"envelope":{…}}`, to every
+//! push connection of its recipient, right after it became durable. Push is a hint, not the delivery
+//! guarantee: a client that was offline, or whose connection lagged, catches up with `GET /v1/envelopes`.
+//! A connection that falls more than [`QUEUE_DEPTH`] events behind is closed rather than silently skipping,
+//! so the client knows to catch up.
+//!
+//! A client may also send over the socket, which costs far less per envelope than an HTTP request: a text
+//! frame `{"type":"send", id, to, kind, body}` (the fields of `POST /v1/envelopes`) is answered, once
+//! durable, by `{"type":"accepted", id, cursor, created}` or `{"type":"error", id, code, message}` with the
+//! same codes as HTTP. Answers may come out of order; match them by id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::envelopes::{commit, stage, SendRequest, SendResponse, WireEnvelope};
+use super::{AppState, AuthUser};
+use crate::error::Error;
+use crate::store::StoredEnvelope;
+
+/// Events buffered per connection before it is closed as too slow.
+pub const QUEUE_DEPTH: usize = 4096;
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// One serialized push event, shared by every connection it goes to.
+#[derive(Debug, Clone)]
+pub struct PushEvent(Utf8Bytes);
+
+#[derive(Serialize)]
+struct EnvelopeEvent<'a> {
+    r#type: &'static str,
+    cursor: u64,
+    envelope: WireEnvelope<'a>,
+}
+
+impl PushEvent {
+    /// The event announcing a stored envelope (it carries the envelope itself).
+    pub fn envelope(e: &StoredEnvelope) -> Self {
+        let event = EnvelopeEvent {
+            r#type: "envelope",
+            cursor: e.seq,
+            envelope: WireEnvelope::from(e),
+        };
+        // Serializing plain strings and numbers cannot fail; an empty text would only be ignored.
+        Self(serde_json::to_string(&event).unwrap_or_default().into())
+    }
+}
+
+/// A connection's id and event queue.
+type Subscriber = (u64, mpsc::Sender<PushEvent>);
+
+/// What a client may say on the socket.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientFrame {
+    Send(SendRequest),
+}
+
+/// What the relay answers to a [`ClientFrame`].
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Reply {
+    Accepted(SendResponse),
+    Error {
+        id: Option<Uuid>,
+        code: &'static str,
+        message: String,
+    },
+}
+
+impl Reply {
+    fn error(id: Option<Uuid>, e: &Error) -> Self {
+        let code = e.status_code().1;
+        let message = match e {
+            Error::Store(_) | Error::Internal(_) => "retry later".to_owned(),
+            other => other.to_string(),
+        };
+        Self::Error { id, code, message }
+    }
+
+    fn text(&self) -> Utf8Bytes {
+        serde_json::to_string(self).unwrap_or_default().into()
+    }
+}
+
+/// Handles one text frame from the client; the answer comes back through `replies`.
+fn on_frame(state: &AppState, user: &str, text: &str, replies: &mpsc::Sender<Utf8Bytes>) {
+    let replies = replies.clone();
+    let request = match serde_json::from_str::<ClientFrame>(text) {
+        Ok(ClientFrame::Send(request)) => request,
+        Err(e) => {
+            let reply = Reply::error(None, &Error::BadRequest(e.to_string())).text();
+            tokio::spawn(async move { replies.send(reply).await });
+            return;
+        }
+    };
+    let id = request.id;
+    // Staged here, in frame order; only the wait for durability runs concurrently.
+    let staged = stage(state, user.to_owned(), request);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let reply = match staged {
+            Ok(inserted) => match commit(&state, id, inserted).await {
+                Ok(accepted) => Reply::Accepted(accepted),
+                Err(e) => Reply::error(Some(id), &e),
+            },
+            Err(e) => Reply::error(Some(id), &e),
+        };
+        let _ = replies.send(reply.text()).await;
+    });
+}
+
+/// Who is connected, by username.
+#[derive(Debug, Default)]
+pub struct Hub {
+    connections: RwLock<HashMap<String, Vec<Subscriber>>>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    fn subscribe(&self, user: &str) -> (u64, mpsc::Receiver<PushEvent>) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let mut map = self.connections.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(user.to_owned()).or_default().push((id, tx));
+        (id, rx)
+    }
+
+    fn unsubscribe(&self, user: &str, id: u64) {
+        let mut map = self.connections.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(user) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                map.remove(user);
+            }
+        }
+    }
+
+    /// Queues `event` on each of `user`'s connections; returns how many took it. A full queue drops
+    /// that connection's sender, which ends the connection.
+    pub fn publish(&self, user: &str, event: &PushEvent) -> u64 {
+        let mut lagging = Vec::new();
+        let mut delivered = 0;
+        {
+            let map = self.connections.read().unwrap_or_else(|p| p.into_inner());
+            for (id, tx) in map.get(user).into_iter().flatten() {
+                match tx.try_send(event.clone()) {
+                    Ok(()) => delivered += 1,
+                    Err(_) => lagging.push(*id),
+                }
+            }
+        }
+        for id in lagging {
+            tracing::info!(user, connection = id, "push connection lagging; closing it");
+            self.unsubscribe(user, id);
+        }
+        delivered
+    }
+
+    /// Open connections of `user`.
+    pub fn connections_of(&self, user: &str) -> usize {
+        let map = self.connections.read().unwrap_or_else(|p| p.into_inner());
+        map.get(user).map_or(0, Vec::len)
+    }
+}
+
+pub(crate) async fn connect(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Error> {
+    let ws = ws.map_err(|r| Error::BadRequest(format!("expected a WebSocket upgrade: {}", r.body_text())))?;
+    let max_frame = state.config.max_envelope_bytes.saturating_mul(4) / 3 + 4096;
+    // tungstenite's 128 KiB default buffers would cost 1.3 GB for 10,000 idle clients.
+    Ok(ws
+        .max_message_size(max_frame)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .on_upgrade(move |socket| serve(state, me, socket)))
+}
+
+async fn serve(state: AppState, user: String, socket: WebSocket) {
+    let (conn, mut events) = state.hub.subscribe(&user);
+    state.metrics.push_connections.fetch_add(1, Relaxed);
+    tracing::debug!(user, connection = conn, "push connected");
+    let mut shutdown = state.shutdown.subscribe();
+    let (mut sink, mut stream) = socket.split();
+    let (replies, mut answers) = mpsc::channel::<Utf8Bytes>(QUEUE_DEPTH);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.reset();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(PushEvent(text)) => {
+                    // Under load, write whatever else is queued in the same flush (fewer syscalls).
+                    let mut batch = vec![text];
+                    while batch.len() < 64 {
+                        match events.try_recv() {
+                            Ok(PushEvent(more)) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    let mut frames = futures_util::stream::iter(batch.into_iter().map(|t| Ok(Message::Text(t))));
+                    if sink.send_all(&mut frames).await.is_err() {
+                        break;
+                    }
+                }
+                // Dropped by the hub as lagging: close so the client reconnects and catches up.
+                None => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            Some(answer) = answers.recv() => {
+                if sink.send(Message::Text(answer)).await.is_err() {
+                    break;
+                }
+            }
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => on_frame(&state, &user, &text, &replies),
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                // Pings are answered by tungstenite.
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {
+                let _ = sink.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    }
+    state.hub.unsubscribe(&user, conn);
+    state.metrics.push_connections.fetch_sub(1, Relaxed);
+    tracing::debug!(user, connection = conn, "push disconnected");
+}

@@ -1,0 +1,92 @@
+//! Settings, from flags or `MAGPIE_RELAY_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::store::SyncMode;
+
+/// magpie-relay: the Magpie server (CA, certificate directory, key-signed login, durable mailboxes, push).
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Directory for the database and the CA key (created if missing; must be writable).
+    #[arg(long = "data", env = "MAGPIE_RELAY_DATA", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// Address to listen on. Plain HTTP: keep it on loopback, or put a TLS reverse proxy in front.
+    #[arg(long, env = "MAGPIE_RELAY_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+
+    /// Largest envelope body in bytes (after base64 decoding); larger ones get 413.
+    #[arg(long, env = "MAGPIE_RELAY_MAX_ENVELOPE_BYTES", default_value_t = 256 * 1024)]
+    pub max_envelope_bytes: usize,
+
+    /// How long a bearer token is valid, seconds.
+    #[arg(long, env = "MAGPIE_RELAY_TOKEN_TTL", default_value_t = 24 * 3600)]
+    pub token_ttl_secs: u64,
+
+    /// How long a login challenge is valid, seconds.
+    #[arg(long, env = "MAGPIE_RELAY_CHALLENGE_TTL", default_value_t = 60)]
+    pub challenge_ttl_secs: u64,
+
+    /// Login attempts (challenges plus logins) per user per minute.
+    #[arg(long, env = "MAGPIE_RELAY_LOGIN_PER_MINUTE", default_value_t = 20)]
+    pub login_per_minute: u32,
+
+    /// Envelopes a user may send per second, sustained.
+    #[arg(long, env = "MAGPIE_RELAY_SEND_PER_SECOND", default_value_t = 2000)]
+    pub send_per_second: u32,
+
+    /// Envelopes a user may send in one burst.
+    #[arg(long, env = "MAGPIE_RELAY_SEND_BURST", default_value_t = 4000)]
+    pub send_burst: u32,
+
+    /// Under load, how long the flusher waits to gather a bigger commit group, microseconds (0: never).
+    #[arg(long, env = "MAGPIE_RELAY_COMMIT_DELAY_US", default_value_t = 500)]
+    pub commit_delay_us: u64,
+
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key). Without it: plain HTTP.
+    #[arg(long, env = "MAGPIE_RELAY_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "MAGPIE_RELAY_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// What a 202 waits for: `flush` (survives a relay crash) or `fsync` (also survives power loss).
+    #[arg(long, env = "MAGPIE_RELAY_SYNC", value_enum, default_value_t = SyncMode::Flush)]
+    pub sync: SyncMode,
+}
+
+impl Config {
+    /// The defaults, with data in `data_dir` (what tests and embedders start from).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            max_envelope_bytes: 256 * 1024,
+            token_ttl_secs: 24 * 3600,
+            challenge_ttl_secs: 60,
+            login_per_minute: 20,
+            send_per_second: 2000,
+            send_burst: 4000,
+            sync: SyncMode::Flush,
+            commit_delay_us: 500,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_defaults_match_with_data_dir() {
+        let parsed = Config::parse_from(["magpie-relay", "--data", "/tmp/x"]);
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::with_data_dir("/tmp/x")));
+    }
+}

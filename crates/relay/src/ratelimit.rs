@@ -1,0 +1,74 @@
+//! Per-key token buckets (key = username), so one client cannot starve the rest.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A set of token buckets sharing one rate and burst.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_sec: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    /// `per_sec` sustained, up to `burst` at once.
+    pub fn new(per_sec: f64, burst: u32) -> Self {
+        Self {
+            per_sec: per_sec.max(f64::MIN_POSITIVE),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token from `key`'s bucket, or says how long until one is there.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        // A poisoned lock only means another request panicked mid-update; the map is still usable.
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_sec;
+        bucket.tokens = (bucket.tokens + refill).min(self.burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_sec))
+        }
+    }
+
+    /// Forgets buckets that have been full for a while (bounded memory).
+    pub fn forget_idle(&self) {
+        let now = Instant::now();
+        let full_after = Duration::from_secs_f64(self.burst / self.per_sec);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets.retain(|_, b| now.duration_since(b.at) < full_after);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refuse_then_other_keys_unaffected() {
+        let limiter = RateLimiter::new(1.0, 3);
+        for _ in 0..3 {
+            assert!(limiter.check("alice").is_ok());
+        }
+        let wait = limiter.check("alice").unwrap_err();
+        assert!(wait > Duration::from_millis(500) && wait <= Duration::from_secs(1));
+        assert!(limiter.check("bob").is_ok());
+    }
+}

@@ -1,0 +1,228 @@
+//! Starting and stopping: open the data directory, bind, serve with TCP_NODELAY, shut down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::{Listener, ListenerExt as _};
+use openssl::ssl::SslAcceptor;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{now_secs, router, AppState};
+use crate::ca::{self, CaError};
+use crate::config::Config;
+use crate::store::{SledStore, StoreError};
+use crate::tls::TlsListener;
+
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Why the relay could not start; each cause has its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory cannot be created or written.
+    #[error("data directory {path} is not writable: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The database would not open.
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    /// The CA files are unreadable or inconsistent.
+    #[error("cannot load the CA: {0}")]
+    Ca(#[from] CaError),
+    /// The listen address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed (e.g. address in use).
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key would not load.
+    #[error("cannot load the TLS certificate or key: {0}")]
+    Tls(String),
+    /// Anything else at start (thread spawn).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StartError {
+    /// The process exit code (sysexits.h): 73 data dir or database, 78 CA or TLS files, 69 bind, 71 other.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::DataDir { .. } | Self::Store(_) => 73,
+            Self::Ca(_) | Self::Tls(_) => 78,
+            Self::Bind { .. } => 69,
+            Self::Io(_) => 71,
+        }
+    }
+}
+
+fn ensure_writable(dir: &Path) -> Result<(), StartError> {
+    let fail = |source| StartError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".write-probe");
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
+}
+
+/// Opens the sled store and the CA in `config.data_dir` (creating both at first start).
+pub fn open_state(config: Config) -> Result<AppState, StartError> {
+    ensure_writable(&config.data_dir)?;
+    let store = SledStore::open(&config.data_dir.join("store"), config.sync)?;
+    let ca = ca::load_or_create(&config.data_dir)?;
+    Ok(AppState::new(Arc::new(store), ca, config)?)
+}
+
+/// Binds the listen address, with a clear error when it is taken.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Serves plain HTTP until `shutdown` resolves, then stops accepting, closes push connections, lets
+/// in-flight requests finish, and flushes the store.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Without TCP_NODELAY small frames wait up to 40 ms for Nagle + delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "TCP_NODELAY failed");
+        }
+    });
+    serve_on(listener, state, shutdown).await
+}
+
+/// As [`serve`], over TLS (HTTPS and WSS).
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: SslAcceptor,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(TlsListener::new(listener, acceptor)?, state, shutdown).await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let app = router(state.clone());
+    let purger = tokio::spawn(purge_loop(state.clone()));
+    let signalled = state.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing requests");
+            signalled.begin_shutdown();
+        })
+        .await;
+    purger.abort();
+    let _ = purger.await;
+    // Upgraded (push) connections are not tracked by axum: wait, briefly, for them to close.
+    for _ in 0..500 {
+        if state
+            .metrics
+            .push_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let store = Arc::clone(&state.store);
+    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+    match flushed {
+        Ok(Ok(())) => tracing::info!("store flushed; stopped"),
+        Ok(Err(e)) => tracing::error!(error = %e, "final flush failed"),
+        Err(e) => tracing::error!(error = %e, "final flush task failed"),
+    }
+    result
+}
+
+async fn purge_loop(state: AppState) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        let store = Arc::clone(&state.store);
+        match tokio::task::spawn_blocking(move || store.purge_expired(now_secs())).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired records purged"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "purge failed"),
+            Err(e) => tracing::warn!(error = %e, "purge task failed"),
+        }
+        state.login_limit.forget_idle();
+        state.send_limit.forget_idle();
+    }
+}
+
+/// A relay serving on an ephemeral loopback port inside this process (tests, embedders).
+#[derive(Debug)]
+pub struct RunningRelay {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state (store, metrics, hub).
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningRelay {
+    /// Binds 127.0.0.1:0 and serves `state` over plain HTTP.
+    pub async fn start(state: AppState) -> std::io::Result<Self> {
+        Self::start_with(state, None).await
+    }
+
+    /// As [`RunningRelay::start`], over TLS when given an acceptor.
+    pub async fn start_with(state: AppState, tls: Option<SslAcceptor>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        let task = match tls {
+            Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, state.clone(), stopped)),
+            None => tokio::spawn(serve(listener, state.clone(), stopped)),
+        };
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Graceful shutdown; returns when the server has stopped and flushed.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.map_err(std::io::Error::other)?
+    }
+}

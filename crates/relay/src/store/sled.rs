@@ -1,0 +1,282 @@
+//! The default backend: sled 0.34 in a directory the relay is given.
+//!
+//! Durability: [`Store::flush`] calls sled's `Db::flush`, which on Linux writes sled's log buffers with
+//! `pwrite` and then `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the written range (sled
+//! `pagecache/iobuf.rs`); a full `fsync` runs only in sled's background flusher (every 500 ms) and at
+//! segment and snapshot boundaries. `sync_file_range` pushes the data pages to the device, so a flushed
+//! write survives the relay process dying (`kill -9`, OOM, panic). It does **not** write the file's metadata
+//! (size, newly allocated extents) nor flush the drive's volatile write cache, so after a power loss or a
+//! kernel crash the last ≈ 500 ms of acknowledged envelopes can be lost or torn (sled's CRCs then truncate
+//! the log at the first bad record). [`SyncMode::Fsync`] closes that gap by also calling `fsync` on sled's
+//! data file after each (group-committed) flush, at the cost of a real disk cache flush per group.
+
+use std::fs::File;
+use std::path::Path;
+
+use ::sled::{Db, Tree};
+use uuid::Uuid;
+
+use super::{
+    decode, encode, ChallengeRecord, IdRecord, Inserted, NewEnvelope, Store, StoreError, StoreResult, StoredEnvelope,
+    TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+};
+
+/// sled's page cache budget (RSS grows towards it).
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How hard [`Store::flush`] pushes data to the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// sled's flush (`sync_file_range`): survives a process crash; see the module docs.
+    #[default]
+    Flush,
+    /// sled's flush, then `fsync` of the data file: survives power loss on honest hardware.
+    Fsync,
+}
+
+/// A [`Store`] on sled.
+#[derive(Debug)]
+pub struct SledStore {
+    db: Db,
+    users: Tree,
+    challenges: Tree,
+    tokens: Tree,
+    /// `to ‖ 0x00 ‖ seq (u64 BE)` → [`StoredEnvelope`]: one ordered range per mailbox.
+    mail: Tree,
+    /// envelope id → [`IdRecord`].
+    ids: Tree,
+    /// `acked_at (u64 BE) ‖ id` → (): which ids to forget, oldest first.
+    acked: Tree,
+    fsync: Option<File>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path, mode: SyncMode) -> StoreResult<Self> {
+        // sled's default page cache is 1 GiB; a relay's working set is the recent mail.
+        let db = ::sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open()?;
+        let fsync = match mode {
+            SyncMode::Flush => None,
+            SyncMode::Fsync => Some(File::open(dir.join("db")).map_err(|e| StoreError::Backend(e.to_string()))?),
+        };
+        Ok(Self {
+            users: db.open_tree("users")?,
+            challenges: db.open_tree("challenges")?,
+            tokens: db.open_tree("tokens")?,
+            mail: db.open_tree("mail")?,
+            ids: db.open_tree("ids")?,
+            acked: db.open_tree("acked")?,
+            db,
+            fsync,
+        })
+    }
+}
+
+impl SledStore {
+    /// A crash between claiming an id and writing its envelope leaves the id without mail; the sender got
+    /// no 202 for it, so it retries, and the retry (same sender, id and recipient) writes the envelope at
+    /// the claimed position. When the first write is merely still in flight, both write the same key.
+    fn restore_if_orphaned(&self, prev: &IdRecord, retry: StoredEnvelope) -> StoreResult<()> {
+        let key = mail_key(&prev.to, prev.seq);
+        if prev.acked_at.is_none() && !self.mail.contains_key(&key)? {
+            let restored = StoredEnvelope { seq: prev.seq, ..retry };
+            self.mail.insert(key, encode(&restored)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn mail_key(to: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(to.len() + 9);
+    key.extend_from_slice(to.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn acked_key(at: u64, id: &Uuid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(24);
+    key.extend_from_slice(&at.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+impl Store for SledStore {
+    fn add_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        let value = encode(user)?;
+        let swapped = self
+            .users
+            .compare_and_swap(user.username.as_bytes(), None as Option<&[u8]>, Some(value))?;
+        Ok(swapped.is_ok())
+    }
+
+    fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        self.users.get(username.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    fn has_user(&self, username: &str) -> StoreResult<bool> {
+        Ok(self.users.contains_key(username.as_bytes())?)
+    }
+
+    fn put_challenge(&self, nonce: &[u8], challenge: &ChallengeRecord) -> StoreResult<()> {
+        self.challenges.insert(nonce, encode(challenge)?)?;
+        Ok(())
+    }
+
+    fn take_challenge(&self, nonce: &[u8]) -> StoreResult<Option<ChallengeRecord>> {
+        self.challenges.remove(nonce)?.map(|v| decode(&v)).transpose()
+    }
+
+    fn put_token(&self, token_hash: &[u8; 32], token: &TokenRecord) -> StoreResult<()> {
+        self.tokens.insert(token_hash, encode(token)?)?;
+        Ok(())
+    }
+
+    fn token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<TokenRecord>> {
+        self.tokens.get(token_hash)?.map(|v| decode(&v)).transpose()
+    }
+
+    fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
+        // generate_id stays monotonic across crashes (sled persists a bumped high-water mark).
+        let seq = self.db.generate_id()?.saturating_add(1);
+        let stored = StoredEnvelope::new(seq, envelope);
+        let id_record = encode(&IdRecord {
+            from: stored.from.clone(),
+            to: stored.to.clone(),
+            seq,
+            acked_at: None,
+        })?;
+        // Two plain writes, not a sled transaction (those serialize on a global lock and cost several
+        // times more). The id is claimed atomically first; see `restore_if_orphaned` for the crash window.
+        let claimed = self
+            .ids
+            .compare_and_swap(stored.id.as_bytes(), None as Option<&[u8]>, Some(id_record))?;
+        match claimed {
+            Ok(()) => {
+                self.mail.insert(mail_key(&stored.to, seq), encode(&stored)?)?;
+                Ok(Inserted::Stored(stored))
+            }
+            Err(conflict) => {
+                let Some(raw) = conflict.current else {
+                    return Err(StoreError::Backend("id claim raced with its purge".into()));
+                };
+                let prev: IdRecord = decode(&raw)?;
+                if prev.from != stored.from || prev.to != stored.to {
+                    return Ok(Inserted::IdTaken);
+                }
+                self.restore_if_orphaned(&prev, stored)?;
+                Ok(Inserted::Duplicate { seq: prev.seq })
+            }
+        }
+    }
+
+    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>> {
+        let start = mail_key(to, after.saturating_add(1));
+        let mut end = to.as_bytes().to_vec();
+        end.push(1);
+        self.mail
+            .range(start..end)
+            .take(limit)
+            .map(|item| {
+                let (_, v) = item?;
+                decode(&v)
+            })
+            .collect()
+    }
+
+    fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {
+        let mut count = 0;
+        for id in ids {
+            let Some(raw) = self.ids.get(id.as_bytes())? else {
+                continue;
+            };
+            let mut record: IdRecord = decode(&raw)?;
+            if record.to != to || record.acked_at.is_some() {
+                continue;
+            }
+            // Mail first: a crash after this line at worst redelivers on a retry (receivers de-duplicate).
+            self.mail.remove(mail_key(to, record.seq))?;
+            record.acked_at = Some(now);
+            self.ids.insert(id.as_bytes(), encode(&record)?)?;
+            self.acked.insert(acked_key(now, id), &[] as &[u8])?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn purge_expired(&self, now: u64) -> StoreResult<usize> {
+        let mut purged = 0;
+        for item in self.challenges.iter() {
+            let (k, v) = item?;
+            if decode::<ChallengeRecord>(&v)?.expires_at <= now {
+                self.challenges.remove(k)?;
+                purged += 1;
+            }
+        }
+        for item in self.tokens.iter() {
+            let (k, v) = item?;
+            if decode::<TokenRecord>(&v)?.expires_at <= now {
+                self.tokens.remove(k)?;
+                purged += 1;
+            }
+        }
+        let cutoff = now.saturating_sub(DEDUP_RETENTION_SECS).to_be_bytes();
+        for item in self.acked.range(..cutoff.as_slice()) {
+            let (k, _) = item?;
+            if let Some(id) = k.get(8..24) {
+                self.ids.remove(id)?;
+            }
+            self.acked.remove(k)?;
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.db.flush()?;
+        if let Some(file) = &self.fsync {
+            file.sync_data().map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use magpie_proto::EnvelopeKind;
+
+    use super::*;
+
+    #[test]
+    fn a_retry_restores_an_envelope_whose_write_was_lost_after_its_id_was_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
+        let id = Uuid::new_v4();
+        // What a crash between the two writes leaves behind: the claimed id, no mail.
+        let orphan = IdRecord {
+            from: "alice".into(),
+            to: "bob".into(),
+            seq: 7,
+            acked_at: None,
+        };
+        store.ids.insert(id.as_bytes(), encode(&orphan).unwrap()).unwrap();
+        let retry = NewEnvelope {
+            id,
+            from: "alice".into(),
+            to: "bob".into(),
+            kind: EnvelopeKind::Message,
+            body_b64: "AQID".into(),
+            received_at: 1,
+        };
+        assert_eq!(
+            store.insert_envelope(retry.clone()).unwrap(),
+            Inserted::Duplicate { seq: 7 }
+        );
+        let mail = store.fetch("bob", 0, 10).unwrap();
+        assert_eq!((mail.len(), mail[0].seq, mail[0].id), (1, 7, id));
+        // Once acked, a retry does not bring it back.
+        assert_eq!(store.ack("bob", &[id], 5).unwrap(), 1);
+        assert_eq!(store.insert_envelope(retry).unwrap(), Inserted::Duplicate { seq: 7 });
+        assert!(store.fetch("bob", 0, 10).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,512 @@
+//! The HTTP API through `tower::ServiceExt::oneshot`: happy paths, then every abuse the issue lists.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use common::*;
+use magpie_proto::{Certificate, TrustAnchor, Username};
+use magpie_relay::router;
+use serde_json::{json, Value};
+
+fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["code"], want_code, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn register_issues_a_certificate_that_chains_to_the_ca_and_is_in_the_directory() {
+    let app = router(memory_state(config()));
+    let issued = register(&app, "alice").await;
+    assert_eq!(issued["username"], "alice");
+    assert_eq!(issued["ca"].as_str().unwrap(), ca().pem);
+
+    let (status, entry) = call(&app, Method::GET, "/v1/directory/alice", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let chain: Vec<Certificate> = entry["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| Certificate::from_pem(p.as_str().unwrap().as_bytes()).unwrap())
+        .collect();
+    let anchor = TrustAnchor::new(Certificate::from_pem(ca().pem.as_bytes()).unwrap()).unwrap();
+    let peer = anchor
+        .verify(&chain[..1], &Username::canonical("alice").unwrap(), SystemTime::now())
+        .unwrap();
+    assert_eq!(peer.fingerprint(), identity("alice").fingerprint().unwrap());
+
+    let (status, body) = call(&app, Method::GET, "/v1/directory/nobody", None, None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = call(&app, Method::GET, "/v1/directory/NOT%20valid", None, None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn squatting_a_taken_name_is_409_and_a_bad_csr_is_400() {
+    let app = router(memory_state(config()));
+    register(&app, "alice").await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/register",
+        None,
+        Some(json!({"csr": csr_pem("alice")})),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "name_taken");
+
+    // Flip a byte inside the signature: the self-signature no longer verifies.
+    let der = identity("bob").csr().unwrap().to_der().unwrap();
+    let mut tampered = der.clone();
+    let last = tampered.len() - 10;
+    tampered[last] ^= 0x01;
+    let pem = pem_wrap("CERTIFICATE REQUEST", &tampered);
+    let (status, body) = call(&app, Method::POST, "/v1/register", None, Some(json!({"csr": pem}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_csr");
+
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/register",
+        None,
+        Some(json!({"csr": "not a csr"})),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_csr");
+    // bob was not registered by the failed attempt.
+    let (status, _) = call(&app, Method::GET, "/v1/directory/bob", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+fn pem_wrap(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+#[tokio::test]
+async fn login_needs_a_fresh_nonce_signed_by_the_certified_key() {
+    let app = router(memory_state(config()));
+    register(&app, "alice").await;
+    register(&app, "bob").await;
+    let challenge = |name: &'static str| {
+        let app = app.clone();
+        async move {
+            let (s, b) = call(
+                &app,
+                Method::POST,
+                "/v1/login/challenge",
+                None,
+                Some(json!({"username": name})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            b["nonce"].as_str().unwrap().to_owned()
+        }
+    };
+    let attempt = |name: &'static str, nonce: String, signature: String| {
+        let app = app.clone();
+        async move {
+            call(
+                &app,
+                Method::POST,
+                "/v1/login",
+                None,
+                Some(json!({"username": name, "nonce": nonce, "signature": signature})),
+            )
+            .await
+        }
+    };
+    let fp = ca().fingerprint;
+
+    // Bob signs alice's nonce with his own key: refused.
+    let nonce = challenge("alice").await;
+    let (s, b) = attempt("alice", nonce.clone(), sign_login("bob", &fp, &nonce)).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+    // The nonce was consumed by the failed attempt: even a good signature is refused now.
+    let (s, b) = attempt("alice", nonce.clone(), sign_login("alice", &fp, &nonce)).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // A signature bound to another relay's CA is refused.
+    let nonce = challenge("alice").await;
+    let (s, _) = attempt("alice", nonce.clone(), sign_login("alice", &[0; 32], &nonce)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Bob cannot use a nonce issued to alice, even signing correctly as bob.
+    let nonce = challenge("alice").await;
+    let (s, _) = attempt("bob", nonce.clone(), sign_login("bob", &fp, &nonce)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // The right key on a fresh nonce works, once.
+    let nonce = challenge("alice").await;
+    let (s, b) = attempt("alice", nonce.clone(), sign_login("alice", &fp, &nonce)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["token"].as_str().unwrap().len() >= 43);
+    let (s, _) = attempt("alice", nonce.clone(), sign_login("alice", &fp, &nonce)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/login/challenge",
+        None,
+        Some(json!({"username": "nobody"})),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    let (s, b) = attempt("alice", "%%%".into(), "AAAA".into()).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn an_expired_challenge_or_token_is_refused() {
+    let mut cfg = config();
+    cfg.challenge_ttl_secs = 0;
+    let app = router(memory_state(cfg));
+    register(&app, "alice").await;
+    let (_, c) = call(
+        &app,
+        Method::POST,
+        "/v1/login/challenge",
+        None,
+        Some(json!({"username": "alice"})),
+    )
+    .await;
+    let nonce = c["nonce"].as_str().unwrap();
+    let body = json!({"username": "alice", "nonce": nonce, "signature": sign_login("alice", &ca().fingerprint, nonce)});
+    let (s, _) = call(&app, Method::POST, "/v1/login", None, Some(body)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let mut cfg = config();
+    cfg.token_ttl_secs = 0;
+    let app = router(memory_state(cfg));
+    let tokens = users(&app, &["alice"]).await;
+    let (s, b) = call(&app, Method::GET, "/v1/envelopes", Some(&tokens[0]), None).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn envelopes_are_stored_once_fetched_oldest_first_and_acked_only_by_their_recipient() {
+    let app = router(memory_state(config()));
+    let t = users(&app, &["alice", "bob"]).await;
+    let (alice, bob) = (&t[0], &t[1]);
+
+    let first = envelope("bob", b"sealed one");
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(alice), Some(first.clone())).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["created"], true);
+    // A retry with the same id is accepted and not duplicated.
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(alice), Some(first.clone())).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(b["created"], false);
+    let mut later = Vec::new();
+    for i in 0..3u8 {
+        let e = envelope("bob", &[i; 5]);
+        let (s, _) = call(&app, Method::POST, "/v1/envelopes", Some(alice), Some(e.clone())).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        later.push(e);
+    }
+
+    let (s, page) = call(&app, Method::GET, "/v1/envelopes?limit=2", Some(bob), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let got = page["envelopes"].as_array().unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["id"], first["id"]);
+    assert_eq!(got[1]["id"], later[0]["id"]);
+    // Each item is exactly a magpie-proto Envelope.
+    let parsed = magpie_proto::Envelope::from_json(&serde_json::to_vec(&got[0]).unwrap()).unwrap();
+    assert_eq!(
+        (parsed.from.as_str(), parsed.to.as_str(), parsed.body.as_slice()),
+        ("alice", "bob", &b"sealed one"[..])
+    );
+    let cursor = page["cursor"].as_u64().unwrap();
+    let (_, rest) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/envelopes?after={cursor}"),
+        Some(bob),
+        None,
+    )
+    .await;
+    let rest_ids: Vec<&Value> = rest["envelopes"].as_array().unwrap().iter().map(|e| &e["id"]).collect();
+    assert_eq!(rest_ids, vec![&later[1]["id"], &later[2]["id"]]);
+
+    // Alice sees none of bob's mail and cannot ack it.
+    let (_, mine) = call(&app, Method::GET, "/v1/envelopes", Some(alice), None).await;
+    assert!(mine["envelopes"].as_array().unwrap().is_empty());
+    let ids = json!({"ids": [first["id"], later[0]["id"]]});
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes/ack", Some(alice), Some(ids.clone())).await;
+    assert_eq!((s, b["acked"].as_u64()), (StatusCode::OK, Some(0)));
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes/ack", Some(bob), Some(ids)).await;
+    assert_eq!((s, b["acked"].as_u64()), (StatusCode::OK, Some(2)));
+    let (_, left) = call(&app, Method::GET, "/v1/envelopes", Some(bob), None).await;
+    assert_eq!(left["envelopes"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn missing_bad_or_foreign_credentials_are_401_or_403() {
+    let app = router(memory_state(config()));
+    let t = users(&app, &["alice", "bob"]).await;
+    let e = envelope("bob", b"x");
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", None, Some(e.clone())).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (s, _) = call(&app, Method::GET, "/v1/envelopes", Some("made-up-token"), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, Method::GET, "/v1/push", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // A valid token but no upgrade: a JSON 400, not a plain-text rejection.
+    let (s, b) = call(&app, Method::GET, "/v1/push", Some(&t[1]), None).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let request = Request::get("/v1/envelopes")
+        .header(header::AUTHORIZATION, "Basic YWxpY2U6cHc=")
+        .body(Body::empty())
+        .unwrap();
+    let (s, h, _) = call_raw(&app, request).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(h[header::WWW_AUTHENTICATE], "Bearer");
+
+    // Alice's token claiming to send as bob.
+    let mut forged = e.clone();
+    forged["from"] = json!("bob");
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(forged)).await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    // Bob reusing the id alice used: refused, alice's envelope untouched.
+    let (s, _) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(e.clone())).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let mut reuse = e.clone();
+    reuse["to"] = json!("alice");
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[1]), Some(reuse)).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "id_taken");
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/envelopes",
+        Some(&t[0]),
+        Some(envelope("nobody", b"x")),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_json_4xx_never_a_500() {
+    let mut cfg = config();
+    cfg.max_envelope_bytes = 1024;
+    let app = router(memory_state(cfg));
+    let t = users(&app, &["alice", "bob"]).await;
+    let raw = |body: &'static str, content_type: Option<&'static str>| {
+        let mut b = Request::post("/v1/envelopes").header(header::AUTHORIZATION, format!("Bearer {}", t[0]));
+        if let Some(ct) = content_type {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        b.body(Body::from(body)).unwrap()
+    };
+    let (s, _, b) = call_raw(&app, raw("{not json", Some("application/json"))).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, _, b) = call_raw(&app, raw(r#"{"id": 5}"#, Some("application/json"))).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, _, b) = call_raw(&app, raw("{}", None)).await;
+    assert_error(s, &b, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+
+    let mut unknown = envelope("bob", b"x");
+    unknown["extra"] = json!(1);
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(unknown)).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let mut kind = envelope("bob", b"x");
+    kind["kind"] = json!("telegram");
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(kind)).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let mut not_b64 = envelope("bob", b"x");
+    not_b64["body"] = json!("***");
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(not_b64)).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let mut bad_to = envelope("bob", b"x");
+    bad_to["to"] = json!("Bob Smith");
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(bad_to)).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+
+    // Just over the envelope limit (passes the HTTP limit, caught after decoding), and far over it.
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/envelopes",
+        Some(&t[0]),
+        Some(envelope("bob", &[0; 1025])),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/envelopes",
+        Some(&t[0]),
+        Some(envelope("bob", &[0; 100_000])),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/envelopes",
+        Some(&t[0]),
+        Some(envelope("bob", &[0; 1024])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let big_csr = json!({"csr": "A".repeat(100_000)});
+    let (s, b) = call(&app, Method::POST, "/v1/register", None, Some(big_csr)).await;
+    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    let (s, b) = call(&app, Method::GET, "/v1/envelopes?after=minus-one", Some(&t[1]), None).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let too_many: Vec<String> = (0..1001).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/envelopes/ack",
+        Some(&t[1]),
+        Some(json!({"ids": too_many})),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let (s, b) = call(&app, Method::GET, "/v1/nothing-here", None, None).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    let (s, b) = call(&app, Method::DELETE, "/v1/envelopes", Some(&t[1]), None).await;
+    assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn rate_limits_stop_one_user_without_touching_the_others() {
+    let mut cfg = config();
+    cfg.send_per_second = 1;
+    cfg.send_burst = 2;
+    cfg.login_per_minute = 3;
+    let app = router(memory_state(cfg));
+    // register + login uses 2 of alice's 3 login tokens (challenge, login).
+    let t = users(&app, &["alice", "bob"]).await;
+    for _ in 0..2 {
+        let (s, _) = call(
+            &app,
+            Method::POST,
+            "/v1/envelopes",
+            Some(&t[0]),
+            Some(envelope("bob", b"x")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    let request = Request::post("/v1/envelopes")
+        .header(header::AUTHORIZATION, format!("Bearer {}", t[0]))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(envelope("bob", b"x").to_string()))
+        .unwrap();
+    let (s, h, b) = call_raw(&app, request).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(h[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/envelopes",
+        Some(&t[1]),
+        Some(envelope("alice", b"x")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+
+    let challenge = json!({"username": "alice"});
+    let (s, _) = call(&app, Method::POST, "/v1/login/challenge", None, Some(challenge.clone())).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = call(&app, Method::POST, "/v1/login/challenge", None, Some(challenge)).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/login/challenge",
+        None,
+        Some(json!({"username": "bob"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn openapi_describes_exactly_the_routes_of_the_router() {
+    let app = router(memory_state(config()));
+    let (s, doc) = call(&app, Method::GET, "/v1/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let routes = magpie_relay::api::routes(&config());
+    let mut from_router: Vec<(String, String)> = routes
+        .iter()
+        .map(|r| (r.path.to_owned(), r.verb.as_str().to_owned()))
+        .collect();
+    let mut from_doc: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (path.clone(), m.clone())))
+        .collect();
+    from_router.sort();
+    from_doc.sort();
+    assert_eq!(from_router, from_doc);
+    // And every route is really served (no 404/405 from the router itself).
+    for r in &routes {
+        let path = r.path.replace("{username}", "alice");
+        let method = if r.verb.as_str() == "get" {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let (s, b) = call(&app, method, &path, None, None).await;
+        assert!(
+            s != StatusCode::METHOD_NOT_ALLOWED && b.get("code") != Some(&json!("not_found"))
+                || path.contains("directory"),
+            "{} {path}: {s} {b}",
+            r.verb.as_str()
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_ca_and_metrics() {
+    let app = router(memory_state(config()));
+    let (s, h) = call(&app, Method::GET, "/v1/health", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["ca_fingerprint"].as_str().unwrap(), ca().fingerprint_hex());
+    let (s, headers, pem) = call_raw(&app, Request::get("/v1/ca").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/x-pem-file");
+    let root = Certificate::from_pem(pem.as_str().unwrap().as_bytes()).unwrap();
+    assert_eq!(root.sha256_fingerprint().unwrap().to_hex(), ca().fingerprint_hex());
+
+    let t = users(&app, &["alice", "bob"]).await;
+    call(
+        &app,
+        Method::POST,
+        "/v1/envelopes",
+        Some(&t[0]),
+        Some(envelope("bob", b"x")),
+    )
+    .await;
+    let (s, _, text) = call_raw(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    for needle in [
+        "magpie_envelopes_stored_total 1",
+        "magpie_push_connections 0",
+        "magpie_store_flushes_total",
+        "magpie_http_request_duration_seconds_bucket{le=\"+Inf\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+}

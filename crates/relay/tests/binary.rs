@@ -1,0 +1,286 @@
+//! The real `magpie-relay` binary as a child process: start-up errors and exit codes, the CA key file,
+//! graceful SIGTERM, and `kill -9` while a client is sending 10,000 envelopes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_magpie-relay");
+
+struct Relay {
+    child: Child,
+    base: String,
+    fingerprint: String,
+}
+
+impl Relay {
+    /// Starts the binary on 127.0.0.1:0 and waits for its "listening" log line.
+    fn start(data: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("magpie-relay listening") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("relay started");
+        let field = |name: &str| {
+            let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+            line[start..].split_whitespace().next().unwrap().to_owned()
+        };
+        Self {
+            base: format!("http://{}", field("listen")),
+            fingerprint: field("ca_fingerprint_sha256"),
+            child,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn fingerprint_bytes(&self) -> [u8; 32] {
+        magpie_proto::Fingerprint::from_hex(&self.fingerprint)
+            .unwrap()
+            .as_bytes()
+            .to_owned()
+    }
+
+    fn sigterm(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.child.wait().unwrap()
+    }
+}
+
+async fn register_and_login(http: &reqwest::Client, relay: &Relay, name: &str) -> String {
+    let r = http
+        .post(relay.url("/v1/register"))
+        .json(&json!({"csr": csr_pem(name)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    login_http(http, relay, name).await
+}
+
+async fn login_http(http: &reqwest::Client, relay: &Relay, name: &str) -> String {
+    let c: Value = http
+        .post(relay.url("/v1/login/challenge"))
+        .json(&json!({"username": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = c["nonce"].as_str().unwrap();
+    let body =
+        json!({"username": name, "nonce": nonce, "signature": sign_login(name, &relay.fingerprint_bytes(), nonce)});
+    let r: Value = http
+        .post(relay.url("/v1/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_taken_port_and_an_unwritable_data_dir_fail_clearly_with_distinct_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["--data", dir.path().to_str().unwrap(), "--listen", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot listen on") && stderr.contains(&addr),
+        "{stderr}"
+    );
+
+    // A path under a regular file cannot be a directory, even for root.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = Command::new(BIN)
+        .args(["--data", file.join("data").to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(73));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not writable"), "{stderr}");
+
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--data",
+        "--listen",
+        "MAGPIE_RELAY_DATA",
+        "--max-envelope-bytes",
+        "--sync",
+    ] {
+        assert!(help.contains(flag), "{flag} not in --help:\n{help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_sending_loses_no_accepted_envelope_and_duplicates_none() {
+    const TOTAL: usize = 10_000;
+    const SENDERS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ["--send-per-second", "1000000", "--send-burst", "1000000"];
+    let mut relay = Relay::start(dir.path(), &limits);
+
+    // The CA key was written 0600 and the logged fingerprint is the served one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("ca/key.der"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let health: Value = http
+        .get(relay.url("/v1/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["ca_fingerprint"], relay.fingerprint.as_str());
+
+    let alice = register_and_login(&http, &relay, "alice").await;
+    let bob = register_and_login(&http, &relay, "bob").await;
+    let envelopes: Arc<Vec<Value>> = Arc::new((0..TOTAL).map(|i| envelope("bob", &i.to_le_bytes())).collect());
+
+    // Senders share one queue; each records the ids that got a 202.
+    let send_all = |base: String, token: String, envelopes: Arc<Vec<Value>>| {
+        let next = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (http, base, token) = (http.clone(), base.clone(), token.clone());
+                let (next, accepted, envelopes) = (next.clone(), accepted.clone(), envelopes.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(e) = envelopes.get(i) else { return };
+                        match http
+                            .post(format!("{base}/v1/envelopes"))
+                            .bearer_auth(&token)
+                            .json(e)
+                            .send()
+                            .await
+                        {
+                            Ok(r) if r.status() == 202 => accepted.lock().unwrap().push(e["id"].clone()),
+                            Ok(r) => panic!("unexpected {}", r.status()),
+                            Err(_) => return, // the relay is gone
+                        }
+                    }
+                })
+            })
+            .collect();
+        (tasks, accepted)
+    };
+
+    let (tasks, accepted) = send_all(relay.base.clone(), alice.clone(), envelopes.clone());
+    while accepted.lock().unwrap().len() < TOTAL * 3 / 10 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    relay.child.kill().unwrap(); // SIGKILL
+    relay.child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked_before: Vec<Value> = accepted.lock().unwrap().clone();
+    assert!(acked_before.len() < TOTAL, "the kill came too late to test anything");
+
+    // Restart on the same directory: same CA, tokens still valid, every 202'd envelope there once.
+    let first_fingerprint = relay.fingerprint.clone();
+    let relay = Relay::start(dir.path(), &limits);
+    assert_eq!(relay.fingerprint, first_fingerprint, "the CA was not reloaded");
+    let fetch_all = || async {
+        let mut ids = Vec::new();
+        let mut after = 0;
+        loop {
+            let page: Value = http
+                .get(relay.url(&format!("/v1/envelopes?after={after}&limit=1000")))
+                .bearer_auth(&bob)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let batch = page["envelopes"].as_array().unwrap();
+            if batch.is_empty() {
+                return ids;
+            }
+            ids.extend(batch.iter().map(|e| e["id"].clone()));
+            after = page["cursor"].as_u64().unwrap();
+        }
+    };
+    let delivered = fetch_all().await;
+    let unique: HashSet<String> = delivered.iter().map(|v| v.to_string()).collect();
+    assert_eq!(unique.len(), delivered.len(), "an envelope was stored twice");
+    let missing = acked_before
+        .iter()
+        .filter(|id| !unique.contains(&id.to_string()))
+        .count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} accepted envelopes lost",
+        acked_before.len()
+    );
+
+    // The client retries everything; ids make it idempotent, so bob ends with exactly 10,000.
+    let (tasks, accepted) = send_all(relay.base.clone(), alice.clone(), envelopes.clone());
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(accepted.lock().unwrap().len(), TOTAL);
+    let delivered = fetch_all().await;
+    let unique: HashSet<String> = delivered.iter().map(|v| v.to_string()).collect();
+    assert_eq!((delivered.len(), unique.len()), (TOTAL, TOTAL));
+    eprintln!(
+        "kill -9 after {} accepted of {TOTAL}: all delivered, none twice; after retries {} unique",
+        acked_before.len(),
+        unique.len()
+    );
+
+    let status = relay.sigterm();
+    assert!(status.success(), "graceful SIGTERM exit: {status:?}");
+}

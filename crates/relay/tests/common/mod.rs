@@ -1,0 +1,155 @@
+//! Shared fixtures: one CA and a few RSA-3072 identities per test binary (key generation is slow), and
+//! small helpers to drive the router.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use magpie_proto::{CertificateAuthority, Identity, Username};
+use magpie_relay::ca::CaInfo;
+use magpie_relay::store::{MemoryStore, Store};
+use magpie_relay::{AppState, Config};
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+pub const NAMES: [&str; 3] = ["alice", "bob", "carol"];
+
+struct Fixture {
+    ca: CaInfo,
+    identities: HashMap<&'static str, Identity>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        // Generate in parallel: each RSA-3072 key takes 0.2–2 s.
+        let ca = std::thread::spawn(|| CertificateAuthority::create("Test relay CA", SystemTime::now()).unwrap());
+        let users: Vec<_> = NAMES
+            .iter()
+            .map(|n| std::thread::spawn(move || (*n, Identity::generate(Username::canonical(n).unwrap()).unwrap())))
+            .collect();
+        Fixture {
+            ca: CaInfo::new(ca.join().unwrap()).unwrap(),
+            identities: users.into_iter().map(|h| h.join().unwrap()).collect(),
+        }
+    })
+}
+
+pub fn ca() -> CaInfo {
+    fixture().ca.clone()
+}
+
+pub fn identity(name: &str) -> &'static Identity {
+    &fixture().identities[name]
+}
+
+pub fn config() -> Config {
+    Config::with_data_dir("/nonexistent-unused")
+}
+
+pub fn memory_state(config: Config) -> AppState {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    AppState::new(store, ca(), config).unwrap()
+}
+
+/// Sends one request through the router; returns status, headers and the body (JSON if it parses).
+pub async fn call_raw(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, body)
+}
+
+pub async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(v) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(&v).unwrap()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    };
+    let (status, _, body) = call_raw(app, request).await;
+    (status, body)
+}
+
+pub fn csr_pem(name: &str) -> String {
+    String::from_utf8(identity(name).csr().unwrap().to_pem().unwrap()).unwrap()
+}
+
+pub async fn register(app: &Router, name: &str) -> Value {
+    let (status, body) = call(
+        app,
+        Method::POST,
+        "/v1/register",
+        None,
+        Some(json!({"csr": csr_pem(name)})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+/// Signs a challenge nonce (base64) the way a client does.
+pub fn sign_login(name: &str, ca_fingerprint: &[u8; 32], nonce_b64: &str) -> String {
+    let nonce = STANDARD.decode(nonce_b64).unwrap();
+    let data = magpie_relay::login::login_signed_bytes(ca_fingerprint, name, &nonce);
+    let key = identity(name).to_pkcs8_der().unwrap();
+    STANDARD.encode(magpie_relay::login::sign(key.expose_secret(), &data).unwrap())
+}
+
+pub async fn login(app: &Router, name: &str) -> String {
+    let (status, challenge) = call(
+        app,
+        Method::POST,
+        "/v1/login/challenge",
+        None,
+        Some(json!({"username": name})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{challenge}");
+    let nonce = challenge["nonce"].as_str().unwrap();
+    let signature = sign_login(name, &ca().fingerprint, nonce);
+    let (status, body) = call(
+        app,
+        Method::POST,
+        "/v1/login",
+        None,
+        Some(json!({"username": name, "nonce": nonce, "signature": signature})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// Registers and logs in each of `names`; returns their tokens in order.
+pub async fn users(app: &Router, names: &[&str]) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for name in names {
+        register(app, name).await;
+        tokens.push(login(app, name).await);
+    }
+    tokens
+}
+
+pub fn envelope(to: &str, body: &[u8]) -> Value {
+    json!({"id": uuid::Uuid::new_v4(), "to": to, "kind": "message", "body": STANDARD.encode(body)})
+}

@@ -1,0 +1,318 @@
+//! Over a real socket on 127.0.0.1:0 with reqwest and a WebSocket client, on the sled backend.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt as _;
+use magpie_relay::server::RunningRelay;
+use magpie_relay::store::{SledStore, Store, SyncMode};
+use magpie_relay::AppState;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::Message;
+
+fn sled_state(dir: &std::path::Path) -> AppState {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir, SyncMode::Flush).unwrap());
+    AppState::new(store, ca(), config()).unwrap()
+}
+
+async fn http_login(http: &reqwest::Client, relay: &RunningRelay, name: &str) -> String {
+    let c: Value = http
+        .post(relay.url("/v1/login/challenge"))
+        .json(&json!({"username": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = c["nonce"].as_str().unwrap();
+    let body = json!({"username": name, "nonce": nonce, "signature": sign_login(name, &ca().fingerprint, nonce)});
+    let r: Value = http
+        .post(relay.url("/v1/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().unwrap().to_owned()
+}
+
+async fn http_register(http: &reqwest::Client, relay: &RunningRelay, name: &str) {
+    let r = http
+        .post(relay.url("/v1/register"))
+        .json(&json!({"csr": csr_pem(name)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn push_connect(relay: &RunningRelay, token: &str) -> Ws {
+    let mut request = format!("ws://{}/v1/push", relay.addr).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+async fn next_text(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("push within 5 s")
+            .expect("stream open")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_delivers_a_sent_envelope_and_fetch_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
+    let http = reqwest::Client::new();
+    http_register(&http, &relay, "alice").await;
+    http_register(&http, &relay, "bob").await;
+    let alice = http_login(&http, &relay, "alice").await;
+    let bob = http_login(&http, &relay, "bob").await;
+
+    let mut ws = push_connect(&relay, &bob).await;
+    // The subscription is registered right after the upgrade; wait until the hub sees it.
+    for _ in 0..100 {
+        if relay.state.hub.connections_of("bob") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let e = envelope("bob", b"over the wire");
+    let r = http
+        .post(relay.url("/v1/envelopes"))
+        .bearer_auth(&alice)
+        .json(&e)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let event = next_text(&mut ws).await;
+    assert_eq!(event["type"], "envelope");
+    assert_eq!(event["envelope"]["id"], e["id"]);
+    assert_eq!(event["envelope"]["from"], "alice");
+
+    let page: Value = http
+        .get(relay.url("/v1/envelopes"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["envelopes"][0]["id"], e["id"]);
+    assert_eq!(page["cursor"], event["cursor"]);
+
+    // An error over the socket is JSON too.
+    let r = http.get(relay.url("/v1/envelopes")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "unauthorized");
+
+    // Graceful shutdown closes the push connection and returns.
+    let stopped = tokio::spawn(relay.stop());
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if matches!(msg, Message::Close(_)) {
+                return true;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap();
+    assert!(closed);
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_over_the_push_socket_is_acknowledged_once_durable_and_pushed() {
+    use futures_util::SinkExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
+    let http = reqwest::Client::new();
+    http_register(&http, &relay, "alice").await;
+    http_register(&http, &relay, "bob").await;
+    let alice = http_login(&http, &relay, "alice").await;
+    let bob = http_login(&http, &relay, "bob").await;
+    let mut bob_ws = push_connect(&relay, &bob).await;
+    let mut alice_ws = push_connect(&relay, &alice).await;
+    while relay.state.hub.connections_of("bob") == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let mut frame = envelope("bob", b"by socket");
+    frame["type"] = json!("send");
+    alice_ws.send(Message::text(frame.to_string())).await.unwrap();
+    let reply = next_text(&mut alice_ws).await;
+    assert_eq!(
+        (reply["type"].as_str(), &reply["id"], &reply["created"]),
+        (Some("accepted"), &frame["id"], &json!(true))
+    );
+    let pushed = next_text(&mut bob_ws).await;
+    assert_eq!(pushed["envelope"]["id"], frame["id"]);
+    assert_eq!(pushed["envelope"]["from"], "alice");
+
+    // A retry is accepted without a second copy; bad frames get a typed error, and the socket stays up.
+    alice_ws.send(Message::text(frame.to_string())).await.unwrap();
+    let reply = next_text(&mut alice_ws).await;
+    assert_eq!(
+        (reply["type"].as_str(), &reply["created"]),
+        (Some("accepted"), &json!(false))
+    );
+    let mut stranger = envelope("nobody", b"x");
+    stranger["type"] = json!("send");
+    alice_ws.send(Message::text(stranger.to_string())).await.unwrap();
+    let reply = next_text(&mut alice_ws).await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["code"].as_str()),
+        (Some("error"), Some("not_found"))
+    );
+    assert_eq!(reply["id"], stranger["id"]);
+    alice_ws.send(Message::text("{\"type\":\"dance\"}")).await.unwrap();
+    let reply = next_text(&mut alice_ws).await;
+    assert_eq!(reply["code"], "bad_request");
+
+    let page: Value = http
+        .get(relay.url("/v1/envelopes"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["envelopes"].as_array().unwrap().len(), 1);
+    relay.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_envelopes_users_and_tokens_survive_a_restart_on_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let (bob, ids) = {
+        let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
+        http_register(&http, &relay, "alice").await;
+        http_register(&http, &relay, "bob").await;
+        let alice = http_login(&http, &relay, "alice").await;
+        let bob = http_login(&http, &relay, "bob").await;
+        let mut ids = Vec::new();
+        for i in 0..20u8 {
+            let e = envelope("bob", &[i; 16]);
+            let r = http
+                .post(relay.url("/v1/envelopes"))
+                .bearer_auth(&alice)
+                .json(&e)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            ids.push(e["id"].clone());
+        }
+        relay.stop().await.unwrap();
+        (bob, ids)
+    };
+    let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
+    let page: Value = http
+        .get(relay.url("/v1/envelopes?limit=1000"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let got: Vec<Value> = page["envelopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(got, ids);
+    relay.stop().await.unwrap();
+}
+
+/// A throwaway self-signed P-256 certificate for 127.0.0.1, written as PEM files.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509Name, X509};
+    let key =
+        PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap()).unwrap();
+    let mut name = X509Name::builder().unwrap();
+    name.append_entry_by_nid(Nid::COMMONNAME, "127.0.0.1").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let (cert_path, key_path) = (dir.join("tls.pem"), dir.join("tls.key"));
+    std::fs::write(&cert_path, b.build().to_pem().unwrap()).unwrap();
+    std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    (cert_path, key_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_served_when_given_a_certificate_and_a_stalled_handshake_blocks_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let acceptor = magpie_relay::tls::acceptor(&cert, &key).unwrap();
+    let relay = RunningRelay::start_with(memory_state(config()), Some(acceptor))
+        .await
+        .unwrap();
+    // A client that connects and never says hello must not hold up the others.
+    let _stalled = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let https = reqwest::Client::builder().add_root_certificate(root).build().unwrap();
+    let health: Value = tokio::time::timeout(
+        Duration::from_secs(5),
+        https.get(format!("https://{}/v1/health", relay.addr)).send(),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(health["status"], "ok");
+    // Plain HTTP to the TLS port fails rather than being answered in the clear.
+    assert!(reqwest::get(relay.url("/v1/health")).await.is_err());
+    relay.stop().await.unwrap();
+}

@@ -1,0 +1,191 @@
+//! One story, run against every `Store` backend: what any backend (sled, memory, a later PostgreSQL)
+//! must do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use magpie_proto::EnvelopeKind;
+use magpie_relay::store::{
+    ChallengeRecord, Inserted, MemoryStore, NewEnvelope, SledStore, Store, SyncMode, TokenRecord, UserRecord,
+    DEDUP_RETENTION_SECS,
+};
+use uuid::Uuid;
+
+fn envelope(id: Uuid, from: &str, to: &str, body: &str) -> NewEnvelope {
+    NewEnvelope {
+        id,
+        from: from.into(),
+        to: to.into(),
+        kind: EnvelopeKind::Message,
+        body_b64: body.into(),
+        received_at: 1_000,
+    }
+}
+
+fn story(store: &dyn Store) {
+    // Users: first come, first served.
+    let alice = UserRecord {
+        username: "alice".into(),
+        cert_pem: "PEM-A".into(),
+        created_at: 1,
+    };
+    assert!(store.add_user(&alice).unwrap());
+    let squatter = UserRecord {
+        cert_pem: "PEM-X".into(),
+        ..alice.clone()
+    };
+    assert!(!store.add_user(&squatter).unwrap());
+    assert_eq!(store.user("alice").unwrap(), Some(alice));
+    assert_eq!(store.user("bob").unwrap(), None);
+    assert!(store.has_user("alice").unwrap());
+    assert!(!store.has_user("bob").unwrap());
+
+    // Challenges are single use.
+    let challenge = ChallengeRecord {
+        username: "alice".into(),
+        expires_at: 100,
+    };
+    store.put_challenge(b"nonce-1", &challenge).unwrap();
+    assert_eq!(store.take_challenge(b"nonce-1").unwrap(), Some(challenge));
+    assert_eq!(store.take_challenge(b"nonce-1").unwrap(), None);
+
+    // Tokens by hash.
+    let token = TokenRecord {
+        username: "alice".into(),
+        expires_at: 100,
+    };
+    store.put_token(&[7; 32], &token).unwrap();
+    assert_eq!(store.token(&[7; 32]).unwrap(), Some(token));
+    assert_eq!(store.token(&[8; 32]).unwrap(), None);
+
+    // Mailboxes: idempotent insert, oldest first, per recipient.
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    let mut seqs = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        match store
+            .insert_envelope(envelope(*id, "alice", "bob", &format!("b{i}")))
+            .unwrap()
+        {
+            Inserted::Stored(e) => seqs.push(e.seq),
+            other => panic!("expected Stored, got {other:?}"),
+        }
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence increases: {seqs:?}");
+    let retry = store.insert_envelope(envelope(ids[0], "alice", "bob", "b0")).unwrap();
+    assert_eq!(retry, Inserted::Duplicate { seq: seqs[0] });
+    let hijack = store
+        .insert_envelope(envelope(ids[1], "mallory", "bob", "evil"))
+        .unwrap();
+    assert_eq!(hijack, Inserted::IdTaken);
+    let other = Uuid::new_v4();
+    assert!(matches!(
+        store.insert_envelope(envelope(other, "bob", "alice", "hi")).unwrap(),
+        Inserted::Stored(_)
+    ));
+
+    let all = store.fetch("bob", 0, 100).unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert_eq!(all[2].body_b64, "b2");
+    assert_eq!(all[2].from, "alice");
+    let page = store.fetch("bob", seqs[1], 2).unwrap();
+    assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), ids[2..4]);
+    assert_eq!(store.fetch("alice", 0, 100).unwrap().len(), 1);
+    assert!(store.fetch("carol", 0, 100).unwrap().is_empty());
+    // A name that is a prefix of another does not see its mail.
+    assert!(store.fetch("bo", 0, 100).unwrap().is_empty());
+
+    // Ack: only the recipient's own envelopes, once.
+    assert_eq!(store.ack("alice", &ids[..2], 2_000).unwrap(), 0);
+    assert_eq!(store.ack("bob", &ids[..2], 2_000).unwrap(), 2);
+    assert_eq!(store.ack("bob", &ids[..2], 2_000).unwrap(), 0);
+    assert_eq!(store.fetch("bob", 0, 100).unwrap().len(), 3);
+    // An acked id is still known: a late retry is not delivered again.
+    assert!(matches!(
+        store.insert_envelope(envelope(ids[0], "alice", "bob", "b0")).unwrap(),
+        Inserted::Duplicate { .. }
+    ));
+    assert_eq!(store.fetch("bob", 0, 100).unwrap().len(), 3);
+
+    // Purge: expired challenges and tokens, and ids acked long ago.
+    store
+        .put_challenge(
+            b"old",
+            &ChallengeRecord {
+                username: "alice".into(),
+                expires_at: 50,
+            },
+        )
+        .unwrap();
+    store
+        .put_token(
+            &[9; 32],
+            &TokenRecord {
+                username: "alice".into(),
+                expires_at: 50,
+            },
+        )
+        .unwrap();
+    store.purge_expired(60).unwrap();
+    assert_eq!(store.take_challenge(b"old").unwrap(), None);
+    assert_eq!(store.token(&[9; 32]).unwrap(), None);
+    assert!(store.token(&[7; 32]).unwrap().is_some());
+    store.purge_expired(2_000 + DEDUP_RETENTION_SECS + 1).unwrap();
+    assert!(matches!(
+        store
+            .insert_envelope(envelope(ids[0], "alice", "bob", "again"))
+            .unwrap(),
+        Inserted::Stored(_)
+    ));
+    // Pending envelopes are never purged.
+    assert_eq!(store.fetch("bob", 0, 100).unwrap().len(), 4);
+    store.flush().unwrap();
+}
+
+#[test]
+fn story_memory() {
+    story(&MemoryStore::new());
+}
+
+#[test]
+fn story_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    story(&SledStore::open(dir.path(), SyncMode::Flush).unwrap());
+}
+
+#[test]
+fn story_sled_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    story(&SledStore::open(dir.path(), SyncMode::Fsync).unwrap());
+}
+
+#[test]
+fn sled_keeps_everything_across_reopen_and_sequence_stays_monotonic() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Uuid::new_v4();
+    let first_seq = {
+        let store = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
+        let user = UserRecord {
+            username: "bob".into(),
+            cert_pem: "PEM".into(),
+            created_at: 1,
+        };
+        assert!(store.add_user(&user).unwrap());
+        let Inserted::Stored(e) = store.insert_envelope(envelope(id, "alice", "bob", "x")).unwrap() else {
+            panic!("not stored")
+        };
+        store.flush().unwrap();
+        e.seq
+    };
+    let store = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
+    assert!(store.user("bob").unwrap().is_some());
+    assert_eq!(store.fetch("bob", 0, 10).unwrap()[0].id, id);
+    assert!(matches!(
+        store.insert_envelope(envelope(id, "alice", "bob", "x")).unwrap(),
+        Inserted::Duplicate { .. }
+    ));
+    let Inserted::Stored(next) = store
+        .insert_envelope(envelope(Uuid::new_v4(), "alice", "bob", "y"))
+        .unwrap()
+    else {
+        panic!("not stored")
+    };
+    assert!(next.seq > first_seq);
+}
