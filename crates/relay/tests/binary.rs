@@ -81,32 +81,7 @@ async fn register_and_login(http: &reqwest::Client, relay: &Relay, name: &str) -
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    login_http(http, relay, name).await
-}
-
-async fn login_http(http: &reqwest::Client, relay: &Relay, name: &str) -> String {
-    let c: Value = http
-        .post(relay.url("/v1/login/challenge"))
-        .json(&json!({"username": name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let nonce = c["nonce"].as_str().unwrap();
-    let body =
-        json!({"username": name, "nonce": nonce, "signature": sign_login(name, &relay.fingerprint_bytes(), nonce)});
-    let r: Value = http
-        .post(relay.url("/v1/login"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().unwrap().to_owned()
+    http_login(http, &relay.url(""), name, &relay.fingerprint_bytes()).await
 }
 
 #[test]

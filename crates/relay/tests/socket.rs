@@ -20,30 +20,6 @@ fn sled_state(dir: &std::path::Path) -> AppState {
     AppState::new(store, ca(), config()).unwrap()
 }
 
-async fn http_login(http: &reqwest::Client, relay: &RunningRelay, name: &str) -> String {
-    let c: Value = http
-        .post(relay.url("/v1/login/challenge"))
-        .json(&json!({"username": name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let nonce = c["nonce"].as_str().unwrap();
-    let body = json!({"username": name, "nonce": nonce, "signature": sign_login(name, &ca().fingerprint, nonce)});
-    let r: Value = http
-        .post(relay.url("/v1/login"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().unwrap().to_owned()
-}
-
 async fn http_register(http: &reqwest::Client, relay: &RunningRelay, name: &str) {
     let r = http
         .post(relay.url("/v1/register"))
@@ -86,8 +62,8 @@ async fn push_delivers_a_sent_envelope_and_fetch_agrees() {
     let http = reqwest::Client::new();
     http_register(&http, &relay, "alice").await;
     http_register(&http, &relay, "bob").await;
-    let alice = http_login(&http, &relay, "alice").await;
-    let bob = http_login(&http, &relay, "bob").await;
+    let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
+    let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
 
     let mut ws = push_connect(&relay, &bob).await;
     // The subscription is registered right after the upgrade; wait until the hub sees it.
@@ -156,8 +132,8 @@ async fn sending_over_the_push_socket_is_acknowledged_once_durable_and_pushed() 
     let http = reqwest::Client::new();
     http_register(&http, &relay, "alice").await;
     http_register(&http, &relay, "bob").await;
-    let alice = http_login(&http, &relay, "alice").await;
-    let bob = http_login(&http, &relay, "bob").await;
+    let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
+    let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
     let mut bob_ws = push_connect(&relay, &bob).await;
     let mut alice_ws = push_connect(&relay, &alice).await;
     while relay.state.hub.connections_of("bob") == 0 {
@@ -217,8 +193,8 @@ async fn accepted_envelopes_users_and_tokens_survive_a_restart_on_the_same_direc
         let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
         http_register(&http, &relay, "alice").await;
         http_register(&http, &relay, "bob").await;
-        let alice = http_login(&http, &relay, "alice").await;
-        let bob = http_login(&http, &relay, "bob").await;
+        let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
+        let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
         let mut ids = Vec::new();
         for i in 0..20u8 {
             let e = envelope("bob", &[i; 16]);

@@ -153,3 +153,28 @@ pub async fn users(app: &Router, names: &[&str]) -> Vec<String> {
 pub fn envelope(to: &str, body: &[u8]) -> Value {
     json!({"id": uuid::Uuid::new_v4(), "to": to, "kind": "message", "body": STANDARD.encode(body)})
 }
+
+/// Logs in over real HTTP as a client would: challenge, sign, login. `base` is the relay's URL without a path.
+pub async fn http_login(http: &reqwest::Client, base: &str, name: &str, ca_fingerprint: &[u8; 32]) -> String {
+    let challenge: Value = http
+        .post(format!("{base}/v1/login/challenge"))
+        .json(&json!({"username": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = challenge["nonce"].as_str().unwrap();
+    let body = json!({"username": name, "nonce": nonce, "signature": sign_login(name, ca_fingerprint, nonce)});
+    let answer: Value = http
+        .post(format!("{base}/v1/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["token"].as_str().unwrap().to_owned()
+}
