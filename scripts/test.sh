@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 parts=("$@")
 ((${#parts[@]})) || parts=(lint ui rust e2e)
 
-step() { printf '\n\033[1;34m== %s\033[0m\n' "$*"; }
+started=$(date +%s)
+step() { printf '\n\033[1;34m== %s\033[0m (at %ss)\n' "$*" "$(($(date +%s) - started))"; }
 
 bash scripts/setup-linux.sh --test
 
@@ -38,3 +39,5 @@ for part in "${parts[@]}"; do
       ;;
   esac
 done
+
+printf '\n\033[1;32mPassed: %s, in %ss\033[0m\n' "${parts[*]}" "$(($(date +%s) - started))"
