@@ -103,6 +103,12 @@ impl Identity {
         Ok(SecretBytes::new(self.key.private_key_to_pkcs8()?))
     }
 
+    /// Signs a relay's login challenge (see [`crate::login`]).
+    pub fn sign_login(&self, ca_fingerprint: &[u8; 32], nonce: &[u8]) -> Result<Vec<u8>> {
+        let signed = crate::login::login_signed_bytes(ca_fingerprint, self.username.as_str(), nonce);
+        crate::crypto::sign_pss(&self.key, &signed)
+    }
+
     /// The username.
     pub fn username(&self) -> &Username {
         &self.username

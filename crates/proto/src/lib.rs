@@ -13,6 +13,7 @@ mod error;
 mod handshake;
 mod identity;
 pub mod keys;
+pub mod login;
 mod safety;
 mod secret;
 mod session;

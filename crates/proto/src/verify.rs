@@ -134,6 +134,20 @@ impl Certificate {
         Ok(key.public_key_to_der()?)
     }
 
+    /// Checks a login answer made by [`Identity::sign_login`] with this certificate's key, for `username` at the
+    /// relay whose CA has `ca_fingerprint`. Any mismatch is `BadSignature`.
+    pub fn verify_login(
+        &self,
+        ca_fingerprint: &[u8; 32],
+        username: &str,
+        nonce: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
+        let signed = crate::login::login_signed_bytes(ca_fingerprint, username, nonce);
+        let key = self.public_key()?;
+        crate::crypto::verify_pss(&key, &signed, signature)
+    }
+
     /// SHA-256 of the SPKI: what peers pin.
     pub fn spki_fingerprint(&self) -> Result<Fingerprint> {
         Fingerprint::of_spki_der(&self.public_key_der()?)

@@ -340,8 +340,11 @@ async fn setup_user(http: &reqwest::Client, base: &str, key: &[u8], name: &str, 
         .await
         .unwrap();
     let nonce = c["nonce"].as_str().unwrap();
-    let signed = magpie_relay::login::login_signed_bytes(fingerprint, name, &STANDARD.decode(nonce).unwrap());
-    let signature = STANDARD.encode(magpie_relay::login::sign(key, &signed).unwrap());
+    let signature = STANDARD.encode(
+        identity
+            .sign_login(fingerprint, &STANDARD.decode(nonce).unwrap())
+            .unwrap(),
+    );
     let r: Value = http
         .post(format!("{base}/v1/login"))
         .json(&json!({"username": name, "nonce": nonce, "signature": signature}))

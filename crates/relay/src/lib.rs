@@ -22,7 +22,7 @@
 //!
 //! # Login
 //! No passwords: `POST /v1/login/challenge` returns a 32-byte single-use nonce (60 s); the client signs
-//! `"magpie v1 login" ‖ CA fingerprint ‖ username ‖ nonce` (see [`login`]) with RSA-PSS and its private
+//! `"magpie v1 login" ‖ CA fingerprint ‖ username ‖ nonce` (see [`magpie_proto::login`]) with RSA-PSS and its private
 //! key; the relay verifies with the certificate it issued. The bearer token is 32 random bytes; the store
 //! keeps only its SHA-256 and expiry (24 h by default).
 //!
@@ -60,7 +60,6 @@ pub mod api;
 pub mod ca;
 pub mod config;
 pub mod error;
-pub mod login;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{now_secs, retry_after, ApiJson, AppState};
 use crate::error::{Error, Result};
-use crate::login;
 use crate::store::{ChallengeRecord, TokenRecord, UserRecord};
 
 const TOKEN_BYTES: usize = 32;
@@ -130,7 +129,7 @@ pub(crate) struct LoginRequest {
     username: Username,
     /// The challenge nonce, base64.
     nonce: String,
-    /// RSA-PSS over [`login::login_signed_bytes`], base64.
+    /// RSA-PSS over [`magpie_proto::login::login_signed_bytes`], base64.
     signature: String,
 }
 
@@ -163,11 +162,10 @@ pub(crate) async fn login(
     let user = state.store.user(username)?.ok_or(FAILED)?;
     let cert = magpie_proto::Certificate::from_pem(user.cert_pem.as_bytes())
         .map_err(|e| Error::Internal(format!("stored certificate of {username}: {e}")))?;
-    let spki = cert
-        .public_key_der()
-        .map_err(|e| Error::Internal(format!("stored certificate of {username}: {e}")))?;
-    let signed = login::login_signed_bytes(&state.ca.fingerprint, username, &nonce);
-    if !login::verify(&spki, &signed, &signature) {
+    if cert
+        .verify_login(&state.ca.fingerprint, username, &nonce, &signature)
+        .is_err()
+    {
         tracing::info!(user = %username, "login signature refused");
         return Err(FAILED);
     }

@@ -111,9 +111,7 @@ pub async fn register(app: &Router, name: &str) -> Value {
 /// Signs a challenge nonce (base64) the way a client does.
 pub fn sign_login(name: &str, ca_fingerprint: &[u8; 32], nonce_b64: &str) -> String {
     let nonce = STANDARD.decode(nonce_b64).unwrap();
-    let data = magpie_relay::login::login_signed_bytes(ca_fingerprint, name, &nonce);
-    let key = identity(name).to_pkcs8_der().unwrap();
-    STANDARD.encode(magpie_relay::login::sign(key.expose_secret(), &data).unwrap())
+    STANDARD.encode(identity(name).sign_login(ca_fingerprint, &nonce).unwrap())
 }
 
 pub async fn login(app: &Router, name: &str) -> String {
