@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_magpie-relay");
 
@@ -74,13 +74,7 @@ impl Relay {
 }
 
 async fn register_and_login(http: &reqwest::Client, relay: &Relay, name: &str) -> String {
-    let r = http
-        .post(relay.url("/v1/register"))
-        .json(&json!({"csr": csr_pem(name)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    http_register(http, &relay.url(""), name).await;
     http_login(http, &relay.url(""), name, &relay.fingerprint_bytes()).await
 }
 

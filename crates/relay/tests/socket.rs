@@ -20,16 +20,6 @@ fn sled_state(dir: &std::path::Path) -> AppState {
     AppState::new(store, ca(), config()).unwrap()
 }
 
-async fn http_register(http: &reqwest::Client, relay: &RunningRelay, name: &str) {
-    let r = http
-        .post(relay.url("/v1/register"))
-        .json(&json!({"csr": csr_pem(name)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-}
-
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn push_connect(relay: &RunningRelay, token: &str) -> Ws {
@@ -60,8 +50,8 @@ async fn push_delivers_a_sent_envelope_and_fetch_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
     let http = reqwest::Client::new();
-    http_register(&http, &relay, "alice").await;
-    http_register(&http, &relay, "bob").await;
+    http_register(&http, &relay.url(""), "alice").await;
+    http_register(&http, &relay.url(""), "bob").await;
     let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
     let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
 
@@ -130,8 +120,8 @@ async fn sending_over_the_push_socket_is_acknowledged_once_durable_and_pushed() 
     let dir = tempfile::tempdir().unwrap();
     let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
     let http = reqwest::Client::new();
-    http_register(&http, &relay, "alice").await;
-    http_register(&http, &relay, "bob").await;
+    http_register(&http, &relay.url(""), "alice").await;
+    http_register(&http, &relay.url(""), "bob").await;
     let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
     let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
     let mut bob_ws = push_connect(&relay, &bob).await;
@@ -191,8 +181,8 @@ async fn accepted_envelopes_users_and_tokens_survive_a_restart_on_the_same_direc
     let http = reqwest::Client::new();
     let (bob, ids) = {
         let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
-        http_register(&http, &relay, "alice").await;
-        http_register(&http, &relay, "bob").await;
+        http_register(&http, &relay.url(""), "alice").await;
+        http_register(&http, &relay.url(""), "bob").await;
         let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
         let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
         let mut ids = Vec::new();

@@ -152,6 +152,17 @@ pub fn envelope(to: &str, body: &[u8]) -> Value {
     json!({"id": uuid::Uuid::new_v4(), "to": to, "kind": "message", "body": STANDARD.encode(body)})
 }
 
+/// Registers `name` over real HTTP with its fixture key. `base` is the relay's URL without a path.
+pub async fn http_register(http: &reqwest::Client, base: &str, name: &str) {
+    let response = http
+        .post(format!("{base}/v1/register"))
+        .json(&json!({"csr": csr_pem(name)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
 /// Logs in over real HTTP as a client would: challenge, sign, login. `base` is the relay's URL without a path.
 pub async fn http_login(http: &reqwest::Client, base: &str, name: &str, ca_fingerprint: &[u8; 32]) -> String {
     let challenge: Value = http
