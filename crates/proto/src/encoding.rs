@@ -121,6 +121,29 @@ pub(crate) mod b64_list {
     }
 }
 
+/// serde: `Option<Vec<u8>>` or `Option<[u8; N]>` as standard base64 or `null`; a wrong length is refused.
+pub(crate) mod b64_opt {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<T: AsRef<[u8]>, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&STANDARD.encode(b.as_ref())),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, T: TryFrom<Vec<u8>>, D: Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        let Some(text) = Option::<std::borrow::Cow<str>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let bytes = STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)?;
+        T::try_from(bytes)
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("wrong length"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

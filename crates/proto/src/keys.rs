@@ -58,19 +58,23 @@ pub fn derive_session_keys(k: &SessionSecret, dh: &SharedSecret, transcript: &[u
     right.copy_from_slice(dh.expose_secret());
     let mut root = Zeroizing::new([0u8; 32]);
     hkdf(ikm.as_ref(), transcript, INFO_ROOT, root.as_mut())?;
+    session_keys_from_root(RootKey::from_bytes(*root))
+}
 
+/// The HKDF-Expand half of [`derive_session_keys`]: a persisted handshake stores only the root.
+pub(crate) fn session_keys_from_root(root: RootKey) -> Result<SessionKeys> {
     let expand = |info: &[u8]| -> Result<Zeroizing<[u8; 32]>> {
         let mut out = Zeroizing::new([0u8; 32]);
-        hkdf_expand(root.as_ref(), info, out.as_mut())?;
+        hkdf_expand(root.expose_secret(), info, out.as_mut())?;
         Ok(out)
     };
     let i2r = expand(INFO_CHAIN_I2R)?;
     let r2i = expand(INFO_CHAIN_R2I)?;
     let confirm = expand(INFO_CONFIRM)?;
     let mut session_id = [0u8; 16];
-    hkdf_expand(root.as_ref(), INFO_SESSION_ID, &mut session_id)?;
+    hkdf_expand(root.expose_secret(), INFO_SESSION_ID, &mut session_id)?;
     Ok(SessionKeys {
-        root: RootKey::from_bytes(*root),
+        root,
         initiator_chain: ChainKey::from_bytes(*i2r),
         responder_chain: ChainKey::from_bytes(*r2i),
         confirm: ConfirmKey::from_bytes(*confirm),

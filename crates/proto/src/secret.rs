@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{malformed, Result};
 
@@ -100,6 +101,54 @@ secret32!(
     /// The key of the KeyConfirm MAC.
     ConfirmKey
 );
+
+/// Serializes 32 secret bytes as base64 without an intermediate `String` (state export).
+pub(crate) struct SecretB64<'a>(pub(crate) &'a [u8; 32]);
+
+impl Serialize for SecretB64<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use base64::engine::general_purpose::STANDARD;
+        s.collect_str(&base64::display::Base64Display::new(self.0, &STANDARD))
+    }
+}
+
+/// A 32-byte key decoded from base64 straight into wiped memory (state import).
+pub(crate) struct KeyIn<T>(pub(crate) T);
+
+/// Decodes base64 text; the text and its decoding live in wiped buffers.
+fn decode_secret_b64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Zeroizing<Vec<u8>>, D::Error> {
+    let text = Zeroizing::new(String::deserialize(d)?);
+    crate::encoding::b64_decode(&text)
+        .map(Zeroizing::new)
+        .ok_or_else(|| serde::de::Error::custom("base64"))
+}
+
+macro_rules! key_in {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for KeyIn<$t> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let bytes = decode_secret_b64(d)?;
+                <$t>::from_slice(&bytes)
+                    .map(KeyIn)
+                    .map_err(|_| serde::de::Error::custom("key must be 32 bytes"))
+            }
+        }
+    )*};
+}
+key_in!(ChainKey, MessageKey, RootKey);
+
+/// Raw 32 secret bytes without a key type (an X25519 private half).
+impl<'de> Deserialize<'de> for KeyIn<Zeroizing<[u8; 32]>> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let bytes = decode_secret_b64(d)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        if bytes.len() != key.len() {
+            return Err(serde::de::Error::custom("key must be 32 bytes"));
+        }
+        key.copy_from_slice(&bytes);
+        Ok(KeyIn(key))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use crate::error::{malformed, Error, Result};
 use crate::handshake::HandshakeReport;
 use crate::identity::Username;
 use crate::keys::{open_with_key, ratchet_step, seal_with_key, SessionKeys};
-use crate::secret::{ChainKey, MessageKey, SecretBytes};
+use crate::secret::{ChainKey, KeyIn, MessageKey, SecretB64, SecretBytes};
 use crate::verify::{unix_secs, Fingerprint};
 use crate::wire::{random_uuid, SealedMessage, PROTOCOL_VERSION};
 
@@ -369,37 +369,6 @@ impl fmt::Debug for Session {
             .finish()
     }
 }
-
-/// Serializes 32 secret bytes as base64 without an intermediate `String`.
-struct SecretB64<'a>(&'a [u8; 32]);
-
-impl Serialize for SecretB64<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use base64::engine::general_purpose::STANDARD;
-        s.collect_str(&base64::display::Base64Display::new(self.0, &STANDARD))
-    }
-}
-
-/// A 32-byte key decoded from base64 straight into wiped memory.
-struct KeyIn<T>(T);
-
-macro_rules! key_in {
-    ($t:ty) => {
-        impl<'de> Deserialize<'de> for KeyIn<$t> {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let text = Zeroizing::new(String::deserialize(d)?);
-                let bytes = Zeroizing::new(
-                    crate::encoding::b64_decode(&text).ok_or_else(|| serde::de::Error::custom("base64"))?,
-                );
-                <$t>::from_slice(&bytes)
-                    .map(KeyIn)
-                    .map_err(|_| serde::de::Error::custom("key must be 32 bytes"))
-            }
-        }
-    };
-}
-key_in!(ChainKey);
-key_in!(MessageKey);
 
 #[derive(Serialize)]
 struct StateRef<'a> {

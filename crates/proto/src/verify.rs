@@ -231,6 +231,26 @@ impl VerifiedPeer {
     pub(crate) fn public_key(&self) -> &PKey<Public> {
         &self.key
     }
+
+    /// Rebuilds a peer verified earlier, for a persisted handshake: the chain is not verified again, but the
+    /// certificate must carry `username` and have `fingerprint`, so a state cannot swap one for the other.
+    pub(crate) fn restore(username: Username, certificate: Certificate, fingerprint: &Fingerprint) -> Result<Self> {
+        if certificate.common_name().as_deref() != Some(username.as_str()) {
+            return Err(malformed("peer certificate is for another name"));
+        }
+        let key = certificate.public_key()?;
+        check_rsa_key(&key).map_err(|why| Error::BadCertificate(CertProblem::Unsuitable(why)))?;
+        let found = Fingerprint::of_spki_der(&key.public_key_to_der()?)?;
+        if found != *fingerprint {
+            return Err(malformed("peer fingerprint does not match its certificate"));
+        }
+        Ok(Self {
+            username,
+            certificate,
+            fingerprint: found,
+            key,
+        })
+    }
 }
 
 /// The pinned relay CA root that every peer certificate must chain to.

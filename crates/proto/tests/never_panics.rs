@@ -73,6 +73,11 @@ proptest! {
         let _ = Csr::from_pem(&data);
         let _ = Identity::from_pkcs8_der(Username::canonical("alice").unwrap(), &data);
         let _ = Session::import(&data);
+        let w = world();
+        let _ = AwaitingAccept::import(w.alice.clone(), &data);
+        let _ = IncomingRequest::import(w.bob.clone(), &data);
+        let _ = AwaitingKeyTransfer::import(w.bob.clone(), &data);
+        let _ = AwaitingConfirm::import(w.alice.clone(), &data);
         let text = String::from_utf8_lossy(&data);
         let _ = Username::parse(&text);
         let _ = Fingerprint::from_hex(&text);
@@ -117,6 +122,20 @@ proptest! {
         let len = state.len();
         state[i % len] = byte;
         let _ = Session::import(&state);
+    }
+
+    #[test]
+    fn handshake_state_import_of_mutated_state_never_panics(which in 0usize..4, i in 0usize..16384, byte in any::<u8>()) {
+        let w = world();
+        let mut state = handshake_states()[which].expose_secret().to_vec();
+        let len = state.len();
+        state[i % len] = byte;
+        for me in [&w.alice, &w.bob] {
+            let _ = AwaitingAccept::import(me.clone(), &state);
+            let _ = IncomingRequest::import(me.clone(), &state);
+            let _ = AwaitingKeyTransfer::import(me.clone(), &state);
+            let _ = AwaitingConfirm::import(me.clone(), &state);
+        }
     }
 }
 
@@ -190,4 +209,22 @@ fn session_pair() -> (Session, Session) {
         Session::import(a.expose_secret()).unwrap(),
         Session::import(b.expose_secret()).unwrap(),
     )
+}
+
+/// One exported state of each handshake kind (AwaitingAccept, IncomingRequest, AwaitingKeyTransfer,
+/// AwaitingConfirm), made once per test binary.
+fn handshake_states() -> &'static [SecretBytes; 4] {
+    use std::sync::OnceLock;
+    static STATES: OnceLock<[SecretBytes; 4]> = OnceLock::new();
+    STATES.get_or_init(|| {
+        let w = world();
+        let (a1, req) = Initiator::request(&w.alice, w.bob.username(), now()).unwrap();
+        let incoming = Responder::on_request(&w.bob, &w.trust, &req, None, now()).unwrap();
+        let (accept_state, incoming_state) = (a1.export().unwrap(), incoming.export().unwrap());
+        let (b1, accept) = incoming.accept().unwrap();
+        let (a2, _kt) = a1
+            .on_accept(&accept, &[w.bob.certificate().clone()], &w.trust, None, now())
+            .unwrap();
+        [accept_state, incoming_state, b1.export().unwrap(), a2.export().unwrap()]
+    })
 }

@@ -3,10 +3,15 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::persist::{check_owner, check_peer_fingerprint, check_request, parse_state, to_secret_json};
+use super::persist::{AWAITING_ACCEPT, AWAITING_CONFIRM};
 use super::*;
+use crate::keys::session_keys_from_root;
+use crate::secret::{KeyIn, RootKey, SecretB64, SecretBytes};
 
 /// The initiator's entry point.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +85,33 @@ impl AwaitingAccept {
     /// Public data so far.
     pub fn report(&self) -> &HandshakeReport {
         &self.report
+    }
+
+    /// Serializes the state (the request, the report) for the client to store until B answers. Our
+    /// [`Credential`] is not included: [`AwaitingAccept::import`] takes it from the credential store.
+    pub fn export(&self) -> Result<SecretBytes> {
+        to_secret_json(&AcceptStateRef {
+            v: PROTOCOL_VERSION,
+            state: AWAITING_ACCEPT,
+            me: self.me.username(),
+            peer: &self.peer,
+            request: &self.request,
+            report: &self.report,
+        })
+    }
+
+    /// Restores a state made by [`AwaitingAccept::export`] for `me`, checking it belongs to `me` (name and
+    /// key) and that the request and the report agree.
+    pub fn import(me: Credential, bytes: &[u8]) -> Result<Self> {
+        let s: AcceptStateOwned = parse_state(bytes, AWAITING_ACCEPT)?;
+        check_owner(&me, &s.me, &s.peer, &s.report, Role::Initiator)?;
+        check_request(&s.request, &s.report)?;
+        Ok(Self {
+            me,
+            peer: s.peer,
+            request: s.request,
+            report: s.report,
+        })
     }
 
     /// Steps 3–5: verifies B's chain (from the directory) for the expected name and the pin, verifies B's
@@ -272,6 +304,56 @@ impl AwaitingConfirm {
         &self.peer
     }
 
+    /// Serializes the state for the client to store until B confirms. The bytes are secret (they hold the
+    /// session root key): they are returned in wiped memory. Our [`Credential`] is not included.
+    pub fn export(&self) -> Result<SecretBytes> {
+        let peer_certificate = self.peer.certificate().to_der()?;
+        to_secret_json(&ConfirmStateRef {
+            v: PROTOCOL_VERSION,
+            state: AWAITING_CONFIRM,
+            me: self.me.username(),
+            peer: self.peer.username(),
+            peer_fingerprint: self.peer.fingerprint(),
+            peer_certificate: crate::encoding::b64(&peer_certificate),
+            request_id: self.request_id,
+            root_key: SecretB64(self.keys.root.expose_secret()),
+            report: &self.report,
+        })
+    }
+
+    /// Restores a state made by [`AwaitingConfirm::export`] for `me`. B's chain is not verified again (it was
+    /// when the state was made), but the stored fingerprint must be its certificate's, and the keys derived
+    /// from the stored root must give the report's session id.
+    pub fn import(me: Credential, bytes: &[u8]) -> Result<Self> {
+        let s: ConfirmStateOwned = parse_state(bytes, AWAITING_CONFIRM)?;
+        check_owner(&me, &s.me, &s.peer, &s.report, Role::Initiator)?;
+        check_peer_fingerprint(&s.report, Role::Initiator, &s.peer_fingerprint)?;
+        if s.request_id != s.report.request_id {
+            return Err(malformed("request id does not match the report"));
+        }
+        let der = crate::encoding::b64_decode(&s.peer_certificate).ok_or_else(|| malformed("peer certificate"))?;
+        let certificate = Certificate::from_der(&der).map_err(|_| malformed("peer certificate"))?;
+        let peer = VerifiedPeer::restore(s.peer, certificate, &s.peer_fingerprint)?;
+        let t = s
+            .report
+            .transcript_hash
+            .ok_or_else(|| malformed("handshake report lacks the transcript hash"))?;
+        let keys = session_keys_from_root(s.root_key.0)?;
+        if s.report.session_id != Some(keys.session_id) {
+            return Err(malformed("root key does not match the report's session id"));
+        }
+        // The expected MAC is derived again rather than stored: one secret fewer in the state.
+        let expected_mac = confirm_mac(&keys.confirm, &t)?;
+        Ok(Self {
+            me,
+            peer,
+            request_id: s.request_id,
+            keys,
+            expected_mac,
+            report: s.report,
+        })
+    }
+
     /// Step 7: checks B's confirm MAC (constant time); the session starts at `now`.
     pub fn on_confirm(self, confirm: &KeyConfirm, now: SystemTime) -> Result<Session> {
         check_version(confirm.v)?;
@@ -294,4 +376,56 @@ impl AwaitingConfirm {
             report,
         ))
     }
+}
+
+#[derive(Serialize)]
+struct AcceptStateRef<'a> {
+    v: u32,
+    state: &'static str,
+    me: &'a Username,
+    peer: &'a Username,
+    request: &'a ChatRequest,
+    report: &'a HandshakeReport,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptStateOwned {
+    #[serde(rename = "v")]
+    _v: u32,
+    #[serde(rename = "state")]
+    _state: String,
+    me: Username,
+    peer: Username,
+    request: ChatRequest,
+    report: HandshakeReport,
+}
+
+#[derive(Serialize)]
+struct ConfirmStateRef<'a> {
+    v: u32,
+    state: &'static str,
+    me: &'a Username,
+    peer: &'a Username,
+    peer_fingerprint: Fingerprint,
+    peer_certificate: String,
+    request_id: Uuid,
+    root_key: SecretB64<'a>,
+    report: &'a HandshakeReport,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmStateOwned {
+    #[serde(rename = "v")]
+    _v: u32,
+    #[serde(rename = "state")]
+    _state: String,
+    me: Username,
+    peer: Username,
+    peer_fingerprint: Fingerprint,
+    peer_certificate: String,
+    request_id: Uuid,
+    root_key: KeyIn<RootKey>,
+    report: HandshakeReport,
 }

@@ -8,11 +8,12 @@ use std::time::SystemTime;
 
 use openssl::pkey::{PKey, Private};
 use openssl::sha::Sha256;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::crypto::{ct_eq, oaep_unwrap, oaep_wrap, random_array, sign_pss, verify_pss, x25519, x25519_from_private};
 use crate::crypto::{x25519_generate, x25519_public_bytes};
-use crate::encoding::Canon;
+use crate::encoding::{b64_bytes, b64_opt, Canon};
 use crate::error::{malformed, Error, Result};
 use crate::identity::Username;
 use crate::keys::{confirm_mac, derive_session_keys};
@@ -33,8 +34,10 @@ pub(crate) const SIG_ACCEPT: &str = "magpie v1 signature ChatAccept";
 pub(crate) const SIG_DECLINE: &str = "magpie v1 signature ChatDecline";
 pub(crate) const SIG_KEY_TRANSFER: &str = "magpie v1 signature KeyTransfer";
 
-/// The public data of a handshake so far, for a UI to show step by step. Holds no secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The public data of a handshake so far, for a UI to show step by step. Holds no secret. Serializes as JSON
+/// (fingerprints in hex, other bytes in base64); every exported handshake state embeds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HandshakeReport {
     /// The handshake's request id.
     pub request_id: Uuid,
@@ -47,22 +50,31 @@ pub struct HandshakeReport {
     /// SHA-256 of B's SPKI.
     pub responder_fingerprint: Option<Fingerprint>,
     /// A's signature on the ChatRequest.
+    #[serde(with = "b64_bytes")]
     pub request_signature: Vec<u8>,
     /// `eB`.
+    #[serde(with = "b64_opt")]
     pub responder_ephemeral: Option<[u8; 32]>,
     /// B's signature on the accept transcript.
+    #[serde(with = "b64_opt")]
     pub accept_signature: Option<Vec<u8>>,
     /// `K` wrapped for B (RSA-OAEP).
+    #[serde(with = "b64_opt")]
     pub wrapped_key: Option<Vec<u8>>,
     /// `eA`.
+    #[serde(with = "b64_opt")]
     pub initiator_ephemeral: Option<[u8; 32]>,
     /// A's signature on the KeyTransfer transcript.
+    #[serde(with = "b64_opt")]
     pub key_transfer_signature: Option<Vec<u8>>,
     /// The final transcript hash `T`.
+    #[serde(with = "b64_opt")]
     pub transcript_hash: Option<[u8; 32]>,
     /// The KeyConfirm MAC.
+    #[serde(with = "b64_opt")]
     pub confirm_mac: Option<[u8; 32]>,
     /// The session id both sides derived.
+    #[serde(with = "b64_opt")]
     pub session_id: Option<[u8; 16]>,
 }
 
@@ -172,6 +184,7 @@ impl fmt::Debug for EphemeralSecret {
 }
 
 mod initiator;
+mod persist;
 mod responder;
 
 pub use initiator::{AwaitingAccept, AwaitingConfirm, Declined, Initiator, KeyTransferInputs};

@@ -3,9 +3,14 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
+use super::persist::{check_owner, check_peer_fingerprint, check_request, parse_state, to_secret_json, StoredPin};
+use super::persist::{AWAITING_KEY_TRANSFER, INCOMING_REQUEST};
 use super::*;
+use crate::secret::{KeyIn, SecretB64, SecretBytes};
 
 /// The responder's entry point.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +98,35 @@ impl IncomingRequest {
         &self.report
     }
 
+    /// Serializes the verified request for the client to store until the user decides. Our [`Credential`] is
+    /// not included: [`IncomingRequest::import`] takes it from the credential store.
+    pub fn export(&self) -> Result<SecretBytes> {
+        to_secret_json(&IncomingStateRef {
+            v: PROTOCOL_VERSION,
+            state: INCOMING_REQUEST,
+            me: self.me.username(),
+            peer: self.peer.username(),
+            peer_fingerprint: self.peer.fingerprint(),
+            pin: StoredPin::from_check(self.pin)?,
+            request: &self.request,
+            report: &self.report,
+        })
+    }
+
+    /// Restores a state made by [`IncomingRequest::export`] for `me`. A's chain is not verified again (it was
+    /// in [`Responder::on_request`]), but the stored fingerprint must be that of the request's certificate.
+    pub fn import(me: Credential, bytes: &[u8]) -> Result<Self> {
+        let s: IncomingStateOwned = parse_state(bytes, INCOMING_REQUEST)?;
+        let peer = restore_responder_peer(&me, &s.me, s.peer, &s.peer_fingerprint, &s.request, &s.report)?;
+        Ok(Self {
+            me,
+            peer,
+            pin: s.pin.to_check(),
+            request: s.request,
+            report: s.report,
+        })
+    }
+
     /// Step 2: a fresh `eB`, signed over the transcript.
     pub fn accept(self) -> Result<(AwaitingKeyTransfer, ChatAccept)> {
         let eb = EphemeralSecret(x25519_generate()?);
@@ -130,7 +164,7 @@ impl IncomingRequest {
         let state = AwaitingKeyTransfer {
             me: self.me,
             peer: self.peer,
-            request_id: self.request.request_id,
+            request: self.request,
             eb,
             transcript,
             report,
@@ -161,7 +195,8 @@ impl IncomingRequest {
 pub struct AwaitingKeyTransfer {
     me: Credential,
     peer: VerifiedPeer,
-    request_id: Uuid,
+    // Kept (not only its id) so an exported state can rebuild the transcript: a running SHA-256 cannot be saved.
+    request: ChatRequest,
     eb: EphemeralSecret,
     transcript: Transcript,
     report: HandshakeReport,
@@ -172,7 +207,7 @@ impl fmt::Debug for AwaitingKeyTransfer {
         f.debug_struct("AwaitingKeyTransfer")
             .field("me", self.me.username())
             .field("peer", self.peer.username())
-            .field("request_id", &self.request_id)
+            .field("request_id", &self.request.request_id)
             .field("eb", &self.eb)
             .finish()
     }
@@ -184,11 +219,71 @@ impl AwaitingKeyTransfer {
         &self.report
     }
 
+    /// A, verified when the request arrived.
+    pub fn peer(&self) -> &VerifiedPeer {
+        &self.peer
+    }
+
+    /// Serializes the state for the client to store until A's KeyTransfer arrives. The bytes are secret
+    /// (they hold `eB`'s private half): they are returned in wiped memory. Our [`Credential`] is not included.
+    pub fn export(&self) -> Result<SecretBytes> {
+        let raw = Zeroizing::new(self.eb.0.raw_private_key()?);
+        let eb: &[u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Crypto("X25519 private key length".into()))?;
+        to_secret_json(&KeyTransferStateRef {
+            v: PROTOCOL_VERSION,
+            state: AWAITING_KEY_TRANSFER,
+            me: self.me.username(),
+            peer: self.peer.username(),
+            peer_fingerprint: self.peer.fingerprint(),
+            request: &self.request,
+            ephemeral_private: SecretB64(eb),
+            report: &self.report,
+        })
+    }
+
+    /// Restores a state made by [`AwaitingKeyTransfer::export`] for `me`. The transcript is rebuilt from the
+    /// request and our ChatAccept as the report records it; `eB` must be the report's.
+    pub fn import(me: Credential, bytes: &[u8]) -> Result<Self> {
+        let s: KeyTransferStateOwned = parse_state(bytes, AWAITING_KEY_TRANSFER)?;
+        let peer = restore_responder_peer(&me, &s.me, s.peer, &s.peer_fingerprint, &s.request, &s.report)?;
+        let eb = EphemeralSecret(x25519_from_private(s.ephemeral_private.0.as_ref())?);
+        let (Some(eb_public), Some(signature)) = (s.report.responder_ephemeral, s.report.accept_signature.clone())
+        else {
+            return Err(malformed("handshake report lacks the accept"));
+        };
+        if x25519_public_bytes(&eb.0)? != eb_public {
+            return Err(malformed("ephemeral key does not match the report"));
+        }
+        // The ChatAccept we sent, rebuilt exactly as accept_with_ephemeral made it.
+        let accept = ChatAccept {
+            v: PROTOCOL_VERSION,
+            request_id: s.request.request_id,
+            from: me.username().as_str().to_owned(),
+            to: peer.username().as_str().to_owned(),
+            ephemeral: eb_public.to_vec(),
+            signature,
+        };
+        let mut transcript = Transcript::new(&peer.fingerprint(), &me.fingerprint(), &s.request);
+        transcript.absorb(&accept.signed_bytes());
+        transcript.absorb(&accept.signature);
+        Ok(Self {
+            me,
+            peer,
+            request: s.request,
+            eb,
+            transcript,
+            report: s.report,
+        })
+    }
+
     /// Step 6: verifies A's signature over the transcript, unwraps `K`, computes `dh`, derives the keys,
     /// deletes `eB`, and returns the session and the KeyConfirm to send.
     pub fn on_key_transfer(self, transfer: &KeyTransfer, now: SystemTime) -> Result<(Session, KeyConfirm)> {
         check_version(transfer.v)?;
-        if transfer.request_id != self.request_id {
+        if transfer.request_id != self.request.request_id {
             return Err(Error::WrongSession);
         }
         check_parties(&transfer.from, &transfer.to, self.peer.username(), self.me.username())?;
@@ -222,7 +317,7 @@ impl AwaitingKeyTransfer {
 
         let confirm = KeyConfirm {
             v: PROTOCOL_VERSION,
-            request_id: self.request_id,
+            request_id: self.request.request_id,
             from: self.me.username().as_str().to_owned(),
             to: self.peer.username().as_str().to_owned(),
             mac: mac.to_vec(),
@@ -238,4 +333,73 @@ impl AwaitingKeyTransfer {
         );
         Ok((session, confirm))
     }
+}
+
+/// The checks both responder states share on import; returns A as verified when the state was made.
+fn restore_responder_peer(
+    cred: &Credential,
+    me: &Username,
+    peer: Username,
+    peer_fingerprint: &Fingerprint,
+    request: &ChatRequest,
+    report: &HandshakeReport,
+) -> Result<VerifiedPeer> {
+    check_owner(cred, me, &peer, report, Role::Responder)?;
+    check_peer_fingerprint(report, Role::Responder, peer_fingerprint)?;
+    let leaf = check_request(request, report)?;
+    VerifiedPeer::restore(peer, leaf, peer_fingerprint)
+}
+
+#[derive(Serialize)]
+struct IncomingStateRef<'a> {
+    v: u32,
+    state: &'static str,
+    me: &'a Username,
+    peer: &'a Username,
+    peer_fingerprint: Fingerprint,
+    pin: StoredPin,
+    request: &'a ChatRequest,
+    report: &'a HandshakeReport,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncomingStateOwned {
+    #[serde(rename = "v")]
+    _v: u32,
+    #[serde(rename = "state")]
+    _state: String,
+    me: Username,
+    peer: Username,
+    peer_fingerprint: Fingerprint,
+    pin: StoredPin,
+    request: ChatRequest,
+    report: HandshakeReport,
+}
+
+#[derive(Serialize)]
+struct KeyTransferStateRef<'a> {
+    v: u32,
+    state: &'static str,
+    me: &'a Username,
+    peer: &'a Username,
+    peer_fingerprint: Fingerprint,
+    request: &'a ChatRequest,
+    ephemeral_private: SecretB64<'a>,
+    report: &'a HandshakeReport,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyTransferStateOwned {
+    #[serde(rename = "v")]
+    _v: u32,
+    #[serde(rename = "state")]
+    _state: String,
+    me: Username,
+    peer: Username,
+    peer_fingerprint: Fingerprint,
+    request: ChatRequest,
+    ephemeral_private: KeyIn<Zeroizing<[u8; 32]>>,
+    report: HandshakeReport,
 }
