@@ -80,6 +80,68 @@ pub enum Error {
     #[error("A cryptographic operation failed: {0}")]
     Crypto(&'static str),
 
+    /// The relay address is not a usable URL.
+    #[error("The relay address {0} is not valid.")]
+    BadRelayUrl(String),
+    /// The relay could not be reached at all (down, no network, timeout). Retrying later may work.
+    #[error("The relay at {url} cannot be reached ({reason}). Magpie keeps your messages and retries.")]
+    RelayUnreachable {
+        /// Which relay.
+        url: String,
+        /// What the network said.
+        reason: String,
+    },
+    /// The relay answered with an error.
+    #[error("The relay refused the request ({status} {code}): {message}")]
+    Relay {
+        /// HTTP status.
+        status: u16,
+        /// The relay's error code.
+        code: String,
+        /// The relay's explanation.
+        message: String,
+    },
+    /// The relay answered something that is not its API.
+    #[error("The relay answered something Magpie does not understand: {0}")]
+    RelayProtocol(String),
+    /// A call that needs a login was made before logging in.
+    #[error("Not logged in to the relay yet.")]
+    NotLoggedIn,
+    /// Registration: someone holds this name already.
+    #[error("The name \"{0}\" is already taken on this relay. Choose another.")]
+    NameTaken(String),
+    /// The relay has no such user.
+    #[error("There is no user \"{0}\" on this relay.")]
+    UnknownUser(String),
+    /// The profile has not registered with a relay yet.
+    #[error("This profile is not registered with a relay yet. Register first.")]
+    NotRegistered,
+    /// The relay now serves a different CA than the one pinned at registration.
+    #[error(
+        "The relay's certificate authority changed (pinned {pinned}, now {presented}). It may be another server \
+         or an attack; Magpie will not trust it."
+    )]
+    RelayCaChanged {
+        /// The pinned CA fingerprint (hex).
+        pinned: String,
+        /// The one presented (hex).
+        presented: String,
+    },
+    /// No chat with this person yet (or the handshake has not finished).
+    #[error("There is no encrypted session with {0} yet. Send a chat request, or wait for the handshake to finish.")]
+    NoSession(String),
+    /// The peer's key changed: the chat is blocked until the user accepts the new key or verifies again.
+    #[error(
+        "{0}'s key has changed. Sending is blocked until you accept the new key or verify {0}'s safety number again."
+    )]
+    KeyChanged(String),
+    /// No pending chat request from this person.
+    #[error("There is no pending chat request from {0}.")]
+    NoRequest(String),
+    /// A lock was poisoned by a panic in another thread.
+    #[error("Internal error: a lock was poisoned.")]
+    Poisoned,
+
     /// An error from the protocol crate (identity, session, certificate).
     #[error(transparent)]
     Proto(#[from] magpie_proto::Error),

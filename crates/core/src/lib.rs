@@ -1,10 +1,13 @@
 //! Magpie's client engine. The desktop shell and the CLI are thin faces over it.
 
+pub mod engine;
 pub mod error;
 pub mod history;
 pub mod keystore;
 pub mod profile;
+pub mod relay;
 
+pub use engine::{Client, Event};
 pub use error::{Error, Result};
 pub use history::History;
 pub use profile::Profile;

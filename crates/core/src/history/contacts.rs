@@ -14,10 +14,16 @@ pub struct Contact {
     pub username: Username,
     /// The SPKI fingerprint pinned at the first handshake.
     pub fingerprint: Fingerprint,
+    /// Their certificate as verified at pinning, PEM (for the safety number and the identity details).
+    #[serde(default)]
+    pub certificate_pem: Option<String>,
     /// The user compared safety numbers.
     pub verified: bool,
     /// The directory now shows another key: the chat is blocked until the user accepts it or verifies again.
     pub key_changed: bool,
+    /// The new key the directory or a request presented, while `key_changed` is set.
+    #[serde(default)]
+    pub pending_fingerprint: Option<Fingerprint>,
     /// The user blocked this peer.
     pub blocked: bool,
     /// Last message or handshake, Unix seconds.
@@ -30,8 +36,10 @@ impl Contact {
         Self {
             username,
             fingerprint,
+            certificate_pem: None,
             verified: false,
             key_changed: false,
+            pending_fingerprint: None,
             blocked: false,
             last_activity: None,
         }

@@ -2,7 +2,7 @@
 
 use magpie_proto::{MessageKind, Username};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional, TransactionalTree};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -88,6 +88,18 @@ impl std::fmt::Debug for Message {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cursor(u64);
 
+impl Cursor {
+    /// The position as a number (for a UI to hand back).
+    pub fn value(self) -> u64 {
+        self.0
+    }
+
+    /// A position a UI handed back.
+    pub fn from_value(value: u64) -> Self {
+        Self(value)
+    }
+}
+
 /// A stored message with its place in the chat.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -116,31 +128,31 @@ impl History {
     /// Stores a batch in one transaction (catch-up after being offline, imports); duplicates, also within the
     /// batch, are skipped. One result per message, in order.
     pub fn append_messages(&self, batch: &[Message]) -> Result<Vec<Appended>> {
-        let mut rows = Vec::with_capacity(batch.len());
-        for message in batch {
-            let chat = self.chat_id(&message.peer)?;
-            let seq = self.db.generate_id()?;
-            let key = message_key(&chat, seq);
-            let id_key = self.sealer.index(b"message", message.id.as_bytes())?;
-            let plain = Zeroizing::new(serde_json::to_vec(message).map_err(|_| Error::Crypto("encoding failed"))?);
-            let sealed = self.sealer.seal(MESSAGES, &key, &plain)?;
-            let sealed_index = self.sealer.seal(MESSAGE_IDS, &id_key, &key)?;
-            rows.push((key, id_key, sealed, sealed_index, Cursor(seq)));
-        }
+        let rows = batch.iter().map(|m| self.prepare_row(m)).collect::<Result<Vec<_>>>()?;
         let result = (&self.messages, &self.message_ids).transaction(|(messages, ids)| {
             let mut out = Vec::with_capacity(rows.len());
-            for (key, id_key, sealed, sealed_index, cursor) in &rows {
-                if ids.get(id_key)?.is_some() {
-                    out.push(Appended::Duplicate);
-                    continue;
-                }
-                ids.insert(id_key.as_slice(), sealed_index.as_slice())?;
-                messages.insert(key.as_slice(), sealed.as_slice())?;
-                out.push(Appended::New(*cursor));
+            for row in &rows {
+                out.push(insert_row(messages, ids, row)?);
             }
             Ok::<_, ConflictableTransactionError<Error>>(out)
         });
         flatten(result)
+    }
+
+    /// Seals a message for [`insert_row`]; done before a transaction so a retried transaction does not redo it.
+    pub(super) fn prepare_row(&self, message: &Message) -> Result<Row> {
+        let chat = self.chat_id(&message.peer)?;
+        let seq = self.db.generate_id()?;
+        let key = message_key(&chat, seq);
+        let id_key = self.sealer.index(b"message", message.id.as_bytes())?;
+        let plain = Zeroizing::new(serde_json::to_vec(message).map_err(|_| Error::Crypto("encoding failed"))?);
+        Ok(Row {
+            sealed: self.sealer.seal(MESSAGES, &key, &plain)?,
+            sealed_index: self.sealer.seal(MESSAGE_IDS, &id_key, &key)?,
+            key,
+            id_key,
+            cursor: Cursor(seq),
+        })
     }
 
     /// Whether a message with this id is stored.
@@ -257,6 +269,29 @@ impl History {
     }
 }
 
+/// A sealed message and its id-index entry, ready to insert.
+pub(super) struct Row {
+    key: [u8; KEY_LEN],
+    id_key: [u8; 32],
+    sealed: Vec<u8>,
+    sealed_index: Vec<u8>,
+    cursor: Cursor,
+}
+
+/// Inserts a prepared message inside a transaction unless its id is already stored.
+pub(super) fn insert_row(
+    messages: &TransactionalTree,
+    ids: &TransactionalTree,
+    row: &Row,
+) -> Result<Appended, ConflictableTransactionError<Error>> {
+    if ids.get(row.id_key)?.is_some() {
+        return Ok(Appended::Duplicate);
+    }
+    ids.insert(row.id_key.as_slice(), row.sealed_index.as_slice())?;
+    messages.insert(row.key.as_slice(), row.sealed.as_slice())?;
+    Ok(Appended::New(row.cursor))
+}
+
 fn message_key(chat: &[u8; CHAT_ID_LEN], seq: u64) -> [u8; KEY_LEN] {
     let mut key = [0u8; KEY_LEN];
     key[..CHAT_ID_LEN].copy_from_slice(chat);
@@ -264,7 +299,7 @@ fn message_key(chat: &[u8; CHAT_ID_LEN], seq: u64) -> [u8; KEY_LEN] {
     key
 }
 
-fn flatten<T>(result: Result<T, TransactionError<Error>>) -> Result<T> {
+pub(super) fn flatten<T>(result: Result<T, TransactionError<Error>>) -> Result<T> {
     result.map_err(|error| match error {
         TransactionError::Abort(error) => error,
         TransactionError::Storage(error) => Error::HistoryStorage(error),

@@ -11,6 +11,10 @@
 //! | `handshakes`  | `H("handshake", request id)`         | request id and opaque handshake state       |
 //! | `messages`    | `H("chat", peer) ‖ seq (u64 BE)`     | [`Message`] as JSON                         |
 //! | `message_ids` | `H("message", message id)`           | the `messages` key of that message          |
+//! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
+//! | `meta`        | `registration`, `relay-cursor`       | [`RegistrationRecord`], mailbox position    |
+//!
+//! `sessions` also holds, under `H("chat", peer) ‖ "previous"`, the session a re-key replaced.
 //!
 //! `seq` comes from sled's `generate_id`, monotonic across the database and across restarts, so one chat's
 //! messages sit together in arrival order and "the last 50" is one reverse range scan.
@@ -18,6 +22,7 @@
 
 mod contacts;
 pub mod crypt;
+mod journal;
 mod messages;
 
 use std::path::Path;
@@ -26,6 +31,7 @@ use zeroize::Zeroizing;
 
 pub use contacts::Contact;
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
+pub use journal::{OutboxItem, OutboxKey, RegistrationRecord};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};
 
 use crate::error::{Error, Result};
@@ -44,6 +50,7 @@ const SESSIONS: &str = "sessions";
 const HANDSHAKES: &str = "handshakes";
 const MESSAGES: &str = "messages";
 const MESSAGE_IDS: &str = "message_ids";
+const OUTBOX: &str = "outbox";
 
 const KEY_CHECK: &[u8] = b"key-check";
 const KEY_CHECK_VALUE: &[u8] = b"magpie history v1";
@@ -52,6 +59,8 @@ const KEY_CHECK_VALUE: &[u8] = b"magpie history v1";
 pub struct History {
     db: sled::Db,
     sealer: Sealer,
+    meta: sled::Tree,
+    outbox: sled::Tree,
     contacts: sled::Tree,
     sessions: sled::Tree,
     handshakes: sled::Tree,
@@ -92,6 +101,8 @@ impl History {
             handshakes: db.open_tree(HANDSHAKES)?,
             messages: db.open_tree(MESSAGES)?,
             message_ids: db.open_tree(MESSAGE_IDS)?,
+            outbox: db.open_tree(OUTBOX)?,
+            meta,
             sealer,
             db,
         })

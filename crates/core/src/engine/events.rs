@@ -1,0 +1,232 @@
+//! Everything a face (desktop UI, CLI) needs to follow the engine, as one typed stream.
+//!
+//! Events carry only public data: names, fingerprints, signatures, ciphertext sizes. Message text appears only in
+//! [`MessageView`], which is what the user's own screen shows.
+
+use magpie_proto::{encoding::hex, HandshakeReport};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::history::{Delivery, Direction, Entry};
+
+/// The relay connection as the engine sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Logging in / opening the push socket.
+    Connecting,
+    /// Logged in, push socket open, mailbox caught up.
+    Online,
+    /// The relay cannot be reached; retrying with backoff.
+    Offline,
+}
+
+/// The seven steps of the handshake (protocol design note), as each side sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandshakeStep {
+    /// 1 (A): ChatRequest signed and queued.
+    RequestSent,
+    /// 1 (B): A's chain, name and signature verified; waiting for the user.
+    RequestVerified,
+    /// 2 (B): ChatAccept with `eB`, signed, queued.
+    AcceptSent,
+    /// 3 (A): B's certificate fetched from the directory; chain, name and pin checked; accept signature verified.
+    DirectoryChecked,
+    /// 4–5 (A): `K` wrapped with RSA-OAEP for B, `eA` made, transcript signed, KeyTransfer queued.
+    KeyTransferSent,
+    /// 6 (B): A's signature verified, `K` unwrapped, session derived, KeyConfirm queued.
+    KeyTransferVerified,
+    /// 7 (A): B's confirm MAC verified; session established.
+    ConfirmVerified,
+}
+
+/// The public data of a handshake so far (hex), for the handshake demo.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HandshakeData {
+    /// The request id.
+    pub request_id: Uuid,
+    /// Who asked.
+    pub initiator: String,
+    /// Who was asked.
+    pub responder: String,
+    /// SHA-256 of A's public key.
+    pub initiator_fingerprint: Option<String>,
+    /// SHA-256 of B's public key.
+    pub responder_fingerprint: Option<String>,
+    /// A's RSA-PSS signature on the request.
+    pub request_signature: String,
+    /// B's ephemeral X25519 public key.
+    pub responder_ephemeral: Option<String>,
+    /// B's RSA-PSS signature on the accept.
+    pub accept_signature: Option<String>,
+    /// `K` wrapped for B with RSA-OAEP.
+    pub wrapped_key: Option<String>,
+    /// A's ephemeral X25519 public key.
+    pub initiator_ephemeral: Option<String>,
+    /// A's RSA-PSS signature on the KeyTransfer.
+    pub key_transfer_signature: Option<String>,
+    /// The transcript hash both signed.
+    pub transcript_hash: Option<String>,
+    /// The KeyConfirm MAC.
+    pub confirm_mac: Option<String>,
+    /// The session id both derived.
+    pub session_id: Option<String>,
+}
+
+impl From<&HandshakeReport> for HandshakeData {
+    fn from(r: &HandshakeReport) -> Self {
+        Self {
+            request_id: r.request_id,
+            initiator: r.initiator.to_string(),
+            responder: r.responder.to_string(),
+            initiator_fingerprint: r.initiator_fingerprint.map(|f| f.to_hex()),
+            responder_fingerprint: r.responder_fingerprint.map(|f| f.to_hex()),
+            request_signature: hex(&r.request_signature),
+            responder_ephemeral: r.responder_ephemeral.map(|k| hex(&k)),
+            accept_signature: r.accept_signature.as_deref().map(hex),
+            wrapped_key: r.wrapped_key.as_deref().map(hex),
+            initiator_ephemeral: r.initiator_ephemeral.map(|k| hex(&k)),
+            key_transfer_signature: r.key_transfer_signature.as_deref().map(hex),
+            transcript_hash: r.transcript_hash.map(|h| hex(&h)),
+            confirm_mac: r.confirm_mac.map(|m| hex(&m)),
+            session_id: r.session_id.map(|s| hex(&s)),
+        }
+    }
+}
+
+/// A message as a face shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MessageView {
+    /// Message id.
+    pub id: Uuid,
+    /// The other party.
+    pub peer: String,
+    /// Who wrote it.
+    pub direction: Direction,
+    /// The text.
+    pub body: String,
+    /// Sender's clock, Unix seconds.
+    pub sent_at: u64,
+    /// Our clock at arrival, Unix seconds (incoming only).
+    pub received_at: Option<u64>,
+    /// Where it is on its way.
+    pub delivery: Delivery,
+    /// Position in the chat, for paging.
+    pub cursor: Option<u64>,
+}
+
+impl From<&Entry> for MessageView {
+    fn from(entry: &Entry) -> Self {
+        let mut view = Self::from(&entry.message);
+        view.cursor = Some(entry.cursor.value());
+        view
+    }
+}
+
+impl From<&crate::history::Message> for MessageView {
+    fn from(m: &crate::history::Message) -> Self {
+        Self {
+            id: m.id,
+            peer: m.peer.to_string(),
+            direction: m.direction,
+            body: m.body.clone(),
+            sent_at: m.sent_at,
+            received_at: m.received_at,
+            delivery: m.delivery,
+            cursor: None,
+        }
+    }
+}
+
+/// Something happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The relay connection changed.
+    Connection {
+        /// Now.
+        state: ConnectionState,
+    },
+    /// Someone asks for a chat (already verified); the user accepts or declines.
+    RequestReceived {
+        /// Who.
+        peer: String,
+        /// Their key's fingerprint (hex).
+        fingerprint: String,
+        /// The request.
+        request_id: Uuid,
+    },
+    /// A handshake step happened, with its public data.
+    Handshake {
+        /// Which step.
+        step: HandshakeStep,
+        /// The other party.
+        peer: String,
+        /// Everything public so far.
+        data: Box<HandshakeData>,
+    },
+    /// A handshake failed; nothing of it is kept.
+    HandshakeFailed {
+        /// The other party.
+        peer: String,
+        /// The request.
+        request_id: Uuid,
+        /// Why, as a sentence.
+        reason: String,
+    },
+    /// The peer declined our request (signature verified).
+    RequestDeclined {
+        /// Who.
+        peer: String,
+        /// The request.
+        request_id: Uuid,
+    },
+    /// Both sides hold a new session.
+    SessionEstablished {
+        /// With whom.
+        peer: String,
+        /// True when it replaced an earlier session (show "new session keys").
+        rekey: bool,
+    },
+    /// We wrote a message (state "sending").
+    MessageSent {
+        /// The message.
+        message: MessageView,
+        /// Bytes of ciphertext the relay carries.
+        ciphertext_len: usize,
+        /// The first bytes of the ciphertext (hex), as the relay sees it.
+        ciphertext_preview: String,
+    },
+    /// A message arrived, decrypted and stored.
+    MessageReceived {
+        /// The message.
+        message: MessageView,
+    },
+    /// A message moved to sent, delivered or failed.
+    DeliveryChanged {
+        /// The chat.
+        peer: String,
+        /// The message.
+        id: Uuid,
+        /// Its state now.
+        delivery: Delivery,
+    },
+    /// A peer's key differs from the pinned one: the chat is blocked.
+    KeyChanged {
+        /// Whose.
+        peer: String,
+        /// The pinned fingerprint (hex).
+        pinned: String,
+        /// The fingerprint now presented (hex).
+        presented: String,
+    },
+    /// An envelope was refused (tampered, unknown session, malformed) and dropped.
+    Rejected {
+        /// Who it claimed to come from.
+        peer: String,
+        /// Why, as a sentence.
+        reason: String,
+    },
+}

@@ -1,0 +1,428 @@
+//! The handshake driver: the seven steps of the protocol across the relay, one state per step kept in history.
+
+use std::time::SystemTime;
+
+use magpie_proto::{
+    Certificate, ChatAccept, ChatDecline, ChatRequest, Envelope, EnvelopeKind, Fingerprint, HandshakeReport, Initiator,
+    KeyConfirm, KeyTransfer, PinCheck, Responder, Session, Username,
+};
+use uuid::Uuid;
+
+use super::events::{Event, HandshakeStep};
+use super::inbox::Disposition;
+use super::pending::Pending;
+use super::{now_secs, Client};
+use crate::error::{Error, Result};
+use crate::history::{Contact, OutboxItem};
+
+/// A chat request as the UI lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RequestView {
+    /// Who asks.
+    pub peer: String,
+    /// Their key's fingerprint (hex), verified against the relay's CA.
+    pub fingerprint: String,
+    /// The request.
+    pub request_id: Uuid,
+    /// When they sent it, Unix seconds (their clock).
+    pub sent_at: u64,
+    /// Their key differs from the one pinned for this name.
+    pub key_changed: bool,
+}
+
+impl Client {
+    /// Step 1 (A): asks `peer` for an encrypted chat. The peer must exist in the relay's directory.
+    pub async fn request(&self, peer: &Username) -> Result<Uuid> {
+        if peer == self.username() {
+            return Err(Error::UnknownUser(format!("{peer} (yourself)")));
+        }
+        self.check_key(peer).await?;
+        let _step = self.inner.handshakes.lock().await;
+        let (state, request) = Initiator::request(&self.inner.credential, peer, SystemTime::now())?;
+        let envelope = self.envelope(peer, EnvelopeKind::ChatRequest, request.to_json()?);
+        let pending = Pending::AwaitingAccept(state);
+        pending.save(self.history())?;
+        self.queue(envelope)?;
+        if let Pending::AwaitingAccept(state) = &pending {
+            self.step(HandshakeStep::RequestSent, peer, state.report());
+        }
+        Ok(request.request_id)
+    }
+
+    /// Chat requests waiting for the user, oldest first.
+    pub fn incoming_requests(&self) -> Result<Vec<RequestView>> {
+        let mut out: Vec<RequestView> = Pending::all(self.history(), &self.inner.credential)?
+            .into_iter()
+            .filter_map(|pending| match pending {
+                Pending::Incoming(request) => Some(RequestView {
+                    peer: request.from().to_string(),
+                    fingerprint: request.peer().fingerprint().to_hex(),
+                    request_id: request.request_id(),
+                    sent_at: request.sent_at(),
+                    key_changed: matches!(request.pin_check(), PinCheck::Changed { .. }),
+                }),
+                _ => None,
+            })
+            .collect();
+        out.sort_by_key(|r| r.sent_at);
+        Ok(out)
+    }
+
+    /// Handshakes we started that wait for the peer, as (peer, request id).
+    pub fn outgoing_requests(&self) -> Result<Vec<(Username, Uuid)>> {
+        Ok(Pending::all(self.history(), &self.inner.credential)?
+            .into_iter()
+            .filter(|p| !matches!(p, Pending::Incoming(_)))
+            .map(|p| (p.peer().clone(), p.request_id()))
+            .collect())
+    }
+
+    /// Step 2 (B): accepts the newest pending request from `peer`.
+    pub async fn accept(&self, peer: &Username) -> Result<()> {
+        let _step = self.inner.handshakes.lock().await;
+        let request = self.take_incoming(peer)?;
+        if let PinCheck::Changed { old, new } = request.pin_check() {
+            // Put it back: the user must first accept the new key (or verify again).
+            let id = request.request_id();
+            Pending::Incoming(request).save(self.history())?;
+            self.flag_key_change(peer, old, new)?;
+            tracing::info!(%peer, %id, "accept refused: key changed");
+            return Err(Error::KeyChanged(peer.to_string()));
+        }
+        let request_id = request.request_id();
+        let (state, accept) = request.accept()?;
+        let envelope = self.envelope(peer, EnvelopeKind::ChatAccept, accept.to_json()?);
+        self.step(HandshakeStep::AcceptSent, peer, state.report());
+        Pending::AwaitingKeyTransfer(state).save(self.history())?;
+        self.queue(envelope)?;
+        tracing::debug!(%peer, %request_id, "accepted");
+        Ok(())
+    }
+
+    /// Declines the pending requests from `peer` (signed, so the peer knows it was really us).
+    pub async fn decline(&self, peer: &Username) -> Result<()> {
+        let _step = self.inner.handshakes.lock().await;
+        let request = self.take_incoming(peer)?;
+        let request_id = request.request_id();
+        let decline = request.decline()?;
+        Pending::remove(self.history(), request_id)?;
+        self.queue(self.envelope(peer, EnvelopeKind::ChatDecline, decline.to_json()?))?;
+        Ok(())
+    }
+
+    fn take_incoming(&self, peer: &Username) -> Result<magpie_proto::IncomingRequest> {
+        let mut requests: Vec<_> = Pending::all(self.history(), &self.inner.credential)?
+            .into_iter()
+            .filter_map(|p| match p {
+                Pending::Incoming(r) if r.from() == peer => Some(r),
+                _ => None,
+            })
+            .collect();
+        requests.sort_by_key(|r| r.sent_at());
+        requests.pop().ok_or_else(|| Error::NoRequest(peer.to_string()))
+    }
+
+    /// Step 1 on B: verify and keep the request; a re-key from a peer we already have a session with, with the
+    /// same pinned key, is accepted at once.
+    pub(super) async fn on_chat_request(&self, envelope: &Envelope) -> Result<Disposition> {
+        let request = ChatRequest::from_json(&envelope.body)?;
+        let peer = Username::canonical(&request.from)?;
+        let _step = self.inner.handshakes.lock().await;
+        if Pending::load(self.history(), &self.inner.credential, request.request_id)?.is_some() {
+            return Ok(Disposition::Done);
+        }
+        let contact = self.history().contact(&peer)?;
+        let pinned = contact.as_ref().map(|c| c.fingerprint);
+        let incoming = Responder::on_request(
+            &self.inner.credential,
+            &self.inner.trust,
+            &request,
+            pinned.as_ref(),
+            SystemTime::now(),
+        )?;
+        self.step(HandshakeStep::RequestVerified, &peer, incoming.report());
+        let fingerprint = incoming.peer().fingerprint();
+        let pin = incoming.pin_check();
+        let rekey = pin == PinCheck::Same && self.has_session(&peer)?;
+        if rekey {
+            let (state, accept) = incoming.accept()?;
+            let reply = self.envelope(&peer, EnvelopeKind::ChatAccept, accept.to_json()?);
+            self.step(HandshakeStep::AcceptSent, &peer, state.report());
+            Pending::AwaitingKeyTransfer(state).save(self.history())?;
+            self.queue(reply)?;
+            return Ok(Disposition::Done);
+        }
+        let request_id = incoming.request_id();
+        Pending::Incoming(incoming).save(self.history())?;
+        if let PinCheck::Changed { old, new } = pin {
+            self.flag_key_change(&peer, old, new)?;
+        }
+        self.emit(Event::RequestReceived {
+            peer: peer.to_string(),
+            fingerprint: fingerprint.to_hex(),
+            request_id,
+        });
+        Ok(Disposition::Done)
+    }
+
+    /// Steps 3–5 on A: fetch B's certificate, verify it and the accept, send the KeyTransfer.
+    pub(super) async fn on_chat_accept(&self, envelope: &Envelope) -> Result<Disposition> {
+        let accept = ChatAccept::from_json(&envelope.body)?;
+        let _step = self.inner.handshakes.lock().await;
+        let Some(Pending::AwaitingAccept(state)) =
+            Pending::load(self.history(), &self.inner.credential, accept.request_id)?
+        else {
+            return Ok(Disposition::Done);
+        };
+        let peer = state.peer().clone();
+        let chain = match self.inner.relay.directory(&peer).await {
+            Ok(chain) => chain,
+            Err(e) if e.is_transient() => return Ok(Disposition::Retry),
+            Err(e) => return self.fail_handshake(&peer, accept.request_id, &e),
+        };
+        let pinned = self.history().contact(&peer)?.map(|c| c.fingerprint);
+        match state.on_accept(&accept, &chain, &self.inner.trust, pinned.as_ref(), SystemTime::now()) {
+            Ok((state, transfer)) => {
+                self.step(HandshakeStep::DirectoryChecked, &peer, state.report());
+                let reply = self.envelope(&peer, EnvelopeKind::KeyTransfer, transfer.to_json()?);
+                self.step(HandshakeStep::KeyTransferSent, &peer, state.report());
+                Pending::AwaitingConfirm(state).save(self.history())?;
+                self.queue(reply)?;
+                Ok(Disposition::Done)
+            }
+            Err(magpie_proto::Error::KeyChanged { pinned, presented }) => {
+                self.flag_key_change(&peer, pinned, presented)?;
+                self.fail_handshake(&peer, accept.request_id, &Error::KeyChanged(peer.to_string()))
+            }
+            Err(e) => self.fail_handshake(&peer, accept.request_id, &e.into()),
+        }
+    }
+
+    /// B declined (A side): verify the signature, close the request.
+    pub(super) async fn on_chat_decline(&self, envelope: &Envelope) -> Result<Disposition> {
+        let decline = ChatDecline::from_json(&envelope.body)?;
+        let _step = self.inner.handshakes.lock().await;
+        let Some(Pending::AwaitingAccept(state)) =
+            Pending::load(self.history(), &self.inner.credential, decline.request_id)?
+        else {
+            return Ok(Disposition::Done);
+        };
+        let peer = state.peer().clone();
+        let chain = match self.inner.relay.directory(&peer).await {
+            Ok(chain) => chain,
+            Err(e) if e.is_transient() => return Ok(Disposition::Retry),
+            Err(e) => return self.fail_handshake(&peer, decline.request_id, &e),
+        };
+        let pinned = self.history().contact(&peer)?.map(|c| c.fingerprint);
+        match state.on_decline(&decline, &chain, &self.inner.trust, pinned.as_ref(), SystemTime::now()) {
+            Ok(declined) => {
+                Pending::remove(self.history(), declined.request_id)?;
+                self.emit(Event::RequestDeclined {
+                    peer: peer.to_string(),
+                    request_id: declined.request_id,
+                });
+                Ok(Disposition::Done)
+            }
+            // A forged decline must not cancel a real request: drop it, keep waiting.
+            Err(e) => {
+                self.emit(Event::Rejected {
+                    peer: peer.to_string(),
+                    reason: format!("A decline that does not verify was ignored: {e}"),
+                });
+                Ok(Disposition::Done)
+            }
+        }
+    }
+
+    /// Step 6 on B: verify, unwrap, derive the session, send the KeyConfirm.
+    pub(super) async fn on_key_transfer(&self, envelope: &Envelope) -> Result<Disposition> {
+        let transfer = KeyTransfer::from_json(&envelope.body)?;
+        let _step = self.inner.handshakes.lock().await;
+        let Some(Pending::AwaitingKeyTransfer(state)) =
+            Pending::load(self.history(), &self.inner.credential, transfer.request_id)?
+        else {
+            return Ok(Disposition::Done);
+        };
+        let peer = state.report().initiator.clone();
+        let report = state.report().clone();
+        let certificate = state.peer().certificate().clone();
+        match state.on_key_transfer(&transfer, SystemTime::now()) {
+            Ok((session, confirm)) => {
+                let reply = self.envelope(&peer, EnvelopeKind::KeyConfirm, confirm.to_json()?);
+                let report = session.handshake_report().cloned().unwrap_or(report);
+                self.step(HandshakeStep::KeyTransferVerified, &peer, &report);
+                self.queue(reply)?;
+                self.install_session(session, transfer.request_id, &certificate)?;
+                Ok(Disposition::Done)
+            }
+            Err(e) => self.fail_handshake(&peer, transfer.request_id, &e.into()),
+        }
+    }
+
+    /// Step 7 on A: check the confirm MAC; the session is established.
+    pub(super) async fn on_key_confirm(&self, envelope: &Envelope) -> Result<Disposition> {
+        let confirm = KeyConfirm::from_json(&envelope.body)?;
+        let _step = self.inner.handshakes.lock().await;
+        let Some(Pending::AwaitingConfirm(state)) =
+            Pending::load(self.history(), &self.inner.credential, confirm.request_id)?
+        else {
+            return Ok(Disposition::Done);
+        };
+        let peer = state.peer().username().clone();
+        let certificate = state.peer().certificate().clone();
+        match state.on_confirm(&confirm, SystemTime::now()) {
+            Ok(session) => {
+                if let Some(report) = session.handshake_report() {
+                    self.step(HandshakeStep::ConfirmVerified, &peer, report);
+                }
+                self.install_session(session, confirm.request_id, &certificate)?;
+                Ok(Disposition::Done)
+            }
+            Err(e) => self.fail_handshake(&peer, confirm.request_id, &e.into()),
+        }
+    }
+
+    /// Makes `session` the current one with its peer (keeping the one it replaces for late messages), pins the
+    /// peer, and forgets the handshake.
+    fn install_session(&self, session: Session, request_id: Uuid, certificate: &Certificate) -> Result<()> {
+        let peer = session.peer().clone();
+        let mut contact = self
+            .history()
+            .contact(&peer)?
+            .unwrap_or_else(|| Contact::new(peer.clone(), session.peer_fingerprint()));
+        contact.fingerprint = session.peer_fingerprint();
+        contact.last_activity = Some(now_secs());
+        contact.certificate_pem = Some(super::pem_string(certificate)?);
+        let rekey = {
+            let mut sessions = self.sessions()?;
+            let previous = match sessions.remove(&peer) {
+                Some(previous) => Some(previous),
+                None => self.history().load_session(&peer)?,
+            };
+            if let Some(previous) = &previous {
+                self.history().save_previous_session(previous)?;
+            }
+            self.history().save_session(&session)?;
+            sessions.insert(peer.clone(), session);
+            previous.is_some()
+        };
+        self.history().put_contact(&contact)?;
+        Pending::remove(self.history(), request_id)?;
+        self.emit(Event::SessionEstablished {
+            peer: peer.to_string(),
+            rekey,
+        });
+        Ok(())
+    }
+
+    fn fail_handshake(&self, peer: &Username, request_id: Uuid, error: &Error) -> Result<Disposition> {
+        Pending::remove(self.history(), request_id)?;
+        tracing::info!(%peer, %request_id, %error, "handshake failed");
+        self.emit(Event::HandshakeFailed {
+            peer: peer.to_string(),
+            request_id,
+            reason: error.to_string(),
+        });
+        Ok(Disposition::Done)
+    }
+
+    /// Blocks the chat with `peer`: the pinned key and the presented one differ.
+    pub(super) fn flag_key_change(&self, peer: &Username, old: Fingerprint, new: Fingerprint) -> Result<()> {
+        if let Some(mut contact) = self.history().contact(peer)? {
+            contact.key_changed = true;
+            contact.pending_fingerprint = Some(new);
+            self.history().put_contact(&contact)?;
+        }
+        self.emit(Event::KeyChanged {
+            peer: peer.to_string(),
+            pinned: old.to_hex(),
+            presented: new.to_hex(),
+        });
+        Ok(())
+    }
+
+    /// Looks `peer` up in the directory and compares the key with the pin: a different key blocks the chat
+    /// ([`Error::KeyChanged`]). Also how a face checks its contacts after connecting.
+    pub async fn check_key(&self, peer: &Username) -> Result<()> {
+        let chain = self.inner.relay.directory(peer).await?;
+        let verified = self.inner.trust.verify(&chain, peer, SystemTime::now())?;
+        let presented = verified.fingerprint();
+        let Some(contact) = self.history().contact(peer)? else {
+            return Ok(());
+        };
+        if contact.key_changed && contact.pending_fingerprint != Some(presented) {
+            return Err(Error::KeyChanged(peer.to_string()));
+        }
+        match PinCheck::check(Some(&contact.fingerprint), &presented) {
+            PinCheck::Changed { old, new } => {
+                self.flag_key_change(peer, old, new)?;
+                Err(Error::KeyChanged(peer.to_string()))
+            }
+            _ if contact.key_changed => Err(Error::KeyChanged(peer.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks every contact's key against the directory (after connecting). Returns who changed.
+    pub async fn check_keys(&self) -> Result<Vec<Username>> {
+        let mut changed = Vec::new();
+        for contact in self.history().contacts()? {
+            match self.check_key(&contact.username).await {
+                Ok(()) => {}
+                Err(Error::KeyChanged(_)) => changed.push(contact.username),
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => tracing::info!(peer = %contact.username, error = %e, "directory check failed"),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The user accepts `peer`'s new key: the old session is dropped and a fresh handshake starts with the new key.
+    pub async fn accept_new_key(&self, peer: &Username) -> Result<Option<Uuid>> {
+        let Some(mut contact) = self.history().contact(peer)? else {
+            return Ok(None);
+        };
+        let Some(new) = contact.pending_fingerprint.take() else {
+            return Ok(None);
+        };
+        contact.fingerprint = new;
+        contact.key_changed = false;
+        contact.verified = false;
+        contact.certificate_pem = None;
+        self.history().put_contact(&contact)?;
+        self.sessions()?.remove(peer);
+        self.history().remove_session(peer)?;
+        // A request that waited on the change can now be accepted; otherwise ask afresh.
+        if self.incoming_requests()?.iter().any(|r| r.peer == peer.as_str()) {
+            return Ok(None);
+        }
+        self.request(peer).await.map(Some)
+    }
+
+    pub(super) fn envelope(&self, peer: &Username, kind: EnvelopeKind, body: Vec<u8>) -> Envelope {
+        Envelope {
+            id: Uuid::new_v4(),
+            from: self.username().to_string(),
+            to: peer.to_string(),
+            kind,
+            body,
+        }
+    }
+
+    pub(super) fn queue(&self, envelope: Envelope) -> Result<()> {
+        self.history().queue_envelope(&OutboxItem {
+            envelope,
+            message_id: None,
+        })?;
+        self.inner.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    fn step(&self, step: HandshakeStep, peer: &Username, report: &HandshakeReport) {
+        self.emit(Event::Handshake {
+            step,
+            peer: peer.to_string(),
+            data: Box::new(report.into()),
+        });
+    }
+}

@@ -1,0 +1,257 @@
+//! The client engine: a registered profile talking to its relay.
+//!
+//! [`Client`] drives everything a face needs: registration, the seven-step handshake across the relay (state kept
+//! in the history between steps), sending through a durable outbox, receiving (decrypt, store, then ack), and one
+//! [`Event`] stream. It is cheap to clone; every method takes `&self`.
+//!
+//! Ordering rules that make "nothing lost, nothing doubled" hold:
+//! - a sent message is written to history (state "sending") together with the advanced ratchet and its envelope in
+//!   the outbox, in one transaction, before anything goes out; the outbox retries until the relay's 202;
+//! - an incoming envelope is decrypted and written to history before it is acknowledged to the relay; a second
+//!   copy (the relay or we crashed before the ack) fails the ratchet's replay check or the message-id index and is
+//!   acknowledged without effect.
+
+mod events;
+mod handshake;
+mod inbox;
+mod outbox;
+mod pending;
+mod run;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use magpie_proto::{Certificate, Credential, Fingerprint, SafetyNumber, Session, TrustAnchor, Username};
+use tokio::sync::{broadcast, Notify};
+
+pub use events::{ConnectionState, Event, HandshakeData, HandshakeStep, MessageView};
+pub use pending::Pending;
+
+use crate::error::{Error, Result};
+use crate::history::{Contact, Entry, History, RegistrationRecord};
+use crate::profile::Profile;
+use crate::relay::RelayClient;
+
+/// Events buffered for a slow subscriber before it starts missing some (it can reload from history).
+pub const EVENT_BUFFER: usize = 4096;
+
+/// A registered profile connected (or connecting) to its relay.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    profile: Profile,
+    credential: Credential,
+    trust: TrustAnchor,
+    relay: RelayClient,
+    events: broadcast::Sender<Event>,
+    /// Live sessions by peer; the history holds the same state, written in the same step.
+    sessions: Mutex<HashMap<Username, Session>>,
+    /// Serializes handshake steps (they read, advance and store one state).
+    handshakes: tokio::sync::Mutex<()>,
+    outbox_wake: Notify,
+    outbox_running: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("profile", &self.profile)
+            .field("relay", &self.relay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Registers the profile's name with the relay at `relay_url` (CSR → certificate), pins the relay's CA and
+    /// returns the client. `expected_ca`, when given (the fingerprint the user confirmed, like an SSH host key),
+    /// must match the CA the relay presents.
+    pub async fn register(mut profile: Profile, relay_url: &str, expected_ca: Option<&Fingerprint>) -> Result<Self> {
+        if profile.history().registration()?.is_some() {
+            return Self::open(profile);
+        }
+        let relay = RelayClient::new(relay_url)?;
+        let ca = relay.ca().await?;
+        let ca_fingerprint = TrustAnchor::new(ca.clone())?.fingerprint()?;
+        if let Some(expected) = expected_ca {
+            if expected != &ca_fingerprint {
+                return Err(Error::RelayCaChanged {
+                    pinned: expected.to_hex(),
+                    presented: ca_fingerprint.to_hex(),
+                });
+            }
+        }
+        let registration = relay.register(profile.identity()).await?;
+        if registration.ca.to_der()? != ca.to_der()? {
+            return Err(Error::RelayProtocol("registration answered with another CA".into()));
+        }
+        let record = RegistrationRecord {
+            relay_url: relay.url().to_owned(),
+            ca_pem: pem_string(&registration.ca)?,
+            certificate_pem: pem_string(&registration.certificate)?,
+        };
+        // The certificate must be for our key and chain to the CA before anything is stored.
+        let credential = Credential::new(clone_identity(&profile)?, registration.certificate)?;
+        let trust = TrustAnchor::new(registration.ca)?;
+        profile.history().set_registration(&record)?;
+        profile.set_relay_url(Some(record.relay_url.clone()))?;
+        Ok(Self::assemble(profile, credential, trust, relay))
+    }
+
+    /// A client for a profile that registered before.
+    pub fn open(profile: Profile) -> Result<Self> {
+        let record = profile.history().registration()?.ok_or(Error::NotRegistered)?;
+        let certificate = Certificate::from_pem(record.certificate_pem.as_bytes())?;
+        let credential = Credential::new(clone_identity(&profile)?, certificate)?;
+        let trust = TrustAnchor::new(Certificate::from_pem(record.ca_pem.as_bytes())?)?;
+        let relay = RelayClient::new(&record.relay_url)?;
+        Ok(Self::assemble(profile, credential, trust, relay))
+    }
+
+    fn assemble(profile: Profile, credential: Credential, trust: TrustAnchor, relay: RelayClient) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            inner: Arc::new(Inner {
+                profile,
+                credential,
+                trust,
+                relay,
+                events,
+                sessions: Mutex::new(HashMap::new()),
+                handshakes: tokio::sync::Mutex::new(()),
+                outbox_wake: Notify::new(),
+                outbox_running: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// A new subscription to the event stream (events from now on).
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Our name.
+    pub fn username(&self) -> &Username {
+        self.inner.profile.username()
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> &Profile {
+        &self.inner.profile
+    }
+
+    /// Our certificate, issued by the relay's CA.
+    pub fn certificate(&self) -> &Certificate {
+        self.inner.credential.certificate()
+    }
+
+    /// Our key's SPKI fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.inner.credential.fingerprint()
+    }
+
+    /// The pinned relay CA's fingerprint.
+    pub fn relay_ca_fingerprint(&self) -> Result<Fingerprint> {
+        Ok(self.inner.trust.fingerprint()?)
+    }
+
+    /// The relay's address.
+    pub fn relay_url(&self) -> &str {
+        self.inner.relay.url()
+    }
+
+    fn history(&self) -> &History {
+        self.inner.profile.history()
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscriber is fine: history holds the truth.
+        let _ = self.inner.events.send(event);
+    }
+
+    fn sessions(&self) -> Result<MutexGuard<'_, HashMap<Username, Session>>> {
+        self.inner.sessions.lock().map_err(|_| Error::Poisoned)
+    }
+
+    /// Every contact (chats), most recently active first.
+    pub fn contacts(&self) -> Result<Vec<Contact>> {
+        let mut contacts = self.history().contacts()?;
+        contacts.sort_by_key(|c| std::cmp::Reverse(c.last_activity));
+        Ok(contacts)
+    }
+
+    /// The contact record of `peer`, if we have one.
+    pub fn contact(&self, peer: &Username) -> Result<Option<Contact>> {
+        self.history().contact(peer)
+    }
+
+    /// The last `n` messages with `peer`, oldest first.
+    pub fn last_messages(&self, peer: &Username, n: usize) -> Result<Vec<Entry>> {
+        self.history().last_messages(peer, n)
+    }
+
+    /// Whether a session with `peer` is established.
+    pub fn has_session(&self, peer: &Username) -> Result<bool> {
+        Ok(self.with_session(peer, |_| Ok(()))?.is_some())
+    }
+
+    /// The safety number with `peer` (12 groups of 5 digits), from both certificates' keys.
+    pub fn safety_number(&self, peer: &Username) -> Result<SafetyNumber> {
+        let contact = self
+            .history()
+            .contact(peer)?
+            .ok_or_else(|| Error::NoSession(peer.to_string()))?;
+        let pem = contact
+            .certificate_pem
+            .ok_or_else(|| Error::NoSession(peer.to_string()))?;
+        let theirs = Certificate::from_pem(pem.as_bytes())?;
+        Ok(SafetyNumber::from_certificates(
+            (self.username(), self.inner.credential.certificate()),
+            (peer, &theirs),
+        )?)
+    }
+
+    /// Marks `peer` verified (the user compared safety numbers) and lifts a key-change block.
+    pub fn mark_verified(&self, peer: &Username) -> Result<Contact> {
+        let mut contact = self
+            .history()
+            .contact(peer)?
+            .ok_or_else(|| Error::NoSession(peer.to_string()))?;
+        contact.verified = true;
+        self.history().put_contact(&contact)?;
+        Ok(contact)
+    }
+
+    /// Runs `f` on the session with `peer` (loaded from history on first use); `None` if there is none.
+    fn with_session<T>(&self, peer: &Username, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<Option<T>> {
+        let mut sessions = self.sessions()?;
+        if !sessions.contains_key(peer) {
+            match self.history().load_session(peer)? {
+                Some(session) => {
+                    sessions.insert(peer.clone(), session);
+                }
+                None => return Ok(None),
+            }
+        }
+        match sessions.get_mut(peer) {
+            Some(session) => f(session).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn clone_identity(profile: &Profile) -> Result<magpie_proto::Identity> {
+    Ok(profile.identity().clone())
+}
+
+fn pem_string(cert: &Certificate) -> Result<String> {
+    String::from_utf8(cert.to_pem()?).map_err(|e| Error::RelayProtocol(e.to_string()))
+}
+
+/// Now, Unix seconds.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,146 @@
+//! Sending: a message is stored as "sending" with its envelope in the outbox before anything goes out; the outbox
+//! posts in order and retries until the relay's 202.
+
+use std::time::{Duration, SystemTime};
+
+use magpie_proto::{encoding::hex, MessageKind, Plaintext, Username};
+
+use super::events::{Event, MessageView};
+use super::Client;
+use crate::error::{Error, Result};
+use crate::history::{Delivery, Direction, Message};
+
+/// Ciphertext bytes shown in [`Event::MessageSent`].
+const PREVIEW_BYTES: usize = 32;
+
+/// What one pass over the outbox did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Envelopes the relay accepted.
+    pub sent: usize,
+    /// Envelopes the relay refused for good (their messages are "failed").
+    pub failed: usize,
+}
+
+impl Client {
+    /// Sends a text to `peer`: sealed, stored as "sending" and queued in one step; the outbox posts it. Refused
+    /// while the peer's key is changed (until the user accepts it or verifies again) or before a session exists.
+    pub fn send_text(&self, peer: &Username, text: &str) -> Result<MessageView> {
+        if let Some(contact) = self.history().contact(peer)? {
+            if contact.key_changed {
+                return Err(Error::KeyChanged(peer.to_string()));
+            }
+        }
+        let plaintext = Plaintext::new(MessageKind::Text, text, SystemTime::now())?;
+        let message = Message {
+            id: plaintext.id,
+            peer: peer.clone(),
+            direction: Direction::Outgoing,
+            kind: MessageKind::Text,
+            body: plaintext.body.clone(),
+            sent_at: plaintext.sent_at,
+            received_at: None,
+            delivery: Delivery::Sending,
+        };
+        let sealed = self.seal_and_queue(peer, &plaintext, Some(&message))?;
+        let view = MessageView::from(&message);
+        self.emit(Event::MessageSent {
+            message: view.clone(),
+            ciphertext_len: sealed.ciphertext.len(),
+            ciphertext_preview: hex(sealed.ciphertext.get(..PREVIEW_BYTES).unwrap_or(&sealed.ciphertext)),
+        });
+        self.maybe_rekey(peer);
+        Ok(view)
+    }
+
+    /// Posts everything in the outbox, oldest first. Stops with the error at the first transient failure (the
+    /// rest waits for the next pass); an envelope the relay refuses for good fails its message.
+    pub async fn flush_outbox(&self) -> Result<Flushed> {
+        let _only_one = self.inner.outbox_running.lock().await;
+        let mut flushed = Flushed::default();
+        let items = self.history().outbox()?;
+        for (key, item) in items {
+            let mut result = self.inner.relay.send(&item.envelope).await;
+            if result.as_ref().is_err_and(Error::is_unauthorized) {
+                self.login().await?;
+                result = self.inner.relay.send(&item.envelope).await;
+            }
+            match result {
+                Ok(()) => {
+                    self.history().remove_outbox(key)?;
+                    flushed.sent += 1;
+                    if let Some(id) = item.message_id {
+                        self.set_delivery(&item.envelope.to, id, Delivery::Sent)?;
+                    }
+                }
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, to = %item.envelope.to, "envelope refused for good");
+                    self.history().remove_outbox(key)?;
+                    flushed.failed += 1;
+                    if let Some(id) = item.message_id {
+                        self.set_delivery(&item.envelope.to, id, Delivery::Failed)?;
+                    }
+                }
+            }
+        }
+        Ok(flushed)
+    }
+
+    fn set_delivery(&self, peer: &str, id: uuid::Uuid, delivery: Delivery) -> Result<()> {
+        if let Some(state) = self.history().update_delivery(id, delivery)? {
+            self.emit(Event::DeliveryChanged {
+                peer: peer.to_owned(),
+                id,
+                delivery: state,
+            });
+        }
+        Ok(())
+    }
+
+    /// Posts the outbox whenever something is queued, retrying with backoff (up to a minute) while the relay is
+    /// unreachable. Runs until the client is dropped by every owner but this task.
+    pub(super) async fn outbox_loop(&self) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.flush_outbox().await {
+                Ok(_) => {
+                    backoff = Duration::from_millis(250);
+                    self.inner.outbox_wake.notified().await;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, retry_in = ?backoff, "outbox waiting");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.inner.outbox_wake.notified() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    /// Starts a fresh handshake when the session has carried 1,000 messages or lasted 7 days. Only the side that
+    /// initiated the current session does, so two re-keys never cross.
+    fn maybe_rekey(&self, peer: &Username) {
+        let due = self.with_session(peer, |s| {
+            Ok(s.role() == magpie_proto::Role::Initiator && s.needs_rekey(SystemTime::now()))
+        });
+        if !matches!(due, Ok(Some(true))) {
+            return;
+        }
+        let pending = self.outgoing_requests().map(|list| list.iter().any(|(p, _)| p == peer));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if matches!(pending, Ok(false)) {
+            let client = self.clone();
+            let peer = peer.clone();
+            runtime.spawn(async move {
+                if let Err(e) = client.request(&peer).await {
+                    tracing::info!(%peer, error = %e, "re-key request failed");
+                }
+            });
+        }
+    }
+}

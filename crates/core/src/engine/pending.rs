@@ -1,0 +1,109 @@
+//! Handshakes in progress, kept (sealed) in the history so they survive a restart between steps: a CLI user may
+//! request today and the peer accept tomorrow.
+
+use magpie_proto::{AwaitingAccept, AwaitingConfirm, AwaitingKeyTransfer, Credential, IncomingRequest, Username};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::history::History;
+
+/// One handshake in progress, by step.
+#[derive(Debug)]
+pub enum Pending {
+    /// We asked; waiting for accept or decline.
+    AwaitingAccept(AwaitingAccept),
+    /// They asked; waiting for our user.
+    Incoming(IncomingRequest),
+    /// We accepted; waiting for their KeyTransfer.
+    AwaitingKeyTransfer(AwaitingKeyTransfer),
+    /// We sent the KeyTransfer; waiting for their KeyConfirm.
+    AwaitingConfirm(AwaitingConfirm),
+}
+
+impl Pending {
+    fn tag(&self) -> u8 {
+        match self {
+            Self::AwaitingAccept(_) => 1,
+            Self::Incoming(_) => 2,
+            Self::AwaitingKeyTransfer(_) => 3,
+            Self::AwaitingConfirm(_) => 4,
+        }
+    }
+
+    /// The other party.
+    pub fn peer(&self) -> &Username {
+        match self {
+            Self::AwaitingAccept(s) => s.peer(),
+            Self::Incoming(s) => s.from(),
+            Self::AwaitingKeyTransfer(s) => &s.report().initiator,
+            Self::AwaitingConfirm(s) => s.peer().username(),
+        }
+    }
+
+    /// The handshake's request id.
+    pub fn request_id(&self) -> Uuid {
+        match self {
+            Self::AwaitingAccept(s) => s.request_id(),
+            Self::Incoming(s) => s.request_id(),
+            Self::AwaitingKeyTransfer(s) => s.report().request_id,
+            Self::AwaitingConfirm(s) => s.report().request_id,
+        }
+    }
+
+    /// Seals it into the history under its request id, replacing the previous step.
+    pub fn save(&self, history: &History) -> Result<()> {
+        let exported = match self {
+            Self::AwaitingAccept(s) => s.export()?,
+            Self::Incoming(s) => s.export()?,
+            Self::AwaitingKeyTransfer(s) => s.export()?,
+            Self::AwaitingConfirm(s) => s.export()?,
+        };
+        let mut bytes = Zeroizing::new(Vec::with_capacity(1 + exported.expose_secret().len()));
+        bytes.push(self.tag());
+        bytes.extend_from_slice(exported.expose_secret());
+        history.save_handshake(&self.request_id().to_string(), &bytes)
+    }
+
+    /// The handshake stored under `request_id`, if any.
+    pub fn load(history: &History, me: &Credential, request_id: Uuid) -> Result<Option<Self>> {
+        match history.load_handshake(&request_id.to_string())? {
+            Some(bytes) => Ok(Some(Self::decode(me, bytes.expose())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stored handshake. One that no longer imports (a damaged value) is reported, not skipped silently.
+    pub fn all(history: &History, me: &Credential) -> Result<Vec<Self>> {
+        let mut out = Vec::new();
+        for id in history.list_handshakes()? {
+            let Ok(request_id) = Uuid::parse_str(&id) else {
+                return Err(Error::HistoryCorrupt { tree: "handshakes" });
+            };
+            if let Some(pending) = Self::load(history, me, request_id)? {
+                out.push(pending);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets the handshake stored under `request_id`.
+    pub fn remove(history: &History, request_id: Uuid) -> Result<()> {
+        history.remove_handshake(&request_id.to_string())?;
+        Ok(())
+    }
+
+    fn decode(me: &Credential, bytes: &[u8]) -> Result<Self> {
+        let (tag, state) = bytes
+            .split_first()
+            .ok_or(Error::HistoryCorrupt { tree: "handshakes" })?;
+        let me = me.clone();
+        Ok(match tag {
+            1 => Self::AwaitingAccept(AwaitingAccept::import(me, state)?),
+            2 => Self::Incoming(IncomingRequest::import(me, state)?),
+            3 => Self::AwaitingKeyTransfer(AwaitingKeyTransfer::import(me, state)?),
+            4 => Self::AwaitingConfirm(AwaitingConfirm::import(me, state)?),
+            _ => return Err(Error::HistoryCorrupt { tree: "handshakes" }),
+        })
+    }
+}

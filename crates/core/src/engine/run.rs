@@ -1,0 +1,162 @@
+//! Staying connected: log in, catch up on the mailbox, then follow the push socket; reconnect with backoff.
+
+use std::time::Duration;
+
+use magpie_proto::TrustAnchor;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::events::{ConnectionState, Event};
+use super::inbox::Disposition;
+use super::Client;
+use crate::error::{Error, Result};
+use crate::relay::PushEvent;
+
+/// Longest wait between reconnection attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What one catch-up did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Envelopes handled and acknowledged.
+    pub handled: usize,
+    /// Envelopes left in the mailbox for a later try (a transient failure while handling them).
+    pub deferred: usize,
+}
+
+impl Client {
+    /// Logs in: checks the relay still serves the CA pinned at registration, then signs its challenge.
+    pub async fn login(&self) -> Result<()> {
+        let ca = self.inner.relay.ca().await?;
+        let presented = TrustAnchor::new(ca)?.fingerprint()?;
+        let pinned = self.inner.trust.fingerprint()?;
+        if presented != pinned {
+            return Err(Error::RelayCaChanged {
+                pinned: pinned.to_hex(),
+                presented: presented.to_hex(),
+            });
+        }
+        self.inner.relay.logout();
+        self.inner.relay.login(self.inner.credential.identity(), &pinned).await
+    }
+
+    /// Fetches and handles everything in our mailbox, acknowledging what was stored; then posts the outbox.
+    /// What a one-shot command (the CLI) runs before and after its work.
+    pub async fn sync(&self) -> Result<Synced> {
+        if !self.inner.relay.is_logged_in() {
+            self.login().await?;
+        }
+        let mut synced = Synced::default();
+        let mut after = 0;
+        loop {
+            let page = match self.inner.relay.fetch(after).await {
+                Err(e) if e.is_unauthorized() => {
+                    self.login().await?;
+                    self.inner.relay.fetch(after).await?
+                }
+                other => other?,
+            };
+            if page.envelopes.is_empty() {
+                break;
+            }
+            let mut done = Vec::with_capacity(page.envelopes.len());
+            for envelope in &page.envelopes {
+                match self.handle_envelope(envelope).await? {
+                    Disposition::Done => done.push(envelope.id),
+                    Disposition::Retry => synced.deferred += 1,
+                }
+            }
+            self.inner.relay.ack(&done).await?;
+            synced.handled += done.len();
+            after = page.cursor;
+        }
+        self.flush_outbox().await?;
+        Ok(synced)
+    }
+
+    /// Stays connected until the returned future is dropped: logs in, follows the push socket, catches up after
+    /// every (re)connect, posts the outbox, and reports [`Event::Connection`] changes. Errors that retrying cannot
+    /// fix (the relay's CA changed, the history failed) end it.
+    pub async fn run(&self) -> Result<()> {
+        let outbox = {
+            let client = self.clone();
+            tokio::spawn(async move { client.outbox_loop().await })
+        };
+        let result = self.connection_loop().await;
+        outbox.abort();
+        result
+    }
+
+    async fn connection_loop(&self) -> Result<()> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            self.emit(Event::Connection {
+                state: ConnectionState::Connecting,
+            });
+            match self.follow_push().await {
+                Ok(()) => backoff = Duration::from_millis(250),
+                Err(e) if e.is_transient() => tracing::info!(error = %e, "relay connection lost"),
+                Err(e) => {
+                    self.emit(Event::Connection {
+                        state: ConnectionState::Offline,
+                    });
+                    return Err(e);
+                }
+            }
+            self.emit(Event::Connection {
+                state: ConnectionState::Offline,
+            });
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection: returns when the relay closes the socket (or fails transiently).
+    async fn follow_push(&self) -> Result<()> {
+        self.login().await?;
+        // Open the socket before catching up, so nothing stored in between is missed.
+        let mut push = self.inner.relay.push().await?;
+        self.sync().await?;
+        self.emit(Event::Connection {
+            state: ConnectionState::Online,
+        });
+        if let Err(e) = self.check_keys().await {
+            tracing::info!(error = %e, "directory check after connecting failed");
+        }
+        let (acks, ack_rx) = mpsc::unbounded_channel::<Uuid>();
+        let acker = {
+            let client = self.clone();
+            tokio::spawn(async move { client.ack_loop(ack_rx).await })
+        };
+        let result = loop {
+            match push.next().await {
+                Ok(Some(PushEvent::Envelope { envelope, .. })) => match self.handle_envelope(&envelope).await {
+                    Ok(Disposition::Done) => {
+                        let _ = acks.send(envelope.id);
+                    }
+                    // Left in the mailbox; the next catch-up retries it.
+                    Ok(Disposition::Retry) => {}
+                    Err(e) => break Err(e),
+                },
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(acks);
+        let _ = acker.await;
+        push.close().await;
+        result
+    }
+
+    /// Acknowledges handled envelopes in batches (whatever piled up while the last ack was in flight).
+    async fn ack_loop(&self, mut ids: mpsc::UnboundedReceiver<Uuid>) {
+        let mut batch = Vec::new();
+        while ids.recv_many(&mut batch, crate::relay::FETCH_LIMIT).await > 0 {
+            if let Err(e) = self.inner.relay.ack(&batch).await {
+                // Not fatal: unacknowledged envelopes come again and are dropped as duplicates.
+                tracing::info!(error = %e, "ack failed");
+            }
+            batch.clear();
+        }
+    }
+}

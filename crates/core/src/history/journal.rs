@@ -1,0 +1,192 @@
+//! What the engine writes in one step: a session advanced together with the message it sealed or opened and the
+//! envelope queued to go out, in one sled transaction, so a crash never leaves a ratchet ahead of its history.
+//! Also the outbox (envelopes not yet accepted by the relay) and the relay facts of the profile.
+
+use magpie_proto::{Envelope, Session, Username};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, Transactional};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::messages::{flatten, insert_row};
+use super::{Appended, History, Message, META, OUTBOX, SESSIONS};
+use crate::error::{Error, Result};
+
+const REGISTRATION: &[u8] = b"registration";
+const RELAY_CURSOR: &[u8] = b"relay-cursor";
+const PREVIOUS_SESSION: &[u8] = b"previous";
+
+/// An envelope waiting for the relay's 202.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// What to post; its id makes retries idempotent.
+    pub envelope: Envelope,
+    /// The chat message it carries, whose state becomes "sent" on the 202.
+    pub message_id: Option<Uuid>,
+}
+
+/// Where an outbox item sits (oldest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OutboxKey([u8; 8]);
+
+/// What registration left with the profile: the pinned relay CA and our certificate (both public; sealed anyway
+/// so nobody can swap the pin on disk).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationRecord {
+    /// The relay registered with.
+    pub relay_url: String,
+    /// Its CA root, PEM: every peer certificate must chain to it.
+    pub ca_pem: String,
+    /// Our certificate, PEM.
+    pub certificate_pem: String,
+}
+
+impl History {
+    /// Commits an outgoing step: the advanced session, the message (if a chat message), and the envelope to post.
+    pub fn record_outgoing(&self, session: &Session, message: Option<&Message>, item: &OutboxItem) -> Result<()> {
+        let session_key = self.chat_id(session.peer())?;
+        let exported = session.export()?;
+        let sealed_session = self.sealer.seal(SESSIONS, &session_key, exported.expose_secret())?;
+        let row = message.map(|m| self.prepare_row(m)).transpose()?;
+        let (outbox_key, sealed_item) = self.prepare_outbox(item)?;
+        let result = (&self.sessions, &self.messages, &self.message_ids, &self.outbox).transaction(
+            |(sessions, messages, ids, outbox)| {
+                sessions.insert(session_key.as_slice(), sealed_session.as_slice())?;
+                if let Some(row) = &row {
+                    insert_row(messages, ids, row)?;
+                }
+                outbox.insert(outbox_key.as_slice(), sealed_item.as_slice())?;
+                Ok::<_, ConflictableTransactionError<Error>>(())
+            },
+        );
+        flatten(result)
+    }
+
+    /// Commits an incoming step: the advanced session and the message it opened (if one to keep). A message
+    /// whose id is already stored is not written again ([`Appended::Duplicate`]); the session still advances.
+    pub fn record_incoming(&self, session: &Session, message: Option<&Message>) -> Result<Option<Appended>> {
+        let session_key = self.chat_id(session.peer())?;
+        let exported = session.export()?;
+        let sealed_session = self.sealer.seal(SESSIONS, &session_key, exported.expose_secret())?;
+        let row = message.map(|m| self.prepare_row(m)).transpose()?;
+        let result = (&self.sessions, &self.messages, &self.message_ids).transaction(|(sessions, messages, ids)| {
+            sessions.insert(session_key.as_slice(), sealed_session.as_slice())?;
+            match &row {
+                Some(row) => Ok(Some(insert_row(messages, ids, row)?)),
+                None => Ok::<_, ConflictableTransactionError<Error>>(None),
+            }
+        });
+        flatten(result)
+    }
+
+    /// Queues an envelope that advances no session (handshake steps).
+    pub fn queue_envelope(&self, item: &OutboxItem) -> Result<()> {
+        let (key, sealed) = self.prepare_outbox(item)?;
+        self.outbox.insert(key, sealed)?;
+        Ok(())
+    }
+
+    /// Everything waiting to go out, oldest first.
+    pub fn outbox(&self) -> Result<Vec<(OutboxKey, OutboxItem)>> {
+        let mut out = Vec::new();
+        for item in &self.outbox {
+            let (key, sealed) = item?;
+            let key_bytes: [u8; 8] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
+            let plain = self.sealer.open(OUTBOX, &key, &sealed)?;
+            let item = serde_json::from_slice(&plain).map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
+            out.push((OutboxKey(key_bytes), item));
+        }
+        Ok(out)
+    }
+
+    /// Drops an outbox item (the relay accepted it, or it can never be sent).
+    pub fn remove_outbox(&self, key: OutboxKey) -> Result<()> {
+        self.outbox.remove(key.0)?;
+        Ok(())
+    }
+
+    fn prepare_outbox(&self, item: &OutboxItem) -> Result<([u8; 8], Vec<u8>)> {
+        let key = self.db.generate_id()?.to_be_bytes();
+        let plain = Zeroizing::new(serde_json::to_vec(item).map_err(|_| Error::Crypto("encoding failed"))?);
+        Ok((key, self.sealer.seal(OUTBOX, &key, &plain)?))
+    }
+
+    /// Keeps the session a re-key replaces, so messages the peer sealed with it before switching still open.
+    pub fn save_previous_session(&self, session: &Session) -> Result<()> {
+        let key = self.previous_session_key(session.peer())?;
+        let exported = session.export()?;
+        self.sessions.insert(
+            key.as_slice(),
+            self.sealer.seal(SESSIONS, &key, exported.expose_secret())?,
+        )?;
+        Ok(())
+    }
+
+    /// The session before the last re-key with `peer`, if kept.
+    pub fn load_previous_session(&self, peer: &Username) -> Result<Option<Session>> {
+        let key = self.previous_session_key(peer)?;
+        let Some(sealed) = self.sessions.get(key.as_slice())? else {
+            return Ok(None);
+        };
+        let bytes = self.sealer.open(SESSIONS, &key, &sealed)?;
+        Ok(Some(Session::import(&bytes)?))
+    }
+
+    fn previous_session_key(&self, peer: &Username) -> Result<Vec<u8>> {
+        let mut key = self.chat_id(peer)?.to_vec();
+        key.extend_from_slice(PREVIOUS_SESSION);
+        Ok(key)
+    }
+
+    /// What registration stored, if the profile registered.
+    pub fn registration(&self) -> Result<Option<RegistrationRecord>> {
+        let Some(plain) = self.get_meta(REGISTRATION)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|_| Error::HistoryCorrupt { tree: META })
+    }
+
+    /// Stores the registration (durably: it holds the CA pin).
+    pub fn set_registration(&self, record: &RegistrationRecord) -> Result<()> {
+        let plain = serde_json::to_vec(record).map_err(|_| Error::Crypto("encoding failed"))?;
+        self.put_meta(REGISTRATION, &plain)?;
+        self.flush()?;
+        Ok(())
+    }
+
+    /// The relay mailbox position read so far (0 at first).
+    pub fn relay_cursor(&self) -> Result<u64> {
+        match self.get_meta(RELAY_CURSOR)? {
+            None => Ok(0),
+            Some(plain) => {
+                let bytes: [u8; 8] = plain
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::HistoryCorrupt { tree: META })?;
+                Ok(u64::from_be_bytes(bytes))
+            }
+        }
+    }
+
+    /// Moves the mailbox position forward.
+    pub fn set_relay_cursor(&self, cursor: u64) -> Result<()> {
+        self.put_meta(RELAY_CURSOR, &cursor.to_be_bytes())
+    }
+
+    fn get_meta(&self, key: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        match self.meta.get(key)? {
+            Some(sealed) => Ok(Some(self.sealer.open(META, key, &sealed)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.meta.insert(key, self.sealer.seal(META, key, value)?)?;
+        Ok(())
+    }
+}

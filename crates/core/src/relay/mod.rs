@@ -1,0 +1,330 @@
+//! The relay client: registration, key-signed login, the certificate directory, mailboxes and the push socket.
+//!
+//! Every call is one HTTP request (reqwest, one pooled keep-alive connection per relay). Errors are typed:
+//! [`Error::RelayUnreachable`] when the relay cannot be reached at all (retry later),
+//! [`Error::Relay`] when it answered with an error, and the few answers the engine acts on by name
+//! ([`Error::NameTaken`], [`Error::UnknownUser`]).
+
+mod push;
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use magpie_proto::{Certificate, Envelope, Fingerprint, Identity, Username};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+pub use push::{PushConnection, PushEvent};
+
+use crate::error::{Error, Result};
+
+/// How long one request may take before the relay counts as unreachable.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Most envelopes one fetch asks for (the relay's own cap is 1,000).
+pub const FETCH_LIMIT: usize = 500;
+
+/// What registration gives back.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    /// Our certificate, issued by the relay's CA.
+    pub certificate: Certificate,
+    /// The relay's CA root, to pin.
+    pub ca: Certificate,
+}
+
+/// One page of our mailbox.
+#[derive(Debug)]
+pub struct Mailbox {
+    /// Oldest first.
+    pub envelopes: Vec<Envelope>,
+    /// Pass as `after` for the next page.
+    pub cursor: u64,
+}
+
+/// A bearer token. `Debug` never shows it.
+struct Token(Zeroizing<String>);
+
+/// A client of one relay. Cheap to share; all methods take `&self`.
+pub struct RelayClient {
+    base: reqwest::Url,
+    http: reqwest::Client,
+    token: RwLock<Option<Token>>,
+}
+
+impl std::fmt::Debug for RelayClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    code: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct RegisterResponse {
+    certificate: String,
+    ca: String,
+}
+
+#[derive(Deserialize)]
+struct ChallengeResponse {
+    nonce: String,
+}
+
+#[derive(Deserialize)]
+struct LoginResponse {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct DirectoryEntry {
+    chain: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct FetchResponse {
+    envelopes: Vec<Envelope>,
+    cursor: u64,
+}
+
+#[derive(Serialize)]
+struct AckRequest<'a> {
+    ids: &'a [Uuid],
+}
+
+impl RelayClient {
+    /// A client of the relay at `url` (`http://` or `https://`; plain HTTP is for loopback and development).
+    pub fn new(url: &str) -> Result<Self> {
+        let base = reqwest::Url::parse(url).map_err(|e| Error::BadRelayUrl(format!("{url}: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(Error::BadRelayUrl(format!(
+                "{url}: use http:// or https:// and a host name"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::BadRelayUrl(e.to_string()))?;
+        Ok(Self {
+            base,
+            http,
+            token: RwLock::new(None),
+        })
+    }
+
+    /// The relay's address as given.
+    pub fn url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// The relay's CA certificate, as it serves it now (before registration: show its fingerprint, then pin it).
+    pub async fn ca(&self) -> Result<Certificate> {
+        let pem = self.text(self.request(Method::GET, "/v1/ca")?).await?;
+        Ok(Certificate::from_pem(pem.as_bytes())?)
+    }
+
+    /// Registers `identity`'s name: sends its CSR, returns the issued certificate and the CA.
+    pub async fn register(&self, identity: &Identity) -> Result<Registration> {
+        let csr = String::from_utf8(identity.csr()?.to_pem()?).map_err(|e| Error::RelayProtocol(e.to_string()))?;
+        let request = self
+            .request(Method::POST, "/v1/register")?
+            .json(&serde_json::json!({ "csr": csr }));
+        let response: RegisterResponse = match self.json(request).await {
+            Err(Error::Relay { status: 409, .. }) => return Err(Error::NameTaken(identity.username().to_string())),
+            other => other?,
+        };
+        Ok(Registration {
+            certificate: Certificate::from_pem(response.certificate.as_bytes())?,
+            ca: Certificate::from_pem(response.ca.as_bytes())?,
+        })
+    }
+
+    /// Proves we hold `identity`'s key (signing the relay's challenge) and keeps the bearer token for later calls.
+    pub async fn login(&self, identity: &Identity, ca_fingerprint: &Fingerprint) -> Result<()> {
+        let username = identity.username().as_str();
+        let request = self
+            .request(Method::POST, "/v1/login/challenge")?
+            .json(&serde_json::json!({ "username": username }));
+        let challenge: ChallengeResponse = self.json(request).await?;
+        let nonce = STANDARD
+            .decode(&challenge.nonce)
+            .map_err(|_| Error::RelayProtocol("login nonce is not base64".into()))?;
+        let signature = identity.sign_login(ca_fingerprint.as_bytes(), &nonce)?;
+        let request = self.request(Method::POST, "/v1/login")?.json(&serde_json::json!({
+            "username": username,
+            "nonce": challenge.nonce,
+            "signature": STANDARD.encode(signature),
+        }));
+        let login: LoginResponse = self.json(request).await?;
+        *self.token.write().map_err(|_| Error::Poisoned)? = Some(Token(Zeroizing::new(login.token)));
+        Ok(())
+    }
+
+    /// Whether a login succeeded (the token may still have expired since).
+    pub fn is_logged_in(&self) -> bool {
+        self.token.read().map(|t| t.is_some()).unwrap_or(false)
+    }
+
+    /// Forgets the token (after a 401, before logging in again).
+    pub fn logout(&self) {
+        if let Ok(mut token) = self.token.write() {
+            *token = None;
+        }
+    }
+
+    /// The certificate chain the directory holds for `username` (leaf first), unverified.
+    pub async fn directory(&self, username: &Username) -> Result<Vec<Certificate>> {
+        let path = format!("/v1/directory/{}", username.as_str());
+        let entry: DirectoryEntry = match self.json(self.request(Method::GET, &path)?).await {
+            Err(Error::Relay { status: 404, .. }) => return Err(Error::UnknownUser(username.to_string())),
+            other => other?,
+        };
+        entry
+            .chain
+            .iter()
+            .map(|pem| Certificate::from_pem(pem.as_bytes()).map_err(Error::from))
+            .collect()
+    }
+
+    /// Posts an envelope; returns once the relay stored it durably. Retrying with the same id never duplicates.
+    pub async fn send(&self, envelope: &Envelope) -> Result<()> {
+        let request = self.authorized(Method::POST, "/v1/envelopes")?.json(envelope);
+        match self.json::<serde_json::Value>(request).await {
+            Err(Error::Relay { status: 404, .. }) => Err(Error::UnknownUser(envelope.to.clone())),
+            other => other.map(drop),
+        }
+    }
+
+    /// Our pending envelopes after `after`, oldest first.
+    pub async fn fetch(&self, after: u64) -> Result<Mailbox> {
+        let path = format!("/v1/envelopes?after={after}&limit={FETCH_LIMIT}");
+        let page: FetchResponse = self.json(self.authorized(Method::GET, &path)?).await?;
+        Ok(Mailbox {
+            envelopes: page.envelopes,
+            cursor: page.cursor,
+        })
+    }
+
+    /// Deletes delivered envelopes from our mailbox.
+    pub async fn ack(&self, ids: &[Uuid]) -> Result<()> {
+        for chunk in ids.chunks(FETCH_LIMIT) {
+            let request = self
+                .authorized(Method::POST, "/v1/envelopes/ack")?
+                .json(&AckRequest { ids: chunk });
+            self.json::<serde_json::Value>(request).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens the push socket (needs a login).
+    pub async fn push(&self) -> Result<PushConnection> {
+        let mut url = self.endpoint("/v1/push")?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme)
+            .map_err(|()| Error::BadRelayUrl(self.base.to_string()))?;
+        let token = self.bearer()?;
+        PushConnection::connect(url.as_str(), &token).await
+    }
+
+    fn endpoint(&self, path: &str) -> Result<reqwest::Url> {
+        self.base
+            .join(path)
+            .map_err(|e| Error::BadRelayUrl(format!("{}: {e}", self.base)))
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+        Ok(self.http.request(method, self.endpoint(path)?))
+    }
+
+    fn bearer(&self) -> Result<Zeroizing<String>> {
+        let token = self.token.read().map_err(|_| Error::Poisoned)?;
+        let token = token.as_ref().ok_or(Error::NotLoggedIn)?;
+        Ok(Zeroizing::new(format!("Bearer {}", token.0.as_str())))
+    }
+
+    fn authorized(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+        let bearer = self.bearer()?;
+        Ok(self
+            .request(method, path)?
+            .header(reqwest::header::AUTHORIZATION, bearer.as_str()))
+    }
+
+    async fn execute(&self, request: RequestBuilder) -> Result<Response> {
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Err(match serde_json::from_slice::<ApiError>(&body) {
+            Ok(e) => Error::Relay {
+                status: status.as_u16(),
+                code: e.code,
+                message: e.message,
+            },
+            Err(_) => Error::Relay {
+                status: status.as_u16(),
+                code: status.canonical_reason().unwrap_or("error").to_owned(),
+                message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let response = self.execute(request).await?;
+        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        serde_json::from_slice(&body).map_err(|e| Error::RelayProtocol(e.to_string()))
+    }
+
+    async fn text(&self, request: RequestBuilder) -> Result<String> {
+        self.execute(request)
+            .await?
+            .text()
+            .await
+            .map_err(|e| self.unreachable(&e))
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> Error {
+        // reqwest's Display omits the cause ("error sending request"); the source says what happened.
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            reason = format!("{reason}: {cause}");
+            source = cause.source();
+        }
+        Error::RelayUnreachable {
+            url: self.base.to_string(),
+            reason,
+        }
+    }
+}
+
+impl Error {
+    /// Whether trying again later may succeed (the relay was down, busy or rate-limiting).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::RelayUnreachable { .. } => true,
+            Error::Relay { status, .. } => {
+                *status == StatusCode::TOO_MANY_REQUESTS.as_u16() || *status >= 500 || *status == 401
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the relay refused our token (log in again).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Error::Relay { status: 401, .. } | Error::NotLoggedIn)
+    }
+}

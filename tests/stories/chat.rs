@@ -1,0 +1,111 @@
+//! The first story: register, request, accept, then a thousand messages each way.
+
+use std::collections::HashMap;
+
+use magpie_core::engine::{Event, MessageView};
+use magpie_core::history::{Delivery, Direction};
+
+use crate::common::{go_online, handshake, wait_for, Person, Relay};
+
+const EACH_WAY: usize = 1000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
+    let relay = Relay::start().await;
+    let alice = Person::register("alice", &relay.url()).await;
+    let bob = Person::register("bob", &relay.url()).await;
+    let _a = go_online(&alice.client);
+    let _b = go_online(&bob.client);
+    handshake(&alice.client, &bob.client).await;
+
+    let (a, b) = (alice.client.clone(), bob.client.clone());
+    let mut alice_events = a.events();
+    let mut bob_events = b.events();
+    let send = |from: magpie_core::Client, to: magpie_proto::Username, tag: &'static str| {
+        tokio::spawn(async move {
+            for i in 0..EACH_WAY {
+                from.send_text(&to, &format!("{tag} {i}")).unwrap();
+                if i % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let sending = [
+        send(a.clone(), b.username().clone(), "from alice"),
+        send(b.clone(), a.username().clone(), "from bob"),
+    ];
+    let (got_by_alice, got_by_bob) =
+        tokio::join!(receive(&mut alice_events, EACH_WAY), receive(&mut bob_events, EACH_WAY));
+    for task in sending {
+        task.await.unwrap();
+    }
+    assert_in_order(&got_by_bob, "from alice");
+    assert_in_order(&got_by_alice, "from bob");
+
+    let alice_history = a.last_messages(b.username(), 10 * EACH_WAY).unwrap();
+    let bob_history = b.last_messages(a.username(), 10 * EACH_WAY).unwrap();
+    assert_eq!(alice_history.len(), 2 * EACH_WAY);
+    assert_eq!(bob_history.len(), 2 * EACH_WAY);
+    // Same messages on both sides: same ids, same texts, directions mirrored.
+    let by_id: HashMap<_, _> = bob_history.iter().map(|e| (e.message.id, &e.message)).collect();
+    for entry in &alice_history {
+        let theirs = by_id[&entry.message.id];
+        assert_eq!(theirs.body, entry.message.body);
+        assert_ne!(theirs.direction, entry.message.direction);
+    }
+    // Each sender's messages sit in the order they were written, in both histories.
+    for history in [&alice_history, &bob_history] {
+        for tag in ["from alice", "from bob"] {
+            let numbers: Vec<usize> = history
+                .iter()
+                .filter_map(|e| e.message.body.strip_prefix(tag))
+                .map(|n| n.trim().parse().unwrap())
+                .collect();
+            assert_eq!(numbers, (0..EACH_WAY).collect::<Vec<_>>(), "{tag}");
+        }
+    }
+    // Receipts come back: every outgoing message ends "delivered".
+    for (client, peer) in [(&a, b.username()), (&b, a.username())] {
+        wait_until_all_delivered(client, peer).await;
+    }
+}
+
+async fn receive(events: &mut tokio::sync::broadcast::Receiver<Event>, n: usize) -> Vec<MessageView> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        got.push(
+            wait_for(events, |e| match e {
+                Event::MessageReceived { message } => Some(message.clone()),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    got
+}
+
+fn assert_in_order(messages: &[MessageView], tag: &str) {
+    let bodies: Vec<String> = messages.iter().map(|m| m.body.clone()).collect();
+    let expected: Vec<String> = (0..bodies.len()).map(|i| format!("{tag} {i}")).collect();
+    assert_eq!(bodies, expected);
+}
+
+pub async fn wait_until_all_delivered(client: &magpie_core::Client, peer: &magpie_proto::Username) {
+    let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
+    loop {
+        let history = client.last_messages(peer, usize::MAX).unwrap();
+        let pending = history
+            .iter()
+            .filter(|e| e.message.direction == Direction::Outgoing && e.message.delivery != Delivery::Delivered)
+            .count();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{pending} messages never delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

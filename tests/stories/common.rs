@@ -1,0 +1,161 @@
+//! What every story needs: a real relay on 127.0.0.1:0 (sled on disk), profiles whose keys live in the real
+//! credential store (Secret Service in the test's D-Bus session), and waiting for engine events.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use magpie_core::engine::Event;
+use magpie_core::keystore::{Keystore, PlatformKeystore};
+use magpie_core::{Client, Profile};
+use magpie_proto::{Identity, Username};
+use magpie_relay::server::{open_state, RunningRelay};
+use magpie_relay::Config;
+use tempfile::TempDir;
+use tokio::sync::broadcast;
+
+/// How long a story waits for one thing to happen before failing.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn name(s: &str) -> Username {
+    Username::canonical(s).unwrap()
+}
+
+/// RSA-3072 keygen takes up to 2 s: each test binary makes one key per name, in parallel, once.
+pub fn identity(n: &str) -> Identity {
+    static KEYS: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        let handles: Vec<_> = ["alice", "bob", "mallory"]
+            .into_iter()
+            .map(|n| {
+                std::thread::spawn(move || {
+                    let id = Identity::generate(name(n)).unwrap();
+                    (n.to_owned(), id.to_pkcs8_der().unwrap().expose_secret().to_vec())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let der = &keys.iter().find(|(k, _)| k == n).unwrap().1;
+    Identity::from_pkcs8_der(name(n), der).unwrap()
+}
+
+/// A relay with its sled store in a temporary directory.
+pub struct Relay {
+    pub running: RunningRelay,
+    pub dir: TempDir,
+}
+
+impl Relay {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir).await
+    }
+
+    pub async fn start_in(dir: TempDir) -> Self {
+        let state = open_state(Config::with_data_dir(dir.path())).unwrap();
+        let running = RunningRelay::start(state).await.unwrap();
+        Self { running, dir }
+    }
+
+    pub fn url(&self) -> String {
+        self.running.url("")
+    }
+}
+
+/// The real credential store under a service name of this test's own, so parallel tests never collide.
+pub fn keystore() -> Arc<dyn Keystore> {
+    Arc::new(PlatformKeystore::with_service(format!(
+        "app.magpie.test.{}",
+        uuid::Uuid::new_v4()
+    )))
+}
+
+/// A profile directory that outlives the client (to reopen it, or to grep it).
+pub struct Person {
+    pub client: Client,
+    pub dir: TempDir,
+    pub keystore: Arc<dyn Keystore>,
+}
+
+impl Person {
+    /// Creates a profile for `n` with the real credential store and registers it with `relay`.
+    pub async fn register(n: &str, relay: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = keystore();
+        let profile = create_profile(&dir.path().join("profile"), n, keystore.clone()).await;
+        let client = Client::register(profile, relay, None).await.unwrap();
+        Self { client, dir, keystore }
+    }
+
+    pub fn profile_dir(&self) -> PathBuf {
+        self.dir.path().join("profile")
+    }
+
+    /// Drops the client and opens the profile again, as after a restart.
+    pub async fn reopen(self) -> Self {
+        let Person { client, dir, keystore } = self;
+        drop(client);
+        let path = dir.path().join("profile");
+        let keys = keystore.clone();
+        let profile = tokio::task::spawn_blocking(move || Profile::open(&path, keys))
+            .await
+            .unwrap()
+            .unwrap();
+        Self {
+            client: Client::open(profile).unwrap(),
+            dir,
+            keystore,
+        }
+    }
+}
+
+pub async fn create_profile(dir: &Path, n: &str, keystore: Arc<dyn Keystore>) -> Profile {
+    let dir = dir.to_owned();
+    let identity = identity(n);
+    tokio::task::spawn_blocking(move || Profile::create_with_identity(&dir, identity, keystore))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Runs the client's connection loop in the background (push socket, outbox).
+pub fn go_online(client: &Client) -> tokio::task::JoinHandle<()> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = client.run().await {
+            eprintln!("client stopped: {e}");
+        }
+    })
+}
+
+/// Waits for the first event `pick` accepts, skipping others; fails after [`PATIENCE`].
+pub async fn wait_for<T>(events: &mut broadcast::Receiver<Event>, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("timed out waiting for an event")
+            .expect("event stream closed");
+        if let Some(found) = pick(&event) {
+            return found;
+        }
+    }
+}
+
+/// Alice asks Bob, Bob accepts, both sides reach a session (both online).
+pub async fn handshake(alice: &Client, bob: &Client) {
+    let mut alice_events = alice.events();
+    let mut bob_events = bob.events();
+    alice.request(bob.username()).await.unwrap();
+    let from = wait_for(&mut bob_events, |e| match e {
+        Event::RequestReceived { peer, .. } => Some(peer.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(from, alice.username().as_str());
+    bob.accept(alice.username()).await.unwrap();
+    for events in [&mut alice_events, &mut bob_events] {
+        wait_for(events, |e| matches!(e, Event::SessionEstablished { .. }).then_some(())).await;
+    }
+}

@@ -1,0 +1,10 @@
+//! Alice and Bob stories: the client engine against a real relay on loopback and the real credential store.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests say what must hold by panicking"
+)]
+
+mod chat;
+mod common;
