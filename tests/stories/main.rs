@@ -6,5 +6,7 @@
     reason = "tests say what must hold by panicking"
 )]
 
+mod binaries;
 mod chat;
+mod cli;
 mod common;

@@ -26,7 +26,10 @@ use magpie_proto::{Certificate, Credential, Fingerprint, SafetyNumber, Session, 
 use tokio::sync::{broadcast, Notify};
 
 pub use events::{ConnectionState, Event, HandshakeData, HandshakeStep, MessageView};
+pub use handshake::RequestView;
+pub use outbox::Flushed;
 pub use pending::Pending;
+pub use run::Synced;
 
 use crate::error::{Error, Result};
 use crate::history::{Contact, Entry, History, RegistrationRecord};

@@ -1,0 +1,249 @@
+//! What each command does, over magpie-core's [`Client`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use magpie_core::engine::MessageView;
+use magpie_core::keystore::{Keystore, PlatformKeystore};
+use magpie_core::{Client, Error, Profile, Result};
+use magpie_proto::{Identity, Username};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use crate::output;
+use crate::{Cli, Command};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let keystore: Arc<dyn Keystore> = Arc::new(PlatformKeystore::new());
+    if let Command::Register { name } = &cli.command {
+        return register(&cli.profile, cli.relay.as_deref(), name, keystore).await;
+    }
+    let client = open(&cli.profile, cli.relay.as_deref(), keystore).await?;
+    match cli.command {
+        Command::Register { .. } => Ok(()),
+        Command::Whoami => whoami(&client),
+        Command::Request { peer } => {
+            let peer = username(&peer)?;
+            client.sync().await?;
+            let id = client.request(&peer).await?;
+            client.flush_outbox().await?;
+            println!("Chat request sent to {peer} ({id}). It completes when {peer} accepts and you sync again.");
+            Ok(())
+        }
+        Command::Requests { json } => {
+            client.sync().await?;
+            output::requests(&client.incoming_requests()?, &client.outgoing_requests()?, json);
+            Ok(())
+        }
+        Command::Accept { peer } => {
+            let peer = username(&peer)?;
+            client.sync().await?;
+            client.accept(&peer).await?;
+            client.flush_outbox().await?;
+            println!("Accepted {peer}'s request; the session is ready once {peer} syncs and you sync again.");
+            Ok(())
+        }
+        Command::Decline { peer } => {
+            let peer = username(&peer)?;
+            client.sync().await?;
+            client.decline(&peer).await?;
+            client.flush_outbox().await?;
+            println!("Declined {peer}'s request.");
+            Ok(())
+        }
+        Command::Send { peer, text } => {
+            let peer = username(&peer)?;
+            client.sync().await?;
+            client.check_key(&peer).await?;
+            let message = client.send_text(&peer, &text)?;
+            client.flush_outbox().await?;
+            println!("Sent {} to {peer}.", message.id);
+            Ok(())
+        }
+        Command::History { peer, json, last } => {
+            let peer = username(&peer)?;
+            for entry in client.last_messages(&peer, last)? {
+                output::message(&MessageView::from(&entry), json);
+            }
+            Ok(())
+        }
+        Command::SafetyNumber { peer } => {
+            let peer = username(&peer)?;
+            let number = client.safety_number(&peer)?;
+            let groups = number.groups();
+            println!("Safety number with {peer}:");
+            for row in groups.chunks(4) {
+                println!("  {}", row.join(" "));
+            }
+            println!("QR payload: {}", number.qr_payload());
+            println!("Compare it with {peer} in person or on a call; then run `magpie verify {peer}`.");
+            Ok(())
+        }
+        Command::Verify { peer } => {
+            let contact = client.mark_verified(&username(&peer)?)?;
+            println!("{} is marked verified.", contact.username);
+            Ok(())
+        }
+        Command::AcceptKey { peer } => {
+            let peer = username(&peer)?;
+            client.sync().await?;
+            match client.accept_new_key(&peer).await? {
+                Some(id) => println!("Accepted {peer}'s new key; a new chat request is on its way ({id})."),
+                None => println!("Accepted {peer}'s new key; accept their pending request to continue."),
+            }
+            client.flush_outbox().await?;
+            Ok(())
+        }
+        Command::Sync => {
+            let synced = client.sync().await?;
+            println!("{} envelopes handled, {} left for later.", synced.handled, synced.deferred);
+            Ok(())
+        }
+        Command::Listen { json } => listen(&client, json, None).await,
+        Command::Chat { peer } => chat(&client, &username(&peer)?).await,
+    }
+}
+
+async fn register(dir: &Path, relay: Option<&str>, name: &str, keystore: Arc<dyn Keystore>) -> Result<()> {
+    let relay = relay.ok_or_else(|| Error::BadRelayUrl("(none): pass --relay URL to register".into()))?;
+    let name = username(name)?;
+    let (profile, created) = if dir.join(magpie_core::profile::PROFILE_FILE).exists() {
+        let profile = open_profile(dir, keystore.clone()).await?;
+        if profile.username() != &name {
+            return Err(Error::ProfileExists(dir.to_owned()));
+        }
+        (profile, false)
+    } else {
+        eprintln!("Generating an RSA-3072 key for {name} (a second or two)...");
+        let dir = dir.to_owned();
+        let keys = keystore.clone();
+        let profile = blocking(move || {
+            let identity = Identity::generate(name)?;
+            Profile::create_with_identity(&dir, identity, keys)
+        })
+        .await?;
+        (profile, true)
+    };
+    let profile_dir = profile.dir().to_owned();
+    match Client::register(profile, relay, None).await {
+        Ok(client) => {
+            println!("Registered {} with {}.", client.username(), client.relay_url());
+            println!("Your key's fingerprint: {}", client.fingerprint().to_hex());
+            println!("Relay CA fingerprint (pinned): {}", client.relay_ca_fingerprint()?.to_hex());
+            println!(
+                "Your private key is in the {} (entry \"{}\").",
+                magpie_core::keystore::backend_name(),
+                magpie_core::profile::identity_account(client.profile().id())
+            );
+            Ok(())
+        }
+        Err(e) => {
+            // A name someone else holds: do not leave a profile behind that can never register.
+            if created && matches!(e, Error::NameTaken(_)) {
+                let keys = keystore.clone();
+                blocking(move || Profile::remove(&profile_dir, keys.as_ref())).await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn open(dir: &Path, relay: Option<&str>, keystore: Arc<dyn Keystore>) -> Result<Client> {
+    let profile = open_profile(dir, keystore).await?;
+    let client = Client::open(profile)?;
+    if let Some(relay) = relay {
+        let given = magpie_core::relay::RelayClient::new(relay)?;
+        if given.url() != client.relay_url() {
+            return Err(Error::BadRelayUrl(format!(
+                "{relay}: this profile is registered with {}",
+                client.relay_url()
+            )));
+        }
+    }
+    Ok(client)
+}
+
+async fn open_profile(dir: &Path, keystore: Arc<dyn Keystore>) -> Result<Profile> {
+    let dir = dir.to_owned();
+    blocking(move || Profile::open(&dir, keystore)).await
+}
+
+/// The credential store and key generation block: keep them off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Crypto(if e.is_panic() { "worker panicked" } else { "worker cancelled" }))?
+}
+
+fn username(s: &str) -> Result<Username> {
+    Ok(Username::canonical(s)?)
+}
+
+fn whoami(client: &Client) -> Result<()> {
+    let cert = client.certificate();
+    let (not_before, not_after) = cert.validity_unix()?;
+    println!("Username:     {}", client.username());
+    println!("Fingerprint:  {}", client.fingerprint().to_hex());
+    println!("Certificate:  serial {}", cert.serial_hex()?);
+    println!(
+        "Valid:        {} to {}",
+        output::time(u64::try_from(not_before).unwrap_or(0)),
+        output::time(u64::try_from(not_after).unwrap_or(0))
+    );
+    println!("Relay:        {}", client.relay_url());
+    println!("Relay CA:     {}", client.relay_ca_fingerprint()?.to_hex());
+    println!("Profile:      {}", client.profile().dir().display());
+    Ok(())
+}
+
+/// Prints events until interrupted (or, with `only`, messages of one chat).
+async fn listen(client: &Client, json: bool, only: Option<&Username>) -> Result<()> {
+    let mut events = client.events();
+    let runner = client.clone();
+    let mut running = tokio::spawn(async move { runner.run().await });
+    loop {
+        tokio::select! {
+            ended = &mut running => {
+                return match ended {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::Crypto("the connection task stopped")),
+                };
+            }
+            event = events.recv() => match event {
+                Ok(event) => output::event(&event, json, only),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    eprintln!("magpie: {n} events skipped (run `magpie history` to see every message)");
+                }
+                Err(_) => return Ok(()),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+async fn chat(client: &Client, peer: &Username) -> Result<()> {
+    for entry in client.last_messages(peer, 20)? {
+        output::message(&MessageView::from(&entry), false);
+    }
+    eprintln!("Chatting with {peer}. Type and press Enter to send; Ctrl-D to leave.");
+    let listener = {
+        let client = client.clone();
+        let peer = peer.clone();
+        tokio::spawn(async move { listen(&client, false, Some(&peer)).await })
+    };
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let text = line.trim_end();
+        if text.is_empty() {
+            continue;
+        }
+        if let Err(e) = client.send_text(peer, text) {
+            eprintln!("magpie: {e}");
+        }
+    }
+    // Post what is still queued before leaving; what cannot go now stays in the outbox for next time.
+    if let Err(e) = client.flush_outbox().await {
+        eprintln!("magpie: {e}");
+    }
+    listener.abort();
+    Ok(())
+}

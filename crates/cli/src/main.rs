@@ -1,0 +1,129 @@
+//! `magpie`: the headless face of Magpie's client engine.
+//!
+//! Every command that talks to the relay first catches up on the mailbox (handling handshake steps that arrived
+//! meanwhile) and, before exiting, posts what it queued. Errors go to stderr as sentences, exit code 1
+//! (2 for bad usage, from clap).
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// End-to-end encrypted chat from the terminal.
+#[derive(Debug, Parser)]
+#[command(name = "magpie", version, about)]
+pub struct Cli {
+    /// The profile directory (one per person; created by `register`).
+    #[arg(long, env = "MAGPIE_PROFILE", global = true, default_value = "magpie-profile")]
+    pub profile: PathBuf,
+    /// The relay's URL (for `register`; later commands use the relay the profile registered with).
+    #[arg(long, env = "MAGPIE_RELAY", global = true)]
+    pub relay: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Creates the profile (an RSA-3072 key in the credential store) and registers NAME with the relay.
+    Register {
+        /// The username: 3–32 of a-z 0-9 . _ -
+        name: String,
+    },
+    /// Shows who this profile is: name, key fingerprint, certificate, relay.
+    Whoami,
+    /// Asks PEER for an encrypted chat.
+    Request {
+        /// Who.
+        peer: String,
+    },
+    /// Lists chat requests waiting for you (and yours waiting for others).
+    Requests {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accepts PEER's chat request.
+    Accept {
+        /// Who.
+        peer: String,
+    },
+    /// Declines PEER's chat request.
+    Decline {
+        /// Who.
+        peer: String,
+    },
+    /// Sends TEXT to PEER.
+    Send {
+        /// To whom.
+        peer: String,
+        /// The message.
+        text: String,
+    },
+    /// Prints the chat with PEER from the local history (no network).
+    History {
+        /// With whom.
+        peer: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// How many of the latest messages.
+        #[arg(long, default_value_t = 50)]
+        last: usize,
+    },
+    /// Shows the safety number with PEER, to compare in person or on a call.
+    SafetyNumber {
+        /// With whom.
+        peer: String,
+    },
+    /// Marks PEER verified (after comparing safety numbers).
+    Verify {
+        /// Who.
+        peer: String,
+    },
+    /// Accepts PEER's new key after a key change, and starts a fresh handshake.
+    AcceptKey {
+        /// Whose.
+        peer: String,
+    },
+    /// Catches up on the mailbox and posts the outbox, then exits.
+    Sync,
+    /// Stays connected and prints incoming messages (and events) as they arrive.
+    Listen {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An interactive chat with PEER: type a line and press Enter to send.
+    Chat {
+        /// With whom.
+        peer: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MAGPIE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("magpie: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("magpie: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

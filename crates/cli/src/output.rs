@@ -1,0 +1,78 @@
+//! How the CLI prints: plain lines for people, one JSON object per line for scripts.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use magpie_core::engine::{Event, MessageView};
+use magpie_core::engine::RequestView;
+use magpie_core::history::Direction;
+use magpie_proto::Username;
+
+/// Unix seconds as RFC 3339 UTC.
+pub fn time(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+pub fn message(m: &MessageView, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(m).unwrap_or_default());
+        return;
+    }
+    let who = match m.direction {
+        Direction::Outgoing => "me",
+        Direction::Incoming => m.peer.as_str(),
+    };
+    let state = serde_json::to_value(m.delivery).ok();
+    let state = state.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+    println!("[{}] {who}: {}  ({state})", time(m.sent_at), m.body);
+}
+
+pub fn requests(incoming: &[RequestView], outgoing: &[(Username, uuid::Uuid)], json: bool) {
+    if json {
+        for r in incoming {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        }
+        return;
+    }
+    if incoming.is_empty() {
+        println!("No chat requests waiting for you.");
+    }
+    for r in incoming {
+        let warning = if r.key_changed { "  KEY CHANGED" } else { "" };
+        println!("{} asks to chat (key {}, sent {}){warning}", r.peer, r.fingerprint, time(r.sent_at));
+    }
+    for (peer, id) in outgoing {
+        println!("Waiting for {peer} (request {id})");
+    }
+}
+
+/// Prints one event; with `only`, just the messages of that chat.
+pub fn event(event: &Event, json: bool, only: Option<&Username>) {
+    if let Some(peer) = only {
+        if let Event::MessageReceived { message: m } = event {
+            if m.peer == peer.as_str() {
+                message(m, false);
+            }
+        }
+        return;
+    }
+    if json {
+        println!("{}", serde_json::to_string(event).unwrap_or_default());
+        return;
+    }
+    match event {
+        Event::MessageReceived { message: m } => message(m, false),
+        Event::RequestReceived { peer, fingerprint, .. } => {
+            println!("{peer} asks to chat (key {fingerprint}). `magpie accept {peer}` or `magpie decline {peer}`.");
+        }
+        Event::SessionEstablished { peer, rekey } => {
+            let what = if *rekey { "new session keys" } else { "encrypted session established" };
+            println!("{peer}: {what}");
+        }
+        Event::KeyChanged { peer, .. } => println!("WARNING: {peer}'s key changed. Sending to {peer} is blocked."),
+        Event::HandshakeFailed { peer, reason, .. } => println!("Handshake with {peer} failed: {reason}"),
+        Event::RequestDeclined { peer, .. } => println!("{peer} declined your chat request."),
+        Event::Rejected { peer, reason } => println!("Dropped an envelope from {peer}: {reason}"),
+        Event::Connection { state } => eprintln!("relay: {state:?}"),
+        _ => {}
+    }
+}

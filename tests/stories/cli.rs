@@ -1,0 +1,109 @@
+//! The first story again, driven through the `magpie` binary as separate processes, as a script would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::binaries::binary;
+use crate::common::Relay;
+
+fn magpie(profile: &Path, args: &[&str]) -> Output {
+    let output = Command::new(binary("magpie", "magpie"))
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .output()
+        .unwrap();
+    output
+}
+
+fn ok(profile: &Path, args: &[&str]) -> String {
+    let output = magpie(profile, args);
+    assert!(
+        output.status.success(),
+        "magpie {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_story_through_the_cli() {
+    let relay = Relay::start().await;
+    let url = relay.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    // The relay runs on this test's runtime: the subprocess calls go to a blocking thread.
+    tokio::task::spawn_blocking(move || {
+        assert!(ok(&alice, &["--relay", &url, "register", "alice"]).contains("Registered alice"));
+        assert!(ok(&bob, &["--relay", &url, "register", "bob"]).contains("Registered bob"));
+
+        let taken = magpie(&dir.path().join("eve"), &["--relay", &url, "register", "alice"]);
+        assert_eq!(taken.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&taken.stderr).contains("already taken"));
+        assert!(!dir.path().join("eve").exists(), "a profile that cannot register is not left behind");
+
+        ok(&alice, &["request", "bob"]);
+        let requests = ok(&bob, &["requests", "--json"]);
+        let request: serde_json::Value = serde_json::from_str(requests.lines().next().unwrap()).unwrap();
+        assert_eq!(request["peer"], "alice");
+        let whoami = ok(&alice, &["whoami"]);
+        assert!(whoami.contains(request["fingerprint"].as_str().unwrap()), "bob sees alice's real key");
+
+        let early = magpie(&alice, &["send", "bob", "too early"]);
+        assert_eq!(early.status.code(), Some(1), "no session before the handshake");
+        assert!(String::from_utf8_lossy(&early.stderr).contains("no encrypted session"));
+
+        ok(&bob, &["accept", "alice"]);
+        ok(&alice, &["sync"]); // accept -> key transfer
+        ok(&bob, &["sync"]); // key transfer -> confirm
+        for i in 0..5 {
+            ok(&alice, &["send", "bob", &format!("alice {i}")]);
+            ok(&bob, &["send", "alice", &format!("bob {i}")]);
+        }
+        ok(&alice, &["sync"]);
+        ok(&bob, &["sync"]);
+        ok(&alice, &["sync"]); // bob's receipts
+
+        let alice_history = json_lines(&ok(&alice, &["history", "bob", "--json", "--last", "100"]));
+        let bob_history = json_lines(&ok(&bob, &["history", "alice", "--json", "--last", "100"]));
+        assert_eq!(alice_history.len(), 10);
+        assert_eq!(bob_history.len(), 10);
+        let bodies = |h: &[serde_json::Value], dir: &str| -> Vec<String> {
+            h.iter()
+                .filter(|m| m["direction"] == dir)
+                .map(|m| m["body"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let alice_wrote: Vec<String> = (0..5).map(|i| format!("alice {i}")).collect();
+        let bob_wrote: Vec<String> = (0..5).map(|i| format!("bob {i}")).collect();
+        assert_eq!(bodies(&alice_history, "outgoing"), alice_wrote);
+        assert_eq!(bodies(&bob_history, "incoming"), alice_wrote);
+        assert_eq!(bodies(&bob_history, "outgoing"), bob_wrote);
+        assert_eq!(bodies(&alice_history, "incoming"), bob_wrote);
+        assert!(
+            alice_history
+                .iter()
+                .filter(|m| m["direction"] == "outgoing")
+                .all(|m| m["delivery"] == "delivered"),
+            "bob's receipts reached alice"
+        );
+
+        let number = |out: &str| out.lines().skip(1).take(3).collect::<Vec<_>>().join(" ");
+        let alice_sn = ok(&alice, &["safety-number", "bob"]);
+        assert_eq!(number(&alice_sn), number(&ok(&bob, &["safety-number", "alice"])));
+        assert_eq!(number(&alice_sn).split_whitespace().count(), 12);
+        ok(&alice, &["verify", "bob"]);
+
+        let unknown = magpie(&alice, &["send", "carol", "hi"]);
+        assert_eq!(unknown.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user \"carol\""));
+        let usage = magpie(&alice, &["send"]);
+        assert_eq!(usage.status.code(), Some(2));
+    })
+    .await
+    .unwrap();
+}
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
