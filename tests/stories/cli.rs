@@ -40,14 +40,20 @@ async fn the_first_story_through_the_cli() {
         let taken = magpie(&dir.path().join("eve"), &["--relay", &url, "register", "alice"]);
         assert_eq!(taken.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&taken.stderr).contains("already taken"));
-        assert!(!dir.path().join("eve").exists(), "a profile that cannot register is not left behind");
+        assert!(
+            !dir.path().join("eve").exists(),
+            "a profile that cannot register is not left behind"
+        );
 
         ok(&alice, &["request", "bob"]);
         let requests = ok(&bob, &["requests", "--json"]);
         let request: serde_json::Value = serde_json::from_str(requests.lines().next().unwrap()).unwrap();
         assert_eq!(request["peer"], "alice");
         let whoami = ok(&alice, &["whoami"]);
-        assert!(whoami.contains(request["fingerprint"].as_str().unwrap()), "bob sees alice's real key");
+        assert!(
+            whoami.contains(request["fingerprint"].as_str().unwrap()),
+            "bob sees alice's real key"
+        );
 
         let early = magpie(&alice, &["send", "bob", "too early"]);
         assert_eq!(early.status.code(), Some(1), "no session before the handshake");

@@ -43,7 +43,8 @@ pub fn identity(n: &str) -> Identity {
 /// A relay with its sled store in a temporary directory.
 pub struct Relay {
     pub running: RunningRelay,
-    pub dir: TempDir,
+    /// Kept for the relay's lifetime: its data directory.
+    _data: TempDir,
 }
 
 impl Relay {
@@ -55,7 +56,7 @@ impl Relay {
     pub async fn start_in(dir: TempDir) -> Self {
         let state = open_state(Config::with_data_dir(dir.path())).unwrap();
         let running = RunningRelay::start(state).await.unwrap();
-        Self { running, dir }
+        Self { running, _data: dir }
     }
 
     pub fn url(&self) -> String {

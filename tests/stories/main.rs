@@ -10,3 +10,5 @@ mod binaries;
 mod chat;
 mod cli;
 mod common;
+mod malicious;
+mod offline;

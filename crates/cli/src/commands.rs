@@ -95,7 +95,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Sync => {
             let synced = client.sync().await?;
-            println!("{} envelopes handled, {} left for later.", synced.handled, synced.deferred);
+            println!(
+                "{} envelopes handled, {} left for later.",
+                synced.handled, synced.deferred
+            );
             Ok(())
         }
         Command::Listen { json } => listen(&client, json, None).await,
@@ -128,7 +131,10 @@ async fn register(dir: &Path, relay: Option<&str>, name: &str, keystore: Arc<dyn
         Ok(client) => {
             println!("Registered {} with {}.", client.username(), client.relay_url());
             println!("Your key's fingerprint: {}", client.fingerprint().to_hex());
-            println!("Relay CA fingerprint (pinned): {}", client.relay_ca_fingerprint()?.to_hex());
+            println!(
+                "Relay CA fingerprint (pinned): {}",
+                client.relay_ca_fingerprint()?.to_hex()
+            );
             println!(
                 "Your private key is in the {} (entry \"{}\").",
                 magpie_core::keystore::backend_name(),
@@ -169,9 +175,13 @@ async fn open_profile(dir: &Path, keystore: Arc<dyn Keystore>) -> Result<Profile
 
 /// The credential store and key generation block: keep them off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Crypto(if e.is_panic() { "worker panicked" } else { "worker cancelled" }))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::Crypto(if e.is_panic() {
+            "worker panicked"
+        } else {
+            "worker cancelled"
+        })
+    })?
 }
 
 fn username(s: &str) -> Result<Username> {

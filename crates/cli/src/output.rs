@@ -2,8 +2,8 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use magpie_core::engine::{Event, MessageView};
 use magpie_core::engine::RequestView;
+use magpie_core::engine::{Event, MessageView};
 use magpie_core::history::Direction;
 use magpie_proto::Username;
 
@@ -38,7 +38,12 @@ pub fn requests(incoming: &[RequestView], outgoing: &[(Username, uuid::Uuid)], j
     }
     for r in incoming {
         let warning = if r.key_changed { "  KEY CHANGED" } else { "" };
-        println!("{} asks to chat (key {}, sent {}){warning}", r.peer, r.fingerprint, time(r.sent_at));
+        println!(
+            "{} asks to chat (key {}, sent {}){warning}",
+            r.peer,
+            r.fingerprint,
+            time(r.sent_at)
+        );
     }
     for (peer, id) in outgoing {
         println!("Waiting for {peer} (request {id})");
@@ -65,7 +70,11 @@ pub fn event(event: &Event, json: bool, only: Option<&Username>) {
             println!("{peer} asks to chat (key {fingerprint}). `magpie accept {peer}` or `magpie decline {peer}`.");
         }
         Event::SessionEstablished { peer, rekey } => {
-            let what = if *rekey { "new session keys" } else { "encrypted session established" };
+            let what = if *rekey {
+                "new session keys"
+            } else {
+                "encrypted session established"
+            };
             println!("{peer}: {what}");
         }
         Event::KeyChanged { peer, .. } => println!("WARNING: {peer}'s key changed. Sending to {peer} is blocked."),

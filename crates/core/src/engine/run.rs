@@ -15,6 +15,15 @@ use crate::relay::PushEvent;
 /// Longest wait between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Aborts a background task when its owner goes away.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What one catch-up did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Synced {
@@ -78,13 +87,10 @@ impl Client {
     /// every (re)connect, posts the outbox, and reports [`Event::Connection`] changes. Errors that retrying cannot
     /// fix (the relay's CA changed, the history failed) end it.
     pub async fn run(&self) -> Result<()> {
-        let outbox = {
-            let client = self.clone();
-            tokio::spawn(async move { client.outbox_loop().await })
-        };
-        let result = self.connection_loop().await;
-        outbox.abort();
-        result
+        let client = self.clone();
+        // Dropping `run` (the face closes the profile) must stop the outbox too: it holds the client.
+        let _outbox = AbortOnDrop(tokio::spawn(async move { client.outbox_loop().await }));
+        self.connection_loop().await
     }
 
     async fn connection_loop(&self) -> Result<()> {
