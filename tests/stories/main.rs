@@ -10,5 +10,6 @@ mod binaries;
 mod chat;
 mod cli;
 mod common;
+mod crash;
 mod malicious;
 mod offline;

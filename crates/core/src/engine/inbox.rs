@@ -91,17 +91,19 @@ impl Client {
         }
     }
 
-    /// Opens `sealed`, then stores the advanced session with the message in one step. Returns the stored text
-    /// message (with whether it was new); receipts and typing update state and return `None`.
+    /// Opens `sealed` and stores the advanced session with what it carried in one step: a text together with
+    /// the encrypted receipt that answers it. Returns the text (with whether it was new); receipts and typing
+    /// update state and return `None`.
     fn open_and_store(&self, session: &mut Session, sealed: &SealedMessage) -> Result<Option<(Message, Appended)>> {
-        // Opening a copy: if storing fails, the live session must not be ahead of the history.
+        // Working on a copy: if storing fails, the live session must not be ahead of the history.
         let mut next = Session::import(session.export()?.expose_secret())?;
         let plaintext = next.open(sealed)?;
+        let peer = next.peer().clone();
         let stored = match plaintext.kind {
             MessageKind::Text => {
                 let message = Message {
                     id: plaintext.id,
-                    peer: next.peer().clone(),
+                    peer: peer.clone(),
                     direction: Direction::Incoming,
                     kind: MessageKind::Text,
                     body: plaintext.body.clone(),
@@ -109,18 +111,25 @@ impl Client {
                     received_at: Some(now_secs()),
                     delivery: Delivery::Received,
                 };
-                let appended = self.history().record_incoming(&next, Some(&message))?;
+                let receipt = Plaintext::new(MessageKind::Receipt, plaintext.id.to_string(), SystemTime::now())?;
+                let receipt = self.envelope(&peer, EnvelopeKind::Message, next.seal(&receipt)?.to_json()?);
+                let item = OutboxItem {
+                    envelope: receipt,
+                    message_id: None,
+                };
+                let appended = self.history().record_step(&next, Some(&message), Some(&item))?;
+                self.inner.outbox_wake.notify_one();
                 appended.map(|a| (message, a))
             }
             MessageKind::Receipt => {
-                self.history().record_incoming(&next, None)?;
+                self.history().record_step(&next, None, None)?;
                 if let Ok(id) = Uuid::parse_str(&plaintext.body) {
-                    self.mark_delivered(next.peer(), id)?;
+                    self.mark_delivered(&peer, id)?;
                 }
                 None
             }
             _ => {
-                self.history().record_incoming(&next, None)?;
+                self.history().record_step(&next, None, None)?;
                 None
             }
         };
@@ -139,7 +148,7 @@ impl Client {
         Ok(())
     }
 
-    /// After a text arrived: tell the UI, send an encrypted delivery receipt, touch the contact.
+    /// After a text arrived and was stored: tell the UI, touch the contact.
     fn after_receive(&self, peer: &Username, message: Message, appended: Appended) -> Result<()> {
         if let Appended::New(cursor) = appended {
             let mut view = MessageView::from(&message);
@@ -150,14 +159,11 @@ impl Client {
                 self.history().put_contact(&contact)?;
             }
         }
-        // Also for a duplicate: the first receipt may have been lost with a crash.
-        let receipt = Plaintext::new(MessageKind::Receipt, message.id.to_string(), SystemTime::now())?;
-        self.seal_and_queue(peer, &receipt, None)?;
         Ok(())
     }
 
     /// Seals `plaintext` with the session to `peer` and commits the session, the message (if given) and the
-    /// envelope in one step. Returns the ciphertext length.
+    /// envelope in one step.
     pub(super) fn seal_and_queue(
         &self,
         peer: &Username,
@@ -173,7 +179,7 @@ impl Client {
                     envelope,
                     message_id: message.map(|m| m.id),
                 };
-                self.history().record_outgoing(&next, message, &item)?;
+                self.history().record_step(&next, message, Some(&item))?;
                 *session = next;
                 Ok(sealed)
             })?

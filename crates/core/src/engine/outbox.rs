@@ -59,6 +59,11 @@ impl Client {
         let _only_one = self.inner.outbox_running.lock().await;
         let mut flushed = Flushed::default();
         let items = self.history().outbox()?;
+        if items.is_empty() {
+            return Ok(flushed);
+        }
+        // Whatever goes out must be on disk first: the ratchet step that sealed it, the message it carries.
+        self.history().flush_async().await?;
         for (key, item) in items {
             let mut result = self.inner.relay.send(&item.envelope).await;
             if result.as_ref().is_err_and(Error::is_unauthorized) {

@@ -75,6 +75,8 @@ impl Client {
                     Disposition::Retry => synced.deferred += 1,
                 }
             }
+            // Stored durably before the relay may forget it.
+            self.history().flush_async().await?;
             self.inner.relay.ack(&done).await?;
             synced.handled += done.len();
             after = page.cursor;
@@ -158,6 +160,12 @@ impl Client {
     async fn ack_loop(&self, mut ids: mpsc::UnboundedReceiver<Uuid>) {
         let mut batch = Vec::new();
         while ids.recv_many(&mut batch, crate::relay::FETCH_LIMIT).await > 0 {
+            // Stored durably before the relay may forget it; on failure, leave them in the mailbox.
+            if let Err(e) = self.history().flush_async().await {
+                tracing::warn!(error = %e, "history flush failed; not acknowledging");
+                batch.clear();
+                continue;
+            }
             if let Err(e) = self.inner.relay.ack(&batch).await {
                 // Not fatal: unacknowledged envelopes come again and are dropped as duplicates.
                 tracing::info!(error = %e, "ack failed");

@@ -1,5 +1,6 @@
 //! What the engine writes in one step: a session advanced together with the message it sealed or opened and the
-//! envelope queued to go out, in one sled transaction, so a crash never leaves a ratchet ahead of its history.
+//! envelope queued to go out (our message, or the receipt for theirs), in one sled transaction, so a crash never
+//! leaves a ratchet ahead of its history or a stored message without its receipt.
 //! Also the outbox (envelopes not yet accepted by the relay) and the relay facts of the profile.
 
 use magpie_proto::{Envelope, Session, Username};
@@ -42,40 +43,32 @@ pub struct RegistrationRecord {
 }
 
 impl History {
-    /// Commits an outgoing step: the advanced session, the message (if a chat message), and the envelope to post.
-    pub fn record_outgoing(&self, session: &Session, message: Option<&Message>, item: &OutboxItem) -> Result<()> {
+    /// Commits one ratchet step in one transaction: the advanced session, the message it sealed or opened (if
+    /// one to keep), and the envelope to post (if any: our message, or the receipt for theirs). A message whose
+    /// id is already stored is not written again ([`Appended::Duplicate`]); the rest still is.
+    pub fn record_step(
+        &self,
+        session: &Session,
+        message: Option<&Message>,
+        outgoing: Option<&OutboxItem>,
+    ) -> Result<Option<Appended>> {
         let session_key = self.chat_id(session.peer())?;
         let exported = session.export()?;
         let sealed_session = self.sealer.seal(SESSIONS, &session_key, exported.expose_secret())?;
         let row = message.map(|m| self.prepare_row(m)).transpose()?;
-        let (outbox_key, sealed_item) = self.prepare_outbox(item)?;
+        let queued = outgoing.map(|item| self.prepare_outbox(item)).transpose()?;
         let result = (&self.sessions, &self.messages, &self.message_ids, &self.outbox).transaction(
             |(sessions, messages, ids, outbox)| {
                 sessions.insert(session_key.as_slice(), sealed_session.as_slice())?;
-                if let Some(row) = &row {
-                    insert_row(messages, ids, row)?;
+                if let Some((key, sealed)) = &queued {
+                    outbox.insert(key.as_slice(), sealed.as_slice())?;
                 }
-                outbox.insert(outbox_key.as_slice(), sealed_item.as_slice())?;
-                Ok::<_, ConflictableTransactionError<Error>>(())
+                match &row {
+                    Some(row) => Ok(Some(insert_row(messages, ids, row)?)),
+                    None => Ok::<_, ConflictableTransactionError<Error>>(None),
+                }
             },
         );
-        flatten(result)
-    }
-
-    /// Commits an incoming step: the advanced session and the message it opened (if one to keep). A message
-    /// whose id is already stored is not written again ([`Appended::Duplicate`]); the session still advances.
-    pub fn record_incoming(&self, session: &Session, message: Option<&Message>) -> Result<Option<Appended>> {
-        let session_key = self.chat_id(session.peer())?;
-        let exported = session.export()?;
-        let sealed_session = self.sealer.seal(SESSIONS, &session_key, exported.expose_secret())?;
-        let row = message.map(|m| self.prepare_row(m)).transpose()?;
-        let result = (&self.sessions, &self.messages, &self.message_ids).transaction(|(sessions, messages, ids)| {
-            sessions.insert(session_key.as_slice(), sealed_session.as_slice())?;
-            match &row {
-                Some(row) => Ok(Some(insert_row(messages, ids, row)?)),
-                None => Ok::<_, ConflictableTransactionError<Error>>(None),
-            }
-        });
         flatten(result)
     }
 

@@ -113,6 +113,13 @@ impl History {
         Ok(self.db.flush()?)
     }
 
+    /// [`History::flush`] without blocking the async worker. What the engine awaits before anything that
+    /// depends on the write leaves the process: an ack to the relay, a receipt, a sealed message (a ratchet step
+    /// lost in a crash would reuse its key).
+    pub async fn flush_async(&self) -> Result<usize> {
+        Ok(self.db.flush_async().await?)
+    }
+
     fn chat_id(&self, peer: &Username) -> Result<[u8; 32]> {
         self.sealer.index(b"chat", peer.as_str().as_bytes())
     }
