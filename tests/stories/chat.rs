@@ -21,6 +21,7 @@ async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
     let (a, b) = (alice.client.clone(), bob.client.clone());
     let mut alice_events = a.events();
     let mut bob_events = b.events();
+    let rekeys = count_rekeys(a.events());
     let send = |from: magpie_core::Client, to: magpie_proto::Username, tag: &'static str| {
         tokio::spawn(async move {
             for i in 0..EACH_WAY {
@@ -68,6 +69,35 @@ async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
     // Receipts come back: every outgoing message ends "delivered".
     for (client, peer) in [(&a, b.username()), (&b, a.username())] {
         wait_until_all_delivered(client, peer).await;
+    }
+    // 4,000 messages and receipts crossed one session's 1,000-message limit: the keys were renewed on the way,
+    // and messages sealed under the old keys while the new handshake ran still opened.
+    assert!(rekeys.abort_and_count().await >= 1, "no re-key happened");
+}
+
+struct RekeyCounter(
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+);
+
+fn count_rekeys(mut events: tokio::sync::broadcast::Receiver<Event>) -> RekeyCounter {
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    let task = tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            if matches!(event, Event::SessionEstablished { rekey: true, .. }) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    RekeyCounter(task, count)
+}
+
+impl RekeyCounter {
+    async fn abort_and_count(self) -> usize {
+        self.0.abort();
+        let _ = self.0.await;
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -77,6 +77,18 @@ pub struct Person {
     pub client: Client,
     pub dir: TempDir,
     pub keystore: Arc<dyn Keystore>,
+    _keys: ForgetKeys,
+}
+
+/// Deletes a profile's credential-store entries when the test is done (run outside the private test session,
+/// the tests would otherwise leave keys in the developer's own keyring).
+pub struct ForgetKeys(Arc<dyn Keystore>, uuid::Uuid);
+
+impl Drop for ForgetKeys {
+    fn drop(&mut self) {
+        let _ = self.0.delete(&magpie_core::profile::identity_account(self.1));
+        let _ = self.0.delete(&magpie_core::profile::history_account(self.1));
+    }
 }
 
 impl Person {
@@ -85,8 +97,14 @@ impl Person {
         let dir = tempfile::tempdir().unwrap();
         let keystore = keystore();
         let profile = create_profile(&dir.path().join("profile"), n, keystore.clone()).await;
+        let _keys = ForgetKeys(keystore.clone(), profile.id());
         let client = Client::register(profile, relay, None).await.unwrap();
-        Self { client, dir, keystore }
+        Self {
+            client,
+            dir,
+            keystore,
+            _keys,
+        }
     }
 
     pub fn profile_dir(&self) -> PathBuf {
@@ -95,7 +113,12 @@ impl Person {
 
     /// Drops the client and opens the profile again, as after a restart.
     pub async fn reopen(self) -> Self {
-        let Person { client, dir, keystore } = self;
+        let Person {
+            client,
+            dir,
+            keystore,
+            _keys,
+        } = self;
         drop(client);
         let path = dir.path().join("profile");
         let keys = keystore.clone();
@@ -107,6 +130,7 @@ impl Person {
             client: Client::open(profile).unwrap(),
             dir,
             keystore,
+            _keys,
         }
     }
 }

@@ -11,5 +11,6 @@ mod chat;
 mod cli;
 mod common;
 mod crash;
+mod faults;
 mod malicious;
 mod offline;
