@@ -40,6 +40,16 @@ pub fn identity(n: &str) -> Identity {
     Identity::from_pkcs8_der(name(n), der).unwrap()
 }
 
+/// `MAGPIE_LOG=debug cargo test ...` shows the engine's and relay's logs for a story.
+pub fn logs() {
+    if let Ok(filter) = std::env::var("MAGPIE_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A relay with its sled store in a temporary directory.
 pub struct Relay {
     pub running: RunningRelay,
@@ -54,6 +64,7 @@ impl Relay {
     }
 
     pub async fn start_in(dir: TempDir) -> Self {
+        logs();
         let state = open_state(Config::with_data_dir(dir.path())).unwrap();
         let running = RunningRelay::start(state).await.unwrap();
         Self { running, _data: dir }

@@ -4,7 +4,11 @@
 //! meanwhile) and, before exiting, posts what it queued. Errors go to stderr as sentences, exit code 1
 //! (2 for bad usage, from clap).
 
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command line talks on stdout and stderr")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command line talks on stdout and stderr"
+)]
 
 mod commands;
 mod output;

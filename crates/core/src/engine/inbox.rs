@@ -65,8 +65,8 @@ impl Client {
         let outcome = match opened.flatten() {
             Some(outcome) => outcome,
             // Sealed before a re-key that has since replaced its session.
-            None => match self.history().load_previous_session(&peer)? {
-                Some(mut previous) if previous.session_id().as_slice() == sealed.session_id.as_slice() => {
+            None => match self.history().load_previous_session(&peer, &sealed.session_id)? {
+                Some(mut previous) => {
                     let outcome = self.open_and_store(&mut previous, &sealed);
                     if outcome.is_ok() {
                         self.history().save_previous_session(&previous)?;

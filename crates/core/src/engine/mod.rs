@@ -57,6 +57,10 @@ struct Inner {
     handshakes: tokio::sync::Mutex<()>,
     outbox_wake: Notify,
     outbox_running: tokio::sync::Mutex<()>,
+    /// The open socket's writer, while connected: the outbox pipelines envelopes through it.
+    socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<magpie_proto::Envelope>>>,
+    /// Envelopes sent on the socket and not yet answered, by envelope id.
+    in_flight: Mutex<HashMap<uuid::Uuid, outbox::InFlight>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -127,6 +131,8 @@ impl Client {
                 handshakes: tokio::sync::Mutex::new(()),
                 outbox_wake: Notify::new(),
                 outbox_running: tokio::sync::Mutex::new(()),
+                socket: Mutex::new(None),
+                in_flight: Mutex::new(HashMap::new()),
             }),
         }
     }

@@ -4,11 +4,13 @@
 use std::time::{Duration, SystemTime};
 
 use magpie_proto::{encoding::hex, MessageKind, Plaintext, Username};
+use uuid::Uuid;
 
 use super::events::{Event, MessageView};
 use super::Client;
 use crate::error::{Error, Result};
-use crate::history::{Delivery, Direction, Message};
+use crate::history::{Delivery, Direction, Message, OutboxKey};
+use crate::relay::PushEvent;
 
 /// Ciphertext bytes shown in [`Event::MessageSent`].
 const PREVIEW_BYTES: usize = 32;
@@ -16,10 +18,20 @@ const PREVIEW_BYTES: usize = 32;
 /// What one pass over the outbox did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flushed {
-    /// Envelopes the relay accepted.
+    /// Envelopes the relay accepted over HTTP.
     pub sent: usize,
+    /// Envelopes handed to the open socket; the relay answers each once it is durable.
+    pub pipelined: usize,
     /// Envelopes the relay refused for good (their messages are "failed").
     pub failed: usize,
+}
+
+/// An envelope sent on the socket, waiting for the relay's answer.
+#[derive(Clone, Debug)]
+pub(super) struct InFlight {
+    key: OutboxKey,
+    message_id: Option<Uuid>,
+    peer: String,
 }
 
 impl Client {
@@ -53,8 +65,10 @@ impl Client {
         Ok(view)
     }
 
-    /// Posts everything in the outbox, oldest first. Stops with the error at the first transient failure (the
-    /// rest waits for the next pass); an envelope the relay refuses for good fails its message.
+    /// Sends everything in the outbox, oldest first: pipelined on the socket when connected (answers arrive
+    /// through [`Client::on_socket_answer`]), else one HTTP request each, stopping with the error at the first
+    /// transient failure (the rest waits for the next pass). An envelope the relay refuses for good fails its
+    /// message.
     pub async fn flush_outbox(&self) -> Result<Flushed> {
         let _only_one = self.inner.outbox_running.lock().await;
         let mut flushed = Flushed::default();
@@ -64,6 +78,31 @@ impl Client {
         }
         // Whatever goes out must be on disk first: the ratchet step that sealed it, the message it carries.
         self.history().flush_async().await?;
+        let socket = self.inner.socket.lock().map_err(|_| Error::Poisoned)?.clone();
+        if let Some(socket) = socket {
+            let mut in_flight = self.inner.in_flight.lock().map_err(|_| Error::Poisoned)?;
+            for (key, item) in items {
+                let id = item.envelope.id;
+                if in_flight.contains_key(&id) {
+                    continue;
+                }
+                let peer = item.envelope.to.clone();
+                if socket.send(item.envelope).is_err() {
+                    // The socket just closed: the next pass goes over HTTP or after the reconnect.
+                    break;
+                }
+                in_flight.insert(
+                    id,
+                    InFlight {
+                        key,
+                        message_id: item.message_id,
+                        peer,
+                    },
+                );
+                flushed.pipelined += 1;
+            }
+            return Ok(flushed);
+        }
         for (key, item) in items {
             let mut result = self.inner.relay.send(&item.envelope).await;
             if result.as_ref().is_err_and(Error::is_unauthorized) {
@@ -92,7 +131,40 @@ impl Client {
         Ok(flushed)
     }
 
-    fn set_delivery(&self, peer: &str, id: uuid::Uuid, delivery: Delivery) -> Result<()> {
+    /// The relay answered an envelope sent on the socket.
+    pub(super) fn on_socket_answer(&self, id: Uuid, refusal: Option<(&str, &str)>) -> Result<()> {
+        let Some(sent) = self.inner.in_flight.lock().map_err(|_| Error::Poisoned)?.remove(&id) else {
+            return Ok(());
+        };
+        match refusal {
+            None => {
+                self.history().remove_outbox(sent.key)?;
+                if let Some(message) = sent.message_id {
+                    self.set_delivery(&sent.peer, message, Delivery::Sent)?;
+                }
+            }
+            Some((code, _)) if PushEvent::is_transient_refusal(code) => {
+                // Still in the outbox: try again shortly.
+                let client = self.clone();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        client.inner.outbox_wake.notify_one();
+                    });
+                }
+            }
+            Some((code, reason)) => {
+                tracing::warn!(%code, %reason, to = %sent.peer, "envelope refused for good");
+                self.history().remove_outbox(sent.key)?;
+                if let Some(message) = sent.message_id {
+                    self.set_delivery(&sent.peer, message, Delivery::Failed)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_delivery(&self, peer: &str, id: Uuid, delivery: Delivery) -> Result<()> {
         if let Some(state) = self.history().update_delivery(id, delivery)? {
             self.emit(Event::DeliveryChanged {
                 peer: peer.to_owned(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use magpie_proto::TrustAnchor;
+use magpie_proto::{Envelope, TrustAnchor};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -10,10 +10,28 @@ use super::events::{ConnectionState, Event};
 use super::inbox::Disposition;
 use super::Client;
 use crate::error::{Error, Result};
-use crate::relay::PushEvent;
+use crate::relay::{PushEvent, PushReceiver, PushSender};
 
 /// Longest wait between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Writes queued envelopes to the socket, as many per write as are waiting.
+async fn write_frames(mut sender: PushSender, mut envelopes: mpsc::UnboundedReceiver<Envelope>) {
+    let mut batch = Vec::new();
+    while envelopes.recv_many(&mut batch, 256).await > 0 {
+        for envelope in batch.drain(..) {
+            if let Err(e) = sender.feed(&envelope).await {
+                tracing::info!(error = %e, "socket write failed");
+                return;
+            }
+        }
+        if let Err(e) = sender.flush().await {
+            tracing::info!(error = %e, "socket write failed");
+            return;
+        }
+    }
+    sender.close().await;
+}
 
 /// Aborts a background task when its owner goes away.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -123,7 +141,23 @@ impl Client {
     async fn follow_push(&self) -> Result<()> {
         self.login().await?;
         // Open the socket before catching up, so nothing stored in between is missed.
-        let mut push = self.inner.relay.push().await?;
+        let (sender, mut receiver) = self.inner.relay.push().await?.split();
+        let (frames, frame_rx) = mpsc::unbounded_channel();
+        let writer = AbortOnDrop(tokio::spawn(write_frames(sender, frame_rx)));
+        *self.inner.socket.lock().map_err(|_| Error::Poisoned)? = Some(frames);
+        let result = self.read_socket(&mut receiver).await;
+        // Whatever was in flight is resent (same ids: the relay de-duplicates) after the reconnect.
+        if let Ok(mut socket) = self.inner.socket.lock() {
+            *socket = None;
+        }
+        if let Ok(mut in_flight) = self.inner.in_flight.lock() {
+            in_flight.clear();
+        }
+        drop(writer);
+        result
+    }
+
+    async fn read_socket(&self, receiver: &mut PushReceiver) -> Result<()> {
         self.sync().await?;
         self.emit(Event::Connection {
             state: ConnectionState::Online,
@@ -137,7 +171,7 @@ impl Client {
             tokio::spawn(async move { client.ack_loop(ack_rx).await })
         };
         let result = loop {
-            match push.next().await {
+            match receiver.next().await {
                 Ok(Some(PushEvent::Envelope { envelope, .. })) => match self.handle_envelope(&envelope).await {
                     Ok(Disposition::Done) => {
                         let _ = acks.send(envelope.id);
@@ -146,13 +180,25 @@ impl Client {
                     Ok(Disposition::Retry) => {}
                     Err(e) => break Err(e),
                 },
+                Ok(Some(PushEvent::Accepted { id })) => {
+                    if let Err(e) = self.on_socket_answer(id, None) {
+                        break Err(e);
+                    }
+                }
+                Ok(Some(PushEvent::Refused { id, code, message })) => {
+                    let Some(id) = id else {
+                        break Err(Error::RelayProtocol(format!("the relay refused a frame: {message}")));
+                    };
+                    if let Err(e) = self.on_socket_answer(id, Some((&code, &message))) {
+                        break Err(e);
+                    }
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             }
         };
         drop(acks);
         let _ = acker.await;
-        push.close().await;
         result
     }
 

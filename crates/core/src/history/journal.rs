@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 const REGISTRATION: &[u8] = b"registration";
 const RELAY_CURSOR: &[u8] = b"relay-cursor";
 const PREVIOUS_SESSION: &[u8] = b"previous";
+/// Replaced sessions kept per peer, for messages still in flight across re-keys.
+pub const PREVIOUS_SESSIONS: usize = 16;
 
 /// An envelope waiting for the relay's 202.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,28 +109,40 @@ impl History {
         Ok((key, self.sealer.seal(OUTBOX, &key, &plain)?))
     }
 
-    /// Keeps the session a re-key replaces, so messages the peer sealed with it before switching still open.
+    /// Keeps a session a re-key replaced, so messages the peer sealed with it before switching still open (they
+    /// may sit in a mailbox across several re-keys). The newest [`PREVIOUS_SESSIONS`] per peer are kept.
     pub fn save_previous_session(&self, session: &Session) -> Result<()> {
-        let key = self.previous_session_key(session.peer())?;
+        let prefix = self.previous_prefix(session.peer())?;
+        let mut key = prefix.clone();
+        key.extend_from_slice(&session.established_at().to_be_bytes());
+        key.extend_from_slice(session.session_id());
         let exported = session.export()?;
         self.sessions.insert(
             key.as_slice(),
             self.sealer.seal(SESSIONS, &key, exported.expose_secret())?,
         )?;
+        // Keys sort by establishment time: drop the oldest beyond the limit.
+        let keys: Vec<_> = self.sessions.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
+        for old in keys.iter().take(keys.len().saturating_sub(PREVIOUS_SESSIONS)) {
+            self.sessions.remove(old)?;
+        }
         Ok(())
     }
 
-    /// The session before the last re-key with `peer`, if kept.
-    pub fn load_previous_session(&self, peer: &Username) -> Result<Option<Session>> {
-        let key = self.previous_session_key(peer)?;
-        let Some(sealed) = self.sessions.get(key.as_slice())? else {
-            return Ok(None);
-        };
-        let bytes = self.sealer.open(SESSIONS, &key, &sealed)?;
-        Ok(Some(Session::import(&bytes)?))
+    /// The replaced session with `peer` whose id is `session_id`, if still kept.
+    pub fn load_previous_session(&self, peer: &Username, session_id: &[u8]) -> Result<Option<Session>> {
+        let prefix = self.previous_prefix(peer)?;
+        for item in self.sessions.scan_prefix(&prefix) {
+            let (key, sealed) = item?;
+            if key.ends_with(session_id) && key.len() == prefix.len() + 8 + session_id.len() {
+                let bytes = self.sealer.open(SESSIONS, &key, &sealed)?;
+                return Ok(Some(Session::import(&bytes)?));
+            }
+        }
+        Ok(None)
     }
 
-    fn previous_session_key(&self, peer: &Username) -> Result<Vec<u8>> {
+    fn previous_prefix(&self, peer: &Username) -> Result<Vec<u8>> {
         let mut key = self.chat_id(peer)?.to_vec();
         key.extend_from_slice(PREVIOUS_SESSION);
         Ok(key)

@@ -14,7 +14,8 @@
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
 //! | `meta`        | `registration`, `relay-cursor`       | [`RegistrationRecord`], mailbox position    |
 //!
-//! `sessions` also holds, under `H("chat", peer) ‖ "previous"`, the session a re-key replaced.
+//! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ established_at ‖ session id`, the last 16 sessions
+//! re-keys replaced (messages sealed with them may still be on their way).
 //!
 //! `seq` comes from sled's `generate_id`, monotonic across the database and across restarts, so one chat's
 //! messages sit together in arrival order and "the last 50" is one reverse range scan.
@@ -31,7 +32,7 @@ use zeroize::Zeroizing;
 
 pub use contacts::Contact;
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
-pub use journal::{OutboxItem, OutboxKey, RegistrationRecord};
+pub use journal::{OutboxItem, OutboxKey, RegistrationRecord, PREVIOUS_SESSIONS};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};
 
 use crate::error::{Error, Result};

@@ -1,20 +1,26 @@
-//! The relay's push socket (`GET /v1/push`, WebSocket): new envelopes arrive as they are stored.
+//! The relay's socket (`GET /v1/push`, WebSocket): new envelopes arrive as they are stored, and envelopes go out
+//! as pipelined `send` frames, each answered once durable (far cheaper than one HTTP request per envelope; the
+//! relay stages frames in order, so a chat keeps its order).
 //!
 //! Push is a hint, not the delivery guarantee: the engine fetches its mailbox after every (re)connect, and the relay
 //! closes a connection that lags rather than skip events, so nothing depends on a frame arriving.
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use magpie_proto::Envelope;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
-/// What the relay pushes.
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the relay says on the socket.
 #[derive(Debug)]
 pub enum PushEvent {
     /// A new envelope in our mailbox, at this cursor.
@@ -24,6 +30,30 @@ pub enum PushEvent {
         /// The envelope.
         envelope: Envelope,
     },
+    /// An envelope we sent on the socket is stored durably (the socket's 202).
+    Accepted {
+        /// Its id.
+        id: Uuid,
+    },
+    /// An envelope we sent on the socket was refused, with the HTTP API's error code.
+    Refused {
+        /// Its id (absent when the frame itself was unreadable).
+        id: Option<Uuid>,
+        /// The relay's error code (`rate_limited`, `not_found`, …).
+        code: String,
+        /// The relay's explanation.
+        message: String,
+    },
+}
+
+impl PushEvent {
+    /// Whether a refusal may succeed later (busy, rate-limited, storage trouble).
+    pub fn is_transient_refusal(code: &str) -> bool {
+        matches!(
+            code,
+            "rate_limited" | "storage_unavailable" | "internal" | "unauthorized"
+        )
+    }
 }
 
 #[derive(Deserialize)]
@@ -33,13 +63,28 @@ enum Frame {
         cursor: u64,
         envelope: Envelope,
     },
+    Accepted {
+        id: Uuid,
+    },
+    Error {
+        id: Option<Uuid>,
+        code: String,
+        message: String,
+    },
     #[serde(other)]
     Other,
 }
 
-/// An open push socket.
+#[derive(Serialize)]
+struct SendFrame<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    envelope: &'a Envelope,
+}
+
+/// An open socket, before it is split into its two halves.
 pub struct PushConnection {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    socket: Socket,
 }
 
 impl std::fmt::Debug for PushConnection {
@@ -68,33 +113,94 @@ impl PushConnection {
         Ok(Self { socket })
     }
 
+    /// The sending and receiving halves, to use from two tasks.
+    pub fn split(self) -> (PushSender, PushReceiver) {
+        let (sink, stream) = self.socket.split();
+        (PushSender { sink }, PushReceiver { stream })
+    }
+
     /// The next event; `Ok(None)` when the relay closed the socket (reconnect and catch up).
     pub async fn next(&mut self) -> Result<Option<PushEvent>> {
-        while let Some(message) = self.socket.next().await {
-            let message = message.map_err(|e| Error::RelayUnreachable {
-                url: "push socket".into(),
-                reason: e.to_string(),
-            })?;
-            match message {
-                Message::Text(text) => match serde_json::from_str::<Frame>(&text) {
-                    Ok(Frame::Envelope { cursor, envelope }) => {
-                        return Ok(Some(PushEvent::Envelope { cursor, envelope }))
-                    }
-                    Ok(Frame::Other) => {}
-                    Err(e) => return Err(Error::RelayProtocol(format!("push frame: {e}"))),
-                },
-                Message::Ping(payload) => {
-                    let _ = self.socket.send(Message::Pong(payload)).await;
-                }
-                Message::Close(_) => return Ok(None),
-                _ => {}
-            }
-        }
-        Ok(None)
+        next_event(&mut self.socket).await
+    }
+}
+
+/// The writing half.
+pub struct PushSender {
+    sink: SplitSink<Socket, Message>,
+}
+
+impl std::fmt::Debug for PushSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushSender").finish_non_exhaustive()
+    }
+}
+
+impl PushSender {
+    /// Queues an envelope on the socket without waiting for its answer ([`PushEvent::Accepted`] comes later).
+    /// Frames are buffered; [`PushSender::flush`] sends them.
+    pub async fn feed(&mut self, envelope: &Envelope) -> Result<()> {
+        let text = serde_json::to_string(&SendFrame {
+            r#type: "send",
+            envelope,
+        })
+        .map_err(|e| Error::RelayProtocol(e.to_string()))?;
+        self.sink.feed(Message::text(text)).await.map_err(socket_error)
+    }
+
+    /// Sends what [`PushSender::feed`] buffered.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.sink.flush().await.map_err(socket_error)
     }
 
     /// Closes the socket politely.
     pub async fn close(mut self) {
-        let _ = self.socket.close(None).await;
+        let _ = self.sink.close().await;
+    }
+}
+
+/// The reading half.
+pub struct PushReceiver {
+    stream: SplitStream<Socket>,
+}
+
+impl std::fmt::Debug for PushReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushReceiver").finish_non_exhaustive()
+    }
+}
+
+impl PushReceiver {
+    /// The next event; `Ok(None)` when the relay closed the socket.
+    pub async fn next(&mut self) -> Result<Option<PushEvent>> {
+        next_event(&mut self.stream).await
+    }
+}
+
+async fn next_event<S>(stream: &mut S) -> Result<Option<PushEvent>>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    // Pings are answered by tungstenite itself on the next read or write.
+    while let Some(message) = stream.next().await {
+        match message.map_err(socket_error)? {
+            Message::Text(text) => match serde_json::from_str::<Frame>(&text) {
+                Ok(Frame::Envelope { cursor, envelope }) => return Ok(Some(PushEvent::Envelope { cursor, envelope })),
+                Ok(Frame::Accepted { id }) => return Ok(Some(PushEvent::Accepted { id })),
+                Ok(Frame::Error { id, code, message }) => return Ok(Some(PushEvent::Refused { id, code, message })),
+                Ok(Frame::Other) => {}
+                Err(e) => return Err(Error::RelayProtocol(format!("push frame: {e}"))),
+            },
+            Message::Close(_) => return Ok(None),
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+fn socket_error(e: tokio_tungstenite::tungstenite::Error) -> Error {
+    Error::RelayUnreachable {
+        url: "push socket".into(),
+        reason: e.to_string(),
     }
 }

@@ -113,8 +113,18 @@ pub(crate) fn stage(state: &AppState, me: String, req: SendRequest) -> Result<In
 
 /// Waits until a staged envelope is durable, then pushes it to its recipient.
 pub(crate) async fn commit(state: &AppState, id: Uuid, inserted: Inserted) -> Result<SendResponse> {
+    commit_after(state, id, inserted, state.commit.durable()).await
+}
+
+/// [`commit`] with a durability wait registered earlier (the socket registers each frame's as it stages it).
+pub(crate) async fn commit_after(
+    state: &AppState,
+    id: Uuid,
+    inserted: Inserted,
+    durable: impl std::future::Future<Output = crate::store::StoreResult<()>>,
+) -> Result<SendResponse> {
     // A retry also waits: its first copy may not be durable yet.
-    state.commit.durable().await?;
+    durable.await?;
     match inserted {
         Inserted::Stored(stored) => {
             state.metrics.envelopes_stored.fetch_add(1, Relaxed);

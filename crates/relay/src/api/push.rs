@@ -9,9 +9,11 @@
 //! A client may also send over the socket, which costs far less per envelope than an HTTP request: a text
 //! frame `{"type":"send", id, to, kind, body}` (the fields of `POST /v1/envelopes`) is answered, once
 //! durable, by `{"type":"accepted", id, cursor, created}` or `{"type":"error", id, code, message}` with the
-//! same codes as HTTP. Answers may come out of order; match them by id.
+//! same codes as HTTP. Answers, and the pushes to recipients, follow the order of the frames.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::RwLock;
 use std::time::Duration;
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::envelopes::{commit, stage, SendRequest, SendResponse, WireEnvelope};
+use super::envelopes::{commit_after, stage, SendRequest, SendResponse, WireEnvelope};
 use super::{AppState, AuthUser};
 use crate::error::Error;
 use crate::store::StoredEnvelope;
@@ -95,31 +97,48 @@ impl Reply {
     }
 }
 
-/// Handles one text frame from the client; the answer comes back through `replies`.
-fn on_frame(state: &AppState, user: &str, text: &str, replies: &mpsc::Sender<Utf8Bytes>) {
-    let replies = replies.clone();
-    let request = match serde_json::from_str::<ClientFrame>(text) {
-        Ok(ClientFrame::Send(request)) => request,
-        Err(e) => {
-            let reply = Reply::error(None, &Error::BadRequest(e.to_string())).text();
-            tokio::spawn(async move { replies.send(reply).await });
-            return;
-        }
+/// A staged frame waiting for durability, in the order the client sent it.
+struct Staged {
+    id: Option<Uuid>,
+    staged: Result<crate::store::Inserted, Error>,
+    durable: Pin<Box<dyn Future<Output = crate::store::StoreResult<()>> + Send>>,
+}
+
+/// Handles one text frame from the client: checks and stages it now, in frame order, and joins the group commit;
+/// [`commit_in_order`] answers it once durable.
+fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::UnboundedSender<Staged>) {
+    let (id, result) = match serde_json::from_str::<ClientFrame>(text) {
+        Ok(ClientFrame::Send(request)) => (Some(request.id), stage(state, user.to_owned(), request)),
+        Err(e) => (None, Err(Error::BadRequest(e.to_string()))),
     };
-    let id = request.id;
-    // Staged here, in frame order; only the wait for durability runs concurrently.
-    let staged = stage(state, user.to_owned(), request);
-    let state = state.clone();
-    tokio::spawn(async move {
-        let reply = match staged {
-            Ok(inserted) => match commit(&state, id, inserted).await {
+    let _ = staged.send(Staged {
+        id,
+        staged: result,
+        durable: Box::pin(state.commit.durable_later()),
+    });
+}
+
+/// Answers staged frames and pushes them to their recipients in the order they came: frames of one group commit
+/// become durable together, so waiting in order costs nothing, and a recipient sees one sender's envelopes in
+/// the order they were sent.
+async fn commit_in_order(
+    state: AppState,
+    mut staged: mpsc::UnboundedReceiver<Staged>,
+    replies: mpsc::Sender<Utf8Bytes>,
+) {
+    while let Some(Staged { id, staged, durable }) = staged.recv().await {
+        let reply = match (id, staged) {
+            (Some(id), Ok(inserted)) => match commit_after(&state, id, inserted, durable).await {
                 Ok(accepted) => Reply::Accepted(accepted),
                 Err(e) => Reply::error(Some(id), &e),
             },
-            Err(e) => Reply::error(Some(id), &e),
+            (id, Err(e)) => Reply::error(id, &e),
+            (None, Ok(_)) => continue,
         };
-        let _ = replies.send(reply.text()).await;
-    });
+        if replies.send(reply.text()).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Who is connected, by username.
@@ -198,6 +217,8 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
     let mut shutdown = state.shutdown.subscribe();
     let (mut sink, mut stream) = socket.split();
     let (replies, mut answers) = mpsc::channel::<Utf8Bytes>(QUEUE_DEPTH);
+    let (staged, staged_rx) = mpsc::unbounded_channel();
+    let committer = tokio::spawn(commit_in_order(state.clone(), staged_rx, replies));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     loop {
@@ -229,7 +250,7 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
                 }
             }
             incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => on_frame(&state, &user, &text, &replies),
+                Some(Ok(Message::Text(text))) => on_frame(&state, &user, &text, &staged),
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 // Pings are answered by tungstenite.
                 Some(Ok(_)) => {}
@@ -245,6 +266,7 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
             }
         }
     }
+    committer.abort();
     state.hub.unsubscribe(&user, conn);
     state.metrics.push_connections.fetch_sub(1, Relaxed);
     tracing::debug!(user, connection = conn, "push disconnected");

@@ -41,11 +41,21 @@ impl GroupCommit {
 
     /// Resolves once every write made before this call is durable.
     pub async fn durable(&self) -> StoreResult<()> {
+        self.durable_later().await
+    }
+
+    /// Joins the queue now and returns the wait: what was written before this call is covered, so a caller can
+    /// register several writes in order and await them in that order without extra flushes.
+    pub fn durable_later(&self) -> impl std::future::Future<Output = StoreResult<()>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.queue
+        let queued = self
+            .queue
             .send(tx)
-            .map_err(|_| StoreError::Backend("flusher stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Backend("flusher stopped".into()))?
+            .map_err(|_| StoreError::Backend("flusher stopped".into()));
+        async move {
+            queued?;
+            rx.await.map_err(|_| StoreError::Backend("flusher stopped".into()))?
+        }
     }
 }
 

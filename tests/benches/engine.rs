@@ -1,0 +1,232 @@
+//! The client engine end to end, through a real relay on loopback (sled store, durable 202s):
+//!
+//! - send → receive: Alice's `send_text` to Bob's `MessageReceived` event, including sealing, the history writes
+//!   and flushes on both sides, the relay's durable store and its push; at a steady background rate
+//!   (`MAGPIE_BENCH_RATE`, default 1,000/s) for `MAGPIE_BENCH_SECONDS` (default 5);
+//! - the same path without the engine (post an envelope, receive its push): the raw relay hop, the baseline;
+//! - the seven-step handshake through the relay (keys pre-made), beside the same steps in-process.
+//!
+//! `cargo bench -p magpie-tests --bench engine`; the last line is the summary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    reason = "a benchmark"
+)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use magpie_core::engine::Event;
+use magpie_core::keystore::{Keystore, MemoryKeystore};
+use magpie_core::relay::{PushEvent, RelayClient};
+use magpie_core::{Client, Profile};
+use magpie_proto::{
+    CertificateAuthority, Credential, Envelope, EnvelopeKind, Identity, Initiator, Responder, TrustAnchor, Username,
+};
+use magpie_relay::server::{open_state, RunningRelay};
+use magpie_relay::Config;
+use uuid::Uuid;
+
+const HANDSHAKES: usize = 20;
+
+fn name(s: &str) -> Username {
+    Username::canonical(s).unwrap()
+}
+
+fn env(key: &str, default: u64) -> u64 {
+    std::env::var(key).map_or(default, |v| v.parse().unwrap())
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let rate = env("MAGPIE_BENCH_RATE", 1000);
+    let seconds = env("MAGPIE_BENCH_SECONDS", 5);
+    let data = tempfile::tempdir().unwrap();
+    let relay = RunningRelay::start(open_state(Config::with_data_dir(data.path().join("relay"))).unwrap())
+        .await
+        .unwrap();
+    let url = relay.url("");
+    let keys: Arc<dyn Keystore> = Arc::new(MemoryKeystore::default());
+    let identities: Vec<Identity> = ["alice", "bob"]
+        .map(|n| std::thread::spawn(move || Identity::generate(name(n)).unwrap()))
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let mut clients = Vec::new();
+    for identity in identities.clone() {
+        let dir = data.path().join(identity.username().as_str());
+        let profile = Profile::create_with_identity(&dir, identity, keys.clone()).unwrap();
+        clients.push(Client::register(profile, &url, None).await.unwrap());
+    }
+    let (alice, bob) = (clients[0].clone(), clients[1].clone());
+    for client in [&alice, &bob] {
+        let client = client.clone();
+        tokio::spawn(async move { client.run().await });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let handshake_ms = handshakes(&alice, &bob).await;
+    let in_process_ms = handshake_in_process(&identities);
+    println!(
+        "handshake through the relay: median {handshake_ms:.2} ms over {HANDSHAKES}; in-process {in_process_ms:.2} ms \
+         (relay adds {:.2} ms)",
+        handshake_ms - in_process_ms
+    );
+
+    let engine = send_receive(&alice, &bob, rate, seconds).await;
+    let raw = raw_hop(&url, &identities, &bob, rate, seconds).await;
+    println!(
+        "send→receive with the engine: p50 {} µs, p99 {} µs over {} messages at {rate}/s",
+        engine.0, engine.1, engine.2
+    );
+    println!("raw relay hop (post → push):  p50 {} µs, p99 {} µs", raw.0, raw.1);
+    println!(
+        "ratio engine/raw: p50 {:.2}x, p99 {:.2}x",
+        engine.0 as f64 / raw.0.max(1) as f64,
+        engine.1 as f64 / raw.1.max(1) as f64
+    );
+    println!(
+        "send_recv_p50_us={} p99_us={} handshake_ms={handshake_ms:.2} raw_hop_p50_us={} in_process_handshake_ms={in_process_ms:.2}",
+        engine.0, engine.1, raw.0
+    );
+}
+
+/// Median time from `request` to the initiator's `SessionEstablished` (repeated handshakes re-key the pair).
+async fn handshakes(alice: &Client, bob: &Client) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..HANDSHAKES {
+        let mut events = alice.events();
+        let mut bob_events = bob.events();
+        let start = Instant::now();
+        alice.request(bob.username()).await.unwrap();
+        if times.is_empty() {
+            // The first one needs Bob's user to accept; later ones are re-keys he accepts by himself.
+            loop {
+                if let Ok(Event::RequestReceived { .. }) = bob_events.recv().await {
+                    break;
+                }
+            }
+            bob.accept(alice.username()).await.unwrap();
+        }
+        loop {
+            if let Ok(Event::SessionEstablished { .. }) = events.recv().await {
+                break;
+            }
+        }
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    // The first includes Bob's (instant) decision; the median is of the rest.
+    times.remove(0);
+    median(&mut times)
+}
+
+fn handshake_in_process(identities: &[Identity]) -> f64 {
+    let now = SystemTime::now();
+    let ca = CertificateAuthority::create("bench CA", now).unwrap();
+    let trust = TrustAnchor::new(ca.certificate().clone()).unwrap();
+    let cred = |i: &Identity| Credential::new(i.clone(), ca.issue(&i.csr().unwrap(), now).unwrap()).unwrap();
+    let (a, b) = (cred(&identities[0]), cred(&identities[1]));
+    let b_chain = vec![b.certificate().clone(), ca.certificate().clone()];
+    let mut times = Vec::new();
+    for _ in 0..HANDSHAKES {
+        let start = Instant::now();
+        let (waiting, request) = Initiator::request(&a, b.username(), now).unwrap();
+        let incoming = Responder::on_request(&b, &trust, &request, None, now).unwrap();
+        let (b_waiting, accept) = incoming.accept().unwrap();
+        let (a_confirm, transfer) = waiting.on_accept(&accept, &b_chain, &trust, None, now).unwrap();
+        let (_b_session, confirm) = b_waiting.on_key_transfer(&transfer, now).unwrap();
+        let _a_session = a_confirm.on_confirm(&confirm, now).unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    median(&mut times)
+}
+
+/// Paces `send_text` at `rate` and times each message to Bob's event. Returns (p50 µs, p99 µs, count).
+async fn send_receive(alice: &Client, bob: &Client, rate: u64, seconds: u64) -> (u64, u64, usize) {
+    let sent_at: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
+    let total = usize::try_from(rate * seconds).unwrap();
+    let mut events = bob.events();
+    let receiver = {
+        let sent_at = sent_at.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(total);
+            while latencies.len() < total {
+                match events.recv().await {
+                    Ok(Event::MessageReceived { message }) => {
+                        let start = sent_at.lock().unwrap().remove(&message.id).unwrap();
+                        latencies.push(u64::try_from(start.elapsed().as_micros()).unwrap());
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("bob's events: {e}"),
+                }
+            }
+            latencies
+        })
+    };
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    for i in 0..total {
+        tick.tick().await;
+        let mut sent = sent_at.lock().unwrap();
+        let view = alice.send_text(bob.username(), &format!("bench {i}")).unwrap();
+        sent.insert(view.id, Instant::now());
+    }
+    let mut latencies = receiver.await.unwrap();
+    (percentile(&mut latencies, 50), percentile(&mut latencies, 99), total)
+}
+
+/// The relay alone: post an envelope as Alice, time its push to a socket of Bob's, at the same rate.
+async fn raw_hop(url: &str, identities: &[Identity], bob: &Client, rate: u64, seconds: u64) -> (u64, u64) {
+    let ca = bob.relay_ca_fingerprint().unwrap();
+    let (sender, receiver) = (RelayClient::new(url).unwrap(), RelayClient::new(url).unwrap());
+    sender.login(&identities[0], &ca).await.unwrap();
+    receiver.login(&identities[1], &ca).await.unwrap();
+    let mut push = receiver.push().await.unwrap();
+    let total = usize::try_from(rate * seconds).unwrap();
+    let sent_at: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
+    let listener = {
+        let sent_at = sent_at.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(total);
+            while latencies.len() < total {
+                let Some(PushEvent::Envelope { envelope, .. }) = push.next().await.unwrap() else {
+                    panic!("push closed");
+                };
+                // Bob's own client shares the mailbox: only count ours.
+                if let Some(start) = sent_at.lock().unwrap().remove(&envelope.id) {
+                    latencies.push(u64::try_from(start.elapsed().as_micros()).unwrap());
+                }
+            }
+            latencies
+        })
+    };
+    let sender = Arc::new(sender);
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    for i in 0..total {
+        tick.tick().await;
+        let envelope = Envelope {
+            id: Uuid::new_v4(),
+            from: "alice".into(),
+            to: "bob".into(),
+            kind: EnvelopeKind::Message,
+            body: format!("raw {i}").into_bytes(),
+        };
+        sent_at.lock().unwrap().insert(envelope.id, Instant::now());
+        let sender = sender.clone();
+        tokio::spawn(async move { sender.send(&envelope).await.unwrap() });
+    }
+    let mut latencies = listener.await.unwrap();
+    (percentile(&mut latencies, 50), percentile(&mut latencies, 99))
+}
+
+fn percentile(values: &mut [u64], p: usize) -> u64 {
+    values.sort_unstable();
+    values[(values.len() * p / 100).min(values.len() - 1)]
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
