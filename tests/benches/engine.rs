@@ -42,6 +42,11 @@ fn env(key: &str, default: u64) -> u64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    if let Ok(filter) = std::env::var("MAGPIE_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .init();
+    }
     let rate = env("MAGPIE_BENCH_RATE", 1000);
     let seconds = env("MAGPIE_BENCH_SECONDS", 5);
     let data = tempfile::tempdir().unwrap();

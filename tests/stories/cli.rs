@@ -100,6 +100,31 @@ async fn the_first_story_through_the_cli() {
         assert_eq!(number(&alice_sn).split_whitespace().count(), 12);
         ok(&alice, &["verify", "bob"]);
 
+        // The interactive chat: lines typed are sent, and nothing is left behind at end of input.
+        let mut chat = Command::new(binary("magpie", "magpie"))
+            .arg("--profile")
+            .arg(&alice)
+            .args(["chat", "bob"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            let mut stdin = chat.stdin.take().unwrap();
+            writeln!(stdin, "typed in a chat").unwrap();
+            writeln!(stdin, "and another line").unwrap();
+        }
+        let chat = chat.wait_with_output().unwrap();
+        assert!(chat.status.success(), "{}", String::from_utf8_lossy(&chat.stderr));
+        ok(&bob, &["sync"]);
+        let bob_history = json_lines(&ok(&bob, &["history", "alice", "--json", "--last", "2"]));
+        assert_eq!(
+            bodies(&bob_history, "incoming"),
+            ["typed in a chat", "and another line"]
+        );
+
         let unknown = magpie(&alice, &["send", "carol", "hi"]);
         assert_eq!(unknown.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user \"carol\""));

@@ -131,4 +131,21 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
     );
     let history = alice.client.last_messages(&bob_name, 10).unwrap();
     assert_eq!(history.len(), 1, "nothing was queued after the change");
+
+    // Comparing safety numbers exposes the impostor: Alice's number is now computed with the presented key.
+    let alices = alice.client.safety_number(&bob_name).unwrap();
+    let bobs = bob.client.safety_number(&name("alice")).unwrap();
+    assert_ne!(alices.digits(), bobs.digits());
+
+    // Accepting the new key anyway (the user's explicit choice) unblocks the chat and starts a fresh handshake.
+    let request = alice.client.accept_new_key(&bob_name).await.unwrap();
+    assert!(request.is_some());
+    let contact = alice.client.contact(&bob_name).unwrap().unwrap();
+    assert!(!contact.key_changed);
+    assert!(!contact.verified);
+    assert_eq!(contact.fingerprint, identity("mallory").fingerprint().unwrap());
+    assert!(matches!(
+        alice.client.send_text(&bob_name, "x"),
+        Err(Error::NoSession(_))
+    ));
 }

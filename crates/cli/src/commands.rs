@@ -79,7 +79,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Verify { peer } => {
-            let contact = client.mark_verified(&username(&peer)?)?;
+            let contact = client.mark_verified(&username(&peer)?).await?;
+            client.flush_outbox().await?;
             println!("{} is marked verified.", contact.username);
             Ok(())
         }
@@ -251,8 +252,10 @@ async fn chat(client: &Client, peer: &Username) -> Result<()> {
         }
     }
     // Post what is still queued before leaving; what cannot go now stays in the outbox for next time.
-    if let Err(e) = client.flush_outbox().await {
-        eprintln!("magpie: {e}");
+    match client.drain_outbox(std::time::Duration::from_secs(10)).await {
+        Ok(0) => {}
+        Ok(waiting) => eprintln!("magpie: {waiting} messages wait in the outbox; they go with the next command"),
+        Err(e) => eprintln!("magpie: {e}"),
     }
     listener.abort();
     Ok(())

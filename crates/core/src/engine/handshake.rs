@@ -84,8 +84,9 @@ impl Client {
         if let PinCheck::Changed { old, new } = request.pin_check() {
             // Put it back: the user must first accept the new key (or verify again).
             let id = request.request_id();
+            let certificate = request.peer().certificate().clone();
             Pending::Incoming(request).save(self.history())?;
-            self.flag_key_change(peer, old, new)?;
+            self.flag_key_change(peer, old, new, Some(&certificate))?;
             tracing::info!(%peer, %id, "accept refused: key changed");
             return Err(Error::KeyChanged(peer.to_string()));
         }
@@ -153,9 +154,10 @@ impl Client {
             return Ok(Disposition::Done);
         }
         let request_id = incoming.request_id();
+        let certificate = incoming.peer().certificate().clone();
         Pending::Incoming(incoming).save(self.history())?;
         if let PinCheck::Changed { old, new } = pin {
-            self.flag_key_change(&peer, old, new)?;
+            self.flag_key_change(&peer, old, new, Some(&certificate))?;
         }
         self.emit(Event::RequestReceived {
             peer: peer.to_string(),
@@ -191,7 +193,7 @@ impl Client {
                 Ok(Disposition::Done)
             }
             Err(magpie_proto::Error::KeyChanged { pinned, presented }) => {
-                self.flag_key_change(&peer, pinned, presented)?;
+                self.flag_key_change(&peer, pinned, presented, chain.first())?;
                 self.fail_handshake(&peer, accept.request_id, &Error::KeyChanged(peer.to_string()))
             }
             Err(e) => self.fail_handshake(&peer, accept.request_id, &e.into()),
@@ -286,6 +288,7 @@ impl Client {
     /// peer, and forgets the handshake.
     fn install_session(&self, session: Session, request_id: Uuid, certificate: &Certificate) -> Result<()> {
         let peer = session.peer().clone();
+        tracing::debug!(%peer, session = %magpie_proto::encoding::hex(session.session_id()), "installing session");
         let mut contact = self
             .history()
             .contact(&peer)?
@@ -308,6 +311,8 @@ impl Client {
         };
         self.history().put_contact(&contact)?;
         Pending::remove(self.history(), request_id)?;
+        tracing::debug!(%peer, %request_id, rekey, "session established");
+        self.rekey_done(&peer);
         self.emit(Event::SessionEstablished {
             peer: peer.to_string(),
             rekey,
@@ -317,6 +322,7 @@ impl Client {
 
     fn fail_handshake(&self, peer: &Username, request_id: Uuid, error: &Error) -> Result<Disposition> {
         Pending::remove(self.history(), request_id)?;
+        self.rekey_done(peer);
         tracing::info!(%peer, %request_id, %error, "handshake failed");
         self.emit(Event::HandshakeFailed {
             peer: peer.to_string(),
@@ -326,11 +332,18 @@ impl Client {
         Ok(Disposition::Done)
     }
 
-    /// Blocks the chat with `peer`: the pinned key and the presented one differ.
-    pub(super) fn flag_key_change(&self, peer: &Username, old: Fingerprint, new: Fingerprint) -> Result<()> {
+    /// Blocks the chat with `peer`: the pinned key and the presented one (in `certificate`, when known) differ.
+    pub(super) fn flag_key_change(
+        &self,
+        peer: &Username,
+        old: Fingerprint,
+        new: Fingerprint,
+        certificate: Option<&Certificate>,
+    ) -> Result<()> {
         if let Some(mut contact) = self.history().contact(peer)? {
             contact.key_changed = true;
             contact.pending_fingerprint = Some(new);
+            contact.pending_certificate_pem = certificate.map(super::pem_string).transpose()?;
             self.history().put_contact(&contact)?;
         }
         self.emit(Event::KeyChanged {
@@ -355,7 +368,7 @@ impl Client {
         }
         match PinCheck::check(Some(&contact.fingerprint), &presented) {
             PinCheck::Changed { old, new } => {
-                self.flag_key_change(peer, old, new)?;
+                self.flag_key_change(peer, old, new, Some(verified.certificate()))?;
                 Err(Error::KeyChanged(peer.to_string()))
             }
             _ if contact.key_changed => Err(Error::KeyChanged(peer.to_string())),
@@ -377,8 +390,32 @@ impl Client {
         Ok(changed)
     }
 
-    /// The user accepts `peer`'s new key: the old session is dropped and a fresh handshake starts with the new key.
+    /// The user accepts `peer`'s new key: the old session is dropped and a fresh handshake starts with the new key
+    /// (unless the peer's own request waits to be accepted). Returns the new request's id, if one was sent.
     pub async fn accept_new_key(&self, peer: &Username) -> Result<Option<Uuid>> {
+        self.adopt_new_key(peer, false).await
+    }
+
+    /// The user compared safety numbers with `peer`. During a key change the number shown is the new key's
+    /// ([`Client::safety_number`]), so verifying it also accepts that key.
+    pub async fn mark_verified(&self, peer: &Username) -> Result<Contact> {
+        let contact = self
+            .history()
+            .contact(peer)?
+            .ok_or_else(|| Error::NoSession(peer.to_string()))?;
+        if contact.key_changed {
+            self.adopt_new_key(peer, true).await?;
+        } else {
+            let mut contact = contact;
+            contact.verified = true;
+            self.history().put_contact(&contact)?;
+        }
+        self.history()
+            .contact(peer)?
+            .ok_or_else(|| Error::NoSession(peer.to_string()))
+    }
+
+    async fn adopt_new_key(&self, peer: &Username, verified: bool) -> Result<Option<Uuid>> {
         let Some(mut contact) = self.history().contact(peer)? else {
             return Ok(None);
         };
@@ -386,9 +423,9 @@ impl Client {
             return Ok(None);
         };
         contact.fingerprint = new;
+        contact.certificate_pem = contact.pending_certificate_pem.take();
         contact.key_changed = false;
-        contact.verified = false;
-        contact.certificate_pem = None;
+        contact.verified = verified;
         self.history().put_contact(&contact)?;
         self.sessions()?.remove(peer);
         self.history().remove_session(peer)?;

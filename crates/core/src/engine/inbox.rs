@@ -73,7 +73,10 @@ impl Client {
                     }
                     outcome
                 }
-                _ => return Ok(self.reject(&envelope.from, "a message for a session we do not have")),
+                _ => {
+                    tracing::debug!(%peer, session = %magpie_proto::encoding::hex(&sealed.session_id), n = sealed.n, "unknown session");
+                    return Ok(self.reject(&envelope.from, "a message for a session we do not have"));
+                }
             },
         };
         match outcome {

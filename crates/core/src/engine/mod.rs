@@ -59,6 +59,10 @@ struct Inner {
     outbox_running: tokio::sync::Mutex<()>,
     /// The open socket's writer, while connected: the outbox pipelines envelopes through it.
     socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<magpie_proto::Envelope>>>,
+    /// The last outbox item handed to the socket: later passes read only what came after it.
+    pipelined_up_to: Mutex<Option<crate::history::OutboxKey>>,
+    /// Peers with a re-key handshake under way from this process.
+    rekeying: Mutex<std::collections::HashSet<Username>>,
     /// Envelopes sent on the socket and not yet answered, by envelope id.
     in_flight: Mutex<HashMap<uuid::Uuid, outbox::InFlight>>,
 }
@@ -132,6 +136,8 @@ impl Client {
                 outbox_wake: Notify::new(),
                 outbox_running: tokio::sync::Mutex::new(()),
                 socket: Mutex::new(None),
+                pipelined_up_to: Mutex::new(None),
+                rekeying: Mutex::new(std::collections::HashSet::new()),
                 in_flight: Mutex::new(HashMap::new()),
             }),
         }
@@ -213,25 +219,18 @@ impl Client {
             .history()
             .contact(peer)?
             .ok_or_else(|| Error::NoSession(peer.to_string()))?;
-        let pem = contact
-            .certificate_pem
-            .ok_or_else(|| Error::NoSession(peer.to_string()))?;
+        // During a key change, the new key's number: the one to compare before accepting it.
+        let pem = match (contact.key_changed, contact.pending_certificate_pem) {
+            (true, Some(pending)) => pending,
+            _ => contact
+                .certificate_pem
+                .ok_or_else(|| Error::NoSession(peer.to_string()))?,
+        };
         let theirs = Certificate::from_pem(pem.as_bytes())?;
         Ok(SafetyNumber::from_certificates(
             (self.username(), self.inner.credential.certificate()),
             (peer, &theirs),
         )?)
-    }
-
-    /// Marks `peer` verified (the user compared safety numbers) and lifts a key-change block.
-    pub fn mark_verified(&self, peer: &Username) -> Result<Contact> {
-        let mut contact = self
-            .history()
-            .contact(peer)?
-            .ok_or_else(|| Error::NoSession(peer.to_string()))?;
-        contact.verified = true;
-        self.history().put_contact(&contact)?;
-        Ok(contact)
     }
 
     /// Runs `f` on the session with `peer` (loaded from history on first use); `None` if there is none.

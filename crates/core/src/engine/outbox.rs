@@ -72,16 +72,24 @@ impl Client {
     pub async fn flush_outbox(&self) -> Result<Flushed> {
         let _only_one = self.inner.outbox_running.lock().await;
         let mut flushed = Flushed::default();
-        let items = self.history().outbox()?;
+        let socket = self.inner.socket.lock().map_err(|_| Error::Poisoned)?.clone();
+        // On the socket, only what was queued since the last pass (the rest is in flight or answered); items
+        // refused for a while, and everything after a reconnect, are picked up by a full pass.
+        let after = match &socket {
+            Some(_) => *self.inner.pipelined_up_to.lock().map_err(|_| Error::Poisoned)?,
+            None => None,
+        };
+        let items = self.history().outbox_after(after)?;
         if items.is_empty() {
             return Ok(flushed);
         }
         // Whatever goes out must be on disk first: the ratchet step that sealed it, the message it carries.
         self.history().flush_async().await?;
-        let socket = self.inner.socket.lock().map_err(|_| Error::Poisoned)?.clone();
         if let Some(socket) = socket {
             let mut in_flight = self.inner.in_flight.lock().map_err(|_| Error::Poisoned)?;
+            let mut pipelined_up_to = self.inner.pipelined_up_to.lock().map_err(|_| Error::Poisoned)?;
             for (key, item) in items {
+                *pipelined_up_to = Some(key);
                 let id = item.envelope.id;
                 if in_flight.contains_key(&id) {
                     continue;
@@ -131,6 +139,20 @@ impl Client {
         Ok(flushed)
     }
 
+    /// Sends the outbox until it is empty or `patience` runs out (a face that is about to exit). Returns how
+    /// many envelopes are still waiting.
+    pub async fn drain_outbox(&self, patience: Duration) -> Result<usize> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let flushed = self.flush_outbox().await;
+            let waiting = self.history().outbox()?.len();
+            if waiting == 0 || tokio::time::Instant::now() >= deadline {
+                return flushed.map(|_| waiting);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The relay answered an envelope sent on the socket.
     pub(super) fn on_socket_answer(&self, id: Uuid, refusal: Option<(&str, &str)>) -> Result<()> {
         let Some(sent) = self.inner.in_flight.lock().map_err(|_| Error::Poisoned)?.remove(&id) else {
@@ -144,7 +166,8 @@ impl Client {
                 }
             }
             Some((code, _)) if PushEvent::is_transient_refusal(code) => {
-                // Still in the outbox: try again shortly.
+                // Still in the outbox: try again shortly, with a full pass.
+                self.restart_outbox_scan();
                 let client = self.clone();
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     runtime.spawn(async move {
@@ -162,6 +185,13 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// The next pass reads the whole outbox again (after a reconnect or a refusal to retry).
+    pub(super) fn restart_outbox_scan(&self) {
+        if let Ok(mut up_to) = self.inner.pipelined_up_to.lock() {
+            *up_to = None;
+        }
     }
 
     fn set_delivery(&self, peer: &str, id: Uuid, delivery: Delivery) -> Result<()> {
@@ -198,7 +228,8 @@ impl Client {
     }
 
     /// Starts a fresh handshake when the session has carried 1,000 messages or lasted 7 days. Only the side that
-    /// initiated the current session does, so two re-keys never cross.
+    /// initiated the current session does, so two re-keys never cross, and only one at a time per peer (messages
+    /// keep flowing on the old keys meanwhile).
     fn maybe_rekey(&self, peer: &Username) {
         let due = self.with_session(peer, |s| {
             Ok(s.role() == magpie_proto::Role::Initiator && s.needs_rekey(SystemTime::now()))
@@ -206,18 +237,34 @@ impl Client {
         if !matches!(due, Ok(Some(true))) {
             return;
         }
+        // Marked before anything is awaited: a thousand sends a second must not start a thousand handshakes.
+        let first = self.inner.rekeying.lock().is_ok_and(|mut r| r.insert(peer.clone()));
+        if !first {
+            return;
+        }
         let pending = self.outgoing_requests().map(|list| list.iter().any(|(p, _)| p == peer));
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.rekey_done(peer);
             return;
         };
-        if matches!(pending, Ok(false)) {
-            let client = self.clone();
-            let peer = peer.clone();
-            runtime.spawn(async move {
-                if let Err(e) = client.request(&peer).await {
-                    tracing::info!(%peer, error = %e, "re-key request failed");
-                }
-            });
+        if !matches!(pending, Ok(false)) {
+            // One is on its way already (started before a restart); its end clears the mark.
+            return;
+        }
+        let client = self.clone();
+        let peer = peer.clone();
+        runtime.spawn(async move {
+            if let Err(e) = client.request(&peer).await {
+                tracing::info!(%peer, error = %e, "re-key request failed");
+                client.rekey_done(&peer);
+            }
+        });
+    }
+
+    /// A re-key with `peer` ended (established or failed): the next may start when due.
+    pub(super) fn rekey_done(&self, peer: &Username) {
+        if let Ok(mut rekeying) = self.inner.rekeying.lock() {
+            rekeying.remove(peer);
         }
     }
 }

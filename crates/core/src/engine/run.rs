@@ -153,6 +153,7 @@ impl Client {
         if let Ok(mut in_flight) = self.inner.in_flight.lock() {
             in_flight.clear();
         }
+        self.restart_outbox_scan();
         drop(writer);
         result
     }

@@ -24,6 +24,9 @@ pub struct Contact {
     /// The new key the directory or a request presented, while `key_changed` is set.
     #[serde(default)]
     pub pending_fingerprint: Option<Fingerprint>,
+    /// The certificate of that new key, PEM, when it was seen.
+    #[serde(default)]
+    pub pending_certificate_pem: Option<String>,
     /// The user blocked this peer.
     pub blocked: bool,
     /// Last message or handshake, Unix seconds.
@@ -40,6 +43,7 @@ impl Contact {
             verified: false,
             key_changed: false,
             pending_fingerprint: None,
+            pending_certificate_pem: None,
             blocked: false,
             last_activity: None,
         }

@@ -83,8 +83,14 @@ impl History {
 
     /// Everything waiting to go out, oldest first.
     pub fn outbox(&self) -> Result<Vec<(OutboxKey, OutboxItem)>> {
+        self.outbox_after(None)
+    }
+
+    /// What waits to go out after `after` (everything when `None`), oldest first.
+    pub fn outbox_after(&self, after: Option<OutboxKey>) -> Result<Vec<(OutboxKey, OutboxItem)>> {
         let mut out = Vec::new();
-        for item in &self.outbox {
+        let start = after.map_or(0, |k| u64::from_be_bytes(k.0).saturating_add(1));
+        for item in self.outbox.range(start.to_be_bytes()..) {
             let (key, sealed) = item?;
             let key_bytes: [u8; 8] = key
                 .as_ref()
@@ -110,18 +116,25 @@ impl History {
     }
 
     /// Keeps a session a re-key replaced, so messages the peer sealed with it before switching still open (they
-    /// may sit in a mailbox across several re-keys). The newest [`PREVIOUS_SESSIONS`] per peer are kept.
+    /// may sit in a mailbox across several re-keys). The newest [`PREVIOUS_SESSIONS`] per peer are kept; saving
+    /// one that is kept already (after opening a late message with it) updates it in place.
     pub fn save_previous_session(&self, session: &Session) -> Result<()> {
         let prefix = self.previous_prefix(session.peer())?;
-        let mut key = prefix.clone();
-        key.extend_from_slice(&session.established_at().to_be_bytes());
-        key.extend_from_slice(session.session_id());
+        let key = match self.find_previous(&prefix, session.session_id())? {
+            Some((key, _)) => key.to_vec(),
+            None => {
+                // Ordered by when it was replaced (a database-wide counter: re-keys can come many per second).
+                let mut key = prefix.clone();
+                key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+                key.extend_from_slice(session.session_id());
+                key
+            }
+        };
         let exported = session.export()?;
         self.sessions.insert(
             key.as_slice(),
             self.sealer.seal(SESSIONS, &key, exported.expose_secret())?,
         )?;
-        // Keys sort by establishment time: drop the oldest beyond the limit.
         let keys: Vec<_> = self.sessions.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
         for old in keys.iter().take(keys.len().saturating_sub(PREVIOUS_SESSIONS)) {
             self.sessions.remove(old)?;
@@ -132,11 +145,20 @@ impl History {
     /// The replaced session with `peer` whose id is `session_id`, if still kept.
     pub fn load_previous_session(&self, peer: &Username, session_id: &[u8]) -> Result<Option<Session>> {
         let prefix = self.previous_prefix(peer)?;
-        for item in self.sessions.scan_prefix(&prefix) {
-            let (key, sealed) = item?;
-            if key.ends_with(session_id) && key.len() == prefix.len() + 8 + session_id.len() {
+        match self.find_previous(&prefix, session_id)? {
+            Some((key, sealed)) => {
                 let bytes = self.sealer.open(SESSIONS, &key, &sealed)?;
-                return Ok(Some(Session::import(&bytes)?));
+                Ok(Some(Session::import(&bytes)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn find_previous(&self, prefix: &[u8], session_id: &[u8]) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        for item in self.sessions.scan_prefix(prefix) {
+            let (key, sealed) = item?;
+            if key.len() == prefix.len() + 8 + session_id.len() && key.ends_with(session_id) {
+                return Ok(Some((key, sealed)));
             }
         }
         Ok(None)

@@ -14,8 +14,8 @@
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
 //! | `meta`        | `registration`, `relay-cursor`       | [`RegistrationRecord`], mailbox position    |
 //!
-//! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ established_at ‖ session id`, the last 16 sessions
-//! re-keys replaced (messages sealed with them may still be on their way).
+//! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ counter ‖ session id`, the last 16 sessions re-keys
+//! replaced (messages sealed with them may still be on their way).
 //!
 //! `seq` comes from sled's `generate_id`, monotonic across the database and across restarts, so one chat's
 //! messages sit together in arrival order and "the last 50" is one reverse range scan.
