@@ -77,6 +77,13 @@ impl Client {
             .collect())
     }
 
+    /// Whether a handshake with `peer` is under way (one that could end with a session we do not have yet).
+    pub(super) fn handshake_pending_with(&self, peer: &Username) -> Result<bool> {
+        Ok(Pending::all(self.history(), &self.inner.credential)?
+            .iter()
+            .any(|p| p.peer() == peer && !matches!(p, Pending::Incoming(_))))
+    }
+
     /// Step 2 (B): accepts the newest pending request from `peer`.
     pub async fn accept(&self, peer: &Username) -> Result<()> {
         let _step = self.inner.handshakes.lock().await;
@@ -313,6 +320,8 @@ impl Client {
         Pending::remove(self.history(), request_id)?;
         tracing::debug!(%peer, %request_id, rekey, "session established");
         self.rekey_done(&peer);
+        // Messages parked in the mailbox for these keys can open now.
+        self.inner.resync.notify_one();
         self.emit(Event::SessionEstablished {
             peer: peer.to_string(),
             rekey,

@@ -75,6 +75,11 @@ impl Client {
                 }
                 _ => {
                     tracing::debug!(%peer, session = %magpie_proto::encoding::hex(&sealed.session_id), n = sealed.n, "unknown session");
+                    // Sealed with keys a handshake under way is about to give us (its confirm was delayed, say):
+                    // leave it in the mailbox; the catch-up after the session is installed opens it.
+                    if self.handshake_pending_with(&peer)? {
+                        return Ok(Disposition::Retry);
+                    }
                     return Ok(self.reject(&envelope.from, "a message for a session we do not have"));
                 }
             },

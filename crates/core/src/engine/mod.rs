@@ -56,6 +56,8 @@ struct Inner {
     /// Serializes handshake steps (they read, advance and store one state).
     handshakes: tokio::sync::Mutex<()>,
     outbox_wake: Notify,
+    /// Asks the connection to read the mailbox again (envelopes were parked waiting for a session).
+    resync: Notify,
     outbox_running: tokio::sync::Mutex<()>,
     /// The open socket's writer, while connected: the outbox pipelines envelopes through it.
     socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<magpie_proto::Envelope>>>,
@@ -134,6 +136,7 @@ impl Client {
                 sessions: Mutex::new(HashMap::new()),
                 handshakes: tokio::sync::Mutex::new(()),
                 outbox_wake: Notify::new(),
+                resync: Notify::new(),
                 outbox_running: tokio::sync::Mutex::new(()),
                 socket: Mutex::new(None),
                 pipelined_up_to: Mutex::new(None),

@@ -172,7 +172,16 @@ impl Client {
             tokio::spawn(async move { client.ack_loop(ack_rx).await })
         };
         let result = loop {
-            match receiver.next().await {
+            let next = tokio::select! {
+                next = receiver.next() => next,
+                () = self.inner.resync.notified() => {
+                    if let Err(e) = self.sync().await {
+                        break Err(e);
+                    }
+                    continue;
+                }
+            };
+            match next {
                 Ok(Some(PushEvent::Envelope { envelope, .. })) => match self.handle_envelope(&envelope).await {
                     Ok(Disposition::Done) => {
                         let _ = acks.send(envelope.id);
