@@ -5,18 +5,14 @@ use std::collections::HashMap;
 use magpie_core::engine::{Event, MessageView};
 use magpie_core::history::{Delivery, Direction};
 
-use crate::common::{go_online, handshake, wait_for, Person, Relay};
+use crate::common::{online_pair, wait_for, OnlinePair, Relay};
 
 const EACH_WAY: usize = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
     let relay = Relay::start().await;
-    let alice = Person::register("alice", &relay.url()).await;
-    let bob = Person::register("bob", &relay.url()).await;
-    let _a = go_online(&alice.client);
-    let _b = go_online(&bob.client);
-    handshake(&alice.client, &bob.client).await;
+    let OnlinePair { alice, bob, .. } = online_pair(&relay).await;
 
     let (a, b) = (alice.client.clone(), bob.client.clone());
     let mut alice_events = a.events();

@@ -179,6 +179,24 @@ pub async fn wait_for<T>(events: &mut broadcast::Receiver<Event>, mut pick: impl
     }
 }
 
+/// Alice and Bob registered with `relay`, both online, with a session: where most stories start. Bob's
+/// connection task is kept so a story can take him offline.
+pub struct OnlinePair {
+    pub alice: Person,
+    pub bob: Person,
+    pub bob_online: tokio::task::JoinHandle<()>,
+}
+
+pub async fn online_pair(relay: &Relay) -> OnlinePair {
+    let alice = Person::register("alice", &relay.url()).await;
+    let bob = Person::register("bob", &relay.url()).await;
+    // Alice's connection task runs detached for the rest of the test.
+    drop(go_online(&alice.client));
+    let bob_online = go_online(&bob.client);
+    handshake(&alice.client, &bob.client).await;
+    OnlinePair { alice, bob, bob_online }
+}
+
 /// Alice asks Bob, Bob accepts, both sides reach a session (both online).
 pub async fn handshake(alice: &Client, bob: &Client) {
     let mut alice_events = alice.events();

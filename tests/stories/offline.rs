@@ -6,7 +6,7 @@ use magpie_core::engine::Event;
 use magpie_core::profile::{history_account, identity_account};
 
 use crate::chat::wait_until_all_delivered;
-use crate::common::{go_online, handshake, identity, wait_for, Person, Relay};
+use crate::common::{go_online, identity, online_pair, wait_for, OnlinePair, Relay};
 
 const WHILE_AWAY: usize = 100;
 const SECRET_TEXT: &str = "the magpie collects shiny things at midnight";
@@ -14,11 +14,9 @@ const SECRET_TEXT: &str = "the magpie collects shiny things at midnight";
 #[tokio::test(flavor = "multi_thread")]
 async fn messages_sent_while_bob_is_offline_arrive_once() {
     let relay = Relay::start().await;
-    let alice = Person::register("alice", &relay.url()).await;
-    let bob = Person::register("bob", &relay.url()).await;
-    let _a = go_online(&alice.client);
-    let bob_online = go_online(&bob.client);
-    handshake(&alice.client, &bob.client).await;
+    let OnlinePair {
+        alice, bob, bob_online, ..
+    } = online_pair(&relay).await;
 
     // Bob quits: the task stops and the profile closes.
     bob_online.abort();
@@ -65,11 +63,7 @@ async fn messages_sent_while_bob_is_offline_arrive_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_profile_directory_holds_no_plaintext_and_no_private_key() {
     let relay = Relay::start().await;
-    let alice = Person::register("alice", &relay.url()).await;
-    let bob = Person::register("bob", &relay.url()).await;
-    let _a = go_online(&alice.client);
-    let _b = go_online(&bob.client);
-    handshake(&alice.client, &bob.client).await;
+    let OnlinePair { alice, bob, .. } = online_pair(&relay).await;
     let mut bob_events = bob.client.events();
     alice.client.send_text(bob.client.username(), SECRET_TEXT).unwrap();
     wait_for(&mut bob_events, |e| {

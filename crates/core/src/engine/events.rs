@@ -95,8 +95,8 @@ impl From<&HandshakeReport> for HandshakeData {
     }
 }
 
-/// A message as a face shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A message as a face shows it. `Debug` shows the text's length, never the text.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct MessageView {
     /// Message id.
     pub id: Uuid,
@@ -114,6 +114,19 @@ pub struct MessageView {
     pub delivery: Delivery,
     /// Position in the chat, for paging.
     pub cursor: Option<u64>,
+}
+
+impl std::fmt::Debug for MessageView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageView")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("direction", &self.direction)
+            .field("body_len", &self.body.len())
+            .field("sent_at", &self.sent_at)
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<&Entry> for MessageView {
@@ -229,4 +242,43 @@ pub enum Event {
         /// Why, as a sentence.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> MessageView {
+        MessageView {
+            id: Uuid::nil(),
+            peer: "bob".into(),
+            direction: Direction::Incoming,
+            body: "meet me at the old oak".into(),
+            sent_at: 1,
+            received_at: Some(2),
+            delivery: Delivery::Received,
+            cursor: Some(3),
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_message_text() {
+        let event = Event::MessageReceived { message: view() };
+        let debug = format!("{event:?}");
+        assert!(!debug.contains("old oak"), "{debug}");
+        assert!(debug.contains("body_len: 22"), "{debug}");
+    }
+
+    #[test]
+    fn events_serialize_with_a_snake_case_type_tag() {
+        let json = serde_json::to_value(Event::MessageReceived { message: view() }).unwrap();
+        assert_eq!(json["type"], "message_received");
+        assert_eq!(json["message"]["body"], "meet me at the old oak");
+        assert_eq!(json["message"]["delivery"], "received");
+        let json = serde_json::to_value(Event::Connection {
+            state: ConnectionState::Online,
+        })
+        .unwrap();
+        assert_eq!(json, serde_json::json!({"type": "connection", "state": "online"}));
+    }
 }

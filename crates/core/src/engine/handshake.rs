@@ -3,8 +3,8 @@
 use std::time::SystemTime;
 
 use magpie_proto::{
-    Certificate, ChatAccept, ChatDecline, ChatRequest, Envelope, EnvelopeKind, Fingerprint, HandshakeReport, Initiator,
-    KeyConfirm, KeyTransfer, PinCheck, Responder, Session, Username,
+    AwaitingAccept, Certificate, ChatAccept, ChatDecline, ChatRequest, Envelope, EnvelopeKind, Fingerprint,
+    HandshakeReport, Initiator, KeyConfirm, KeyTransfer, PinCheck, Responder, Session, Username,
 };
 use uuid::Uuid;
 
@@ -28,6 +28,14 @@ pub struct RequestView {
     pub sent_at: u64,
     /// Their key differs from the one pinned for this name.
     pub key_changed: bool,
+}
+
+/// What A checks B's answer (accept or decline) with.
+struct AnswerCheck {
+    state: AwaitingAccept,
+    peer: Username,
+    chain: Vec<Certificate>,
+    pinned: Option<Fingerprint>,
 }
 
 impl Client {
@@ -174,22 +182,42 @@ impl Client {
         Ok(Disposition::Done)
     }
 
-    /// Steps 3–5 on A: fetch B's certificate, verify it and the accept, send the KeyTransfer.
-    pub(super) async fn on_chat_accept(&self, envelope: &Envelope) -> Result<Disposition> {
-        let accept = ChatAccept::from_json(&envelope.body)?;
-        let _step = self.inner.handshakes.lock().await;
-        let Some(Pending::AwaitingAccept(state)) =
-            Pending::load(self.history(), &self.inner.credential, accept.request_id)?
+    /// Loads A's waiting request and fetches B's chain from the directory, to check B's answer against.
+    /// `Err(disposition)` when there is nothing to check: an unknown request, the directory down (retry later),
+    /// or B gone from it (the handshake fails).
+    async fn answer_check(&self, request_id: Uuid) -> Result<Result<AnswerCheck, Disposition>> {
+        let Some(Pending::AwaitingAccept(state)) = Pending::load(self.history(), &self.inner.credential, request_id)?
         else {
-            return Ok(Disposition::Done);
+            return Ok(Err(Disposition::Done));
         };
         let peer = state.peer().clone();
         let chain = match self.inner.relay.directory(&peer).await {
             Ok(chain) => chain,
-            Err(e) if e.is_transient() => return Ok(Disposition::Retry),
-            Err(e) => return self.fail_handshake(&peer, accept.request_id, &e),
+            Err(e) if e.is_transient() => return Ok(Err(Disposition::Retry)),
+            Err(e) => return self.fail_handshake(&peer, request_id, &e).map(Err),
         };
         let pinned = self.history().contact(&peer)?.map(|c| c.fingerprint);
+        Ok(Ok(AnswerCheck {
+            state,
+            peer,
+            chain,
+            pinned,
+        }))
+    }
+
+    /// Steps 3–5 on A: fetch B's certificate, verify it and the accept, send the KeyTransfer.
+    pub(super) async fn on_chat_accept(&self, envelope: &Envelope) -> Result<Disposition> {
+        let accept = ChatAccept::from_json(&envelope.body)?;
+        let _step = self.inner.handshakes.lock().await;
+        let AnswerCheck {
+            state,
+            peer,
+            chain,
+            pinned,
+        } = match self.answer_check(accept.request_id).await? {
+            Ok(check) => check,
+            Err(disposition) => return Ok(disposition),
+        };
         match state.on_accept(&accept, &chain, &self.inner.trust, pinned.as_ref(), SystemTime::now()) {
             Ok((state, transfer)) => {
                 self.step(HandshakeStep::DirectoryChecked, &peer, state.report());
@@ -211,18 +239,15 @@ impl Client {
     pub(super) async fn on_chat_decline(&self, envelope: &Envelope) -> Result<Disposition> {
         let decline = ChatDecline::from_json(&envelope.body)?;
         let _step = self.inner.handshakes.lock().await;
-        let Some(Pending::AwaitingAccept(state)) =
-            Pending::load(self.history(), &self.inner.credential, decline.request_id)?
-        else {
-            return Ok(Disposition::Done);
+        let AnswerCheck {
+            state,
+            peer,
+            chain,
+            pinned,
+        } = match self.answer_check(decline.request_id).await? {
+            Ok(check) => check,
+            Err(disposition) => return Ok(disposition),
         };
-        let peer = state.peer().clone();
-        let chain = match self.inner.relay.directory(&peer).await {
-            Ok(chain) => chain,
-            Err(e) if e.is_transient() => return Ok(Disposition::Retry),
-            Err(e) => return self.fail_handshake(&peer, decline.request_id, &e),
-        };
-        let pinned = self.history().contact(&peer)?.map(|c| c.fingerprint);
         match state.on_decline(&decline, &chain, &self.inner.trust, pinned.as_ref(), SystemTime::now()) {
             Ok(declined) => {
                 Pending::remove(self.history(), declined.request_id)?;
