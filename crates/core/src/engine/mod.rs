@@ -107,7 +107,7 @@ impl Client {
             certificate_pem: pem_string(&registration.certificate)?,
         };
         // The certificate must be for our key and chain to the CA before anything is stored.
-        let credential = Credential::new(clone_identity(&profile)?, registration.certificate)?;
+        let credential = Credential::new(profile.identity().clone(), registration.certificate)?;
         let trust = TrustAnchor::new(registration.ca)?;
         profile.history().set_registration(&record)?;
         profile.set_relay_url(Some(record.relay_url.clone()))?;
@@ -118,7 +118,7 @@ impl Client {
     pub fn open(profile: Profile) -> Result<Self> {
         let record = profile.history().registration()?.ok_or(Error::NotRegistered)?;
         let certificate = Certificate::from_pem(record.certificate_pem.as_bytes())?;
-        let credential = Credential::new(clone_identity(&profile)?, certificate)?;
+        let credential = Credential::new(profile.identity().clone(), certificate)?;
         let trust = TrustAnchor::new(Certificate::from_pem(record.ca_pem.as_bytes())?)?;
         let relay = RelayClient::new(&record.relay_url)?;
         Ok(Self::assemble(profile, credential, trust, relay))
@@ -252,10 +252,6 @@ impl Client {
             None => Ok(None),
         }
     }
-}
-
-fn clone_identity(profile: &Profile) -> Result<magpie_proto::Identity> {
-    Ok(profile.identity().clone())
 }
 
 fn pem_string(cert: &Certificate) -> Result<String> {

@@ -14,7 +14,6 @@ use super::{Appended, History, Message, META, OUTBOX, SESSIONS};
 use crate::error::{Error, Result};
 
 const REGISTRATION: &[u8] = b"registration";
-const RELAY_CURSOR: &[u8] = b"relay-cursor";
 const PREVIOUS_SESSION: &[u8] = b"previous";
 /// Replaced sessions kept per peer, for messages still in flight across re-keys.
 pub const PREVIOUS_SESSIONS: usize = 16;
@@ -186,25 +185,6 @@ impl History {
         self.put_meta(REGISTRATION, &plain)?;
         self.flush()?;
         Ok(())
-    }
-
-    /// The relay mailbox position read so far (0 at first).
-    pub fn relay_cursor(&self) -> Result<u64> {
-        match self.get_meta(RELAY_CURSOR)? {
-            None => Ok(0),
-            Some(plain) => {
-                let bytes: [u8; 8] = plain
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::HistoryCorrupt { tree: META })?;
-                Ok(u64::from_be_bytes(bytes))
-            }
-        }
-    }
-
-    /// Moves the mailbox position forward.
-    pub fn set_relay_cursor(&self, cursor: u64) -> Result<()> {
-        self.put_meta(RELAY_CURSOR, &cursor.to_be_bytes())
     }
 
     fn get_meta(&self, key: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>> {

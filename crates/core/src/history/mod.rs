@@ -12,7 +12,7 @@
 //! | `messages`    | `H("chat", peer) ‖ seq (u64 BE)`     | [`Message`] as JSON                         |
 //! | `message_ids` | `H("message", message id)`           | the `messages` key of that message          |
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
-//! | `meta`        | `registration`, `relay-cursor`       | [`RegistrationRecord`], mailbox position    |
+//! | `meta`        | `registration`                       | [`RegistrationRecord`]                      |
 //!
 //! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ counter ‖ session id`, the last 16 sessions re-keys
 //! replaced (messages sealed with them may still be on their way).
