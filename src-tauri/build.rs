@@ -1,6 +1,29 @@
 // Declaring our commands makes Tauri generate an `allow-<command>` permission for each, so the capability file
 // grants exactly these and nothing else.
-const COMMANDS: &[&str] = &["app_info"];
+const COMMANDS: &[&str] = &[
+    "app_info",
+    "get_settings",
+    "save_settings",
+    "list_profiles",
+    "probe_relay",
+    "create_profile",
+    "open_profile",
+    "identity",
+    "delete_profile",
+    "connection_state",
+    "chats",
+    "messages",
+    "send_message",
+    "retry_message",
+    "mark_read",
+    "start_chat",
+    "requests",
+    "accept_request",
+    "decline_request",
+    "safety_number",
+    "mark_verified",
+    "accept_new_key",
+];
 
 fn main() {
     let attributes = tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use ts_rs::TS;
 
-/// What went wrong, as a stable machine-readable code.
+/// What went wrong, as a stable machine-readable code the UI can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum IpcErrorCode {
@@ -11,6 +11,30 @@ pub enum IpcErrorCode {
     DataDirectory,
     /// A background task failed before it could answer.
     Internal,
+    /// The credential store is missing, locked or failing.
+    CredentialStore,
+    /// The input was refused (a bad username, an empty message, a malformed URL).
+    InvalidInput,
+    /// The name is registered already.
+    NameTaken,
+    /// No such user on the relay.
+    UnknownUser,
+    /// The relay did not answer; work is kept and retried.
+    RelayUnreachable,
+    /// The relay presented another CA than the one pinned or confirmed.
+    RelayCaChanged,
+    /// The relay answered with an error.
+    Relay,
+    /// No profile is open, or the profile asked for does not exist.
+    NoProfile,
+    /// The profile's data is damaged or in use by another Magpie.
+    Profile,
+    /// There are no keys with this peer yet.
+    NoSession,
+    /// The peer's key changed: accept it or verify again first.
+    KeyChanged,
+    /// No request from this peer is waiting.
+    NoRequest,
 }
 
 /// An error as sent over IPC. `message` is a sentence for a person, never a secret.
@@ -27,5 +51,58 @@ impl IpcError {
             code,
             message: message.into(),
         }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(IpcErrorCode::InvalidInput, message)
+    }
+
+    pub fn no_profile() -> Self {
+        Self::new(
+            IpcErrorCode::NoProfile,
+            "No profile is open. Create one or choose one first.",
+        )
+    }
+}
+
+impl From<magpie_core::Error> for IpcError {
+    fn from(error: magpie_core::Error) -> Self {
+        use magpie_core::Error as E;
+        let code = match &error {
+            E::CredentialStoreUnavailable(_) | E::CredentialStoreLocked(_) | E::CredentialStore(_) => {
+                IpcErrorCode::CredentialStore
+            }
+            E::ProfileNotFound(_) | E::NotRegistered => IpcErrorCode::NoProfile,
+            E::ProfileExists(_)
+            | E::ProfileCorrupt { .. }
+            | E::ProfileKeyMissing { .. }
+            | E::ProfileIo { .. }
+            | E::HistoryCorrupt { .. }
+            | E::HistoryWrongKey
+            | E::HistoryInUse
+            | E::HistoryKeyMalformed
+            | E::HistoryStorage(_) => IpcErrorCode::Profile,
+            E::BadRelayUrl(_) => IpcErrorCode::InvalidInput,
+            E::RelayUnreachable { .. } => IpcErrorCode::RelayUnreachable,
+            E::Relay { .. } | E::RelayProtocol(_) | E::NotLoggedIn => IpcErrorCode::Relay,
+            E::NameTaken(_) => IpcErrorCode::NameTaken,
+            E::UnknownUser(_) => IpcErrorCode::UnknownUser,
+            E::RelayCaChanged { .. } => IpcErrorCode::RelayCaChanged,
+            E::NoSession(_) => IpcErrorCode::NoSession,
+            E::KeyChanged(_) => IpcErrorCode::KeyChanged,
+            E::NoRequest(_) => IpcErrorCode::NoRequest,
+            E::NoMessage(_) => IpcErrorCode::InvalidInput,
+            E::Proto(magpie_proto::Error::Malformed(_) | magpie_proto::Error::InvalidUsername(_)) => {
+                IpcErrorCode::InvalidInput
+            }
+            _ => IpcErrorCode::Internal,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+impl From<magpie_proto::Error> for IpcError {
+    fn from(error: magpie_proto::Error) -> Self {
+        magpie_core::Error::from(error).into()
     }
 }

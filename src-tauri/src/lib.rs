@@ -1,29 +1,108 @@
 //! Magpie's desktop shell: a thin Tauri layer over magpie-core.
 
 mod commands;
+mod convert;
 mod error;
 pub mod ipc_types;
+mod local_relay;
+mod notify;
+mod qr;
+mod session;
+mod state;
 
-use tauri::{App, Builder, Context, Runtime};
+use std::path::PathBuf;
+
+use tauri::{App, AppHandle, Builder, Context, Manager as _, RunEvent, Runtime};
+
+use crate::error::{IpcError, IpcErrorCode};
+pub use crate::local_relay::PORT_ENV as LOCAL_RELAY_PORT_ENV;
+use crate::state::AppState;
+
+/// Overrides where the app keeps its data (tests and portable installs).
+pub const DATA_DIR_ENV: &str = "MAGPIE_DATA_DIR";
 
 /// Starts the desktop app. Called by `main`.
 pub fn run() {
     init_logging();
-    let app = match build_app(Builder::default(), tauri::generate_context!()) {
+    // A second launch focuses the running window instead of opening the same profiles twice.
+    let builder = Builder::default()
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            if let Some(window) = app.get_webview_window("main") {
+                let _ = window.unminimize();
+                let _ = window.set_focus();
+            }
+        }))
+        .plugin(tauri_plugin_window_state::Builder::default().build());
+    let app = match build_app(builder, tauri::generate_context!()) {
         Ok(app) => app,
         Err(error) => {
             tracing::error!(%error, "Magpie could not start");
             std::process::exit(1);
         }
     };
-    app.run(|_handle, _event| {});
+    app.run(|handle, event| {
+        if let RunEvent::Exit = event {
+            shut_down(handle);
+        }
+    });
 }
 
 /// Builds the app on any runtime, so tests can use `tauri::test::mock_builder()`.
 pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri::Result<App<R>> {
-    builder
-        .invoke_handler(tauri::generate_handler![commands::app_info])
-        .build(context)
+    let app = builder
+        .plugin(tauri_plugin_notification::init())
+        .invoke_handler(tauri::generate_handler![
+            commands::app::app_info,
+            commands::app::get_settings,
+            commands::app::save_settings,
+            commands::profiles::list_profiles,
+            commands::profiles::probe_relay,
+            commands::profiles::create_profile,
+            commands::profiles::open_profile,
+            commands::profiles::identity,
+            commands::profiles::delete_profile,
+            commands::chats::connection_state,
+            commands::chats::chats,
+            commands::chats::messages,
+            commands::chats::send_message,
+            commands::chats::retry_message,
+            commands::chats::mark_read,
+            commands::chats::start_chat,
+            commands::chats::requests,
+            commands::chats::accept_request,
+            commands::chats::decline_request,
+            commands::chats::safety_number,
+            commands::chats::mark_verified,
+            commands::chats::accept_new_key,
+        ])
+        .build(context)?;
+    // Managed before the window can call anything: the first command needs the data folder.
+    let dir = data_dir(app.handle()).map_err(|error| tauri::Error::Anyhow(error.into()))?;
+    app.manage(AppState::new(dir));
+    Ok(app)
+}
+
+/// Closes the open profile (flushing its history) and stops the embedded relay before the process ends.
+fn shut_down<R: Runtime>(handle: &AppHandle<R>) {
+    let state = handle.state::<AppState>();
+    tauri::async_runtime::block_on(async {
+        if let Some(active) = state.active().lock().await.take() {
+            active.close().await;
+        }
+        state.stop_local_relay().await;
+    });
+}
+
+fn data_dir<R: Runtime>(app: &AppHandle<R>) -> Result<PathBuf, IpcError> {
+    if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|dir| !dir.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    app.path().app_data_dir().map_err(|error| {
+        IpcError::new(
+            IpcErrorCode::DataDirectory,
+            format!("Magpie could not find a folder for its data ({error}). Set {DATA_DIR_ENV} to choose one."),
+        )
+    })
 }
 
 fn init_logging() {

@@ -40,7 +40,7 @@ fn production_csp_allows_no_inline_code_and_no_remote_origins() {
 }
 
 #[test]
-fn the_window_may_call_only_our_own_commands() {
+fn the_window_may_call_only_our_own_commands_and_listen() {
     let capability = json("capabilities/default.json");
     let permissions: Vec<&str> = capability["permissions"]
         .as_array()
@@ -49,9 +49,11 @@ fn the_window_may_call_only_our_own_commands() {
         .map(|p| p.as_str().unwrap())
         .collect();
     assert!(!permissions.is_empty());
+    // Listening to events is the one core capability the UI needs (our events carry no secrets).
+    const EVENT_LISTENING: [&str; 2] = ["core:event:allow-listen", "core:event:allow-unlisten"];
     for permission in permissions {
         assert!(
-            permission.starts_with("allow-"),
+            permission.starts_with("allow-") || EVENT_LISTENING.contains(&permission),
             "{permission} is not one of the app's own commands"
         );
     }

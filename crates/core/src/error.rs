@@ -138,6 +138,9 @@ pub enum Error {
     /// No pending chat request from this person.
     #[error("There is no pending chat request from {0}.")]
     NoRequest(String),
+    /// No such message to act on (or not one that can be resent).
+    #[error("There is no failed message {0} to send again.")]
+    NoMessage(String),
     /// A lock was poisoned by a panic in another thread.
     #[error("Internal error: a lock was poisoned.")]
     Poisoned,

@@ -196,6 +196,16 @@ impl RunningRelay {
     /// As [`RunningRelay::start`], over TLS when given an acceptor.
     pub async fn start_with(state: AppState, tls: Option<SslAcceptor>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::serve_on(listener, state, tls)
+    }
+
+    /// Serves plain HTTP on `addr` (an app embedding the relay keeps its port across restarts).
+    pub async fn start_at(state: AppState, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Self::serve_on(listener, state, None)
+    }
+
+    fn serve_on(listener: TcpListener, state: AppState, tls: Option<SslAcceptor>) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let stopped = async move {

@@ -1,4 +1,4 @@
-// Generated from src-tauri/src/ipc_types.rs by `npm run bindings`. Do not edit: a test fails when stale.
+// Generated from src-tauri/src/ipc_types/ by `npm run bindings`. Do not edit: a test fails when stale.
 
 export type AppInfo = { name: string, version: string, 
 /**
@@ -10,4 +10,132 @@ export type CredentialStore = { backend: string, available: boolean, problem: st
 
 export type IpcError = { code: IpcErrorCode, message: string, };
 
-export type IpcErrorCode = "data_directory" | "internal";
+export type IpcErrorCode = "data_directory" | "internal" | "credential_store" | "invalid_input" | "name_taken" | "unknown_user" | "relay_unreachable" | "relay_ca_changed" | "relay" | "no_profile" | "profile" | "no_session" | "key_changed" | "no_request";
+
+export type ProfileSummary = { 
+/**
+ * Stable id (names the credential-store entries).
+ */
+id: string, username: string, 
+/**
+ * The relay it registered with; `None` if registration never finished.
+ */
+relay_url: string | null, 
+/**
+ * Registered with the relay embedded in this app.
+ */
+local_relay: boolean, };
+
+export type ProfilesView = { profiles: Array<ProfileSummary>, active: string | null, };
+
+export type RelayChoice = { "kind": "local" } | { "kind": "remote", url: string, ca_fingerprint: string, };
+
+export type RelayProbe = { url: string, 
+/**
+ * SHA-256 of the CA's public key, hex.
+ */
+ca_fingerprint: string, 
+/**
+ * The CA certificate's subject, as it names itself.
+ */
+ca_subject: string, };
+
+export type OnboardingStage = "starting_relay" | "generating_key" | "storing_key" | "registering" | "done";
+
+export type IdentityView = { profile_id: string, username: string, 
+/**
+ * SHA-256 of our public key, hex.
+ */
+fingerprint: string, certificate_subject: string, certificate_serial: string, 
+/**
+ * Unix seconds.
+ */
+valid_from: number, valid_until: number, relay_url: string, relay_ca_fingerprint: string, local_relay: boolean, 
+/**
+ * Where the private key is kept, in words ("Secret Service (GNOME Keyring, …)").
+ */
+key_store: string, };
+
+export type Direction = "outgoing" | "incoming";
+
+export type Delivery = "sending" | "sent" | "delivered" | "failed" | "received";
+
+export type MessageItem = { id: string, peer: string, direction: Direction, body: string, 
+/**
+ * Sender's clock, Unix seconds.
+ */
+sent_at: number, delivery: Delivery, 
+/**
+ * Position in the chat (for paging and read marks); `null` until stored.
+ */
+cursor: number | null, };
+
+export type MessagePage = { messages: Array<MessageItem>, 
+/**
+ * More messages exist before the first one here.
+ */
+has_more: boolean, };
+
+export type ChatSummary = { peer: string, verified: boolean, 
+/**
+ * Their key changed: the chat is blocked until the user accepts it or verifies again.
+ */
+key_changed: boolean, 
+/**
+ * Keys are agreed: messages can be sent.
+ */
+has_session: boolean, last_message: MessageItem | null, 
+/**
+ * Incoming messages after the read mark (counted up to 100).
+ */
+unread: number, 
+/**
+ * Unix seconds of the last message or handshake, for ordering.
+ */
+last_activity: number | null, };
+
+export type IncomingRequest = { peer: string, 
+/**
+ * Their key's fingerprint (hex), verified to the relay's CA.
+ */
+fingerprint: string, 
+/**
+ * Unix seconds, their clock.
+ */
+sent_at: number, 
+/**
+ * Their key differs from the one pinned for this name.
+ */
+key_changed: boolean, };
+
+export type RequestsView = { incoming: Array<IncomingRequest>, 
+/**
+ * Peers we asked who have not answered yet.
+ */
+outgoing: Array<string>, };
+
+export type SafetyNumberView = { peer: string, 
+/**
+ * 12 groups of 5 digits.
+ */
+groups: Array<string>, 
+/**
+ * The QR code of the number, as an SVG document.
+ */
+qr_svg: string, verified: boolean, 
+/**
+ * Shown during a key change: this is the new key's number.
+ */
+key_changed: boolean, };
+
+export type ConnectionState = "connecting" | "online" | "offline";
+
+export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, reason: string, };
+
+export type Theme = "system" | "light" | "dark";
+
+export type Settings = { theme: Theme, 
+/**
+ * Native notifications for messages that arrive while the window is not focused.
+ */
+notifications: boolean, };

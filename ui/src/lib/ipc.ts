@@ -1,8 +1,25 @@
 // The only module that talks to the Rust backend. Everything else imports typed functions from here.
 import { invoke } from '@tauri-apps/api/core';
-import type { AppInfo, IpcErrorCode } from './bindings';
+import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import type {
+  AppInfo,
+  ChatSummary,
+  ConnectionState,
+  IdentityView,
+  IpcErrorCode,
+  MessageItem,
+  MessagePage,
+  OnboardingStage,
+  ProfilesView,
+  RelayChoice,
+  RelayProbe,
+  RequestsView,
+  SafetyNumberView,
+  Settings,
+  UiEvent,
+} from './bindings';
 
-export type { AppInfo, CredentialStore, IpcError, IpcErrorCode } from './bindings';
+export type * from './bindings';
 
 /** A failed backend call: `code` is one of Rust's IpcErrorCode values, or 'unknown' for anything malformed. */
 export class MagpieError extends Error {
@@ -16,7 +33,22 @@ export class MagpieError extends Error {
 }
 
 // A Record keyed by the generated union: adding a code in Rust fails the type check until it is listed here.
-const KNOWN_CODES: Record<IpcErrorCode, true> = { data_directory: true, internal: true };
+const KNOWN_CODES: Record<IpcErrorCode, true> = {
+  data_directory: true,
+  internal: true,
+  credential_store: true,
+  invalid_input: true,
+  name_taken: true,
+  unknown_user: true,
+  relay_unreachable: true,
+  relay_ca_changed: true,
+  relay: true,
+  no_profile: true,
+  profile: true,
+  no_session: true,
+  key_changed: true,
+  no_request: true,
+};
 
 function isKnownCode(value: unknown): value is IpcErrorCode {
   return typeof value === 'string' && Object.hasOwn(KNOWN_CODES, value);
@@ -44,4 +76,125 @@ async function call<T>(command: string, args?: Record<string, unknown>): Promise
 /** Version, data folder and credential-store status of this installation. */
 export function appInfo(): Promise<AppInfo> {
   return call<AppInfo>('app_info');
+}
+
+// --- profiles and onboarding ---
+
+/** Every profile on this computer and the open one. */
+export function listProfiles(): Promise<ProfilesView> {
+  return call<ProfilesView>('list_profiles');
+}
+
+/** Fetches a remote relay's CA so the user can confirm its fingerprint before registering. */
+export function probeRelay(url: string): Promise<RelayProbe> {
+  return call<RelayProbe>('probe_relay', { url });
+}
+
+/** Generates the key, stores it in the credential store, registers, and opens the new profile.
+ *  Progress arrives through `onOnboarding`. */
+export function createProfile(username: string, relay: RelayChoice): Promise<IdentityView> {
+  return call<IdentityView>('create_profile', { username, relay });
+}
+
+/** Opens (switches to) a profile and connects it to its relay. */
+export function openProfile(id: string): Promise<IdentityView> {
+  return call<IdentityView>('open_profile', { id });
+}
+
+/** The open profile's identity, or null when none is open. */
+export function identity(): Promise<IdentityView | null> {
+  return call<IdentityView | null>('identity');
+}
+
+/** Deletes a profile: its credential-store entries and its data. Closes it first if open. */
+export function deleteProfile(id: string): Promise<ProfilesView> {
+  return call<ProfilesView>('delete_profile', { id });
+}
+
+// --- chats ---
+
+export function connectionState(): Promise<ConnectionState> {
+  return call<ConnectionState>('connection_state');
+}
+
+/** Chats of the open profile, most recent first. */
+export function chats(): Promise<ChatSummary[]> {
+  return call<ChatSummary[]>('chats');
+}
+
+/** A page of messages, oldest first: the last `limit` before `before` (or the newest when null). */
+export function messages(peer: string, before: number | null, limit: number): Promise<MessagePage> {
+  return call<MessagePage>('messages', { peer, before, limit });
+}
+
+/** Queues a message; it is in history (state "sending") when this returns. */
+export function sendMessage(peer: string, text: string): Promise<MessageItem> {
+  return call<MessageItem>('send_message', { peer, text });
+}
+
+/** Sends a failed message's text again as a new message; the failed one is removed. */
+export function retryMessage(peer: string, id: string): Promise<MessageItem> {
+  return call<MessageItem>('retry_message', { peer, id });
+}
+
+/** Everything up to `cursor` in this chat has been seen. */
+export function markRead(peer: string, cursor: number): Promise<void> {
+  return call<void>('mark_read', { peer, cursor });
+}
+
+// --- requests ---
+
+/** Asks `peer` for an encrypted chat (step 1 of the handshake). */
+export function startChat(peer: string): Promise<void> {
+  return call<void>('start_chat', { peer });
+}
+
+export function requests(): Promise<RequestsView> {
+  return call<RequestsView>('requests');
+}
+
+export function acceptRequest(peer: string): Promise<void> {
+  return call<void>('accept_request', { peer });
+}
+
+export function declineRequest(peer: string): Promise<void> {
+  return call<void>('decline_request', { peer });
+}
+
+// --- verification ---
+
+export function safetyNumber(peer: string): Promise<SafetyNumberView> {
+  return call<SafetyNumberView>('safety_number', { peer });
+}
+
+/** Marks the peer verified (during a key change: accepts the new key, whose number was compared). */
+export function markVerified(peer: string): Promise<SafetyNumberView> {
+  return call<SafetyNumberView>('mark_verified', { peer });
+}
+
+/** Accepts a changed key without comparing numbers; the chat becomes unverified. */
+export function acceptNewKey(peer: string): Promise<void> {
+  return call<void>('accept_new_key', { peer });
+}
+
+// --- settings ---
+
+export function getSettings(): Promise<Settings> {
+  return call<Settings>('get_settings');
+}
+
+export function saveSettings(settings: Settings): Promise<Settings> {
+  return call<Settings>('save_settings', { settings });
+}
+
+// --- events ---
+
+/** Follows the open profile's events; returns the function that stops following. */
+export function onEvent(handler: (event: UiEvent) => void): Promise<UnlistenFn> {
+  return listen<UiEvent>('magpie://event', (event) => handler(event.payload));
+}
+
+/** Follows onboarding progress (key generation, storing, registering). */
+export function onOnboarding(handler: (stage: OnboardingStage) => void): Promise<UnlistenFn> {
+  return listen<OnboardingStage>('magpie://onboarding', (event) => handler(event.payload));
 }

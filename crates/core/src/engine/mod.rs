@@ -11,6 +11,7 @@
 //!   copy (the relay or we crashed before the ack) fails the ratchet's replay check or the message-id index and is
 //!   acknowledged without effect.
 
+mod chats;
 mod events;
 mod handshake;
 mod inbox;
@@ -116,11 +117,17 @@ impl Client {
 
     /// A client for a profile that registered before.
     pub fn open(profile: Profile) -> Result<Self> {
+        Self::open_at(profile, None)
+    }
+
+    /// As [`Client::open`], reaching the relay at `relay_url` instead of the address it registered at (a relay
+    /// embedded in the app may listen on another port after a restart). The pinned CA is checked as always.
+    pub fn open_at(profile: Profile, relay_url: Option<&str>) -> Result<Self> {
         let record = profile.history().registration()?.ok_or(Error::NotRegistered)?;
         let certificate = Certificate::from_pem(record.certificate_pem.as_bytes())?;
         let credential = Credential::new(profile.identity().clone(), certificate)?;
         let trust = TrustAnchor::new(Certificate::from_pem(record.ca_pem.as_bytes())?)?;
-        let relay = RelayClient::new(&record.relay_url)?;
+        let relay = RelayClient::new(relay_url.unwrap_or(&record.relay_url))?;
         Ok(Self::assemble(profile, credential, trust, relay))
     }
 

@@ -31,6 +31,9 @@ pub struct Contact {
     pub blocked: bool,
     /// Last message or handshake, Unix seconds.
     pub last_activity: Option<u64>,
+    /// The cursor of the last message the user has seen in this chat.
+    #[serde(default)]
+    pub read_up_to: Option<u64>,
 }
 
 impl Contact {
@@ -46,6 +49,7 @@ impl Contact {
             pending_certificate_pem: None,
             blocked: false,
             last_activity: None,
+            read_up_to: None,
         }
     }
 }

@@ -173,6 +173,20 @@ impl History {
         }
     }
 
+    /// Removes a message and its id index (a failed message that was sent again); `false` if unknown.
+    pub fn remove_message(&self, id: Uuid) -> Result<bool> {
+        let Some(key) = self.message_key_of(id)? else {
+            return Ok(false);
+        };
+        let id_key = self.sealer.index(b"message", id.as_bytes())?;
+        let result = (&self.messages, &self.message_ids).transaction(|(messages, ids)| {
+            messages.remove(key.as_slice())?;
+            ids.remove(id_key.as_slice())?;
+            Ok::<_, ConflictableTransactionError<Error>>(())
+        });
+        flatten(result).map(|()| true)
+    }
+
     /// Moves a message to a new delivery state and returns the state it ends in ("delivered" is never undone);
     /// `None` if no message has this id.
     pub fn update_delivery(&self, id: Uuid, update: Delivery) -> Result<Option<Delivery>> {

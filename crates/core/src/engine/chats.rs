@@ -1,0 +1,55 @@
+//! What a chat screen asks for: pages of history, read marks, unread counts, resending a failed message.
+
+use magpie_proto::Username;
+use uuid::Uuid;
+
+use super::{Client, MessageView};
+use crate::error::{Error, Result};
+use crate::history::{Cursor, Delivery, Direction, Entry};
+
+impl Client {
+    /// Up to `n` messages with `peer` before `before` (the newest when `None`), oldest first.
+    pub fn messages_before(&self, peer: &Username, before: Option<u64>, n: usize) -> Result<Vec<Entry>> {
+        match before {
+            Some(cursor) => self.history().messages_before(peer, Cursor::from_value(cursor), n),
+            None => self.history().last_messages(peer, n),
+        }
+    }
+
+    /// The user has seen everything in the chat with `peer` up to `cursor`. Never moves the mark back.
+    pub fn mark_read(&self, peer: &Username, cursor: u64) -> Result<()> {
+        let Some(mut contact) = self.history().contact(peer)? else {
+            return Ok(());
+        };
+        if contact.read_up_to.is_some_and(|read| read >= cursor) {
+            return Ok(());
+        }
+        contact.read_up_to = Some(cursor);
+        self.history().put_contact(&contact)
+    }
+
+    /// Incoming messages from `peer` after the read mark, counted up to `cap` (a badge shows "99+").
+    pub fn unread(&self, peer: &Username, cap: usize) -> Result<usize> {
+        let read = self.history().contact(peer)?.and_then(|c| c.read_up_to);
+        let after = self.history().messages_after(peer, read.map(Cursor::from_value), cap)?;
+        Ok(after
+            .iter()
+            .filter(|entry| entry.message.direction == Direction::Incoming)
+            .count())
+    }
+
+    /// Sends the text of a message the relay refused for good as a new message, and removes the failed one.
+    pub fn retry_message(&self, peer: &Username, id: Uuid) -> Result<MessageView> {
+        let entry = self
+            .history()
+            .get_message(id)?
+            .filter(|entry| &entry.message.peer == peer)
+            .ok_or_else(|| Error::NoMessage(id.to_string()))?;
+        if entry.message.direction != Direction::Outgoing || entry.message.delivery != Delivery::Failed {
+            return Err(Error::NoMessage(id.to_string()));
+        }
+        let resent = self.send_text(peer, &entry.message.body)?;
+        self.history().remove_message(id)?;
+        Ok(resent)
+    }
+}

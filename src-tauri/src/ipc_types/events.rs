@@ -1,0 +1,41 @@
+//! What the backend tells the UI without being asked (the `magpie://event` event).
+
+use serde::Serialize;
+use ts_rs::TS;
+
+use super::views::{ConnectionState, Delivery, MessageItem};
+
+/// The event name the UI listens on.
+pub const EVENT: &str = "magpie://event";
+/// Onboarding progress ([`super::OnboardingStage`]).
+pub const ONBOARDING_EVENT: &str = "magpie://onboarding";
+
+/// Something changed in the open profile. Carries only what the user's own screen may show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UiEvent {
+    /// The relay connection changed.
+    Connection { state: ConnectionState },
+    /// Someone asks for an encrypted chat.
+    RequestReceived { peer: String, fingerprint: String },
+    /// Our request was declined.
+    RequestDeclined { peer: String },
+    /// A handshake step happened (the chat list shows "setting up keys…").
+    HandshakeProgress { peer: String, step: String },
+    /// A handshake failed; nothing of it was kept.
+    HandshakeFailed { peer: String, reason: String },
+    /// Keys are agreed; `rekey` when they replaced earlier ones.
+    SessionEstablished { peer: String, rekey: bool },
+    /// A message was written (by us) or arrived (from the peer).
+    Message { message: MessageItem },
+    /// A message moved to sent, delivered or failed.
+    DeliveryChanged {
+        peer: String,
+        id: String,
+        delivery: Delivery,
+    },
+    /// The peer's key changed: the chat is blocked.
+    KeyChanged { peer: String },
+    /// An envelope was refused (tampered, malformed) and dropped.
+    Rejected { peer: String, reason: String },
+}

@@ -1,0 +1,218 @@
+//! What the screens show: profiles, identity, chats, messages, requests, safety numbers.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// One profile on this computer (a person: Alice and Bob may both live here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct ProfileSummary {
+    /// Stable id (names the credential-store entries).
+    pub id: String,
+    pub username: String,
+    /// The relay it registered with; `None` if registration never finished.
+    pub relay_url: Option<String>,
+    /// Registered with the relay embedded in this app.
+    pub local_relay: bool,
+}
+
+/// Every profile, and the one open now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct ProfilesView {
+    pub profiles: Vec<ProfileSummary>,
+    pub active: Option<String>,
+}
+
+/// Where a new profile registers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, TS)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RelayChoice {
+    /// The relay this app runs on 127.0.0.1.
+    Local,
+    /// A relay elsewhere, with the CA fingerprint the user confirmed (hex), like an SSH host key.
+    Remote { url: String, ca_fingerprint: String },
+}
+
+/// A relay's CA, for the user to confirm before registering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct RelayProbe {
+    pub url: String,
+    /// SHA-256 of the CA's public key, hex.
+    pub ca_fingerprint: String,
+    /// The CA certificate's subject, as it names itself.
+    pub ca_subject: String,
+}
+
+/// How far onboarding has got (sent as the `magpie://onboarding` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum OnboardingStage {
+    StartingRelay,
+    GeneratingKey,
+    StoringKey,
+    Registering,
+    Done,
+}
+
+/// The open profile's identity (Settings, onboarding's last screen).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct IdentityView {
+    pub profile_id: String,
+    pub username: String,
+    /// SHA-256 of our public key, hex.
+    pub fingerprint: String,
+    pub certificate_subject: String,
+    pub certificate_serial: String,
+    /// Unix seconds.
+    #[ts(type = "number")]
+    pub valid_from: i64,
+    #[ts(type = "number")]
+    pub valid_until: i64,
+    pub relay_url: String,
+    pub relay_ca_fingerprint: String,
+    pub local_relay: bool,
+    /// Where the private key is kept, in words ("Secret Service (GNOME Keyring, …)").
+    pub key_store: String,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Outgoing,
+    Incoming,
+}
+
+/// Where a message is on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    Sending,
+    Sent,
+    Delivered,
+    Failed,
+    Received,
+}
+
+/// One message as the chat shows it. `Debug` shows the text's length, never the text.
+#[derive(Clone, PartialEq, Eq, Serialize, TS)]
+pub struct MessageItem {
+    pub id: String,
+    pub peer: String,
+    pub direction: Direction,
+    pub body: String,
+    /// Sender's clock, Unix seconds.
+    #[ts(type = "number")]
+    pub sent_at: u64,
+    pub delivery: Delivery,
+    /// Position in the chat (for paging and read marks); `null` until stored.
+    #[ts(type = "number | null")]
+    pub cursor: Option<u64>,
+}
+
+/// One page of a chat, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct MessagePage {
+    pub messages: Vec<MessageItem>,
+    /// More messages exist before the first one here.
+    pub has_more: bool,
+}
+
+/// A chat in the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct ChatSummary {
+    pub peer: String,
+    pub verified: bool,
+    /// Their key changed: the chat is blocked until the user accepts it or verifies again.
+    pub key_changed: bool,
+    /// Keys are agreed: messages can be sent.
+    pub has_session: bool,
+    pub last_message: Option<MessageItem>,
+    /// Incoming messages after the read mark (counted up to 100).
+    pub unread: u32,
+    /// Unix seconds of the last message or handshake, for ordering.
+    #[ts(type = "number | null")]
+    pub last_activity: Option<u64>,
+}
+
+/// A chat request waiting for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct IncomingRequest {
+    pub peer: String,
+    /// Their key's fingerprint (hex), verified to the relay's CA.
+    pub fingerprint: String,
+    /// Unix seconds, their clock.
+    #[ts(type = "number")]
+    pub sent_at: u64,
+    /// Their key differs from the one pinned for this name.
+    pub key_changed: bool,
+}
+
+/// Requests both ways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct RequestsView {
+    pub incoming: Vec<IncomingRequest>,
+    /// Peers we asked who have not answered yet.
+    pub outgoing: Vec<String>,
+}
+
+/// The number two people compare to know no one sits between them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct SafetyNumberView {
+    pub peer: String,
+    /// 12 groups of 5 digits.
+    pub groups: Vec<String>,
+    /// The QR code of the number, as an SVG document.
+    pub qr_svg: String,
+    pub verified: bool,
+    /// Shown during a key change: this is the new key's number.
+    pub key_changed: bool,
+}
+
+/// The relay connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    Connecting,
+    Online,
+    Offline,
+}
+
+impl std::fmt::Debug for MessageItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageItem")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("direction", &self.direction)
+            .field("body_len", &self.body.len())
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The look of the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Theme {
+    #[default]
+    System,
+    Light,
+    Dark,
+}
+
+/// Preferences of this installation (not secret; kept in `settings.json` in the data folder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(default)]
+pub struct Settings {
+    pub theme: Theme,
+    /// Native notifications for messages that arrive while the window is not focused.
+    pub notifications: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            theme: Theme::System,
+            notifications: true,
+        }
+    }
+}

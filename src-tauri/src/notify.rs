@@ -1,0 +1,29 @@
+//! Native notifications for messages that arrive while the window is in the background.
+
+use tauri::{AppHandle, Manager as _, Runtime};
+use tauri_plugin_notification::NotificationExt as _;
+
+use crate::state::AppState;
+
+/// "New message from alice" — never the text: notification daemons log and sync what they show.
+pub fn message_received<R: Runtime>(app: &AppHandle<R>, peer: &str) {
+    if !app.state::<AppState>().settings().notifications {
+        return;
+    }
+    let focused = app
+        .get_webview_window("main")
+        .and_then(|window| window.is_focused().ok())
+        .unwrap_or(false);
+    if focused {
+        return;
+    }
+    let shown = app
+        .notification()
+        .builder()
+        .title("Magpie")
+        .body(format!("New message from {peer}"))
+        .show();
+    if let Err(error) = shown {
+        tracing::debug!(%error, "notification not shown");
+    }
+}

@@ -1,0 +1,266 @@
+//! What the shell holds between commands: the data folder, the embedded relay, and the open profile.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use magpie_core::keystore::{Keystore, PlatformKeystore};
+use magpie_core::profile::ProfileInfo;
+use magpie_core::{Client, Profile};
+use tauri::async_runtime::JoinHandle;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::error::{IpcError, IpcErrorCode};
+use crate::ipc_types::{ConnectionState, ProfileSummary, Settings};
+use crate::local_relay::LocalRelay;
+
+/// Everything the commands share (Tauri-managed).
+pub struct AppState {
+    data_dir: PathBuf,
+    keystore: Arc<dyn Keystore>,
+    local_relay: AsyncMutex<Option<Arc<LocalRelay>>>,
+    active: AsyncMutex<Option<ActiveProfile>>,
+    connection: Mutex<ConnectionState>,
+    settings: Mutex<Settings>,
+}
+
+/// The open profile and the tasks that keep it connected; dropping it stops them.
+pub struct ActiveProfile {
+    pub client: Client,
+    pub local_relay: bool,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ActiveProfile {
+    pub fn new(client: Client, local_relay: bool, tasks: Vec<JoinHandle<()>>) -> Self {
+        Self {
+            client,
+            local_relay,
+            tasks,
+        }
+    }
+}
+
+impl ActiveProfile {
+    /// Stops its tasks and waits until they are gone, so the history is closed before it is opened again.
+    pub async fn close(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        if let Err(error) = self.client.profile().history().flush_async().await {
+            tracing::warn!(%error, "could not flush the history of the closed profile");
+        }
+    }
+}
+
+impl Drop for ActiveProfile {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(data_dir: PathBuf) -> Self {
+        let settings = read_settings(&data_dir);
+        Self {
+            data_dir,
+            keystore: Arc::new(PlatformKeystore::new()),
+            local_relay: AsyncMutex::new(None),
+            active: AsyncMutex::new(None),
+            connection: Mutex::new(ConnectionState::Connecting),
+            settings: Mutex::new(settings),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn keystore(&self) -> Arc<dyn Keystore> {
+        Arc::clone(&self.keystore)
+    }
+
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.data_dir.join("profiles")
+    }
+
+    /// The open profile (the lock is held while the caller uses it).
+    pub fn active(&self) -> &AsyncMutex<Option<ActiveProfile>> {
+        &self.active
+    }
+
+    /// The open profile's client, or a "no profile" error.
+    pub async fn client(&self) -> Result<Client, IpcError> {
+        self.active
+            .lock()
+            .await
+            .as_ref()
+            .map(|active| active.client.clone())
+            .ok_or_else(IpcError::no_profile)
+    }
+
+    /// The embedded relay, started on first use.
+    pub async fn local_relay(&self) -> Result<Arc<LocalRelay>, IpcError> {
+        let mut slot = self.local_relay.lock().await;
+        if let Some(relay) = slot.as_ref() {
+            return Ok(Arc::clone(relay));
+        }
+        let relay = Arc::new(LocalRelay::start(self.data_dir.join("relay")).await?);
+        *slot = Some(Arc::clone(&relay));
+        Ok(relay)
+    }
+
+    /// Stops the embedded relay if it runs (at exit).
+    pub async fn stop_local_relay(&self) {
+        let relay = self.local_relay.lock().await.take();
+        if let Some(relay) = relay.and_then(|relay| Arc::try_unwrap(relay).ok()) {
+            relay.stop().await;
+        }
+    }
+
+    pub fn connection(&self) -> ConnectionState {
+        self.connection.lock().map_or(ConnectionState::Offline, |state| *state)
+    }
+
+    pub fn set_connection(&self, state: ConnectionState) {
+        if let Ok(mut current) = self.connection.lock() {
+            *current = state;
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Saves the preferences (`settings.json`, written then renamed).
+    pub fn save_settings(&self, settings: Settings) -> Result<Settings, IpcError> {
+        write_json(&self.data_dir.join(SETTINGS_FILE), &settings)?;
+        if let Ok(mut current) = self.settings.lock() {
+            *current = settings.clone();
+        }
+        Ok(settings)
+    }
+
+    /// The profile opened last time, to reopen at start.
+    pub fn last_profile(&self) -> Option<String> {
+        std::fs::read_to_string(self.data_dir.join(LAST_PROFILE_FILE))
+            .ok()
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty())
+    }
+
+    pub fn remember_profile(&self, id: Option<&str>) {
+        let path = self.data_dir.join(LAST_PROFILE_FILE);
+        let result = match id {
+            Some(id) => std::fs::write(&path, id),
+            None => std::fs::remove_file(&path).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not remember the open profile");
+        }
+    }
+
+    /// Every profile directory with its `profile.json`, oldest first. Unreadable ones are skipped (and logged).
+    pub fn profile_infos(&self) -> Vec<(PathBuf, ProfileInfo)> {
+        let Ok(entries) = std::fs::read_dir(self.profiles_dir()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter_map(|dir| match ProfileInfo::read(&dir) {
+                Ok(info) => Some((dir, info)),
+                Err(error) => {
+                    tracing::warn!(%error, "skipping a profile folder");
+                    None
+                }
+            })
+            .collect();
+        out.sort_by_key(|(_, info)| info.created_at);
+        out
+    }
+
+    /// The directory of profile `id`.
+    pub fn profile_dir(&self, id: &str) -> Result<PathBuf, IpcError> {
+        self.profile_infos()
+            .into_iter()
+            .find(|(_, info)| info.profile_id.to_string() == id)
+            .map(|(dir, _)| dir)
+            .ok_or_else(|| {
+                IpcError::new(
+                    IpcErrorCode::NoProfile,
+                    "That profile no longer exists on this computer.",
+                )
+            })
+    }
+
+    /// Summaries for the profile switcher.
+    pub fn summaries(&self) -> Vec<ProfileSummary> {
+        self.profile_infos()
+            .into_iter()
+            .map(|(dir, info)| ProfileSummary {
+                id: info.profile_id.to_string(),
+                username: info.username.to_string(),
+                local_relay: uses_local_relay(&dir),
+                relay_url: info.relay_url,
+            })
+            .collect()
+    }
+}
+
+/// Profiles registered with the embedded relay carry this marker file: its port may change between runs.
+const LOCAL_RELAY_MARKER: &str = "local-relay";
+
+pub fn uses_local_relay(profile_dir: &Path) -> bool {
+    profile_dir.join(LOCAL_RELAY_MARKER).exists()
+}
+
+pub fn mark_local_relay(profile_dir: &Path) -> Result<(), IpcError> {
+    std::fs::write(profile_dir.join(LOCAL_RELAY_MARKER), b"").map_err(|e| {
+        IpcError::new(
+            IpcErrorCode::DataDirectory,
+            format!("Magpie could not write to {}: {e}", profile_dir.display()),
+        )
+    })
+}
+
+/// Opens a profile directory on a worker thread (the credential store blocks).
+pub async fn open_profile_dir(dir: PathBuf, keystore: Arc<dyn Keystore>) -> Result<Profile, IpcError> {
+    tauri::async_runtime::spawn_blocking(move || Profile::open(&dir, keystore))
+        .await
+        .map_err(|e| IpcError::new(IpcErrorCode::Internal, format!("Opening the profile stopped: {e}")))?
+        .map_err(IpcError::from)
+}
+
+const SETTINGS_FILE: &str = "settings.json";
+const LAST_PROFILE_FILE: &str = "last-profile";
+
+fn read_settings(data_dir: &Path) -> Settings {
+    std::fs::read(data_dir.join(SETTINGS_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), IpcError> {
+    let failed = |e: String| {
+        IpcError::new(
+            IpcErrorCode::DataDirectory,
+            format!("Magpie could not save {}: {e}", path.display()),
+        )
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| failed(e.to_string()))?;
+    }
+    let json = serde_json::to_vec_pretty(value).map_err(|e| failed(e.to_string()))?;
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, json).map_err(|e| failed(e.to_string()))?;
+    std::fs::rename(&temp, path).map_err(|e| failed(e.to_string()))
+}

@@ -1,0 +1,194 @@
+//! The commands over Tauri's IPC path (mock runtime, real capabilities and serde), against the real embedded
+//! relay on 127.0.0.1, the real Secret Service and sled on disk; the peer is a magpie-core client.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "helpers of tests: any error must fail the test loudly"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use magpie_core::keystore::MemoryKeystore;
+use magpie_core::{Client, Event, Profile};
+use magpie_proto::{Identity, Username};
+use serde_json::{json, Value};
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, mock_builder, MockRuntime, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+use tauri::{App, WebviewWindow};
+
+const APP_ORIGIN: &str = "http://localhost:1420";
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Desktop {
+    _app: App<MockRuntime>,
+    window: WebviewWindow<MockRuntime>,
+}
+
+impl Desktop {
+    fn start() -> Self {
+        let app = magpie_desktop::build_app(mock_builder(), tauri::generate_context!(test = true)).unwrap();
+        let window = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
+            .build()
+            .unwrap();
+        Self { _app: app, window }
+    }
+
+    fn call(&self, command: &str, args: Value) -> Result<Value, Value> {
+        let request = InvokeRequest {
+            cmd: command.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: APP_ORIGIN.parse().unwrap(),
+            body: InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        get_ipc_response(&self.window, request).map(|body| body.deserialize::<Value>().unwrap())
+    }
+
+    fn ok(&self, command: &str, args: Value) -> Value {
+        self.call(command, args.clone())
+            .map_err(|error| format!("{command} {args} failed: {error}"))
+            .unwrap()
+    }
+
+    /// Polls `command` until `done` holds.
+    fn wait_for(&self, command: &str, args: Value, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let answer = self.ok(command, args.clone());
+            if done(&answer) {
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{command} never became what was awaited: {answer}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn error_code(error: Value) -> String {
+    error["code"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
+    let data = tempfile::tempdir().unwrap();
+    std::env::set_var("MAGPIE_DATA_DIR", data.path());
+    std::env::set_var(magpie_desktop::LOCAL_RELAY_PORT_ENV, "0");
+    let desktop = Desktop::start();
+
+    assert_eq!(desktop.ok("identity", json!({})), Value::Null, "no profile yet");
+    let refused = desktop
+        .call(
+            "create_profile",
+            json!({"username": "No Spaces Allowed", "relay": {"kind": "local"}}),
+        )
+        .unwrap_err();
+    assert_eq!(error_code(refused), "invalid_input");
+
+    let me = desktop.ok(
+        "create_profile",
+        json!({"username": "alice", "relay": {"kind": "local"}}),
+    );
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["local_relay"], true);
+    assert!(me["key_store"].as_str().unwrap().starts_with("Secret Service"), "{me}");
+    let relay_url = me["relay_url"].as_str().unwrap().to_owned();
+    assert!(relay_url.starts_with("http://127.0.0.1:"), "{relay_url}");
+    let profiles = desktop.ok("list_profiles", json!({}));
+    assert_eq!(profiles["active"], me["profile_id"]);
+    assert_eq!(profiles["profiles"][0]["local_relay"], true);
+
+    // Bob is a magpie-core client on the same relay.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bob_dir = tempfile::tempdir().unwrap();
+    let bob = runtime.block_on(async {
+        let identity = Identity::generate(Username::parse("bob").unwrap()).unwrap();
+        let profile =
+            Profile::create_with_identity(bob_dir.path(), identity, Arc::new(MemoryKeystore::default())).unwrap();
+        Client::register(profile, &relay_url, None).await.unwrap()
+    });
+    let mut bob_events = bob.events();
+    let running = bob.clone();
+    runtime.spawn(async move { running.run().await });
+
+    let unknown = desktop.call("start_chat", json!({"peer": "nobody"})).unwrap_err();
+    assert_eq!(error_code(unknown), "unknown_user");
+    desktop.ok("start_chat", json!({"peer": "bob"}));
+    assert_eq!(desktop.ok("requests", json!({}))["outgoing"], json!(["bob"]));
+
+    runtime.block_on(async {
+        wait_event(&mut bob_events, |e| matches!(e, Event::RequestReceived { .. })).await;
+        bob.accept(&Username::parse("alice").unwrap()).await.unwrap();
+    });
+    let chats = desktop.wait_for("chats", json!({}), |chats| chats[0]["has_session"] == true);
+    assert_eq!(chats[0]["peer"], "bob");
+    assert_eq!(chats[0]["verified"], false);
+
+    let sent = desktop.ok("send_message", json!({"peer": "bob", "text": "hello bob"}));
+    assert_eq!(sent["direction"], "outgoing");
+    let empty = desktop
+        .call("send_message", json!({"peer": "bob", "text": "   "}))
+        .unwrap_err();
+    assert_eq!(error_code(empty), "invalid_input");
+    runtime.block_on(async {
+        let got = wait_event(&mut bob_events, |e| matches!(e, Event::MessageReceived { .. })).await;
+        let Event::MessageReceived { message } = got else {
+            unreachable!()
+        };
+        assert_eq!(message.body, "hello bob");
+        bob.send_text(&Username::parse("alice").unwrap(), "hello alice")
+            .unwrap();
+    });
+
+    let page = desktop.wait_for(
+        "messages",
+        json!({"peer": "bob", "before": null, "limit": 50}),
+        |page| page["messages"].as_array().unwrap().len() == 2,
+    );
+    assert_eq!(page["has_more"], false);
+    assert_eq!(page["messages"][1]["body"], "hello alice");
+    assert_eq!(page["messages"][1]["direction"], "incoming");
+    // Paging: the one message before the newest.
+    let newest = page["messages"][1]["cursor"].as_u64().unwrap();
+    let older = desktop.ok("messages", json!({"peer": "bob", "before": newest, "limit": 1}));
+    assert_eq!(older["messages"][0]["body"], "hello bob");
+    assert_eq!(older["has_more"], false);
+
+    assert_eq!(desktop.ok("chats", json!({}))[0]["unread"], 1);
+    desktop.ok("mark_read", json!({"peer": "bob", "cursor": newest}));
+    assert_eq!(desktop.ok("chats", json!({}))[0]["unread"], 0);
+
+    let number = desktop.ok("safety_number", json!({"peer": "bob"}));
+    assert_eq!(number["groups"].as_array().unwrap().len(), 12);
+    assert!(number["qr_svg"].as_str().unwrap().contains("<svg"));
+    let bobs_view = bob.safety_number(&Username::parse("alice").unwrap()).unwrap();
+    assert_eq!(number["groups"], json!(bobs_view.groups()), "both sides see one number");
+    assert_eq!(desktop.ok("mark_verified", json!({"peer": "bob"}))["verified"], true);
+    assert_eq!(desktop.ok("chats", json!({}))[0]["verified"], true);
+
+    // Deleting the profile removes it from the list and its folder from the disk.
+    let id = me["profile_id"].as_str().unwrap().to_owned();
+    let left = desktop.ok("delete_profile", json!({"id": id}));
+    assert_eq!(left["profiles"], json!([]));
+    assert_eq!(left["active"], Value::Null);
+    assert_eq!(error_code(desktop.call("chats", json!({})).unwrap_err()), "no_profile");
+}
+
+async fn wait_event(events: &mut tokio::sync::broadcast::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Event {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if want(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the awaited event came")
+}

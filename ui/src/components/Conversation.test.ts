@@ -1,0 +1,146 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/svelte';
+import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
+import Conversation from './Conversation.svelte';
+import type { ChatSummary, IdentityView, MessageItem, SafetyNumberView } from '../lib/ipc';
+
+const me: IdentityView = {
+  profile_id: 'p1',
+  username: 'alice',
+  fingerprint: 'ab'.repeat(32),
+  certificate_subject: 'CN=alice',
+  certificate_serial: '01',
+  valid_from: 1_700_000_000,
+  valid_until: 1_900_000_000,
+  relay_url: 'https://127.0.0.1:4433',
+  relay_ca_fingerprint: 'cd'.repeat(32),
+  local_relay: true,
+  key_store: 'Secret Service',
+};
+
+function chat(overrides: Partial<ChatSummary> = {}): ChatSummary {
+  return {
+    peer: 'bob',
+    verified: false,
+    key_changed: false,
+    has_session: true,
+    last_message: null,
+    unread: 0,
+    last_activity: null,
+    ...overrides,
+  };
+}
+
+const safety: SafetyNumberView = {
+  peer: 'bob',
+  groups: Array.from({ length: 12 }, () => '12345'),
+  qr_svg: '<svg xmlns="http://www.w3.org/2000/svg"/>',
+  verified: false,
+  key_changed: true,
+};
+
+function mockBackend() {
+  const calls: { cmd: string; args: unknown }[] = [];
+  mockIPC(
+    (cmd, args) => {
+      calls.push({ cmd, args });
+      switch (cmd) {
+        case 'messages':
+          return { messages: [], has_more: false };
+        case 'safety_number':
+          return safety;
+        case 'send_message': {
+          const { peer, text } = args as { peer: string; text: string };
+          return {
+            id: 'new1',
+            peer,
+            direction: 'outgoing',
+            body: text,
+            sent_at: Date.now() / 1000,
+            delivery: 'sending',
+            cursor: 1,
+          } satisfies MessageItem;
+        }
+        default:
+          return null;
+      }
+    },
+    { shouldMockEvents: true },
+  );
+  return calls;
+}
+
+afterEach(() => {
+  cleanup();
+  clearMocks();
+});
+
+describe('Conversation', () => {
+  it('shows the name, an unverified badge and the connection state', async () => {
+    mockBackend();
+    render(Conversation, { peer: 'bob', chat: chat(), connection: 'online', me, onChanged: () => {} });
+    expect(screen.getByTestId('conversation-peer').textContent).toBe('bob');
+    expect(screen.getByTestId('verification-badge').textContent?.trim()).toBe('Not verified');
+    expect(screen.getByTestId('connection-dot').getAttribute('title')).toContain('Connected');
+    expect(screen.queryByTestId('key-change-banner')).toBeNull();
+    await screen.findByText(/No messages yet/);
+  });
+
+  it('blocks the chat with the key-change banner; "Accept new key" calls the backend', async () => {
+    const calls = mockBackend();
+    let changed = 0;
+    render(Conversation, {
+      peer: 'bob',
+      chat: chat({ key_changed: true }),
+      connection: 'online',
+      me,
+      onChanged: () => changed++,
+    });
+    const banner = screen.getByTestId('key-change-banner');
+    expect(banner.textContent?.replace(/\s+/g, ' ').trim()).toContain(
+      "bob's security key changed. This can mean bob reinstalled Magpie — or that someone is intercepting. " +
+        'Compare safety numbers before you continue.',
+    );
+    expect(screen.getByTestId('verification-badge').textContent?.trim()).toBe('Key changed');
+    expect((screen.getByTestId('compose-input') as HTMLTextAreaElement).disabled).toBe(true);
+
+    await fireEvent.click(screen.getByRole('button', { name: 'Accept new key' }));
+    await waitFor(() => expect(changed).toBe(1));
+    expect(calls.filter((c) => c.cmd === 'accept_new_key')).toEqual([
+      { cmd: 'accept_new_key', args: { peer: 'bob' } },
+    ]);
+  });
+
+  it('opens the safety number from the banner and from the menu', async () => {
+    mockBackend();
+    render(Conversation, {
+      peer: 'bob',
+      chat: chat({ key_changed: true }),
+      connection: 'online',
+      me,
+      onChanged: () => {},
+    });
+    await fireEvent.click(screen.getByRole('button', { name: 'Compare safety numbers' }));
+    await screen.findByTestId('safety-digits');
+    expect(screen.getByText(/This is the number of the new key/)).toBeTruthy();
+    await fireEvent.click(screen.getByTestId('safety-close'));
+    expect(screen.queryByTestId('safety-dialog')).toBeNull();
+
+    const menuButton = screen.getByRole('button', { name: 'Chat options' });
+    await fireEvent.click(menuButton);
+    expect(menuButton.getAttribute('aria-expanded')).toBe('true');
+    await fireEvent.click(screen.getByRole('menuitem', { name: 'Safety number' }));
+    await screen.findByTestId('safety-dialog');
+  });
+
+  it('shows a sent message at once', async () => {
+    const calls = mockBackend();
+    render(Conversation, { peer: 'bob', chat: chat(), connection: 'online', me, onChanged: () => {} });
+    await screen.findByText(/No messages yet/);
+    const input = screen.getByTestId('compose-input');
+    await fireEvent.input(input, { target: { value: 'hi bob' } });
+    await fireEvent.keyDown(input, { key: 'Enter' });
+    await screen.findByTestId('message-new1');
+    expect(calls.find((c) => c.cmd === 'send_message')?.args).toEqual({ peer: 'bob', text: 'hi bob' });
+  });
+});

@@ -1,0 +1,218 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/svelte';
+import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
+import { emit } from '@tauri-apps/api/event';
+import MessageList from './MessageList.svelte';
+import type { MessageItem, MessagePage, UiEvent } from '../lib/ipc';
+
+const TOTAL = 1_000_000;
+const START = 1_790_000_000;
+
+/** Message number `i` of a chat with alice: cursor i, alternating sides. */
+function message(i: number, overrides: Partial<MessageItem> = {}): MessageItem {
+  const incoming = i % 2 === 1;
+  return {
+    id: `m${i}`,
+    peer: 'alice',
+    direction: incoming ? 'incoming' : 'outgoing',
+    body: `message number ${i}`,
+    sent_at: START + i,
+    delivery: incoming ? 'received' : 'delivered',
+    cursor: i,
+    ...overrides,
+  };
+}
+
+type Args = Record<string, unknown>;
+
+/** Mocks a chat of `total` messages; records every command. */
+function mockChat(total: number) {
+  const calls: { cmd: string; args: Args }[] = [];
+  mockIPC(
+    (cmd, args) => {
+      const a = (args ?? {}) as Args;
+      calls.push({ cmd, args: a });
+      if (cmd === 'messages') {
+        const before = (a.before as number | null) ?? total;
+        const start = Math.max(0, before - (a.limit as number));
+        const messages: MessageItem[] = [];
+        for (let i = start; i < before; i++) messages.push(message(i));
+        return { messages, has_more: start > 0 } satisfies MessagePage;
+      }
+      if (cmd === 'retry_message') return message(total + 1, { delivery: 'sending', body: 'again', direction: 'outgoing' });
+      return null;
+    },
+    { shouldMockEvents: true },
+  );
+  return calls;
+}
+
+function rowIds(): string[] {
+  return screen.queryAllByTestId(/^message-m\d+$/).map((el) => el.dataset.testid!.slice('message-'.length));
+}
+
+async function send(event: UiEvent) {
+  await emit('magpie://event', event);
+}
+
+afterEach(() => {
+  cleanup();
+  clearMocks();
+});
+
+describe('MessageList', () => {
+  it('opens a chat of 1,000,000 messages with one page and only a window of rows in the DOM', async () => {
+    const calls = mockChat(TOTAL);
+    render(MessageList, { peer: 'alice', viewportHeight: 600, estimatedRowHeight: 60 });
+
+    await waitFor(() => expect(rowIds()).toContain(`m${TOTAL - 1}`));
+    const pages = calls.filter((c) => c.cmd === 'messages');
+    expect(pages).toHaveLength(1);
+    expect(pages[0]!.args).toEqual({ peer: 'alice', before: null, limit: 50 });
+
+    // 600 px of 60 px rows is 10 rows, plus overscan: far fewer than the 50 loaded, let alone a million.
+    const shown = rowIds();
+    expect(shown.length).toBeGreaterThan(5);
+    expect(shown.length).toBeLessThan(30);
+    expect(shown).not.toContain(`m${TOTAL - 50}`);
+    expect(screen.getByTestId(`message-m${TOTAL - 1}`).textContent).toContain(`message number ${TOTAL - 1}`);
+  });
+
+  it('loads the previous page near the top and keeps the same messages in view', async () => {
+    const calls = mockChat(TOTAL);
+    render(MessageList, { peer: 'alice', viewportHeight: 600, estimatedRowHeight: 60 });
+    await waitFor(() => expect(rowIds()).toContain(`m${TOTAL - 1}`));
+    const list = screen.getByTestId('message-list');
+    await waitFor(() => expect(list.scrollTop).toBeGreaterThan(1000));
+
+    list.scrollTop = 0;
+    await fireEvent.scroll(list);
+    await waitFor(() => expect(calls.filter((c) => c.cmd === 'messages')).toHaveLength(2));
+    expect(calls.filter((c) => c.cmd === 'messages')[1]!.args).toEqual({
+      peer: 'alice',
+      before: TOTAL - 50,
+      limit: 50,
+    });
+    // 50 older rows (60 px each) were added above: the view moved down by as much, so it still shows the oldest
+    // message of the first page rather than jumping to the new ones.
+    await waitFor(() => expect(list.scrollTop).toBeGreaterThanOrEqual(50 * 60));
+    expect(rowIds()).toContain(`m${TOTAL - 50}`);
+    expect(rowIds().length).toBeLessThan(40);
+  });
+
+  it('fills a short viewport by loading older pages until there are none', async () => {
+    const calls = mockChat(3);
+    render(MessageList, { peer: 'alice', viewportHeight: 600, estimatedRowHeight: 60 });
+    await waitFor(() => expect(rowIds()).toEqual(['m0', 'm1', 'm2']));
+    expect(calls.filter((c) => c.cmd === 'messages')).toHaveLength(1);
+  });
+
+  it('shows own messages on the right with their delivery state and others on the left', async () => {
+    mockChat(4);
+    render(MessageList, { peer: 'alice', viewportHeight: 600 });
+    const own = await screen.findByTestId('message-m2');
+    expect(own.classList.contains('outgoing')).toBe(true);
+    expect(own.querySelector('[data-testid="message-state"]')?.getAttribute('data-state')).toBe('delivered');
+    expect(own.textContent).toContain('Delivered');
+    const theirs = screen.getByTestId('message-m3');
+    expect(theirs.classList.contains('incoming')).toBe(true);
+    expect(theirs.querySelector('[data-testid="message-state"]')).toBeNull();
+    expect(screen.getAllByRole('separator').length).toBeGreaterThan(0);
+  });
+
+  it('appends a bubble when a message event arrives, once, and marks it read', async () => {
+    const calls = mockChat(2);
+    render(MessageList, { peer: 'alice', viewportHeight: 600 });
+    await waitFor(() => expect(rowIds()).toEqual(['m0', 'm1']));
+
+    const fresh = message(7, { body: 'https://example.com is just text' });
+    await send({ type: 'message', message: fresh });
+    await send({ type: 'message', message: fresh });
+    await send({ type: 'message', message: message(8, { peer: 'bob', id: 'other' }) });
+
+    await waitFor(() => expect(rowIds()).toEqual(['m0', 'm1', 'm7']));
+    const bubble = screen.getByTestId('message-m7').querySelector('[data-testid="message-body"]')!;
+    expect(bubble.textContent).toBe('https://example.com is just text');
+    expect(bubble.querySelector('a')).toBeNull();
+    await waitFor(() =>
+      expect(calls.filter((c) => c.cmd === 'mark_read').at(-1)?.args).toEqual({ peer: 'alice', cursor: 7 }),
+    );
+  });
+
+  it('follows delivery changes and retries a failed message', async () => {
+    const calls = mockChat(0);
+    render(MessageList, { peer: 'alice', viewportHeight: 600 });
+    await screen.findByText(/No messages yet/);
+
+    await send({ type: 'message', message: message(10, { delivery: 'sending' }) });
+    const state = () => screen.getByTestId('message-m10').querySelector('[data-testid="message-state"]')!;
+    await waitFor(() => expect(state().getAttribute('data-state')).toBe('sending'));
+
+    await send({ type: 'delivery_changed', peer: 'alice', id: 'm10', delivery: 'sent' });
+    await waitFor(() => expect(state().getAttribute('data-state')).toBe('sent'));
+
+    await send({ type: 'delivery_changed', peer: 'alice', id: 'm10', delivery: 'failed' });
+    const retry = await screen.findByRole('button', { name: 'Not sent — retry' });
+    await fireEvent.click(retry);
+    await waitFor(() => expect(rowIds()).toEqual(['m1']));
+    expect(calls.find((c) => c.cmd === 'retry_message')?.args).toEqual({ peer: 'alice', id: 'm10' });
+  });
+
+  it('offers a jump to new messages that arrive while reading older ones', async () => {
+    mockChat(TOTAL);
+    render(MessageList, { peer: 'alice', viewportHeight: 600, estimatedRowHeight: 60 });
+    await waitFor(() => expect(rowIds()).toContain(`m${TOTAL - 1}`));
+    const list = screen.getByTestId('message-list');
+    await waitFor(() => expect(list.scrollTop).toBeGreaterThan(1000));
+    list.scrollTop = 1000; // reading further up, not near the top
+    await fireEvent.scroll(list);
+
+    await send({ type: 'message', message: message(TOTAL + 1) });
+    const jump = await screen.findByTestId('jump-to-latest');
+    expect(jump.textContent).toContain('1 new message');
+    expect(list.scrollTop).toBe(1000);
+    expect(rowIds()).not.toContain(`m${TOTAL + 1}`);
+
+    await fireEvent.click(jump);
+    await waitFor(() => expect(rowIds()).toContain(`m${TOTAL + 1}`));
+    expect(screen.queryByTestId('jump-to-latest')).toBeNull();
+  });
+
+  it('shows a "new session keys" divider after a re-key', async () => {
+    mockChat(2);
+    render(MessageList, { peer: 'alice', viewportHeight: 600 });
+    await waitFor(() => expect(rowIds()).toEqual(['m0', 'm1']));
+    await send({ type: 'session_established', peer: 'alice', rekey: false });
+    await send({ type: 'session_established', peer: 'alice', rekey: true });
+    const divider = await screen.findByRole('separator', { name: 'New session keys' });
+    expect(divider.textContent).toContain('New session keys');
+    expect(screen.getAllByRole('separator', { name: 'New session keys' })).toHaveLength(1);
+  });
+
+  it('tells the user when a tampered message was dropped', async () => {
+    mockChat(1);
+    render(MessageList, { peer: 'alice', viewportHeight: 600 });
+    await waitFor(() => expect(rowIds()).toEqual(['m0']));
+    await send({ type: 'rejected', peer: 'bob', reason: 'not for this chat' });
+    await send({ type: 'rejected', peer: 'alice', reason: 'the signature did not verify' });
+    const alert = await screen.findByRole('alert');
+    expect(alert.textContent).toContain('refused a message from alice');
+    expect(alert.textContent).toContain('the signature did not verify');
+    await fireEvent.click(screen.getByRole('button', { name: 'Dismiss' }));
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+
+  it('explains a failed load in words', async () => {
+    mockIPC(
+      (cmd) => {
+        if (cmd === 'messages') throw { code: 'internal', message: 'The history could not be read.' };
+        return null;
+      },
+      { shouldMockEvents: true },
+    );
+    render(MessageList, { peer: 'alice', viewportHeight: 600 });
+    const alert = await screen.findByRole('alert');
+    expect(alert.textContent).toContain('The history could not be read.');
+    expect(alert.textContent).not.toContain('{');
+  });
+});

@@ -1,0 +1,230 @@
+// The app's reactive state: what the shell shows, loaded from the backend and kept fresh by its events.
+import { getContext, setContext } from 'svelte';
+import {
+  appInfo,
+  chats as fetchChats,
+  connectionState,
+  getSettings,
+  identity as fetchIdentity,
+  listProfiles,
+  onEvent,
+  openProfile,
+  requests as fetchRequests,
+  saveSettings,
+  type AppInfo,
+  type ChatSummary,
+  type ConnectionState,
+  type IdentityView,
+  type ProfilesView,
+  type RequestsView,
+  type Settings,
+  type UiEvent,
+} from './ipc';
+import { describeError } from './errors';
+
+export type EventListener = (event: UiEvent) => void;
+
+/** Events after which the chat list or the requests may have changed. */
+const REFRESHING_EVENTS: ReadonlySet<UiEvent['type']> = new Set([
+  'message',
+  'request_received',
+  'request_declined',
+  'session_established',
+  'key_changed',
+  'delivery_changed',
+  'handshake_failed',
+]);
+
+/** How long to gather a burst of events into one refresh. */
+export const REFRESH_DELAY_MS = 50;
+
+export class AppState {
+  info = $state<AppInfo | null>(null);
+  /** Why `info` could not be read (a sentence). */
+  infoError = $state<string | null>(null);
+  profiles = $state<ProfilesView>({ profiles: [], active: null });
+  identity = $state<IdentityView | null>(null);
+  chats = $state<ChatSummary[]>([]);
+  requests = $state<RequestsView>({ incoming: [], outgoing: [] });
+  connection = $state<ConnectionState>('connecting');
+  selectedPeer = $state<string | null>(null);
+  settings = $state<Settings>({ theme: 'system', notifications: true });
+  /** Peers whose handshake is under way, with the last step reported. */
+  handshakes = $state<Record<string, string>>({});
+  /** The first load finished (successfully or not). */
+  loaded = $state(false);
+  /** The profiles could not be listed: the app cannot start (a sentence). */
+  loadError = $state<string | null>(null);
+  /** Something went wrong that the user should know about, but the app goes on (a sentence). */
+  notice = $state<string | null>(null);
+
+  /** The chat shown in the conversation pane, if it is in the list. */
+  selectedChat = $derived(this.chats.find((chat) => chat.peer === this.selectedPeer) ?? null);
+  hasProfile = $derived(this.profiles.active !== null && this.identity !== null);
+
+  #listeners = new Set<EventListener>();
+  #unlisten: (() => void) | null = null;
+  #refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  #stopped = false;
+
+  /** Reads everything the shell shows. Safe to call again (after creating, opening or deleting a profile). */
+  async load(): Promise<void> {
+    const [info, profiles, settings] = await Promise.allSettled([appInfo(), listProfiles(), getSettings()]);
+    if (info.status === 'fulfilled') {
+      this.info = info.value;
+      this.infoError = null;
+    } else {
+      this.infoError = describeError(info.reason);
+    }
+    if (settings.status === 'fulfilled') this.settings = settings.value;
+    if (profiles.status === 'rejected') {
+      this.loadError = describeError(profiles.reason);
+      this.loaded = true;
+      return;
+    }
+    this.loadError = null;
+    this.profiles = profiles.value;
+    if (profiles.value.active === null) {
+      this.#clearProfileState();
+    } else {
+      try {
+        this.identity = await fetchIdentity();
+      } catch (error) {
+        this.identity = null;
+        this.notice = describeError(error);
+      }
+      if (this.identity) await this.#loadProfileState();
+    }
+    this.loaded = true;
+  }
+
+  /** Re-reads the chat list and the requests. */
+  async refresh(): Promise<void> {
+    if (!this.identity) return;
+    const [chats, requests] = await Promise.allSettled([fetchChats(), fetchRequests()]);
+    if (chats.status === 'fulfilled') this.chats = chats.value;
+    if (requests.status === 'fulfilled') this.requests = requests.value;
+    const failed = [chats, requests].find((result) => result.status === 'rejected');
+    if (failed) this.notice = describeError(failed.reason);
+  }
+
+  /** Refreshes once after a burst of calls. */
+  scheduleRefresh(): void {
+    if (this.#refreshTimer !== null || this.#stopped) return;
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = null;
+      void this.refresh();
+    }, REFRESH_DELAY_MS);
+  }
+
+  /** Switches to another profile on this computer. Throws a MagpieError when it cannot be opened. */
+  async switchProfile(id: string): Promise<void> {
+    const opened = await openProfile(id);
+    this.selectedPeer = null;
+    this.identity = opened;
+    try {
+      this.profiles = await listProfiles();
+    } catch {
+      this.profiles = { ...this.profiles, active: opened.profile_id };
+    }
+    this.handshakes = {};
+    await this.#loadProfileState();
+  }
+
+  /** Saves the settings; the state shows what the backend stored. */
+  async updateSettings(settings: Settings): Promise<void> {
+    this.settings = await saveSettings(settings);
+  }
+
+  select(peer: string | null): void {
+    this.selectedPeer = peer;
+  }
+
+  /** Lets other parts of the UI (the conversation) see every backend event. Returns the unsubscribe function. */
+  subscribe(listener: EventListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Starts following the backend's events. */
+  async start(): Promise<void> {
+    this.#stopped = false;
+    const unlisten = await onEvent((event) => this.handleEvent(event));
+    if (this.#stopped) unlisten();
+    else this.#unlisten = unlisten;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#unlisten?.();
+    this.#unlisten = null;
+    if (this.#refreshTimer !== null) clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = null;
+    this.#listeners.clear();
+  }
+
+  handleEvent(event: UiEvent): void {
+    switch (event.type) {
+      case 'connection':
+        this.connection = event.state;
+        break;
+      case 'handshake_progress':
+        this.handshakes = { ...this.handshakes, [event.peer]: event.step };
+        break;
+      case 'session_established':
+      case 'handshake_failed':
+      case 'request_declined': {
+        const { [event.peer]: _, ...rest } = this.handshakes;
+        this.handshakes = rest;
+        break;
+      }
+    }
+    if (REFRESHING_EVENTS.has(event.type)) this.scheduleRefresh();
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        console.error('An event listener failed', error);
+      }
+    }
+  }
+
+  async #loadProfileState(): Promise<void> {
+    const [chats, requests, connection] = await Promise.allSettled([
+      fetchChats(),
+      fetchRequests(),
+      connectionState(),
+    ]);
+    this.chats = chats.status === 'fulfilled' ? chats.value : [];
+    this.requests = requests.status === 'fulfilled' ? requests.value : { incoming: [], outgoing: [] };
+    this.connection = connection.status === 'fulfilled' ? connection.value : 'offline';
+    const failed = [chats, requests, connection].find((result) => result.status === 'rejected');
+    this.notice = failed ? describeError(failed.reason) : null;
+    if (this.selectedPeer && !this.chats.some((chat) => chat.peer === this.selectedPeer)) this.selectedPeer = null;
+  }
+
+  #clearProfileState(): void {
+    this.identity = null;
+    this.chats = [];
+    this.requests = { incoming: [], outgoing: [] };
+    this.connection = 'connecting';
+    this.selectedPeer = null;
+    this.handshakes = {};
+  }
+}
+
+export function createAppState(): AppState {
+  return new AppState();
+}
+
+const CONTEXT_KEY = Symbol('magpie-app-state');
+
+/** Makes the state available to descendants (call in App.svelte). */
+export function provideAppState(state: AppState): AppState {
+  return setContext(CONTEXT_KEY, state);
+}
+
+/** The app state set by App.svelte, e.g. `getAppState().subscribe(handler)` in the conversation. */
+export function getAppState(): AppState {
+  return getContext<AppState>(CONTEXT_KEY);
+}
