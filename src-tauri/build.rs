@@ -23,6 +23,7 @@ const COMMANDS: &[&str] = &[
     "safety_number",
     "mark_verified",
     "accept_new_key",
+    "run_demo",
 ];
 
 fn main() {

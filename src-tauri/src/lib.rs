@@ -2,6 +2,7 @@
 
 mod commands;
 mod convert;
+mod demo;
 mod error;
 pub mod ipc_types;
 mod local_relay;
@@ -74,6 +75,7 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
             commands::chats::safety_number,
             commands::chats::mark_verified,
             commands::chats::accept_new_key,
+            demo::run_demo,
         ])
         .build(context)?;
     // Managed before the window can call anything: the first command needs the data folder.

@@ -1,5 +1,6 @@
 //! Types that cross IPC. TypeScript twins are generated into `ui/src/lib/bindings.ts`.
 
+mod demo;
 mod events;
 mod views;
 
@@ -7,6 +8,7 @@ use serde::Serialize;
 use ts_rs::TS;
 
 pub use crate::error::{IpcError, IpcErrorCode};
+pub use demo::*;
 pub use events::{UiEvent, EVENT, ONBOARDING_EVENT};
 pub use views::*;
 
@@ -64,6 +66,14 @@ pub fn typescript_bindings() -> String {
         UiEvent::decl(&cfg),
         Theme::decl(&cfg),
         Settings::decl(&cfg),
+        DemoParty::decl(&cfg),
+        DemoStatus::decl(&cfg),
+        DemoActor::decl(&cfg),
+        DemoField::decl(&cfg),
+        WireEnvelope::decl(&cfg),
+        DemoStep::decl(&cfg),
+        DemoMessage::decl(&cfg),
+        DemoRun::decl(&cfg),
     ];
     let mut out = String::from(
         "// Generated from src-tauri/src/ipc_types/ by `npm run bindings`. Do not edit: a test fails when stale.\n",

@@ -139,3 +139,95 @@ export type Settings = { theme: Theme,
  * Native notifications for messages that arrive while the window is not focused.
  */
 notifications: boolean, };
+
+export type DemoParty = { username: string, 
+/**
+ * "CN=alice".
+ */
+certificate_subject: string, 
+/**
+ * The relay CA that issued it.
+ */
+certificate_issuer: string, certificate_serial: string, 
+/**
+ * SHA-256 of the public key, hex.
+ */
+fingerprint: string, };
+
+export type DemoStatus = "passed" | "failed" | "not_reached";
+
+export type DemoActor = "alice" | "bob";
+
+export type DemoField = { label: string, value: string, 
+/**
+ * The whole value when `value` is shortened.
+ */
+full: string | null, };
+
+export type WireEnvelope = { from: string, to: string, 
+/**
+ * chat_request, chat_accept, key_transfer, key_confirm, message, ...
+ */
+kind: string, 
+/**
+ * Bytes of body the relay carried.
+ */
+bytes: number, 
+/**
+ * The first bytes of the body, hex.
+ */
+preview_hex: string, 
+/**
+ * The relay flipped a bit in it (tamper switch).
+ */
+tampered: boolean, };
+
+export type DemoStep = { 
+/**
+ * 1 to 7.
+ */
+number: number, 
+/**
+ * "Request", "Accept", "Directory", "Wrap key", "Sign", "Verify & unwrap", "Encrypted chat".
+ */
+title: string, actor: DemoActor, status: DemoStatus, 
+/**
+ * One sentence: what happened.
+ */
+summary: string, 
+/**
+ * Checks that passed ("Signature verified with alice's certificate") or the one that failed.
+ */
+checks: Array<string>, fields: Array<DemoField>, 
+/**
+ * The envelope this step put on the wire, if any.
+ */
+envelope: WireEnvelope | null, };
+
+export type DemoMessage = { plaintext_sent: string, 
+/**
+ * What Bob's window shows after decrypting.
+ */
+plaintext_received: string, ciphertext_bytes: number, 
+/**
+ * As the relay stored it, hex (truncated).
+ */
+ciphertext_preview_hex: string, };
+
+export type DemoRun = { tampered: boolean, relay_url: string, relay_ca_fingerprint: string, alice: DemoParty, bob: DemoParty, 
+/**
+ * Always seven, in order.
+ */
+steps: Array<DemoStep>, message: DemoMessage | null, 
+/**
+ * Everything the relay saw, in order.
+ */
+wire: Array<WireEnvelope>, 
+/**
+ * Why the handshake stopped, when it did.
+ */
+failure: string | null, 
+/**
+ * How long the real run took, milliseconds (key generation included).
+ */
+elapsed_ms: number, };

@@ -5,6 +5,7 @@ import type {
   AppInfo,
   ChatSummary,
   ConnectionState,
+  DemoRun,
   IdentityView,
   IpcErrorCode,
   MessageItem,
@@ -197,4 +198,12 @@ export function onEvent(handler: (event: UiEvent) => void): Promise<UnlistenFn> 
 /** Follows onboarding progress (key generation, storing, registering). */
 export function onOnboarding(handler: (stage: OnboardingStage) => void): Promise<UnlistenFn> {
   return listen<OnboardingStage>('magpie://onboarding', (event) => handler(event.payload));
+}
+
+// --- handshake demo ---
+
+/** Runs the seven-step handshake for real between two throwaway profiles (Alice and Bob) on a relay inside the
+ *  app, then returns every step's real data. With `tamper`, the relay flips a bit in the key transfer. */
+export function runDemo(tamper: boolean): Promise<DemoRun> {
+  return call<DemoRun>('run_demo', { tamper });
 }

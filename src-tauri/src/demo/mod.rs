@@ -1,0 +1,221 @@
+//! The handshake demo: two throwaway profiles, Alice and Bob, run the real seven steps on a relay of their own
+//! inside the app; every event and every envelope is recorded and handed to the UI to walk through.
+//!
+//! Nothing is canned: the values are what magpie-core computed this run, and a failure is shown as it happened.
+//! The demo's keys live in memory (they are thrown away with the run), not in the credential store.
+
+mod steps;
+mod wire;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use magpie_core::engine::ConnectionState;
+use magpie_core::keystore::MemoryKeystore;
+use magpie_core::{Client, Event, Profile};
+use magpie_proto::{CertificateAuthority, Identity, Username};
+use magpie_relay::ca::CaInfo;
+use magpie_relay::config::Config;
+use magpie_relay::server::RunningRelay;
+use magpie_relay::store::MemoryStore;
+use magpie_relay::AppState as RelayState;
+use tokio::sync::mpsc;
+
+use crate::commands::blocking;
+use crate::error::{IpcError, IpcErrorCode};
+use crate::ipc_types::{DemoActor, DemoParty, DemoRun};
+use wire::{WireLog, WireTap};
+
+/// What Alice says once the keys are agreed.
+pub const DEMO_MESSAGE: &str = "Hi Bob! Only you can read this.";
+/// How long one stage of the demo may take before it is reported as stuck.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+#[tauri::command]
+pub async fn run_demo(tamper: bool) -> Result<DemoRun, IpcError> {
+    run(tamper).await
+}
+
+/// Runs the demo once.
+pub async fn run(tamper: bool) -> Result<DemoRun, IpcError> {
+    let started = Instant::now();
+    let scratch = tempfile::tempdir().map_err(|e| failed(format!("no scratch folder: {e}")))?;
+    // Three RSA-3072 keys (the relay's CA, Alice, Bob), made in parallel.
+    let (ca, alice_id, bob_id) = tokio::try_join!(
+        blocking(
+            || CertificateAuthority::create("Magpie demo relay CA", std::time::SystemTime::now())
+                .map_err(IpcError::from)
+        ),
+        blocking(|| Identity::generate(name("alice")?).map_err(IpcError::from)),
+        blocking(|| Identity::generate(name("bob")?).map_err(IpcError::from)),
+    )?;
+    let log: WireLog = Arc::new(Mutex::new(Vec::new()));
+    let store = WireTap::new(Arc::new(MemoryStore::new()), Arc::clone(&log), tamper);
+    let ca = CaInfo::new(ca)?;
+    let relay_ca_fingerprint = ca.fingerprint_hex();
+    let issuer = format!("CN={}", ca.authority.certificate().common_name().unwrap_or_default());
+    let state = RelayState::new(Arc::new(store), ca, Config::with_data_dir(scratch.path().join("relay")))
+        .map_err(|e| failed(format!("the demo relay did not start: {e}")))?;
+    let relay = RunningRelay::start(state)
+        .await
+        .map_err(|e| failed(format!("the demo relay could not listen: {e}")))?;
+    let relay_url = relay.url("");
+
+    let alice = register(alice_id, &scratch.path().join("alice"), &relay_url).await?;
+    let bob = register(bob_id, &scratch.path().join("bob"), &relay_url).await?;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let tasks = [
+        follow(&alice, DemoActor::Alice, events_tx.clone()),
+        follow(&bob, DemoActor::Bob, events_tx),
+        tokio::spawn(run_client(alice.clone())),
+        tokio::spawn(run_client(bob.clone())),
+    ];
+    let mut recorded = Vec::new();
+    let outcome = drive(&alice, &bob, &mut events, &mut recorded).await;
+    for task in &tasks {
+        task.abort();
+    }
+    // Whatever arrived after the last wait still belongs to the story.
+    while let Ok(event) = events.try_recv() {
+        recorded.push(event);
+    }
+    let _ = relay.stop().await;
+
+    let wire = log.lock().map(|log| log.clone()).unwrap_or_default();
+    let failure = outcome.err();
+    let built = steps::build(&recorded, &wire, failure.as_deref());
+    Ok(DemoRun {
+        tampered: tamper,
+        relay_url,
+        relay_ca_fingerprint,
+        alice: party(&alice, &issuer)?,
+        bob: party(&bob, &issuer)?,
+        steps: built.steps,
+        message: built.message,
+        wire,
+        failure: built.failure,
+        elapsed_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+    })
+}
+
+type Recorded = (DemoActor, Event);
+
+/// The story: Alice asks, Bob accepts, the engine does steps 3–7, Alice says hello. `Err` is why it stopped.
+async fn drive(
+    alice: &Client,
+    bob: &Client,
+    events: &mut mpsc::UnboundedReceiver<Recorded>,
+    recorded: &mut Vec<Recorded>,
+) -> Result<(), String> {
+    let (mut alice_online, mut bob_online) = (false, false);
+    while !(alice_online && bob_online) {
+        let (actor, _) = wait(events, recorded, |(_, event)| {
+            matches!(
+                event,
+                Event::Connection {
+                    state: ConnectionState::Online
+                }
+            )
+        })
+        .await?;
+        match actor {
+            DemoActor::Alice => alice_online = true,
+            DemoActor::Bob => bob_online = true,
+        }
+    }
+    alice.request(bob.username()).await.map_err(|e| e.to_string())?;
+    wait(events, recorded, |(actor, event)| {
+        *actor == DemoActor::Bob && matches!(event, Event::RequestReceived { .. })
+    })
+    .await?;
+    bob.accept(alice.username()).await.map_err(|e| e.to_string())?;
+    // Bob installs his session at step 6, Alice hers at step 7; a failure on either side ends the story.
+    loop {
+        let (actor, event) = wait(events, recorded, |(_, event)| {
+            matches!(event, Event::HandshakeFailed { .. } | Event::SessionEstablished { .. })
+        })
+        .await?;
+        match event {
+            Event::HandshakeFailed { reason, .. } => return Err(reason),
+            Event::SessionEstablished { .. } if actor == DemoActor::Alice => break,
+            _ => {}
+        }
+    }
+    alice
+        .send_text(bob.username(), DEMO_MESSAGE)
+        .map_err(|e| e.to_string())?;
+    wait(events, recorded, |(actor, event)| {
+        *actor == DemoActor::Bob && matches!(event, Event::MessageReceived { .. })
+    })
+    .await?;
+    Ok(())
+}
+
+/// Records events until one that `want`s arrives, and returns it.
+async fn wait(
+    events: &mut mpsc::UnboundedReceiver<Recorded>,
+    recorded: &mut Vec<Recorded>,
+    want: impl Fn(&Recorded) -> bool,
+) -> Result<Recorded, String> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let next = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .map_err(|_| {
+                format!(
+                    "Nothing happened for {} seconds: the demo stopped here.",
+                    PATIENCE.as_secs()
+                )
+            })?
+            .ok_or_else(|| "The demo's clients stopped.".to_owned())?;
+        recorded.push(next.clone());
+        if want(&next) {
+            return Ok(next);
+        }
+    }
+}
+
+fn follow(client: &Client, actor: DemoActor, out: mpsc::UnboundedSender<Recorded>) -> tokio::task::JoinHandle<()> {
+    let mut events = client.events();
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            if out.send((actor, event)).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+async fn run_client(client: Client) {
+    if let Err(error) = client.run().await {
+        tracing::warn!(%error, "a demo client stopped");
+    }
+}
+
+async fn register(identity: Identity, dir: &std::path::Path, relay_url: &str) -> Result<Client, IpcError> {
+    let dir = dir.to_owned();
+    let profile = blocking(move || {
+        Profile::create_with_identity(&dir, identity, Arc::new(MemoryKeystore::default())).map_err(IpcError::from)
+    })
+    .await?;
+    Ok(Client::register(profile, relay_url, None).await?)
+}
+
+fn party(client: &Client, issuer: &str) -> Result<DemoParty, IpcError> {
+    let certificate = client.certificate();
+    Ok(DemoParty {
+        username: client.username().to_string(),
+        certificate_subject: format!("CN={}", certificate.common_name().unwrap_or_default()),
+        certificate_issuer: issuer.to_owned(),
+        certificate_serial: certificate.serial_hex()?,
+        fingerprint: client.fingerprint().to_hex(),
+    })
+}
+
+fn name(name: &str) -> Result<Username, IpcError> {
+    Username::parse(name).map_err(IpcError::from)
+}
+
+fn failed(message: String) -> IpcError {
+    IpcError::new(IpcErrorCode::Internal, message)
+}

@@ -1,0 +1,113 @@
+//! The demo relay's store: it records every envelope as the relay holds it (the "wire" column) and, when asked,
+//! flips one bit of the wrapped key in the key transfer, as a malicious relay could.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use magpie_proto::{EnvelopeKind, KeyTransfer};
+use magpie_relay::store::{
+    ChallengeRecord, Inserted, NewEnvelope, Store, StoreResult, StoredEnvelope, TokenRecord, UserRecord,
+};
+use uuid::Uuid;
+
+use crate::ipc_types::WireEnvelope;
+
+/// Body bytes shown in the wire column.
+const PREVIEW_BYTES: usize = 24;
+
+/// What the relay saw, in order; shared with the demo runner.
+pub type WireLog = Arc<Mutex<Vec<WireEnvelope>>>;
+
+#[derive(Debug)]
+pub struct WireTap {
+    inner: Arc<dyn Store>,
+    log: WireLog,
+    tamper: bool,
+}
+
+impl WireTap {
+    pub fn new(inner: Arc<dyn Store>, log: WireLog, tamper: bool) -> Self {
+        Self { inner, log, tamper }
+    }
+}
+
+/// The envelope kind as the protocol names it on the wire (`key_transfer`).
+pub fn kind_name(kind: EnvelopeKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Flips the lowest bit of the wrapped key's first byte; `None` if the body is not a key transfer.
+fn flip_wrapped_key_bit(body_b64: &str) -> Option<String> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let body = engine.decode(body_b64).ok()?;
+    let mut transfer = KeyTransfer::from_json(&body).ok()?;
+    *transfer.wrapped_key.first_mut()? ^= 1;
+    Some(engine.encode(transfer.to_json().ok()?))
+}
+
+impl Store for WireTap {
+    fn insert_envelope(&self, mut envelope: NewEnvelope) -> StoreResult<Inserted> {
+        let mut tampered = false;
+        if self.tamper && envelope.kind == EnvelopeKind::KeyTransfer {
+            if let Some(flipped) = flip_wrapped_key_bit(&envelope.body_b64) {
+                envelope.body_b64 = flipped;
+                tampered = true;
+            }
+        }
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(&envelope.body_b64)
+            .unwrap_or_default();
+        let entry = WireEnvelope {
+            from: envelope.from.clone(),
+            to: envelope.to.clone(),
+            kind: kind_name(envelope.kind),
+            bytes: u32::try_from(body.len()).unwrap_or(u32::MAX),
+            preview_hex: magpie_proto::encoding::hex(&body[..body.len().min(PREVIEW_BYTES)]),
+            tampered,
+        };
+        let inserted = self.inner.insert_envelope(envelope)?;
+        if matches!(inserted, Inserted::Stored(_)) {
+            if let Ok(mut log) = self.log.lock() {
+                log.push(entry);
+            }
+        }
+        Ok(inserted)
+    }
+
+    fn add_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        self.inner.add_user(user)
+    }
+    fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        self.inner.user(username)
+    }
+    fn has_user(&self, username: &str) -> StoreResult<bool> {
+        self.inner.has_user(username)
+    }
+    fn put_challenge(&self, nonce: &[u8], challenge: &ChallengeRecord) -> StoreResult<()> {
+        self.inner.put_challenge(nonce, challenge)
+    }
+    fn take_challenge(&self, nonce: &[u8]) -> StoreResult<Option<ChallengeRecord>> {
+        self.inner.take_challenge(nonce)
+    }
+    fn put_token(&self, token_hash: &[u8; 32], token: &TokenRecord) -> StoreResult<()> {
+        self.inner.put_token(token_hash, token)
+    }
+    fn token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<TokenRecord>> {
+        self.inner.token(token_hash)
+    }
+    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>> {
+        self.inner.fetch(to, after, limit)
+    }
+    fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {
+        self.inner.ack(to, ids, now)
+    }
+    fn purge_expired(&self, now: u64) -> StoreResult<usize> {
+        self.inner.purge_expired(now)
+    }
+    fn flush(&self) -> StoreResult<()> {
+        self.inner.flush()
+    }
+}
