@@ -24,6 +24,8 @@ const COMMANDS: &[&str] = &[
     "mark_verified",
     "accept_new_key",
     "run_demo",
+    "perf_open_chat",
+    "perf_mark",
 ];
 
 fn main() {

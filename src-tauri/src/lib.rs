@@ -5,11 +5,12 @@ mod convert;
 mod demo;
 mod error;
 pub mod ipc_types;
-mod local_relay;
+pub mod local_relay;
 mod notify;
+mod perf;
 mod qr;
 mod session;
-mod state;
+pub mod state;
 
 use std::path::PathBuf;
 
@@ -76,6 +77,8 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
             commands::chats::mark_verified,
             commands::chats::accept_new_key,
             demo::run_demo,
+            perf::perf_open_chat,
+            perf::perf_mark,
         ])
         .build(context)?;
     // Managed before the window can call anything: the first command needs the data folder.

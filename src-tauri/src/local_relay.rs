@@ -67,6 +67,11 @@ impl LocalRelay {
     }
 }
 
+/// Where the embedded relay keeps its CA, mailboxes and port, inside the app's data folder.
+pub fn relay_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("relay")
+}
+
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }

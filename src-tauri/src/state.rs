@@ -14,6 +14,7 @@ use crate::ipc_types::{ConnectionState, ProfileSummary, Settings};
 use crate::local_relay::LocalRelay;
 
 /// Everything the commands share (Tauri-managed).
+#[derive(Debug)]
 pub struct AppState {
     data_dir: PathBuf,
     keystore: Arc<dyn Keystore>,
@@ -24,6 +25,7 @@ pub struct AppState {
 }
 
 /// The open profile and the tasks that keep it connected; dropping it stops them.
+#[derive(Debug)]
 pub struct ActiveProfile {
     pub client: Client,
     pub local_relay: bool,
@@ -110,7 +112,7 @@ impl AppState {
         if let Some(relay) = slot.as_ref() {
             return Ok(Arc::clone(relay));
         }
-        let relay = Arc::new(LocalRelay::start(self.data_dir.join("relay")).await?);
+        let relay = Arc::new(LocalRelay::start(crate::local_relay::relay_dir(&self.data_dir)).await?);
         *slot = Some(Arc::clone(&relay));
         Ok(relay)
     }

@@ -205,7 +205,7 @@ fn mark_failure(steps: &mut [DemoStep], failure: Option<&str>) {
         broken = true;
         step.status = DemoStatus::Failed;
         let reason = failure.unwrap_or("This step did not happen.");
-        step.summary = format!("Failed: {reason}");
+        step.summary = "This check failed, so the handshake stopped here and nothing of it was kept.".into();
         step.checks = vec![reason.to_owned()];
     }
 }

@@ -69,6 +69,14 @@ export class AppState {
 
   /** Reads everything the shell shows. Safe to call again (after creating, opening or deleting a profile). */
   async load(): Promise<void> {
+    // `identity` first: at start it reopens the profile that was open last time, which `listProfiles` then reports.
+    let reopened: IdentityView | null = null;
+    let reopenError: unknown = null;
+    try {
+      reopened = await fetchIdentity();
+    } catch (error) {
+      reopenError = error;
+    }
     const [info, profiles, settings] = await Promise.allSettled([appInfo(), listProfiles(), getSettings()]);
     if (info.status === 'fulfilled') {
       this.info = info.value;
@@ -84,16 +92,12 @@ export class AppState {
     }
     this.loadError = null;
     this.profiles = profiles.value;
-    if (profiles.value.active === null) {
+    if (reopenError !== null) this.notice = describeError(reopenError);
+    if (profiles.value.active === null || reopened === null) {
       this.#clearProfileState();
     } else {
-      try {
-        this.identity = await fetchIdentity();
-      } catch (error) {
-        this.identity = null;
-        this.notice = describeError(error);
-      }
-      if (this.identity) await this.#loadProfileState();
+      this.identity = reopened;
+      await this.#loadProfileState();
     }
     this.loaded = true;
   }

@@ -207,3 +207,15 @@ export function onOnboarding(handler: (stage: OnboardingStage) => void): Promise
 export function runDemo(tamper: boolean): Promise<DemoRun> {
   return call<DemoRun>('run_demo', { tamper });
 }
+
+// --- measurement (scripts/perf-app.sh); no-ops unless the script started the app ---
+
+/** The chat the performance script wants opened, or null. */
+export function perfOpenChat(): Promise<string | null> {
+  return call<string | null>('perf_open_chat');
+}
+
+/** Records a milestone (with a duration in ms, if any) in the performance script's report. */
+export function perfMark(name: string, valueMs: number | null = null): Promise<void> {
+  return call<void>('perf_mark', { name, valueMs });
+}

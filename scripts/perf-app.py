@@ -1,0 +1,137 @@
+"""The measuring half of scripts/perf-app.sh (runs inside Xvfb and a private keyring session)."""
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+IDLE_SECONDS = 20
+
+
+def tree(root):
+    """The pid and every descendant (WebKit's web and network processes are children of the app)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def marks(report):
+    out = {}
+    try:
+        with open(report) as f:
+            for line in f:
+                name, *pairs = line.split()
+                out[name] = {k: float(v) for k, v in (p.split("=") for p in pairs)}
+    except OSError:
+        pass
+    return out
+
+
+def run_once(app, data, report, measure_idle):
+    if os.path.exists(report):
+        os.remove(report)
+    env = dict(os.environ, MAGPIE_DATA_DIR=data, MAGPIE_PERF_REPORT=report, MAGPIE_PERF_OPEN_CHAT="bob",
+               MAGPIE_LOG="warn")
+    started_ms = time.time() * 1000
+    proc = subprocess.Popen([app], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not {"chat_list", "open_chat"} <= marks(report).keys():
+            if proc.poll() is not None:
+                raise SystemExit(f"the app exited early: {proc.stderr.read()[-2000:]}")
+            if time.time() > deadline:
+                raise SystemExit(f"no marks after 120 s: {marks(report)}")
+            time.sleep(0.02)
+        got = marks(report)
+        result = {
+            "start_ms": got["chat_list"]["wall_ms"] - started_ms,
+            "open_chat_ms": got["open_chat"]["value_ms"],
+        }
+        if measure_idle:
+            time.sleep(5)  # let the first paints, the relay connection and the GC settle
+            pids = tree(proc.pid)
+            before = sum(cpu_ticks(p) for p in pids)
+            time.sleep(IDLE_SECONDS)
+            pids = tree(proc.pid)
+            after = sum(cpu_ticks(p) for p in pids)
+            result["idle_cpu_pct"] = (after - before) / CLK_TCK / IDLE_SECONDS * 100
+            result["pss_mb"] = sum(pss_kb(p) for p in pids) / 1024
+            result["processes"] = len(pids)
+        return result
+    finally:
+        for pid in reversed(tree(proc.pid)):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--seed", required=True)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=6)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="magpie-perf.") as scratch:
+        data = os.path.join(scratch, "data")
+        report = os.path.join(scratch, "marks.txt")
+        began = time.time()
+        subprocess.run([args.seed, data, str(args.messages)], check=True)
+        print(f"seeded {args.messages} messages in {time.time() - began:.1f} s")
+        results = []
+        for i in range(args.runs):
+            result = run_once(args.app, data, report, measure_idle=(i == args.runs - 1))
+            label = "cold" if i == 0 else "warm"
+            print(f"run {i + 1} ({label}): " + " ".join(f"{k}={v:.1f}" for k, v in result.items()))
+            results.append(result)
+        warm = results[1:] or results
+        start_ms = statistics.median(r["start_ms"] for r in warm)
+        open_ms = statistics.median(r["open_chat_ms"] for r in warm)
+        last = results[-1]
+        print(f"start_ms={start_ms:.0f} pss_mb={last['pss_mb']:.0f} idle_cpu_pct={last['idle_cpu_pct']:.2f} "
+              f"open_chat_ms={open_ms:.0f}")
+
+
+if __name__ == "__main__":
+    main()

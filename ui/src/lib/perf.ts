@@ -1,0 +1,30 @@
+// Milestones for scripts/perf-app.sh. They do nothing unless the script started the app (perfOpenChat is null).
+import { perfMark, perfOpenChat } from './ipc';
+
+/** Resolves after the browser has painted twice: what was rendered is on screen. */
+export function afterPaint(): Promise<void> {
+  return new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => resolve())));
+}
+
+async function until(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) return false;
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+  }
+  return true;
+}
+
+/** Call once the chat list is rendered: marks it, opens the script's chat and marks when its messages are drawn. */
+export async function reportPerfMarks(openChat: (peer: string) => void): Promise<void> {
+  const peer = await perfOpenChat();
+  if (peer === null) return;
+  await afterPaint();
+  await perfMark('chat_list');
+  const started = performance.now();
+  openChat(peer);
+  const drawn = await until(() => document.querySelector('[data-testid="message-body"]') !== null, 30_000);
+  if (!drawn) return;
+  await afterPaint();
+  await perfMark('open_chat', performance.now() - started);
+}
