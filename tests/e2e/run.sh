@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the app with its UI embedded, then drives its real window: Xvfb + D-Bus + unlocked gnome-keyring +
-# tauri-driver (which starts Debian's WebKitWebDriver) + the WebDriver test in tests/e2e/. Screenshots: target/e2e/.
+# tauri-driver (which starts Debian's WebKitWebDriver) + the WebDriver test in tests/e2e/ (which also runs the
+# `magpie` command line against the app's embedded relay). Screenshots: target/e2e/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,6 +23,11 @@ trap cleanup EXIT
 
 export MAGPIE_E2E_APP="$PWD/target/e2e/magpie-desktop"
 export MAGPIE_DATA_DIR="$scratch/data"
+# The app's embedded relay listens here (tauri-driver passes our environment on to the app), and the test's
+# `magpie` command line registers there too. A port the kernel just handed out is almost surely still free.
+MAGPIE_LOCAL_RELAY_PORT=$(node -e 'const s = require("net").createServer();
+s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')
+export MAGPIE_LOCAL_RELAY_PORT
 port=4444
 export MAGPIE_E2E_DRIVER="http://127.0.0.1:$port"
 

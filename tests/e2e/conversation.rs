@@ -1,0 +1,161 @@
+//! A chat between the window's user and someone at a terminal (`magpie` on the same embedded relay): the request
+//! arrives in the window and is accepted there, the handshake completes, and a message goes each way.
+
+use fantoccini::key::Key;
+use fantoccini::Client;
+use serde_json::Value;
+
+use crate::terminal::Terminal;
+use crate::window::{click, content_of, element, eventually, gone, picture, text_of, type_into, WAIT};
+
+const FROM_TERMINAL: &str = "hello from the terminal";
+const FROM_WINDOW: &str = "hello from the window";
+
+/// The messages the conversation shows, oldest first: direction, text and (own messages) delivery state.
+async fn shown_messages(client: &Client) -> Vec<Value> {
+    let script = r#"
+        return [...document.querySelectorAll('[data-testid="message-list"] .row.message')].map((row) => ({
+            direction: row.classList.contains('outgoing') ? 'outgoing' : 'incoming',
+            body: row.querySelector('[data-testid="message-body"]')?.textContent ?? '',
+            state: row.querySelector('[data-testid="message-state"]')?.dataset.state ?? null,
+        }));
+    "#;
+    match client.execute(script, vec![]).await.unwrap() {
+        Value::Array(messages) => messages,
+        other => panic!("the message list script answered {other}"),
+    }
+}
+
+fn find<'a>(messages: &'a [Value], direction: &str, body: &str) -> Option<&'a Value> {
+    messages
+        .iter()
+        .find(|m| m["direction"] == direction && m["body"] == body)
+}
+
+/// `me` (the window's user, already on the chat list) and `them` at the terminal, on the relay at `relay_url`.
+pub async fn with_the_terminal(client: &Client, me: &str, them: &Terminal, relay_url: &str) {
+    let peer = "erin";
+    let registered = them.ok(&["--relay", relay_url, "register", peer]).await;
+    assert!(
+        registered.contains(&format!("Registered {peer} with {relay_url}")),
+        "{registered}"
+    );
+    let whoami = them.ok(&["whoami"]).await;
+    let their_fingerprint = whoami
+        .lines()
+        .find_map(|line| line.strip_prefix("Fingerprint:"))
+        .map(|hex| hex.trim().to_owned())
+        .unwrap_or_else(|| panic!("no fingerprint in `whoami`: {whoami}"));
+    them.ok(&["request", me]).await;
+
+    // The window learns of the request from the relay's push, without anyone reloading anything.
+    let request = text_of(client, &format!("request-{peer}")).await;
+    assert!(
+        request.contains(&format!("{peer} wants to start an encrypted chat")),
+        "{request:?}"
+    );
+    let start: Vec<String> = their_fingerprint
+        .as_bytes()
+        .chunks(4)
+        .take(4)
+        .map(|group| String::from_utf8(group.to_vec()).unwrap())
+        .collect();
+    assert!(
+        request.contains(&start.join(" ")),
+        "the request shows the start of {peer}'s real key ({their_fingerprint}): {request:?}"
+    );
+    assert_eq!(text_of(client, "requests-count").await, "1");
+    picture(client, "request.png").await;
+
+    click(client, &format!("accept-{peer}")).await;
+    gone(
+        client,
+        &format!("request-{peer}"),
+        "the request to leave the list once accepted",
+    )
+    .await;
+
+    // The terminal's side of the handshake advances whenever it syncs; the window answers on its own (online).
+    eventually("the terminal's handshake with the window to finish", WAIT, || async {
+        let requests = them.ok(&["requests"]).await;
+        (!requests.contains(&format!("Waiting for {me}"))).then_some(())
+    })
+    .await;
+    let sent = them.ok(&["send", me, FROM_TERMINAL]).await;
+    assert!(sent.starts_with("Sent "), "{sent}");
+
+    click(client, &format!("chat-row-{peer}")).await;
+    assert_eq!(content_of(client, "conversation-peer").await, peer);
+    eventually("the terminal's message in the conversation", WAIT, || async {
+        find(&shown_messages(client).await, "incoming", FROM_TERMINAL).map(|_| ())
+    })
+    .await;
+    assert_eq!(text_of(client, "verification-badge").await, "Not verified");
+    picture(client, "conversation.png").await;
+
+    // Both ends compute the same safety number: the window's dialog and the terminal's `safety-number`.
+    let terminal_number: Vec<String> = them
+        .ok(&["safety-number", me])
+        .await
+        .lines()
+        .skip(1)
+        .take(3)
+        .flat_map(|row| row.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(terminal_number.len(), 12, "{terminal_number:?}");
+    click(client, "conversation-menu").await;
+    click(client, "menu-safety-number").await;
+    let digits = element(client, "safety-digits").await;
+    // The groups are laid out by CSS (no spaces in the text); the label reads them out one by one.
+    assert_eq!(
+        digits.text().await.unwrap().split_whitespace().collect::<String>(),
+        terminal_number.concat(),
+        "the safety numbers differ"
+    );
+    assert_eq!(
+        digits.attr("aria-label").await.unwrap().unwrap_or_default(),
+        format!("Safety number: {}", terminal_number.join(" "))
+    );
+    element(client, "safety-qr").await;
+    picture(client, "safety-number.png").await;
+    click(client, "safety-close").await;
+    gone(client, "safety-dialog", "the safety number to close").await;
+
+    // Enter sends; the box empties and the message shows at once.
+    type_into(
+        client,
+        "compose-input",
+        &format!("{FROM_WINDOW}{}", char::from(Key::Enter)),
+    )
+    .await;
+    eventually("the reply in the conversation", WAIT, || async {
+        find(&shown_messages(client).await, "outgoing", FROM_WINDOW).map(|_| ())
+    })
+    .await;
+    let composer = element(client, "compose-input").await;
+    eventually("the message box to empty after Enter sent it", WAIT, || async {
+        (composer.prop("value").await.unwrap().as_deref() == Some("")).then_some(())
+    })
+    .await;
+
+    // The terminal reads it after a sync, and its receipts come back to both.
+    eventually("the reply in the terminal's history", WAIT, || async {
+        them.ok(&["sync"]).await;
+        let history = them.history(me).await;
+        find(&history, "incoming", FROM_WINDOW).map(|_| ())
+    })
+    .await;
+    let history = them.history(me).await;
+    let own = find(&history, "outgoing", FROM_TERMINAL).unwrap_or_else(|| panic!("{history:?}"));
+    assert_eq!(
+        own["delivery"], "delivered",
+        "the window's receipt reached the terminal"
+    );
+    eventually("the terminal's receipt for the reply", WAIT, || async {
+        let messages = shown_messages(client).await;
+        let reply = find(&messages, "outgoing", FROM_WINDOW)?;
+        (reply["state"] == "delivered").then_some(())
+    })
+    .await;
+    picture(client, "conversation-reply.png").await;
+}
