@@ -4,7 +4,10 @@
 //!
 //! `cargo run -p magpie-relay --example lying_relay -- --data DIR --listen 127.0.0.1:PORT --victim erin \
 //!  --swap-file /tmp/swap`
-#![allow(clippy::print_stdout, reason = "a test tool: its one line of output is how tests know it is up")]
+#![allow(
+    clippy::print_stdout,
+    reason = "a test tool: its one line of output is how tests know it is up"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
