@@ -55,7 +55,7 @@ pub fn identity(client: &Client, local_relay: bool) -> Result<IdentityView, IpcE
         certificate_serial: certificate.serial_hex()?,
         valid_from,
         valid_until,
-        relay_url: client.relay_url().to_owned(),
+        relay_url: client.relay_url().trim_end_matches('/').to_owned(),
         relay_ca_fingerprint: client.relay_ca_fingerprint()?.to_hex(),
         local_relay,
         key_store: magpie_core::keystore::backend_name().to_owned(),
