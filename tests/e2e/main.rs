@@ -1,6 +1,10 @@
-//! Drives the real Magpie window through tauri-driver and WebKitWebDriver, beside a `magpie` command line on the
-//! app's embedded relay. Run with `bash tests/e2e/run.sh` (or `npm run test:e2e`), which builds the app, picks the
-//! embedded relay's port and starts Xvfb, D-Bus, gnome-keyring and tauri-driver. Screenshots: target/e2e/.
+//! Drives the real Magpie window through tauri-driver and WebKitWebDriver, beside a `magpie` command line (on the
+//! app's embedded relay, or on a lying relay). Run with `bash tests/e2e/run.sh` (or `npm run test:e2e`), which
+//! builds the app, picks the embedded relay's port and starts Xvfb, D-Bus, gnome-keyring and tauri-driver.
+//! Screenshots: target/e2e/.
+//!
+//! Each story starts the app anew, one at a time (it is single-instance): the first in run.sh's data folder, the
+//! others each in a fresh one of their own, so none depends on another.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,15 +17,16 @@
 #[path = "../stories/binaries.rs"]
 mod binaries;
 mod conversation;
+mod demo;
+mod key_change;
 mod onboarding;
 mod terminal;
 mod window;
 
 use terminal::Terminal;
-use window::{launch_app, leave_evidence, required_env};
+use window::{free_port, required_env, with_app};
 
-/// One story, because the app is single-instance and its data folder is shared: a first run ends in a profile
-/// that the rest needs.
+/// The first run, in run.sh's data folder: a profile on the embedded relay, then a chat with a terminal on it.
 #[tokio::test(flavor = "current_thread")]
 async fn a_new_user_onboards_and_chats_with_someone_at_a_terminal() {
     let data_dir = required_env("MAGPIE_DATA_DIR");
@@ -30,23 +35,46 @@ async fn a_new_user_onboards_and_chats_with_someone_at_a_terminal() {
     // Built before the window opens: the first build takes a while and nothing should time out meanwhile.
     let erin = Terminal::new().await;
 
-    let client = launch_app().await;
-    let story = tokio::spawn({
-        let client = client.clone();
-        async move {
-            let fingerprint = onboarding::create_profile(&client, "dana").await;
-            onboarding::about_and_settings(&client, &data_dir, &relay_url, &fingerprint).await;
-            conversation::with_the_terminal(&client, "dana", &erin, &relay_url).await;
-        }
+    with_app("onboarding", &[], |client| async move {
+        let fingerprint = onboarding::create_profile(&client, "dana").await;
+        onboarding::about_and_settings(&client, &data_dir, &relay_url, &fingerprint).await;
+        conversation::with_the_terminal(&client, "dana", &erin, &relay_url).await;
     })
     .await;
-    if story.is_err() {
-        leave_evidence(&client).await;
-    }
-    // Ends the session, and with it the app.
-    let closed = client.close().await;
-    if let Err(failure) = story {
-        std::panic::resume_unwind(failure.into_panic());
-    }
-    closed.unwrap();
+}
+
+/// The handshake demo, untouched and then with the relay tampering, in a data folder of its own.
+#[tokio::test(flavor = "current_thread")]
+async fn the_handshake_demo_runs_for_real_and_stops_on_tampering() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let port = free_port().to_string();
+    let env = [
+        ("MAGPIE_DATA_DIR", data_dir.to_str().unwrap()),
+        ("MAGPIE_LOCAL_RELAY_PORT", port.as_str()),
+    ];
+    with_app("demo", &env, |client| async move {
+        onboarding::local_profile(&client, "hana").await;
+        demo::walk_through(&client).await;
+    })
+    .await;
+}
+
+/// A contact's key changes in a lying relay's directory: the window warns and pauses sending.
+#[tokio::test(flavor = "current_thread")]
+async fn a_key_change_in_the_directory_is_flagged_after_reconnecting() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let port = free_port().to_string();
+    let env = [
+        ("MAGPIE_DATA_DIR", data_dir.to_str().unwrap()),
+        ("MAGPIE_LOCAL_RELAY_PORT", port.as_str()),
+    ];
+    // Built and started before the window opens, so nothing in the window waits on a build.
+    let frank = Terminal::new().await;
+    let mut relay = key_change::LyingRelay::start().await;
+    with_app("key-change", &env, |client| async move {
+        key_change::through_a_lying_relay(&client, "gwen", &mut relay, &frank).await;
+    })
+    .await;
 }

@@ -117,3 +117,27 @@ pub async fn about_and_settings(client: &Client, data_dir: &str, relay_url: &str
     click(client, "settings-close").await;
     gone(client, "settings-dialog", "Settings to close on Done").await;
 }
+
+/// Onboards `name` on the embedded relay, without pictures, and opens the chat list: the way in for stories about
+/// something else.
+pub async fn local_profile(client: &Client, name: &str) {
+    type_into(client, "onboarding-username", name).await;
+    click(client, "onboarding-create").await;
+    start_chatting(client, name).await;
+}
+
+/// After "Create my key": the summary names `name`, and "Start chatting" opens the chat list, online.
+pub async fn start_chatting(client: &Client, name: &str) {
+    let done = text_of(client, "onboarding-done").await;
+    assert!(done.contains(&format!("You are {name}")), "{done}");
+    click(client, "onboarding-start").await;
+    eventually("the profile switcher to name the new user", WAIT, || async {
+        (content_of(client, "profile-name").await == name).then_some(())
+    })
+    .await;
+    let state = element(client, "connection-state").await;
+    eventually("the connection dot to turn online", WAIT, || async {
+        (state.attr("data-state").await.unwrap().as_deref() == Some("online")).then_some(())
+    })
+    .await;
+}

@@ -40,7 +40,8 @@ for _ in $(seq 1 100); do
 done
 
 status=0
-cargo test -p magpie-tests --features e2e --test e2e --locked -- --nocapture || status=$?
+# One story at a time: the app is single-instance (each story starts its own app, with a data folder of its own).
+cargo test -p magpie-tests --features e2e --test e2e --locked -- --nocapture --test-threads=1 || status=$?
 if ((status)); then
   echo "--- tauri-driver log ---" >&2
   cat "$scratch/driver.log" >&2

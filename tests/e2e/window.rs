@@ -2,11 +2,13 @@
 //! screenshots, and the evidence a failure leaves behind.
 
 use std::future::Future;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use tempfile::TempDir;
 
 /// How long the window may take to show one thing (generous: CI machines are slow, and key generation is real).
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -16,19 +18,118 @@ pub fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run this through `bash tests/e2e/run.sh`"))
 }
 
-/// Starts the app through tauri-driver (the environment of tauri-driver, e.g. `MAGPIE_DATA_DIR`, is the app's).
-pub async fn launch_app() -> Client {
+/// One window at a time: the app is single-instance, so a second one would only focus the first.
+static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The app in a WebDriver session, started with an environment of its own.
+pub struct App {
+    pub client: Client,
+    /// The process id the launcher wrote (the launcher `exec`s the app, so it is the app's).
+    pid_file: PathBuf,
+    _launcher: TempDir,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// Starts the app through tauri-driver, waiting for any earlier app to have ended. The app gets tauri-driver's
+/// environment (run.sh's `MAGPIE_DATA_DIR` and `MAGPIE_LOCAL_RELAY_PORT`), with `env` on top: tauri-driver
+/// passes no environment of a session's own, so the session starts a small launcher script that sets it and
+/// `exec`s the app.
+pub async fn launch_app(env: &[(&str, &str)]) -> App {
+    let turn = ONE_APP.lock().await;
     let application = required_env("MAGPIE_E2E_APP");
     let driver = std::env::var("MAGPIE_E2E_DRIVER").unwrap_or_else(|_| "http://127.0.0.1:4444".to_owned());
-    let capabilities = serde_json::json!({ "tauri:options": { "application": application } });
+    let launcher = tempfile::tempdir().unwrap();
+    let pid_file = launcher.path().join("app.pid");
+    let script = launcher.path().join("magpie-desktop");
+    let quoted = |value: &str| {
+        assert!(!value.contains('\''), "no quotes in the launcher: {value}");
+        format!("'{value}'")
+    };
+    let mut text = format!("#!/bin/sh\necho $$ > {}\n", quoted(&pid_file.to_string_lossy()));
+    for (name, value) in env {
+        text.push_str(&format!("export {name}={}\n", quoted(value)));
+    }
+    text.push_str(&format!("exec {} \"$@\"\n", quoted(&application)));
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let capabilities = serde_json::json!({ "tauri:options": { "application": script } });
     let serde_json::Value::Object(capabilities) = capabilities else {
         unreachable!()
     };
-    ClientBuilder::native()
+    let client = ClientBuilder::native()
         .capabilities(capabilities)
         .connect(&driver)
         .await
-        .expect("tauri-driver accepts a session")
+        .expect("tauri-driver accepts a session");
+    App {
+        client,
+        pid_file,
+        _launcher: launcher,
+        _turn: turn,
+    }
+}
+
+impl App {
+    /// Ends the session and waits until the app's process is gone, so the next app can start.
+    pub async fn close(self) {
+        let closed = self.client.clone().close().await;
+        let pid = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        if let Some(pid) = pid {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while running(pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(POLL).await;
+            }
+            if running(pid) {
+                eprintln!("the app (pid {pid}) did not exit within {WAIT:?} of the session's end: killing it");
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        closed.unwrap();
+    }
+}
+
+/// Whether process `pid` still runs (a zombie has ended; its parent just has not reaped it yet).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// Runs `story` against a freshly launched app: on a failure, leaves target/e2e/failure-`name`.png and the
+/// page's text; either way ends the app before returning (or passing the failure on).
+pub async fn with_app<F, Fut>(name: &str, env: &[(&str, &str)], story: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let app = launch_app(env).await;
+    let outcome = tokio::spawn(story(app.client.clone())).await;
+    if outcome.is_err() {
+        leave_evidence(&app.client, name).await;
+    }
+    app.close().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}
+
+/// A loopback port nobody listens on now (the kernel just handed it out, so it is almost surely still free).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn by_id(test_id: &str) -> String {
@@ -100,6 +201,45 @@ where
     }
 }
 
+/// Waits until nothing moves: no finite animation running, and no scroll position changing between two looks (a
+/// smooth scroll is under way). Screenshots then show where a transition ended, not its middle.
+pub async fn settled(client: &Client) {
+    let script = r#"
+        const moving = document.getAnimations().filter((a) =>
+            a.playState === 'running' && a.effect?.getComputedTiming().iterations !== Infinity).length;
+        const scrolled = [...document.querySelectorAll('*')]
+            .filter((e) => e.scrollHeight > e.clientHeight || e.scrollWidth > e.clientWidth)
+            .map((e) => `${e.scrollTop},${e.scrollLeft}`)
+            .join(';');
+        return `${moving}|${scrolled}`;
+    "#;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = String::new();
+    loop {
+        let now = client.execute(script, vec![]).await.unwrap();
+        let now = now.as_str().unwrap_or_default().to_owned();
+        if now.starts_with("0|") && now == last {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the window still moved after {WAIT:?}: {now}"
+        );
+        last = now;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Scrolls the element with `data-testid` = `test_id` into its scroll container's view, at once.
+pub async fn scroll_into_view(client: &Client, test_id: &str) {
+    element(client, test_id).await;
+    let script = "document.querySelector(arguments[0]).scrollIntoView({ block: 'nearest', behavior: 'instant' });";
+    client
+        .execute(script, vec![serde_json::Value::String(by_id(test_id))])
+        .await
+        .unwrap();
+}
+
 /// All text the page shows (what a failure report prints).
 pub async fn page_text(client: &Client) -> String {
     match client.find(Locator::Css("body")).await {
@@ -144,12 +284,12 @@ fn assert_picture(path: &Path) {
     println!("screenshot: {} ({bytes} bytes)", path.display());
 }
 
-/// What a failed run leaves behind: target/e2e/failure.png and the page's text on stderr.
-pub async fn leave_evidence(client: &Client) {
+/// What a failed story leaves behind: target/e2e/failure-`name`.png and the page's text on stderr.
+pub async fn leave_evidence(client: &Client, name: &str) {
     match client.screenshot().await {
         Ok(png) => {
             let dir = shots_dir();
-            let path = dir.join("failure.png");
+            let path = dir.join(format!("failure-{name}.png"));
             match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, png)) {
                 Ok(()) => eprintln!("failure screenshot: {}", path.display()),
                 Err(error) => eprintln!("could not save {}: {error}", path.display()),

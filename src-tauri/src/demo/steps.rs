@@ -182,32 +182,41 @@ pub fn build(recorded: &[Recorded], wire: &[WireEnvelope], failure: Option<&str>
             }),
         ),
     ];
-    mark_failure(&mut steps, failure);
+    let failure = mark_failure(&mut steps, failure);
     Built {
         steps,
         message,
-        failure: failure.map(str::to_owned),
+        failure,
     }
 }
 
-/// The first step that did not happen failed (with the reason); the rest were not reached.
-fn mark_failure(steps: &mut [DemoStep], failure: Option<&str>) {
-    let mut broken = false;
+/// The first step that did not happen failed (with the reason); the rest were not reached. Returns the failure as
+/// a sentence naming who stopped where.
+fn mark_failure(steps: &mut [DemoStep], reason: Option<&str>) -> Option<String> {
+    let mut sentence = None;
     for step in steps {
-        if step.status == DemoStatus::Passed && !broken {
+        if step.status == DemoStatus::Passed && sentence.is_none() {
             continue;
         }
-        if broken {
+        if sentence.is_some() {
             step.status = DemoStatus::NotReached;
             step.summary = "Not reached: an earlier step failed.".into();
             continue;
         }
-        broken = true;
+        let who = match step.actor {
+            DemoActor::Alice => "Alice",
+            DemoActor::Bob => "Bob",
+        };
+        let reason = reason.unwrap_or("this step did not happen");
         step.status = DemoStatus::Failed;
-        let reason = failure.unwrap_or("This step did not happen.");
         step.summary = "This check failed, so the handshake stopped here and nothing of it was kept.".into();
-        step.checks = vec![reason.to_owned()];
+        step.checks = vec![format!("{who} refused it: {reason}")];
+        sentence = Some(format!(
+            "{who} stopped the handshake at step {} ({}): {reason}. Nothing of it was kept and no chat was opened.",
+            step.number, step.title
+        ));
     }
+    sentence
 }
 
 struct Card {

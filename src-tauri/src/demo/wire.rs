@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use magpie_proto::{EnvelopeKind, KeyTransfer};
+use magpie_proto::{EnvelopeKind, KeyTransfer, SealedMessage};
 use magpie_relay::store::{
     ChallengeRecord, Inserted, NewEnvelope, Store, StoreResult, StoredEnvelope, TokenRecord, UserRecord,
 };
@@ -48,6 +48,18 @@ fn flip_wrapped_key_bit(body_b64: &str) -> Option<String> {
     Some(engine.encode(transfer.to_json().ok()?))
 }
 
+/// The first bytes of what the envelope hides: a message's AES-GCM ciphertext, a key transfer's wrapped key
+/// (where the tamper switch flips a bit); the (public) JSON of other handshake messages.
+fn preview(kind: EnvelopeKind, body: &[u8]) -> String {
+    let secret = match kind {
+        EnvelopeKind::Message => SealedMessage::from_json(body).ok().map(|sealed| sealed.ciphertext),
+        EnvelopeKind::KeyTransfer => KeyTransfer::from_json(body).ok().map(|transfer| transfer.wrapped_key),
+        _ => None,
+    };
+    let bytes = secret.as_deref().unwrap_or(body);
+    magpie_proto::encoding::hex(&bytes[..bytes.len().min(PREVIEW_BYTES)])
+}
+
 impl Store for WireTap {
     fn insert_envelope(&self, mut envelope: NewEnvelope) -> StoreResult<Inserted> {
         let mut tampered = false;
@@ -65,7 +77,7 @@ impl Store for WireTap {
             to: envelope.to.clone(),
             kind: kind_name(envelope.kind),
             bytes: u32::try_from(body.len()).unwrap_or(u32::MAX),
-            preview_hex: magpie_proto::encoding::hex(&body[..body.len().min(PREVIEW_BYTES)]),
+            preview_hex: preview(envelope.kind, &body),
             tampered,
         };
         let inserted = self.inner.insert_envelope(envelope)?;

@@ -52,7 +52,7 @@ pub struct WireEnvelope {
     pub kind: String,
     /// Bytes of body the relay carried.
     pub bytes: u32,
-    /// The first bytes of the body, hex.
+    /// The first bytes of what it hides (a message's ciphertext, the wrapped key), else of its body, hex.
     pub preview_hex: String,
     /// The relay flipped a bit in it (tamper switch).
     pub tampered: bool,

@@ -99,7 +99,7 @@ describe('Onboarding', () => {
     expect(backend.argsOf('create_profile')).toEqual([
       {
         username: 'bob',
-        relay: { kind: 'remote', url: 'https://relay.example.org:8443', ca_fingerprint: CA_FINGERPRINT },
+        relay: { kind: 'remote', url: 'https://relay.example.org:8443/', ca_fingerprint: CA_FINGERPRINT },
       },
     ]);
   });

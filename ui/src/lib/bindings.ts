@@ -174,7 +174,7 @@ kind: string,
  */
 bytes: number, 
 /**
- * The first bytes of the body, hex.
+ * The first bytes of what it hides (a message's ciphertext, the wrapped key), else of its body, hex.
  */
 preview_hex: string, 
 /**

@@ -131,7 +131,8 @@ export function fakeBackend(options: FakeOptions = {}) {
         if (state.active === args.id) state.active = null;
         return profilesView();
       case 'probe_relay':
-        return { url: args.url, ca_fingerprint: CA_FINGERPRINT, ca_subject: 'CN=Example Relay CA' };
+        // As Rust answers: the address parsed, so "https://host:1" comes back as "https://host:1/".
+        return { url: new URL(String(args.url)).href, ca_fingerprint: CA_FINGERPRINT, ca_subject: 'CN=Example Relay CA' };
       case 'chats':
         return state.chats;
       case 'requests':
