@@ -64,8 +64,15 @@ impl Relay {
     }
 
     pub async fn start_in(dir: TempDir) -> Self {
+        Self::start_configured(dir, |_| {}).await
+    }
+
+    /// A relay whose defaults `configure` changes (smaller limits, say).
+    pub async fn start_configured(dir: TempDir, configure: impl FnOnce(&mut Config)) -> Self {
         logs();
-        let state = open_state(Config::with_data_dir(dir.path())).unwrap();
+        let mut config = Config::with_data_dir(dir.path());
+        configure(&mut config);
+        let state = open_state(config).unwrap();
         let running = RunningRelay::start(state).await.unwrap();
         Self { running, _data: dir }
     }

@@ -14,3 +14,4 @@ mod crash;
 mod faults;
 mod malicious;
 mod offline;
+mod screens;

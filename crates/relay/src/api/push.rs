@@ -195,13 +195,18 @@ impl Hub {
     }
 }
 
+/// The smallest frame cap: well above what a client's largest message makes (32 KiB of text, base64 twice).
+const MIN_FRAME_CAP: usize = 1024 * 1024;
+
 pub(crate) async fn connect(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
     let ws = ws.map_err(|r| Error::BadRequest(format!("expected a WebSocket upgrade: {}", r.body_text())))?;
-    let max_frame = state.config.max_envelope_bytes.saturating_mul(4) / 3 + 4096;
+    // Frames somewhat over the envelope limit are read and refused one by one (the sender marks that message
+    // failed); only a frame over this cap drops the connection, which the client would resend into forever.
+    let max_frame = (state.config.max_envelope_bytes.saturating_mul(4) / 3 + 4096).max(MIN_FRAME_CAP);
     // tungstenite's 128 KiB default buffers would cost 1.3 GB for 10,000 idle clients.
     Ok(ws
         .max_message_size(max_frame)

@@ -1,0 +1,89 @@
+//! What the app's chat screen asks of the engine: pages from the end, read marks and unread counts, and sending a
+//! failed message again.
+
+use magpie_core::engine::{Event, MessageView};
+use magpie_core::history::Delivery;
+use magpie_core::Error;
+
+use crate::common::{logs, name, online_pair, wait_for, Relay};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_read_marks_and_resending_a_failed_message() {
+    logs();
+    // Envelopes over 4 KiB are refused for good: how a message ends "failed" here.
+    let relay = Relay::start_configured(tempfile::tempdir().unwrap(), |config| config.max_envelope_bytes = 4096).await;
+    let pair = online_pair(&relay).await;
+    let (alice, bob) = (&pair.alice.client, &pair.bob.client);
+    let mut bob_events = bob.events();
+    for i in 0..5 {
+        alice.send_text(&name("bob"), &format!("message {i}")).unwrap();
+    }
+    let mut received = 0;
+    while received < 5 {
+        wait_for(&mut bob_events, |e| {
+            matches!(e, Event::MessageReceived { .. }).then_some(())
+        })
+        .await;
+        received += 1;
+    }
+
+    // Pages come from the end, oldest first; `before` is exclusive.
+    let newest = bob.messages_before(&name("alice"), None, 2).unwrap();
+    let bodies = |page: &[magpie_core::history::Entry]| page.iter().map(|e| e.message.body.clone()).collect::<Vec<_>>();
+    assert_eq!(bodies(&newest), ["message 3", "message 4"]);
+    let older = bob
+        .messages_before(&name("alice"), Some(newest[0].cursor.value()), 10)
+        .unwrap();
+    assert_eq!(bodies(&older), ["message 0", "message 1", "message 2"]);
+
+    // Unread: incoming after the read mark, which never moves back.
+    assert_eq!(bob.unread(&name("alice"), 100).unwrap(), 5);
+    bob.mark_read(&name("alice"), older[2].cursor.value()).unwrap();
+    assert_eq!(bob.unread(&name("alice"), 100).unwrap(), 2);
+    bob.mark_read(&name("alice"), older[0].cursor.value()).unwrap();
+    assert_eq!(bob.unread(&name("alice"), 100).unwrap(), 2, "the read mark went back");
+    assert_eq!(bob.unread(&name("alice"), 1).unwrap(), 1, "counted up to the cap");
+    assert_eq!(
+        alice.unread(&name("bob"), 100).unwrap(),
+        0,
+        "own messages are never unread"
+    );
+
+    // A message the relay refuses for good (over its envelope limit) ends "failed"; retrying sends its text again as
+    // a new message and removes the failed one.
+    let mut alice_events = alice.events();
+    let huge = "x".repeat(8 * 1024);
+    let sent = alice.send_text(&name("bob"), &huge).unwrap();
+    let not_yet = alice.retry_message(&name("bob"), sent.id);
+    assert!(
+        matches!(not_yet, Err(Error::NoMessage(_))),
+        "only a failed message is resent: {not_yet:?}"
+    );
+    wait_for(&mut alice_events, |e| match e {
+        Event::DeliveryChanged {
+            id,
+            delivery: Delivery::Failed,
+            ..
+        } if *id == sent.id => Some(()),
+        _ => None,
+    })
+    .await;
+    let wrong_chat = alice.retry_message(&name("mallory"), sent.id);
+    assert!(matches!(wrong_chat, Err(Error::NoMessage(_))), "{wrong_chat:?}");
+    let resent: MessageView = alice.retry_message(&name("bob"), sent.id).unwrap();
+    assert_ne!(resent.id, sent.id);
+    assert_eq!(resent.body.len(), huge.len());
+    assert!(alice.profile().history().get_message(sent.id).unwrap().is_none());
+    let page = alice.messages_before(&name("bob"), None, 1).unwrap();
+    assert_eq!(page[0].message.id, resent.id, "the resent message is the newest");
+    // The relay refuses it again, the same way: the user sees it failed, not lost.
+    wait_for(&mut alice_events, |e| match e {
+        Event::DeliveryChanged {
+            id,
+            delivery: Delivery::Failed,
+            ..
+        } if *id == resent.id => Some(()),
+        _ => None,
+    })
+    .await;
+}
