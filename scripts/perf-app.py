@@ -42,6 +42,14 @@ def pss_kb(pid):
     return 0
 
 
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def cpu_ticks(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -93,6 +101,8 @@ def run_once(app, data, report, measure_idle):
             result["idle_cpu_pct"] = (after - before) / CLK_TCK / IDLE_SECONDS * 100
             result["pss_mb"] = sum(pss_kb(p) for p in pids) / 1024
             result["processes"] = len(pids)
+            for pid in pids:
+                print(f"  pss {comm(pid)} ({pid}): {pss_kb(pid) / 1024:.1f} MB")
         return result
     finally:
         for pid in reversed(tree(proc.pid)):

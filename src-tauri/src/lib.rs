@@ -42,6 +42,14 @@ pub fn run() {
             std::process::exit(1);
         }
     };
+    // Open last time's profile (its history may be large) while the window is still starting.
+    let handle = app.handle().clone();
+    tauri::async_runtime::spawn(async move {
+        let state = handle.state::<AppState>();
+        if let Err(error) = commands::profiles::current_or_last(&handle, &state).await {
+            tracing::warn!(%error, "could not reopen last time's profile");
+        }
+    });
     app.run(|handle, event| {
         if let RunEvent::Exit = event {
             shut_down(handle);

@@ -20,6 +20,8 @@ pub struct AppState {
     keystore: Arc<dyn Keystore>,
     local_relay: AsyncMutex<Option<Arc<LocalRelay>>>,
     active: AsyncMutex<Option<ActiveProfile>>,
+    /// Held while a profile is being opened, so two callers never open the same history.
+    opening: AsyncMutex<()>,
     connection: Mutex<ConnectionState>,
     settings: Mutex<Settings>,
 }
@@ -74,6 +76,7 @@ impl AppState {
             keystore: Arc::new(PlatformKeystore::new()),
             local_relay: AsyncMutex::new(None),
             active: AsyncMutex::new(None),
+            opening: AsyncMutex::new(()),
             connection: Mutex::new(ConnectionState::Connecting),
             settings: Mutex::new(settings),
         }
@@ -94,6 +97,10 @@ impl AppState {
     /// The open profile (the lock is held while the caller uses it).
     pub fn active(&self) -> &AsyncMutex<Option<ActiveProfile>> {
         &self.active
+    }
+
+    pub fn opening(&self) -> &AsyncMutex<()> {
+        &self.opening
     }
 
     /// The open profile's client, or a "no profile" error.

@@ -94,6 +94,7 @@ pub async fn open_profile<R: Runtime>(
     state: State<'_, AppState>,
     id: String,
 ) -> Result<IdentityView, IpcError> {
+    let _one_at_a_time = state.opening().lock().await;
     if let Some(active) = state.active().lock().await.as_ref() {
         if active.client.profile().id().to_string() == id {
             return convert::identity(&active.client, active.local_relay);
@@ -109,6 +110,16 @@ pub async fn identity<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
 ) -> Result<Option<IdentityView>, IpcError> {
+    current_or_last(&app, &state).await
+}
+
+/// The open profile, or the one open last time, opened now. Also called as the app starts, so the history opens
+/// while the window is still loading; the window's first `identity` call then waits for it.
+pub async fn current_or_last<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+) -> Result<Option<IdentityView>, IpcError> {
+    let _one_at_a_time = state.opening().lock().await;
     if let Some(active) = state.active().lock().await.as_ref() {
         return convert::identity(&active.client, active.local_relay).map(Some);
     }
@@ -119,7 +130,7 @@ pub async fn identity<R: Runtime>(
         state.remember_profile(None);
         return Ok(None);
     };
-    open_dir(&app, &state, dir).await.map(Some)
+    open_dir(app, state, dir).await.map(Some)
 }
 
 async fn open_dir<R: Runtime>(
