@@ -9,68 +9,10 @@ use magpie_core::engine::Event;
 use magpie_core::Error;
 use magpie_proto::{Identity, Username};
 use magpie_relay::server::RunningRelay;
-use magpie_relay::store::{
-    ChallengeRecord, Inserted, NewEnvelope, SledStore, Store, StoreResult, StoredEnvelope, TokenRecord, UserRecord,
-};
+use magpie_relay::store::{Intercept, SledStore, UserRecord};
 use magpie_relay::{AppState, Config};
-use uuid::Uuid;
 
 use crate::common::{go_online, handshake, identity, name, wait_for, Person};
-
-/// The real sled store, except that once `swap` is set, looking up `victim` returns `forged`.
-#[derive(Debug)]
-struct LyingDirectory {
-    real: SledStore,
-    victim: String,
-    forged: String,
-    swap: AtomicBool,
-}
-
-impl Store for LyingDirectory {
-    fn add_user(&self, user: &UserRecord) -> StoreResult<bool> {
-        self.real.add_user(user)
-    }
-    fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let real = self.real.user(username)?;
-        if username == self.victim && self.swap.load(Ordering::SeqCst) {
-            return Ok(real.map(|r| UserRecord {
-                cert_pem: self.forged.clone(),
-                ..r
-            }));
-        }
-        Ok(real)
-    }
-    fn has_user(&self, username: &str) -> StoreResult<bool> {
-        self.real.has_user(username)
-    }
-    fn put_challenge(&self, nonce: &[u8], challenge: &ChallengeRecord) -> StoreResult<()> {
-        self.real.put_challenge(nonce, challenge)
-    }
-    fn take_challenge(&self, nonce: &[u8]) -> StoreResult<Option<ChallengeRecord>> {
-        self.real.take_challenge(nonce)
-    }
-    fn put_token(&self, token_hash: &[u8; 32], token: &TokenRecord) -> StoreResult<()> {
-        self.real.put_token(token_hash, token)
-    }
-    fn token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<TokenRecord>> {
-        self.real.token(token_hash)
-    }
-    fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
-        self.real.insert_envelope(envelope)
-    }
-    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>> {
-        self.real.fetch(to, after, limit)
-    }
-    fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {
-        self.real.ack(to, ids, now)
-    }
-    fn purge_expired(&self, now: u64) -> StoreResult<usize> {
-        self.real.purge_expired(now)
-    }
-    fn flush(&self) -> StoreResult<()> {
-        self.real.flush()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
@@ -80,12 +22,21 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
     let impostor =
         Identity::from_pkcs8_der(name("bob"), identity("mallory").to_pkcs8_der().unwrap().expose_secret()).unwrap();
     let forged = ca.authority.issue(&impostor.csr().unwrap(), SystemTime::now()).unwrap();
-    let store = Arc::new(LyingDirectory {
-        real: SledStore::open(&dir.path().join("store"), Default::default()).unwrap(),
-        victim: "bob".into(),
-        forged: String::from_utf8(forged.to_pem().unwrap()).unwrap(),
-        swap: AtomicBool::new(false),
-    });
+    // The real sled store, except that once `swap` is set, looking up bob returns the forged certificate.
+    let swap = Arc::new(AtomicBool::new(false));
+    let forged = String::from_utf8(forged.to_pem().unwrap()).unwrap();
+    let lying = Arc::clone(&swap);
+    let real = SledStore::open(&dir.path().join("store"), Default::default()).unwrap();
+    let store = Arc::new(Intercept::new(Arc::new(real)).on_user(move |real, username| {
+        let record = real.user(username)?;
+        if username == "bob" && lying.load(Ordering::SeqCst) {
+            return Ok(record.map(|r| UserRecord {
+                cert_pem: forged.clone(),
+                ..r
+            }));
+        }
+        Ok(record)
+    }));
     let state = AppState::new(store.clone(), ca, Config::with_data_dir(dir.path())).unwrap();
     let relay = RunningRelay::start(state).await.unwrap();
 
@@ -97,7 +48,7 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
     let bob_name: Username = name("bob");
     alice.client.send_text(&bob_name, "before the swap").unwrap();
 
-    store.swap.store(true, Ordering::SeqCst);
+    swap.store(true, Ordering::SeqCst);
     let mut events = alice.client.events();
     let changed = alice.client.check_keys().await.unwrap();
     assert_eq!(changed, vec![bob_name.clone()]);

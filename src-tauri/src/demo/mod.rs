@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::commands::blocking;
 use crate::error::{IpcError, IpcErrorCode};
 use crate::ipc_types::{DemoActor, DemoParty, DemoRun};
-use wire::{WireLog, WireTap};
+use wire::WireLog;
 
 /// What Alice says once the keys are agreed.
 pub const DEMO_MESSAGE: &str = "Hi Bob! Only you can read this.";
@@ -50,7 +50,7 @@ pub async fn run(tamper: bool) -> Result<DemoRun, IpcError> {
         blocking(|| Identity::generate(name("bob")?).map_err(IpcError::from)),
     )?;
     let log: WireLog = Arc::new(Mutex::new(Vec::new()));
-    let store = WireTap::new(Arc::new(MemoryStore::new()), Arc::clone(&log), tamper);
+    let store = wire::wire_tap(Arc::new(MemoryStore::new()), Arc::clone(&log), tamper);
     let ca = CaInfo::new(ca)?;
     let relay_ca_fingerprint = ca.fingerprint_hex();
     let issuer = format!("CN={}", ca.authority.certificate().common_name().unwrap_or_default());

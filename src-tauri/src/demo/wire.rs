@@ -5,10 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use magpie_proto::{EnvelopeKind, KeyTransfer, SealedMessage};
-use magpie_relay::store::{
-    ChallengeRecord, Inserted, NewEnvelope, Store, StoreResult, StoredEnvelope, TokenRecord, UserRecord,
-};
-use uuid::Uuid;
+use magpie_relay::store::{Inserted, Intercept, NewEnvelope, Store, StoreResult};
 
 use crate::ipc_types::WireEnvelope;
 
@@ -18,17 +15,9 @@ const PREVIEW_BYTES: usize = 24;
 /// What the relay saw, in order; shared with the demo runner.
 pub type WireLog = Arc<Mutex<Vec<WireEnvelope>>>;
 
-#[derive(Debug)]
-pub struct WireTap {
-    inner: Arc<dyn Store>,
-    log: WireLog,
-    tamper: bool,
-}
-
-impl WireTap {
-    pub fn new(inner: Arc<dyn Store>, log: WireLog, tamper: bool) -> Self {
-        Self { inner, log, tamper }
-    }
+/// The demo relay's store: `inner`, recording into `log` and tampering when asked.
+pub fn wire_tap(inner: Arc<dyn Store>, log: WireLog, tamper: bool) -> Intercept {
+    Intercept::new(inner).on_insert(move |inner, envelope| tap(inner, envelope, &log, tamper))
 }
 
 /// The envelope kind as the protocol names it on the wire (`key_transfer`).
@@ -60,66 +49,30 @@ fn preview(kind: EnvelopeKind, body: &[u8]) -> String {
     magpie_proto::encoding::hex(&bytes[..bytes.len().min(PREVIEW_BYTES)])
 }
 
-impl Store for WireTap {
-    fn insert_envelope(&self, mut envelope: NewEnvelope) -> StoreResult<Inserted> {
-        let mut tampered = false;
-        if self.tamper && envelope.kind == EnvelopeKind::KeyTransfer {
-            if let Some(flipped) = flip_wrapped_key_bit(&envelope.body_b64) {
-                envelope.body_b64 = flipped;
-                tampered = true;
-            }
+fn tap(inner: &dyn Store, mut envelope: NewEnvelope, log: &WireLog, tamper: bool) -> StoreResult<Inserted> {
+    let mut tampered = false;
+    if tamper && envelope.kind == EnvelopeKind::KeyTransfer {
+        if let Some(flipped) = flip_wrapped_key_bit(&envelope.body_b64) {
+            envelope.body_b64 = flipped;
+            tampered = true;
         }
-        let body = base64::engine::general_purpose::STANDARD
-            .decode(&envelope.body_b64)
-            .unwrap_or_default();
-        let entry = WireEnvelope {
-            from: envelope.from.clone(),
-            to: envelope.to.clone(),
-            kind: kind_name(envelope.kind),
-            bytes: u32::try_from(body.len()).unwrap_or(u32::MAX),
-            preview_hex: preview(envelope.kind, &body),
-            tampered,
-        };
-        let inserted = self.inner.insert_envelope(envelope)?;
-        if matches!(inserted, Inserted::Stored(_)) {
-            if let Ok(mut log) = self.log.lock() {
-                log.push(entry);
-            }
+    }
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&envelope.body_b64)
+        .unwrap_or_default();
+    let entry = WireEnvelope {
+        from: envelope.from.clone(),
+        to: envelope.to.clone(),
+        kind: kind_name(envelope.kind),
+        bytes: u32::try_from(body.len()).unwrap_or(u32::MAX),
+        preview_hex: preview(envelope.kind, &body),
+        tampered,
+    };
+    let inserted = inner.insert_envelope(envelope)?;
+    if matches!(inserted, Inserted::Stored(_)) {
+        if let Ok(mut log) = log.lock() {
+            log.push(entry);
         }
-        Ok(inserted)
     }
-
-    fn add_user(&self, user: &UserRecord) -> StoreResult<bool> {
-        self.inner.add_user(user)
-    }
-    fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        self.inner.user(username)
-    }
-    fn has_user(&self, username: &str) -> StoreResult<bool> {
-        self.inner.has_user(username)
-    }
-    fn put_challenge(&self, nonce: &[u8], challenge: &ChallengeRecord) -> StoreResult<()> {
-        self.inner.put_challenge(nonce, challenge)
-    }
-    fn take_challenge(&self, nonce: &[u8]) -> StoreResult<Option<ChallengeRecord>> {
-        self.inner.take_challenge(nonce)
-    }
-    fn put_token(&self, token_hash: &[u8; 32], token: &TokenRecord) -> StoreResult<()> {
-        self.inner.put_token(token_hash, token)
-    }
-    fn token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<TokenRecord>> {
-        self.inner.token(token_hash)
-    }
-    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>> {
-        self.inner.fetch(to, after, limit)
-    }
-    fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {
-        self.inner.ack(to, ids, now)
-    }
-    fn purge_expired(&self, now: u64) -> StoreResult<usize> {
-        self.inner.purge_expired(now)
-    }
-    fn flush(&self) -> StoreResult<()> {
-        self.inner.flush()
-    }
+    Ok(inserted)
 }

@@ -5,6 +5,7 @@
 //! operation, [`Store::flush`], is called only from the group-commit thread ([`GroupCommit`]).
 
 mod commit;
+mod intercept;
 mod memory;
 mod sled;
 
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 pub use self::sled::{SledStore, SyncMode};
 pub use commit::GroupCommit;
+pub use intercept::Intercept;
 pub use memory::MemoryStore;
 
 /// How long the id of an acknowledged envelope is remembered, so a late retry is not delivered again.
