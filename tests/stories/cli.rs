@@ -127,7 +127,8 @@ async fn the_first_story_through_the_cli() {
 
         let unknown = magpie(&alice, &["send", "carol", "hi"]);
         assert_eq!(unknown.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user \"carol\""));
+        let unknown_stderr = String::from_utf8_lossy(&unknown.stderr);
+        assert!(unknown_stderr.contains("no user \"carol\""), "{unknown_stderr}");
         let usage = magpie(&alice, &["send"]);
         assert_eq!(usage.status.code(), Some(2));
     })

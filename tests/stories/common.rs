@@ -131,6 +131,11 @@ impl Person {
 
     /// Drops the client and opens the profile again, as after a restart.
     pub async fn reopen(self) -> Self {
+        self.reopen_after(|_| {}).await
+    }
+
+    /// As [`Person::reopen`], doing `between` to the profile while no client holds it.
+    pub async fn reopen_after(self, between: impl FnOnce(&Profile)) -> Self {
         let Person {
             client,
             dir,
@@ -144,6 +149,7 @@ impl Person {
             .await
             .unwrap()
             .unwrap();
+        between(&profile);
         Self {
             client: Client::open(profile).unwrap(),
             dir,

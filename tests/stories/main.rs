@@ -12,6 +12,7 @@ mod cli;
 mod common;
 mod crash;
 mod faults;
+mod login;
 mod malicious;
 mod offline;
 mod screens;

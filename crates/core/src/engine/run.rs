@@ -1,8 +1,8 @@
 //! Staying connected: log in, catch up on the mailbox, then follow the push socket; reconnect with backoff.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use magpie_proto::{Envelope, TrustAnchor};
+use magpie_proto::{Envelope, Fingerprint, TrustAnchor};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -14,6 +14,9 @@ use crate::relay::{PushEvent, PushReceiver, PushSender};
 
 /// Longest wait between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A kept token this close to expiry is not reused: a fresh login costs less than a 401 halfway through.
+const TOKEN_MARGIN_SECS: u64 = 300;
 
 /// Writes queued envelopes to the socket, as many per write as are waiting.
 async fn write_frames(mut sender: PushSender, mut envelopes: mpsc::UnboundedReceiver<Envelope>) {
@@ -52,8 +55,28 @@ pub struct Synced {
 }
 
 impl Client {
-    /// Logs in: checks the relay still serves the CA pinned at registration, then signs its challenge.
+    /// Logs in afresh: checks the relay still serves the CA pinned at registration, then signs its challenge. The
+    /// token is kept, sealed in the history, for the next run.
     pub async fn login(&self) -> Result<()> {
+        let pinned = self.check_relay_ca().await?;
+        self.fresh_login(&pinned).await
+    }
+
+    /// Reuses the token kept from an earlier run while it has a while left, else logs in. One-shot commands run
+    /// back to back (a script calling `magpie send` in a loop) would otherwise hit the relay's login limit.
+    async fn resume_login(&self) -> Result<()> {
+        let pinned = self.check_relay_ca().await?;
+        if let Some((token, expires_at)) = self.history().relay_login()? {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if expires_at > now.saturating_add(TOKEN_MARGIN_SECS) {
+                self.inner.relay.resume(token);
+                return Ok(());
+            }
+        }
+        self.fresh_login(&pinned).await
+    }
+
+    async fn check_relay_ca(&self) -> Result<Fingerprint> {
         let ca = self.inner.relay.ca().await?;
         let presented = TrustAnchor::new(ca)?.fingerprint()?;
         let pinned = self.inner.trust.fingerprint()?;
@@ -63,15 +86,23 @@ impl Client {
                 presented: presented.to_hex(),
             });
         }
+        Ok(pinned)
+    }
+
+    async fn fresh_login(&self, pinned: &Fingerprint) -> Result<()> {
         self.inner.relay.logout();
-        self.inner.relay.login(self.inner.credential.identity(), &pinned).await
+        let expires_at = self.inner.relay.login(self.inner.credential.identity(), pinned).await?;
+        if let Some(token) = self.inner.relay.token() {
+            self.history().set_relay_login(&token, expires_at)?;
+        }
+        Ok(())
     }
 
     /// Fetches and handles everything in our mailbox, acknowledging what was stored; then posts the outbox.
     /// What a one-shot command (the CLI) runs before and after its work.
     pub async fn sync(&self) -> Result<Synced> {
         if !self.inner.relay.is_logged_in() {
-            self.login().await?;
+            self.resume_login().await?;
         }
         let mut synced = Synced::default();
         let mut after = 0;
@@ -139,9 +170,16 @@ impl Client {
 
     /// One connection: returns when the relay closes the socket (or fails transiently).
     async fn follow_push(&self) -> Result<()> {
-        self.login().await?;
+        self.resume_login().await?;
         // Open the socket before catching up, so nothing stored in between is missed.
-        let (sender, mut receiver) = self.inner.relay.push().await?.split();
+        let push = match self.inner.relay.push().await {
+            Err(e) if e.is_unauthorized() => {
+                self.login().await?;
+                self.inner.relay.push().await
+            }
+            other => other,
+        };
+        let (sender, mut receiver) = push?.split();
         let (frames, frame_rx) = mpsc::unbounded_channel();
         let writer = AbortOnDrop(tokio::spawn(write_frames(sender, frame_rx)));
         *self.inner.socket.lock().map_err(|_| Error::Poisoned)? = Some(frames);

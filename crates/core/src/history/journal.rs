@@ -14,6 +14,7 @@ use super::{Appended, History, Message, META, OUTBOX, SESSIONS};
 use crate::error::{Error, Result};
 
 const REGISTRATION: &[u8] = b"registration";
+const RELAY_LOGIN: &[u8] = b"relay-login";
 const PREVIOUS_SESSION: &[u8] = b"previous";
 /// Replaced sessions kept per peer, for messages still in flight across re-keys.
 pub const PREVIOUS_SESSIONS: usize = 16;
@@ -183,6 +184,27 @@ impl History {
     pub fn set_registration(&self, record: &RegistrationRecord) -> Result<()> {
         let plain = serde_json::to_vec(record).map_err(|_| Error::Crypto("encoding failed"))?;
         self.put_meta(REGISTRATION, &plain)?;
+        self.flush()?;
+        Ok(())
+    }
+
+    /// The relay's bearer token kept from the last login, and when it expires (Unix seconds).
+    pub fn relay_login(&self) -> Result<Option<(Zeroizing<String>, u64)>> {
+        let Some(plain) = self.get_meta(RELAY_LOGIN)? else {
+            return Ok(None);
+        };
+        let corrupt = || Error::HistoryCorrupt { tree: META };
+        let (expiry, token) = plain.split_first_chunk::<8>().ok_or_else(corrupt)?;
+        let token = std::str::from_utf8(token).map_err(|_| corrupt())?;
+        Ok(Some((Zeroizing::new(token.to_owned()), u64::from_be_bytes(*expiry))))
+    }
+
+    /// Keeps the relay's bearer token (sealed like everything else) for the next run of the profile.
+    pub fn set_relay_login(&self, token: &str, expires_at: u64) -> Result<()> {
+        let mut plain = Zeroizing::new(Vec::with_capacity(8 + token.len()));
+        plain.extend_from_slice(&expires_at.to_be_bytes());
+        plain.extend_from_slice(token.as_bytes());
+        self.put_meta(RELAY_LOGIN, &plain)?;
         self.flush()?;
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! | `message_ids` | `H("message", message id)`           | the `messages` key of that message          |
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
 //! | `meta`        | `registration`                       | [`RegistrationRecord`]                      |
+//! | `meta`        | `relay-login`                        | token expiry (u64 BE) ‖ the relay's token   |
 //!
 //! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ counter ‖ session id`, the last 16 sessions re-keys
 //! replaced (messages sealed with them may still be on their way).

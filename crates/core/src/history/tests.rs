@@ -309,3 +309,38 @@ fn a_session_survives_save_and_load() {
     assert!(history.remove_session(&username("alice")).unwrap());
     assert!(history.load_session(&username("alice")).unwrap().is_none());
 }
+
+#[test]
+fn the_relay_token_is_kept_sealed_and_survives_reopen() {
+    let (dir, key, history) = open();
+    assert!(history.relay_login().unwrap().is_none());
+    let token = "bearer-token-that-must-not-show";
+    history.set_relay_login(token, 1_800_000_000).unwrap();
+    let (kept, expires_at) = history.relay_login().unwrap().unwrap();
+    assert_eq!((kept.as_str(), expires_at), (token, 1_800_000_000));
+    drop(history);
+
+    for file in walk(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{} holds the token in clear",
+            file.display()
+        );
+    }
+    let history = History::open(dir.path(), &key).unwrap();
+    assert_eq!(history.relay_login().unwrap().unwrap().0.as_str(), token);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

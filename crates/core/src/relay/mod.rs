@@ -84,6 +84,8 @@ struct ChallengeResponse {
 #[derive(Deserialize)]
 struct LoginResponse {
     token: String,
+    /// Unix seconds.
+    expires_at: u64,
 }
 
 #[derive(Deserialize)]
@@ -152,7 +154,8 @@ impl RelayClient {
     }
 
     /// Proves we hold `identity`'s key (signing the relay's challenge) and keeps the bearer token for later calls.
-    pub async fn login(&self, identity: &Identity, ca_fingerprint: &Fingerprint) -> Result<()> {
+    /// Returns when the token expires (Unix seconds).
+    pub async fn login(&self, identity: &Identity, ca_fingerprint: &Fingerprint) -> Result<u64> {
         let username = identity.username().as_str();
         let request = self
             .request(Method::POST, "/v1/login/challenge")?
@@ -169,7 +172,20 @@ impl RelayClient {
         }));
         let login: LoginResponse = self.json(request).await?;
         *self.token.write().map_err(|_| Error::Poisoned)? = Some(Token(Zeroizing::new(login.token)));
-        Ok(())
+        Ok(login.expires_at)
+    }
+
+    /// Uses a token an earlier login handed out.
+    pub fn resume(&self, token: Zeroizing<String>) {
+        if let Ok(mut slot) = self.token.write() {
+            *slot = Some(Token(token));
+        }
+    }
+
+    /// The current bearer token, to keep for a later run.
+    pub fn token(&self) -> Option<Zeroizing<String>> {
+        let token = self.token.read().ok()?;
+        token.as_ref().map(|t| t.0.clone())
     }
 
     /// Whether a login succeeded (the token may still have expired since).
