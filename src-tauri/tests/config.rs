@@ -58,3 +58,39 @@ fn the_window_may_call_only_our_own_commands_and_listen() {
         );
     }
 }
+
+#[test]
+fn one_version_for_the_workspace_the_app_and_the_ui_package() {
+    let conf = json("tauri.conf.json");
+    assert!(
+        conf.get("version").is_none(),
+        "the app takes the workspace's version from Cargo.toml"
+    );
+    assert_eq!(json("../package.json")["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn the_installed_command_is_magpie_and_answers_version_and_help() {
+    assert_eq!(json("tauri.conf.json")["mainBinaryName"], "magpie");
+    let answer = |args: &[&str]| magpie_desktop::answer_flags(args.iter().map(|a| a.to_string()));
+    assert_eq!(
+        answer(&["--version"]),
+        Some(format!("Magpie {}", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(answer(&["-V"]), answer(&["--version"]));
+    assert!(answer(&["--help"]).unwrap().contains("MAGPIE_DATA_DIR"));
+    assert_eq!(answer(&[]), None, "no arguments start the app");
+    assert_eq!(
+        answer(&["invite.magpie"]),
+        None,
+        "a launcher's file argument starts the app"
+    );
+}
+
+#[test]
+fn linux_packages_name_what_the_app_loads_at_run_time() {
+    let linux = &json("tauri.conf.json")["bundle"]["linux"];
+    // keyring's Secret Service backend links libdbus; Tauri adds WebKitGTK and GTK itself.
+    assert_eq!(linux["deb"]["depends"], serde_json::json!(["libdbus-1-3"]));
+    assert_eq!(linux["rpm"]["depends"], serde_json::json!(["dbus-libs"]));
+}

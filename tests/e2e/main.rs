@@ -43,6 +43,23 @@ async fn a_new_user_onboards_and_chats_with_someone_at_a_terminal() {
     .await;
 }
 
+/// A first start, as just after installing: the window opens on onboarding. The package test
+/// (scripts/test-packages.sh) runs this one against the installed /usr/bin/magpie.
+#[tokio::test(flavor = "current_thread")]
+async fn a_first_start_opens_on_onboarding() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("data");
+    let port = free_port().to_string();
+    let env = [
+        ("MAGPIE_DATA_DIR", data_dir.to_str().unwrap()),
+        ("MAGPIE_LOCAL_RELAY_PORT", port.as_str()),
+    ];
+    with_app("first-start", &env, |client| async move {
+        onboarding::first_screen(&client, "first-start.png").await;
+    })
+    .await;
+}
+
 /// The handshake demo, untouched and then with the relay tampering, in a data folder of its own.
 #[tokio::test(flavor = "current_thread")]
 async fn the_handshake_demo_runs_for_real_and_stops_on_tampering() {

@@ -2,16 +2,26 @@
 # Builds the app with its UI embedded, then drives its real window: Xvfb + D-Bus + unlocked gnome-keyring +
 # tauri-driver (which starts Debian's WebKitWebDriver) + the WebDriver test in tests/e2e/ (which also runs the
 # `magpie` command line against the app's embedded relay). Screenshots: target/e2e/.
+#   tests/e2e/run.sh [--app PATH] [TEST-NAME-FILTER]
+# --app tests that binary (the installed /usr/bin/magpie, say) instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if [[ "${1:-}" != "--inner" ]]; then
-  # A debug build with the UI embedded (what `tauri build` makes), without installer bundles.
-  npx tauri build --debug --no-bundle --ci
-  # A later plain `cargo build` would overwrite target/debug/magpie-desktop with a dev-server build: test a copy.
-  rm -rf target/e2e && mkdir -p target/e2e && cp target/debug/magpie-desktop target/e2e/magpie-desktop
-  exec scripts/keyring-session.sh --display bash tests/e2e/run.sh --inner
+  if [[ "${1:-}" == "--app" ]]; then
+    MAGPIE_E2E_APP=$(realpath "$2")
+    shift 2
+  else
+    # A debug build with the UI embedded (what `tauri build` makes), without installer bundles.
+    npx tauri build --debug --no-bundle --ci
+    # A later plain `cargo build` would overwrite target/debug/magpie-desktop with a dev-server build: test a copy.
+    rm -rf target/e2e && mkdir -p target/e2e && cp target/debug/magpie-desktop target/e2e/magpie-desktop
+    MAGPIE_E2E_APP="$PWD/target/e2e/magpie-desktop"
+  fi
+  export MAGPIE_E2E_APP
+  exec scripts/keyring-session.sh --display bash tests/e2e/run.sh --inner "$@"
 fi
+shift
 
 scratch=$(mktemp -d -t magpie-e2e.XXXXXX)
 driver_pid=""
@@ -21,7 +31,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export MAGPIE_E2E_APP="$PWD/target/e2e/magpie-desktop"
 export MAGPIE_DATA_DIR="$scratch/data"
 # The app's embedded relay listens here (tauri-driver passes our environment on to the app), and the test's
 # `magpie` command line registers there too. A port the kernel just handed out is almost surely still free.
@@ -41,7 +50,7 @@ done
 
 status=0
 # One story at a time: the app is single-instance (each story starts its own app, with a data folder of its own).
-cargo test -p magpie-tests --features e2e --test e2e --locked -- --nocapture --test-threads=1 || status=$?
+cargo test -p magpie-tests --features e2e --test e2e --locked -- --nocapture --test-threads=1 "$@" || status=$?
 if ((status)); then
   echo "--- tauri-driver log ---" >&2
   cat "$scratch/driver.log" >&2
