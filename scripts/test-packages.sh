@@ -3,9 +3,9 @@
 #   app   — the desktop .deb and .rpm (`npm run bundle`): installs the .deb with apt-get, checks the command,
 #           the desktop entry and the icon, opens the installed app's window under Xvfb through WebDriver
 #           (screenshot: target/e2e/first-start.png), then removes the package and checks nothing is left.
-#   relay — the relay's .deb (cargo-deb): installs it in a booted Debian 12 container (systemd-nspawn, private
-#           network), where systemd starts the hardened service as its own user; GET /v1/health must answer;
-#           then purges it.
+#   relay — `cargo install --path crates/relay` works; the relay's .deb (cargo-deb) is installed in a booted
+#           Debian 12 container (systemd-nspawn, private network), where systemd starts the hardened service as its
+#           own user; GET /v1/health must answer; then it is purged.
 #   scripts/test-packages.sh [app|relay]...     (both by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,12 @@ app() {
   echo "deb: $deb, $(size "$deb")"
   echo "rpm: $rpm, $(size "$rpm")"
   dpkg-deb --field "$deb" Package Version Depends Recommends
+  # The .rpm cannot be installed here (no rpm database); its metadata and files can be checked.
+  command -v rpm >/dev/null || apt_install rpm
+  rpm -qp --queryformat '%{NAME} %{VERSION}\n' "$rpm" | grep -qx "magpie $version" || fail "$rpm: not magpie $version"
+  rpm -qp --requires "$rpm" | grep -qx dbus-libs || fail "$rpm does not require dbus-libs"
+  rpm -qpl "$rpm" | grep -qx /usr/bin/magpie || fail "$rpm does not hold /usr/bin/magpie"
+  echo "rpm requires: $(rpm -qp --requires "$rpm" | grep -v '^rpmlib' | tr '\n' ' ')"
 
   step "apt-get install ./$(basename "$deb")"
   dpkg-query -W magpie >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq magpie >/dev/null
@@ -66,6 +72,15 @@ relay() {
   local deb
   deb=$(ls target/debian/magpie-relay_"${version}"-1_"${arch}".deb)
   echo "deb: $deb, $(size "$deb")"
+
+  step "cargo install --path crates/relay"
+  local installed
+  installed=$(mktemp -d -t magpie-relay-install.XXXXXX)
+  # The workspace's target folder: the release build above is reused, not redone.
+  CARGO_TARGET_DIR="$PWD/target" cargo install --path crates/relay --locked --quiet --root "$installed"
+  [[ "$("$installed/bin/magpie-relay" --version)" == "magpie-relay $version" ]] || fail "cargo install: $("$installed/bin/magpie-relay" --version)"
+  echo "installed: $("$installed/bin/magpie-relay" --version)"
+  rm -rf "$installed"
 
   # A minimal Debian 12 with systemd, made once (about a minute) and copied for each run.
   local base=target/packages/bookworm
