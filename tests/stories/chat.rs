@@ -121,16 +121,19 @@ pub async fn wait_until_all_delivered(client: &magpie_core::Client, peer: &magpi
     let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
     loop {
         let history = client.last_messages(peer, usize::MAX).unwrap();
-        let pending = history
+        let pending: Vec<String> = history
             .iter()
             .filter(|e| e.message.direction == Direction::Outgoing && e.message.delivery != Delivery::Delivered)
-            .count();
-        if pending == 0 {
+            .map(|e| format!("{:?} {} ({:?})", e.message.body, e.message.id, e.message.delivery))
+            .collect();
+        if pending.is_empty() {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{pending} messages never delivered"
+            "{} messages never delivered: {}",
+            pending.len(),
+            pending.join(", ")
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

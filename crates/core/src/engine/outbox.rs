@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::events::{Event, MessageView};
 use super::Client;
 use crate::error::{Error, Result};
-use crate::history::{Delivery, Direction, Message, OutboxKey};
+use crate::history::{Delivery, Direction, Message, OutboxItem, OutboxKey};
 use crate::relay::PushEvent;
 
 /// Ciphertext bytes shown in [`Event::MessageSent`].
@@ -72,45 +72,17 @@ impl Client {
     pub async fn flush_outbox(&self) -> Result<Flushed> {
         let _only_one = self.inner.outbox_running.lock().await;
         let mut flushed = Flushed::default();
-        let socket = self.inner.socket.lock().map_err(|_| Error::Poisoned)?.clone();
-        // On the socket, only what was queued since the last pass (the rest is in flight or answered); items
-        // refused for a while, and everything after a reconnect, are picked up by a full pass.
-        let after = match &socket {
-            Some(_) => *self.inner.pipelined_up_to.lock().map_err(|_| Error::Poisoned)?,
-            None => None,
-        };
+        let socket_open = self.inner.socket.lock().map_err(|_| Error::Poisoned)?.is_some();
+        let after = self.scan_start(socket_open)?;
         let items = self.history().outbox_after(after)?;
         if items.is_empty() {
             return Ok(flushed);
         }
         // Whatever goes out must be on disk first: the ratchet step that sealed it, the message it carries.
         self.history().flush_async().await?;
-        if let Some(socket) = socket {
-            let mut in_flight = self.inner.in_flight.lock().map_err(|_| Error::Poisoned)?;
-            let mut pipelined_up_to = self.inner.pipelined_up_to.lock().map_err(|_| Error::Poisoned)?;
-            for (key, item) in items {
-                *pipelined_up_to = Some(key);
-                let id = item.envelope.id;
-                if in_flight.contains_key(&id) {
-                    continue;
-                }
-                let peer = item.envelope.to.clone();
-                if socket.send(item.envelope).is_err() {
-                    // The socket just closed: the next pass goes over HTTP or after the reconnect.
-                    break;
-                }
-                in_flight.insert(
-                    id,
-                    InFlight {
-                        key,
-                        message_id: item.message_id,
-                        peer,
-                    },
-                );
-                flushed.pipelined += 1;
-            }
+        let Some(items) = self.pipeline(after, items, &mut flushed)? else {
             return Ok(flushed);
-        }
+        };
         for (key, item) in items {
             let mut result = self.inner.relay.send(&item.envelope).await;
             if result.as_ref().is_err_and(Error::is_unauthorized) {
@@ -137,6 +109,51 @@ impl Client {
             }
         }
         Ok(flushed)
+    }
+
+    /// Hands `items` to the open socket, recording each as in flight; without a socket, gives them back to be
+    /// posted over HTTP (all of them from the start, if `after` assumed a socket).
+    fn pipeline(
+        &self,
+        after: Option<OutboxKey>,
+        mut items: Vec<(OutboxKey, OutboxItem)>,
+        flushed: &mut Flushed,
+    ) -> Result<Option<Vec<(OutboxKey, OutboxItem)>>> {
+        // The connection may have dropped or been replaced during the flush. Deciding under the socket's lock
+        // (which the reconnect takes to clear what was in flight) means nothing is recorded as in flight on a
+        // socket that is already gone, where it would wait for an answer that never comes.
+        let socket_slot = self.inner.socket.lock().map_err(|_| Error::Poisoned)?;
+        let from = self.scan_start(socket_slot.is_some())?;
+        if from != after {
+            items = self.history().outbox_after(from)?;
+        }
+        if let Some(socket) = socket_slot.as_ref() {
+            let mut in_flight = self.inner.in_flight.lock().map_err(|_| Error::Poisoned)?;
+            let mut pipelined_up_to = self.inner.pipelined_up_to.lock().map_err(|_| Error::Poisoned)?;
+            for (key, item) in items {
+                *pipelined_up_to = Some(key);
+                let id = item.envelope.id;
+                if in_flight.contains_key(&id) {
+                    continue;
+                }
+                let peer = item.envelope.to.clone();
+                if socket.send(item.envelope).is_err() {
+                    // The socket just closed: the next pass goes over HTTP or after the reconnect.
+                    break;
+                }
+                in_flight.insert(
+                    id,
+                    InFlight {
+                        key,
+                        message_id: item.message_id,
+                        peer,
+                    },
+                );
+                flushed.pipelined += 1;
+            }
+            return Ok(None);
+        }
+        Ok(Some(items))
     }
 
     /// Sends the outbox until it is empty or `patience` runs out (a face that is about to exit). Returns how
@@ -185,6 +202,16 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Where a pass starts: on the socket, after what was already pipelined (the rest is in flight or answered;
+    /// items refused for a while, and everything after a reconnect, are picked up by a full pass); over HTTP,
+    /// at the start.
+    fn scan_start(&self, socket_open: bool) -> Result<Option<OutboxKey>> {
+        match socket_open {
+            true => Ok(*self.inner.pipelined_up_to.lock().map_err(|_| Error::Poisoned)?),
+            false => Ok(None),
+        }
     }
 
     /// The next pass reads the whole outbox again (after a reconnect or a refusal to retry).

@@ -184,14 +184,15 @@ impl Client {
         let writer = AbortOnDrop(tokio::spawn(write_frames(sender, frame_rx)));
         *self.inner.socket.lock().map_err(|_| Error::Poisoned)? = Some(frames);
         let result = self.read_socket(&mut receiver).await;
-        // Whatever was in flight is resent (same ids: the relay de-duplicates) after the reconnect.
+        // Whatever was in flight is resent (same ids: the relay de-duplicates) after the reconnect. All under the
+        // socket's lock, which a pass of the outbox holds while it pipelines.
         if let Ok(mut socket) = self.inner.socket.lock() {
             *socket = None;
+            if let Ok(mut in_flight) = self.inner.in_flight.lock() {
+                in_flight.clear();
+            }
+            self.restart_outbox_scan();
         }
-        if let Ok(mut in_flight) = self.inner.in_flight.lock() {
-            in_flight.clear();
-        }
-        self.restart_outbox_scan();
         drop(writer);
         result
     }
