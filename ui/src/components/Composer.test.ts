@@ -2,20 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/svelte';
 import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
 import Composer from './Composer.svelte';
-import type { ChatSummary, MessageItem } from '../lib/ipc';
-
-function chat(overrides: Partial<ChatSummary> = {}): ChatSummary {
-  return {
-    peer: 'bob',
-    verified: false,
-    key_changed: false,
-    has_session: true,
-    last_message: null,
-    unread: 0,
-    last_activity: null,
-    ...overrides,
-  };
-}
+import type { MessageItem } from '../lib/ipc';
+import { chat, sentMessage } from '../test/chat-fixture';
 
 function mockSend() {
   const sent: Record<string, unknown>[] = [];
@@ -23,15 +11,7 @@ function mockSend() {
     if (cmd !== 'send_message') return null;
     const { peer, text } = args as { peer: string; text: string };
     sent.push({ peer, text });
-    return {
-      id: `id${sent.length}`,
-      peer,
-      direction: 'outgoing',
-      body: text,
-      sent_at: 1_790_000_000,
-      delivery: 'sending',
-      cursor: sent.length,
-    } satisfies MessageItem;
+    return sentMessage(peer, text, { id: `id${sent.length}`, cursor: sent.length });
   });
   return sent;
 }

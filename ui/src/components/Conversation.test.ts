@@ -2,34 +2,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/svelte';
 import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
 import Conversation from './Conversation.svelte';
-import type { ChatSummary, IdentityView, MessageItem, SafetyNumberView } from '../lib/ipc';
+import type { SafetyNumberView } from '../lib/ipc';
+import { chat, sentMessage } from '../test/chat-fixture';
+import { makeIdentity } from '../test/fake-backend';
 
-const me: IdentityView = {
-  profile_id: 'p1',
-  username: 'alice',
-  fingerprint: 'ab'.repeat(32),
-  certificate_subject: 'CN=alice',
-  certificate_serial: '01',
-  valid_from: 1_700_000_000,
-  valid_until: 1_900_000_000,
-  relay_url: 'https://127.0.0.1:4433',
-  relay_ca_fingerprint: 'cd'.repeat(32),
-  local_relay: true,
-  key_store: 'Secret Service',
-};
-
-function chat(overrides: Partial<ChatSummary> = {}): ChatSummary {
-  return {
-    peer: 'bob',
-    verified: false,
-    key_changed: false,
-    has_session: true,
-    last_message: null,
-    unread: 0,
-    last_activity: null,
-    ...overrides,
-  };
-}
+const me = makeIdentity('alice');
 
 const safety: SafetyNumberView = {
   peer: 'bob',
@@ -51,15 +28,7 @@ function mockBackend() {
           return safety;
         case 'send_message': {
           const { peer, text } = args as { peer: string; text: string };
-          return {
-            id: 'new1',
-            peer,
-            direction: 'outgoing',
-            body: text,
-            sent_at: Date.now() / 1000,
-            delivery: 'sending',
-            cursor: 1,
-          } satisfies MessageItem;
+          return sentMessage(peer, text, { sent_at: Date.now() / 1000 });
         }
         default:
           return null;
