@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The baseline for the .deb size: a Tauri hello world (one window, one HTML page, no plugins), built into a .deb
 # by the same Tauri CLI, Tauri version (our Cargo.lock) and release profile as Magpie. Prints both sizes and the
-# ratio. Run `npm run bundle` first. The hello world lives in target/hello-tauri (made afresh each run).
+# ratio. Run `npm run bundle` first. The hello world lives in target/hello-tauri.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 hello=target/hello-tauri
-rm -rf "$hello" && mkdir -p "$hello/src" "$hello/dist" "$hello/icons"
+# Sources afresh; its own target/ is kept, so a second run only re-bundles.
+find "$hello" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} + 2>/dev/null || true
+mkdir -p "$hello/src" "$hello/dist" "$hello/icons"
 cp Cargo.lock "$hello/"
 cp icons/32x32.png icons/128x128.png icons/128x128@2x.png "$hello/icons/"
 tauri_version=$(cargo metadata --format-version 1 --locked |
