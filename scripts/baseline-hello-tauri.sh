@@ -55,7 +55,7 @@ cat >"$hello/tauri.conf.json" <<'JSON'
 JSON
 (cd "$hello" && "$root/node_modules/.bin/tauri" build --bundles deb --ci >build.log 2>&1) ||
   { tail -30 "$hello/build.log" >&2; exit 1; }
-python3 - "$hello"/target/release/bundle/deb/hello_0.1.0_*.deb target/release/bundle/deb/Magpie_*_*.deb <<'PY'
+python3 - "$hello"/target/release/bundle/deb/hello_0.1.0_*.deb target/bundle/release/bundle/deb/Magpie_*_*.deb <<'PY'
 import os, sys
 hello, magpie = (os.path.getsize(p) for p in sys.argv[1:3])
 print(f"hello_deb_mb={hello/1e6:.2f} magpie_deb_mb={magpie/1e6:.2f} ratio={magpie/hello:.2f}")

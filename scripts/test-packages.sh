@@ -26,9 +26,9 @@ app() {
   bash scripts/setup-linux.sh --test
   step "npm run bundle (release build, .deb and .rpm)"
   npm run --silent bundle
-  local deb="target/release/bundle/deb/Magpie_${version}_${arch}.deb"
+  local deb="target/bundle/release/bundle/deb/Magpie_${version}_${arch}.deb"
   local rpm
-  rpm=$(ls target/release/bundle/rpm/Magpie-"${version}"-1.*.rpm)
+  rpm=$(ls target/bundle/release/bundle/rpm/Magpie-"${version}"-1.*.rpm)
   [[ -f "$deb" ]] || fail "no $deb"
   echo "deb: $deb, $(size "$deb")"
   echo "rpm: $rpm, $(size "$rpm")"
