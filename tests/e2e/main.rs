@@ -24,7 +24,7 @@ mod terminal;
 mod window;
 
 use terminal::Terminal;
-use window::{free_port, required_env, with_app};
+use window::{required_env, with_app, OwnData};
 
 /// The first run, in run.sh's data folder: a profile on the embedded relay, then a chat with a terminal on it.
 #[tokio::test(flavor = "current_thread")]
@@ -47,14 +47,8 @@ async fn a_new_user_onboards_and_chats_with_someone_at_a_terminal() {
 /// (scripts/test-packages.sh) runs this one against the installed /usr/bin/magpie.
 #[tokio::test(flavor = "current_thread")]
 async fn a_first_start_opens_on_onboarding() {
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("data");
-    let port = free_port().to_string();
-    let env = [
-        ("MAGPIE_DATA_DIR", data_dir.to_str().unwrap()),
-        ("MAGPIE_LOCAL_RELAY_PORT", port.as_str()),
-    ];
-    with_app("first-start", &env, |client| async move {
+    let own = OwnData::new();
+    with_app("first-start", &own.env(), |client| async move {
         onboarding::first_screen(&client, "first-start.png").await;
     })
     .await;
@@ -63,14 +57,8 @@ async fn a_first_start_opens_on_onboarding() {
 /// The handshake demo, untouched and then with the relay tampering, in a data folder of its own.
 #[tokio::test(flavor = "current_thread")]
 async fn the_handshake_demo_runs_for_real_and_stops_on_tampering() {
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("data");
-    let port = free_port().to_string();
-    let env = [
-        ("MAGPIE_DATA_DIR", data_dir.to_str().unwrap()),
-        ("MAGPIE_LOCAL_RELAY_PORT", port.as_str()),
-    ];
-    with_app("demo", &env, |client| async move {
+    let own = OwnData::new();
+    with_app("demo", &own.env(), |client| async move {
         onboarding::local_profile(&client, "hana").await;
         demo::walk_through(&client).await;
     })
@@ -80,17 +68,11 @@ async fn the_handshake_demo_runs_for_real_and_stops_on_tampering() {
 /// A contact's key changes in a lying relay's directory: the window warns and pauses sending.
 #[tokio::test(flavor = "current_thread")]
 async fn a_key_change_in_the_directory_is_flagged_after_reconnecting() {
-    let scratch = tempfile::tempdir().unwrap();
-    let data_dir = scratch.path().join("data");
-    let port = free_port().to_string();
-    let env = [
-        ("MAGPIE_DATA_DIR", data_dir.to_str().unwrap()),
-        ("MAGPIE_LOCAL_RELAY_PORT", port.as_str()),
-    ];
+    let own = OwnData::new();
     // Built and started before the window opens, so nothing in the window waits on a build.
     let frank = Terminal::new().await;
     let mut relay = key_change::LyingRelay::start().await;
-    with_app("key-change", &env, |client| async move {
+    with_app("key-change", &own.env(), |client| async move {
         key_change::through_a_lying_relay(&client, "gwen", &mut relay, &frank).await;
     })
     .await;

@@ -123,6 +123,33 @@ where
     }
 }
 
+/// A data folder and an embedded-relay port of a story's own, as the app's environment; the folder goes when
+/// this is dropped.
+pub struct OwnData {
+    _scratch: tempfile::TempDir,
+    data_dir: String,
+    port: String,
+}
+
+impl OwnData {
+    pub fn new() -> Self {
+        let scratch = tempfile::tempdir().unwrap();
+        let data_dir = scratch.path().join("data").to_str().unwrap().to_owned();
+        Self {
+            _scratch: scratch,
+            data_dir,
+            port: free_port().to_string(),
+        }
+    }
+
+    pub fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("MAGPIE_DATA_DIR", self.data_dir.as_str()),
+            ("MAGPIE_LOCAL_RELAY_PORT", self.port.as_str()),
+        ]
+    }
+}
+
 /// A loopback port nobody listens on now (the kernel just handed it out, so it is almost surely still free).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

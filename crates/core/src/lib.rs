@@ -31,4 +31,18 @@ pub(crate) mod test_support {
     pub(crate) fn username(name: &str) -> Username {
         Username::parse(name).unwrap()
     }
+
+    /// Every file below `dir`, to grep a profile's disk for what must not be there.
+    pub(crate) fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
+    }
 }

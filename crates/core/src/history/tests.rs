@@ -320,7 +320,7 @@ fn the_relay_token_is_kept_sealed_and_survives_reopen() {
     assert_eq!((kept.as_str(), expires_at), (token, 1_800_000_000));
     drop(history);
 
-    for file in walk(dir.path()) {
+    for file in crate::test_support::files_under(dir.path()) {
         let bytes = std::fs::read(&file).unwrap();
         assert!(
             !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
@@ -330,17 +330,4 @@ fn the_relay_token_is_kept_sealed_and_survives_reopen() {
     }
     let history = History::open(dir.path(), &key).unwrap();
     assert_eq!(history.relay_login().unwrap().unwrap().0.as_str(), token);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

@@ -1,12 +1,10 @@
-use std::path::Path;
-
 use magpie_proto::MessageKind;
 use uuid::Uuid;
 
 use super::*;
 use crate::history::{Delivery, Direction, Message};
 use crate::keystore::MemoryKeystore;
-use crate::test_support::{identity, username};
+use crate::test_support::{files_under, identity, username};
 
 fn memory() -> Arc<dyn Keystore> {
     Arc::new(MemoryKeystore::default())
@@ -190,17 +188,4 @@ fn message(peer: &str, body: &str) -> Message {
         received_at: Some(1_700_000_001),
         delivery: Delivery::Received,
     }
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
