@@ -16,6 +16,7 @@ const COMMANDS: &[&str] = &[
     "send_message",
     "retry_message",
     "mark_read",
+    "clear_chat",
     "start_chat",
     "requests",
     "accept_request",

@@ -95,6 +95,7 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
             commands::chats::send_message,
             commands::chats::retry_message,
             commands::chats::mark_read,
+            commands::chats::clear_chat,
             commands::chats::start_chat,
             commands::chats::requests,
             commands::chats::accept_request,

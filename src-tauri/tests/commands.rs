@@ -172,6 +172,20 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     assert_eq!(desktop.ok("mark_verified", json!({"peer": "bob"}))["verified"], true);
     assert_eq!(desktop.ok("chats", json!({}))[0]["verified"], true);
 
+    // Deleting the chat's messages keeps the chat: still listed, still verified, and it goes on.
+    assert_eq!(desktop.ok("clear_chat", json!({"peer": "bob"})), 2);
+    let cleared = desktop.ok("messages", json!({"peer": "bob", "before": null, "limit": 50}));
+    assert_eq!(cleared["messages"], json!([]));
+    assert_eq!(desktop.ok("chats", json!({}))[0]["verified"], true);
+    bob.send_text(&Username::parse("alice").unwrap(), "after clearing")
+        .unwrap();
+    let page = desktop.wait_for(
+        "messages",
+        json!({"peer": "bob", "before": null, "limit": 50}),
+        |page| !page["messages"].as_array().unwrap().is_empty(),
+    );
+    assert_eq!(page["messages"][0]["body"], "after clearing");
+
     // Deleting the profile removes it from the list and its folder from the disk.
     let id = me["profile_id"].as_str().unwrap().to_owned();
     let left = desktop.ok("delete_profile", json!({"id": id}));

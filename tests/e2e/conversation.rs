@@ -158,4 +158,22 @@ pub async fn with_the_terminal(client: &Client, me: &str, them: &Terminal, relay
     })
     .await;
     picture(client, "conversation-reply.png").await;
+
+    // Deleting the messages asks first, empties the window's list and leaves the terminal's copy alone.
+    click(client, "conversation-menu").await;
+    click(client, "menu-clear-chat").await;
+    let question = text_of(client, "confirm-dialog").await;
+    assert!(
+        question.contains(&format!("Delete all messages with {peer}?")),
+        "{question}"
+    );
+    picture(client, "delete-messages.png").await;
+    click(client, "confirm-ok").await;
+    gone(client, "confirm-dialog", "the question to close").await;
+    eventually("the window's list to empty", WAIT, || async {
+        shown_messages(client).await.is_empty().then_some(())
+    })
+    .await;
+    picture(client, "messages-deleted.png").await;
+    assert!(find(&them.history(me).await, "outgoing", FROM_TERMINAL).is_some());
 }

@@ -127,6 +127,16 @@ pub async fn safety_number(state: State<'_, AppState>, peer: String) -> Result<S
     safety_view(&client, &username(&peer)?)
 }
 
+/// Deletes the chat's messages from this computer (the contact, its keys and the session stay); returns how
+/// many. A million messages take a few seconds, off the async workers.
+#[tauri::command]
+pub async fn clear_chat(state: State<'_, AppState>, peer: String) -> Result<u32, IpcError> {
+    let client = state.client().await?;
+    let peer = username(&peer)?;
+    let removed = super::blocking(move || Ok(client.clear_chat(&peer)?)).await?;
+    Ok(u32::try_from(removed).unwrap_or(u32::MAX))
+}
+
 /// Verifies the peer (during a key change: accepts the new key whose number the user compared).
 #[tauri::command]
 pub async fn mark_verified(state: State<'_, AppState>, peer: String) -> Result<SafetyNumberView, IpcError> {

@@ -26,6 +26,8 @@ function mockBackend() {
           return { messages: [], has_more: false };
         case 'safety_number':
           return safety;
+        case 'clear_chat':
+          return 0;
         case 'send_message': {
           const { peer, text } = args as { peer: string; text: string };
           return sentMessage(peer, text, { sent_at: Date.now() / 1000 });
@@ -111,5 +113,39 @@ describe('Conversation', () => {
     await fireEvent.keyDown(input, { key: 'Enter' });
     await screen.findByTestId('message-new1');
     expect(calls.find((c) => c.cmd === 'send_message')?.args).toEqual({ peer: 'bob', text: 'hi bob' });
+  });
+});
+
+describe('Conversation: deleting the messages', () => {
+  it('asks first, then deletes them and reloads the list, keeping the draft', async () => {
+    const calls = mockBackend();
+    let changed = 0;
+    render(Conversation, { peer: 'bob', chat: chat(), connection: 'online', me, onChanged: () => changed++ });
+    await screen.findByText(/No messages yet/);
+    const input = screen.getByTestId('compose-input') as HTMLTextAreaElement;
+    await fireEvent.input(input, { target: { value: 'half-written' } });
+
+    await fireEvent.click(screen.getByTestId('conversation-menu'));
+    await fireEvent.click(screen.getByTestId('menu-clear-chat'));
+    expect(screen.getByRole('alertdialog').textContent).toContain('Delete all messages with bob?');
+    expect(calls.some((c) => c.cmd === 'clear_chat')).toBe(false);
+
+    const loads = calls.filter((c) => c.cmd === 'messages').length;
+    await fireEvent.click(screen.getByRole('button', { name: 'Delete messages' }));
+    await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
+    expect(calls.filter((c) => c.cmd === 'clear_chat')).toEqual([{ cmd: 'clear_chat', args: { peer: 'bob' } }]);
+    await waitFor(() => expect(calls.filter((c) => c.cmd === 'messages').length).toBe(loads + 1));
+    expect(changed).toBe(1);
+    expect((screen.getByTestId('compose-input') as HTMLTextAreaElement).value).toBe('half-written');
+  });
+
+  it('cancelling deletes nothing', async () => {
+    const calls = mockBackend();
+    render(Conversation, { peer: 'bob', chat: chat(), connection: 'online', me, onChanged: () => {} });
+    await fireEvent.click(screen.getByTestId('conversation-menu'));
+    await fireEvent.click(screen.getByTestId('menu-clear-chat'));
+    await fireEvent.click(screen.getByRole('button', { name: 'Cancel' }));
+    expect(screen.queryByRole('alertdialog')).toBeNull();
+    expect(calls.some((c) => c.cmd === 'clear_chat')).toBe(false);
   });
 });

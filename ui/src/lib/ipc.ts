@@ -143,6 +143,11 @@ export function markRead(peer: string, cursor: number): Promise<void> {
   return call<void>('mark_read', { peer, cursor });
 }
 
+/** Deletes the chat's messages from this computer (the chat, its keys and verification stay); how many. */
+export function clearChat(peer: string): Promise<number> {
+  return call<number>('clear_chat', { peer });
+}
+
 // --- requests ---
 
 /** Asks `peer` for an encrypted chat (step 1 of the handshake). */

@@ -28,6 +28,14 @@ impl Client {
         self.history().put_contact(&contact)
     }
 
+    /// Deletes every message of the chat with `peer` from this computer; the contact, its pinned key and the
+    /// session stay, so the chat goes on. Returns how many were deleted. Blocks on disk I/O.
+    pub fn clear_chat(&self, peer: &Username) -> Result<usize> {
+        let removed = self.history().clear_chat(peer)?;
+        self.history().flush()?;
+        Ok(removed)
+    }
+
     /// Incoming messages from `peer` after the read mark, counted up to `cap` (a badge shows "99+").
     pub fn unread(&self, peer: &Username, cap: usize) -> Result<usize> {
         let read = self.history().contact(peer)?.and_then(|c| c.read_up_to);

@@ -187,6 +187,36 @@ impl History {
         flatten(result).map(|()| true)
     }
 
+    /// Removes every message of the chat with `peer` and returns how many: in slices (a chat may hold a million),
+    /// each slice's id index before its messages, so a crash halfway leaves messages without an index (still
+    /// shown, no longer de-duplicated), never an index pointing at nothing.
+    pub fn clear_chat(&self, peer: &Username) -> Result<usize> {
+        self.clear_chat_in_slices(peer, 10_000)
+    }
+
+    pub(super) fn clear_chat_in_slices(&self, peer: &Username, slice: usize) -> Result<usize> {
+        let chat = self.chat_id(peer)?;
+        let mut removed = 0;
+        loop {
+            let mut index = sled::Batch::default();
+            let mut rows = sled::Batch::default();
+            let mut in_slice = 0;
+            for row in self.messages.scan_prefix(chat).take(slice) {
+                let (key, sealed) = row?;
+                let entry = self.open_entry(&key, &sealed)?;
+                index.remove(self.sealer.index(b"message", entry.message.id.as_bytes())?.as_slice());
+                rows.remove(key);
+                in_slice += 1;
+            }
+            if in_slice == 0 {
+                return Ok(removed);
+            }
+            self.message_ids.apply_batch(index)?;
+            self.messages.apply_batch(rows)?;
+            removed += in_slice;
+        }
+    }
+
     /// Moves a message to a new delivery state and returns the state it ends in ("delivered" is never undone);
     /// `None` if no message has this id.
     pub fn update_delivery(&self, id: Uuid, update: Delivery) -> Result<Option<Delivery>> {

@@ -331,3 +331,34 @@ fn the_relay_token_is_kept_sealed_and_survives_reopen() {
     let history = History::open(dir.path(), &key).unwrap();
     assert_eq!(history.relay_login().unwrap().unwrap().0.as_str(), token);
 }
+
+#[test]
+fn clearing_a_chat_removes_its_messages_and_their_index_and_nothing_else() {
+    let (_dir, _key, history) = open();
+    let to_bob: Vec<Message> = (0..25).map(|i| text("bob", &format!("b{i}"))).collect();
+    history.append_messages(&to_bob).unwrap();
+    history.append_message(&text("carol", "stays")).unwrap();
+
+    // Slices of 7: the last one is partial, and the loop must end on an empty one.
+    assert_eq!(history.clear_chat_in_slices(&username("bob"), 7).unwrap(), 25);
+    assert!(history.last_messages(&username("bob"), 100).unwrap().is_empty());
+    assert_eq!(
+        bodies(&history.last_messages(&username("carol"), 10).unwrap()),
+        ["stays"]
+    );
+    assert_eq!(history.message_ids.len(), 1, "only carol's message is indexed");
+    // A late receipt for a deleted message finds nothing, without an error.
+    assert!(!history.contains_message(to_bob[0].id).unwrap());
+    assert_eq!(
+        history.update_delivery(to_bob[0].id, Delivery::Delivered).unwrap(),
+        None
+    );
+
+    // The chat goes on.
+    assert!(matches!(
+        history.append_message(&text("bob", "again")).unwrap(),
+        Appended::New(_)
+    ));
+    assert_eq!(bodies(&history.last_messages(&username("bob"), 10).unwrap()), ["again"]);
+    assert_eq!(history.clear_chat(&username("nobody")).unwrap(), 0);
+}
