@@ -196,12 +196,16 @@ impl History {
 
     pub(super) fn clear_chat_in_slices(&self, peer: &Username, slice: usize) -> Result<usize> {
         let chat = self.chat_id(peer)?;
+        // Only what is there now: a message arriving meanwhile sorts after this one and stays.
+        let Some((newest, _)) = self.messages.scan_prefix(chat).next_back().transpose()? else {
+            return Ok(0);
+        };
         let mut removed = 0;
         loop {
             let mut index = sled::Batch::default();
             let mut rows = sled::Batch::default();
             let mut in_slice = 0;
-            for row in self.messages.scan_prefix(chat).take(slice) {
+            for row in self.messages.range(chat.as_slice()..=&*newest).take(slice) {
                 let (key, sealed) = row?;
                 let entry = self.open_entry(&key, &sealed)?;
                 index.remove(self.sealer.index(b"message", entry.message.id.as_bytes())?.as_slice());
