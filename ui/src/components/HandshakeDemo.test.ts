@@ -173,7 +173,11 @@ describe('HandshakeDemo', () => {
     await next(2);
 
     expect(statuses()).toEqual(['passed', 'passed', 'passed', 'passed', 'passed', 'failed', 'not_reached']);
-    expect(screen.getByTestId('demo-step-6').textContent).toContain(TAMPER_REASON);
+    // The rail shows the cause; the whole sentence is its tooltip (and the failure panel's).
+    expect(screen.getByTestId('demo-rail-reason').textContent).toBe(
+      'Its signature does not match what alice signed (the message was changed on the way)',
+    );
+    expect(screen.getByTestId('demo-step-6').getAttribute('title')).toBe(TAMPER_REASON);
     const card6 = within(screen.getByTestId('demo-column-bob')).getByTestId('demo-card-6');
     const failedCheck = within(within(card6).getByRole('list', { name: 'Checks' })).getByRole('listitem');
     expect(failedCheck.textContent?.replace(/\s+/g, ' ').trim()).toBe(`✗ Failed: ${TAMPER_REASON}`);

@@ -10,6 +10,7 @@ import {
   kindLabel,
   shortFingerprint,
   shownStatus,
+  shortReason,
 } from './demo';
 import { DEMO_TEXT, TAMPER_REASON, demoRun } from '../test/demo-fixture';
 
@@ -74,5 +75,21 @@ describe('showing values', () => {
     expect(formatElapsed(2391)).toBe('2.4 s');
     expect(shortFingerprint('ABCDEF0123456789abcdef')).toBe('abcd ef01 2345 6789 …');
     expect(shortFingerprint('abcd')).toBe('abcd');
+  });
+});
+
+describe('shortReason', () => {
+  it('keeps the cause after the last colon, capitalized', () => {
+    expect(shortReason('Bob stopped the handshake: bad signature')).toBe('Bad signature');
+    expect(shortReason('a: b: the wrapped key does not open')).toBe('The wrapped key does not open');
+    expect(
+      shortReason(
+        'Bob stopped the handshake at step 6 (Verify & unwrap): bad signature. Nothing of it was kept and no chat was opened.',
+      ),
+    ).toBe('Bad signature');
+  });
+
+  it('keeps a reason without a colon whole', () => {
+    expect(shortReason('relay unreachable.')).toBe('Relay unreachable');
   });
 });

@@ -75,6 +75,15 @@ export function failureReason(run: DemoRun): string | null {
   return step.checks.at(-1) ?? (step.summary || null);
 }
 
+/** The rail's short form of a failure: the first sentence of its cause after the last colon ("Bob stopped it:
+ * bad signature. Nothing was kept." → "Bad signature"); the whole text is in the failure panel. */
+export function shortReason(reason: string): string {
+  const colon = reason.lastIndexOf(': ');
+  const cause = (colon < 0 ? reason : reason.slice(colon + 2)).trim();
+  const sentence = (cause.split('. ')[0] ?? cause).replace(/\.$/, '');
+  return sentence.charAt(0).toUpperCase() + sentence.slice(1);
+}
+
 /** Each check with whether it passed: in a failed step the last check is the one that failed. */
 export function checkOutcomes(step: DemoStep): { text: string; passed: boolean }[] {
   const failedIndex = step.status === 'failed' ? step.checks.length - 1 : -1;
