@@ -34,13 +34,19 @@ trap cleanup EXIT
 export MAGPIE_DATA_DIR="$scratch/data"
 # The app's embedded relay listens here (tauri-driver passes our environment on to the app), and the test's
 # `magpie` command line registers there too. A port the kernel just handed out is almost surely still free.
-MAGPIE_LOCAL_RELAY_PORT=$(node -e 'const s = require("net").createServer();
-s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')
+free_port() {
+  node -e 'const s = require("net").createServer();
+s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}
+MAGPIE_LOCAL_RELAY_PORT=$(free_port)
 export MAGPIE_LOCAL_RELAY_PORT
-port=4444
+# tauri-driver and WebKitWebDriver on free ports too (not 4444/4445), so two runs on one machine (a package test
+# beside the test command, say) cannot talk to each other's driver.
+port=$(free_port)
+native_port=$(free_port)
 export MAGPIE_E2E_DRIVER="http://127.0.0.1:$port"
 
-tauri-driver --port "$port" >"$scratch/driver.log" 2>&1 &
+tauri-driver --port "$port" --native-port "$native_port" >"$scratch/driver.log" 2>&1 &
 driver_pid=$!
 for _ in $(seq 1 100); do
   curl -sf "$MAGPIE_E2E_DRIVER/status" >/dev/null && break
