@@ -12,37 +12,11 @@ use magpie_relay::server::RunningRelay;
 use magpie_relay::store::{SledStore, Store, SyncMode};
 use magpie_relay::AppState;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 
 fn sled_state(dir: &std::path::Path) -> AppState {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir, SyncMode::Flush).unwrap());
     AppState::new(store, ca(), config()).unwrap()
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn push_connect(relay: &RunningRelay, token: &str) -> Ws {
-    let mut request = format!("ws://{}/v1/push", relay.addr).into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-async fn next_text(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("push within 5 s")
-            .expect("stream open")
-            .unwrap();
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

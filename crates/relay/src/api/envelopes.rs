@@ -72,7 +72,12 @@ pub(crate) async fn send(
 ) -> Result<(StatusCode, Json<SendResponse>)> {
     let id = req.id;
     let inserted = stage(&state, me, req)?;
-    Ok((StatusCode::ACCEPTED, Json(commit(&state, id, inserted).await?)))
+    // In a task of its own: a client hanging up mid-request must not cancel the push of what is already stored
+    // (its retry is a duplicate, which is not pushed again).
+    let committed = tokio::spawn(async move { commit(&state, id, inserted).await })
+        .await
+        .map_err(|e| Error::Internal(format!("commit task failed: {e}")))??;
+    Ok((StatusCode::ACCEPTED, Json(committed)))
 }
 
 /// Checks a send and writes it to the store (not yet durable). Shared by HTTP and the push socket.

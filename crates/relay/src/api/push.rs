@@ -135,9 +135,9 @@ async fn commit_in_order(
             (id, Err(e)) => Reply::error(id, &e),
             (None, Ok(_)) => continue,
         };
-        if replies.send(reply.text()).await.is_err() {
-            return;
-        }
+        // Even when the sender has hung up: what it staged is stored and must still be pushed, or its retry
+        // (a duplicate, never pushed) would leave the recipient waiting for a catch-up.
+        let _ = replies.send(reply.text()).await;
     }
 }
 
@@ -223,7 +223,8 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let (replies, mut answers) = mpsc::channel::<Utf8Bytes>(QUEUE_DEPTH);
     let (staged, staged_rx) = mpsc::unbounded_channel();
-    let committer = tokio::spawn(commit_in_order(state.clone(), staged_rx, replies));
+    // Not aborted with the connection: it ends once it has answered what was staged (`staged` closes its queue).
+    tokio::spawn(commit_in_order(state.clone(), staged_rx, replies));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     loop {
@@ -271,7 +272,6 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
             }
         }
     }
-    committer.abort();
     state.hub.unsubscribe(&user, conn);
     state.metrics.push_connections.fetch_sub(1, Relaxed);
     tracing::debug!(user, connection = conn, "push disconnected");

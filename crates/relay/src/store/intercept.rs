@@ -11,12 +11,14 @@ use super::{ChallengeRecord, Inserted, NewEnvelope, Store, StoreResult, StoredEn
 
 type UserHook = Box<dyn Fn(&dyn Store, &str) -> StoreResult<Option<UserRecord>> + Send + Sync>;
 type InsertHook = Box<dyn Fn(&dyn Store, NewEnvelope) -> StoreResult<Inserted> + Send + Sync>;
+type FlushHook = Box<dyn Fn(&dyn Store) -> StoreResult<()> + Send + Sync>;
 
-/// [`Store`] over `inner`, with optional replacements for user lookups and envelope inserts.
+/// [`Store`] over `inner`, with optional replacements for user lookups, envelope inserts and flushes.
 pub struct Intercept {
     inner: Arc<dyn Store>,
     user: Option<UserHook>,
     insert: Option<InsertHook>,
+    flush: Option<FlushHook>,
 }
 
 impl Intercept {
@@ -25,6 +27,7 @@ impl Intercept {
             inner,
             user: None,
             insert: None,
+            flush: None,
         }
     }
 
@@ -47,6 +50,13 @@ impl Intercept {
         self.insert = Some(Box::new(hook));
         self
     }
+
+    /// Performs [`Store::flush`] (given the inner store to flush): a slow disk, say.
+    #[must_use]
+    pub fn on_flush(mut self, hook: impl Fn(&dyn Store) -> StoreResult<()> + Send + Sync + 'static) -> Self {
+        self.flush = Some(Box::new(hook));
+        self
+    }
 }
 
 impl fmt::Debug for Intercept {
@@ -55,6 +65,7 @@ impl fmt::Debug for Intercept {
             .field("inner", &self.inner)
             .field("user", &self.user.is_some())
             .field("insert", &self.insert.is_some())
+            .field("flush", &self.flush.is_some())
             .finish()
     }
 }
@@ -100,6 +111,9 @@ impl Store for Intercept {
         self.inner.purge_expired(now)
     }
     fn flush(&self) -> StoreResult<()> {
-        self.inner.flush()
+        match &self.flush {
+            Some(hook) => hook(self.inner.as_ref()),
+            None => self.inner.flush(),
+        }
     }
 }

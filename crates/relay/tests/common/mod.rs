@@ -187,3 +187,32 @@ pub async fn http_login(http: &reqwest::Client, base: &str, name: &str, ca_finge
         .unwrap();
     answer["token"].as_str().unwrap().to_owned()
 }
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a push connection with `token`.
+pub async fn push_connect(relay: &magpie_relay::server::RunningRelay, token: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{}/v1/push", relay.addr).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// The next text frame on `ws`, as JSON; fails after 5 s.
+pub async fn next_text(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt as _;
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .expect("push within 5 s")
+            .expect("stream open")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
