@@ -87,6 +87,11 @@ def run_once(app, data, report, measure_idle):
                 raise SystemExit(f"no marks after 120 s: {marks(report)}")
             time.sleep(0.02)
         got = marks(report)
+        # Where startup went: each moment after exec (Rust's wall_ms, the UI's value_ms), in order.
+        moments = sorted(
+            (v.get("value_ms", v["wall_ms"]) - started_ms, k[3:]) for k, v in got.items() if k.startswith("at_")
+        )
+        print("  startup: " + ", ".join(f"{name} {ms:.0f}" for ms, name in moments))
         result = {
             "start_ms": got["chat_list"]["wall_ms"] - started_ms,
             "open_chat_ms": got["open_chat"]["value_ms"],

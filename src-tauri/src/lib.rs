@@ -9,6 +9,7 @@ pub mod local_relay;
 mod notify;
 mod perf;
 mod qr;
+mod rendering;
 mod session;
 pub mod state;
 
@@ -43,6 +44,8 @@ pub fn answer_flags(mut args: impl Iterator<Item = String>) -> Option<String> {
 
 /// Starts the desktop app. Called by `main`.
 pub fn run() {
+    perf::moment("main");
+    rendering::choose();
     init_logging();
     // A second launch focuses the running window instead of opening the same profiles twice.
     let builder = Builder::default()
@@ -60,12 +63,14 @@ pub fn run() {
             std::process::exit(1);
         }
     };
+    perf::moment("built");
     // Open last time's profile (its history may be large) while the window is still starting.
     let handle = app.handle().clone();
     tauri::async_runtime::spawn(async move {
         let state = handle.state::<AppState>();
-        if let Err(error) = commands::profiles::current_or_last(&handle, &state).await {
-            tracing::warn!(%error, "could not reopen last time's profile");
+        match commands::profiles::current_or_last(&handle, &state).await {
+            Ok(_) => perf::moment("reopened"),
+            Err(error) => tracing::warn!(%error, "could not reopen last time's profile"),
         }
     });
     app.run(|handle, event| {

@@ -19,6 +19,13 @@ pub fn perf_open_chat() -> Option<String> {
     std::env::var(OPEN_CHAT_ENV).ok().filter(|peer| !peer.is_empty())
 }
 
+/// Notes that startup reached `name` on the Rust side (the script prints where the time went).
+pub fn moment(name: &str) {
+    if let Err(error) = perf_mark(format!("at_{name}"), None) {
+        tracing::debug!(%error, "perf mark not written");
+    }
+}
+
 /// Appends `name wall_ms=… value_ms=…` to the report.
 #[tauri::command]
 pub fn perf_mark(name: String, value_ms: Option<f64>) -> Result<(), IpcError> {

@@ -1,6 +1,14 @@
 // Milestones for scripts/perf-app.sh. They do nothing unless the script started the app (perfOpenChat is null).
 import { perfMark, perfOpenChat } from './ipc';
 
+/** Wall-clock times (ms since the epoch) of startup moments, reported with the chat list mark. */
+const moments: [string, number][] = [['page', performance.timeOrigin]];
+
+/** Notes that startup reached `name` (the script prints where the time went). */
+export function moment(name: string): void {
+  moments.push([name, performance.timeOrigin + performance.now()]);
+}
+
 /** Resolves after the browser has painted twice: what was rendered is on screen. */
 export function afterPaint(): Promise<void> {
   return new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => resolve())));
@@ -17,10 +25,13 @@ async function until(condition: () => boolean, timeoutMs: number): Promise<boole
 
 /** Call once the chat list is rendered: marks it, opens the script's chat and marks when its messages are drawn. */
 export async function reportPerfMarks(openChat: (peer: string) => void): Promise<void> {
-  const peer = await perfOpenChat();
-  if (peer === null) return;
+  // Asked while the list paints, so the measurement adds no round trip of its own.
+  const asked = perfOpenChat();
   await afterPaint();
+  const peer = await asked;
+  if (peer === null) return;
   await perfMark('chat_list');
+  for (const [name, wallMs] of moments) await perfMark(`at_${name}`, wallMs);
   const started = performance.now();
   openChat(peer);
   const drawn = await until(() => document.querySelector('[data-testid="message-body"]') !== null, 30_000);
