@@ -121,12 +121,33 @@ def run_once(app, data, report, measure_idle):
             proc.kill()
 
 
+def hello_start_ms(hello, scratch):
+    """Exec -> first paint of the Tauri hello world (scripts/baseline-hello-tauri.sh), measured like Magpie's."""
+    report = os.path.join(scratch, "hello.txt")
+    if os.path.exists(report):
+        os.remove(report)
+    started_ms = time.time() * 1000
+    proc = subprocess.Popen([hello], env=dict(os.environ, HELLO_REPORT=report), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while "painted" not in marks(report):
+            if proc.poll() is not None or time.time() > deadline:
+                raise SystemExit("the hello world did not report its first paint")
+            time.sleep(0.02)
+        return marks(report)["painted"]["wall_ms"] - started_ms
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--app", required=True)
     parser.add_argument("--seed", required=True)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--hello", help="the hello world's binary, timed the same way as the baseline")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="magpie-perf.") as scratch:
         data = os.path.join(scratch, "data")
@@ -144,6 +165,11 @@ def main():
         start_ms = statistics.median(r["start_ms"] for r in warm)
         open_ms = statistics.median(r["open_chat_ms"] for r in warm)
         last = results[-1]
+        if args.hello:
+            hello = [hello_start_ms(args.hello, scratch) for _ in range(args.runs)][1:]
+            hello_ms = statistics.median(hello)
+            print("hello world: " + " ".join(f"{ms:.0f}" for ms in hello) + " ms")
+            print(f"hello_start_ms={hello_ms:.0f} start_ratio={start_ms / hello_ms:.2f}")
         print(f"start_ms={start_ms:.0f} pss_mb={last['pss_mb']:.0f} idle_cpu_pct={last['idle_cpu_pct']:.2f} "
               f"open_chat_ms={open_ms:.0f}")
 

@@ -34,6 +34,9 @@ pub struct App {
 /// environment (run.sh's `MAGPIE_DATA_DIR` and `MAGPIE_LOCAL_RELAY_PORT`), with `env` on top: tauri-driver
 /// passes no environment of a session's own, so the session starts a small launcher script that sets it and
 /// `exec`s the app.
+/// WebKitGTK's switch to its software path (see src-tauri/src/rendering.rs).
+pub const COMPOSITING_ENV: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
+
 pub async fn launch_app(env: &[(&str, &str)]) -> App {
     let turn = ONE_APP.lock().await;
     let application = required_env("MAGPIE_E2E_APP");
@@ -46,6 +49,11 @@ pub async fn launch_app(env: &[(&str, &str)]) -> App {
         format!("'{value}'")
     };
     let mut text = format!("#!/bin/sh\necho $$ > {}\n", quoted(&pid_file.to_string_lossy()));
+    if !env.iter().any(|(name, _)| *name == COMPOSITING_ENV) {
+        // Composited, unless a story asks otherwise: WebKitGTK's automation never answers a screenshot on its
+        // software path, which the app chooses without a GPU (as here). One story covers that path.
+        text.push_str(&format!("export {COMPOSITING_ENV}=0\n"));
+    }
     for (name, value) in env {
         text.push_str(&format!("export {name}={}\n", quoted(value)));
     }
@@ -313,7 +321,11 @@ fn assert_picture(path: &Path) {
 
 /// What a failed story leaves behind: target/e2e/failure-`name`.png and the page's text on stderr.
 pub async fn leave_evidence(client: &Client, name: &str) {
-    match client.screenshot().await {
+    // Bounded: on WebKitGTK's software path a screenshot never comes.
+    match tokio::time::timeout(Duration::from_secs(10), client.screenshot())
+        .await
+        .unwrap_or(Err(fantoccini::error::CmdError::WaitTimeout))
+    {
         Ok(png) => {
             let dir = shots_dir();
             let path = dir.join(format!("failure-{name}.png"));
