@@ -1,12 +1,12 @@
 // Milestones for scripts/perf-app.sh. They do nothing unless the script started the app (perfOpenChat is null).
 import { perfMark, perfOpenChat } from './ipc';
 
-/** Wall-clock times (ms since the epoch) of startup moments, reported with the chat list mark. */
-const moments: [string, number][] = [['page', performance.timeOrigin]];
+/** Wall-clock times (ms since the epoch) of startup moments, reported with the chat list mark; `null` after. */
+let moments: [string, number][] | null = [['page', performance.timeOrigin]];
 
-/** Notes that startup reached `name` (the script prints where the time went). */
+/** Notes that startup reached `name` (the script prints where the time went). Later calls are ignored. */
 export function moment(name: string): void {
-  moments.push([name, performance.timeOrigin + performance.now()]);
+  moments?.push([name, performance.timeOrigin + performance.now()]);
 }
 
 /** Resolves after the browser has painted twice: what was rendered is on screen. */
@@ -28,10 +28,12 @@ export async function reportPerfMarks(openChat: (peer: string) => void): Promise
   // Asked while the list paints, so the measurement adds no round trip of its own.
   const asked = perfOpenChat();
   await afterPaint();
+  const startup = moments ?? [];
+  moments = null;
   const peer = await asked;
   if (peer === null) return;
   await perfMark('chat_list');
-  for (const [name, wallMs] of moments) await perfMark(`at_${name}`, wallMs);
+  for (const [name, wallMs] of startup) await perfMark(`at_${name}`, wallMs);
   const started = performance.now();
   openChat(peer);
   const drawn = await until(() => document.querySelector('[data-testid="message-body"]') !== null, 30_000);
