@@ -30,13 +30,13 @@ pub struct App {
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
+/// WebKitGTK's switch to its software path (see src-tauri/src/rendering.rs).
+pub const COMPOSITING_ENV: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
+
 /// Starts the app through tauri-driver, waiting for any earlier app to have ended. The app gets tauri-driver's
 /// environment (run.sh's `MAGPIE_DATA_DIR` and `MAGPIE_LOCAL_RELAY_PORT`), with `env` on top: tauri-driver
 /// passes no environment of a session's own, so the session starts a small launcher script that sets it and
 /// `exec`s the app.
-/// WebKitGTK's switch to its software path (see src-tauri/src/rendering.rs).
-pub const COMPOSITING_ENV: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
-
 pub async fn launch_app(env: &[(&str, &str)]) -> App {
     let turn = ONE_APP.lock().await;
     let application = required_env("MAGPIE_E2E_APP");
