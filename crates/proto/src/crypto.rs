@@ -9,7 +9,6 @@ use openssl::md::Md;
 use openssl::pkey::{HasPrivate, HasPublic, Id, PKey, PKeyRef, Private, Public};
 use openssl::pkey_ctx::{HkdfMode, PkeyCtx};
 use openssl::rsa::Padding;
-use openssl::sha::Sha256;
 use openssl::sign::{RsaPssSaltlen, Signer, Verifier};
 use zeroize::Zeroizing;
 
@@ -38,72 +37,20 @@ pub(crate) fn sha256(data: &[u8]) -> Result<[u8; 32]> {
     Ok(out)
 }
 
-/// HMAC-SHA256 (RFC 2104) over the concatenation of `parts`, built on OpenSSL's SHA-256.
-///
-/// The EVP HMAC path (`PKey::hmac` + `Signer`) costs about 9 µs a call in OpenSSL 3 (algorithm fetch and key
-/// object per call); the ratchet makes three HMACs per message, so that alone would cost ~25 µs per
-/// message. This is the same function (checked against RFC 4231 and against the EVP path in tests).
+/// HMAC-SHA256 over the concatenation of `parts`. Used once per handshake (the KeyConfirm MAC), so OpenSSL's EVP
+/// path, which wipes its key, is fast enough.
 pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Result<Zeroizing<[u8; 32]>> {
-    Ok(HmacSha256::new(key)?.finish(parts))
-}
-
-/// An HMAC-SHA256 key as the SHA-256 states after its ipad and opad blocks. Keying costs two of the four
-/// compressions of a short-message HMAC, so a key that MACs two messages (a ratchet step: `mk` and the next
-/// `ck`) is keyed once.
-///
-/// The states are key-equivalent. As with the one-shot code this replaced, they are not wiped on drop (the
-/// `openssl` crate has no cleanse for `Sha256` and this crate forbids `unsafe`); they live on the stack for one
-/// call and are never stored.
-#[derive(Clone)]
-pub(crate) struct HmacSha256 {
-    inner: Sha256,
-    outer: Sha256,
-}
-
-impl HmacSha256 {
-    pub(crate) fn new(key: &[u8]) -> Result<Self> {
-        let hashed;
-        let key = if key.len() > 64 {
-            hashed = Zeroizing::new(sha256(key)?);
-            hashed.as_slice()
-        } else {
-            key
-        };
-        let mut pad = Zeroizing::new([0x36u8; 64]);
-        pad.iter_mut().zip(key).for_each(|(p, k)| *p ^= k);
-        let mut inner = Sha256::new();
-        inner.update(pad.as_ref());
-        // key ^ ipad -> key ^ opad in place, so the padded key exists in one wiped buffer only.
-        pad.iter_mut().for_each(|p| *p ^= 0x36 ^ 0x5c);
-        let mut outer = Sha256::new();
-        outer.update(pad.as_ref());
-        Ok(Self { inner, outer })
-    }
-
-    /// The MAC of `parts`, keeping the key for another message.
-    pub(crate) fn mac(&self, parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
-        self.clone().finish(parts)
-    }
-
-    /// The MAC of `parts`, consuming the key (its states are overwritten by the final hashes).
-    pub(crate) fn finish(self, parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
-        let Self { mut inner, mut outer } = self;
-        for part in parts {
-            inner.update(part);
-        }
-        let inner = Zeroizing::new(inner.finish());
-        outer.update(inner.as_ref());
-        Zeroizing::new(outer.finish())
-    }
-}
-
-/// HMAC-SHA256 through OpenSSL's EVP interface: the reference for [`hmac_sha256`] in tests.
-#[cfg(test)]
-pub(crate) fn hmac_sha256_evp(key: &[u8], data: &[u8]) -> Result<Vec<u8>> {
     let pkey = PKey::hmac(key)?;
     let mut signer = Signer::new(MessageDigest::sha256(), &pkey)?;
-    signer.update(data)?;
-    Ok(signer.sign_to_vec()?)
+    for part in parts {
+        signer.update(part)?;
+    }
+    let mut out = Zeroizing::new([0u8; 32]);
+    let len = signer.sign(out.as_mut())?;
+    if len != out.len() {
+        return Err(Error::Crypto("HMAC-SHA256 length".into()));
+    }
+    Ok(out)
 }
 
 /// HKDF-SHA256, extract and expand (RFC 5869).
@@ -232,6 +179,25 @@ fn aes_256_gcm() -> Result<&'static CipherRef> {
     }
 }
 
+/// AES-256-CTR, fetched from the provider once.
+fn aes_256_ctr() -> Result<&'static CipherRef> {
+    static AES_CTR: OnceLock<Option<openssl::cipher::Cipher>> = OnceLock::new();
+    match AES_CTR.get_or_init(|| openssl::cipher::Cipher::fetch(None, "AES-256-CTR", None).ok()) {
+        Some(c) => Ok(c),
+        None => Ok(openssl::cipher::Cipher::aes_256_ctr()),
+    }
+}
+
+/// The first `N` bytes of the AES-256-CTR keystream of `key` from an all-zero counter block. OpenSSL wipes the
+/// key schedule when the context is freed.
+pub(crate) fn aes_ctr_keystream<const N: usize>(key: &[u8; 32]) -> Result<Zeroizing<[u8; N]>> {
+    let mut ctx = CipherCtx::new()?;
+    ctx.encrypt_init(Some(aes_256_ctr()?), Some(key), Some(&[0u8; 16]))?;
+    let mut stream = Zeroizing::new([0u8; N]);
+    ctx.cipher_update_inplace(stream.as_mut(), N)?;
+    Ok(stream)
+}
+
 /// AES-256-GCM seal; returns ciphertext ‖ tag.
 pub(crate) fn aes_gcm_seal(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
     let mut ctx = CipherCtx::new()?;
@@ -305,29 +271,14 @@ mod tests {
     }
 
     #[test]
-    fn hmac_matches_evp_for_all_key_lengths() {
-        for len in [1usize, 31, 32, 33, 63, 64, 65, 100, 200] {
-            let key: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let data = vec![0xa5u8; len * 3];
-            let ours = hmac_sha256(&key, &[&data[..data.len() / 2], &data[data.len() / 2..]]).unwrap();
-            assert_eq!(ours.to_vec(), hmac_sha256_evp(&key, &data).unwrap(), "key length {len}");
+    fn ctr_keystream_is_aes_of_the_counter_blocks_from_zero() {
+        let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let mut counters = [0u8; 64];
+        for (i, block) in counters.chunks_mut(16).enumerate() {
+            block[15] = i as u8;
         }
-    }
-
-    #[test]
-    fn keyed_hmac_reused_matches_one_shot() {
-        for len in [1usize, 32, 64, 65, 131] {
-            let key: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let keyed = HmacSha256::new(&key).unwrap();
-            let first = keyed.mac(&[b"one"]);
-            let second = keyed.finish(&[b"tw", b"o"]);
-            assert_eq!(*first, *hmac_sha256(&key, &[b"one"]).unwrap(), "key length {len}");
-            assert_eq!(
-                second.to_vec(),
-                hmac_sha256_evp(&key, b"two").unwrap(),
-                "key length {len}"
-            );
-        }
+        let ecb = openssl::symm::encrypt(openssl::symm::Cipher::aes_256_ecb(), &key, None, &counters).unwrap();
+        assert_eq!(aes_ctr_keystream::<64>(&key).unwrap().as_slice(), &ecb[..64]);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{aes_gcm_open, aes_gcm_seal, hkdf, hkdf_expand, hmac_sha256, HmacSha256};
+use crate::crypto::{aes_ctr_keystream, aes_gcm_open, aes_gcm_seal, hkdf, hkdf_expand, hmac_sha256};
 use crate::encoding::Canon;
 use crate::error::Result;
 use crate::secret::{ChainKey, ConfirmKey, MessageKey, RootKey, SessionSecret, SharedSecret};
@@ -21,8 +21,6 @@ pub const INFO_CHAIN_R2I: &[u8] = b"magpie v1 chain responder to initiator";
 pub const INFO_CONFIRM: &[u8] = b"magpie v1 confirm";
 /// HKDF-Expand info of the session id.
 pub const INFO_SESSION_ID: &[u8] = b"magpie v1 session id";
-/// HMAC label of the per-message nonce.
-pub const NONCE_LABEL: &[u8] = b"magpie v1 nonce";
 
 /// Everything a finished handshake derives.
 pub struct SessionKeys {
@@ -87,21 +85,20 @@ pub fn confirm_mac(key: &ConfirmKey, transcript: &[u8; 32]) -> Result<[u8; 32]> 
     Ok(*hmac_sha256(key.expose_secret(), &[b"confirm", transcript])?)
 }
 
-/// One ratchet step: `mk_n = HMAC(ck_n, 0x01)`, `ck_{n+1} = HMAC(ck_n, 0x02)`.
+/// One ratchet step, AES-256 in counter mode as a fast-key-erasure generator: the first 64 bytes of the keystream
+/// of `ck_n` (all-zero counter block) are `mk_n ‖ ck_{n+1}`.
 pub fn ratchet_step(ck: &ChainKey) -> Result<(MessageKey, ChainKey)> {
-    // Both MACs share the key: key it once (6 SHA-256 compressions instead of 8).
-    let hmac = HmacSha256::new(ck.expose_secret())?;
-    let mk = hmac.mac(&[&[0x01]]);
-    let next = hmac.finish(&[&[0x02]]);
-    Ok((MessageKey::from_bytes(*mk), ChainKey::from_bytes(*next)))
+    let stream = aes_ctr_keystream::<64>(ck.expose_secret())?;
+    let (mk, next) = stream.split_at(32);
+    Ok((MessageKey::from_slice(mk)?, ChainKey::from_slice(next)?))
 }
 
-/// The 96-bit GCM nonce: the first 12 bytes of `HMAC-SHA256(mk_n, "magpie v1 nonce")`.
-pub fn message_nonce(mk: &MessageKey) -> Result<[u8; 12]> {
-    let full = hmac_sha256(mk.expose_secret(), &[NONCE_LABEL])?;
+/// The 96-bit GCM nonce of message `n`: `0x00000000 ‖ u64be(n)`. Each `mk_n` seals one message, so the nonce
+/// need not be secret or random; binding it to `n` keeps (key, nonce) unique even if a key were ever reused.
+pub fn message_nonce(n: u64) -> [u8; 12] {
     let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(full.get(..12).unwrap_or(&[0u8; 12]));
-    Ok(nonce)
+    nonce[4..].copy_from_slice(&n.to_be_bytes());
+    nonce
 }
 
 /// Additional data: `session id ‖ sender ‖ n`, in the canonical length-prefixed form.
@@ -113,10 +110,9 @@ pub fn message_ad(session_id: &[u8], sender: &str, n: u64) -> Vec<u8> {
 
 /// AES-256-GCM with `mk_n` as key, its derived nonce, and the message AD. Returns ciphertext ‖ tag.
 pub fn seal_with_key(mk: &MessageKey, session_id: &[u8], sender: &str, n: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
-    let nonce = message_nonce(mk)?;
     aes_gcm_seal(
         mk.expose_secret(),
-        &nonce,
+        &message_nonce(n),
         &message_ad(session_id, sender, n),
         plaintext,
     )
@@ -130,6 +126,10 @@ pub fn open_with_key(
     n: u64,
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let nonce = message_nonce(mk)?;
-    aes_gcm_open(mk.expose_secret(), &nonce, &message_ad(session_id, sender, n), sealed)
+    aes_gcm_open(
+        mk.expose_secret(),
+        &message_nonce(n),
+        &message_ad(session_id, sender, n),
+        sealed,
+    )
 }

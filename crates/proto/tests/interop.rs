@@ -278,3 +278,34 @@ fn spki_fingerprint_matches_openssl_cli() {
     assert!(ok, "{text}");
     assert!(text.starts_with(&w.alice.fingerprint().to_hex()), "{text}");
 }
+
+#[test]
+fn openssl_enc_reproduces_a_ratchet_step() {
+    let bin = require_openssl!();
+    let ck: [u8; 32] = std::array::from_fn(|i| 0x10 + i as u8);
+    let (mk, next) = keys::ratchet_step(&ChainKey::from_bytes(ck)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let zeros = write(dir.path(), "zeros", &[0u8; 64]);
+    let out = dir.path().join("stream");
+    let key = magpie_proto::encoding::hex(&ck);
+    let (ok, text) = run(
+        &bin,
+        &[
+            "enc",
+            "-aes-256-ctr",
+            "-nosalt",
+            "-K",
+            &key,
+            "-iv",
+            &"0".repeat(32),
+            "-in",
+            &zeros,
+            "-out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "openssl enc failed: {text}");
+    let stream = std::fs::read(&out).unwrap();
+    assert_eq!(&stream[..32], mk.expose_secret(), "mk_n");
+    assert_eq!(&stream[32..], next.expose_secret(), "ck_(n+1)");
+}

@@ -115,7 +115,7 @@ fn ratchet_and_message_vector() {
     check(
         "ratchet.json",
         json!({
-            "description": "mk_n = HMAC-SHA256(ck_n, 0x01); ck_{n+1} = HMAC-SHA256(ck_n, 0x02); nonce = HMAC-SHA256(mk_n, \"magpie v1 nonce\")[0..12]; AD = canonical(\"magpie v1 message\", session_id, sender, n); AES-256-GCM(mk_n)",
+            "description": "mk_n || ck_{n+1} = AES-256-CTR(key = ck_n, counter block = 0^128) of 64 zero bytes; nonce_n = 0x00000000 || u64be(n); AD = canonical(\"magpie v1 message\", session_id, sender, n); AES-256-GCM(mk_n)",
             "input": {
                 "ck0": hex(ck0.expose_secret()),
                 "session_id": hex(&session_id),
@@ -126,7 +126,8 @@ fn ratchet_and_message_vector() {
             "output": {
                 "steps": steps,
                 "ck3": hex(ck.expose_secret()),
-                "nonce0": hex(&message_nonce(&mk0).unwrap()),
+                "nonce0": hex(&message_nonce(0)),
+                "nonce258": hex(&message_nonce(258)),
                 "ad0": hex(&message_ad(&session_id, "alice", 0)),
                 "ciphertext_and_tag0": hex(&sealed),
             }
