@@ -31,9 +31,20 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_CHALLENGE_TTL", default_value_t = 60)]
     pub challenge_ttl_secs: u64,
 
-    /// Login attempts (challenges plus logins) per user per minute.
+    /// Login attempts (challenges plus logins) per client address per minute. Clients on this machine are not
+    /// limited.
     #[arg(long, env = "MAGPIE_RELAY_LOGIN_PER_MINUTE", default_value_t = 20)]
     pub login_per_minute: u32,
+
+    /// Registrations per client address per hour. Clients on this machine are not limited.
+    #[arg(long, env = "MAGPIE_RELAY_REGISTER_PER_HOUR", default_value_t = 10)]
+    pub register_per_hour: u32,
+
+    /// Behind a reverse proxy: the request header it writes the client's address into (such as
+    /// X-Forwarded-For; its last address is used). Set it only if every request comes through that proxy, or
+    /// clients could pick their own address.
+    #[arg(long, env = "MAGPIE_RELAY_CLIENT_IP_HEADER", value_name = "HEADER")]
+    pub client_ip_header: Option<String>,
 
     /// Envelopes a user may send per second, sustained.
     #[arg(long, env = "MAGPIE_RELAY_SEND_PER_SECOND", default_value_t = 2000)]
@@ -70,6 +81,8 @@ impl Config {
             token_ttl_secs: 24 * 3600,
             challenge_ttl_secs: 60,
             login_per_minute: 20,
+            register_per_hour: 10,
+            client_ip_header: None,
             send_per_second: 2000,
             send_burst: 4000,
             sync: SyncMode::Flush,

@@ -41,7 +41,8 @@ pub enum Error {
     /// The route exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// Per-user rate limit hit; retry after the given seconds.
+    /// A rate limit (per user for sending, per client address for login and registration); retry after the given
+    /// seconds.
     #[error("too many requests")]
     RateLimited {
         /// Seconds until a retry can succeed.

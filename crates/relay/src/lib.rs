@@ -52,6 +52,15 @@
 //! `proxy_read_timeout`) and allows bodies of at least the envelope limit (`client_max_body_size 400k`).
 //! Clients trust the relay's *CA* by pinning it, independently of the TLS certificate.
 //!
+//! # Rate limits
+//! Sending is limited per user (a token bucket: `--send-per-second`, `--send-burst`). Login (challenge and login)
+//! and registration are limited per client address (`--login-per-minute`, `--register-per-hour`; IPv6 per /64),
+//! not per username: a per-name limit let anyone lock a user out by spending that name's allowance, and a
+//! signature login cannot be guessed anyway. Clients on the relay's own machine are not limited. Behind a reverse
+//! proxy every peer is the proxy, so name the header it writes the client's address into:
+//! `--client-ip-header X-Forwarded-For` (nginx: `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for`);
+//! the last address in it is used. A refused request gets 429 with `Retry-After`.
+//!
 //! # Exit codes
 //! 0 after a graceful shutdown (SIGTERM, Ctrl-C), 2 bad flags, 69 listen address unusable (e.g. in use),
 //! 71 other start failure, 73 data directory or database not writable, 78 CA or TLS files invalid.

@@ -57,7 +57,8 @@ pub fn document() -> Value {
                         "username": {"type": "string"}, "certificate": {"type": "string"}, "ca": {"type": "string"}}})),
                     "400": error_response("bad JSON or bad CSR (self-signature, key, name)"),
                     "409": error_response("name taken"),
-                    "413": error_response("body too large")
+                    "413": error_response("body too large"),
+                    "429": error_response("too many registrations from this client address")
                 }
             }},
             "/v1/login/challenge": {"post": {
@@ -69,7 +70,7 @@ pub fn document() -> Value {
                         "nonce": {"type": "string", "contentEncoding": "base64"}, "expires_at": {"type": "integer"}}})),
                     "400": error_response("bad input"),
                     "404": error_response("no such user"),
-                    "429": error_response("too many login attempts")
+                    "429": error_response("too many login attempts from this client address")
                 }
             }},
             "/v1/login": {"post": {
@@ -84,7 +85,7 @@ pub fn document() -> Value {
                         "token": {"type": "string"}, "expires_at": {"type": "integer"}}})),
                     "400": error_response("bad input"),
                     "401": error_response("login failed"),
-                    "429": error_response("too many login attempts")
+                    "429": error_response("too many login attempts from this client address")
                 }
             }},
             "/v1/directory/{username}": {"get": {

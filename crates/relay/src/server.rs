@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::{Listener, ListenerExt as _};
+use axum::serve::Listener;
 use openssl::ssl::SslAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -98,13 +98,29 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Without TCP_NODELAY small frames wait up to 40 ms for Nagle + delayed ACK.
-    let listener = listener.tap_io(|tcp| {
+    serve_on(NoDelayListener(listener), state, shutdown).await
+}
+
+/// Plain TCP with TCP_NODELAY on each connection: without it small frames wait up to 40 ms for Nagle and
+/// delayed ACK.
+#[derive(Debug)]
+pub struct NoDelayListener(pub TcpListener);
+
+impl Listener for NoDelayListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr) = Listener::accept(&mut self.0).await;
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "TCP_NODELAY failed");
         }
-    });
-    serve_on(listener, state, shutdown).await
+        (tcp, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Listener::local_addr(&self.0)
+    }
 }
 
 /// As [`serve`], over TLS (HTTPS and WSS).
@@ -125,8 +141,10 @@ async fn serve_on<L>(
 where
     L: Listener,
     L::Addr: std::fmt::Debug,
+    crate::api::PeerAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    let app = router(state.clone());
+    // The peer address feeds the per-client login and registration limits.
+    let app = router(state.clone()).into_make_service_with_connect_info::<crate::api::PeerAddr>();
     let purger = tokio::spawn(purge_loop(state.clone()));
     let signalled = state.clone();
     let result = axum::serve(listener, app)
@@ -172,6 +190,7 @@ async fn purge_loop(state: AppState) {
             Err(e) => tracing::warn!(error = %e, "purge task failed"),
         }
         state.login_limit.forget_idle();
+        state.register_limit.forget_idle();
         state.send_limit.forget_idle();
     }
 }

@@ -385,13 +385,11 @@ async fn bad_input_is_a_json_4xx_never_a_500() {
 }
 
 #[tokio::test]
-async fn rate_limits_stop_one_user_without_touching_the_others() {
+async fn send_limits_stop_one_user_without_touching_the_others() {
     let mut cfg = config();
     cfg.send_per_second = 1;
     cfg.send_burst = 2;
-    cfg.login_per_minute = 3;
     let app = router(memory_state(cfg));
-    // register + login uses 2 of alice's 3 login tokens (challenge, login).
     let t = users(&app, &["alice", "bob"]).await;
     for _ in 0..2 {
         let (s, _) = call(
@@ -421,21 +419,71 @@ async fn rate_limits_stop_one_user_without_touching_the_others() {
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED);
+}
 
-    let challenge = json!({"username": "alice"});
-    let (s, _) = call(&app, Method::POST, "/v1/login/challenge", None, Some(challenge.clone())).await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, b) = call(&app, Method::POST, "/v1/login/challenge", None, Some(challenge)).await;
+/// A JSON POST as if from `peer` (the address the server's connect info gives handlers).
+async fn post_from(app: &axum::Router, peer: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+    let mut request = Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let addr: std::net::SocketAddr = peer.parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(magpie_relay::api::PeerAddr(addr)));
+    let (status, _, body) = call_raw(app, request).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn login_limits_are_per_client_address_so_nobody_can_lock_a_user_out() {
+    let mut cfg = config();
+    cfg.login_per_minute = 3;
+    let app = router(memory_state(cfg));
+    users(&app, &["alice"]).await;
+    let challenge = || json!({"username": "alice"});
+    let attacker = "192.0.2.66:40000";
+    for _ in 0..3 {
+        let (s, b) = post_from(&app, attacker, "/v1/login/challenge", challenge()).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (s, b) = post_from(&app, attacker, "/v1/login/challenge", challenge()).await;
     assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        "/v1/login/challenge",
-        None,
-        Some(json!({"username": "bob"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
+    // Another port of the same host is the same client.
+    let (s, b) = post_from(&app, "192.0.2.66:40001", "/v1/login/challenge", challenge()).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Alice, elsewhere, still gets in.
+    let (s, b) = post_from(&app, "192.0.2.7:5000", "/v1/login/challenge", challenge()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // IPv6 clients are limited per /64.
+    for _ in 0..3 {
+        let (s, _) = post_from(&app, "[2001:db8:1:2::10]:1", "/v1/login/challenge", challenge()).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, b) = post_from(&app, "[2001:db8:1:2::99]:1", "/v1/login/challenge", challenge()).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Clients on the relay's own machine are not limited.
+    for _ in 0..5 {
+        let (s, _) = post_from(&app, "127.0.0.1:9", "/v1/login/challenge", challenge()).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn registrations_are_limited_per_client_address() {
+    let mut cfg = config();
+    cfg.register_per_hour = 2;
+    let app = router(memory_state(cfg));
+    let register = |name: &str| json!({"csr": csr_pem(name)});
+    let spammer = "198.51.100.1:1234";
+    for name in ["alice", "bob"] {
+        let (s, b) = post_from(&app, spammer, "/v1/register", register(name)).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let (s, b) = post_from(&app, spammer, "/v1/register", register("carol")).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let (s, b) = post_from(&app, "198.51.100.2:1234", "/v1/register", register("carol")).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
 }
 
 #[tokio::test]

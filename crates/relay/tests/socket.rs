@@ -256,3 +256,43 @@ async fn https_is_served_when_given_a_certificate_and_a_stalled_handshake_blocks
     assert!(reqwest::get(relay.url("/v1/health")).await.is_err());
     relay.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_the_named_header_is_the_client_and_otherwise_it_is_ignored() {
+    let challenge = |http: reqwest::Client, url: String, from: &'static str| async move {
+        http.post(url)
+            .header("x-forwarded-for", format!("192.0.2.1, {from}"))
+            .json(&json!({"username": "alice"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let http = reqwest::Client::new();
+    for proxied in [true, false] {
+        let mut cfg = config();
+        cfg.login_per_minute = 2;
+        cfg.client_ip_header = proxied.then(|| "X-Forwarded-For".to_owned());
+        let store: Arc<dyn Store> = Arc::new(magpie_relay::store::MemoryStore::new());
+        let relay = RunningRelay::start(AppState::new(store, ca(), cfg).unwrap())
+            .await
+            .unwrap();
+        http_register(&http, &relay.url(""), "alice").await;
+        let url = relay.url("/v1/login/challenge");
+        let statuses = [
+            challenge(http.clone(), url.clone(), "203.0.113.5").await,
+            challenge(http.clone(), url.clone(), "203.0.113.5").await,
+            challenge(http.clone(), url.clone(), "203.0.113.5").await,
+            challenge(http.clone(), url.clone(), "203.0.113.6").await,
+        ];
+        let ok = reqwest::StatusCode::OK;
+        if proxied {
+            // The last address (the proxy's own entry) is the client; the spoofable first one is not.
+            assert_eq!(statuses, [ok, ok, reqwest::StatusCode::TOO_MANY_REQUESTS, ok]);
+        } else {
+            // A header the operator did not name is the client's to write: ignored. The peer is loopback: unlimited.
+            assert_eq!(statuses, [ok; 4]);
+        }
+        relay.stop().await.unwrap();
+    }
+}

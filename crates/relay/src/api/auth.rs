@@ -10,8 +10,10 @@ use base64::Engine as _;
 use magpie_proto::{Csr, Username};
 use serde::{Deserialize, Serialize};
 
+use super::client::ClientAddr;
 use super::{now_secs, retry_after, ApiJson, AppState};
 use crate::error::{Error, Result};
+use crate::ratelimit::RateLimiter;
 use crate::store::{ChallengeRecord, TokenRecord, UserRecord};
 
 const TOKEN_BYTES: usize = 32;
@@ -35,8 +37,10 @@ pub(crate) struct RegisterResponse {
 
 pub(crate) async fn register(
     State(state): State<AppState>,
+    client: ClientAddr,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>)> {
+    check_limit(&state, &state.register_limit, &client)?;
     let csr = Csr::from_pem(req.csr.as_bytes()).map_err(|e| Error::BadCsr(e.to_string()))?;
     let username = csr.verify().map_err(|e| Error::BadCsr(e.to_string()))?;
     if state.store.user(username.as_str())?.is_some() {
@@ -84,8 +88,11 @@ pub(crate) struct ChallengeResponse {
     expires_at: u64,
 }
 
-fn check_login_limit(state: &AppState, username: &str) -> Result<()> {
-    state.login_limit.check(username).map_err(|wait| {
+fn check_limit(state: &AppState, limit: &RateLimiter, client: &ClientAddr) -> Result<()> {
+    let Some(key) = &client.0 else {
+        return Ok(());
+    };
+    limit.check(key).map_err(|wait| {
         state
             .metrics
             .rate_limited
@@ -104,9 +111,10 @@ fn random_bytes<const N: usize>() -> Result<[u8; N]> {
 
 pub(crate) async fn challenge(
     State(state): State<AppState>,
+    client: ClientAddr,
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> Result<Json<ChallengeResponse>> {
-    check_login_limit(&state, req.username.as_str())?;
+    check_limit(&state, &state.login_limit, &client)?;
     if state.store.user(req.username.as_str())?.is_none() {
         return Err(Error::NotFound(format!("no user {:?}", req.username.as_str())));
     }
@@ -143,11 +151,12 @@ pub(crate) struct LoginResponse {
 
 pub(crate) async fn login(
     State(state): State<AppState>,
+    client: ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>> {
     const FAILED: Error = Error::Unauthorized("login failed");
     let username = req.username.as_str();
-    check_login_limit(&state, username)?;
+    check_limit(&state, &state.login_limit, &client)?;
     let nonce = STANDARD
         .decode(&req.nonce)
         .map_err(|_| Error::BadRequest("nonce is not base64".into()))?;

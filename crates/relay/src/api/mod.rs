@@ -1,6 +1,7 @@
 //! The HTTP API: `router(state)` with the store and everything else behind [`AppState`].
 
 mod auth;
+mod client;
 mod directory;
 mod envelopes;
 pub(crate) mod push;
@@ -28,6 +29,7 @@ use crate::ratelimit::RateLimiter;
 use crate::store::{GroupCommit, Store};
 
 pub use auth::{hash_token, AuthUser};
+pub use client::PeerAddr;
 pub use push::{Hub, PushEvent};
 
 /// Body limit of every JSON route but `POST /v1/envelopes`.
@@ -50,8 +52,10 @@ pub struct Shared {
     pub hub: Hub,
     /// Exported at `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Per-user login attempts.
+    /// Login attempts (challenges and logins) per client address.
     pub login_limit: RateLimiter,
+    /// Registrations per client address.
+    pub register_limit: RateLimiter,
     /// Per-user envelope sends.
     pub send_limit: RateLimiter,
     /// Settings.
@@ -76,6 +80,7 @@ impl AppState {
             hub: Hub::default(),
             metrics,
             login_limit: RateLimiter::new(f64::from(config.login_per_minute) / 60.0, config.login_per_minute),
+            register_limit: RateLimiter::new(f64::from(config.register_per_hour) / 3600.0, config.register_per_hour),
             send_limit: RateLimiter::new(f64::from(config.send_per_second), config.send_burst),
             config,
             shutdown: watch::channel(false).0,

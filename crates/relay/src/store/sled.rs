@@ -54,7 +54,7 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, mode: SyncMode) -> StoreResult<Self> {
         // sled's default page cache is 1 GiB; a relay's working set is the recent mail.
-        let db = ::sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open()?;
+        let db = open_db(&::sled::Config::new().path(dir).cache_capacity(CACHE_BYTES))?;
         let fsync = match mode {
             SyncMode::Flush => None,
             SyncMode::Fsync => Some(File::open(dir.join("db")).map_err(|e| StoreError::Backend(e.to_string()))?),
@@ -69,6 +69,21 @@ impl SledStore {
             db,
             fsync,
         })
+    }
+}
+
+/// sled releases its file lock from a background thread shortly after the last handle drops, so a close and reopen
+/// in one process (an embedder restarting its relay, tests) can briefly see "locked": retry for up to a second.
+fn open_db(config: &::sled::Config) -> StoreResult<::sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(::sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
