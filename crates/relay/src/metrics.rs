@@ -66,6 +66,8 @@ pub struct Metrics {
     pub envelopes_fetched: AtomicU64,
     /// Envelopes deleted by an ack.
     pub envelopes_acked: AtomicU64,
+    /// Successful logins (bearer tokens issued).
+    pub logins: AtomicU64,
     /// Requests refused with 429.
     pub rate_limited: AtomicU64,
     /// Store flushes (one per commit group).
@@ -118,6 +120,12 @@ impl Metrics {
             &mut out,
             "magpie_http_request_duration_seconds",
             "HTTP request latency.",
+        );
+        counter(
+            &mut out,
+            "magpie_logins_total",
+            "Successful logins (bearer tokens issued).",
+            &self.logins,
         );
         counter(
             &mut out,

@@ -188,6 +188,7 @@ pub(crate) async fn login(
     state.store.put_token(&hash_token(&token), &record)?;
     // Durable so a token handed out survives a restart.
     state.commit.durable().await?;
+    state.metrics.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(user = %username, "logged in");
     Ok(Json(LoginResponse { token, expires_at }))
 }
