@@ -71,6 +71,57 @@ impl Desktop {
     }
 }
 
+/// What a freedesktop notification daemon was asked to show: (summary, body).
+type Shown = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// Records notifications instead of showing them; owns org.freedesktop.Notifications on the test's private session
+/// bus, where the app's notification plugin finds it like a desktop's daemon.
+struct FakeNotificationDaemon(Shown);
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl FakeNotificationDaemon {
+    #[allow(clippy::too_many_arguments, reason = "the freedesktop Notify signature")]
+    fn notify(
+        &self,
+        _app_name: String,
+        _replaces_id: u32,
+        _app_icon: String,
+        summary: String,
+        body: String,
+        _actions: Vec<String>,
+        _hints: std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut shown = self.0.lock().unwrap();
+        shown.push((summary, body));
+        u32::try_from(shown.len()).unwrap()
+    }
+
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into()]
+    }
+
+    fn get_server_information(&self) -> (String, String, String, String) {
+        ("fake".into(), "magpie tests".into(), "1".into(), "1.2".into())
+    }
+
+    fn close_notification(&self, _id: u32) {}
+}
+
+async fn notification_daemon() -> (zbus::Connection, Shown) {
+    let shown = Shown::default();
+    let connection = zbus::connection::Builder::session()
+        .unwrap()
+        .name("org.freedesktop.Notifications")
+        .unwrap()
+        .serve_at("/org/freedesktop/Notifications", FakeNotificationDaemon(shown.clone()))
+        .unwrap()
+        .build()
+        .await
+        .expect("the notification name is free on the test's private D-Bus session");
+    (connection, shown)
+}
+
 fn error_code(error: Value) -> String {
     error["code"].as_str().unwrap_or_default().to_owned()
 }
@@ -106,6 +157,7 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
 
     // Bob is a magpie-core client on the same relay.
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_daemon, notifications) = runtime.block_on(notification_daemon());
     let bob_dir = tempfile::tempdir().unwrap();
     let bob = runtime.block_on(async {
         let identity = Identity::generate(Username::parse("bob").unwrap()).unwrap();
@@ -154,6 +206,15 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     assert_eq!(page["has_more"], false);
     assert_eq!(page["messages"][1]["body"], "hello alice");
     assert_eq!(page["messages"][1]["direction"], "incoming");
+    // The (unfocused) window announced it natively: who, never what.
+    let deadline = Instant::now() + PATIENCE;
+    while notifications.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        *notifications.lock().unwrap(),
+        [("Magpie".to_owned(), "New message from bob".to_owned())]
+    );
     // Paging: the one message before the newest.
     let newest = page["messages"][1]["cursor"].as_u64().unwrap();
     let older = desktop.ok("messages", json!({"peer": "bob", "before": newest, "limit": 1}));
@@ -177,6 +238,9 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     let cleared = desktop.ok("messages", json!({"peer": "bob", "before": null, "limit": 50}));
     assert_eq!(cleared["messages"], json!([]));
     assert_eq!(desktop.ok("chats", json!({}))[0]["verified"], true);
+    let mut settings = desktop.ok("get_settings", json!({}));
+    settings["notifications"] = json!(false);
+    desktop.ok("save_settings", json!({"settings": settings}));
     bob.send_text(&Username::parse("alice").unwrap(), "after clearing")
         .unwrap();
     let page = desktop.wait_for(
@@ -185,6 +249,9 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
         |page| !page["messages"].as_array().unwrap().is_empty(),
     );
     assert_eq!(page["messages"][0]["body"], "after clearing");
+    // The notification would follow the history write within moments.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(notifications.lock().unwrap().len(), 1, "notifications are off");
 
     // Deleting the profile removes it from the list and its folder from the disk.
     let id = me["profile_id"].as_str().unwrap().to_owned();
