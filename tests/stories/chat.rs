@@ -68,7 +68,18 @@ async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
     }
     // 4,000 messages and receipts crossed one session's 1,000-message limit: the keys were renewed on the way,
     // and messages sealed under the old keys while the new handshake ran still opened.
-    assert!(rekeys.abort_and_count().await >= 1, "no re-key happened");
+    let rekeyed = rekeys.abort_and_count().await;
+    assert!(rekeyed >= 1, "no re-key happened");
+    // Each side kept where its re-keys fell among the messages, for the "new session keys" divider.
+    for (client, peer, history) in [(&a, b.username(), &alice_history), (&b, a.username(), &bob_history)] {
+        let marks = client.contact(peer).unwrap().unwrap().rekeys;
+        assert_eq!(marks.len(), rekeyed, "one mark per re-key");
+        // After the first message (it took 1,000 to need one), in order, and never on a message's own place.
+        let first = history.first().unwrap().cursor.value();
+        assert!(marks.windows(2).all(|w| w[0] < w[1]), "{marks:?}");
+        assert!(marks[0] > first, "{marks:?} before {first}");
+        assert!(history.iter().all(|e| !marks.contains(&e.cursor.value())));
+    }
 }
 
 struct RekeyCounter(

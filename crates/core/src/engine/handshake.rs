@@ -341,6 +341,9 @@ impl Client {
             sessions.insert(peer.clone(), session);
             previous.is_some()
         };
+        if rekey {
+            contact.mark_rekey(self.history().mark_position()?);
+        }
         self.history().put_contact(&contact)?;
         Pending::remove(self.history(), request_id)?;
         tracing::debug!(%peer, %request_id, rekey, "session established");

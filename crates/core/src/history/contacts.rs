@@ -34,7 +34,14 @@ pub struct Contact {
     /// The cursor of the last message the user has seen in this chat.
     #[serde(default)]
     pub read_up_to: Option<u64>,
+    /// Where re-keys installed new session keys, oldest first: each a position from [`History::mark_position`],
+    /// after every message before it and before every message after it. The newest [`REKEY_MARKS`] are kept.
+    #[serde(default)]
+    pub rekeys: Vec<u64>,
 }
+
+/// How many re-key positions a contact keeps (one per 1,000 messages or 7 days: years of a busy chat).
+pub const REKEY_MARKS: usize = 256;
 
 impl Contact {
     /// A newly pinned, unverified contact.
@@ -50,7 +57,15 @@ impl Contact {
             blocked: false,
             last_activity: None,
             read_up_to: None,
+            rekeys: Vec::new(),
         }
+    }
+
+    /// Records a re-key at `position`, dropping the oldest beyond [`REKEY_MARKS`].
+    pub fn mark_rekey(&mut self, position: u64) {
+        self.rekeys.push(position);
+        let excess = self.rekeys.len().saturating_sub(REKEY_MARKS);
+        self.rekeys.drain(..excess);
     }
 }
 

@@ -119,6 +119,12 @@ pub enum Appended {
 }
 
 impl History {
+    /// A position in the order of messages: after every message stored so far, before every later one (message
+    /// cursors and positions share one counter).
+    pub fn mark_position(&self) -> Result<u64> {
+        Ok(self.db.generate_id()?)
+    }
+
     /// Stores a message unless one with the same id exists. Message and id index are written atomically.
     pub fn append_message(&self, message: &Message) -> Result<Appended> {
         let mut results = self.append_messages(std::slice::from_ref(message))?;

@@ -31,7 +31,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-pub use contacts::Contact;
+pub use contacts::{Contact, REKEY_MARKS};
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
 pub use journal::{OutboxItem, OutboxKey, RegistrationRecord, PREVIOUS_SESSIONS};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};

@@ -362,3 +362,25 @@ fn clearing_a_chat_removes_its_messages_and_their_index_and_nothing_else() {
     assert_eq!(bodies(&history.last_messages(&username("bob"), 10).unwrap()), ["again"]);
     assert_eq!(history.clear_chat(&username("nobody")).unwrap(), 0);
 }
+
+#[test]
+fn rekey_marks_fall_between_messages_and_only_the_newest_are_kept() {
+    let (_dir, _key, history) = open();
+    let before = history.append_message(&text("bob", "before")).unwrap();
+    let mark = history.mark_position().unwrap();
+    let after = history.append_message(&text("bob", "after")).unwrap();
+    let (Appended::New(before), Appended::New(after)) = (before, after) else {
+        panic!("not stored")
+    };
+    assert!(before.value() < mark && mark < after.value());
+
+    let mut contact = Contact::new(username("bob"), Fingerprint::from_bytes([1; 32]));
+    for position in 0..(REKEY_MARKS as u64 + 10) {
+        contact.mark_rekey(position);
+    }
+    assert_eq!(contact.rekeys.len(), REKEY_MARKS);
+    assert_eq!(contact.rekeys.first(), Some(&10));
+    history.put_contact(&contact).unwrap();
+    let stored = history.contact(&contact.username).unwrap().unwrap();
+    assert_eq!(stored.rekeys, contact.rekeys);
+}
