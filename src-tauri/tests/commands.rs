@@ -204,6 +204,7 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
         |page| page["messages"].as_array().unwrap().len() == 2,
     );
     assert_eq!(page["has_more"], false);
+    assert_eq!(page["rekeys"], json!([]), "one session, no re-key");
     assert_eq!(page["messages"][1]["body"], "hello alice");
     assert_eq!(page["messages"][1]["direction"], "incoming");
     // The (unfocused) window announced it natively: who, never what.

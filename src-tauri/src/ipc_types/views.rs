@@ -115,6 +115,10 @@ pub struct MessagePage {
     pub messages: Vec<MessageItem>,
     /// More messages exist before the first one here.
     pub has_more: bool,
+    /// Where the chat's re-keys fell, oldest first: each comes after every message with a smaller cursor and
+    /// before every message with a larger one (the "new session keys" dividers).
+    #[ts(type = "number[]")]
+    pub rekeys: Vec<u64>,
 }
 
 /// A chat in the list.

@@ -23,7 +23,7 @@ function mockBackend() {
       calls.push({ cmd, args });
       switch (cmd) {
         case 'messages':
-          return { messages: [], has_more: false };
+          return { messages: [], has_more: false, rekeys: [] };
         case 'safety_number':
           return safety;
         case 'clear_chat':

@@ -26,7 +26,7 @@ function message(i: number, overrides: Partial<MessageItem> = {}): MessageItem {
 type Args = Record<string, unknown>;
 
 /** Mocks a chat of `total` messages; records every command. */
-function mockChat(total: number) {
+function mockChat(total: number, rekeys: number[] = []) {
   const calls: { cmd: string; args: Args }[] = [];
   mockIPC(
     (cmd, args) => {
@@ -37,7 +37,7 @@ function mockChat(total: number) {
         const start = Math.max(0, before - (a.limit as number));
         const messages: MessageItem[] = [];
         for (let i = start; i < before; i++) messages.push(message(i));
-        return { messages, has_more: start > 0 } satisfies MessagePage;
+        return { messages, has_more: start > 0, rekeys } satisfies MessagePage;
       }
       if (cmd === 'retry_message') return message(total + 1, { delivery: 'sending', body: 'again', direction: 'outgoing' });
       return null;
@@ -187,6 +187,21 @@ describe('MessageList', () => {
     const divider = await screen.findByRole('separator', { name: 'New session keys' });
     expect(divider.textContent).toContain('New session keys');
     expect(screen.getAllByRole('separator', { name: 'New session keys' })).toHaveLength(1);
+  });
+
+  it('shows the re-keys the backend kept, between the messages they fell between', async () => {
+    // Cursors are the message numbers: re-keys after messages 0, 1 and 2.
+    mockChat(3, [0.5, 1.5, 2.5]);
+    render(MessageList, { peer: 'alice', viewportHeight: 600 });
+    await waitFor(() => expect(rowIds()).toEqual(['m0', 'm1', 'm2']));
+    const order = [...document.querySelectorAll<HTMLElement>('[data-testid], [role="separator"]')]
+      .map((el) => (el.getAttribute('aria-label') === 'New session keys' ? 'rekey' : (el.dataset.testid ?? '')))
+      .filter((name) => name === 'rekey' || /^message-m\d+$/.test(name));
+    expect(order).toEqual(['message-m0', 'rekey', 'message-m1', 'rekey', 'message-m2', 'rekey']);
+    // The live event of the newest one, at the same place, adds no second divider.
+    await send({ type: 'session_established', peer: 'alice', rekey: true });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(screen.getAllByRole('separator', { name: 'New session keys' })).toHaveLength(3);
   });
 
   it('tells the user when a tampered message was dropped', async () => {

@@ -74,7 +74,12 @@ export type MessagePage = { messages: Array<MessageItem>,
 /**
  * More messages exist before the first one here.
  */
-has_more: boolean, };
+has_more: boolean, 
+/**
+ * Where the chat's re-keys fell, oldest first: each comes after every message with a smaller cursor and
+ * before every message with a larger one (the "new session keys" dividers).
+ */
+rekeys: number[], };
 
 export type ChatSummary = { peer: string, verified: boolean, 
 /**

@@ -13,6 +13,7 @@ import {
   maxScroll,
   mergeMessages,
   messagePreview,
+  rekeysAfter,
   restoreAnchor,
   rowAt,
   truncate,
@@ -93,6 +94,17 @@ describe('rows', () => {
   it('places "new session keys" dividers after the message they followed', () => {
     const rows = buildRows([message('1', at(2026, 11, 26, 8)), message('2', at(2026, 11, 26, 9))], ['1', ''], now);
     expect(rows.map((r) => r.key)).toEqual(['rekey:', 'day:2026-11-26', 'm:1', 'rekey:1', 'm:2']);
+  });
+
+  it('maps re-key positions to the loaded message each follows', () => {
+    const loaded = [message('10', 10), message('20', 20), message('30', 30)];
+    // Between 10 and 20, between 20 and 30, after 30.
+    expect(rekeysAfter(loaded, [15, 25, 31], true)).toEqual(['10', '20', '30']);
+    // Older than everything loaded: unknown while older messages are unloaded, before all once none are.
+    expect(rekeysAfter(loaded, [5], true)).toEqual([]);
+    expect(rekeysAfter(loaded, [5], false)).toEqual(['']);
+    // A message still sending has no cursor and follows nothing.
+    expect(rekeysAfter([...loaded, message('x', 40, { cursor: null })], [50], true)).toEqual(['30']);
   });
 
   it('merges messages by id and keeps them in cursor order', () => {

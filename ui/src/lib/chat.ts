@@ -124,6 +124,26 @@ export function buildRows(
   return rows;
 }
 
+/**
+ * For `buildRows`: the id of the message each re-key position follows, i.e. the newest loaded message with a smaller
+ * cursor; `''` when it comes before every message. A position older than the loaded messages while older ones are
+ * still unloaded is left out until they load.
+ */
+export function rekeysAfter(
+  messages: readonly MessageItem[],
+  positions: readonly number[],
+  hasMore: boolean,
+): string[] {
+  const after: string[] = [];
+  for (const position of positions) {
+    let before: MessageItem | undefined;
+    for (const m of messages) if (m.cursor !== null && m.cursor < position) before = m;
+    if (before) after.push(before.id);
+    else if (!hasMore) after.push('');
+  }
+  return after;
+}
+
 /** Adds messages to a list, oldest first, replacing ones with the same id (the list stays sorted by cursor/time). */
 export function mergeMessages(existing: readonly MessageItem[], incoming: readonly MessageItem[]): MessageItem[] {
   if (incoming.length === 0) return existing.slice();

@@ -145,7 +145,7 @@ export function fakeBackend(options: FakeOptions = {}) {
         state.settings = args.settings as Settings;
         return state.settings;
       case 'messages':
-        return { messages: [], has_more: false };
+        return { messages: [], has_more: false, rekeys: [] };
       default:
         return null;
     }
