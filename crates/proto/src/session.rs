@@ -95,6 +95,9 @@ impl fmt::Debug for Plaintext {
 }
 
 /// An established end-to-end session with one peer.
+///
+/// `Clone` gives a copy to advance and commit only if what follows succeeds (every copy's keys are wiped on drop).
+#[derive(Clone)]
 pub struct Session {
     session_id: [u8; 16],
     me: Username,

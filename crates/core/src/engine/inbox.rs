@@ -104,7 +104,7 @@ impl Client {
     /// update state and return `None`.
     fn open_and_store(&self, session: &mut Session, sealed: &SealedMessage) -> Result<Option<(Message, Appended)>> {
         // Working on a copy: if storing fails, the live session must not be ahead of the history.
-        let mut next = Session::import(session.export()?.expose_secret())?;
+        let mut next = session.clone();
         let plaintext = next.open(sealed)?;
         let peer = next.peer().clone();
         let stored = match plaintext.kind {
@@ -180,7 +180,7 @@ impl Client {
     ) -> Result<SealedMessage> {
         let sealed = self
             .with_session(peer, |session| {
-                let mut next = Session::import(session.export()?.expose_secret())?;
+                let mut next = session.clone();
                 let sealed = next.seal(plaintext)?;
                 let envelope = self.envelope(peer, magpie_proto::EnvelopeKind::Message, sealed.to_json()?);
                 let item = OutboxItem {
