@@ -94,7 +94,7 @@ pub fn ratchet_step(ck: &ChainKey) -> Result<(MessageKey, ChainKey)> {
 }
 
 /// The 96-bit GCM nonce of message `n`: `0x00000000 ‖ u64be(n)`. Each `mk_n` seals one message, so the nonce
-/// need not be secret or random; binding it to `n` keeps (key, nonce) unique even if a key were ever reused.
+/// need not be secret or random; taking `n` keeps the nonces of a chain distinct at no cost.
 pub fn message_nonce(n: u64) -> [u8; 12] {
     let mut nonce = [0u8; 12];
     nonce[4..].copy_from_slice(&n.to_be_bytes());
@@ -108,7 +108,7 @@ pub fn message_ad(session_id: &[u8], sender: &str, n: u64) -> Vec<u8> {
     c.finish()
 }
 
-/// AES-256-GCM with `mk_n` as key, its derived nonce, and the message AD. Returns ciphertext ‖ tag.
+/// AES-256-GCM with `mk_n` as key, the nonce of `n`, and the message AD. Returns ciphertext ‖ tag.
 pub fn seal_with_key(mk: &MessageKey, session_id: &[u8], sender: &str, n: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
     aes_gcm_seal(
         mk.expose_secret(),
