@@ -125,7 +125,7 @@ export function buildRows(
 }
 
 /**
- * For `buildRows`: the id of the message each re-key position follows, i.e. the newest loaded message with a smaller
+ * For `buildRows`: the id of the message each re-key position (ascending) follows, i.e. the newest loaded message with a smaller
  * cursor; `''` when it comes before every message. A position older than the loaded messages while older ones are
  * still unloaded is left out until they load.
  */
@@ -134,10 +134,17 @@ export function rekeysAfter(
   positions: readonly number[],
   hasMore: boolean,
 ): string[] {
+  // One pass: positions ascend, and messages are in cursor order (unsent ones, without a cursor, last).
   const after: string[] = [];
+  let next = 0;
+  let before: MessageItem | undefined;
   for (const position of positions) {
-    let before: MessageItem | undefined;
-    for (const m of messages) if (m.cursor !== null && m.cursor < position) before = m;
+    while (next < messages.length) {
+      const m = messages[next]!;
+      if (m.cursor === null || m.cursor >= position) break;
+      before = m;
+      next++;
+    }
     if (before) after.push(before.id);
     else if (!hasMore) after.push('');
   }
