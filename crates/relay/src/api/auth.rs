@@ -11,7 +11,7 @@ use magpie_proto::{Csr, Username};
 use serde::{Deserialize, Serialize};
 
 use super::client::ClientAddr;
-use super::{now_secs, retry_after, ApiJson, AppState};
+use super::{now_secs, ApiJson, AppState};
 use crate::error::{Error, Result};
 use crate::ratelimit::RateLimiter;
 use crate::store::{ChallengeRecord, TokenRecord, UserRecord};
@@ -88,19 +88,12 @@ pub(crate) struct ChallengeResponse {
     expires_at: u64,
 }
 
+/// A client on this machine (no key) is not limited.
 fn check_limit(state: &AppState, limit: &RateLimiter, client: &ClientAddr) -> Result<()> {
-    let Some(key) = &client.0 else {
-        return Ok(());
-    };
-    limit.check(key).map_err(|wait| {
-        state
-            .metrics
-            .rate_limited
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Error::RateLimited {
-            retry_after_secs: retry_after(wait),
-        }
-    })
+    match &client.0 {
+        Some(key) => state.rate_limit(limit, key),
+        None => Ok(()),
+    }
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N]> {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::push::PushEvent;
-use super::{now_secs, retry_after, ApiJson, ApiQuery, AppState, AuthUser};
+use super::{now_secs, ApiJson, ApiQuery, AppState, AuthUser};
 use crate::error::{Error, Result};
 use crate::store::{Inserted, NewEnvelope, StoredEnvelope};
 
@@ -85,12 +85,7 @@ pub(crate) fn stage(state: &AppState, me: String, req: SendRequest) -> Result<In
     if req.from.as_deref().is_some_and(|from| from != me) {
         return Err(Error::Forbidden("cannot send as another user"));
     }
-    state.send_limit.check(&me).map_err(|wait| {
-        state.metrics.rate_limited.fetch_add(1, Relaxed);
-        Error::RateLimited {
-            retry_after_secs: retry_after(wait),
-        }
-    })?;
+    state.rate_limit(&state.send_limit, &me)?;
     // Decoding checks the alphabet and gives the true size; the bytes themselves are not kept.
     let size = STANDARD
         .decode(&req.body)

@@ -264,7 +264,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// Seconds to put in `Retry-After`, at least 1.
-pub(crate) fn retry_after(wait: Duration) -> u64 {
-    wait.as_secs_f64().ceil().max(1.0) as u64
+impl AppState {
+    /// Takes a token from `key`'s bucket of `limit`, or answers 429 with `Retry-After` (at least 1 s) and counts it.
+    pub(crate) fn rate_limit(&self, limit: &RateLimiter, key: &str) -> Result<(), Error> {
+        limit.check(key).map_err(|wait| {
+            self.metrics
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Error::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })
+    }
 }
