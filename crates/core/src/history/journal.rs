@@ -9,7 +9,8 @@ use sled::transaction::{ConflictableTransactionError, Transactional};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::messages::{flatten, insert_row};
+use super::messages::flatten;
+use super::writer::Writer;
 use super::{Appended, History, Message, META, OUTBOX, SESSIONS};
 use crate::error::{Error, Result};
 
@@ -59,16 +60,19 @@ impl History {
         let sealed_session = self.sealer.seal(SESSIONS, &session_key, exported.expose_secret())?;
         let row = message.map(|m| self.prepare_row(m)).transpose()?;
         let queued = outgoing.map(|item| self.prepare_outbox(item)).transpose()?;
-        let result = (&self.sessions, &self.messages, &self.message_ids, &self.outbox).transaction(
-            |(sessions, messages, ids, outbox)| {
+        let result = (&self.sessions, &self.blocks, &self.message_index, &self.outbox).transaction(
+            |(sessions, blocks, index, outbox)| {
                 sessions.insert(session_key.as_slice(), sealed_session.as_slice())?;
                 if let Some((key, sealed)) = &queued {
                     outbox.insert(key.as_slice(), sealed.as_slice())?;
                 }
-                match &row {
-                    Some(row) => Ok(Some(insert_row(messages, ids, row)?)),
-                    None => Ok::<_, ConflictableTransactionError<Error>>(None),
-                }
+                let Some(row) = &row else {
+                    return Ok::<_, ConflictableTransactionError<Error>>(None);
+                };
+                let mut writer = Writer::new(&self.sealer, blocks, index);
+                let appended = row.append_to(&mut writer)?;
+                writer.finish()?;
+                Ok(Some(appended))
             },
         );
         flatten(result)

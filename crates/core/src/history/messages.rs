@@ -1,16 +1,16 @@
-//! Messages: one tree keyed `chat ‖ seq` for range scans, and an index by message id for de-duplication.
+//! Messages: packed into sealed blocks per chat (keyed `chat ‖ first seq`, so "the last 50" is a reverse range scan
+//! over two or three blocks) and indexed by message id in sealed buckets for de-duplication; see [`super::blocks`].
 
 use magpie_proto::{MessageKind, Username};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional, TransactionalTree};
+use sled::transaction::{TransactionError, Transactional};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{History, MESSAGES, MESSAGE_IDS};
+use super::blocks::{block_key, bucket_and_tag, find_in_bucket, slots, ChatId, Location, Slot};
+use super::writer::Writer;
+use super::{History, MESSAGE_BLOCKS, MESSAGE_INDEX};
 use crate::error::{Error, Result};
-
-const CHAT_ID_LEN: usize = 32;
-const KEY_LEN: usize = CHAT_ID_LEN + 8;
 
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,94 +135,99 @@ impl History {
     /// batch, are skipped. One result per message, in order.
     pub fn append_messages(&self, batch: &[Message]) -> Result<Vec<Appended>> {
         let rows = batch.iter().map(|m| self.prepare_row(m)).collect::<Result<Vec<_>>>()?;
-        let result = (&self.messages, &self.message_ids).transaction(|(messages, ids)| {
-            let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                out.push(insert_row(messages, ids, row)?);
-            }
-            Ok::<_, ConflictableTransactionError<Error>>(out)
+        let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
+            let mut writer = Writer::new(&self.sealer, blocks, index);
+            let out = rows
+                .iter()
+                .map(|row| row.append_to(&mut writer))
+                .collect::<Result<Vec<_>, _>>()?;
+            writer.finish()?;
+            Ok(out)
         });
         flatten(result)
     }
 
-    /// Seals a message for [`insert_row`]; done before a transaction so a retried transaction does not redo it.
+    /// Encodes a message for [`Row::append_to`]; done before a transaction so a retried transaction does not redo it.
     pub(super) fn prepare_row(&self, message: &Message) -> Result<Row> {
-        let chat = self.chat_id(&message.peer)?;
-        let seq = self.db.generate_id()?;
-        let key = message_key(&chat, seq);
-        let id_key = self.sealer.index(b"message", message.id.as_bytes())?;
-        let plain = Zeroizing::new(serde_json::to_vec(message).map_err(|_| Error::Crypto("encoding failed"))?);
         Ok(Row {
-            sealed: self.sealer.seal(MESSAGES, &key, &plain)?,
-            sealed_index: self.sealer.seal(MESSAGE_IDS, &id_key, &key)?,
-            key,
-            id_key,
-            cursor: Cursor(seq),
+            chat: self.chat_id(&message.peer)?,
+            id: message.id,
+            id_hash: self.message_hash(message.id)?,
+            json: Zeroizing::new(serde_json::to_vec(message).map_err(|_| Error::Crypto("encoding failed"))?),
         })
     }
 
     /// Whether a message with this id is stored.
     pub fn contains_message(&self, id: Uuid) -> Result<bool> {
-        Ok(self
-            .message_ids
-            .contains_key(self.sealer.index(b"message", id.as_bytes())?)?)
+        Ok(self.locate(id)?.is_some())
     }
 
     /// The message with this id, if stored.
     pub fn get_message(&self, id: Uuid) -> Result<Option<Entry>> {
-        let Some(key) = self.message_key_of(id)? else {
+        let Some(location) = self.locate(id)? else {
             return Ok(None);
         };
-        match self.messages.get(key)? {
-            Some(sealed) => Ok(Some(self.open_entry(&key, &sealed)?)),
-            None => Err(Error::HistoryCorrupt { tree: MESSAGE_IDS }),
-        }
+        let key = location.block_key();
+        let sealed = self
+            .blocks
+            .get(key)?
+            .ok_or(Error::HistoryCorrupt { tree: MESSAGE_INDEX })?;
+        let block = self.sealer.open(MESSAGE_BLOCKS, &key, &sealed)?;
+        let slot = slots(&block, corrupt_blocks)?
+            .into_iter()
+            .find(|slot| slot.seq == location.seq)
+            .ok_or(Error::HistoryCorrupt { tree: MESSAGE_INDEX })?;
+        decode(&block, &slot).map(Some)
     }
 
     /// Removes a message and its id index (a failed message that was sent again); `false` if unknown.
     pub fn remove_message(&self, id: Uuid) -> Result<bool> {
-        let Some(key) = self.message_key_of(id)? else {
-            return Ok(false);
-        };
-        let id_key = self.sealer.index(b"message", id.as_bytes())?;
-        let result = (&self.messages, &self.message_ids).transaction(|(messages, ids)| {
-            messages.remove(key.as_slice())?;
-            ids.remove(id_key.as_slice())?;
-            Ok::<_, ConflictableTransactionError<Error>>(())
+        let id_hash = self.message_hash(id)?;
+        let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
+            let mut writer = Writer::new(&self.sealer, blocks, index);
+            let removed = writer.remove(&id_hash)?.is_some();
+            writer.finish()?;
+            Ok(removed)
         });
-        flatten(result).map(|()| true)
+        flatten(result)
     }
 
-    /// Removes every message of the chat with `peer` and returns how many: in slices (a chat may hold a million),
-    /// each slice's id index before its messages, so a crash halfway leaves messages without an index (still
-    /// shown, no longer de-duplicated), never an index pointing at nothing.
+    /// Removes every message of the chat with `peer` and returns how many: a few blocks per transaction (a chat
+    /// may hold a million messages), each with its messages' index entries.
     pub fn clear_chat(&self, peer: &Username) -> Result<usize> {
-        self.clear_chat_in_slices(peer, 10_000)
+        self.clear_chat_in_slices(peer, 64)
     }
 
-    pub(super) fn clear_chat_in_slices(&self, peer: &Username, slice: usize) -> Result<usize> {
+    pub(super) fn clear_chat_in_slices(&self, peer: &Username, blocks_per_slice: usize) -> Result<usize> {
         let chat = self.chat_id(peer)?;
-        // Only what is there now: a message arriving meanwhile sorts after this one and stays.
-        let Some((newest, _)) = self.messages.scan_prefix(chat).next_back().transpose()? else {
-            return Ok(0);
-        };
+        // Only what is there now: a message arriving meanwhile gets a larger seq and stays.
+        let below = self.db.generate_id()?;
         let mut removed = 0;
         loop {
-            let mut index = sled::Batch::default();
-            let mut rows = sled::Batch::default();
-            let mut in_slice = 0;
-            for row in self.messages.range(chat.as_slice()..=&*newest).take(slice) {
-                let (key, sealed) = row?;
-                let entry = self.open_entry(&key, &sealed)?;
-                index.remove(self.sealer.index(b"message", entry.message.id.as_bytes())?.as_slice());
-                rows.remove(key);
-                in_slice += 1;
-            }
-            if in_slice == 0 {
+            let starts = self
+                .blocks
+                .range(block_key(&chat, 0)..=block_key(&chat, below))
+                .keys()
+                .take(blocks_per_slice)
+                .map(|key| block_start(&key?))
+                .collect::<Result<Vec<_>>>()?;
+            if starts.is_empty() {
                 return Ok(removed);
             }
-            self.message_ids.apply_batch(index)?;
-            self.messages.apply_batch(rows)?;
+            let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
+                let mut writer = Writer::new(&self.sealer, blocks, index);
+                let mut in_slice = 0;
+                for start in &starts {
+                    in_slice += writer.clear_block(&chat, *start, below)?;
+                }
+                writer.finish()?;
+                Ok(in_slice)
+            });
+            let in_slice = flatten(result)?;
+            if in_slice == 0 {
+                // Blocks left here hold only newer messages.
+                return Ok(removed);
+            }
             removed += in_slice;
         }
     }
@@ -230,127 +235,154 @@ impl History {
     /// Moves a message to a new delivery state and returns the state it ends in ("delivered" is never undone);
     /// `None` if no message has this id.
     pub fn update_delivery(&self, id: Uuid, update: Delivery) -> Result<Option<Delivery>> {
-        let Some(key) = self.message_key_of(id)? else {
-            return Ok(None);
-        };
-        let result = self.messages.transaction(|messages| {
-            let abort = ConflictableTransactionError::Abort;
-            let sealed = messages
-                .get(key)?
-                .ok_or_else(|| abort(Error::HistoryCorrupt { tree: MESSAGE_IDS }))?;
-            let mut entry = self.open_entry(&key, &sealed).map_err(abort)?;
-            entry.message.delivery = entry.message.delivery.then(update);
-            let plain = Zeroizing::new(
-                serde_json::to_vec(&entry.message).map_err(|_| abort(Error::Crypto("encoding failed")))?,
-            );
-            messages.insert(key.as_slice(), self.sealer.seal(MESSAGES, &key, &plain).map_err(abort)?)?;
-            Ok(entry.message.delivery)
+        let id_hash = self.message_hash(id)?;
+        let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
+            let mut writer = Writer::new(&self.sealer, blocks, index);
+            let Some(location) = writer.locate(&id_hash)? else {
+                return Ok(None);
+            };
+            let state = writer.change(&location, |json| {
+                let mut message: Message = serde_json::from_slice(json).map_err(|_| corrupt_blocks())?;
+                message.delivery = message.delivery.then(update);
+                let json = serde_json::to_vec(&message).map_err(|_| Error::Crypto("encoding failed"))?;
+                Ok((Zeroizing::new(json), message.delivery))
+            })?;
+            writer.finish()?;
+            Ok(Some(state))
         });
-        flatten(result).map(Some)
+        flatten(result)
     }
 
     /// The last `n` messages with `peer`, oldest first.
     pub fn last_messages(&self, peer: &Username, n: usize) -> Result<Vec<Entry>> {
         let chat = self.chat_id(peer)?;
-        self.collect_rev(
-            self.messages
-                .range(message_key(&chat, 0)..=message_key(&chat, u64::MAX)),
-            n,
-        )
+        self.collect_rev(&chat, u64::MAX, true, n)
     }
 
     /// Up to `n` messages with `peer` older than `before`, oldest first: the page above the one on screen.
     pub fn messages_before(&self, peer: &Username, before: Cursor, n: usize) -> Result<Vec<Entry>> {
         let chat = self.chat_id(peer)?;
-        self.collect_rev(
-            self.messages.range(message_key(&chat, 0)..message_key(&chat, before.0)),
-            n,
-        )
+        self.collect_rev(&chat, before.0, false, n)
     }
 
     /// Up to `n` messages with `peer` newer than `after` (from the start if `None`), oldest first.
     pub fn messages_after(&self, peer: &Username, after: Option<Cursor>, n: usize) -> Result<Vec<Entry>> {
         let chat = self.chat_id(peer)?;
-        let start = after.map_or(message_key(&chat, 0), |cursor| {
-            message_key(&chat, cursor.0.saturating_add(1))
-        });
-        if after.is_some_and(|cursor| cursor.0 == u64::MAX) {
-            return Ok(Vec::new());
-        }
+        let after = match after {
+            Some(cursor) if cursor.0 == u64::MAX => return Ok(Vec::new()),
+            Some(cursor) => Some(cursor.0),
+            None => None,
+        };
+        // The block holding `after` may hold newer messages too: start there.
+        let first = match after {
+            Some(after) => self
+                .blocks
+                .range(block_key(&chat, 0)..=block_key(&chat, after))
+                .keys()
+                .next_back()
+                .transpose()?
+                .map(|key| block_start(&key))
+                .transpose()?
+                .unwrap_or(0),
+            None => 0,
+        };
         let mut out = Vec::with_capacity(n.min(1024));
-        for item in self.messages.range(start..=message_key(&chat, u64::MAX)).take(n) {
+        for item in self.blocks.range(block_key(&chat, first)..=block_key(&chat, u64::MAX)) {
             let (key, sealed) = item?;
-            out.push(self.open_entry(&key, &sealed)?);
+            let block = self.sealer.open(MESSAGE_BLOCKS, &key, &sealed)?;
+            for slot in slots(&block, corrupt_blocks)? {
+                if out.len() == n {
+                    return Ok(out);
+                }
+                if after.is_none_or(|after| slot.seq > after) {
+                    out.push(decode(&block, &slot)?);
+                }
+            }
         }
         Ok(out)
     }
 
-    fn collect_rev(&self, range: sled::Iter, n: usize) -> Result<Vec<Entry>> {
+    /// Up to `n` messages of `chat` with a seq below `end` (or at most `end` when `inclusive`), oldest first.
+    fn collect_rev(&self, chat: &ChatId, end: u64, inclusive: bool, n: usize) -> Result<Vec<Entry>> {
         let mut out = Vec::with_capacity(n.min(1024));
-        for item in range.rev().take(n) {
+        let blocks = if inclusive {
+            self.blocks.range(block_key(chat, 0)..=block_key(chat, end))
+        } else {
+            self.blocks.range(block_key(chat, 0)..block_key(chat, end))
+        };
+        for item in blocks.rev() {
+            if out.len() == n {
+                break;
+            }
             let (key, sealed) = item?;
-            out.push(self.open_entry(&key, &sealed)?);
+            let block = self.sealer.open(MESSAGE_BLOCKS, &key, &sealed)?;
+            let wanted = slots(&block, corrupt_blocks)?
+                .into_iter()
+                .rev()
+                .filter(|slot| slot.seq < end || (inclusive && slot.seq == end))
+                .take(n - out.len());
+            for slot in wanted {
+                out.push(decode(&block, &slot)?);
+            }
         }
         out.reverse();
         Ok(out)
     }
 
-    fn message_key_of(&self, id: Uuid) -> Result<Option<[u8; KEY_LEN]>> {
-        let id_key = self.sealer.index(b"message", id.as_bytes())?;
-        let Some(sealed) = self.message_ids.get(id_key)? else {
+    fn message_hash(&self, id: Uuid) -> Result<[u8; 32]> {
+        self.sealer.index(b"message", id.as_bytes())
+    }
+
+    fn locate(&self, id: Uuid) -> Result<Option<Location>> {
+        let (bucket, tag) = bucket_and_tag(&self.message_hash(id)?);
+        let Some(sealed) = self.message_index.get(bucket)? else {
             return Ok(None);
         };
-        let key = self.sealer.open(MESSAGE_IDS, &id_key, &sealed)?;
-        let key: [u8; KEY_LEN] = key
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::HistoryCorrupt { tree: MESSAGE_IDS })?;
-        Ok(Some(key))
-    }
-
-    fn open_entry(&self, key: &[u8], sealed: &[u8]) -> Result<Entry> {
-        let corrupt = || Error::HistoryCorrupt { tree: MESSAGES };
-        let seq_bytes: [u8; 8] = key
-            .get(CHAT_ID_LEN..)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(corrupt)?;
-        let plain = self.sealer.open(MESSAGES, key, sealed)?;
-        let message = serde_json::from_slice(&plain).map_err(|_| corrupt())?;
-        Ok(Entry {
-            cursor: Cursor(u64::from_be_bytes(seq_bytes)),
-            message,
-        })
+        let plain = self.sealer.open(MESSAGE_INDEX, &bucket, &sealed)?;
+        Ok(find_in_bucket(&plain, &tag, corrupt_index)?.map(|(_, location)| location))
     }
 }
 
-/// A sealed message and its id-index entry, ready to insert.
+/// An encoded message ready for a transaction.
 pub(super) struct Row {
-    key: [u8; KEY_LEN],
-    id_key: [u8; 32],
-    sealed: Vec<u8>,
-    sealed_index: Vec<u8>,
-    cursor: Cursor,
+    chat: ChatId,
+    id: Uuid,
+    id_hash: [u8; 32],
+    json: Zeroizing<Vec<u8>>,
 }
 
-/// Inserts a prepared message inside a transaction unless its id is already stored.
-pub(super) fn insert_row(
-    messages: &TransactionalTree,
-    ids: &TransactionalTree,
-    row: &Row,
-) -> Result<Appended, ConflictableTransactionError<Error>> {
-    if ids.get(row.id_key)?.is_some() {
-        return Ok(Appended::Duplicate);
+impl Row {
+    pub(super) fn append_to(&self, writer: &mut Writer<'_>) -> super::writer::TxResult<Appended> {
+        writer.append(&self.chat, self.id, &self.id_hash, &self.json, None)
     }
-    ids.insert(row.id_key.as_slice(), row.sealed_index.as_slice())?;
-    messages.insert(row.key.as_slice(), row.sealed.as_slice())?;
-    Ok(Appended::New(row.cursor))
 }
 
-fn message_key(chat: &[u8; CHAT_ID_LEN], seq: u64) -> [u8; KEY_LEN] {
-    let mut key = [0u8; KEY_LEN];
-    key[..CHAT_ID_LEN].copy_from_slice(chat);
-    key[CHAT_ID_LEN..].copy_from_slice(&seq.to_be_bytes());
-    key
+fn decode(block: &[u8], slot: &Slot) -> Result<Entry> {
+    let json = block.get(slot.json.clone()).ok_or_else(corrupt_blocks)?;
+    let message: Message = serde_json::from_slice(json).map_err(|_| corrupt_blocks())?;
+    if message.id != slot.id {
+        return Err(corrupt_blocks());
+    }
+    Ok(Entry {
+        cursor: Cursor(slot.seq),
+        message,
+    })
+}
+
+fn block_start(key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = key
+        .get(super::blocks::CHAT_ID_LEN..)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt_blocks)?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn corrupt_blocks() -> Error {
+    Error::HistoryCorrupt { tree: MESSAGE_BLOCKS }
+}
+
+fn corrupt_index() -> Error {
+    Error::HistoryCorrupt { tree: MESSAGE_INDEX }
 }
 
 pub(super) fn flatten<T>(result: Result<T, TransactionError<Error>>) -> Result<T> {

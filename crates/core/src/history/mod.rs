@@ -9,8 +9,9 @@
 //! | `contacts`    | `H("chat", peer)`                    | [`Contact`] as JSON                         |
 //! | `sessions`    | `H("chat", peer)`                    | `Session::export` bytes                     |
 //! | `handshakes`  | `H("handshake", request id)`         | request id and opaque handshake state       |
-//! | `messages`    | `H("chat", peer) ‖ seq (u64 BE)`     | [`Message`] as JSON                         |
-//! | `message_ids` | `H("message", message id)`           | the `messages` key of that message          |
+//! | `message_blocks` | `H("chat", peer) ‖ first seq (u64 BE)` | up to 32 messages ([`Message`] as JSON), see [`blocks`] |
+//! | `message_blocks` | `H("chat", peer)`                 | the first seq of the chat's newest block    |
+//! | `message_index`  | first 2 bytes of `H("message", id)` | where each message of that bucket is      |
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
 //! | `meta`        | `registration`                       | [`RegistrationRecord`]                      |
 //! | `meta`        | `relay-login`                        | token expiry (u64 BE) ‖ the relay's token   |
@@ -19,13 +20,18 @@
 //! replaced (messages sealed with them may still be on their way).
 //!
 //! `seq` comes from sled's `generate_id`, monotonic across the database and across restarts, so one chat's
-//! messages sit together in arrival order and "the last 50" is one reverse range scan.
+//! messages sit together in arrival order and "the last 50" is one reverse range scan over a few blocks.
+//! Histories written before blocks (one row per message in `messages` and `message_ids`) are moved into them on
+//! open, see [`migrate`].
 //! Additional data of each value is `tree ‖ key`: a value moved to another slot does not open.
 
+mod blocks;
 mod contacts;
 pub mod crypt;
 mod journal;
 mod messages;
+mod migrate;
+mod writer;
 
 use std::path::Path;
 
@@ -50,8 +56,8 @@ const META: &str = "meta";
 const CONTACTS: &str = "contacts";
 const SESSIONS: &str = "sessions";
 const HANDSHAKES: &str = "handshakes";
-const MESSAGES: &str = "messages";
-const MESSAGE_IDS: &str = "message_ids";
+const MESSAGE_BLOCKS: &str = "message_blocks";
+const MESSAGE_INDEX: &str = "message_index";
 const OUTBOX: &str = "outbox";
 
 const KEY_CHECK: &[u8] = b"key-check";
@@ -66,8 +72,8 @@ pub struct History {
     contacts: sled::Tree,
     sessions: sled::Tree,
     handshakes: sled::Tree,
-    messages: sled::Tree,
-    message_ids: sled::Tree,
+    blocks: sled::Tree,
+    message_index: sled::Tree,
 }
 
 impl std::fmt::Debug for History {
@@ -97,17 +103,19 @@ impl History {
                 meta.insert(KEY_CHECK, sealer.seal(META, KEY_CHECK, KEY_CHECK_VALUE)?)?;
             }
         }
-        Ok(Self {
+        let history = Self {
             contacts: db.open_tree(CONTACTS)?,
             sessions: db.open_tree(SESSIONS)?,
             handshakes: db.open_tree(HANDSHAKES)?,
-            messages: db.open_tree(MESSAGES)?,
-            message_ids: db.open_tree(MESSAGE_IDS)?,
+            blocks: db.open_tree(MESSAGE_BLOCKS)?,
+            message_index: db.open_tree(MESSAGE_INDEX)?,
             outbox: db.open_tree(OUTBOX)?,
             meta,
             sealer,
             db,
-        })
+        };
+        history.migrate_rows_to_blocks()?;
+        Ok(history)
     }
 
     /// Writes everything to disk; returns the bytes flushed. sled also flushes on its own every 500 ms.

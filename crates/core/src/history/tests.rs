@@ -167,29 +167,54 @@ fn tampered_or_swapped_values_are_a_typed_error_not_a_panic() {
     let (_dir, _key, history) = open();
     let first = text("bob", "first");
     let second = text("bob", "second");
-    history.append_messages(&[first.clone(), second.clone()]).unwrap();
-    let rows: Vec<(sled::IVec, sled::IVec)> = history.messages.iter().map(|r| r.unwrap()).collect();
+    let other = text("carol", "other");
+    history
+        .append_messages(&[first.clone(), second.clone(), other.clone()])
+        .unwrap();
+    let bob_block = block_of(&history, "bob");
+    let carol_block = block_of(&history, "carol");
+    let bob_value = history.blocks.get(&bob_block).unwrap().unwrap();
+    let carol_value = history.blocks.get(&carol_block).unwrap().unwrap();
 
-    // Swap the two values: each is intact but sealed for the other slot.
-    history.messages.insert(&rows[0].0, &rows[1].1).unwrap();
-    history.messages.insert(&rows[1].0, &rows[0].1).unwrap();
+    // Swap two blocks: each is intact but sealed for the other slot.
+    history.blocks.insert(&bob_block, &carol_value).unwrap();
+    history.blocks.insert(&carol_block, &bob_value).unwrap();
     let error = history.last_messages(&username("bob"), 10).unwrap_err();
-    assert!(matches!(error, Error::HistoryCorrupt { tree: "messages" }), "{error:?}");
+    assert!(
+        matches!(error, Error::HistoryCorrupt { tree: "message_blocks" }),
+        "{error:?}"
+    );
 
-    // Flip one bit of a value.
-    let mut flipped = rows[0].1.to_vec();
+    // Flip one bit of a block: its messages are lost to reads, other chats are not.
+    let mut flipped = bob_value.to_vec();
     flipped[20] ^= 0x40;
-    history.messages.insert(&rows[0].0, flipped).unwrap();
-    history.messages.insert(&rows[1].0, &rows[1].1).unwrap();
+    history.blocks.insert(&bob_block, flipped).unwrap();
+    history.blocks.insert(&carol_block, &carol_value).unwrap();
     assert!(matches!(
         history.get_message(first.id),
         Err(Error::HistoryCorrupt { .. })
     ));
     assert!(matches!(
-        history.update_delivery(first.id, Delivery::Sent),
+        history.update_delivery(second.id, Delivery::Sent),
         Err(Error::HistoryCorrupt { .. })
     ));
-    assert_eq!(history.get_message(second.id).unwrap().unwrap().message.body, "second");
+    assert!(matches!(
+        history.append_message(&text("bob", "more")),
+        Err(Error::HistoryCorrupt { .. })
+    ));
+    assert_eq!(history.get_message(other.id).unwrap().unwrap().message.body, "other");
+
+    // A bucket of the id index that does not open.
+    let bucket = history.sealer.index(b"message", other.id.as_bytes()).unwrap();
+    history
+        .message_index
+        .insert(&bucket[..2], &b"junk-junk-junk-junk-junk-junk-junk"[..])
+        .unwrap();
+    let error = history.contains_message(other.id).unwrap_err();
+    assert!(
+        matches!(error, Error::HistoryCorrupt { tree: "message_index" }),
+        "{error:?}"
+    );
 
     // A contact's value moved under another contact's key.
     history
@@ -229,8 +254,8 @@ fn keys_hold_no_peer_names_or_message_ids() {
         .unwrap();
     history.save_handshake("request-id-123", b"s").unwrap();
     for tree in [
-        &history.messages,
-        &history.message_ids,
+        &history.blocks,
+        &history.message_index,
         &history.contacts,
         &history.handshakes,
     ] {
@@ -335,18 +360,21 @@ fn the_relay_token_is_kept_sealed_and_survives_reopen() {
 #[test]
 fn clearing_a_chat_removes_its_messages_and_their_index_and_nothing_else() {
     let (_dir, _key, history) = open();
-    let to_bob: Vec<Message> = (0..25).map(|i| text("bob", &format!("b{i}"))).collect();
+    let to_bob: Vec<Message> = (0..100).map(|i| text("bob", &format!("b{i}"))).collect();
     history.append_messages(&to_bob).unwrap();
     history.append_message(&text("carol", "stays")).unwrap();
+    let bob_blocks = history.blocks.len() - 2 - 1 - 1;
+    assert!(bob_blocks >= 4, "{bob_blocks} blocks");
 
-    // Slices of 7: the last one is partial, and the loop must end on an empty one.
-    assert_eq!(history.clear_chat_in_slices(&username("bob"), 7).unwrap(), 25);
+    // Slices of 3 blocks: the last one is partial, and the loop must end on an empty one.
+    assert_eq!(history.clear_chat_in_slices(&username("bob"), 3).unwrap(), 100);
     assert!(history.last_messages(&username("bob"), 100).unwrap().is_empty());
     assert_eq!(
         bodies(&history.last_messages(&username("carol"), 10).unwrap()),
         ["stays"]
     );
-    assert_eq!(history.message_ids.len(), 1, "only carol's message is indexed");
+    assert_eq!(history.message_index.len(), 1, "only carol's message is indexed");
+    assert_eq!(history.blocks.len(), 2, "carol's head and block are all that is left");
     // A late receipt for a deleted message finds nothing, without an error.
     assert!(!history.contains_message(to_bob[0].id).unwrap());
     assert_eq!(
@@ -383,4 +411,93 @@ fn rekey_marks_fall_between_messages_and_only_the_newest_are_kept() {
     history.put_contact(&contact).unwrap();
     let stored = history.contact(&contact.username).unwrap().unwrap();
     assert_eq!(stored.rekeys, contact.rekeys);
+}
+
+/// The key of the one block of `peer`'s chat.
+fn block_of(history: &History, peer: &str) -> sled::IVec {
+    let chat = history.chat_id(&username(peer)).unwrap();
+    let keys: Vec<_> = history
+        .blocks
+        .scan_prefix(chat)
+        .keys()
+        .map(Result::unwrap)
+        .filter(|k| k.len() == 40)
+        .collect();
+    assert_eq!(keys.len(), 1);
+    keys[0].clone()
+}
+
+#[test]
+fn messages_pack_into_few_blocks_and_a_long_one_gets_its_own() {
+    let (_dir, _key, history) = open();
+    let batch: Vec<Message> = (0..1_000).map(|i| text("bob", &format!("message {i}"))).collect();
+    history.append_messages(&batch).unwrap();
+    history.append_message(&text("bob", &"x".repeat(20_000))).unwrap();
+    history.append_message(&text("bob", "short after long")).unwrap();
+    // 1,000 messages of ~210 bytes with their headers: about 19 per 4 KiB block, never more than 32; then the long
+    // one's block, the block after it, and the head.
+    let values = history.blocks.len();
+    assert!(
+        (1_000 / 32 + 3..=1_000 / 16 + 3).contains(&values),
+        "{values} values for 1,002 messages"
+    );
+    let last = history.last_messages(&username("bob"), 3).unwrap();
+    assert_eq!(last[1].message.body.len(), 20_000);
+    assert_eq!(bodies(&last)[2], "short after long");
+    assert_eq!(bodies(&last)[0], "message 999");
+}
+
+#[test]
+fn removing_a_chat_s_newest_messages_lets_new_ones_start_a_block() {
+    let (_dir, _key, history) = open();
+    let first = text("bob", "first");
+    let second = text("bob", "second");
+    history.append_messages(&[first.clone(), second.clone()]).unwrap();
+    assert!(history.remove_message(second.id).unwrap());
+    assert!(history.remove_message(first.id).unwrap());
+    assert!(!history.remove_message(first.id).unwrap());
+    assert_eq!(history.blocks.len(), 0, "no block and no head left");
+    assert_eq!(history.message_index.len(), 0);
+    history.append_message(&text("bob", "third")).unwrap();
+    assert_eq!(bodies(&history.last_messages(&username("bob"), 10).unwrap()), ["third"]);
+    // A removed message may be stored again (it was sent again).
+    assert!(matches!(history.append_message(&first).unwrap(), Appended::New(_)));
+}
+
+#[test]
+fn concurrent_writers_keep_each_chat_in_cursor_order() {
+    let (_dir, _key, history) = open();
+    let history = std::sync::Arc::new(history);
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let history = history.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    history.append_message(&text("bob", &format!("{t}-{i}"))).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let all = history.messages_after(&username("bob"), None, 10_000).unwrap();
+    assert_eq!(all.len(), 800);
+    assert!(
+        all.windows(2).all(|w| w[0].cursor < w[1].cursor),
+        "cursors out of order"
+    );
+    for t in 0..4 {
+        let mine: Vec<String> = bodies(&all)
+            .into_iter()
+            .filter(|b| b.starts_with(&format!("{t}-")))
+            .collect();
+        let expected: Vec<String> = (0..200).map(|i| format!("{t}-{i}")).collect();
+        assert_eq!(mine, expected, "writer {t}'s messages out of order");
+    }
+    let middle = all[333].cursor;
+    let after = history.messages_after(&username("bob"), Some(middle), 5).unwrap();
+    assert_eq!(after[0].cursor, all[334].cursor);
+    let before = history.messages_before(&username("bob"), middle, 5).unwrap();
+    assert_eq!(before.last().unwrap().cursor, all[332].cursor);
 }

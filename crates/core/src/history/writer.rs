@@ -1,0 +1,282 @@
+//! Changes to the message trees inside one sled transaction. Blocks and buckets are opened once, changed in memory,
+//! and sealed once in [`Writer::finish`], so a batch of 1,000 messages seals each block and bucket it touches once.
+//!
+//! Each chat has a head record (key: the chat id alone, which sorts before its blocks) holding the start of its
+//! newest block; new messages go there until it is full. sled runs transactions one at a time (a global lock), so
+//! a seq drawn inside one is larger than every seq already committed and blocks stay in seq order.
+
+use std::collections::HashMap;
+
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::blocks::{
+    block_key, bucket_and_tag, encode_slot, find_in_bucket, has_room, push_to_bucket, remove_from_bucket, slots,
+    BlockKey, ChatId, Location, BUCKET_KEY_LEN, MAX_BLOCK_BYTES,
+};
+use super::crypt::Sealer;
+use super::{Appended, Cursor, MESSAGE_BLOCKS, MESSAGE_INDEX};
+use crate::error::{Error, Result};
+
+pub(super) type TxResult<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+pub(super) fn abort(error: Error) -> ConflictableTransactionError<Error> {
+    ConflictableTransactionError::Abort(error)
+}
+
+fn corrupt_blocks() -> Error {
+    Error::HistoryCorrupt { tree: MESSAGE_BLOCKS }
+}
+
+fn corrupt_index() -> Error {
+    Error::HistoryCorrupt { tree: MESSAGE_INDEX }
+}
+
+/// A plaintext loaded in this transaction; empty means absent (and is removed if dirty).
+struct Loaded {
+    plain: Zeroizing<Vec<u8>>,
+    dirty: bool,
+}
+
+pub(super) struct Writer<'a> {
+    sealer: &'a Sealer,
+    blocks: &'a TransactionalTree,
+    index: &'a TransactionalTree,
+    tails: HashMap<ChatId, (Option<u64>, bool)>,
+    loaded_blocks: HashMap<BlockKey, Loaded>,
+    loaded_buckets: HashMap<[u8; BUCKET_KEY_LEN], Loaded>,
+}
+
+impl<'a> Writer<'a> {
+    pub(super) fn new(sealer: &'a Sealer, blocks: &'a TransactionalTree, index: &'a TransactionalTree) -> Self {
+        Self {
+            sealer,
+            blocks,
+            index,
+            tails: HashMap::new(),
+            loaded_blocks: HashMap::new(),
+            loaded_buckets: HashMap::new(),
+        }
+    }
+
+    /// Stores a message in `chat` unless its id is indexed already. `seq` is drawn here unless given (a migration
+    /// keeps the old ones; they must come in ascending order per chat).
+    pub(super) fn append(
+        &mut self,
+        chat: &ChatId,
+        id: Uuid,
+        id_hash: &[u8; 32],
+        json: &[u8],
+        seq: Option<u64>,
+    ) -> TxResult<Appended> {
+        let (bucket_key, tag) = bucket_and_tag(id_hash);
+        if find_in_bucket(&self.bucket(bucket_key)?.plain, &tag, corrupt_index)
+            .map_err(abort)?
+            .is_some()
+        {
+            return Ok(Appended::Duplicate);
+        }
+        let seq = match seq {
+            Some(seq) => seq,
+            None => self.blocks.generate_id()?,
+        };
+        let entry = encode_slot(seq, id, json).map_err(abort)?;
+        let start = match self.tail(chat)? {
+            Some(start) => {
+                let block = &self.block(&block_key(chat, start))?.plain;
+                let count = slots(block, corrupt_blocks).map_err(abort)?.len();
+                has_room(count, block.len(), entry.len()).then_some(start)
+            }
+            None => None,
+        };
+        let start = start.unwrap_or_else(|| {
+            self.tails.insert(*chat, (Some(seq), true));
+            seq
+        });
+        let block = self.block(&block_key(chat, start))?;
+        let at = slots(&block.plain, corrupt_blocks)
+            .map_err(abort)?
+            .iter()
+            .find(|slot| slot.seq > seq)
+            .map_or(block.plain.len(), |slot| slot.span.start);
+        block.plain.splice(at..at, entry);
+        block.dirty = true;
+        let location = Location {
+            chat: *chat,
+            block: start,
+            seq,
+        };
+        let bucket = self.bucket(bucket_key)?;
+        push_to_bucket(&mut bucket.plain, &tag, &location);
+        bucket.dirty = true;
+        Ok(Appended::New(Cursor::from_value(seq)))
+    }
+
+    /// Where the message with this id hash is stored, if indexed.
+    pub(super) fn locate(&mut self, id_hash: &[u8; 32]) -> TxResult<Option<Location>> {
+        let (bucket_key, tag) = bucket_and_tag(id_hash);
+        let found = find_in_bucket(&self.bucket(bucket_key)?.plain, &tag, corrupt_index).map_err(abort)?;
+        Ok(found.map(|(_, location)| location))
+    }
+
+    /// Replaces the JSON of the message at `location` with what `change` makes of it, and returns `change`'s result.
+    pub(super) fn change<R>(
+        &mut self,
+        location: &Location,
+        change: impl FnOnce(&[u8]) -> Result<(Zeroizing<Vec<u8>>, R)>,
+    ) -> TxResult<R> {
+        let block = self.block(&location.block_key())?;
+        let slot = slots(&block.plain, corrupt_blocks)
+            .map_err(abort)?
+            .into_iter()
+            .find(|slot| slot.seq == location.seq)
+            .ok_or_else(|| abort(corrupt_index()))?;
+        let (json, result) = change(&block.plain[slot.json.clone()]).map_err(abort)?;
+        let entry = encode_slot(slot.seq, slot.id, &json).map_err(abort)?;
+        block.plain.splice(slot.span, entry);
+        block.dirty = true;
+        Ok(result)
+    }
+
+    /// Removes the message with this id hash and its index entry; its location, or `None` if not indexed.
+    pub(super) fn remove(&mut self, id_hash: &[u8; 32]) -> TxResult<Option<Location>> {
+        let (bucket_key, tag) = bucket_and_tag(id_hash);
+        let bucket = self.bucket(bucket_key)?;
+        let Some((offset, location)) = find_in_bucket(&bucket.plain, &tag, corrupt_index).map_err(abort)? else {
+            return Ok(None);
+        };
+        remove_from_bucket(&mut bucket.plain, offset);
+        bucket.dirty = true;
+        let block = self.block(&location.block_key())?;
+        let slot = slots(&block.plain, corrupt_blocks)
+            .map_err(abort)?
+            .into_iter()
+            .find(|slot| slot.seq == location.seq)
+            .ok_or_else(|| abort(corrupt_index()))?;
+        block.plain.drain(slot.span);
+        block.dirty = true;
+        self.forget_tail_if_empty(&location.chat, location.block)?;
+        Ok(Some(location))
+    }
+
+    /// Removes the messages of block `start` of `chat` with a seq below `below`, and their index entries; how many.
+    pub(super) fn clear_block(&mut self, chat: &ChatId, start: u64, below: u64) -> TxResult<usize> {
+        let block = self.block(&block_key(chat, start))?;
+        let doomed: Vec<_> = slots(&block.plain, corrupt_blocks)
+            .map_err(abort)?
+            .into_iter()
+            .filter(|slot| slot.seq < below)
+            .collect();
+        for slot in doomed.iter().rev() {
+            block.plain.drain(slot.span.clone());
+        }
+        block.dirty = true;
+        for slot in &doomed {
+            let id_hash = self.sealer.index(b"message", slot.id.as_bytes()).map_err(abort)?;
+            let (bucket_key, tag) = bucket_and_tag(&id_hash);
+            let bucket = self.bucket(bucket_key)?;
+            // A message whose index entry is missing (or points elsewhere) is still removed.
+            if let Some((offset, location)) = find_in_bucket(&bucket.plain, &tag, corrupt_index).map_err(abort)? {
+                if location.chat == *chat && location.seq == slot.seq {
+                    remove_from_bucket(&mut bucket.plain, offset);
+                    bucket.dirty = true;
+                }
+            }
+        }
+        self.forget_tail_if_empty(chat, start)?;
+        Ok(doomed.len())
+    }
+
+    /// Seals and writes everything this transaction changed.
+    pub(super) fn finish(self) -> TxResult<()> {
+        for (key, loaded) in self.loaded_blocks.iter().filter(|(_, l)| l.dirty) {
+            if loaded.plain.is_empty() {
+                self.blocks.remove(key.as_slice())?;
+            } else {
+                let sealed = self.sealer.seal(MESSAGE_BLOCKS, key, &loaded.plain).map_err(abort)?;
+                self.blocks.insert(key.as_slice(), sealed)?;
+            }
+        }
+        for (key, loaded) in self.loaded_buckets.iter().filter(|(_, l)| l.dirty) {
+            if loaded.plain.is_empty() {
+                self.index.remove(key.as_slice())?;
+            } else {
+                let sealed = self.sealer.seal(MESSAGE_INDEX, key, &loaded.plain).map_err(abort)?;
+                self.index.insert(key.as_slice(), sealed)?;
+            }
+        }
+        for (chat, (tail, dirty)) in &self.tails {
+            match (tail, dirty) {
+                (_, false) => {}
+                (None, true) => {
+                    self.blocks.remove(chat.as_slice())?;
+                }
+                (Some(start), true) => {
+                    let sealed = self
+                        .sealer
+                        .seal(MESSAGE_BLOCKS, chat, &start.to_be_bytes())
+                        .map_err(abort)?;
+                    self.blocks.insert(chat.as_slice(), sealed)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A tail whose block is now empty is dropped, so the next message starts a block at its own seq.
+    fn forget_tail_if_empty(&mut self, chat: &ChatId, start: u64) -> TxResult<()> {
+        if self.tail(chat)? == Some(start) && self.block(&block_key(chat, start))?.plain.is_empty() {
+            self.tails.insert(*chat, (None, true));
+        }
+        Ok(())
+    }
+
+    fn tail(&mut self, chat: &ChatId) -> TxResult<Option<u64>> {
+        if let Some((tail, _)) = self.tails.get(chat) {
+            return Ok(*tail);
+        }
+        let tail = match self.blocks.get(chat.as_slice())? {
+            Some(sealed) => {
+                let plain = self.sealer.open(MESSAGE_BLOCKS, chat, &sealed).map_err(abort)?;
+                let bytes: [u8; 8] = plain.as_slice().try_into().map_err(|_| abort(corrupt_blocks()))?;
+                Some(u64::from_be_bytes(bytes))
+            }
+            None => None,
+        };
+        self.tails.insert(*chat, (tail, false));
+        Ok(tail)
+    }
+
+    fn block(&mut self, key: &BlockKey) -> TxResult<&mut Loaded> {
+        if !self.loaded_blocks.contains_key(key) {
+            let plain = match self.blocks.get(key.as_slice())? {
+                Some(sealed) => self.sealer.open(MESSAGE_BLOCKS, key, &sealed).map_err(abort)?,
+                None => Zeroizing::new(Vec::new()),
+            };
+            let plain = with_room(plain, MAX_BLOCK_BYTES);
+            self.loaded_blocks.insert(*key, Loaded { plain, dirty: false });
+        }
+        self.loaded_blocks.get_mut(key).ok_or_else(|| abort(corrupt_blocks()))
+    }
+
+    fn bucket(&mut self, key: [u8; BUCKET_KEY_LEN]) -> TxResult<&mut Loaded> {
+        if !self.loaded_buckets.contains_key(&key) {
+            let plain = match self.index.get(key)? {
+                Some(sealed) => self.sealer.open(MESSAGE_INDEX, &key, &sealed).map_err(abort)?,
+                None => Zeroizing::new(Vec::new()),
+            };
+            let plain = with_room(plain, 1024);
+            self.loaded_buckets.insert(key, Loaded { plain, dirty: false });
+        }
+        self.loaded_buckets.get_mut(&key).ok_or_else(|| abort(corrupt_index()))
+    }
+}
+
+/// A copy of `plain` with `extra` bytes of spare capacity, so growing it in place does not leave an unwiped copy
+/// behind (a `Vec` that reallocates frees its old buffer as it is).
+fn with_room(plain: Zeroizing<Vec<u8>>, extra: usize) -> Zeroizing<Vec<u8>> {
+    let mut roomy = Zeroizing::new(Vec::with_capacity(plain.len() + extra));
+    roomy.extend_from_slice(&plain);
+    roomy
+}
