@@ -1,6 +1,6 @@
-//! A sender that hangs up while its envelope waits for the disk. The envelope is stored either way, so it must
-//! still be pushed: the sender's retry is a duplicate, which is never pushed, and the recipient would wait for
-//! its next catch-up.
+//! Envelopes waiting for the disk. A sender that hangs up meanwhile: the envelope is stored either way, so it must
+//! still be pushed (the sender's retry is a duplicate, which is never pushed, and the recipient would wait for its
+//! next catch-up). And the push does not wait for the disk at all; the sender's acceptance does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -102,4 +102,70 @@ async fn a_post_whose_connection_closed_before_the_answer_is_still_pushed() {
     let pushed = next_text(&mut setup.bob_ws).await;
     assert_eq!(pushed["envelope"]["id"], envelope["id"]);
     setup.relay.stop().await.unwrap();
+}
+
+/// A flush that waits until the test opens the gate.
+#[derive(Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    fn set(&self, open: bool) {
+        *self.open.lock().unwrap() = open;
+        self.opened.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_push_goes_out_before_the_disk_and_the_acceptance_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(Gate::default());
+    gate.set(true);
+    let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), SyncMode::Flush).unwrap());
+    let gated = Intercept::new(sled).on_flush({
+        let gate = gate.clone();
+        move |inner| {
+            gate.wait();
+            inner.flush()
+        }
+    });
+    let relay = RunningRelay::start(AppState::new(Arc::new(gated), ca(), config()).unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    http_register(&http, &relay.url(""), "alice").await;
+    http_register(&http, &relay.url(""), "bob").await;
+    let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
+    let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
+    let mut bob_ws = push_connect(&relay, &bob).await;
+    let mut alice_ws = push_connect(&relay, &alice).await;
+    while relay.state.hub.connections_of("bob") == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    gate.set(false);
+    let mut frame = envelope("bob", b"before the disk");
+    frame["type"] = json!("send");
+    alice_ws.send(Message::text(frame.to_string())).await.unwrap();
+    let pushed = next_text(&mut bob_ws).await;
+    assert_eq!(pushed["envelope"]["id"], frame["id"], "pushed while the flush is held");
+    let early = tokio::time::timeout(Duration::from_millis(200), next_text(&mut alice_ws)).await;
+    assert!(early.is_err(), "accepted before durable: {early:?}");
+
+    gate.set(true);
+    let answer = next_text(&mut alice_ws).await;
+    assert_eq!(
+        (answer["type"].as_str(), &answer["id"]),
+        (Some("accepted"), &frame["id"])
+    );
+    relay.stop().await.unwrap();
 }

@@ -72,15 +72,15 @@ pub(crate) async fn send(
 ) -> Result<(StatusCode, Json<SendResponse>)> {
     let id = req.id;
     let inserted = stage(&state, me, req)?;
-    // In a task of its own: a client hanging up mid-request must not cancel the push of what is already stored
-    // (its retry is a duplicate, which is not pushed again).
-    let committed = tokio::spawn(async move { commit(&state, id, inserted).await })
-        .await
-        .map_err(|e| Error::Internal(format!("commit task failed: {e}")))??;
-    Ok((StatusCode::ACCEPTED, Json(committed)))
+    Ok((StatusCode::ACCEPTED, Json(commit(&state, id, inserted).await?)))
 }
 
-/// Checks a send and writes it to the store (not yet durable). Shared by HTTP and the push socket.
+/// Checks a send, writes it to the store (not yet durable) and pushes it to its recipient. Shared by HTTP and the
+/// push socket.
+///
+/// The push does not wait for the disk: a group commit costs a `sync_file_range`, most of a hop's latency. If a
+/// crash loses the envelope before it is durable, its sender got no 202 and sends it again, and the recipient,
+/// who may have it already, drops the second copy by id. The sender's 202 still waits for durability.
 pub(crate) fn stage(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
     if req.from.as_deref().is_some_and(|from| from != me) {
         return Err(Error::Forbidden("cannot send as another user"));
@@ -108,10 +108,15 @@ pub(crate) fn stage(state: &AppState, me: String, req: SendRequest) -> Result<In
         body_b64: req.body,
         received_at: now_secs(),
     };
-    Ok(state.store.insert_envelope(envelope)?)
+    let inserted = state.store.insert_envelope(envelope)?;
+    if let Inserted::Stored(stored) = &inserted {
+        let pushed = state.hub.publish(&stored.to, &PushEvent::envelope(stored));
+        state.metrics.envelopes_pushed.fetch_add(pushed, Relaxed);
+    }
+    Ok(inserted)
 }
 
-/// Waits until a staged envelope is durable, then pushes it to its recipient.
+/// Waits until a staged envelope is durable: the sender's acceptance.
 pub(crate) async fn commit(state: &AppState, id: Uuid, inserted: Inserted) -> Result<SendResponse> {
     commit_after(state, id, inserted, state.commit.durable()).await
 }
@@ -128,8 +133,6 @@ pub(crate) async fn commit_after(
     match inserted {
         Inserted::Stored(stored) => {
             state.metrics.envelopes_stored.fetch_add(1, Relaxed);
-            let pushed = state.hub.publish(&stored.to, &PushEvent::envelope(&stored));
-            state.metrics.envelopes_pushed.fetch_add(pushed, Relaxed);
             Ok(SendResponse {
                 id,
                 cursor: stored.seq,

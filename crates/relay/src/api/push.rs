@@ -1,7 +1,8 @@
 //! The push channel: a WebSocket at `GET /v1/push` (bearer token in the upgrade request).
 //!
 //! Each stored envelope is sent, as JSON text `{"type":"envelope","cursor":…,"envelope":{…}}`, to every
-//! push connection of its recipient, right after it became durable. Push is a hint, not the delivery
+//! push connection of its recipient as soon as it is stored, before it is durable (see
+//! [`super::envelopes::stage`] for why that loses nothing). Push is a hint, not the delivery
 //! guarantee: a client that was offline, or whose connection lagged, catches up with `GET /v1/envelopes`.
 //! A connection that falls more than [`QUEUE_DEPTH`] events behind is closed rather than silently skipping,
 //! so the client knows to catch up.
@@ -118,9 +119,8 @@ fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::UnboundedSe
     });
 }
 
-/// Answers staged frames and pushes them to their recipients in the order they came: frames of one group commit
-/// become durable together, so waiting in order costs nothing, and a recipient sees one sender's envelopes in
-/// the order they were sent.
+/// Answers staged frames in the order they came, once durable: frames of one group commit become durable
+/// together, so waiting in order costs nothing. (Staging already pushed them, in frame order.)
 async fn commit_in_order(
     state: AppState,
     mut staged: mpsc::UnboundedReceiver<Staged>,
@@ -135,8 +135,7 @@ async fn commit_in_order(
             (id, Err(e)) => Reply::error(id, &e),
             (None, Ok(_)) => continue,
         };
-        // Even when the sender has hung up: what it staged is stored and must still be pushed, or its retry
-        // (a duplicate, never pushed) would leave the recipient waiting for a catch-up.
+        // The sender may have hung up: its answer has nowhere to go, and its envelopes were pushed already.
         let _ = replies.send(reply.text()).await;
     }
 }
