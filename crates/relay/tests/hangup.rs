@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::SinkExt as _;
 use magpie_relay::server::RunningRelay;
-use magpie_relay::store::{Intercept, SledStore, Store, SyncMode};
+use magpie_relay::store::{Intercept, SledStore, Store, StoreResult, SyncMode};
 use magpie_relay::AppState;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt as _;
@@ -28,13 +28,19 @@ struct Setup {
 }
 
 async fn slow_disk_relay() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), SyncMode::Flush).unwrap());
-    let slow = Intercept::new(sled).on_flush(|inner| {
+    relay_with_flush(|inner| {
         std::thread::sleep(SLOW_FLUSH);
         inner.flush()
-    });
-    let relay = RunningRelay::start(AppState::new(Arc::new(slow), ca(), config()).unwrap())
+    })
+    .await
+}
+
+/// A relay on sled whose group commits go through `flush`, with Alice and Bob registered and Bob's push open.
+async fn relay_with_flush(flush: impl Fn(&dyn Store) -> StoreResult<()> + Send + Sync + 'static) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), SyncMode::Flush).unwrap());
+    let intercepted = Intercept::new(sled).on_flush(flush);
+    let relay = RunningRelay::start(AppState::new(Arc::new(intercepted), ca(), config()).unwrap())
         .await
         .unwrap();
     let http = reqwest::Client::new();
@@ -127,36 +133,23 @@ impl Gate {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_push_goes_out_before_the_disk_and_the_acceptance_after_it() {
-    let dir = tempfile::tempdir().unwrap();
     let gate = Arc::new(Gate::default());
     gate.set(true);
-    let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), SyncMode::Flush).unwrap());
-    let gated = Intercept::new(sled).on_flush({
+    let mut setup = relay_with_flush({
         let gate = gate.clone();
         move |inner| {
             gate.wait();
             inner.flush()
         }
-    });
-    let relay = RunningRelay::start(AppState::new(Arc::new(gated), ca(), config()).unwrap())
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
-    http_register(&http, &relay.url(""), "alice").await;
-    http_register(&http, &relay.url(""), "bob").await;
-    let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
-    let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
-    let mut bob_ws = push_connect(&relay, &bob).await;
-    let mut alice_ws = push_connect(&relay, &alice).await;
-    while relay.state.hub.connections_of("bob") == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
+    let mut alice_ws = push_connect(&setup.relay, &setup.alice).await;
 
     gate.set(false);
     let mut frame = envelope("bob", b"before the disk");
     frame["type"] = json!("send");
     alice_ws.send(Message::text(frame.to_string())).await.unwrap();
-    let pushed = next_text(&mut bob_ws).await;
+    let pushed = next_text(&mut setup.bob_ws).await;
     assert_eq!(pushed["envelope"]["id"], frame["id"], "pushed while the flush is held");
     let early = tokio::time::timeout(Duration::from_millis(200), next_text(&mut alice_ws)).await;
     assert!(early.is_err(), "accepted before durable: {early:?}");
@@ -167,5 +160,5 @@ async fn the_push_goes_out_before_the_disk_and_the_acceptance_after_it() {
         (answer["type"].as_str(), &answer["id"]),
         (Some("accepted"), &frame["id"])
     );
-    relay.stop().await.unwrap();
+    setup.relay.stop().await.unwrap();
 }

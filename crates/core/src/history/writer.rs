@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::blocks::{
     block_key, bucket_and_tag, encode_slot, find_in_bucket, has_room, push_to_bucket, remove_from_bucket, slots,
-    BlockKey, ChatId, Location, BUCKET_KEY_LEN, MAX_BLOCK_BYTES,
+    BlockKey, ChatId, Location, Slot, BUCKET_KEY_LEN, MAX_BLOCK_BYTES,
 };
 use super::crypt::Sealer;
 use super::{Appended, Cursor, MESSAGE_BLOCKS, MESSAGE_INDEX};
@@ -126,12 +126,7 @@ impl<'a> Writer<'a> {
         location: &Location,
         change: impl FnOnce(&[u8]) -> Result<(Zeroizing<Vec<u8>>, R)>,
     ) -> TxResult<R> {
-        let block = self.block(&location.block_key())?;
-        let slot = slots(&block.plain, corrupt_blocks)
-            .map_err(abort)?
-            .into_iter()
-            .find(|slot| slot.seq == location.seq)
-            .ok_or_else(|| abort(corrupt_index()))?;
+        let (block, slot) = self.slot_at(location)?;
         let (json, result) = change(&block.plain[slot.json.clone()]).map_err(abort)?;
         let entry = encode_slot(slot.seq, slot.id, &json).map_err(abort)?;
         block.plain.splice(slot.span, entry);
@@ -148,12 +143,7 @@ impl<'a> Writer<'a> {
         };
         remove_from_bucket(&mut bucket.plain, offset);
         bucket.dirty = true;
-        let block = self.block(&location.block_key())?;
-        let slot = slots(&block.plain, corrupt_blocks)
-            .map_err(abort)?
-            .into_iter()
-            .find(|slot| slot.seq == location.seq)
-            .ok_or_else(|| abort(corrupt_index()))?;
+        let (block, slot) = self.slot_at(&location)?;
         block.plain.drain(slot.span);
         block.dirty = true;
         self.forget_tail_if_empty(&location.chat, location.block)?;
@@ -222,6 +212,18 @@ impl<'a> Writer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The block holding the message at `location`, and its slot there; an index entry pointing at nothing is
+    /// corrupt.
+    fn slot_at(&mut self, location: &Location) -> TxResult<(&mut Loaded, Slot)> {
+        let block = self.block(&location.block_key())?;
+        let slot = slots(&block.plain, corrupt_blocks)
+            .map_err(abort)?
+            .into_iter()
+            .find(|slot| slot.seq == location.seq)
+            .ok_or_else(|| abort(corrupt_index()))?;
+        Ok((block, slot))
     }
 
     /// A tail whose block is now empty is dropped, so the next message starts a block at its own seq.
