@@ -82,24 +82,24 @@ impl<'a> Writer<'a> {
             None => self.blocks.generate_id()?,
         };
         let entry = encode_slot(seq, id, json).map_err(abort)?;
-        let start = match self.tail(chat)? {
+        // Where in the tail block the entry goes (after every smaller seq), if the tail has room.
+        let in_tail = match self.tail(chat)? {
             Some(start) => {
                 let block = &self.block(&block_key(chat, start))?.plain;
-                let count = slots(block, corrupt_blocks).map_err(abort)?.len();
-                has_room(count, block.len(), entry.len()).then_some(start)
+                let slots = slots(block, corrupt_blocks).map_err(abort)?;
+                let at = slots
+                    .iter()
+                    .find(|slot| slot.seq > seq)
+                    .map_or(block.len(), |slot| slot.span.start);
+                has_room(slots.len(), block.len(), entry.len()).then_some((start, at))
             }
             None => None,
         };
-        let start = start.unwrap_or_else(|| {
+        let (start, at) = in_tail.unwrap_or_else(|| {
             self.tails.insert(*chat, (Some(seq), true));
-            seq
+            (seq, 0)
         });
         let block = self.block(&block_key(chat, start))?;
-        let at = slots(&block.plain, corrupt_blocks)
-            .map_err(abort)?
-            .iter()
-            .find(|slot| slot.seq > seq)
-            .map_or(block.plain.len(), |slot| slot.span.start);
         block.plain.splice(at..at, entry);
         block.dirty = true;
         let location = Location {
