@@ -31,10 +31,13 @@ pub fn choose() {
     if !cfg!(target_os = "linux") || !lacks_gpu(Path::new("/dev/dri")) {
         return;
     }
-    for switch in [DISABLE_COMPOSITING_ENV, DISABLE_DMABUF_ENV] {
-        if std::env::var_os(switch).is_none() {
-            std::env::set_var(switch, "1");
-        }
+    if std::env::var_os(DISABLE_COMPOSITING_ENV).is_none() {
+        std::env::set_var(DISABLE_COMPOSITING_ENV, "1");
+    }
+    // Only on the software path: a window the user has composite anyway never drew its first frame without the
+    // DMA-BUF renderer (WebKitGTK 2.50).
+    if std::env::var(DISABLE_COMPOSITING_ENV).as_deref() == Ok("1") && std::env::var_os(DISABLE_DMABUF_ENV).is_none() {
+        std::env::set_var(DISABLE_DMABUF_ENV, "1");
     }
 }
 
