@@ -181,20 +181,10 @@ impl<'a> Writer<'a> {
     /// Seals and writes everything this transaction changed.
     pub(super) fn finish(self) -> TxResult<()> {
         for (key, loaded) in self.loaded_blocks.iter().filter(|(_, l)| l.dirty) {
-            if loaded.plain.is_empty() {
-                self.blocks.remove(key.as_slice())?;
-            } else {
-                let sealed = self.sealer.seal(MESSAGE_BLOCKS, key, &loaded.plain).map_err(abort)?;
-                self.blocks.insert(key.as_slice(), sealed)?;
-            }
+            self.write_back(self.blocks, MESSAGE_BLOCKS, key, &loaded.plain)?;
         }
         for (key, loaded) in self.loaded_buckets.iter().filter(|(_, l)| l.dirty) {
-            if loaded.plain.is_empty() {
-                self.index.remove(key.as_slice())?;
-            } else {
-                let sealed = self.sealer.seal(MESSAGE_INDEX, key, &loaded.plain).map_err(abort)?;
-                self.index.insert(key.as_slice(), sealed)?;
-            }
+            self.write_back(self.index, MESSAGE_INDEX, key, &loaded.plain)?;
         }
         for (chat, (tail, dirty)) in &self.tails {
             match (tail, dirty) {
@@ -224,6 +214,16 @@ impl<'a> Writer<'a> {
             .find(|slot| slot.seq == location.seq)
             .ok_or_else(|| abort(corrupt_index()))?;
         Ok((block, slot))
+    }
+
+    /// Seals `plain` under `key` of `tree`, or removes the key when `plain` is empty.
+    fn write_back(&self, tree: &TransactionalTree, name: &'static str, key: &[u8], plain: &[u8]) -> TxResult<()> {
+        if plain.is_empty() {
+            tree.remove(key)?;
+        } else {
+            tree.insert(key, self.sealer.seal(name, key, plain).map_err(abort)?)?;
+        }
+        Ok(())
     }
 
     /// A tail whose block is now empty is dropped, so the next message starts a block at its own seq.
