@@ -49,7 +49,7 @@ use magpie_proto::{Session, Username};
 
 /// sled's page cache bound. Its default (1 GiB) let a 1M-message history grow to 540 MB RSS; 16 MiB holds the
 /// hot tail of every open chat, and older pages are read back from the OS page cache when scrolled to. (With
-/// messages in blocks, opening a 1M-message history and paging through it stays at 34 MB RSS whether this is 4, 8
+/// messages in blocks, opening a 1M-message history and paging through it stays at 14 MB RSS whether this is 4, 8
 /// or 16 MiB: `benches/history.rs` with `MAGPIE_BENCH_CACHE_MB`.)
 pub const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
