@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use uuid::Uuid;
 
+use super::{MESSAGE_BLOCKS, MESSAGE_INDEX};
 use crate::error::{Error, Result};
 
 /// A block takes no more messages than this...
@@ -39,6 +40,23 @@ pub(super) fn block_key(chat: &ChatId, start: u64) -> BlockKey {
     key
 }
 
+/// The start seq in a block's key (the inverse of [`block_key`]).
+pub(super) fn block_start(key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = key
+        .get(CHAT_ID_LEN..)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(corrupt_blocks)?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+pub(super) fn corrupt_blocks() -> Error {
+    Error::HistoryCorrupt { tree: MESSAGE_BLOCKS }
+}
+
+pub(super) fn corrupt_index() -> Error {
+    Error::HistoryCorrupt { tree: MESSAGE_INDEX }
+}
+
 /// One message in a decoded block: its seq, id, and where its JSON sits in the block.
 #[derive(Clone, Debug)]
 pub(super) struct Slot {
@@ -49,22 +67,22 @@ pub(super) struct Slot {
     pub span: Range<usize>,
 }
 
-/// The slots of a block's plaintext, in stored (ascending seq) order; a malformed block is `corrupt`.
-pub(super) fn slots(block: &[u8], corrupt: fn() -> Error) -> Result<Vec<Slot>> {
+/// The slots of a block's plaintext, in stored (ascending seq) order; a malformed block is corrupt.
+pub(super) fn slots(block: &[u8]) -> Result<Vec<Slot>> {
     let mut out = Vec::with_capacity(MAX_BLOCK_MESSAGES);
     let mut at = 0;
     while at < block.len() {
-        let header = block.get(at..at + HEADER_LEN).ok_or_else(corrupt)?;
+        let header = block.get(at..at + HEADER_LEN).ok_or_else(corrupt_blocks)?;
         let (seq, rest) = header.split_at(8);
         let (id, len) = rest.split_at(16);
-        let len = u32::from_be_bytes(len.try_into().map_err(|_| corrupt())?) as usize;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| corrupt_blocks())?) as usize;
         let json = at + HEADER_LEN..at + HEADER_LEN + len;
         if json.end > block.len() {
-            return Err(corrupt());
+            return Err(corrupt_blocks());
         }
         out.push(Slot {
-            seq: u64::from_be_bytes(seq.try_into().map_err(|_| corrupt())?),
-            id: Uuid::from_slice(id).map_err(|_| corrupt())?,
+            seq: u64::from_be_bytes(seq.try_into().map_err(|_| corrupt_blocks())?),
+            id: Uuid::from_slice(id).map_err(|_| corrupt_blocks())?,
             span: at..json.end,
             json: json.clone(),
         });
@@ -112,23 +130,19 @@ pub(super) fn bucket_and_tag(id_hash: &[u8; 32]) -> ([u8; BUCKET_KEY_LEN], [u8; 
     (bucket, tag)
 }
 
-/// The entry for `tag` in a bucket's plaintext: its byte offset and location; a malformed bucket is `corrupt`.
-pub(super) fn find_in_bucket(
-    bucket: &[u8],
-    tag: &[u8; TAG_LEN],
-    corrupt: fn() -> Error,
-) -> Result<Option<(usize, Location)>> {
+/// The entry for `tag` in a bucket's plaintext: its byte offset and location; a malformed bucket is corrupt.
+pub(super) fn find_in_bucket(bucket: &[u8], tag: &[u8; TAG_LEN]) -> Result<Option<(usize, Location)>> {
     if !bucket.len().is_multiple_of(INDEX_ENTRY_LEN) {
-        return Err(corrupt());
+        return Err(corrupt_index());
     }
     for (i, entry) in bucket.chunks_exact(INDEX_ENTRY_LEN).enumerate() {
         if entry[..TAG_LEN] == tag[..] {
             let (chat, numbers) = entry[TAG_LEN..].split_at(CHAT_ID_LEN);
             let (block, seq) = numbers.split_at(8);
             let location = Location {
-                chat: chat.try_into().map_err(|_| corrupt())?,
-                block: u64::from_be_bytes(block.try_into().map_err(|_| corrupt())?),
-                seq: u64::from_be_bytes(seq.try_into().map_err(|_| corrupt())?),
+                chat: chat.try_into().map_err(|_| corrupt_index())?,
+                block: u64::from_be_bytes(block.try_into().map_err(|_| corrupt_index())?),
+                seq: u64::from_be_bytes(seq.try_into().map_err(|_| corrupt_index())?),
             };
             return Ok(Some((i * INDEX_ENTRY_LEN, location)));
         }
@@ -153,16 +167,12 @@ pub(super) fn remove_from_bucket(bucket: &mut Vec<u8>, offset: usize) {
 mod tests {
     use super::*;
 
-    fn corrupt() -> Error {
-        Error::HistoryCorrupt { tree: "test" }
-    }
-
     #[test]
     fn slots_round_trip_and_truncation_is_corrupt() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let mut block = encode_slot(7, a, b"{\"x\":1}").unwrap();
         block.extend(encode_slot(9, b, b"").unwrap());
-        let slots = slots(&block, corrupt).unwrap();
+        let slots = slots(&block).unwrap();
         assert_eq!(slots.len(), 2);
         assert_eq!(
             (slots[0].seq, slots[0].id, &block[slots[0].json.clone()]),
@@ -171,7 +181,7 @@ mod tests {
         assert_eq!((slots[1].seq, slots[1].id, slots[1].json.len()), (9, b, 0));
         assert_eq!(slots[1].span.end, block.len());
         for cut in [1, HEADER_LEN - 1, HEADER_LEN + 3, block.len() - 1] {
-            assert!(super::slots(&block[..cut], corrupt).is_err(), "cut at {cut}");
+            assert!(super::slots(&block[..cut]).is_err(), "cut at {cut}");
         }
     }
 
@@ -195,14 +205,14 @@ mod tests {
         for seq in 1..=3u64 {
             push_to_bucket(&mut bucket, &[seq as u8; TAG_LEN], &location(seq));
         }
-        let (offset, found) = find_in_bucket(&bucket, &[2; TAG_LEN], corrupt).unwrap().unwrap();
+        let (offset, found) = find_in_bucket(&bucket, &[2; TAG_LEN]).unwrap().unwrap();
         assert_eq!(found, location(2));
         remove_from_bucket(&mut bucket, offset);
-        assert!(find_in_bucket(&bucket, &[2; TAG_LEN], corrupt).unwrap().is_none());
-        assert_eq!(
-            find_in_bucket(&bucket, &[3; TAG_LEN], corrupt).unwrap().unwrap().1,
-            location(3)
-        );
-        assert!(find_in_bucket(&bucket[1..], &[3; TAG_LEN], corrupt).is_err());
+        assert!(find_in_bucket(&bucket, &[2; TAG_LEN]).unwrap().is_none());
+        assert_eq!(find_in_bucket(&bucket, &[3; TAG_LEN]).unwrap().unwrap().1, location(3));
+        assert!(matches!(
+            find_in_bucket(&bucket[1..], &[3; TAG_LEN]),
+            Err(Error::HistoryCorrupt { tree: MESSAGE_INDEX })
+        ));
     }
 }

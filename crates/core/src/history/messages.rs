@@ -7,7 +7,9 @@ use sled::transaction::{TransactionError, Transactional};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::blocks::{block_key, bucket_and_tag, find_in_bucket, slots, ChatId, Location, Slot};
+use super::blocks::{
+    block_key, block_start, bucket_and_tag, corrupt_blocks, find_in_bucket, slots, ChatId, Location, Slot,
+};
 use super::writer::Writer;
 use super::{History, MESSAGE_BLOCKS, MESSAGE_INDEX};
 use crate::error::{Error, Result};
@@ -173,7 +175,7 @@ impl History {
             .get(key)?
             .ok_or(Error::HistoryCorrupt { tree: MESSAGE_INDEX })?;
         let block = self.sealer.open(MESSAGE_BLOCKS, &key, &sealed)?;
-        let slot = slots(&block, corrupt_blocks)?
+        let slot = slots(&block)?
             .into_iter()
             .find(|slot| slot.seq == location.seq)
             .ok_or(Error::HistoryCorrupt { tree: MESSAGE_INDEX })?;
@@ -290,7 +292,7 @@ impl History {
         for item in self.blocks.range(block_key(&chat, first)..=block_key(&chat, u64::MAX)) {
             let (key, sealed) = item?;
             let block = self.sealer.open(MESSAGE_BLOCKS, &key, &sealed)?;
-            for slot in slots(&block, corrupt_blocks)? {
+            for slot in slots(&block)? {
                 if out.len() == n {
                     return Ok(out);
                 }
@@ -316,7 +318,7 @@ impl History {
             }
             let (key, sealed) = item?;
             let block = self.sealer.open(MESSAGE_BLOCKS, &key, &sealed)?;
-            let wanted = slots(&block, corrupt_blocks)?
+            let wanted = slots(&block)?
                 .into_iter()
                 .rev()
                 .filter(|slot| slot.seq < end || (inclusive && slot.seq == end))
@@ -339,7 +341,7 @@ impl History {
             return Ok(None);
         };
         let plain = self.sealer.open(MESSAGE_INDEX, &bucket, &sealed)?;
-        Ok(find_in_bucket(&plain, &tag, corrupt_index)?.map(|(_, location)| location))
+        Ok(find_in_bucket(&plain, &tag)?.map(|(_, location)| location))
     }
 }
 
@@ -367,22 +369,6 @@ fn decode(block: &[u8], slot: &Slot) -> Result<Entry> {
         cursor: Cursor(slot.seq),
         message,
     })
-}
-
-fn block_start(key: &[u8]) -> Result<u64> {
-    let bytes: [u8; 8] = key
-        .get(super::blocks::CHAT_ID_LEN..)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(corrupt_blocks)?;
-    Ok(u64::from_be_bytes(bytes))
-}
-
-fn corrupt_blocks() -> Error {
-    Error::HistoryCorrupt { tree: MESSAGE_BLOCKS }
-}
-
-fn corrupt_index() -> Error {
-    Error::HistoryCorrupt { tree: MESSAGE_INDEX }
 }
 
 pub(super) fn flatten<T>(result: Result<T, TransactionError<Error>>) -> Result<T> {

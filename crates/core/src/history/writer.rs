@@ -12,8 +12,8 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::blocks::{
-    block_key, bucket_and_tag, encode_slot, find_in_bucket, has_room, push_to_bucket, remove_from_bucket, slots,
-    BlockKey, ChatId, Location, Slot, BUCKET_KEY_LEN, MAX_BLOCK_BYTES,
+    block_key, bucket_and_tag, corrupt_blocks, corrupt_index, encode_slot, find_in_bucket, has_room, push_to_bucket,
+    remove_from_bucket, slots, BlockKey, ChatId, Location, Slot, BUCKET_KEY_LEN, MAX_BLOCK_BYTES,
 };
 use super::crypt::Sealer;
 use super::{Appended, Cursor, MESSAGE_BLOCKS, MESSAGE_INDEX};
@@ -23,14 +23,6 @@ pub(super) type TxResult<T> = std::result::Result<T, ConflictableTransactionErro
 
 pub(super) fn abort(error: Error) -> ConflictableTransactionError<Error> {
     ConflictableTransactionError::Abort(error)
-}
-
-fn corrupt_blocks() -> Error {
-    Error::HistoryCorrupt { tree: MESSAGE_BLOCKS }
-}
-
-fn corrupt_index() -> Error {
-    Error::HistoryCorrupt { tree: MESSAGE_INDEX }
 }
 
 /// A plaintext loaded in this transaction; empty means absent (and is removed if dirty).
@@ -71,7 +63,7 @@ impl<'a> Writer<'a> {
         seq: Option<u64>,
     ) -> TxResult<Appended> {
         let (bucket_key, tag) = bucket_and_tag(id_hash);
-        if find_in_bucket(&self.bucket(bucket_key)?.plain, &tag, corrupt_index)
+        if find_in_bucket(&self.bucket(bucket_key)?.plain, &tag)
             .map_err(abort)?
             .is_some()
         {
@@ -86,7 +78,7 @@ impl<'a> Writer<'a> {
         let in_tail = match self.tail(chat)? {
             Some(start) => {
                 let block = &self.block(&block_key(chat, start))?.plain;
-                let slots = slots(block, corrupt_blocks).map_err(abort)?;
+                let slots = slots(block).map_err(abort)?;
                 let at = slots
                     .iter()
                     .find(|slot| slot.seq > seq)
@@ -116,7 +108,7 @@ impl<'a> Writer<'a> {
     /// Where the message with this id hash is stored, if indexed.
     pub(super) fn locate(&mut self, id_hash: &[u8; 32]) -> TxResult<Option<Location>> {
         let (bucket_key, tag) = bucket_and_tag(id_hash);
-        let found = find_in_bucket(&self.bucket(bucket_key)?.plain, &tag, corrupt_index).map_err(abort)?;
+        let found = find_in_bucket(&self.bucket(bucket_key)?.plain, &tag).map_err(abort)?;
         Ok(found.map(|(_, location)| location))
     }
 
@@ -138,7 +130,7 @@ impl<'a> Writer<'a> {
     pub(super) fn remove(&mut self, id_hash: &[u8; 32]) -> TxResult<Option<Location>> {
         let (bucket_key, tag) = bucket_and_tag(id_hash);
         let bucket = self.bucket(bucket_key)?;
-        let Some((offset, location)) = find_in_bucket(&bucket.plain, &tag, corrupt_index).map_err(abort)? else {
+        let Some((offset, location)) = find_in_bucket(&bucket.plain, &tag).map_err(abort)? else {
             return Ok(None);
         };
         remove_from_bucket(&mut bucket.plain, offset);
@@ -153,7 +145,7 @@ impl<'a> Writer<'a> {
     /// Removes the messages of block `start` of `chat` with a seq below `below`, and their index entries; how many.
     pub(super) fn clear_block(&mut self, chat: &ChatId, start: u64, below: u64) -> TxResult<usize> {
         let block = self.block(&block_key(chat, start))?;
-        let doomed: Vec<_> = slots(&block.plain, corrupt_blocks)
+        let doomed: Vec<_> = slots(&block.plain)
             .map_err(abort)?
             .into_iter()
             .filter(|slot| slot.seq < below)
@@ -167,7 +159,7 @@ impl<'a> Writer<'a> {
             let (bucket_key, tag) = bucket_and_tag(&id_hash);
             let bucket = self.bucket(bucket_key)?;
             // A message whose index entry is missing (or points elsewhere) is still removed.
-            if let Some((offset, location)) = find_in_bucket(&bucket.plain, &tag, corrupt_index).map_err(abort)? {
+            if let Some((offset, location)) = find_in_bucket(&bucket.plain, &tag).map_err(abort)? {
                 if location.chat == *chat && location.seq == slot.seq {
                     remove_from_bucket(&mut bucket.plain, offset);
                     bucket.dirty = true;
@@ -208,7 +200,7 @@ impl<'a> Writer<'a> {
     /// corrupt.
     fn slot_at(&mut self, location: &Location) -> TxResult<(&mut Loaded, Slot)> {
         let block = self.block(&location.block_key())?;
-        let slot = slots(&block.plain, corrupt_blocks)
+        let slot = slots(&block.plain)
             .map_err(abort)?
             .into_iter()
             .find(|slot| slot.seq == location.seq)
