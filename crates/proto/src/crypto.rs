@@ -1,9 +1,5 @@
 //! Thin wrappers over the OpenSSL primitives the protocol uses, each with the parameters fixed.
 
-use std::sync::OnceLock;
-
-use openssl::cipher::CipherRef;
-use openssl::cipher_ctx::CipherCtx;
 use openssl::hash::{hash, MessageDigest};
 use openssl::md::Md;
 use openssl::pkey::{HasPrivate, HasPublic, Id, PKey, PKeyRef, Private, Public};
@@ -170,69 +166,6 @@ pub(crate) fn x25519(ours: &PKeyRef<Private>, theirs: &[u8]) -> Result<SharedSec
     Ok(SharedSecret::from_bytes(*out))
 }
 
-/// AES-256-GCM, fetched from the provider once (an implicit fetch on every use costs about 0.5 µs).
-fn aes_256_gcm() -> Result<&'static CipherRef> {
-    static AES_GCM: OnceLock<Option<openssl::cipher::Cipher>> = OnceLock::new();
-    match AES_GCM.get_or_init(|| openssl::cipher::Cipher::fetch(None, "AES-256-GCM", None).ok()) {
-        Some(c) => Ok(c),
-        None => Ok(openssl::cipher::Cipher::aes_256_gcm()),
-    }
-}
-
-/// AES-256-CTR, fetched from the provider once.
-fn aes_256_ctr() -> Result<&'static CipherRef> {
-    static AES_CTR: OnceLock<Option<openssl::cipher::Cipher>> = OnceLock::new();
-    match AES_CTR.get_or_init(|| openssl::cipher::Cipher::fetch(None, "AES-256-CTR", None).ok()) {
-        Some(c) => Ok(c),
-        None => Ok(openssl::cipher::Cipher::aes_256_ctr()),
-    }
-}
-
-/// The first `N` bytes of the AES-256-CTR keystream of `key` from an all-zero counter block. OpenSSL wipes the
-/// key schedule when the context is freed.
-pub(crate) fn aes_ctr_keystream<const N: usize>(key: &[u8; 32]) -> Result<Zeroizing<[u8; N]>> {
-    let mut ctx = CipherCtx::new()?;
-    ctx.encrypt_init(Some(aes_256_ctr()?), Some(key), Some(&[0u8; 16]))?;
-    let mut stream = Zeroizing::new([0u8; N]);
-    ctx.cipher_update_inplace(stream.as_mut(), N)?;
-    Ok(stream)
-}
-
-/// AES-256-GCM seal; returns ciphertext ‖ tag.
-pub(crate) fn aes_gcm_seal(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
-    let mut ctx = CipherCtx::new()?;
-    ctx.encrypt_init(Some(aes_256_gcm()?), Some(key), Some(nonce))?;
-    ctx.cipher_update(ad, None)?;
-    let mut out = Vec::with_capacity(plain.len() + TAG_LEN + 16);
-    ctx.cipher_update_vec(plain, &mut out)?;
-    ctx.cipher_final_vec(&mut out)?;
-    let mut tag = [0u8; TAG_LEN];
-    ctx.tag(&mut tag)?;
-    out.extend_from_slice(&tag);
-    Ok(out)
-}
-
-/// AES-256-GCM open of ciphertext ‖ tag; every failure is the opaque `Decrypt`.
-pub(crate) fn aes_gcm_open(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-    let split = sealed.len().checked_sub(TAG_LEN).ok_or(Error::Decrypt)?;
-    let (ct, tag) = sealed.split_at(split);
-    let run = || -> Result<Zeroizing<Vec<u8>>, openssl::error::ErrorStack> {
-        let mut ctx = CipherCtx::new()?;
-        ctx.decrypt_init(
-            Some(aes_256_gcm().map_err(|_| openssl::error::ErrorStack::get())?),
-            Some(key),
-            Some(nonce),
-        )?;
-        ctx.set_tag(tag)?;
-        ctx.cipher_update(ad, None)?;
-        let mut out = Zeroizing::new(Vec::with_capacity(ct.len() + 16));
-        ctx.cipher_update_vec(ct, &mut out)?;
-        ctx.cipher_final_vec(&mut out)?;
-        Ok(out)
-    };
-    run().map_err(|_| Error::Decrypt)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,17 +204,6 @@ mod tests {
     }
 
     #[test]
-    fn ctr_keystream_is_aes_of_the_counter_blocks_from_zero() {
-        let key: [u8; 32] = std::array::from_fn(|i| i as u8);
-        let mut counters = [0u8; 64];
-        for (i, block) in counters.chunks_mut(16).enumerate() {
-            block[15] = i as u8;
-        }
-        let ecb = openssl::symm::encrypt(openssl::symm::Cipher::aes_256_ecb(), &key, None, &counters).unwrap();
-        assert_eq!(aes_ctr_keystream::<64>(&key).unwrap().as_slice(), &ecb[..64]);
-    }
-
-    #[test]
     fn hmac_rfc4231_case_6_long_key() {
         let mac = hmac_sha256(
             &[0xaa; 131],
@@ -305,21 +227,5 @@ mod tests {
         );
         assert!(x25519(&a, &[0u8; 32]).is_err());
         assert!(x25519(&a, &[1u8; 31]).is_err());
-    }
-
-    #[test]
-    fn gcm_round_trip_and_tamper() {
-        let key = [7u8; 32];
-        let nonce = [9u8; 12];
-        let sealed = aes_gcm_seal(&key, &nonce, b"ad", b"hello").unwrap();
-        assert_eq!(aes_gcm_open(&key, &nonce, b"ad", &sealed).unwrap().as_slice(), b"hello");
-        assert!(matches!(
-            aes_gcm_open(&key, &nonce, b"ax", &sealed),
-            Err(Error::Decrypt)
-        ));
-        assert!(matches!(
-            aes_gcm_open(&key, &nonce, b"ad", &sealed[..10]),
-            Err(Error::Decrypt)
-        ));
     }
 }

@@ -14,9 +14,11 @@ mod handshake;
 mod identity;
 pub mod keys;
 pub mod login;
+mod plaintext;
 mod safety;
 mod secret;
 mod session;
+mod symmetric;
 mod verify;
 mod wire;
 
@@ -27,12 +29,10 @@ pub use handshake::{
     KeyTransferInputs, Responder, MAX_CLOCK_SKEW_SECS, REQUEST_MAX_AGE_SECS,
 };
 pub use identity::{Csr, Identity, Username, RSA_BITS};
+pub use plaintext::{MessageKind, Plaintext, MAX_BODY_LEN, PLAINTEXT_FORMAT};
 pub use safety::{SafetyNumber, QR_PREFIX, SAFETY_ITERATIONS, SAFETY_VERSION};
 pub use secret::{ChainKey, ConfirmKey, MessageKey, RootKey, SecretBytes, SessionSecret, SharedSecret};
-pub use session::{
-    MessageKind, Plaintext, Role, Session, MAX_BODY_LEN, MAX_SKIP, MAX_STATE_LEN, REKEY_AFTER_MESSAGES,
-    REKEY_AFTER_SECS,
-};
+pub use session::{Role, Session, MAX_SKIP, MAX_STATE_LEN, REKEY_AFTER_MESSAGES, REKEY_AFTER_SECS};
 pub use verify::{Certificate, Credential, Fingerprint, PinCheck, TrustAnchor, VerifiedPeer, MAX_CHAIN_LEN};
 pub use wire::{
     ChatAccept, ChatDecline, ChatRequest, Envelope, EnvelopeKind, KeyConfirm, KeyTransfer, SealedMessage, MAX_WIRE_LEN,

@@ -6,16 +6,15 @@ use std::fmt;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use crate::error::{malformed, Error, Result};
 use crate::handshake::HandshakeReport;
 use crate::identity::Username;
-use crate::keys::{open_with_key, ratchet_step, seal_with_key, SessionKeys};
+use crate::keys::{open_in_place, ratchet_step, seal_in_place, SessionKeys};
+use crate::plaintext::Plaintext;
 use crate::secret::{ChainKey, KeyIn, MessageKey, SecretB64, SecretBytes};
 use crate::verify::{unix_secs, Fingerprint};
-use crate::wire::{random_uuid, SealedMessage, PROTOCOL_VERSION};
+use crate::wire::{SealedMessage, PROTOCOL_VERSION};
 
 /// How far ahead a message may be, and how many skipped keys are kept.
 pub const MAX_SKIP: u64 = 1_000;
@@ -25,8 +24,6 @@ pub const REKEY_AFTER_MESSAGES: u64 = 1_000;
 pub const REKEY_AFTER_SECS: u64 = 7 * 24 * 3600;
 /// Largest exported session state we import.
 pub const MAX_STATE_LEN: usize = 512 * 1024;
-/// Largest plaintext body, in bytes.
-pub const MAX_BODY_LEN: usize = 32 * 1024;
 
 /// Which side of the handshake this party was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,62 +33,6 @@ pub enum Role {
     Initiator,
     /// Accepted it.
     Responder,
-}
-
-/// What a message is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum MessageKind {
-    /// A chat text.
-    Text,
-    /// A delivery/read receipt; `body` holds the message id it acknowledges.
-    Receipt,
-    /// A typing indicator.
-    Typing,
-}
-
-/// The plaintext inside a [`SealedMessage`].
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Plaintext {
-    /// Message id (UUID v4); receivers de-duplicate on it.
-    pub id: Uuid,
-    /// What it is.
-    pub kind: MessageKind,
-    /// The text (or the acknowledged id for a receipt).
-    pub body: String,
-    /// When the sender wrote it, Unix seconds (sender's clock).
-    pub sent_at: u64,
-}
-
-impl Plaintext {
-    /// A new message with a random id.
-    pub fn new(kind: MessageKind, body: impl Into<String>, sent_at: SystemTime) -> Result<Self> {
-        Ok(Self {
-            id: random_uuid()?,
-            kind,
-            body: body.into(),
-            sent_at: unix_secs(sent_at),
-        })
-    }
-
-    /// A new text message with a random id.
-    pub fn text(body: impl Into<String>, sent_at: SystemTime) -> Result<Self> {
-        Self::new(MessageKind::Text, body, sent_at)
-    }
-}
-
-impl fmt::Debug for Plaintext {
-    // Plaintext is never logged: show its size only.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Plaintext")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("body_len", &self.body.len())
-            .field("sent_at", &self.sent_at)
-            .finish()
-    }
 }
 
 /// An established end-to-end session with one peer.
@@ -206,17 +147,11 @@ impl Session {
 
     /// Encrypts the next message of our chain; its key is used once and dropped.
     pub fn seal(&mut self, plaintext: &Plaintext) -> Result<SealedMessage> {
-        if plaintext.body.len() > MAX_BODY_LEN {
-            return Err(malformed("message body too large"));
-        }
-        // Pre-sized (id, kind, sent_at and quoting fit in 128 bytes) so that, unless the body needs escaping,
-        // the buffer never reallocates and leaves unwiped copies of the plaintext behind.
-        let mut json = Zeroizing::new(Vec::with_capacity(plaintext.body.len() + 128));
-        serde_json::to_writer(&mut *json, plaintext).map_err(|e| malformed(e.to_string()))?;
+        let bytes = plaintext.encode()?;
         let n = self.send_n;
         let next_n = n.checked_add(1).ok_or_else(|| malformed("send counter exhausted"))?;
         let (mk, next_chain) = ratchet_step(&self.send_chain)?;
-        let ciphertext = seal_with_key(&mk, &self.session_id, self.me.as_str(), n, &json)?;
+        let ciphertext = seal_in_place(&mk, &self.session_id, self.me.as_str(), n, bytes)?;
         self.send_chain = next_chain;
         self.send_n = next_n;
         self.sent = self.sent.saturating_add(1);
@@ -249,7 +184,7 @@ impl Session {
                 None if n < self.window_floor() => return Err(Error::OutOfOrder),
                 None => return Err(Error::Replay),
             };
-            let plain = open_with_key(mk, &self.session_id, &msg.from, n, &msg.ciphertext)?;
+            let plain = open_in_place(mk, &self.session_id, &msg.from, n, msg.ciphertext.clone())?;
             self.skipped.remove(&n);
             plain
         } else {
@@ -266,7 +201,7 @@ impl Session {
                 chain = next;
             }
             let (mk, next) = ratchet_step(&chain)?;
-            let plain = open_with_key(&mk, &self.session_id, &msg.from, n, &msg.ciphertext)?;
+            let plain = open_in_place(&mk, &self.session_id, &msg.from, n, msg.ciphertext.clone())?;
             self.skipped.extend(new_skipped);
             self.recv_chain = next;
             self.recv_next = n.saturating_add(1);
@@ -277,7 +212,7 @@ impl Session {
             plain
         };
         self.received = self.received.saturating_add(1);
-        serde_json::from_slice(&plain).map_err(|_| malformed("plaintext"))
+        Plaintext::decode_owned(plain)
     }
 
     /// Keys are kept for messages at most [`MAX_SKIP`] behind the newest one received (`recv_next - 1`),

@@ -63,6 +63,10 @@ proptest! {
         let _ = KeyConfirm::from_json(&data);
         let _ = SealedMessage::from_json(&data);
         let _ = Envelope::from_json(&data);
+        let _ = Plaintext::decode(&data);
+        let mut framed = vec![PLAINTEXT_FORMAT];
+        framed.extend_from_slice(&data);
+        let _ = Plaintext::decode(&framed);
     }
 
     #[test]

@@ -108,20 +108,25 @@ fn ratchet_and_message_vector() {
         body: "hello bob".into(),
         sent_at: T0,
     };
-    let plaintext_json = serde_json::to_vec(&plaintext).unwrap();
-    let sealed = seal_with_key(&mk0, &session_id, "alice", 0, &plaintext_json).unwrap();
+    let encoded = plaintext.encode().unwrap();
+    let sealed = seal_with_key(&mk0, &session_id, "alice", 0, &encoded).unwrap();
     let opened = open_with_key(&mk0, &session_id, "alice", 0, &sealed).unwrap();
-    assert_eq!(opened.as_slice(), plaintext_json.as_slice());
+    assert_eq!(Plaintext::decode(&opened).unwrap(), plaintext);
     check(
         "ratchet.json",
         json!({
-            "description": "mk_n || ck_{n+1} = AES-256-CTR(key = ck_n, counter block = 0^128) of 64 zero bytes; nonce_n = 0x00000000 || u64be(n); AD = canonical(\"magpie v1 message\", session_id, sender, n); AES-256-GCM(mk_n)",
+            "description": "mk_n || ck_{n+1} = AES-256-CTR(key = ck_n, counter block = 0^128) of 64 zero bytes; nonce_n = 0x00000000 || u64be(n); AD = canonical(\"magpie v1 message\", session_id, sender, n); AES-256-GCM(mk_n) of the plaintext bytes 0x01 || kind || id || u64be(sent_at) || body",
             "input": {
                 "ck0": hex(ck0.expose_secret()),
                 "session_id": hex(&session_id),
                 "sender": "alice",
                 "n": 0,
-                "plaintext_json": String::from_utf8(plaintext_json.clone()).unwrap(),
+                "plaintext": {
+                    "id": plaintext.id.to_string(),
+                    "kind": "text",
+                    "body": plaintext.body,
+                    "sent_at": plaintext.sent_at,
+                },
             },
             "output": {
                 "steps": steps,
@@ -129,6 +134,7 @@ fn ratchet_and_message_vector() {
                 "nonce0": hex(&message_nonce(0)),
                 "nonce258": hex(&message_nonce(258)),
                 "ad0": hex(&message_ad(&session_id, "alice", 0)),
+                "plaintext_bytes": hex(&encoded),
                 "ciphertext_and_tag0": hex(&sealed),
             }
         }),
