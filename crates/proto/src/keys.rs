@@ -89,9 +89,10 @@ pub fn confirm_mac(key: &ConfirmKey, transcript: &[u8; 32]) -> Result<[u8; 32]> 
 /// One ratchet step, AES-256 in counter mode as a fast-key-erasure generator: the first 64 bytes of the keystream
 /// of `ck_n` (all-zero counter block) are `mk_n ‖ ck_{n+1}`.
 pub fn ratchet_step(ck: &ChainKey) -> Result<(MessageKey, ChainKey)> {
-    let stream = aes_ctr_keystream::<64>(ck.expose_secret())?;
-    let (mk, next) = stream.split_at(32);
-    Ok((MessageKey::from_slice(mk)?, ChainKey::from_slice(next)?))
+    let mut mk = MessageKey::from_bytes([0; 32]);
+    let mut next = ChainKey::from_bytes([0; 32]);
+    aes_ctr_keystream(ck.expose_secret(), [mk.expose_secret_mut(), next.expose_secret_mut()])?;
+    Ok((mk, next))
 }
 
 /// The 96-bit GCM nonce of message `n`: `0x00000000 ‖ u64be(n)`. Each `mk_n` seals one message, so the nonce

@@ -103,10 +103,16 @@ impl MessageKind {
 impl Plaintext {
     /// The bytes that get sealed, in wiped memory.
     pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
+        self.encode_with_room(0)
+    }
+
+    /// [`Plaintext::encode`] with `room` spare bytes, so that sealing in place can append the tag without moving
+    /// the buffer (which would leave an unwiped copy behind).
+    pub(crate) fn encode_with_room(&self, room: usize) -> Result<Zeroizing<Vec<u8>>> {
         if self.body.len() > MAX_BODY_LEN {
             return Err(malformed("message body too large"));
         }
-        let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + self.body.len()));
+        let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + self.body.len() + room));
         out.push(PLAINTEXT_FORMAT);
         out.push(self.kind.code());
         out.extend_from_slice(self.id.as_bytes());

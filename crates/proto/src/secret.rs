@@ -67,6 +67,12 @@ macro_rules! secret32 {
             pub fn expose_secret(&self) -> &[u8; 32] {
                 &self.0
             }
+
+            /// Room to derive the key into, so that it is never copied through a buffer that needs wiping.
+            #[allow(dead_code)] // not every key type is derived in place
+            pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8; 32] {
+                &mut self.0
+            }
         }
 
         impl fmt::Debug for $name {

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::TAG_LEN;
 use crate::error::{malformed, Error, Result};
 use crate::handshake::HandshakeReport;
 use crate::identity::Username;
@@ -147,7 +148,7 @@ impl Session {
 
     /// Encrypts the next message of our chain; its key is used once and dropped.
     pub fn seal(&mut self, plaintext: &Plaintext) -> Result<SealedMessage> {
-        let bytes = plaintext.encode()?;
+        let bytes = plaintext.encode_with_room(TAG_LEN)?;
         let n = self.send_n;
         let next_n = n.checked_add(1).ok_or_else(|| malformed("send counter exhausted"))?;
         let (mk, next_chain) = ratchet_step(&self.send_chain)?;

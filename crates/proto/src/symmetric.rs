@@ -70,15 +70,18 @@ fn with_ctx<R>(
     })
 }
 
-/// The first `N` bytes of the AES-256-CTR keystream of `key` from an all-zero counter block.
-pub(crate) fn aes_ctr_keystream<const N: usize>(key: &[u8; 32]) -> Result<Zeroizing<[u8; N]>> {
-    let mut stream = Zeroizing::new([0u8; N]);
+/// Fills `outputs`, in order, with the AES-256-CTR keystream of `key` from an all-zero counter block.
+pub(crate) fn aes_ctr_keystream(key: &[u8; 32], outputs: [&mut [u8]; 2]) -> Result<()> {
     with_ctx(&CTR_CTX, aes_256_ctr(), |ctx| {
         ctx.encrypt_init(None, Some(key), Some(&[0u8; 16]))?;
-        ctx.cipher_update_inplace(stream.as_mut(), N)?;
+        for out in outputs {
+            out.fill(0);
+            let len = out.len();
+            ctx.cipher_update_inplace(out, len)?;
+        }
         Ok(())
     })?;
-    Ok(stream)
+    Ok(())
 }
 
 /// AES-256-GCM seal; returns ciphertext ‖ tag.
@@ -88,7 +91,8 @@ pub(crate) fn aes_gcm_seal(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], plain: &
     aes_gcm_seal_in_place(key, nonce, ad, buf)
 }
 
-/// AES-256-GCM seal of the plaintext in `buf`, which becomes ciphertext ‖ tag: no second buffer to wipe.
+/// AES-256-GCM seal of the plaintext in `buf`, which becomes ciphertext ‖ tag: no second buffer to wipe. Give `buf`
+/// [`TAG_LEN`] spare capacity to spare a copy.
 pub(crate) fn aes_gcm_seal_in_place(
     key: &[u8; 32],
     nonce: &[u8; 12],
@@ -96,6 +100,12 @@ pub(crate) fn aes_gcm_seal_in_place(
     mut buf: Zeroizing<Vec<u8>>,
 ) -> Result<Vec<u8>> {
     let len = buf.len();
+    if buf.capacity() - len < TAG_LEN {
+        // `reserve` would free the old allocation unwiped: copy, and let the old buffer be wiped on drop.
+        let mut roomy = Zeroizing::new(Vec::with_capacity(len + TAG_LEN));
+        roomy.extend_from_slice(&buf);
+        buf = roomy;
+    }
     let mut tag = [0u8; TAG_LEN];
     with_ctx(&GCM_CTX, aes_256_gcm(), |ctx| {
         ctx.encrypt_init(None, Some(key), Some(nonce))?;
@@ -193,7 +203,9 @@ mod tests {
         )
         .unwrap();
         for _ in 0..3 {
-            assert_eq!(aes_ctr_keystream::<64>(&key).unwrap().as_slice(), &ecb[..64]);
+            let (mut first, mut second) = ([1u8; 32], [2u8; 32]);
+            aes_ctr_keystream(&key, [&mut first, &mut second]).unwrap();
+            assert_eq!([first, second].concat(), &ecb[..64]);
             let sealed = aes_gcm_seal(&key, &[2u8; 12], b"additional", b"a message").unwrap();
             assert_eq!(sealed, [gcm.as_slice(), &tag].concat());
         }
