@@ -91,7 +91,7 @@ pub fn confirm_mac(key: &ConfirmKey, transcript: &[u8; 32]) -> Result<[u8; 32]> 
 pub fn ratchet_step(ck: &ChainKey) -> Result<(MessageKey, ChainKey)> {
     let mut mk = MessageKey::from_bytes([0; 32]);
     let mut next = ChainKey::from_bytes([0; 32]);
-    aes_ctr_keystream(ck.expose_secret(), [mk.expose_secret_mut(), next.expose_secret_mut()])?;
+    aes_ctr_keystream(ck.expose_secret(), mk.expose_secret_mut(), next.expose_secret_mut())?;
     Ok((mk, next))
 }
 
