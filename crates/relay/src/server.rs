@@ -79,7 +79,8 @@ fn ensure_writable(dir: &Path) -> Result<(), StartError> {
 /// Opens the sled store and the CA in `config.data_dir` (creating both at first start).
 pub fn open_state(config: Config) -> Result<AppState, StartError> {
     ensure_writable(&config.data_dir)?;
-    let store = SledStore::open(&config.data_dir.join("store"), config.sync)?;
+    let cache_bytes = config.cache_mb.saturating_mul(1 << 20);
+    let store = SledStore::open_with_cache(&config.data_dir.join("store"), config.sync, cache_bytes)?;
     let ca = ca::load_or_create(&config.data_dir)?;
     Ok(AppState::new(Arc::new(store), ca, config)?)
 }

@@ -21,9 +21,6 @@ use super::{
     TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
-/// sled's page cache budget (RSS grows towards it).
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
 /// How hard [`Store::flush`] pushes data to the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SyncMode {
@@ -51,10 +48,15 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir` with the default page cache.
     pub fn open(dir: &Path, mode: SyncMode) -> StoreResult<Self> {
-        // sled's default page cache is 1 GiB; a relay's working set is the recent mail.
-        let db = open_db(&::sled::Config::new().path(dir).cache_capacity(CACHE_BYTES))?;
+        Self::open_with_cache(dir, mode, crate::config::DEFAULT_CACHE_MB << 20)
+    }
+
+    /// Opens (or creates) the store in `dir` with a page cache of `cache_bytes` (RSS grows towards it; sled's own
+    /// default is 1 GiB, while a relay's working set is the recent mail).
+    pub fn open_with_cache(dir: &Path, mode: SyncMode, cache_bytes: u64) -> StoreResult<Self> {
+        let db = open_db(&::sled::Config::new().path(dir).cache_capacity(cache_bytes))?;
         let fsync = match mode {
             SyncMode::Flush => None,
             SyncMode::Fsync => Some(File::open(dir.join("db")).map_err(|e| StoreError::Backend(e.to_string()))?),
