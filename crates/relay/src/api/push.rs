@@ -214,6 +214,30 @@ pub(crate) async fn connect(
         .on_upgrade(move |socket| serve(state, me, socket)))
 }
 
+/// Most frames written with one flush.
+const WRITE_BATCH: usize = 64;
+
+/// `first`, then whatever else is already queued (up to [`WRITE_BATCH`]): under load, one flush (one syscall)
+/// carries them all. `next` takes one more queued frame, if any.
+fn drain_into(first: Utf8Bytes, mut next: impl FnMut() -> Option<Utf8Bytes>) -> Vec<Utf8Bytes> {
+    let mut batch = vec![first];
+    while batch.len() < WRITE_BATCH {
+        match next() {
+            Some(more) => batch.push(more),
+            None => break,
+        }
+    }
+    batch
+}
+
+async fn send_batch(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    batch: Vec<Utf8Bytes>,
+) -> Result<(), axum::Error> {
+    let mut frames = futures_util::stream::iter(batch.into_iter().map(|t| Ok(Message::Text(t))));
+    sink.send_all(&mut frames).await
+}
+
 async fn serve(state: AppState, user: String, socket: WebSocket) {
     let (conn, mut events) = state.hub.subscribe(&user);
     state.metrics.push_connections.fetch_add(1, Relaxed);
@@ -230,16 +254,8 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
         tokio::select! {
             event = events.recv() => match event {
                 Some(PushEvent(text)) => {
-                    // Under load, write whatever else is queued in the same flush (fewer syscalls).
-                    let mut batch = vec![text];
-                    while batch.len() < 64 {
-                        match events.try_recv() {
-                            Ok(PushEvent(more)) => batch.push(more),
-                            Err(_) => break,
-                        }
-                    }
-                    let mut frames = futures_util::stream::iter(batch.into_iter().map(|t| Ok(Message::Text(t))));
-                    if sink.send_all(&mut frames).await.is_err() {
+                    let batch = drain_into(text, || events.try_recv().map(|PushEvent(t)| t).ok());
+                    if send_batch(&mut sink, batch).await.is_err() {
                         break;
                     }
                 }
@@ -250,7 +266,9 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
                 }
             },
             Some(answer) = answers.recv() => {
-                if sink.send(Message::Text(answer)).await.is_err() {
+                // One group commit answers a sender's whole window at once.
+                let batch = drain_into(answer, || answers.try_recv().ok());
+                if send_batch(&mut sink, batch).await.is_err() {
                     break;
                 }
             }
