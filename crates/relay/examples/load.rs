@@ -1,8 +1,9 @@
 //! Load generator: N sender→receiver pairs against a real `magpie-relay` child on loopback.
 //!
-//! Senders POST envelopes (each with its send time in the body); receivers hold a push WebSocket and
-//! measure send→push latency. Optionally opens many idle push connections, and runs a raw axum
-//! WebSocket echo baseline in the same run. Ends with
+//! Senders POST envelopes (each with its send time in the body); receivers hold a push WebSocket,
+//! measure send→push latency and acknowledge what they got every `--ack-every-ms`, as clients do.
+//! Optionally opens many idle push connections, and runs a raw axum WebSocket echo baseline in the
+//! same run. Ends with
 //! `relay_msgs_per_s=… p50_ms=… p99_ms=… rss_mb=…`.
 //!
 //! ```text
@@ -56,6 +57,9 @@ struct Args {
     /// Relay `--sync` mode.
     #[arg(long, default_value = "flush")]
     sync: String,
+    /// How often receivers acknowledge what they got, as clients do (0: never, and mailboxes only grow).
+    #[arg(long, default_value_t = 50)]
+    ack_every_ms: u64,
 }
 
 fn epoch() -> Instant {
@@ -214,13 +218,34 @@ async fn main() {
         let (sender, receiver) = (tokens[2 * pair].clone(), tokens[2 * pair + 1].clone());
         let mut ws = ws_connect(&addr, &receiver).await;
         let w = window.clone();
+        let (acker, ack_base, ack_every_ms) = (http.clone(), base.clone(), args.ack_every_ms);
         tasks.push(tokio::spawn(async move {
-            while let Some(Ok(msg)) = ws.next().await {
-                if let Message::Text(t) = msg {
-                    let v: Value = serde_json::from_str(&t).unwrap();
-                    let body = STANDARD.decode(v["envelope"]["body"].as_str().unwrap()).unwrap();
-                    if let Some(d) = latency_of(&body) {
-                        w.record(d);
+            let mut received = Vec::new();
+            let mut ack_tick = tokio::time::interval(Duration::from_millis(ack_every_ms.max(1)));
+            loop {
+                tokio::select! {
+                    msg = ws.next() => {
+                        let Some(Ok(msg)) = msg else { break };
+                        if let Message::Text(t) = msg {
+                            let v: Value = serde_json::from_str(&t).unwrap();
+                            let body = STANDARD.decode(v["envelope"]["body"].as_str().unwrap()).unwrap();
+                            if let Some(d) = latency_of(&body) {
+                                w.record(d);
+                            }
+                            if ack_every_ms > 0 {
+                                received.push(v["envelope"]["id"].clone());
+                            }
+                        }
+                    }
+                    _ = ack_tick.tick(), if !received.is_empty() => {
+                        for ids in std::mem::take(&mut received).chunks(1000) {
+                            let r = acker.post(format!("{ack_base}/v1/envelopes/ack")).bearer_auth(&receiver)
+                                .json(&json!({"ids": ids})).send().await;
+                            // Ends with the run: the relay's socket may close under a last ack.
+                            if !r.is_ok_and(|r| r.status() == 200) && !w.stop.load(Relaxed) {
+                                panic!("ack refused");
+                            }
+                        }
                     }
                 }
                 if w.stop.load(Relaxed) {
