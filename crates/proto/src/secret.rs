@@ -82,12 +82,6 @@ macro_rules! secret32 {
             pub fn expose_secret(&self) -> &[u8; 32] {
                 &self.0
             }
-
-            /// Room to derive the key into, so that it is never copied through a buffer that needs wiping.
-            #[allow(dead_code)] // not every key type is derived in place
-            pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8; 32] {
-                &mut self.0
-            }
         }
 
         impl fmt::Debug for $name {
@@ -118,6 +112,19 @@ secret32!(
     /// A one-use message key `mk_n`.
     MessageKey
 );
+
+// The ratchet derives these two in place, so their bytes never pass through a buffer that needs wiping.
+impl ChainKey {
+    pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8; 32] {
+        &mut self.0
+    }
+}
+
+impl MessageKey {
+    pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8; 32] {
+        &mut self.0
+    }
+}
 secret32!(
     /// The key of the KeyConfirm MAC.
     ConfirmKey
