@@ -57,6 +57,10 @@ struct Args {
     /// Relay `--sync` mode.
     #[arg(long, default_value = "flush")]
     sync: String,
+    /// Total envelopes per second to offer, spread over the senders (0: as fast as the in-flight window allows).
+    /// With a rate below saturation the latencies are those of a relay that keeps up.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// How often receivers acknowledge what they got, as clients do (0: never, and mailboxes only grow).
     #[arg(long, default_value_t = 50)]
     ack_every_ms: u64,
@@ -72,6 +76,11 @@ fn stamp(body_bytes: usize) -> Vec<u8> {
     let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap();
     body[..8].copy_from_slice(&nanos.to_le_bytes());
     body
+}
+
+/// A random number in [0, 1) (from a v4 UUID): enough to spread senders' phases.
+fn rand_unit() -> f64 {
+    f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 256.0
 }
 
 fn latency_of(body: &[u8]) -> Option<Duration> {
@@ -255,7 +264,8 @@ async fn main() {
         }));
         let to = format!("r{pair:05}");
         if args.send_via == "ws" {
-            tasks.extend(ws_sender(&addr, &sender, to, args.inflight, args.body_bytes, window.clone()).await);
+            let pace = (args.rate > 0).then(|| Duration::from_secs_f64(args.pairs as f64 / args.rate as f64));
+            tasks.extend(ws_sender(&addr, &sender, to, args.inflight, pace, args.body_bytes, window.clone()).await);
             continue;
         }
         for _ in 0..args.inflight {
@@ -382,12 +392,13 @@ async fn setup_user(http: &reqwest::Client, base: &str, key: &[u8], name: &str, 
     r["token"].as_str().unwrap().to_owned()
 }
 
-/// A sender that sends frames on its own push socket, `inflight` unanswered at most.
+/// A sender that sends frames on its own push socket, `inflight` unanswered at most, one per `pace` if given.
 async fn ws_sender(
     addr: &str,
     token: &str,
     to: String,
     inflight: usize,
+    pace: Option<Duration>,
     body_bytes: usize,
     w: Arc<Window>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -405,7 +416,17 @@ async fn ws_sender(
         }
     });
     let writer = tokio::spawn(async move {
+        // Senders start out of phase, so a paced load arrives spread over each interval.
+        let mut ticks = pace.map(|p| {
+            let phase = p.mul_f64(rand_unit());
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, p);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
         while !w.stop.load(Relaxed) {
+            if let Some(t) = ticks.as_mut() {
+                t.tick().await;
+            }
             permits.acquire().await.unwrap().forget();
             let frame = json!({"type": "send", "id": uuid::Uuid::new_v4(), "to": to, "kind": "message",
                 "body": STANDARD.encode(stamp(body_bytes))});
