@@ -57,8 +57,8 @@ struct Args {
     /// Relay `--sync` mode.
     #[arg(long, default_value = "flush")]
     sync: String,
-    /// Total envelopes per second to offer, spread over the senders (0: as fast as the in-flight window allows).
-    /// With a rate below saturation the latencies are those of a relay that keeps up.
+    /// Total envelopes per second to offer, spread over the senders (0: as fast as the in-flight window allows;
+    /// `--send-via ws` only). With a rate below saturation the latencies are those of a relay that keeps up.
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// How often receivers acknowledge what they got, as clients do (0: never, and mailboxes only grow).
