@@ -6,11 +6,11 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{hkdf, hkdf_expand, hmac_sha256};
+use crate::crypto::{hkdf, hkdf_expand, hmac_sha256, TAG_LEN};
 use crate::encoding::Canon;
 use crate::error::Result;
 use crate::secret::{ChainKey, ConfirmKey, MessageKey, RootKey, SessionSecret, SharedSecret};
-use crate::symmetric::{aes_ctr_keystream, aes_gcm_open, aes_gcm_open_in_place, aes_gcm_seal, aes_gcm_seal_in_place};
+use crate::symmetric::{aes_ctr_keystream, aes_gcm_open_in_place, aes_gcm_seal_in_place};
 
 /// HKDF info of the root key.
 pub const INFO_ROOT: &[u8] = b"magpie v1 session";
@@ -138,12 +138,9 @@ fn with_message_ad<R>(session_id: &[u8], sender: &str, n: u64, f: impl FnOnce(&[
 
 /// AES-256-GCM with `mk_n` as key, the nonce of `n`, and the message AD. Returns ciphertext ‖ tag.
 pub fn seal_with_key(mk: &MessageKey, session_id: &[u8], sender: &str, n: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
-    aes_gcm_seal(
-        mk.expose_secret(),
-        &message_nonce(n),
-        &message_ad(session_id, sender, n),
-        plaintext,
-    )
+    let mut buf = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
+    buf.extend_from_slice(plaintext);
+    seal_in_place(mk, session_id, sender, n, buf)
 }
 
 /// Inverse of [`seal_with_key`]; every failure is the opaque `Decrypt`.
@@ -154,12 +151,7 @@ pub fn open_with_key(
     n: u64,
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
-    aes_gcm_open(
-        mk.expose_secret(),
-        &message_nonce(n),
-        &message_ad(session_id, sender, n),
-        sealed,
-    )
+    open_in_place(mk, session_id, sender, n, sealed.to_vec())
 }
 
 /// [`seal_with_key`] turning the plaintext's own buffer into the ciphertext.

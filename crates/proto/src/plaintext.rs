@@ -67,40 +67,7 @@ impl Plaintext {
     pub fn text(body: impl Into<String>, sent_at: SystemTime) -> Result<Self> {
         Self::new(MessageKind::Text, body, sent_at)
     }
-}
 
-impl fmt::Debug for Plaintext {
-    // Plaintext is never logged: show its size only.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Plaintext")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("body_len", &self.body.len())
-            .field("sent_at", &self.sent_at)
-            .finish()
-    }
-}
-
-impl MessageKind {
-    fn code(self) -> u8 {
-        match self {
-            MessageKind::Text => 1,
-            MessageKind::Receipt => 2,
-            MessageKind::Typing => 3,
-        }
-    }
-
-    fn from_code(code: u8) -> Result<Self> {
-        match code {
-            1 => Ok(MessageKind::Text),
-            2 => Ok(MessageKind::Receipt),
-            3 => Ok(MessageKind::Typing),
-            _ => Err(malformed("unknown message kind")),
-        }
-    }
-}
-
-impl Plaintext {
     /// The bytes that get sealed, in wiped memory.
     pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
         self.encode_with_room(0)
@@ -154,6 +121,37 @@ impl Plaintext {
             return Err(malformed("message body too large"));
         }
         Ok(plaintext)
+    }
+}
+
+impl fmt::Debug for Plaintext {
+    // Plaintext is never logged: show its size only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plaintext")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("body_len", &self.body.len())
+            .field("sent_at", &self.sent_at)
+            .finish()
+    }
+}
+
+impl MessageKind {
+    fn code(self) -> u8 {
+        match self {
+            MessageKind::Text => 1,
+            MessageKind::Receipt => 2,
+            MessageKind::Typing => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Result<Self> {
+        match code {
+            1 => Ok(MessageKind::Text),
+            2 => Ok(MessageKind::Receipt),
+            3 => Ok(MessageKind::Typing),
+            _ => Err(malformed("unknown message kind")),
+        }
     }
 }
 

@@ -88,13 +88,6 @@ pub(crate) fn aes_ctr_keystream(key: &[u8; 32], first: &mut [u8; 32], second: &m
     Ok(())
 }
 
-/// AES-256-GCM seal; returns ciphertext ‖ tag.
-pub(crate) fn aes_gcm_seal(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(plain.len() + TAG_LEN));
-    buf.extend_from_slice(plain);
-    aes_gcm_seal_in_place(key, nonce, ad, buf)
-}
-
 /// AES-256-GCM seal of the plaintext in `buf`, which becomes ciphertext ‖ tag: no second buffer to wipe. Give `buf`
 /// [`TAG_LEN`] spare capacity to spare a copy.
 pub(crate) fn aes_gcm_seal_in_place(
@@ -122,11 +115,6 @@ pub(crate) fn aes_gcm_seal_in_place(
     buf.extend_from_slice(&tag);
     // Now ciphertext: nothing left to wipe.
     Ok(std::mem::take(&mut *buf))
-}
-
-/// AES-256-GCM open of ciphertext ‖ tag; every failure is the opaque `Decrypt`.
-pub(crate) fn aes_gcm_open(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-    aes_gcm_open_in_place(key, nonce, ad, sealed.to_vec())
 }
 
 /// AES-256-GCM open of the ciphertext ‖ tag in `buf`, which becomes the plaintext (or is wiped, as unauthenticated
@@ -157,6 +145,14 @@ pub(crate) fn aes_gcm_open_in_place(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn aes_gcm_seal(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+        aes_gcm_seal_in_place(key, nonce, ad, Zeroizing::new(plain.to_vec()))
+    }
+
+    fn aes_gcm_open(key: &[u8; 32], nonce: &[u8; 12], ad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        aes_gcm_open_in_place(key, nonce, ad, sealed.to_vec())
+    }
 
     #[test]
     fn gcm_round_trip_and_tamper() {
