@@ -117,7 +117,7 @@ const AD_STACK_LEN: usize = 4 + AD_LABEL.len() + 4 + 16 + 4 + 32 + 8;
 
 /// Calls `f` with [`message_ad`], built on the stack when it fits (it always does for valid usernames): this runs
 /// for every message, and the heap round trip was a tenth of the cost of sealing one.
-fn with_message_ad<R>(session_id: &[u8], sender: &str, n: u64, f: impl FnOnce(&[u8]) -> R) -> R {
+pub(crate) fn with_message_ad<R>(session_id: &[u8], sender: &str, n: u64, f: impl FnOnce(&[u8]) -> R) -> R {
     let fields: [&[u8]; 3] = [AD_LABEL.as_bytes(), session_id, sender.as_bytes()];
     let len = fields.iter().map(|field| 4 + field.len()).sum::<usize>() + 8;
     if len > AD_STACK_LEN {
@@ -155,7 +155,7 @@ pub fn open_with_key(
 }
 
 /// [`seal_with_key`] turning the plaintext's own buffer into the ciphertext.
-pub(crate) fn seal_in_place(
+fn seal_in_place(
     mk: &MessageKey,
     session_id: &[u8],
     sender: &str,

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod ca;
+mod chain;
 mod crypto;
 pub mod encoding;
 mod error;

@@ -7,11 +7,12 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chain::Chain;
 use crate::crypto::TAG_LEN;
 use crate::error::{malformed, Error, Result};
 use crate::handshake::HandshakeReport;
 use crate::identity::Username;
-use crate::keys::{open_in_place, ratchet_step, seal_in_place, SessionKeys};
+use crate::keys::{open_in_place, ratchet_step, SessionKeys};
 use crate::plaintext::Plaintext;
 use crate::secret::{ChainKey, KeyIn, MessageKey, SecretB64, SecretBytes};
 use crate::verify::{unix_secs, Fingerprint};
@@ -46,9 +47,9 @@ pub struct Session {
     peer: Username,
     role: Role,
     peer_fingerprint: Fingerprint,
-    send_chain: ChainKey,
+    send_chain: Chain,
     send_n: u64,
-    recv_chain: ChainKey,
+    recv_chain: Chain,
     recv_next: u64,
     skipped: BTreeMap<u64, MessageKey>,
     established_at: u64,
@@ -77,9 +78,9 @@ impl Session {
             peer,
             role,
             peer_fingerprint,
-            send_chain,
+            send_chain: Chain::new(send_chain),
             send_n: 0,
-            recv_chain,
+            recv_chain: Chain::new(recv_chain),
             recv_next: 0,
             skipped: BTreeMap::new(),
             established_at: unix_secs(now),
@@ -151,9 +152,7 @@ impl Session {
         let bytes = plaintext.encode_with_room(TAG_LEN)?;
         let n = self.send_n;
         let next_n = n.checked_add(1).ok_or_else(|| malformed("send counter exhausted"))?;
-        let (mk, next_chain) = ratchet_step(&self.send_chain)?;
-        let ciphertext = seal_in_place(&mk, &self.session_id, self.me.as_str(), n, bytes)?;
-        self.send_chain = next_chain;
+        let ciphertext = self.send_chain.seal(&self.session_id, self.me.as_str(), n, bytes)?;
         self.send_n = next_n;
         self.sent = self.sent.saturating_add(1);
         Ok(SealedMessage {
@@ -188,13 +187,20 @@ impl Session {
             let plain = open_in_place(mk, &self.session_id, &msg.from, n, msg.ciphertext.clone())?;
             self.skipped.remove(&n);
             plain
+        } else if n == self.recv_next {
+            let plain = self
+                .recv_chain
+                .open(&self.session_id, &msg.from, n, msg.ciphertext.clone())?;
+            self.recv_next = n.saturating_add(1);
+            self.drop_keys_below_the_window();
+            plain
         } else {
             let gap = n - self.recv_next;
             if gap > MAX_SKIP {
                 return Err(Error::TooFarAhead);
             }
             // Advance a copy of the chain; commit only after the tag verifies.
-            let mut chain = self.recv_chain.clone();
+            let mut chain = self.recv_chain.key().clone();
             let mut new_skipped = Vec::new();
             for i in self.recv_next..n {
                 let (mk, next) = ratchet_step(&chain)?;
@@ -204,16 +210,20 @@ impl Session {
             let (mk, next) = ratchet_step(&chain)?;
             let plain = open_in_place(&mk, &self.session_id, &msg.from, n, msg.ciphertext.clone())?;
             self.skipped.extend(new_skipped);
-            self.recv_chain = next;
+            self.recv_chain.reset(next);
             self.recv_next = n.saturating_add(1);
-            let floor = self.window_floor();
-            while self.skipped.first_key_value().is_some_and(|(first, _)| *first < floor) {
-                self.skipped.pop_first();
-            }
+            self.drop_keys_below_the_window();
             plain
         };
         self.received = self.received.saturating_add(1);
         Plaintext::decode_owned(plain)
+    }
+
+    fn drop_keys_below_the_window(&mut self) {
+        let floor = self.window_floor();
+        while self.skipped.first_key_value().is_some_and(|(first, _)| *first < floor) {
+            self.skipped.pop_first();
+        }
     }
 
     /// Keys are kept for messages at most [`MAX_SKIP`] behind the newest one received (`recv_next - 1`),
@@ -232,9 +242,9 @@ impl Session {
             peer: &self.peer,
             role: self.role,
             peer_fingerprint: self.peer_fingerprint,
-            send_chain: SecretB64(self.send_chain.expose_secret()),
+            send_chain: SecretB64(self.send_chain.key().expose_secret()),
             send_n: self.send_n,
-            recv_chain: SecretB64(self.recv_chain.expose_secret()),
+            recv_chain: SecretB64(self.recv_chain.key().expose_secret()),
             recv_next: self.recv_next,
             skipped: self
                 .skipped
@@ -278,9 +288,9 @@ impl Session {
             peer: s.peer,
             role: s.role,
             peer_fingerprint: s.peer_fingerprint,
-            send_chain: ChainKey::from_bytes(*s.send_chain.0.expose_secret()),
+            send_chain: Chain::new(ChainKey::from_bytes(*s.send_chain.0.expose_secret())),
             send_n: s.send_n,
-            recv_chain: ChainKey::from_bytes(*s.recv_chain.0.expose_secret()),
+            recv_chain: Chain::new(ChainKey::from_bytes(*s.recv_chain.0.expose_secret())),
             recv_next: s.recv_next,
             skipped,
             established_at: s.established_at,
@@ -299,9 +309,9 @@ impl fmt::Debug for Session {
             .field("peer", &self.peer)
             .field("role", &self.role)
             .field("peer_fingerprint", &self.peer_fingerprint)
-            .field("send_chain", &self.send_chain)
+            .field("send_chain", self.send_chain.key())
             .field("send_n", &self.send_n)
-            .field("recv_chain", &self.recv_chain)
+            .field("recv_chain", self.recv_chain.key())
             .field("recv_next", &self.recv_next)
             .field("skipped_keys", &self.skipped.len())
             .field("established_at", &self.established_at)

@@ -1,4 +1,5 @@
-//! AES-256-CTR (the ratchet) and AES-256-GCM (messages) on cipher contexts kept per thread.
+//! AES-256-CTR (the ratchet) and AES-256-GCM (messages) on cipher contexts kept per thread, for the key-level API
+//! and skipped message keys; a session's chains keep contexts of their own (`chain`). The GCM steps are shared.
 //!
 //! A fresh EVP context per call cost about 3,000 instructions of allocation, provider dispatch and teardown
 //! around a few hundred of AES; re-keying a kept context skips all but the key schedule. Each context is
@@ -24,7 +25,7 @@ thread_local! {
 }
 
 /// AES-256-GCM, fetched from the provider once (an implicit fetch on every use costs about 0.5 µs).
-fn aes_256_gcm() -> &'static CipherRef {
+pub(crate) fn aes_256_gcm() -> &'static CipherRef {
     static AES_GCM: OnceLock<Option<Cipher>> = OnceLock::new();
     match AES_GCM.get_or_init(|| Cipher::fetch(None, "AES-256-GCM", None).ok()) {
         Some(c) => c,
@@ -33,7 +34,7 @@ fn aes_256_gcm() -> &'static CipherRef {
 }
 
 /// AES-256-CTR, fetched from the provider once.
-fn aes_256_ctr() -> &'static CipherRef {
+pub(crate) fn aes_256_ctr() -> &'static CipherRef {
     static AES_CTR: OnceLock<Option<Cipher>> = OnceLock::new();
     match AES_CTR.get_or_init(|| Cipher::fetch(None, "AES-256-CTR", None).ok()) {
         Some(c) => c,
@@ -94,27 +95,13 @@ pub(crate) fn aes_gcm_seal_in_place(
     key: &[u8; 32],
     nonce: &[u8; 12],
     ad: &[u8],
-    mut buf: Zeroizing<Vec<u8>>,
+    buf: Zeroizing<Vec<u8>>,
 ) -> Result<Vec<u8>> {
-    let len = buf.len();
-    if buf.capacity() - len < TAG_LEN {
-        // `reserve` would free the old allocation unwiped: copy, and let the old buffer be wiped on drop.
-        let mut roomy = Zeroizing::new(Vec::with_capacity(len + TAG_LEN));
-        roomy.extend_from_slice(&buf);
-        buf = roomy;
-    }
-    let mut tag = [0u8; TAG_LEN];
-    with_ctx(&GCM_CTX, aes_256_gcm(), |ctx| {
-        ctx.encrypt_init(None, Some(key), Some(nonce))?;
-        ctx.cipher_update(ad, None)?;
-        // GCM is a stream mode (block size 1): the update turns all `len` bytes, the final none.
-        ctx.cipher_update_inplace(&mut buf, len)?;
-        ctx.cipher_final(&mut [])?;
-        ctx.tag(&mut tag)
-    })?;
-    buf.extend_from_slice(&tag);
-    // Now ciphertext: nothing left to wipe.
-    Ok(std::mem::take(&mut *buf))
+    seal_buffer(buf, |plain, tag| {
+        with_ctx(&GCM_CTX, aes_256_gcm(), |ctx| {
+            gcm_seal_on(ctx, Some(key), nonce, ad, plain, tag)
+        })
+    })
 }
 
 /// AES-256-GCM open of the ciphertext ‖ tag in `buf`, which becomes the plaintext (or is wiped, as unauthenticated
@@ -125,21 +112,80 @@ pub(crate) fn aes_gcm_open_in_place(
     ad: &[u8],
     buf: Vec<u8>,
 ) -> Result<Zeroizing<Vec<u8>>> {
+    open_buffer(buf, |sealed, tag| {
+        with_ctx(&GCM_CTX, aes_256_gcm(), |ctx| {
+            gcm_open_on(ctx, Some(key), nonce, ad, sealed, tag)
+        })
+    })
+}
+
+/// Runs `seal` on the plaintext in `buf` and appends the tag it writes.
+pub(crate) fn seal_buffer(
+    mut buf: Zeroizing<Vec<u8>>,
+    seal: impl FnOnce(&mut [u8], &mut [u8; TAG_LEN]) -> Result<(), ErrorStack>,
+) -> Result<Vec<u8>> {
+    let len = buf.len();
+    if buf.capacity() - len < TAG_LEN {
+        // `reserve` would free the old allocation unwiped: copy, and let the old buffer be wiped on drop.
+        let mut roomy = Zeroizing::new(Vec::with_capacity(len + TAG_LEN));
+        roomy.extend_from_slice(&buf);
+        buf = roomy;
+    }
+    let mut tag = [0u8; TAG_LEN];
+    seal(&mut buf, &mut tag)?;
+    buf.extend_from_slice(&tag);
+    // Now ciphertext: nothing left to wipe.
+    Ok(std::mem::take(&mut *buf))
+}
+
+/// Splits the tag off `buf` and runs `open` on the rest; any failure is the opaque `Decrypt`.
+pub(crate) fn open_buffer(
+    buf: Vec<u8>,
+    open: impl FnOnce(&mut [u8], &[u8; TAG_LEN]) -> Result<(), ErrorStack>,
+) -> Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(buf);
     let len = buf.len().checked_sub(TAG_LEN).ok_or(Error::Decrypt)?;
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(&buf[len..]);
     buf.truncate(len);
-    with_ctx(&GCM_CTX, aes_256_gcm(), |ctx| {
-        ctx.decrypt_init(None, Some(key), Some(nonce))?;
-        ctx.set_tag(&tag)?;
-        ctx.cipher_update(ad, None)?;
-        ctx.cipher_update_inplace(&mut buf, len)?;
-        ctx.cipher_final(&mut [])?;
-        Ok(())
-    })
-    .map_err(|_| Error::Decrypt)?;
+    open(&mut buf, &tag).map_err(|_| Error::Decrypt)?;
     Ok(buf)
+}
+
+/// Seals `buf` in place on an AES-256-GCM `ctx`, keyed with `key` first, or already keyed when `key` is `None`.
+pub(crate) fn gcm_seal_on(
+    ctx: &mut CipherCtxRef,
+    key: Option<&[u8; 32]>,
+    nonce: &[u8; 12],
+    ad: &[u8],
+    buf: &mut [u8],
+    tag: &mut [u8; TAG_LEN],
+) -> Result<(), ErrorStack> {
+    ctx.encrypt_init(None, key.map(|k| k.as_slice()), Some(nonce))?;
+    ctx.cipher_update(ad, None)?;
+    // GCM is a stream mode (block size 1): the update turns all the bytes, the final none.
+    let len = buf.len();
+    ctx.cipher_update_inplace(buf, len)?;
+    ctx.cipher_final(&mut [])?;
+    ctx.tag(tag)
+}
+
+/// Opens `buf` in place on an AES-256-GCM `ctx`, keyed as in [`gcm_seal_on`].
+pub(crate) fn gcm_open_on(
+    ctx: &mut CipherCtxRef,
+    key: Option<&[u8; 32]>,
+    nonce: &[u8; 12],
+    ad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), ErrorStack> {
+    ctx.decrypt_init(None, key.map(|k| k.as_slice()), Some(nonce))?;
+    ctx.set_tag(tag)?;
+    ctx.cipher_update(ad, None)?;
+    let len = buf.len();
+    ctx.cipher_update_inplace(buf, len)?;
+    ctx.cipher_final(&mut [])?;
+    Ok(())
 }
 
 #[cfg(test)]
