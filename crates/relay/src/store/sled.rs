@@ -42,7 +42,8 @@ pub struct SledStore {
     mail: Tree,
     /// envelope id → [`IdRecord`].
     ids: Tree,
-    /// `acked_at (u64 BE) ‖ id` → (): which ids to forget, oldest first.
+    /// `acked_at (u64 BE) ‖ batch (u64 BE)` → the 16-byte ids one ack acknowledged: which ids to forget, oldest
+    /// first. One entry per ack, not per id: a write per envelope less. (Before, `acked_at ‖ id` → empty.)
     acked: Tree,
     fsync: Option<File>,
 }
@@ -111,11 +112,21 @@ fn mail_key(to: &str, seq: u64) -> Vec<u8> {
     key
 }
 
-fn acked_key(at: u64, id: &Uuid) -> Vec<u8> {
-    let mut key = Vec::with_capacity(24);
-    key.extend_from_slice(&at.to_be_bytes());
-    key.extend_from_slice(id.as_bytes());
+fn acked_key(at: u64, batch: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&at.to_be_bytes());
+    key[8..].copy_from_slice(&batch.to_be_bytes());
     key
+}
+
+/// The ids an `acked` entry lists: its value, or (the per-id layout of earlier versions) its key's tail.
+fn acked_ids<'a>(key: &'a [u8], value: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+    let listed = if value.is_empty() {
+        key.get(8..24).unwrap_or(&[])
+    } else {
+        value
+    };
+    listed.chunks_exact(16)
 }
 
 impl Store for SledStore {
@@ -202,21 +213,32 @@ impl Store for SledStore {
     }
 
     fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {
-        let mut count = 0;
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut pending = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(raw) = self.ids.get(id.as_bytes())? else {
                 continue;
             };
-            let mut record: IdRecord = decode(&raw)?;
-            if record.to != to || record.acked_at.is_some() {
-                continue;
+            let record: IdRecord = decode(&raw)?;
+            if record.to == to && record.acked_at.is_none() {
+                pending.push((id, record));
             }
+        }
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        // Listed first: a crash before the records below are marked leaves ids that the purge skips (it forgets
+        // only ids marked acked), never an acked id that nothing lists for purging.
+        let listed: Vec<u8> = pending.iter().flat_map(|(id, _)| *id.as_bytes()).collect();
+        self.acked.insert(acked_key(now, self.db.generate_id()?), listed)?;
+        let count = pending.len();
+        for (id, mut record) in pending {
             // Mail first: a crash after this line at worst redelivers on a retry (receivers de-duplicate).
             self.mail.remove(mail_key(to, record.seq))?;
             record.acked_at = Some(now);
             self.ids.insert(id.as_bytes(), encode(&record)?)?;
-            self.acked.insert(acked_key(now, id), &[] as &[u8])?;
-            count += 1;
         }
         Ok(count)
     }
@@ -239,12 +261,18 @@ impl Store for SledStore {
         }
         let cutoff = now.saturating_sub(DEDUP_RETENTION_SECS).to_be_bytes();
         for item in self.acked.range(..cutoff.as_slice()) {
-            let (k, _) = item?;
-            if let Some(id) = k.get(8..24) {
-                self.ids.remove(id)?;
+            let (k, v) = item?;
+            for id in acked_ids(&k, &v) {
+                let acked = match self.ids.get(id)? {
+                    Some(raw) => decode::<IdRecord>(&raw)?.acked_at.is_some(),
+                    None => false,
+                };
+                if acked {
+                    self.ids.remove(id)?;
+                    purged += 1;
+                }
             }
             self.acked.remove(k)?;
-            purged += 1;
         }
         Ok(purged)
     }
@@ -295,5 +323,45 @@ mod tests {
         assert_eq!(store.ack("bob", &[id], 5).unwrap(), 1);
         assert_eq!(store.insert_envelope(retry).unwrap(), Inserted::Duplicate { seq: 7 });
         assert!(store.fetch("bob", 0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_purge_forgets_ids_listed_either_way_but_only_those_marked_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
+        let send = |id: Uuid| {
+            let envelope = NewEnvelope {
+                id,
+                from: "alice".into(),
+                to: "bob".into(),
+                kind: EnvelopeKind::Message,
+                body_b64: "AQID".into(),
+                received_at: 1,
+            };
+            assert!(matches!(store.insert_envelope(envelope).unwrap(), Inserted::Stored(_)));
+        };
+        let (old_layout, batched, pending) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        for id in [old_layout, batched, pending] {
+            send(id);
+        }
+        assert_eq!(store.ack("bob", &[batched, batched], 10).unwrap(), 1);
+        // An ack of the per-id layout, as an earlier version wrote it.
+        assert_eq!(store.ack("bob", &[old_layout], 10).unwrap(), 1);
+        let newest = store.acked.last().unwrap().unwrap().0;
+        store.acked.remove(newest).unwrap();
+        let mut per_id = 10u64.to_be_bytes().to_vec();
+        per_id.extend_from_slice(old_layout.as_bytes());
+        store.acked.insert(per_id, &[] as &[u8]).unwrap();
+        // What a crash right after listing leaves: a listed id whose record was never marked.
+        store.acked.insert(acked_key(10, 99), pending.as_bytes()).unwrap();
+
+        assert_eq!(store.purge_expired(11 + DEDUP_RETENTION_SECS).unwrap(), 2);
+        assert!(store.acked.is_empty());
+        for id in [old_layout, batched] {
+            assert!(!store.ids.contains_key(id.as_bytes()).unwrap());
+        }
+        // Still pending: its mail waits and a retry is still recognised.
+        assert_eq!(store.fetch("bob", 0, 10).unwrap().len(), 1);
+        assert!(store.ids.contains_key(pending.as_bytes()).unwrap());
     }
 }
