@@ -156,10 +156,14 @@ async fn send_receive(alice: &Client, bob: &Client, rate: u64, seconds: u64) -> 
     let mut events = bob.events();
     let receiver = {
         let sent_at = sent_at.clone();
+        let (alice, bob) = (alice.clone(), bob.clone());
         tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(total);
             while latencies.len() < total {
-                match events.recv().await {
+                let Ok(event) = tokio::time::timeout(STALL, events.recv()).await else {
+                    stalled(&alice, &bob, &sent_at, latencies.len());
+                };
+                match event {
                     Ok(Event::MessageReceived { message }) => {
                         let start = sent_at.lock().unwrap().remove(&message.id).unwrap();
                         latencies.push(u64::try_from(start.elapsed().as_micros()).unwrap());
@@ -182,6 +186,24 @@ async fn send_receive(alice: &Client, bob: &Client, rate: u64, seconds: u64) -> 
     (percentile(&mut latencies, 50), percentile(&mut latencies, 99), total)
 }
 
+/// How long without an event before a run stops and says where it stalled.
+const STALL: Duration = Duration::from_secs(20);
+
+/// Panics with what each side holds of the first message that never arrived.
+fn stalled(alice: &Client, bob: &Client, sent_at: &Mutex<HashMap<Uuid, Instant>>, received: usize) -> ! {
+    let missing: Vec<Uuid> = sent_at.lock().unwrap().keys().copied().collect();
+    let first = missing.first().copied();
+    let on_alice = first.map(|id| alice.profile().history().get_message(id).unwrap());
+    let on_bob = first.map(|id| bob.profile().history().get_message(id).unwrap());
+    panic!(
+        "stalled after {received} received, {} missing; first missing {first:?}: alice has {on_alice:?}, bob has \
+         {on_bob:?}; outboxes: alice {}, bob {}",
+        missing.len(),
+        alice.profile().history().outbox().unwrap().len(),
+        bob.profile().history().outbox().unwrap().len(),
+    );
+}
+
 /// The relay alone: post an envelope as Alice, time its push to a socket of Bob's, at the same rate.
 async fn raw_hop(url: &str, identities: &[Identity], bob: &Client, rate: u64, seconds: u64) -> (u64, u64) {
     let ca = bob.relay_ca_fingerprint().unwrap();
@@ -196,7 +218,11 @@ async fn raw_hop(url: &str, identities: &[Identity], bob: &Client, rate: u64, se
         tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(total);
             while latencies.len() < total {
-                let Some(PushEvent::Envelope { envelope, .. }) = push.next().await.unwrap() else {
+                let next = tokio::time::timeout(STALL, push.next()).await;
+                let Ok(next) = next else {
+                    panic!("raw hop stalled after {} received", latencies.len());
+                };
+                let Some(PushEvent::Envelope { envelope, .. }) = next.unwrap() else {
                     panic!("push closed");
                 };
                 // Bob's own client shares the mailbox: only count ours.

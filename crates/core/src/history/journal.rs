@@ -59,6 +59,10 @@ impl History {
         let exported = session.export()?;
         let sealed_session = self.sealer.seal(SESSIONS, &session_key, exported.expose_secret())?;
         let row = message.map(|m| self.prepare_row(m)).transpose()?;
+        let _in_key_order = match outgoing {
+            Some(_) => Some(self.outbox_order.lock().map_err(|_| Error::Poisoned)?),
+            None => None,
+        };
         let queued = outgoing.map(|item| self.prepare_outbox(item)).transpose()?;
         let result = (&self.sessions, &self.blocks, &self.message_index, &self.outbox).transaction(
             |(sessions, blocks, index, outbox)| {
@@ -80,6 +84,7 @@ impl History {
 
     /// Queues an envelope that advances no session (handshake steps).
     pub fn queue_envelope(&self, item: &OutboxItem) -> Result<()> {
+        let _in_key_order = self.outbox_order.lock().map_err(|_| Error::Poisoned)?;
         let (key, sealed) = self.prepare_outbox(item)?;
         self.outbox.insert(key, sealed)?;
         Ok(())
@@ -113,6 +118,7 @@ impl History {
         Ok(())
     }
 
+    /// A new outbox key and the sealed item. Call under `outbox_order`, and commit before releasing it.
     fn prepare_outbox(&self, item: &OutboxItem) -> Result<([u8; 8], Vec<u8>)> {
         let key = self.db.generate_id()?.to_be_bytes();
         let plain = Zeroizing::new(serde_json::to_vec(item).map_err(|_| Error::Crypto("encoding failed"))?);

@@ -75,6 +75,9 @@ pub struct History {
     handshakes: sled::Tree,
     blocks: sled::Tree,
     message_index: sled::Tree,
+    /// Held from taking an outbox key to committing its item, so items become visible in key order: the outbox
+    /// reads on from the last key it sent, and an item committed behind it would wait for a full pass.
+    outbox_order: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for History {
@@ -111,6 +114,7 @@ impl History {
             blocks: db.open_tree(MESSAGE_BLOCKS)?,
             message_index: db.open_tree(MESSAGE_INDEX)?,
             outbox: db.open_tree(OUTBOX)?,
+            outbox_order: std::sync::Mutex::new(()),
             meta,
             sealer,
             db,

@@ -501,3 +501,54 @@ fn concurrent_writers_keep_each_chat_in_cursor_order() {
     let before = history.messages_before(&username("bob"), middle, 5).unwrap();
     assert_eq!(before.last().unwrap().cursor, all[332].cursor);
 }
+
+/// The engine reads the outbox on from the last key it sent; an item committed behind that key would wait for the
+/// next full pass (a message stuck at "sending"). Writers racing a reader must never leave one behind.
+#[test]
+fn an_outbox_read_on_from_its_last_key_misses_nothing_that_writers_race_in() {
+    const WRITERS: usize = 4;
+    const EACH: usize = 400;
+    let (_dir, _key, history) = open();
+    let history = std::sync::Arc::new(history);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (history, done) = (history.clone(), done.clone());
+            std::thread::spawn(move || {
+                for _ in 0..EACH {
+                    let envelope = magpie_proto::Envelope {
+                        id: Uuid::new_v4(),
+                        from: "alice".into(),
+                        to: "bob".into(),
+                        kind: magpie_proto::EnvelopeKind::Message,
+                        body: b"x".to_vec(),
+                    };
+                    let item = OutboxItem {
+                        envelope,
+                        message_id: None,
+                    };
+                    history.queue_envelope(&item).unwrap();
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut last = None;
+    loop {
+        let finished = done.load(std::sync::atomic::Ordering::SeqCst) == WRITERS;
+        for (key, item) in history.outbox_after(last).unwrap() {
+            seen.insert(item.envelope.id);
+            last = Some(key);
+        }
+        if finished {
+            break;
+        }
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let all = history.outbox().unwrap();
+    let left_behind = all.iter().filter(|(_, item)| !seen.contains(&item.envelope.id)).count();
+    assert_eq!((all.len(), left_behind), (WRITERS * EACH, 0));
+}
