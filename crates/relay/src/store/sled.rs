@@ -292,6 +292,17 @@ mod tests {
 
     use super::*;
 
+    fn alice_to_bob(id: Uuid) -> NewEnvelope {
+        NewEnvelope {
+            id,
+            from: "alice".into(),
+            to: "bob".into(),
+            kind: EnvelopeKind::Message,
+            body_b64: "AQID".into(),
+            received_at: 1,
+        }
+    }
+
     #[test]
     fn a_retry_restores_an_envelope_whose_write_was_lost_after_its_id_was_claimed() {
         let dir = tempfile::tempdir().unwrap();
@@ -305,14 +316,7 @@ mod tests {
             acked_at: None,
         };
         store.ids.insert(id.as_bytes(), encode(&orphan).unwrap()).unwrap();
-        let retry = NewEnvelope {
-            id,
-            from: "alice".into(),
-            to: "bob".into(),
-            kind: EnvelopeKind::Message,
-            body_b64: "AQID".into(),
-            received_at: 1,
-        };
+        let retry = alice_to_bob(id);
         assert_eq!(
             store.insert_envelope(retry.clone()).unwrap(),
             Inserted::Duplicate { seq: 7 }
@@ -330,15 +334,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
         let send = |id: Uuid| {
-            let envelope = NewEnvelope {
-                id,
-                from: "alice".into(),
-                to: "bob".into(),
-                kind: EnvelopeKind::Message,
-                body_b64: "AQID".into(),
-                received_at: 1,
-            };
-            assert!(matches!(store.insert_envelope(envelope).unwrap(), Inserted::Stored(_)));
+            let stored = store.insert_envelope(alice_to_bob(id)).unwrap();
+            assert!(matches!(stored, Inserted::Stored(_)));
         };
         let (old_layout, batched, pending) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         for id in [old_layout, batched, pending] {
