@@ -230,7 +230,7 @@ impl Store for SledStore {
             return Ok(0);
         }
         // Listed first: a crash before the records below are marked leaves ids that the purge skips (it forgets
-        // only ids marked acked), never an acked id that nothing lists for purging.
+        // only ids marked acked long enough ago), never an acked id that nothing lists for purging.
         let listed: Vec<u8> = pending.iter().flat_map(|(id, _)| *id.as_bytes()).collect();
         self.acked.insert(acked_key(now, self.db.generate_id()?), listed)?;
         let count = pending.len();
@@ -259,15 +259,17 @@ impl Store for SledStore {
                 purged += 1;
             }
         }
-        let cutoff = now.saturating_sub(DEDUP_RETENTION_SECS).to_be_bytes();
-        for item in self.acked.range(..cutoff.as_slice()) {
+        let cutoff = now.saturating_sub(DEDUP_RETENTION_SECS);
+        for item in self.acked.range(..cutoff.to_be_bytes().as_slice()) {
             let (k, v) = item?;
             for id in acked_ids(&k, &v) {
-                let acked = match self.ids.get(id)? {
-                    Some(raw) => decode::<IdRecord>(&raw)?.acked_at.is_some(),
+                // Only ids acked long enough ago: one this entry lists may never have been marked (a crash
+                // between the two writes of `ack`), or been acked again later.
+                let expired = match self.ids.get(id)? {
+                    Some(raw) => decode::<IdRecord>(&raw)?.acked_at.is_some_and(|at| at < cutoff),
                     None => false,
                 };
-                if acked {
+                if expired {
                     self.ids.remove(id)?;
                     purged += 1;
                 }
@@ -330,15 +332,16 @@ mod tests {
     }
 
     #[test]
-    fn the_purge_forgets_ids_listed_either_way_but_only_those_marked_acked() {
+    fn the_purge_forgets_ids_listed_either_way_once_their_own_ack_is_old_enough() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
         let send = |id: Uuid| {
             let stored = store.insert_envelope(alice_to_bob(id)).unwrap();
             assert!(matches!(stored, Inserted::Stored(_)));
         };
-        let (old_layout, batched, pending) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        for id in [old_layout, batched, pending] {
+        let (old_layout, batched, pending, acked_later) =
+            (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        for id in [old_layout, batched, pending, acked_later] {
             send(id);
         }
         assert_eq!(store.ack("bob", &[batched, batched], 10).unwrap(), 1);
@@ -350,15 +353,27 @@ mod tests {
         per_id.extend_from_slice(old_layout.as_bytes());
         store.acked.insert(per_id, &[] as &[u8]).unwrap();
         // What a crash right after listing leaves: a listed id whose record was never marked.
-        store.acked.insert(acked_key(10, 99), pending.as_bytes()).unwrap();
+        store
+            .acked
+            .insert(
+                acked_key(10, 99),
+                [*pending.as_bytes(), *acked_later.as_bytes()].concat(),
+            )
+            .unwrap();
+        // ... and one of those acked properly much later.
+        assert_eq!(store.ack("bob", &[acked_later], 1_000).unwrap(), 1);
 
         assert_eq!(store.purge_expired(11 + DEDUP_RETENTION_SECS).unwrap(), 2);
-        assert!(store.acked.is_empty());
         for id in [old_layout, batched] {
             assert!(!store.ids.contains_key(id.as_bytes()).unwrap());
         }
         // Still pending: its mail waits and a retry is still recognised.
         assert_eq!(store.fetch("bob", 0, 10).unwrap().len(), 1);
         assert!(store.ids.contains_key(pending.as_bytes()).unwrap());
+        // Kept for its own retention, not the old listing's.
+        assert!(store.ids.contains_key(acked_later.as_bytes()).unwrap());
+        assert_eq!(store.purge_expired(1_001 + DEDUP_RETENTION_SECS).unwrap(), 1);
+        assert!(!store.ids.contains_key(acked_later.as_bytes()).unwrap());
+        assert!(store.acked.is_empty());
     }
 }
