@@ -11,7 +11,9 @@
 //! data file after each (group-committed) flush, at the cost of a real disk cache flush per group.
 
 use std::fs::File;
+use std::hash::{Hash as _, Hasher as _};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use ::sled::{Db, Tree};
 use uuid::Uuid;
@@ -46,7 +48,14 @@ pub struct SledStore {
     /// first. One entry per ack, not per id: a write per envelope less. (Before, `acked_at ‖ id` → empty.)
     acked: Tree,
     fsync: Option<File>,
+    /// Held from drawing an envelope's seq to writing its mail, one lock per stripe of recipients: a mailbox's
+    /// envelopes become visible in seq order, so a reader paging on with `after` never passes one that commits
+    /// behind its cursor. Striped, so different mailboxes do not wait for each other.
+    mailbox_order: Box<[Mutex<()>]>,
 }
+
+/// Stripes of [`SledStore::mailbox_order`].
+const MAILBOX_STRIPES: usize = 64;
 
 impl SledStore {
     /// Opens (or creates) the store in `dir` with the default page cache.
@@ -71,7 +80,18 @@ impl SledStore {
             acked: db.open_tree("acked")?,
             db,
             fsync,
+            mailbox_order: (0..MAILBOX_STRIPES).map(|_| Mutex::new(())).collect(),
         })
+    }
+
+    fn mailbox_order(&self, to: &str) -> StoreResult<MutexGuard<'_, ()>> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        to.hash(&mut hasher);
+        // The remainder is below MAILBOX_STRIPES, so it fits a usize.
+        let stripe = usize::try_from(hasher.finish() % MAILBOX_STRIPES as u64).unwrap_or(0);
+        self.mailbox_order[stripe]
+            .lock()
+            .map_err(|_| StoreError::Backend("mailbox lock poisoned".into()))
     }
 }
 
@@ -165,6 +185,7 @@ impl Store for SledStore {
     }
 
     fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
+        let _in_seq_order = self.mailbox_order(&envelope.to)?;
         // generate_id stays monotonic across crashes (sled persists a bumped high-water mark).
         let seq = self.db.generate_id()?.saturating_add(1);
         let stored = StoredEnvelope::new(seq, envelope);
@@ -375,5 +396,45 @@ mod tests {
         assert_eq!(store.purge_expired(1_001 + DEDUP_RETENTION_SECS).unwrap(), 1);
         assert!(!store.ids.contains_key(acked_later.as_bytes()).unwrap());
         assert!(store.acked.is_empty());
+    }
+
+    /// `GET /v1/envelopes?after=` pages on from the last seq it returned: an envelope committed behind that cursor
+    /// would be passed over. Senders racing a reader must never leave one behind.
+    #[test]
+    fn a_mailbox_read_on_from_its_last_seq_misses_nothing_that_senders_race_in() {
+        const SENDERS: usize = 4;
+        const EACH: usize = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SledStore::open(dir.path(), SyncMode::Flush).unwrap());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (store, done) = (store.clone(), done.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..EACH {
+                        store.insert_envelope(alice_to_bob(Uuid::new_v4())).unwrap();
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut after = 0;
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst) == SENDERS;
+            for envelope in store.fetch("bob", after, 100).unwrap() {
+                seen.insert(envelope.id);
+                after = envelope.seq;
+            }
+            if finished && store.fetch("bob", after, 1).unwrap().is_empty() {
+                break;
+            }
+        }
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        let all = store.fetch("bob", 0, SENDERS * EACH + 1).unwrap();
+        let passed_over = all.iter().filter(|e| !seen.contains(&e.id)).count();
+        assert_eq!((all.len(), passed_over), (SENDERS * EACH, 0));
     }
 }
