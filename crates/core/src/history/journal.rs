@@ -29,6 +29,13 @@ pub struct OutboxItem {
     pub message_id: Option<Uuid>,
 }
 
+/// An outbox item ready to commit. It holds the history's `outbox_order` lock, so items become visible in key order.
+struct QueuedItem<'a> {
+    key: [u8; 8],
+    sealed: Vec<u8>,
+    _in_key_order: std::sync::MutexGuard<'a, ()>,
+}
+
 /// Where an outbox item sits (oldest first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OutboxKey([u8; 8]);
@@ -59,16 +66,12 @@ impl History {
         let exported = session.export()?;
         let sealed_session = self.sealer.seal(SESSIONS, &session_key, exported.expose_secret())?;
         let row = message.map(|m| self.prepare_row(m)).transpose()?;
-        let _in_key_order = match outgoing {
-            Some(_) => Some(self.outbox_order.lock().map_err(|_| Error::Poisoned)?),
-            None => None,
-        };
         let queued = outgoing.map(|item| self.prepare_outbox(item)).transpose()?;
         let result = (&self.sessions, &self.blocks, &self.message_index, &self.outbox).transaction(
             |(sessions, blocks, index, outbox)| {
                 sessions.insert(session_key.as_slice(), sealed_session.as_slice())?;
-                if let Some((key, sealed)) = &queued {
-                    outbox.insert(key.as_slice(), sealed.as_slice())?;
+                if let Some(queued) = &queued {
+                    outbox.insert(queued.key.as_slice(), queued.sealed.as_slice())?;
                 }
                 let Some(row) = &row else {
                     return Ok::<_, ConflictableTransactionError<Error>>(None);
@@ -84,9 +87,8 @@ impl History {
 
     /// Queues an envelope that advances no session (handshake steps).
     pub fn queue_envelope(&self, item: &OutboxItem) -> Result<()> {
-        let _in_key_order = self.outbox_order.lock().map_err(|_| Error::Poisoned)?;
-        let (key, sealed) = self.prepare_outbox(item)?;
-        self.outbox.insert(key, sealed)?;
+        let queued = self.prepare_outbox(item)?;
+        self.outbox.insert(queued.key, queued.sealed.as_slice())?;
         Ok(())
     }
 
@@ -118,11 +120,16 @@ impl History {
         Ok(())
     }
 
-    /// A new outbox key and the sealed item. Call under `outbox_order`, and commit before releasing it.
-    fn prepare_outbox(&self, item: &OutboxItem) -> Result<([u8; 8], Vec<u8>)> {
-        let key = self.db.generate_id()?.to_be_bytes();
+    /// The item sealed under a new outbox key, holding `outbox_order` until it is dropped: commit it before then.
+    fn prepare_outbox(&self, item: &OutboxItem) -> Result<QueuedItem<'_>> {
         let plain = Zeroizing::new(serde_json::to_vec(item).map_err(|_| Error::Crypto("encoding failed"))?);
-        Ok((key, self.sealer.seal(OUTBOX, &key, &plain)?))
+        let in_key_order = self.outbox_order.lock().map_err(|_| Error::Poisoned)?;
+        let key = self.db.generate_id()?.to_be_bytes();
+        Ok(QueuedItem {
+            sealed: self.sealer.seal(OUTBOX, &key, &plain)?,
+            key,
+            _in_key_order: in_key_order,
+        })
     }
 
     /// Keeps a session a re-key replaced, so messages the peer sealed with it before switching still open (they
