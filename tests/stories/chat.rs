@@ -1,6 +1,7 @@
 //! The first story: register, request, accept, then a thousand messages each way.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::SeqCst;
 
 use magpie_core::engine::{Event, MessageView};
 use magpie_core::history::{Delivery, Direction};
@@ -18,6 +19,8 @@ async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
     let mut alice_events = a.events();
     let mut bob_events = b.events();
     let rekeys = count_rekeys(a.events());
+    let relay_state = &relay.running.state;
+    let http_before = relay_state.metrics.http_requests.load(SeqCst);
     let send = |from: magpie_core::Client, to: magpie_proto::Username, tag: &'static str| {
         tokio::spawn(async move {
             for i in 0..EACH_WAY {
@@ -66,6 +69,18 @@ async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
     for (client, peer) in [(&a, b.username()), (&b, a.username())] {
         wait_until_all_delivered(client, peer).await;
     }
+    // Both mailboxes at the relay empty out: everything was acknowledged, and on the sockets, like the sends (a
+    // few HTTP requests are the re-keys' directory lookups).
+    let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
+    for user in ["alice", "bob"] {
+        while !relay_state.store.fetch(user, 0, 1).unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "{user}'s mailbox never emptied");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let http_requests = relay_state.metrics.http_requests.load(SeqCst) - http_before;
+    println!("HTTP requests during the exchange: {http_requests}");
+    assert!(http_requests < 50, "{http_requests} HTTP requests for 4,000 envelopes");
     // 4,000 messages and receipts crossed one session's 1,000-message limit: the keys were renewed on the way,
     // and messages sealed under the old keys while the new handshake ran still opened.
     let rekeyed = rekeys.abort_and_count().await;

@@ -15,7 +15,7 @@
 //! | `POST /v1/envelopes {id, to, kind, body, from?}` | 202 once durable, idempotent on `id`; 401/403/404/409/413/429 |
 //! | `GET /v1/envelopes?after=&limit=` | 200 `{envelopes, cursor}` oldest first; 401 |
 //! | `POST /v1/envelopes/ack {ids}` | 200 `{acked}`; only the caller's own envelopes are touched |
-//! | `GET /v1/push` (WebSocket) | one text frame `{type:"envelope", cursor, envelope}` per new envelope; takes `{type:"send", …}` frames too ([`api::push`]) |
+//! | `GET /v1/push` (WebSocket) | one text frame `{type:"envelope", cursor, envelope}` per new envelope; takes `{type:"send", …}` and `{type:"ack", ids}` frames too ([`api::push`]) |
 //!
 //! Every error is JSON `{code, message}`; bad input is 4xx, never 500. Delivered envelopes have exactly
 //! the fields of `magpie_proto::Envelope`.

@@ -151,7 +151,10 @@ pub fn document() -> Value {
             "/v1/push": {"get": {
                 "summary": "WebSocket push: one text frame {type: envelope, cursor, envelope} per new envelope",
                 "description": "The client may send text frames {type: send, id, to, kind, body}; each is answered, once \
-                    durable, by {type: accepted, id, cursor, created} or {type: error, id, code, message}.",
+                    durable, by {type: accepted, id, cursor, created} or {type: error, id, code, message}. A frame \
+                    {type: ack, ids} deletes those envelopes from the caller's mailbox (as POST /v1/envelopes/ack) and \
+                    is answered by {type: acked, acked} or {type: error, id: null, code, message}. Answers come in the \
+                    order of the frames.",
                 "security": bearer,
                 "responses": {
                     "101": {"description": "switching to WebSocket"},

@@ -89,7 +89,7 @@ async fn push_delivers_a_sent_envelope_and_fetch_agrees() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sending_over_the_push_socket_is_acknowledged_once_durable_and_pushed() {
+async fn sending_and_acking_over_the_push_socket_are_answered_in_order() {
     use futures_util::SinkExt as _;
     let dir = tempfile::tempdir().unwrap();
     let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
@@ -146,6 +146,40 @@ async fn sending_over_the_push_socket_is_acknowledged_once_durable_and_pushed() 
         .await
         .unwrap();
     assert_eq!(page["envelopes"].as_array().unwrap().len(), 1);
+
+    // Bob acknowledges on his socket: answered in order, and the mailbox is empty after.
+    let ack = json!({"type": "ack", "ids": [frame["id"]]});
+    bob_ws.send(Message::text(ack.to_string())).await.unwrap();
+    assert_eq!(next_text(&mut bob_ws).await, json!({"type": "acked", "acked": 1}));
+    bob_ws.send(Message::text(ack.to_string())).await.unwrap();
+    assert_eq!(next_text(&mut bob_ws).await, json!({"type": "acked", "acked": 0}));
+    let too_many: Vec<String> = (0..1001).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let ack = json!({"type": "ack", "ids": too_many});
+    bob_ws.send(Message::text(ack.to_string())).await.unwrap();
+    let reply = next_text(&mut bob_ws).await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["code"].as_str()),
+        (Some("error"), Some("payload_too_large"))
+    );
+    // Alice cannot delete what waits in Bob's mailbox.
+    let mut again = envelope("bob", b"second");
+    again["type"] = json!("send");
+    alice_ws.send(Message::text(again.to_string())).await.unwrap();
+    assert_eq!(next_text(&mut alice_ws).await["type"], "accepted");
+    let ack = json!({"type": "ack", "ids": [again["id"]]});
+    alice_ws.send(Message::text(ack.to_string())).await.unwrap();
+    assert_eq!(next_text(&mut alice_ws).await, json!({"type": "acked", "acked": 0}));
+    let page: Value = http
+        .get(relay.url("/v1/envelopes"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&Value> = page["envelopes"].as_array().unwrap().iter().map(|e| &e["id"]).collect();
+    assert_eq!(ids, [&again["id"]]);
     relay.stop().await.unwrap();
 }
 

@@ -60,8 +60,8 @@ struct Inner {
     /// Asks the connection to read the mailbox again (envelopes were parked waiting for a session).
     resync: Notify,
     outbox_running: tokio::sync::Mutex<()>,
-    /// The open socket's writer, while connected: the outbox pipelines envelopes through it.
-    socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<magpie_proto::Envelope>>>,
+    /// The open socket's writer, while connected: the outbox pipelines envelopes through it, and acks go out on it.
+    socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::relay::Outgoing>>>,
     /// The last outbox item handed to the socket: later passes read only what came after it.
     pipelined_up_to: Mutex<Option<crate::history::OutboxKey>>,
     /// Peers with a re-key handshake under way from this process.

@@ -10,7 +10,7 @@ use super::events::{Event, MessageView};
 use super::Client;
 use crate::error::{Error, Result};
 use crate::history::{Delivery, Direction, Message, OutboxItem, OutboxKey};
-use crate::relay::PushEvent;
+use crate::relay::{Outgoing, PushEvent};
 
 /// Ciphertext bytes shown in [`Event::MessageSent`].
 const PREVIEW_BYTES: usize = 32;
@@ -141,7 +141,7 @@ impl Client {
                     continue;
                 }
                 let peer = item.envelope.to.clone();
-                if socket.send(item.envelope).is_err() {
+                if socket.send(Outgoing::Send(item.envelope)).is_err() {
                     // The socket just closed: the next pass goes over HTTP or after the reconnect.
                     break;
                 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use magpie_proto::{Envelope, Fingerprint, TrustAnchor};
+use magpie_proto::{Fingerprint, TrustAnchor};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -10,7 +10,7 @@ use super::events::{ConnectionState, Event};
 use super::inbox::Disposition;
 use super::Client;
 use crate::error::{Error, Result};
-use crate::relay::{PushEvent, PushReceiver, PushSender};
+use crate::relay::{Outgoing, PushEvent, PushReceiver, PushSender};
 
 /// Longest wait between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -18,12 +18,17 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A kept token this close to expiry is not reused: a fresh login costs less than a 401 halfway through.
 const TOKEN_MARGIN_SECS: u64 = 300;
 
-/// Writes queued envelopes to the socket, as many per write as are waiting.
-async fn write_frames(mut sender: PushSender, mut envelopes: mpsc::UnboundedReceiver<Envelope>) {
+/// How long received envelopes wait to be acknowledged together: one history flush and one frame for all that
+/// arrive meanwhile, instead of a flush (a device sync) each. The relay keeps them that much longer; nothing waits
+/// for an ack.
+const ACK_LINGER: Duration = Duration::from_millis(10);
+
+/// Writes queued frames to the socket, as many per write as are waiting.
+async fn write_frames(mut sender: PushSender, mut frames: mpsc::UnboundedReceiver<Outgoing>) {
     let mut batch = Vec::new();
-    while envelopes.recv_many(&mut batch, 256).await > 0 {
-        for envelope in batch.drain(..) {
-            if let Err(e) = sender.feed(&envelope).await {
+    while frames.recv_many(&mut batch, 256).await > 0 {
+        for frame in batch.drain(..) {
+            if let Err(e) = sender.feed(&frame).await {
                 tracing::info!(error = %e, "socket write failed");
                 return;
             }
@@ -251,21 +256,39 @@ impl Client {
         result
     }
 
-    /// Acknowledges handled envelopes in batches (whatever piled up while the last ack was in flight).
+    /// Acknowledges handled envelopes in batches: whatever arrives within [`ACK_LINGER`] of the first, on the
+    /// socket (over HTTP if it just closed).
     async fn ack_loop(&self, mut ids: mpsc::UnboundedReceiver<Uuid>) {
+        let limit = crate::relay::FETCH_LIMIT;
         let mut batch = Vec::new();
-        while ids.recv_many(&mut batch, crate::relay::FETCH_LIMIT).await > 0 {
+        while ids.recv_many(&mut batch, limit).await > 0 {
+            let linger = tokio::time::sleep(ACK_LINGER);
+            tokio::pin!(linger);
+            while batch.len() < limit {
+                let room = limit - batch.len();
+                tokio::select! {
+                    () = &mut linger => break,
+                    more = ids.recv_many(&mut batch, room) => if more == 0 { break },
+                }
+            }
             // Stored durably before the relay may forget it; on failure, leave them in the mailbox.
             if let Err(e) = self.history().flush_async().await {
                 tracing::warn!(error = %e, "history flush failed; not acknowledging");
                 batch.clear();
                 continue;
             }
-            if let Err(e) = self.inner.relay.ack(&batch).await {
-                // Not fatal: unacknowledged envelopes come again and are dropped as duplicates.
-                tracing::info!(error = %e, "ack failed");
+            let ids = Outgoing::Ack(std::mem::take(&mut batch));
+            let socket = self.inner.socket.lock().ok().and_then(|socket| socket.clone());
+            let unsent = match socket {
+                Some(frames) => frames.send(ids).err().map(|unsent| unsent.0),
+                None => Some(ids),
+            };
+            if let Some(Outgoing::Ack(ids)) = unsent {
+                if let Err(e) = self.inner.relay.ack(&ids).await {
+                    // Not fatal: unacknowledged envelopes come again and are dropped as duplicates.
+                    tracing::info!(error = %e, "ack failed");
+                }
             }
-            batch.clear();
         }
     }
 }

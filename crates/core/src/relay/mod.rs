@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-pub use push::{PushConnection, PushEvent, PushReceiver, PushSender};
+pub use push::{Outgoing, PushConnection, PushEvent, PushReceiver, PushSender};
 
 use crate::error::{Error, Result};
 

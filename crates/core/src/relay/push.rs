@@ -1,6 +1,6 @@
 //! The relay's socket (`GET /v1/push`, WebSocket): new envelopes arrive as they are stored, and envelopes go out
 //! as pipelined `send` frames, each answered once durable (far cheaper than one HTTP request per envelope; the
-//! relay stages frames in order, so a chat keeps its order).
+//! relay stages frames in order, so a chat keeps its order). Acknowledgements go out as `ack` frames.
 //!
 //! Push is a hint, not the delivery guarantee: the engine fetches its mailbox after every (re)connect, and the relay
 //! closes a connection that lags rather than skip events, so nothing depends on a frame arriving.
@@ -82,6 +82,22 @@ struct SendFrame<'a> {
     envelope: &'a Envelope,
 }
 
+#[derive(Serialize)]
+struct AckFrame<'a> {
+    r#type: &'static str,
+    ids: &'a [Uuid],
+}
+
+/// What goes out on the socket.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// An envelope to store and deliver (answered by [`PushEvent::Accepted`] or [`PushEvent::Refused`]).
+    Send(Envelope),
+    /// Envelopes of our mailbox that are stored on our side: the relay may delete them. Nothing waits for the
+    /// answer; an ack lost with the connection only brings those envelopes again, which are dropped as duplicates.
+    Ack(Vec<Uuid>),
+}
+
 /// An open socket, before it is split into its two halves.
 pub struct PushConnection {
     socket: Socket,
@@ -137,13 +153,16 @@ impl std::fmt::Debug for PushSender {
 }
 
 impl PushSender {
-    /// Queues an envelope on the socket without waiting for its answer ([`PushEvent::Accepted`] comes later).
+    /// Queues a frame on the socket without waiting for its answer ([`PushEvent::Accepted`] comes later).
     /// Frames are buffered; [`PushSender::flush`] sends them.
-    pub async fn feed(&mut self, envelope: &Envelope) -> Result<()> {
-        let text = serde_json::to_string(&SendFrame {
-            r#type: "send",
-            envelope,
-        })
+    pub async fn feed(&mut self, outgoing: &Outgoing) -> Result<()> {
+        let text = match outgoing {
+            Outgoing::Send(envelope) => serde_json::to_string(&SendFrame {
+                r#type: "send",
+                envelope,
+            }),
+            Outgoing::Ack(ids) => serde_json::to_string(&AckFrame { r#type: "ack", ids }),
+        }
         .map_err(|e| Error::RelayProtocol(e.to_string()))?;
         self.sink.feed(Message::text(text)).await.map_err(socket_error)
     }

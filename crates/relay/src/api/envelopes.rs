@@ -202,13 +202,20 @@ pub(crate) async fn ack(
     AuthUser(me): AuthUser,
     ApiJson(req): ApiJson<AckRequest>,
 ) -> Result<Json<AckResponse>> {
+    let acked = acknowledge(&state, &me, &req)?;
+    Ok(Json(AckResponse { acked }))
+}
+
+/// Deletes the acknowledged envelopes from `me`'s mailbox; returns how many were there. Shared by HTTP and the
+/// push socket.
+pub(crate) fn acknowledge(state: &AppState, me: &str, req: &AckRequest) -> Result<usize> {
     if req.ids.len() > MAX_BATCH {
         return Err(Error::PayloadTooLarge(format!("at most {MAX_BATCH} ids per ack")));
     }
-    let acked = state.store.ack(&me, &req.ids, now_secs())?;
+    let acked = state.store.ack(me, &req.ids, now_secs())?;
     state
         .metrics
         .envelopes_acked
         .fetch_add(u64::try_from(acked).unwrap_or(0), Relaxed);
-    Ok(Json(AckResponse { acked }))
+    Ok(acked)
 }

@@ -11,6 +11,9 @@
 //! frame `{"type":"send", id, to, kind, body}` (the fields of `POST /v1/envelopes`) is answered, once
 //! durable, by `{"type":"accepted", id, cursor, created}` or `{"type":"error", id, code, message}` with the
 //! same codes as HTTP. Answers, and the pushes to recipients, follow the order of the frames.
+//!
+//! Acknowledging works the same way: `{"type":"ack","ids":[…]}` (the body of `POST /v1/envelopes/ack`) deletes
+//! those envelopes from the caller's mailbox and is answered, in frame order, by `{"type":"acked","acked":n}`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::envelopes::{commit_after, stage, SendRequest, SendResponse, WireEnvelope};
+use super::envelopes::{acknowledge, commit_after, stage, AckRequest, SendRequest, SendResponse, WireEnvelope};
 use super::{AppState, AuthUser};
 use crate::error::Error;
 use crate::store::StoredEnvelope;
@@ -69,6 +72,7 @@ type Subscriber = (u64, mpsc::Sender<PushEvent>);
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ClientFrame {
     Send(SendRequest),
+    Ack(AckRequest),
 }
 
 /// What the relay answers to a [`ClientFrame`].
@@ -76,6 +80,9 @@ enum ClientFrame {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Reply {
     Accepted(SendResponse),
+    Acked {
+        acked: usize,
+    },
     Error {
         id: Option<Uuid>,
         code: &'static str,
@@ -98,25 +105,35 @@ impl Reply {
     }
 }
 
-/// A staged frame waiting for durability, in the order the client sent it.
-struct Staged {
-    id: Option<Uuid>,
-    staged: Result<crate::store::Inserted, Error>,
-    durable: Pin<Box<dyn Future<Output = crate::store::StoreResult<()>> + Send>>,
+/// A handled frame waiting to be answered, in the order the client sent it.
+enum Staged {
+    /// A send, answered once durable.
+    Send {
+        id: Uuid,
+        staged: Result<crate::store::Inserted, Error>,
+        durable: Pin<Box<dyn Future<Output = crate::store::StoreResult<()>> + Send>>,
+    },
+    /// Answered as it is (an ack, an unreadable frame).
+    Done(Reply),
 }
 
-/// Handles one text frame from the client: checks and stages it now, in frame order, and joins the group commit;
-/// [`commit_in_order`] answers it once durable.
+/// Handles one text frame from the client: checks and stages a send now, in frame order, and joins the group
+/// commit; [`commit_in_order`] answers it once durable. An ack is done at once: it needs no durability, since an
+/// ack lost to a crash only brings envelopes the client drops as duplicates.
 fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::UnboundedSender<Staged>) {
-    let (id, result) = match serde_json::from_str::<ClientFrame>(text) {
-        Ok(ClientFrame::Send(request)) => (Some(request.id), stage(state, user.to_owned(), request)),
-        Err(e) => (None, Err(Error::BadRequest(e.to_string()))),
+    let handled = match serde_json::from_str::<ClientFrame>(text) {
+        Ok(ClientFrame::Send(request)) => Staged::Send {
+            id: request.id,
+            staged: stage(state, user.to_owned(), request),
+            durable: Box::pin(state.commit.durable_later()),
+        },
+        Ok(ClientFrame::Ack(request)) => Staged::Done(match acknowledge(state, user, &request) {
+            Ok(acked) => Reply::Acked { acked },
+            Err(e) => Reply::error(None, &e),
+        }),
+        Err(e) => Staged::Done(Reply::error(None, &Error::BadRequest(e.to_string()))),
     };
-    let _ = staged.send(Staged {
-        id,
-        staged: result,
-        durable: Box::pin(state.commit.durable_later()),
-    });
+    let _ = staged.send(handled);
 }
 
 /// Answers staged frames in the order they came, once durable: frames of one group commit become durable
@@ -126,14 +143,18 @@ async fn commit_in_order(
     mut staged: mpsc::UnboundedReceiver<Staged>,
     replies: mpsc::Sender<Utf8Bytes>,
 ) {
-    while let Some(Staged { id, staged, durable }) = staged.recv().await {
-        let reply = match (id, staged) {
-            (Some(id), Ok(inserted)) => match commit_after(&state, id, inserted, durable).await {
+    while let Some(handled) = staged.recv().await {
+        let reply = match handled {
+            Staged::Send {
+                id,
+                staged: Ok(inserted),
+                durable,
+            } => match commit_after(&state, id, inserted, durable).await {
                 Ok(accepted) => Reply::Accepted(accepted),
                 Err(e) => Reply::error(Some(id), &e),
             },
-            (id, Err(e)) => Reply::error(id, &e),
-            (None, Ok(_)) => continue,
+            Staged::Send { id, staged: Err(e), .. } => Reply::error(Some(id), &e),
+            Staged::Done(reply) => reply,
         };
         // The sender may have hung up: its answer has nowhere to go, and its envelopes were pushed already.
         let _ = replies.send(reply.text()).await;
