@@ -64,6 +64,9 @@ struct Args {
     /// How often receivers acknowledge what they got, as clients do (0: never, and mailboxes only grow).
     #[arg(long, default_value_t = 50)]
     ack_every_ms: u64,
+    /// How receivers acknowledge: `ws` (a frame on their push socket, as clients do) or `http` (POST /v1/envelopes/ack)
+    #[arg(long, default_value = "ws")]
+    ack_via: String,
 }
 
 fn epoch() -> Instant {
@@ -228,6 +231,7 @@ async fn main() {
         let mut ws = ws_connect(&addr, &receiver).await;
         let w = window.clone();
         let (acker, ack_base, ack_every_ms) = (http.clone(), base.clone(), args.ack_every_ms);
+        let ack_on_socket = args.ack_via == "ws";
         tasks.push(tokio::spawn(async move {
             let mut received = Vec::new();
             let mut ack_tick = tokio::time::interval(Duration::from_millis(ack_every_ms.max(1)));
@@ -237,6 +241,9 @@ async fn main() {
                         let Some(Ok(msg)) = msg else { break };
                         if let Message::Text(t) = msg {
                             let v: Value = serde_json::from_str(&t).unwrap();
+                            if v["type"] == "acked" {
+                                continue;
+                            }
                             let body = STANDARD.decode(v["envelope"]["body"].as_str().unwrap()).unwrap();
                             if let Some(d) = latency_of(&body) {
                                 w.record(d);
@@ -248,6 +255,13 @@ async fn main() {
                     }
                     _ = ack_tick.tick(), if !received.is_empty() => {
                         for ids in std::mem::take(&mut received).chunks(1000) {
+                            if ack_on_socket {
+                                let frame = json!({"type": "ack", "ids": ids}).to_string();
+                                if ws.send(Message::text(frame)).await.is_err() && !w.stop.load(Relaxed) {
+                                    panic!("ack frame refused");
+                                }
+                                continue;
+                            }
                             let r = acker.post(format!("{ack_base}/v1/envelopes/ack")).bearer_auth(&receiver)
                                 .json(&json!({"ids": ids})).send().await;
                             // Ends with the run: the relay's socket may close under a last ack.
