@@ -1,6 +1,7 @@
 //! Bob is away: messages wait at the relay and arrive once when he is back. And what the disk holds afterwards.
 
 use std::path::Path;
+use std::sync::atomic::Ordering::SeqCst;
 
 use magpie_core::engine::Event;
 use magpie_core::profile::{history_account, identity_account};
@@ -42,6 +43,7 @@ async fn messages_sent_while_bob_is_offline_arrive_once() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
+    let stored_before = relay.running.state.metrics.envelopes_stored.load(SeqCst);
     let mut bob_events = bob.client.events();
     let _b = go_online(&bob.client);
     for i in 0..WHILE_AWAY {
@@ -53,6 +55,9 @@ async fn messages_sent_while_bob_is_offline_arrive_once() {
         assert_eq!(body, format!("while away {i}"));
     }
     wait_until_all_delivered(&alice.client, &bob_name).await;
+    // The catch-up handled Alice's hundred in one step, so one receipt answered them all.
+    let receipts = relay.running.state.metrics.envelopes_stored.load(SeqCst) - stored_before;
+    assert_eq!(receipts, 1, "Bob's receipts for {WHILE_AWAY} messages");
     // A second catch-up finds nothing new, and nothing was stored twice.
     let again = bob.client.sync().await.unwrap();
     assert_eq!(again.handled, 0);

@@ -32,7 +32,7 @@ const HEADER_LEN: usize = 1 + 1 + 16 + 8;
 pub enum MessageKind {
     /// A chat text.
     Text,
-    /// A delivery/read receipt; `body` holds the message id it acknowledges.
+    /// A delivery receipt; `body` holds the ids of the messages it acknowledges, comma-separated.
     Receipt,
     /// A typing indicator.
     Typing,
@@ -46,7 +46,7 @@ pub struct Plaintext {
     pub id: Uuid,
     /// What it is.
     pub kind: MessageKind,
-    /// The text (or the acknowledged id for a receipt).
+    /// The text (or, for a receipt, the acknowledged ids).
     pub body: String,
     /// When the sender wrote it, Unix seconds (sender's clock).
     pub sent_at: u64,

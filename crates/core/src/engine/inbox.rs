@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::events::{Event, MessageView};
 use super::{now_secs, Client};
 use crate::error::{Error, Result};
-use crate::history::{Appended, Delivery, Direction, Message, OutboxItem};
+use crate::history::{Appended, Delivery, Direction, Message, OutboxItem, SessionSlot};
 
 /// What to do with an envelope after handling it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,29 +50,133 @@ impl Client {
         Disposition::Done
     }
 
+    /// Handles envelopes in the order they came, but each sender's run of messages sealed with its current session
+    /// in one step: one history transaction for them all, and one receipt answering all their texts. (A run forms
+    /// when envelopes arrive faster than they are handled, so it costs nothing when they do not.)
+    pub async fn handle_envelopes(&self, envelopes: &[Envelope]) -> Result<Vec<Disposition>> {
+        let mut dispositions = vec![Disposition::Done; envelopes.len()];
+        let mut runs: Vec<(Username, Vec<(usize, SealedMessage)>)> = Vec::new();
+        for (at, envelope) in envelopes.iter().enumerate() {
+            let current = match envelope.kind {
+                EnvelopeKind::Message if envelope.to == self.username().as_str() => {
+                    self.in_current_session(envelope)?
+                }
+                _ => None,
+            };
+            let Some((peer, sealed)) = current else {
+                // Handshake steps and everything else keep their place: what came before them is handled first.
+                self.handle_runs(std::mem::take(&mut runs), envelopes, &mut dispositions)?;
+                dispositions[at] = self.handle_envelope(envelope).await?;
+                continue;
+            };
+            let run_len = match runs.iter_mut().find(|(p, _)| *p == peer) {
+                Some((_, run)) => {
+                    run.push((at, sealed));
+                    run.len()
+                }
+                None => {
+                    runs.push((peer, vec![(at, sealed)]));
+                    1
+                }
+            };
+            if run_len == RUN_LIMIT {
+                self.handle_runs(std::mem::take(&mut runs), envelopes, &mut dispositions)?;
+            }
+        }
+        self.handle_runs(runs, envelopes, &mut dispositions)?;
+        Ok(dispositions)
+    }
+
+    /// The sender and the message, if `envelope` is a well-formed message sealed with our current session with
+    /// its sender (what [`Client::handle_envelopes`] handles in runs).
+    fn in_current_session(&self, envelope: &Envelope) -> Result<Option<(Username, SealedMessage)>> {
+        let Ok(sealed) = SealedMessage::from_json(&envelope.body) else {
+            return Ok(None);
+        };
+        let Ok(peer) = Username::canonical(&sealed.from) else {
+            return Ok(None);
+        };
+        if sealed.from != envelope.from {
+            return Ok(None);
+        }
+        let current = self.with_session(
+            &peer,
+            |session| Ok(session.session_id().as_slice() == sealed.session_id),
+        )?;
+        Ok(current.unwrap_or(false).then_some((peer, sealed)))
+    }
+
+    fn handle_runs(
+        &self,
+        runs: Vec<(Username, Vec<(usize, SealedMessage)>)>,
+        envelopes: &[Envelope],
+        dispositions: &mut [Disposition],
+    ) -> Result<()> {
+        for (peer, run) in runs {
+            let (places, sealed): (Vec<usize>, Vec<SealedMessage>) = run.into_iter().unzip();
+            let opened = match self.with_session(&peer, |session| {
+                let still_current = sealed
+                    .first()
+                    .is_some_and(|first| session.session_id().as_slice() == first.session_id);
+                match still_current {
+                    true => self.open_and_store(session, SessionSlot::Current, &sealed).map(Some),
+                    false => Ok(None),
+                }
+            }) {
+                Ok(Some(Some(opened))) => opened,
+                // The session changed since the run was formed (the user accepted a new key, say): one by one.
+                Ok(_) => {
+                    for place in places {
+                        dispositions[place] = self.handle_alone(&envelopes[place])?;
+                    }
+                    continue;
+                }
+                // Nothing of the run was stored (sealing its receipt failed, say): refused like a bad message.
+                Err(Error::Proto(e)) => {
+                    for place in places {
+                        dispositions[place] = self.reject(peer.as_str(), &e.to_string());
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for ((place, sealed), outcome) in places.into_iter().zip(&sealed).zip(opened) {
+                dispositions[place] = self.after_open(&peer, sealed, outcome)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Client::handle_envelope`] for a message, which needs no waiting.
+    fn handle_alone(&self, envelope: &Envelope) -> Result<Disposition> {
+        match self.on_message(envelope) {
+            Err(Error::Proto(e)) => Ok(self.reject(&envelope.from, &e.to_string())),
+            other => other,
+        }
+    }
+
     fn on_message(&self, envelope: &Envelope) -> Result<Disposition> {
         let sealed = SealedMessage::from_json(&envelope.body)?;
         if sealed.from != envelope.from {
             return Ok(self.reject(&envelope.from, "the message's sender differs from the envelope's"));
         }
         let peer = Username::canonical(&sealed.from)?;
+        let run = std::slice::from_ref(&sealed);
         let opened = self.with_session(&peer, |session| {
             if session.session_id().as_slice() == sealed.session_id.as_slice() {
-                return Ok(Some(self.open_and_store(session, &sealed)));
+                return Ok(Some(self.open_and_store(session, SessionSlot::Current, run)?));
             }
             Ok(None)
         })?;
         let outcome = match opened.flatten() {
-            Some(outcome) => outcome,
+            Some(mut outcomes) => outcomes.pop().unwrap_or(Opened::Other),
             // Sealed before a re-key that has since replaced its session.
             None => match self.history().load_previous_session(&peer, &sealed.session_id)? {
-                Some(mut previous) => {
-                    let outcome = self.open_and_store(&mut previous, &sealed);
-                    if outcome.is_ok() {
-                        self.history().save_previous_session(&previous)?;
-                    }
-                    outcome
-                }
+                // Its step is kept with it, where it was: the current session stays as it is.
+                Some(mut previous) => self
+                    .open_and_store(&mut previous, SessionSlot::Previous, run)?
+                    .pop()
+                    .unwrap_or(Opened::Other),
                 _ => {
                     tracing::debug!(%peer, session = %magpie_proto::encoding::hex(&sealed.session_id), n = sealed.n, "unknown session");
                     // Sealed with keys a handshake under way is about to give us (its confirm was delayed, say):
@@ -84,74 +188,107 @@ impl Client {
                 }
             },
         };
-        match outcome {
-            Ok(Some((message, appended))) => {
-                self.after_receive(&peer, message, appended)?;
-                Ok(Disposition::Done)
-            }
-            Ok(None) => Ok(Disposition::Done),
-            // A second copy of something already received: the relay or we crashed before the ack.
-            Err(Error::Proto(magpie_proto::Error::Replay | magpie_proto::Error::OutOfOrder)) => {
-                tracing::debug!(%peer, n = sealed.n, "duplicate message dropped");
-                Ok(Disposition::Done)
-            }
-            Err(e) => Err(e),
-        }
+        self.after_open(&peer, &sealed, outcome)
     }
 
-    /// Opens `sealed` and stores the advanced session with what it carried in one step: a text together with
-    /// the encrypted receipt that answers it. Returns the text (with whether it was new); receipts and typing
-    /// update state and return `None`.
-    fn open_and_store(&self, session: &mut Session, sealed: &SealedMessage) -> Result<Option<(Message, Appended)>> {
+    fn after_open(&self, peer: &Username, sealed: &SealedMessage, outcome: Opened) -> Result<Disposition> {
+        match outcome {
+            Opened::Text(message, appended) => self.after_receive(peer, message, appended)?,
+            Opened::Other => {}
+            // A second copy of something already received: the relay or we crashed before the ack.
+            Opened::Failed(magpie_proto::Error::Replay | magpie_proto::Error::OutOfOrder) => {
+                tracing::debug!(%peer, n = sealed.n, "duplicate message dropped");
+            }
+            Opened::Failed(e) => return Ok(self.reject(peer.as_str(), &e.to_string())),
+        }
+        Ok(Disposition::Done)
+    }
+
+    /// Opens a run of messages sealed with `session` and stores the advanced session with what they carried in one
+    /// step: their texts together with one encrypted receipt answering them all. The session moves on only if that
+    /// step is stored; a message that does not open leaves it where it was and is reported as [`Opened::Failed`].
+    fn open_and_store(&self, session: &mut Session, slot: SessionSlot, run: &[SealedMessage]) -> Result<Vec<Opened>> {
         // Working on a copy: if storing fails, the live session must not be ahead of the history.
         let mut next = session.clone();
-        let plaintext = next.open(sealed)?;
         let peer = next.peer().clone();
-        let stored = match plaintext.kind {
-            MessageKind::Text => {
-                let message = Message {
-                    id: plaintext.id,
-                    peer: peer.clone(),
-                    direction: Direction::Incoming,
-                    kind: MessageKind::Text,
-                    body: plaintext.body.clone(),
-                    sent_at: plaintext.sent_at,
-                    received_at: Some(now_secs()),
-                    delivery: Delivery::Received,
-                };
-                let receipt = Plaintext::new(MessageKind::Receipt, plaintext.id.to_string(), SystemTime::now())?;
-                let receipt = self.envelope(&peer, EnvelopeKind::Message, next.seal(&receipt)?.to_json()?);
-                let item = OutboxItem {
-                    envelope: receipt,
-                    message_id: None,
-                };
-                let appended = self.history().record_step(&next, Some(&message), Some(&item))?;
-                self.inner.outbox_wake.notify_one();
-                appended.map(|a| (message, a))
-            }
-            MessageKind::Receipt => {
-                self.history().record_step(&next, None, None)?;
-                if let Ok(id) = Uuid::parse_str(&plaintext.body) {
-                    self.mark_delivered(&peer, id)?;
+        // `None` holds the place of a text until it is stored.
+        let mut outcomes: Vec<Option<Opened>> = Vec::with_capacity(run.len());
+        let (mut texts, mut delivered) = (Vec::new(), Vec::new());
+        for sealed in run {
+            let plaintext = match next.open(sealed) {
+                Ok(plaintext) => plaintext,
+                Err(e) => {
+                    outcomes.push(Some(Opened::Failed(e)));
+                    continue;
                 }
-                None
+            };
+            match plaintext.kind {
+                MessageKind::Text => {
+                    outcomes.push(None);
+                    texts.push(Message {
+                        id: plaintext.id,
+                        peer: peer.clone(),
+                        direction: Direction::Incoming,
+                        kind: MessageKind::Text,
+                        body: plaintext.body.clone(),
+                        sent_at: plaintext.sent_at,
+                        received_at: Some(now_secs()),
+                        delivery: Delivery::Received,
+                    });
+                }
+                MessageKind::Receipt => {
+                    delivered.extend(receipt_ids(&plaintext.body));
+                    outcomes.push(Some(Opened::Other));
+                }
+                _ => outcomes.push(Some(Opened::Other)),
             }
-            _ => {
-                self.history().record_step(&next, None, None)?;
-                None
+        }
+        if outcomes.iter().all(|o| matches!(o, Some(Opened::Failed(_)))) {
+            return Ok(outcomes.into_iter().flatten().collect());
+        }
+        let receipt = match texts.is_empty() {
+            true => None,
+            false => {
+                let ids: Vec<String> = texts.iter().map(|m| m.id.to_string()).collect();
+                let receipt = Plaintext::new(MessageKind::Receipt, ids.join(","), SystemTime::now())?;
+                Some(OutboxItem {
+                    envelope: self.envelope(&peer, EnvelopeKind::Message, next.seal(&receipt)?.to_json()?),
+                    message_id: None,
+                })
             }
         };
+        let appended = self.history().record_steps(&next, slot, &texts, receipt.as_ref())?;
+        if receipt.is_some() {
+            self.inner.outbox_wake.notify_one();
+        }
         *session = next;
-        Ok(stored)
+        self.mark_delivered(&peer, &delivered)?;
+        let mut texts = texts.into_iter().zip(appended);
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    texts
+                        .next()
+                        .map_or(Opened::Other, |(message, appended)| Opened::Text(message, appended))
+                })
+            })
+            .collect())
     }
 
-    fn mark_delivered(&self, peer: &Username, id: Uuid) -> Result<()> {
-        if let Some(state) = self.history().update_delivery(id, Delivery::Delivered)? {
-            self.emit(Event::DeliveryChanged {
-                peer: peer.to_string(),
-                id,
-                delivery: state,
-            });
+    fn mark_delivered(&self, peer: &Username, ids: &[Uuid]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let states = self.history().update_deliveries(ids, Delivery::Delivered)?;
+        for (id, state) in ids.iter().zip(states) {
+            if let Some(delivery) = state {
+                self.emit(Event::DeliveryChanged {
+                    peer: peer.to_string(),
+                    id: *id,
+                    delivery,
+                });
+            }
         }
         Ok(())
     }
@@ -195,4 +332,23 @@ impl Client {
         self.inner.outbox_wake.notify_one();
         Ok(sealed)
     }
+}
+
+/// Most messages of one sender handled in one step: their receipt lists every id (37 bytes each), within a
+/// plaintext's 32 KiB.
+pub(super) const RUN_LIMIT: usize = 256;
+
+/// What one message of a run came to.
+enum Opened {
+    /// A text, stored (or found stored already).
+    Text(Message, Appended),
+    /// A receipt or typing notice: it moved the session and changed delivery states.
+    Other,
+    /// It did not open: a duplicate, a forgery, a bit flipped.
+    Failed(magpie_proto::Error),
+}
+
+/// The message ids a receipt answers: comma-separated (one, from peers that answer each message alone).
+fn receipt_ids(body: &str) -> impl Iterator<Item = Uuid> + '_ {
+    body.split(',').filter_map(|id| Uuid::parse_str(id.trim()).ok())
 }

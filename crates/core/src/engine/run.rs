@@ -2,12 +2,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt as _;
 use magpie_proto::{Fingerprint, TrustAnchor};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::events::{ConnectionState, Event};
-use super::inbox::Disposition;
+use super::inbox::{Disposition, RUN_LIMIT};
 use super::Client;
 use crate::error::{Error, Result};
 use crate::relay::{Outgoing, PushEvent, PushReceiver, PushSender};
@@ -123,8 +124,8 @@ impl Client {
                 break;
             }
             let mut done = Vec::with_capacity(page.envelopes.len());
-            for envelope in &page.envelopes {
-                match self.handle_envelope(envelope).await? {
+            for (envelope, disposition) in page.envelopes.iter().zip(self.handle_envelopes(&page.envelopes).await?) {
+                match disposition {
                     Disposition::Done => done.push(envelope.id),
                     Disposition::Retry => synced.deferred += 1,
                 }
@@ -215,25 +216,47 @@ impl Client {
             let client = self.clone();
             tokio::spawn(async move { client.ack_loop(ack_rx).await })
         };
+        // An event read while gathering envelopes, handled next.
+        let mut read_ahead = None;
         let result = loop {
-            let next = tokio::select! {
-                next = receiver.next() => next,
-                () = self.inner.resync.notified() => {
-                    if let Err(e) = self.sync().await {
-                        break Err(e);
+            let next = match read_ahead.take() {
+                Some(next) => next,
+                None => tokio::select! {
+                    next = receiver.next() => next,
+                    () = self.inner.resync.notified() => {
+                        if let Err(e) = self.sync().await {
+                            break Err(e);
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                },
             };
             match next {
-                Ok(Some(PushEvent::Envelope { envelope, .. })) => match self.handle_envelope(&envelope).await {
-                    Ok(Disposition::Done) => {
-                        let _ = acks.send(envelope.id);
+                Ok(Some(PushEvent::Envelope { envelope, .. })) => {
+                    // Whatever else has arrived already is handled with it, in runs (one step per sender).
+                    let mut envelopes = vec![envelope];
+                    while envelopes.len() < RUN_LIMIT {
+                        match receiver.next().now_or_never() {
+                            Some(Ok(Some(PushEvent::Envelope { envelope, .. }))) => envelopes.push(envelope),
+                            Some(other) => {
+                                read_ahead = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
                     }
-                    // Left in the mailbox; the next catch-up retries it.
-                    Ok(Disposition::Retry) => {}
-                    Err(e) => break Err(e),
-                },
+                    match self.handle_envelopes(&envelopes).await {
+                        Ok(dispositions) => {
+                            for (envelope, disposition) in envelopes.iter().zip(dispositions) {
+                                // One left for later stays in the mailbox; the next catch-up retries it.
+                                if disposition == Disposition::Done {
+                                    let _ = acks.send(envelope.id);
+                                }
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
                 Ok(Some(PushEvent::Accepted { id })) => {
                     if let Err(e) = self.on_socket_answer(id, None) {
                         break Err(e);

@@ -40,6 +40,15 @@ struct QueuedItem<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OutboxKey([u8; 8]);
 
+/// Which stored session a step advances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionSlot {
+    /// The session in use with the peer.
+    Current,
+    /// One a re-key replaced, kept for late messages ([`History::save_previous_session`]).
+    Previous,
+}
+
 /// What registration left with the profile: the pinned relay CA and our certificate (both public; sealed anyway
 /// so nobody can swap the pin on disk).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,10 +71,33 @@ impl History {
         message: Option<&Message>,
         outgoing: Option<&OutboxItem>,
     ) -> Result<Option<Appended>> {
-        let session_key = self.chat_id(session.peer())?;
+        let messages = message.map(std::slice::from_ref).unwrap_or_default();
+        Ok(self
+            .record_steps(session, SessionSlot::Current, messages, outgoing)?
+            .into_iter()
+            .next())
+    }
+
+    /// [`History::record_step`] for a run of steps of one session: the session after the last (kept where `slot`
+    /// says), every message the run opened (in order; one [`Appended`] each), and one envelope (the receipt
+    /// answering them all).
+    pub fn record_steps(
+        &self,
+        session: &Session,
+        slot: SessionSlot,
+        messages: &[Message],
+        outgoing: Option<&OutboxItem>,
+    ) -> Result<Vec<Appended>> {
+        let session_key = match slot {
+            SessionSlot::Current => self.chat_id(session.peer())?.to_vec(),
+            SessionSlot::Previous => self.previous_key(session)?,
+        };
         let exported = session.export()?;
         let sealed_session = self.sealer.seal(SESSIONS, &session_key, exported.expose_secret())?;
-        let row = message.map(|m| self.prepare_row(m)).transpose()?;
+        let rows = messages
+            .iter()
+            .map(|m| self.prepare_row(m))
+            .collect::<Result<Vec<_>>>()?;
         let queued = outgoing.map(|item| self.prepare_outbox(item)).transpose()?;
         let result = (&self.sessions, &self.blocks, &self.message_index, &self.outbox).transaction(
             |(sessions, blocks, index, outbox)| {
@@ -73,13 +105,16 @@ impl History {
                 if let Some(queued) = &queued {
                     outbox.insert(queued.key.as_slice(), queued.sealed.as_slice())?;
                 }
-                let Some(row) = &row else {
-                    return Ok::<_, ConflictableTransactionError<Error>>(None);
-                };
+                if rows.is_empty() {
+                    return Ok::<_, ConflictableTransactionError<Error>>(Vec::new());
+                }
                 let mut writer = Writer::new(&self.sealer, blocks, index);
-                let appended = row.append_to(&mut writer)?;
+                let appended = rows
+                    .iter()
+                    .map(|row| row.append_to(&mut writer))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
                 writer.finish()?;
-                Ok(Some(appended))
+                Ok(appended)
             },
         );
         flatten(result)
@@ -137,16 +172,7 @@ impl History {
     /// one that is kept already (after opening a late message with it) updates it in place.
     pub fn save_previous_session(&self, session: &Session) -> Result<()> {
         let prefix = self.previous_prefix(session.peer())?;
-        let key = match self.find_previous(&prefix, session.session_id())? {
-            Some((key, _)) => key.to_vec(),
-            None => {
-                // Ordered by when it was replaced (a database-wide counter: re-keys can come many per second).
-                let mut key = prefix.clone();
-                key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
-                key.extend_from_slice(session.session_id());
-                key
-            }
-        };
+        let key = self.previous_key(session)?;
         let exported = session.export()?;
         self.sessions.insert(
             key.as_slice(),
@@ -169,6 +195,21 @@ impl History {
             }
             None => Ok(None),
         }
+    }
+
+    /// Where the replaced `session` is kept: its key if kept already, else a new one after the others.
+    fn previous_key(&self, session: &Session) -> Result<Vec<u8>> {
+        let prefix = self.previous_prefix(session.peer())?;
+        Ok(match self.find_previous(&prefix, session.session_id())? {
+            Some((key, _)) => key.to_vec(),
+            None => {
+                // Ordered by when it was replaced (a database-wide counter: re-keys can come many per second).
+                let mut key = prefix;
+                key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+                key.extend_from_slice(session.session_id());
+                key
+            }
+        })
     }
 
     fn find_previous(&self, prefix: &[u8], session_id: &[u8]) -> Result<Option<(sled::IVec, sled::IVec)>> {

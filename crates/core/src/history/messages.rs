@@ -237,20 +237,34 @@ impl History {
     /// Moves a message to a new delivery state and returns the state it ends in ("delivered" is never undone);
     /// `None` if no message has this id.
     pub fn update_delivery(&self, id: Uuid, update: Delivery) -> Result<Option<Delivery>> {
-        let id_hash = self.message_hash(id)?;
+        Ok(self.update_deliveries(&[id], update)?.pop().flatten())
+    }
+
+    /// [`History::update_delivery`] for several messages in one transaction (a receipt answering many): the state
+    /// each ends in, in the order of `ids`.
+    pub fn update_deliveries(&self, ids: &[Uuid], update: Delivery) -> Result<Vec<Option<Delivery>>> {
+        let hashes = ids
+            .iter()
+            .map(|id| self.message_hash(*id))
+            .collect::<Result<Vec<_>>>()?;
         let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
             let mut writer = Writer::new(&self.sealer, blocks, index);
-            let Some(location) = writer.locate(&id_hash)? else {
-                return Ok(None);
-            };
-            let state = writer.change(&location, |json| {
-                let mut message: Message = serde_json::from_slice(json).map_err(|_| corrupt_blocks())?;
-                message.delivery = message.delivery.then(update);
-                let json = serde_json::to_vec(&message).map_err(|_| Error::Crypto("encoding failed"))?;
-                Ok((Zeroizing::new(json), message.delivery))
-            })?;
+            let mut states = Vec::with_capacity(hashes.len());
+            for id_hash in &hashes {
+                let Some(location) = writer.locate(id_hash)? else {
+                    states.push(None);
+                    continue;
+                };
+                let state = writer.change(&location, |json| {
+                    let mut message: Message = serde_json::from_slice(json).map_err(|_| corrupt_blocks())?;
+                    message.delivery = message.delivery.then(update);
+                    let json = serde_json::to_vec(&message).map_err(|_| Error::Crypto("encoding failed"))?;
+                    Ok((Zeroizing::new(json), message.delivery))
+                })?;
+                states.push(Some(state));
+            }
             writer.finish()?;
-            Ok(Some(state))
+            Ok(states)
         });
         flatten(result)
     }

@@ -39,7 +39,7 @@ use zeroize::Zeroizing;
 
 pub use contacts::{Contact, REKEY_MARKS};
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
-pub use journal::{OutboxItem, OutboxKey, RegistrationRecord, PREVIOUS_SESSIONS};
+pub use journal::{OutboxItem, OutboxKey, RegistrationRecord, SessionSlot, PREVIOUS_SESSIONS};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};
 
 use crate::error::{Error, Result};

@@ -286,12 +286,12 @@ fn a_history_open_elsewhere_is_a_typed_error() {
     assert!(matches!(History::open(dir.path(), &key), Err(Error::HistoryInUse)));
 }
 
-/// A real session (proto's fixed test keys, so no keygen) saved, reloaded, and still in step with its peer.
-#[test]
-fn a_session_survives_save_and_load() {
+/// A fresh session between Alice and Bob from a real handshake (proto's fixed test keys, so no keygen), as
+/// (Alice's, Bob's), and the time it was made at.
+fn alice_and_bob_sessions() -> (magpie_proto::Session, magpie_proto::Session, std::time::SystemTime) {
     use std::time::{Duration, SystemTime};
 
-    use magpie_proto::{CertificateAuthority, Credential, Identity, Initiator, Plaintext, Responder};
+    use magpie_proto::{CertificateAuthority, Credential, Identity, Initiator, Responder};
 
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
     let now = t0 + Duration::from_secs(60);
@@ -322,8 +322,15 @@ fn a_session_survives_save_and_load() {
         .on_accept(&accept, &[bob.certificate().clone()], &trust, None, now)
         .unwrap();
     let (bob_session, confirm) = b1.on_key_transfer(&transfer, now).unwrap();
-    let mut alice_session = a2.on_confirm(&confirm, now).unwrap();
+    (a2.on_confirm(&confirm, now).unwrap(), bob_session, now)
+}
 
+/// A real session saved, reloaded, and still in step with its peer.
+#[test]
+fn a_session_survives_save_and_load() {
+    use magpie_proto::Plaintext;
+
+    let (mut alice_session, bob_session, now) = alice_and_bob_sessions();
     let (_dir, _key, history) = open();
     history.save_session(&bob_session).unwrap();
     let sealed = alice_session
@@ -333,6 +340,48 @@ fn a_session_survives_save_and_load() {
     assert_eq!(reloaded.open(&sealed).unwrap().body, "after reload");
     assert!(history.remove_session(&username("alice")).unwrap());
     assert!(history.load_session(&username("alice")).unwrap().is_none());
+}
+
+/// A late message opened with a session a re-key replaced advances that one, where it is kept: the current
+/// session stays as it was. (It used to be written over the current one.)
+#[test]
+fn a_step_of_a_replaced_session_leaves_the_current_one_alone() {
+    use magpie_proto::Plaintext;
+
+    let (mut old_alice, old_bob, now) = alice_and_bob_sessions();
+    let (_, current_bob, _) = alice_and_bob_sessions();
+    let (_dir, _key, history) = open();
+    history.save_session(&current_bob).unwrap();
+    history.save_previous_session(&old_bob).unwrap();
+
+    let late = old_alice
+        .seal(&Plaintext::text("sealed before the re-key", now).unwrap())
+        .unwrap();
+    let mut previous = history
+        .load_previous_session(&username("alice"), old_bob.session_id())
+        .unwrap()
+        .unwrap();
+    let opened = previous.open(&late).unwrap();
+    let mut message = text("alice", &opened.body);
+    message.id = opened.id;
+    let appended = history
+        .record_steps(&previous, SessionSlot::Previous, std::slice::from_ref(&message), None)
+        .unwrap();
+    assert!(matches!(appended.as_slice(), [Appended::New(_)]));
+
+    let alice = username("alice");
+    let current = history.load_session(&alice).unwrap().unwrap();
+    assert_eq!(current.session_id(), current_bob.session_id());
+    // The kept old session moved on: the same message again is a replay.
+    let mut kept = history
+        .load_previous_session(&alice, old_bob.session_id())
+        .unwrap()
+        .unwrap();
+    assert!(matches!(kept.open(&late), Err(magpie_proto::Error::Replay)));
+    assert_eq!(
+        history.get_message(opened.id).unwrap().unwrap().message.body,
+        "sealed before the re-key"
+    );
 }
 
 #[test]
