@@ -4,7 +4,9 @@
 //!   and flushes on both sides, the relay's durable store and its push; at a steady background rate
 //!   (`MAGPIE_BENCH_RATE`, default 1,000/s) for `MAGPIE_BENCH_SECONDS` (default 5);
 //! - the same path without the engine (post an envelope, receive its push): the raw relay hop, the baseline;
-//! - the seven-step handshake through the relay (keys pre-made), beside the same steps in-process.
+//! - the seven-step handshake through the relay (keys pre-made), beside the same steps in-process;
+//! - catch-up: Bob comes back online to `MAGPIE_BENCH_CATCH_UP` (default 2,000) messages waiting at the relay;
+//!   the time from his reconnect to the last one's `MessageReceived`.
 //!
 //! `cargo bench -p magpie-tests --bench engine`; the last line is the summary.
 #![allow(
@@ -67,10 +69,12 @@ async fn main() {
         clients.push(Client::register(profile, &url, None).await.unwrap());
     }
     let (alice, bob) = (clients[0].clone(), clients[1].clone());
-    for client in [&alice, &bob] {
+    let online = |client: &Client| {
         let client = client.clone();
-        tokio::spawn(async move { client.run().await });
-    }
+        tokio::spawn(async move { client.run().await })
+    };
+    let _alice_online = online(&alice);
+    let bob_online = online(&bob);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let handshake_ms = handshakes(&alice, &bob).await;
@@ -93,10 +97,60 @@ async fn main() {
         engine.0 as f64 / raw.0.max(1) as f64,
         engine.1 as f64 / raw.1.max(1) as f64
     );
+
+    let waiting = usize::try_from(env("MAGPIE_BENCH_CATCH_UP", 2000)).unwrap();
+    bob_online.abort();
+    let _ = bob_online.await;
+    let catch_up_ms = catch_up(&alice, &bob, waiting, || online(&bob)).await;
     println!(
-        "send_recv_p50_us={} p99_us={} handshake_ms={handshake_ms:.2} raw_hop_p50_us={} in_process_handshake_ms={in_process_ms:.2}",
+        "catch-up of {waiting} waiting messages: {catch_up_ms:.0} ms ({:.0} messages/s)",
+        waiting as f64 / catch_up_ms * 1000.0
+    );
+    println!(
+        "send_recv_p50_us={} p99_us={} handshake_ms={handshake_ms:.2} raw_hop_p50_us={} in_process_handshake_ms={in_process_ms:.2} \
+         catch_up_ms={catch_up_ms:.0}",
         engine.0, engine.1, raw.0
     );
+}
+
+/// With Bob offline, Alice sends `waiting` texts and the relay accepts them all; then Bob comes back (`go_online`).
+/// Returns the time from then to his last `MessageReceived`, in ms.
+async fn catch_up<T>(alice: &Client, bob: &Client, waiting: usize, go_online: impl FnOnce() -> T) -> f64 {
+    for i in 0..waiting {
+        alice.send_text(bob.username(), &format!("while away {i}")).unwrap();
+    }
+    let deadline = Instant::now() + STALL;
+    while !alice.profile().history().outbox().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the relay never accepted them all");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut events = bob.events();
+    let start = Instant::now();
+    let _online = go_online();
+    let mut received = 0;
+    let mut seen = std::collections::HashSet::new();
+    while received < waiting {
+        match tokio::time::timeout(STALL, events.recv()).await {
+            Ok(Ok(Event::MessageReceived { message })) => {
+                received += 1;
+                seen.insert(message.body);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("bob's events: {e}"),
+            Err(_) => {
+                let missing: Vec<usize> = (0..waiting)
+                    .filter(|i| !seen.contains(&format!("while away {i}")))
+                    .collect();
+                panic!(
+                    "catch-up stalled after {received} of {waiting}; missing {} from {:?} to {:?}",
+                    missing.len(),
+                    missing.first(),
+                    missing.last()
+                )
+            }
+        }
+    }
+    start.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Median time from `request` to the initiator's `SessionEstablished` (repeated handshakes re-key the pair).

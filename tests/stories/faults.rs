@@ -176,3 +176,46 @@ async fn registration_refuses_a_relay_whose_ca_is_not_the_one_confirmed() {
         .unwrap_err();
     assert!(matches!(error, Error::RelayCaChanged { .. }), "{error:?}");
 }
+
+/// A chat request delivered again after its handshake ended (pushed, then fetched by a catch-up) is dropped: it
+/// must not start the handshake over, which would answer with a second accept and leave Bob waiting for a key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_delivered_again_after_its_handshake_is_dropped() {
+    let relay = Relay::start().await;
+    let alice = Person::register("alice", &relay.url()).await;
+    let bob = Person::register("bob", &relay.url()).await;
+    alice.client.request(&name("bob")).await.unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    // Keep a copy of the request, as the relay would deliver it a second time.
+    let spy = RelayClient::new(&relay.url()).unwrap();
+    spy.login(&identity("bob"), &bob.client.relay_ca_fingerprint().unwrap())
+        .await
+        .unwrap();
+    let request = spy
+        .fetch(0)
+        .await
+        .unwrap()
+        .envelopes
+        .into_iter()
+        .find(|e| e.kind == EnvelopeKind::ChatRequest)
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    bob.client.accept(&name("alice")).await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+    alice.client.sync().await.unwrap(); // posts the KeyTransfer
+    bob.client.sync().await.unwrap(); // installs the session, posts the KeyConfirm
+    assert!(bob.client.has_session(&name("alice")).unwrap());
+
+    let mut events = bob.client.events();
+    bob.client.handle_envelope(&request).await.unwrap();
+    assert!(bob.client.incoming_requests().unwrap().is_empty());
+    assert!(
+        bob.client.outgoing_requests().unwrap().is_empty(),
+        "a handshake was started over"
+    );
+    assert!(
+        bob.client.profile().history().outbox().unwrap().is_empty(),
+        "something was answered"
+    );
+    assert!(events.try_recv().is_err(), "an event was reported");
+}

@@ -58,7 +58,13 @@ async fn messages_sent_while_bob_is_offline_arrive_once() {
     // The catch-up handled Alice's hundred in one step, so one receipt answered them all.
     let receipts = relay.running.state.metrics.envelopes_stored.load(SeqCst) - stored_before;
     assert_eq!(receipts, 1, "Bob's receipts for {WHILE_AWAY} messages");
-    // A second catch-up finds nothing new, and nothing was stored twice.
+    // Once Bob's catch-up has acknowledged them (it may still be on its way: the receipt goes out first), a
+    // second catch-up finds nothing new, and nothing was stored twice.
+    let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
+    while !relay.running.state.store.fetch("bob", 0, 1).unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "Bob's mailbox never emptied");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let again = bob.client.sync().await.unwrap();
     assert_eq!(again.handled, 0);
     let history = bob.client.last_messages(alice.client.username(), 1000).unwrap();

@@ -330,3 +330,84 @@ async fn behind_a_proxy_the_named_header_is_the_client_and_otherwise_it_is_ignor
         relay.stop().await.unwrap();
     }
 }
+
+/// Over its send rate, a sender on the socket is slowed, not refused: every frame is accepted and the mailbox holds
+/// them in the order they were sent (a refused frame, resent later, would land behind the rest). HTTP still says 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_its_rate_a_socket_sender_is_slowed_and_kept_in_order() {
+    use futures_util::SinkExt as _;
+    const SENT: usize = 12;
+    let mut cfg = config();
+    cfg.send_per_second = 20;
+    cfg.send_burst = 4;
+    let store: Arc<dyn Store> = Arc::new(magpie_relay::store::MemoryStore::new());
+    let relay = RunningRelay::start(AppState::new(store, ca(), cfg).unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    http_register(&http, &relay.url(""), "alice").await;
+    http_register(&http, &relay.url(""), "bob").await;
+    let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
+    let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
+    let mut alice_ws = push_connect(&relay, &alice).await;
+
+    let started = std::time::Instant::now();
+    let frames: Vec<Value> = (0..SENT)
+        .map(|i| {
+            let mut frame = envelope("bob", format!("number {i}").as_bytes());
+            frame["type"] = json!("send");
+            frame
+        })
+        .collect();
+    for frame in &frames {
+        alice_ws.send(Message::text(frame.to_string())).await.unwrap();
+    }
+    for frame in &frames {
+        let reply = next_text(&mut alice_ws).await;
+        assert_eq!((reply["type"].as_str(), &reply["id"]), (Some("accepted"), &frame["id"]));
+    }
+    // 4 at once, then 20 a second: the other 8 took at least 0.35 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
+    let page: Value = http
+        .get(relay.url("/v1/envelopes"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored: Vec<&Value> = page["envelopes"].as_array().unwrap().iter().map(|e| &e["id"]).collect();
+    let sent: Vec<&Value> = frames.iter().map(|f| &f["id"]).collect();
+    assert_eq!(stored, sent);
+    assert!(
+        relay
+            .state
+            .metrics
+            .rate_limited
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    );
+
+    // Over HTTP, where each request stands alone, the answer to a sender over its rate is still 429.
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let response = http
+            .post(relay.url("/v1/envelopes"))
+            .bearer_auth(&alice)
+            .json(&envelope("bob", format!("by http {i}").as_bytes()))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+    }
+    assert!(
+        statuses.contains(&reqwest::StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    relay.stop().await.unwrap();
+}

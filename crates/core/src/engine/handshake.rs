@@ -121,7 +121,7 @@ impl Client {
         let request = self.take_incoming(peer)?;
         let request_id = request.request_id();
         let decline = request.decline()?;
-        Pending::remove(self.history(), request_id)?;
+        Pending::finish(self.history(), request_id)?;
         self.queue(self.envelope(peer, EnvelopeKind::ChatDecline, decline.to_json()?))?;
         Ok(())
     }
@@ -144,7 +144,11 @@ impl Client {
         let request = ChatRequest::from_json(&envelope.body)?;
         let peer = Username::canonical(&request.from)?;
         let _step = self.inner.handshakes.lock().await;
-        if Pending::load(self.history(), &self.inner.credential, request.request_id)?.is_some() {
+        // A second copy (pushed, then fetched again by a catch-up) of a request under way or already answered.
+        if Pending::load(self.history(), &self.inner.credential, request.request_id)?.is_some()
+            || Pending::finished(self.history(), request.request_id)?
+        {
+            tracing::debug!(%peer, request_id = %request.request_id, "request seen already");
             return Ok(Disposition::Done);
         }
         let contact = self.history().contact(&peer)?;
@@ -250,7 +254,7 @@ impl Client {
         };
         match state.on_decline(&decline, &chain, &self.inner.trust, pinned.as_ref(), SystemTime::now()) {
             Ok(declined) => {
-                Pending::remove(self.history(), declined.request_id)?;
+                Pending::finish(self.history(), declined.request_id)?;
                 self.emit(Event::RequestDeclined {
                     peer: peer.to_string(),
                     request_id: declined.request_id,
@@ -345,7 +349,7 @@ impl Client {
             contact.mark_rekey(self.history().mark_position()?);
         }
         self.history().put_contact(&contact)?;
-        Pending::remove(self.history(), request_id)?;
+        Pending::finish(self.history(), request_id)?;
         tracing::debug!(%peer, %request_id, rekey, "session established");
         self.rekey_done(&peer);
         // Messages parked in the mailbox for these keys can open now.
@@ -358,7 +362,7 @@ impl Client {
     }
 
     fn fail_handshake(&self, peer: &Username, request_id: Uuid, error: &Error) -> Result<Disposition> {
-        Pending::remove(self.history(), request_id)?;
+        Pending::finish(self.history(), request_id)?;
         self.rekey_done(peer);
         tracing::info!(%peer, %request_id, %error, "handshake failed");
         self.emit(Event::HandshakeFailed {

@@ -114,6 +114,7 @@ impl Client {
     ) -> Result<()> {
         for (peer, run) in runs {
             let (places, sealed): (Vec<usize>, Vec<SealedMessage>) = run.into_iter().unzip();
+            tracing::debug!(%peer, messages = sealed.len(), "run");
             let opened = match self.with_session(&peer, |session| {
                 let still_current = sealed
                     .first()

@@ -85,6 +85,11 @@ impl Client {
         };
         for (key, item) in items {
             let mut result = self.inner.relay.send(&item.envelope).await;
+            if result.as_ref().is_err_and(|e| matches!(e, Error::NotLoggedIn)) {
+                // Before the connection has logged in (the outbox starts first): the kept token may do.
+                self.resume_login().await?;
+                result = self.inner.relay.send(&item.envelope).await;
+            }
             if result.as_ref().is_err_and(Error::is_unauthorized) {
                 self.login().await?;
                 result = self.inner.relay.send(&item.envelope).await;

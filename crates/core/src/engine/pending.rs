@@ -93,6 +93,21 @@ impl Pending {
         Ok(())
     }
 
+    /// Forgets the handshake `request_id` and remembers that it ended: a second copy of its request (pushed, then
+    /// fetched again by a catch-up) is dropped instead of starting it over.
+    pub fn finish(history: &History, request_id: Uuid) -> Result<()> {
+        let id = request_id.to_string();
+        history.remove_handshake(&id)?;
+        let now = crate::engine::now_secs();
+        let kept = magpie_proto::REQUEST_MAX_AGE_SECS + magpie_proto::MAX_CLOCK_SKEW_SECS;
+        history.finish_handshake(&id, now, now.saturating_sub(kept))
+    }
+
+    /// Whether the handshake `request_id` ended already.
+    pub fn finished(history: &History, request_id: Uuid) -> Result<bool> {
+        history.handshake_finished(&request_id.to_string())
+    }
+
     fn decode(me: &Credential, bytes: &[u8]) -> Result<Self> {
         let (tag, state) = bytes
             .split_first()

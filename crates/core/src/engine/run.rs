@@ -70,7 +70,7 @@ impl Client {
 
     /// Reuses the token kept from an earlier run while it has a while left, else logs in. One-shot commands run
     /// back to back (a script calling `magpie send` in a loop) would otherwise hit the relay's login limit.
-    async fn resume_login(&self) -> Result<()> {
+    pub(super) async fn resume_login(&self) -> Result<()> {
         let pinned = self.check_relay_ca().await?;
         if let Some((token, expires_at)) = self.history().relay_login()? {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -96,7 +96,8 @@ impl Client {
     }
 
     async fn fresh_login(&self, pinned: &Fingerprint) -> Result<()> {
-        self.inner.relay.logout();
+        // The new token replaces the old one only once it is issued: requests under way (the outbox, a catch-up)
+        // keep theirs meanwhile instead of finding none.
         let expires_at = self.inner.relay.login(self.inner.credential.identity(), pinned).await?;
         if let Some(token) = self.inner.relay.token() {
             self.history().set_relay_login(&token, expires_at)?;

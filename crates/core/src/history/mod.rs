@@ -9,6 +9,7 @@
 //! | `contacts`    | `H("chat", peer)`                    | [`Contact`] as JSON                         |
 //! | `sessions`    | `H("chat", peer)`                    | `Session::export` bytes                     |
 //! | `handshakes`  | `H("handshake", request id)`         | request id and opaque handshake state       |
+//! | `finished_handshakes` | `H("handshake", request id)` | when it ended, Unix seconds (u64 BE)       |
 //! | `message_blocks` | `H("chat", peer) ‖ first seq (u64 BE)` | up to 32 messages ([`Message`] as JSON), see [`blocks`] |
 //! | `message_blocks` | `H("chat", peer)`                 | the first seq of the chat's newest block    |
 //! | `message_index`  | first 2 bytes of `H("message", id)` | where each message of that bucket is      |
@@ -57,6 +58,7 @@ const META: &str = "meta";
 const CONTACTS: &str = "contacts";
 const SESSIONS: &str = "sessions";
 const HANDSHAKES: &str = "handshakes";
+const FINISHED_HANDSHAKES: &str = "finished_handshakes";
 const MESSAGE_BLOCKS: &str = "message_blocks";
 const MESSAGE_INDEX: &str = "message_index";
 const OUTBOX: &str = "outbox";
@@ -73,6 +75,7 @@ pub struct History {
     contacts: sled::Tree,
     sessions: sled::Tree,
     handshakes: sled::Tree,
+    finished_handshakes: sled::Tree,
     blocks: sled::Tree,
     message_index: sled::Tree,
     /// Held from taking an outbox key to committing its item, so items become visible in key order: the outbox
@@ -111,6 +114,7 @@ impl History {
             contacts: db.open_tree(CONTACTS)?,
             sessions: db.open_tree(SESSIONS)?,
             handshakes: db.open_tree(HANDSHAKES)?,
+            finished_handshakes: db.open_tree(FINISHED_HANDSHAKES)?,
             blocks: db.open_tree(MESSAGE_BLOCKS)?,
             message_index: db.open_tree(MESSAGE_INDEX)?,
             outbox: db.open_tree(OUTBOX)?,
@@ -203,6 +207,30 @@ impl History {
     pub fn remove_handshake(&self, request_id: &str) -> Result<bool> {
         let key = self.sealer.index(b"handshake", request_id.as_bytes())?;
         Ok(self.handshakes.remove(key)?.is_some())
+    }
+
+    /// Remembers that the handshake `request_id` ended (established, failed or declined) at `now`, so a copy of
+    /// its request that arrives later is not taken for a new one; forgets those that ended before `forget_before`
+    /// (their requests are too old to be accepted anyway).
+    pub fn finish_handshake(&self, request_id: &str, now: u64, forget_before: u64) -> Result<()> {
+        let key = self.sealer.index(b"handshake", request_id.as_bytes())?;
+        self.finished_handshakes.insert(key, &now.to_be_bytes())?;
+        for item in &self.finished_handshakes {
+            let (key, at) = item?;
+            let at: [u8; 8] = at.as_ref().try_into().map_err(|_| Error::HistoryCorrupt {
+                tree: FINISHED_HANDSHAKES,
+            })?;
+            if u64::from_be_bytes(at) < forget_before {
+                self.finished_handshakes.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the handshake `request_id` ended already ([`History::finish_handshake`]).
+    pub fn handshake_finished(&self, request_id: &str) -> Result<bool> {
+        let key = self.sealer.index(b"handshake", request_id.as_bytes())?;
+        Ok(self.finished_handshakes.contains_key(key)?)
     }
 }
 

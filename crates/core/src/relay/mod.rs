@@ -331,7 +331,8 @@ impl Error {
     /// Whether trying again later may succeed (the relay was down, busy or rate-limiting).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::RelayUnreachable { .. } => true,
+            // Logging in (again) fixes it.
+            Error::RelayUnreachable { .. } | Error::NotLoggedIn => true,
             Error::Relay { status, .. } => {
                 *status == StatusCode::TOO_MANY_REQUESTS.as_u16() || *status >= 500 || *status == 401
             }

@@ -82,10 +82,15 @@ pub(crate) async fn send(
 /// crash loses the envelope before it is durable, its sender got no 202 and sends it again, and the recipient,
 /// who may have it already, drops the second copy by id. The sender's 202 still waits for durability.
 pub(crate) fn stage(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
+    state.rate_limit(&state.send_limit, &me)?;
+    stage_paced(state, me, req)
+}
+
+/// [`stage`] for a sender already held to its rate (the push socket waits for a token instead of refusing).
+pub(crate) fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
     if req.from.as_deref().is_some_and(|from| from != me) {
         return Err(Error::Forbidden("cannot send as another user"));
     }
-    state.rate_limit(&state.send_limit, &me)?;
     // Decoding checks the alphabet and gives the true size; the bytes themselves are not kept.
     let size = STANDARD
         .decode(&req.body)

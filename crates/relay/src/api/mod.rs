@@ -266,6 +266,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 impl AppState {
     /// Takes a token from `key`'s bucket of `limit`, or answers 429 with `Retry-After` (at least 1 s) and counts it.
+    /// Takes a token from `key`'s bucket, waiting for one while it is empty: what the push socket does with sends,
+    /// so a sender over its rate is slowed, never refused, and its envelopes stay in order.
+    pub(crate) async fn pace(&self, limit: &RateLimiter, key: &str) {
+        while let Err(wait) = limit.check(key) {
+            self.metrics
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     pub(crate) fn rate_limit(&self, limit: &RateLimiter, key: &str) -> Result<(), Error> {
         limit.check(key).map_err(|wait| {
             self.metrics

@@ -10,7 +10,10 @@
 //! A client may also send over the socket, which costs far less per envelope than an HTTP request: a text
 //! frame `{"type":"send", id, to, kind, body}` (the fields of `POST /v1/envelopes`) is answered, once
 //! durable, by `{"type":"accepted", id, cursor, created}` or `{"type":"error", id, code, message}` with the
-//! same codes as HTTP. Answers, and the pushes to recipients, follow the order of the frames.
+//! same codes as HTTP. Answers, and the pushes to recipients, follow the order of the frames. A sender over its
+//! rate is slowed rather than refused (`rate_limited` is HTTP's answer): the relay reads its next frame once the
+//! rate allows. A refused frame would be resent after later ones were stored, and that chat would then arrive out
+//! of order, beyond the receiver's skip window a message that can no longer be opened.
 //!
 //! Acknowledging works the same way: `{"type":"ack","ids":[…]}` (the body of `POST /v1/envelopes/ack`) deletes
 //! those envelopes from the caller's mailbox and is answered, in frame order, by `{"type":"acked","acked":n}`.
@@ -31,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::envelopes::{acknowledge, commit_after, stage, AckRequest, SendRequest, SendResponse, WireEnvelope};
+use super::envelopes::{acknowledge, commit_after, stage_paced, AckRequest, SendRequest, SendResponse, WireEnvelope};
 use super::{AppState, AuthUser};
 use crate::error::Error;
 use crate::store::StoredEnvelope;
@@ -120,13 +123,16 @@ enum Staged {
 /// Handles one text frame from the client: checks and stages a send now, in frame order, and joins the group
 /// commit; [`commit_in_order`] answers it once durable. An ack is done at once: it needs no durability, since an
 /// ack lost to a crash only brings envelopes the client drops as duplicates.
-fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::UnboundedSender<Staged>) {
+async fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::UnboundedSender<Staged>) {
     let handled = match serde_json::from_str::<ClientFrame>(text) {
-        Ok(ClientFrame::Send(request)) => Staged::Send {
-            id: request.id,
-            staged: stage(state, user.to_owned(), request),
-            durable: Box::pin(state.commit.durable_later()),
-        },
+        Ok(ClientFrame::Send(request)) => {
+            state.pace(&state.send_limit, user).await;
+            Staged::Send {
+                id: request.id,
+                staged: stage_paced(state, user.to_owned(), request),
+                durable: Box::pin(state.commit.durable_later()),
+            }
+        }
         Ok(ClientFrame::Ack(request)) => Staged::Done(match acknowledge(state, user, &request) {
             Ok(acked) => Reply::Acked { acked },
             Err(e) => Reply::error(None, &e),
@@ -259,16 +265,35 @@ async fn send_batch(
     sink.send_all(&mut frames).await
 }
 
+/// Handles the client's frames in order until it closes the socket.
+async fn read_frames(
+    state: AppState,
+    user: String,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    staged: mpsc::UnboundedSender<Staged>,
+) {
+    while let Some(Ok(message)) = stream.next().await {
+        match message {
+            Message::Text(text) => on_frame(&state, &user, &text, &staged).await,
+            Message::Close(_) => break,
+            // Pings are answered by tungstenite.
+            _ => {}
+        }
+    }
+}
+
 async fn serve(state: AppState, user: String, socket: WebSocket) {
     let (conn, mut events) = state.hub.subscribe(&user);
     state.metrics.push_connections.fetch_add(1, Relaxed);
     tracing::debug!(user, connection = conn, "push connected");
     let mut shutdown = state.shutdown.subscribe();
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
     let (replies, mut answers) = mpsc::channel::<Utf8Bytes>(QUEUE_DEPTH);
     let (staged, staged_rx) = mpsc::unbounded_channel();
     // Not aborted with the connection: it ends once it has answered what was staged (`staged` closes its queue).
     tokio::spawn(commit_in_order(state.clone(), staged_rx, replies));
+    // Reading is a task of its own: a sender held to its rate waits there while its pushes and answers flow on.
+    let mut reading = tokio::spawn(read_frames(state.clone(), user.clone(), stream, staged));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     loop {
@@ -293,12 +318,8 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
                     break;
                 }
             }
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => on_frame(&state, &user, &text, &staged),
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                // Pings are answered by tungstenite.
-                Some(Ok(_)) => {}
-            },
+            // The client closed, or its stream failed.
+            _ = &mut reading => break,
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
@@ -310,6 +331,7 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
             }
         }
     }
+    reading.abort();
     state.hub.unsubscribe(&user, conn);
     state.metrics.push_connections.fetch_sub(1, Relaxed);
     tracing::debug!(user, connection = conn, "push disconnected");
