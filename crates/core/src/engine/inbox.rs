@@ -197,8 +197,12 @@ impl Client {
             Opened::Text(message, appended) => self.after_receive(peer, message, appended)?,
             Opened::Other => {}
             // A second copy of something already received: the relay or we crashed before the ack.
-            Opened::Failed(magpie_proto::Error::Replay | magpie_proto::Error::OutOfOrder) => {
+            Opened::Failed(magpie_proto::Error::Replay) => {
                 tracing::debug!(%peer, n = sealed.n, "duplicate message dropped");
+            }
+            // Older than the skip window: its key is gone. An old copy, or a message that arrived too late to open.
+            Opened::Failed(magpie_proto::Error::OutOfOrder) => {
+                tracing::info!(%peer, n = sealed.n, "message older than the skip window dropped");
             }
             Opened::Failed(e) => return Ok(self.reject(peer.as_str(), &e.to_string())),
         }
