@@ -1,10 +1,9 @@
 //! The default backend: sled 0.34 in a directory the relay is given.
 //!
-//! Durability: [`Store::flush`] calls sled's `Db::flush`, which on Linux writes sled's remaining log buffer with
-//! `pwrite` and then calls `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the log file (our copy of
-//! sled, `vendor/sled/MAGPIE.md`, syncs once per flush rather than after every buffer write); a full `fsync`
-//! runs only in sled's background flusher (every 500 ms) and at segment and snapshot boundaries.
-//! `sync_file_range` pushes the data pages to the device, so a flushed
+//! Durability: [`Store::flush`] calls sled's `Db::flush`, which on Linux writes sled's log buffers with
+//! `pwrite` and then `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` over the written range (sled
+//! `pagecache/iobuf.rs`); a full `fsync` runs only in sled's background flusher (every 500 ms) and at
+//! segment and snapshot boundaries. `sync_file_range` pushes the data pages to the device, so a flushed
 //! write survives the relay process dying (`kill -9`, OOM, panic). It does **not** write the file's metadata
 //! (size, newly allocated extents) nor flush the drive's volatile write cache, so after a power loss or a
 //! kernel crash the last ≈ 500 ms of acknowledged envelopes can be lost or torn (sled's CRCs then truncate

@@ -309,11 +309,6 @@ pub(crate) struct IoBufs {
     // file, and there may be buffers that have been written out-of-order
     // to stable storage due to interesting thread interleavings.
     pub stable_lsn: AtomicLsn,
-    // MAGPIE: the highest LSN known to have been pushed to the device by a
-    // sync (`sync_through` or the periodic flusher). Buffers are written with
-    // `pwrite` alone; a flush syncs once for everything written so far.
-    pub synced_lsn: AtomicLsn,
-    sync_mutex: Mutex<()>,
     pub max_reserved_lsn: AtomicLsn,
     pub max_header_stable_lsn: Arc<AtomicLsn>,
     pub segment_accountant: Mutex<SegmentAccountant>,
@@ -417,8 +412,6 @@ impl IoBufs {
             interval_updated: Condvar::new(),
 
             stable_lsn: AtomicLsn::new(stable),
-            synced_lsn: AtomicLsn::new(stable),
-            sync_mutex: Mutex::new(()),
             max_reserved_lsn: AtomicLsn::new(stable),
             max_header_stable_lsn: Arc::new(AtomicLsn::new(next_lsn)),
             segment_accountant: Mutex::new(segment_accountant),
@@ -526,37 +519,6 @@ impl IoBufs {
     pub(in crate::pagecache) fn stable(&self) -> Lsn {
         debug_delay();
         self.stable_lsn.load(Acquire)
-    }
-
-    /// MAGPIE: pushes every buffer written so far (at least through `lsn`,
-    /// which must already be stable, i.e. written) to the device. Concurrent
-    /// callers share one sync: whoever finds `synced_lsn` past its `lsn`
-    /// after taking the mutex returns at once.
-    pub(in crate::pagecache) fn sync_through(&self, lsn: Lsn) -> Result<()> {
-        if self.synced_lsn.load(Acquire) >= lsn {
-            return Ok(());
-        }
-        let _one_sync_at_a_time = self.sync_mutex.lock();
-        if self.synced_lsn.load(Acquire) >= lsn {
-            return Ok(());
-        }
-        let written = self.stable();
-        if !self.config.temporary {
-            io_fail!(self, "buffer sync");
-            sync_written(&self.config.file)?;
-        }
-        super::bump_atomic_lsn(&self.synced_lsn, written);
-        Ok(())
-    }
-
-    /// MAGPIE: the periodic flusher's `sync_all`, which also covers
-    /// everything written before it.
-    pub(crate) fn sync_all(&self) -> Result<()> {
-        let _one_sync_at_a_time = self.sync_mutex.lock();
-        let written = self.stable();
-        self.config.file.sync_all()?;
-        super::bump_atomic_lsn(&self.synced_lsn, written);
-        Ok(())
     }
 
     // Adds a header to the front of the buffer
@@ -764,12 +726,35 @@ impl IoBufs {
         }
         #[cfg(not(feature = "io_uring"))]
         {
-            // MAGPIE: no sync here. Every buffer write used to be followed by
-            // `sync_file_range`, including the two that each transaction and
-            // batch forces (`pin_log`), so a client's every history write
-            // waited on the device. Durability is what `flush` promises, and
-            // `make_stable` syncs once for all buffers written before it.
-            pwrite_all(&self.config.file, data, log_offset)?;
+            let f = &self.config.file;
+            pwrite_all(f, data, log_offset)?;
+            if !self.config.temporary {
+                #[cfg(target_os = "linux")]
+                {
+                    use std::os::unix::io::AsRawFd;
+                    let ret = unsafe {
+                        libc::sync_file_range(
+                            f.as_raw_fd(),
+                            i64::try_from(log_offset).unwrap(),
+                            i64::try_from(total_len).unwrap(),
+                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                                | libc::SYNC_FILE_RANGE_WRITE
+                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                        )
+                    };
+                    if ret < 0 {
+                        let err = std::io::Error::last_os_error();
+                        if let Some(libc::ENOSYS) = err.raw_os_error() {
+                            f.sync_all()?;
+                        } else {
+                            return Err(err.into());
+                        }
+                    }
+                }
+
+                #[cfg(not(target_os = "linux"))]
+                f.sync_all()?;
+            }
         }
         io_fail!(self, "buffer write post");
 
@@ -809,12 +794,8 @@ impl IoBufs {
 
         guard.flush();
 
-        // MAGPIE: a segment may be reused only once what replaced its contents
-        // is on the device, as when every write was synced.
-        let current_max_header_stable_lsn = std::cmp::min(
-            self.max_header_stable_lsn.load(Acquire),
-            self.synced_lsn.load(Acquire),
-        );
+        let current_max_header_stable_lsn =
+            self.max_header_stable_lsn.load(Acquire);
 
         self.sa_stabilize(current_max_header_stable_lsn, &guard)
     }
@@ -897,9 +878,7 @@ pub(in crate::pagecache) fn make_stable(
     iobufs: &Arc<IoBufs>,
     lsn: Lsn,
 ) -> Result<usize> {
-    let written = make_stable_inner(iobufs, lsn, false)?;
-    iobufs.sync_through(lsn)?;
-    Ok(written)
+    make_stable_inner(iobufs, lsn, false)
 }
 
 /// Blocks until the specified log sequence number
@@ -954,9 +933,7 @@ pub(in crate::pagecache) fn make_stable_inner(
             // nothing to write, don't bother sealing
             // current IO buffer.
         } else {
-            // MAGPIE: this thread waits for the write anyway, so it writes the buffer
-            // itself rather than handing it to a pool thread and waiting for that.
-            seal_and_maybe_write(iobufs, &iobuf, header, false, WriteOn::ThisThread)?;
+            maybe_seal_and_write_iobuf(iobufs, &iobuf, header, false)?;
             stable = iobufs.stable();
             // NB we have to continue here to possibly clear
             // the next io buffer, which may have dirty
@@ -1045,23 +1022,6 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
     iobuf: &Arc<IoBuf>,
     header: Header,
     from_reserve: bool,
-) -> Result<()> {
-    seal_and_maybe_write(iobufs, iobuf, header, from_reserve, WriteOn::Pool)
-}
-
-/// MAGPIE: where a sealed buffer with no writers left is written.
-#[derive(Clone, Copy, PartialEq)]
-enum WriteOn {
-    Pool,
-    ThisThread,
-}
-
-fn seal_and_maybe_write(
-    iobufs: &Arc<IoBufs>,
-    iobuf: &Arc<IoBuf>,
-    header: Header,
-    from_reserve: bool,
-    write_on: WriteOn,
 ) -> Result<()> {
     if header::is_sealed(header) {
         // this buffer is already sealed. nothing to do here.
@@ -1220,7 +1180,7 @@ fn seal_and_maybe_write(
         );
         let iobufs = iobufs.clone();
         let iobuf = iobuf.clone();
-        let write = move || {
+        let _result = threadpool::spawn(move || {
             if let Err(e) = iobufs.write_to_log(&iobuf) {
                 error!(
                     "hit error while writing iobuf with lsn {}: {:?}",
@@ -1239,12 +1199,7 @@ fn seal_and_maybe_write(
 
                 let _notified = iobufs.interval_updated.notify_all();
             }
-        };
-        if write_on == WriteOn::ThisThread {
-            write();
-            return Ok(());
-        }
-        let _result = threadpool::spawn(write)?;
+        })?;
 
         #[cfg(feature = "event_log")]
         _result.wait();
@@ -1279,38 +1234,4 @@ impl Debug for IoBuf {
             header::is_sealed(header)
         ))
     }
-}
-
-/// MAGPIE: what each buffer write used to do after its `pwrite`, over the
-/// whole file: on Linux `sync_file_range` (data pages to the device, not the
-/// metadata, as before), elsewhere `sync_all`.
-fn sync_written(file: &std::fs::File) -> Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        #[allow(unsafe_code)]
-        let ret = unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                0,
-                0,
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                    | libc::SYNC_FILE_RANGE_WRITE
-                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            )
-        };
-        if ret < 0 {
-            let err = std::io::Error::last_os_error();
-            if let Some(libc::ENOSYS) = err.raw_os_error() {
-                file.sync_all()?;
-            } else {
-                return Err(err.into());
-            }
-        }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    file.sync_all()?;
-
-    Ok(())
 }
