@@ -51,15 +51,7 @@ async fn push_delivers_a_sent_envelope_and_fetch_agrees() {
     assert_eq!(event["envelope"]["id"], e["id"]);
     assert_eq!(event["envelope"]["from"], "alice");
 
-    let page: Value = http
-        .get(relay.url("/v1/envelopes"))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = mailbox(&http, &relay, &bob).await;
     assert_eq!(page["envelopes"][0]["id"], e["id"]);
     assert_eq!(page["cursor"], event["cursor"]);
 
@@ -136,15 +128,7 @@ async fn sending_and_acking_over_the_push_socket_are_answered_in_order() {
     let reply = next_text(&mut alice_ws).await;
     assert_eq!(reply["code"], "bad_request");
 
-    let page: Value = http
-        .get(relay.url("/v1/envelopes"))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = mailbox(&http, &relay, &bob).await;
     assert_eq!(page["envelopes"].as_array().unwrap().len(), 1);
 
     // Bob acknowledges on his socket: answered in order, and the mailbox is empty after.
@@ -169,15 +153,7 @@ async fn sending_and_acking_over_the_push_socket_are_answered_in_order() {
     let ack = json!({"type": "ack", "ids": [again["id"]]});
     alice_ws.send(Message::text(ack.to_string())).await.unwrap();
     assert_eq!(next_text(&mut alice_ws).await, json!({"type": "acked", "acked": 0}));
-    let page: Value = http
-        .get(relay.url("/v1/envelopes"))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = mailbox(&http, &relay, &bob).await;
     let ids: Vec<&Value> = page["envelopes"].as_array().unwrap().iter().map(|e| &e["id"]).collect();
     assert_eq!(ids, [&again["id"]]);
     relay.stop().await.unwrap();
@@ -372,15 +348,7 @@ async fn over_its_rate_a_socket_sender_is_slowed_and_kept_in_order() {
         "{:?}",
         started.elapsed()
     );
-    let page: Value = http
-        .get(relay.url("/v1/envelopes"))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = mailbox(&http, &relay, &bob).await;
     let stored: Vec<&Value> = page["envelopes"].as_array().unwrap().iter().map(|e| &e["id"]).collect();
     let sent: Vec<&Value> = frames.iter().map(|f| &f["id"]).collect();
     assert_eq!(stored, sent);

@@ -163,6 +163,18 @@ pub async fn http_register(http: &reqwest::Client, base: &str, name: &str) {
     assert_eq!(response.status(), 201);
 }
 
+/// The first page of `token`'s mailbox, over real HTTP.
+pub async fn mailbox(http: &reqwest::Client, relay: &magpie_relay::server::RunningRelay, token: &str) -> Value {
+    http.get(relay.url("/v1/envelopes"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Logs in over real HTTP as a client would: challenge, sign, login. `base` is the relay's URL without a path.
 pub async fn http_login(http: &reqwest::Client, base: &str, name: &str, ca_fingerprint: &[u8; 32]) -> String {
     let challenge: Value = http
