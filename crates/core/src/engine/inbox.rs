@@ -194,7 +194,7 @@ impl Client {
 
     fn after_open(&self, peer: &Username, sealed: &SealedMessage, outcome: Opened) -> Result<Disposition> {
         match outcome {
-            Opened::Text(message, appended) => self.after_receive(peer, message, appended)?,
+            Opened::Text(message, appended) => self.after_receive(message, appended),
             Opened::Other => {}
             // A second copy of something already received: the relay or we crashed before the ack.
             Opened::Failed(magpie_proto::Error::Replay) => {
@@ -267,6 +267,13 @@ impl Client {
             self.inner.outbox_wake.notify_one();
         }
         *session = next;
+        // Once per step, however many texts it stored.
+        if appended.iter().any(|a| matches!(a, Appended::New(_))) {
+            if let Some(mut contact) = self.history().contact(&peer)? {
+                contact.last_activity = Some(now_secs());
+                self.history().put_contact(&contact)?;
+            }
+        }
         self.mark_delivered(&peer, &delivered)?;
         let mut texts = texts.into_iter().zip(appended);
         Ok(outcomes
@@ -298,18 +305,13 @@ impl Client {
         Ok(())
     }
 
-    /// After a text arrived and was stored: tell the UI, touch the contact.
-    fn after_receive(&self, peer: &Username, message: Message, appended: Appended) -> Result<()> {
+    /// After a text arrived and was stored: tell the UI.
+    fn after_receive(&self, message: Message, appended: Appended) {
         if let Appended::New(cursor) = appended {
             let mut view = MessageView::from(&message);
             view.cursor = Some(cursor.value());
             self.emit(Event::MessageReceived { message: view });
-            if let Some(mut contact) = self.history().contact(peer)? {
-                contact.last_activity = Some(now_secs());
-                self.history().put_contact(&contact)?;
-            }
         }
-        Ok(())
     }
 
     /// Seals `plaintext` with the session to `peer` and commits the session, the message (if given) and the
