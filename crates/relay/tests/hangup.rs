@@ -44,10 +44,7 @@ async fn relay_with_flush(flush: impl Fn(&dyn Store) -> StoreResult<()> + Send +
         .await
         .unwrap();
     let http = reqwest::Client::new();
-    http_register(&http, &relay.url(""), "alice").await;
-    http_register(&http, &relay.url(""), "bob").await;
-    let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
-    let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
+    let (alice, bob) = alice_and_bob(&http, &relay).await;
     let bob_ws = push_connect(&relay, &bob).await;
     while relay.state.hub.connections_of("bob") == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -24,10 +24,7 @@ async fn push_delivers_a_sent_envelope_and_fetch_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
     let http = reqwest::Client::new();
-    http_register(&http, &relay.url(""), "alice").await;
-    http_register(&http, &relay.url(""), "bob").await;
-    let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
-    let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
+    let (alice, bob) = alice_and_bob(&http, &relay).await;
 
     let mut ws = push_connect(&relay, &bob).await;
     // The subscription is registered right after the upgrade; wait until the hub sees it.
@@ -86,10 +83,7 @@ async fn sending_and_acking_over_the_push_socket_are_answered_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
     let http = reqwest::Client::new();
-    http_register(&http, &relay.url(""), "alice").await;
-    http_register(&http, &relay.url(""), "bob").await;
-    let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
-    let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
+    let (alice, bob) = alice_and_bob(&http, &relay).await;
     let mut bob_ws = push_connect(&relay, &bob).await;
     let mut alice_ws = push_connect(&relay, &alice).await;
     while relay.state.hub.connections_of("bob") == 0 {
@@ -165,10 +159,7 @@ async fn accepted_envelopes_users_and_tokens_survive_a_restart_on_the_same_direc
     let http = reqwest::Client::new();
     let (bob, ids) = {
         let relay = RunningRelay::start(sled_state(dir.path())).await.unwrap();
-        http_register(&http, &relay.url(""), "alice").await;
-        http_register(&http, &relay.url(""), "bob").await;
-        let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
-        let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
+        let (alice, bob) = alice_and_bob(&http, &relay).await;
         let mut ids = Vec::new();
         for i in 0..20u8 {
             let e = envelope("bob", &[i; 16]);
@@ -321,10 +312,7 @@ async fn over_its_rate_a_socket_sender_is_slowed_and_kept_in_order() {
         .await
         .unwrap();
     let http = reqwest::Client::new();
-    http_register(&http, &relay.url(""), "alice").await;
-    http_register(&http, &relay.url(""), "bob").await;
-    let alice = http_login(&http, &relay.url(""), "alice", &ca().fingerprint).await;
-    let bob = http_login(&http, &relay.url(""), "bob", &ca().fingerprint).await;
+    let (alice, bob) = alice_and_bob(&http, &relay).await;
     let mut alice_ws = push_connect(&relay, &alice).await;
 
     let started = std::time::Instant::now();

@@ -193,13 +193,6 @@ impl RelayClient {
         self.token.read().map(|t| t.is_some()).unwrap_or(false)
     }
 
-    /// Forgets the token (after a 401, before logging in again).
-    pub fn logout(&self) {
-        if let Ok(mut token) = self.token.write() {
-            *token = None;
-        }
-    }
-
     /// The certificate chain the directory holds for `username` (leaf first), unverified.
     pub async fn directory(&self, username: &Username) -> Result<Vec<Certificate>> {
         let path = format!("/v1/directory/{}", username.as_str());

@@ -163,6 +163,16 @@ pub async fn http_register(http: &reqwest::Client, base: &str, name: &str) {
     assert_eq!(response.status(), 201);
 }
 
+/// Registers Alice and Bob over real HTTP and logs both in: their bearer tokens.
+pub async fn alice_and_bob(http: &reqwest::Client, relay: &magpie_relay::server::RunningRelay) -> (String, String) {
+    let base = relay.url("");
+    http_register(http, &base, "alice").await;
+    http_register(http, &base, "bob").await;
+    let alice = http_login(http, &base, "alice", &ca().fingerprint).await;
+    let bob = http_login(http, &base, "bob", &ca().fingerprint).await;
+    (alice, bob)
+}
+
 /// The first page of `token`'s mailbox, over real HTTP.
 pub async fn mailbox(http: &reqwest::Client, relay: &magpie_relay::server::RunningRelay, token: &str) -> Value {
     http.get(relay.url("/v1/envelopes"))
