@@ -66,7 +66,8 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// What a 202 waits for: `flush` (survives a relay crash) or `fsync` (also survives power loss).
+    /// How users, challenges and tokens reach the disk: `flush` (survives a relay crash) or `fsync` (also survives
+    /// power loss). Mailboxes are always synced with fdatasync, which survives both.
     #[arg(long, env = "MAGPIE_RELAY_SYNC", value_enum, default_value_t = SyncMode::Flush)]
     pub sync: SyncMode,
 

@@ -36,9 +36,11 @@
 //!
 //! # Durability
 //! `POST /v1/envelopes` answers 202 only after the envelope is flushed. Flushes are group-committed
-//! ([`store::GroupCommit`]): all requests waiting at a moment share one flush. What sled 0.34's flush
-//! (`sync_file_range`) does and does not protect against is in [`store::SledStore`]'s module docs; run
-//! with `--sync fsync` to survive power loss as well.
+//! ([`store::GroupCommit`]): all requests waiting at a moment share one flush. Mailboxes live in an append-only
+//! log ([`store::LogStore`]) that each flush writes and `fdatasync`s, which survives power loss on honest
+//! hardware. Users, challenges and tokens live in sled: what sled 0.34's flush (`sync_file_range`) does and does
+//! not protect against is in [`store::SledStore`]'s module docs; run with `--sync fsync` to make those survive
+//! power loss as well.
 //!
 //! # Load
 //! `examples/load.rs` drives N authenticated sender→receiver pairs against the real binary and prints

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::api::{now_secs, router, AppState};
 use crate::ca::{self, CaError};
 use crate::config::Config;
-use crate::store::{SledStore, StoreError};
+use crate::store::{LogStore, StoreError, SEGMENT_BYTES};
 use crate::tls::TlsListener;
 
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -76,11 +76,11 @@ fn ensure_writable(dir: &Path) -> Result<(), StartError> {
     std::fs::remove_file(&probe).map_err(fail)
 }
 
-/// Opens the sled store and the CA in `config.data_dir` (creating both at first start).
+/// Opens the store and the CA in `config.data_dir` (creating both at first start).
 pub fn open_state(config: Config) -> Result<AppState, StartError> {
     ensure_writable(&config.data_dir)?;
     let cache_bytes = config.cache_mb.saturating_mul(1 << 20);
-    let store = SledStore::open_with_cache(&config.data_dir.join("store"), config.sync, cache_bytes)?;
+    let store = LogStore::open_with(&config.data_dir.join("store"), config.sync, cache_bytes, SEGMENT_BYTES)?;
     let ca = ca::load_or_create(&config.data_dir)?;
     Ok(AppState::new(Arc::new(store), ca, config)?)
 }

@@ -4,7 +4,7 @@
 
 use magpie_proto::EnvelopeKind;
 use magpie_relay::store::{
-    ChallengeRecord, Inserted, MemoryStore, NewEnvelope, SledStore, Store, SyncMode, TokenRecord, UserRecord,
+    ChallengeRecord, Inserted, LogStore, MemoryStore, NewEnvelope, SledStore, Store, SyncMode, TokenRecord, UserRecord,
     DEDUP_RETENTION_SECS,
 };
 use uuid::Uuid;
@@ -157,11 +157,35 @@ fn story_sled_fsync() {
 }
 
 #[test]
+fn story_log() {
+    let dir = tempfile::tempdir().unwrap();
+    story(&LogStore::open(dir.path(), SyncMode::Flush).unwrap());
+}
+
+#[test]
+fn story_log_with_tiny_segments_retired_as_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open_with(dir.path(), SyncMode::Fsync, 1 << 20, 200).unwrap();
+    story(&store);
+    store.retire_now().unwrap();
+    assert!(store.segments().unwrap().len() <= 3);
+}
+
+#[test]
 fn sled_keeps_everything_across_reopen_and_sequence_stays_monotonic() {
+    keeps_everything_across_reopen(|dir| Box::new(SledStore::open(dir, SyncMode::Flush).unwrap()));
+}
+
+#[test]
+fn log_keeps_everything_across_reopen_and_sequence_stays_monotonic() {
+    keeps_everything_across_reopen(|dir| Box::new(LogStore::open(dir, SyncMode::Flush).unwrap()));
+}
+
+fn keeps_everything_across_reopen(open: impl Fn(&std::path::Path) -> Box<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let id = Uuid::new_v4();
     let first_seq = {
-        let store = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
+        let store = open(dir.path());
         let user = UserRecord {
             username: "bob".into(),
             cert_pem: "PEM".into(),
@@ -174,7 +198,7 @@ fn sled_keeps_everything_across_reopen_and_sequence_stays_monotonic() {
         store.flush().unwrap();
         e.seq
     };
-    let store = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
+    let store = open(dir.path());
     assert!(store.user("bob").unwrap().is_some());
     assert_eq!(store.fetch("bob", 0, 10).unwrap()[0].id, id);
     assert!(matches!(

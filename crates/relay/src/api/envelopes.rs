@@ -78,7 +78,7 @@ pub(crate) async fn send(
 /// Checks a send, writes it to the store (not yet durable) and pushes it to its recipient. Shared by HTTP and the
 /// push socket.
 ///
-/// The push does not wait for the disk: a group commit costs a `sync_file_range`, most of a hop's latency. If a
+/// The push does not wait for the disk: a group commit costs an `fdatasync`, most of a hop's latency. If a
 /// crash loses the envelope before it is durable, its sender got no 202 and sends it again, and the recipient,
 /// who may have it already, drops the second copy by id. The sender's 202 still waits for durability.
 pub(crate) fn stage(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {

@@ -6,6 +6,7 @@
 
 mod commit;
 mod intercept;
+mod log;
 mod memory;
 mod sled;
 
@@ -18,6 +19,7 @@ use uuid::Uuid;
 pub use self::sled::{SledStore, SyncMode};
 pub use commit::GroupCommit;
 pub use intercept::Intercept;
+pub use log::{LogStore, SEGMENT_BYTES};
 pub use memory::MemoryStore;
 
 /// How long the id of an acknowledged envelope is remembered, so a late retry is not delivered again.

@@ -124,6 +124,31 @@ impl SledStore {
     }
 }
 
+/// What [`super::LogStore`] needs besides the [`Store`] methods.
+impl SledStore {
+    /// The next envelope sequence number: increasing across restarts and crashes (sled persists a high-water mark).
+    pub(super) fn next_seq(&self) -> StoreResult<u64> {
+        Ok(self.db.generate_id()?.saturating_add(1))
+    }
+
+    /// The record of an id kept here.
+    pub(super) fn id_record(&self, id: &Uuid) -> StoreResult<Option<IdRecord>> {
+        self.ids.get(id.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Envelopes waiting in the mailboxes of this store's own layout: what a relay that ran with mailboxes in sled
+    /// left behind, for the log store to take over.
+    pub(super) fn legacy_mail(&self) -> StoreResult<Vec<StoredEnvelope>> {
+        self.mail.iter().map(|item| decode(&item?.1)).collect()
+    }
+
+    /// Forgets [`SledStore::legacy_mail`] once the log holds it durably.
+    pub(super) fn clear_legacy_mail(&self) -> StoreResult<()> {
+        self.mail.clear()?;
+        self.flush()
+    }
+}
+
 fn mail_key(to: &str, seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(to.len() + 9);
     key.extend_from_slice(to.as_bytes());

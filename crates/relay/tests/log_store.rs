@@ -1,0 +1,160 @@
+//! The mailbox log beyond the shared story: retiring segments, a torn tail, and taking over a sled relay's mail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use magpie_proto::EnvelopeKind;
+use magpie_relay::store::{Inserted, LogStore, NewEnvelope, SledStore, Store, SyncMode};
+use uuid::Uuid;
+
+const SEGMENT: u64 = 4096;
+
+fn envelope(id: Uuid, to: &str) -> NewEnvelope {
+    NewEnvelope {
+        id,
+        from: "alice".into(),
+        to: to.into(),
+        kind: EnvelopeKind::Message,
+        body_b64: "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB".into(),
+        received_at: 1,
+    }
+}
+
+fn open(dir: &Path) -> LogStore {
+    LogStore::open_with(dir, SyncMode::Flush, 1 << 20, SEGMENT).unwrap()
+}
+
+fn send(store: &dyn Store, to: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    assert!(matches!(
+        store.insert_envelope(envelope(id, to)).unwrap(),
+        Inserted::Stored(_)
+    ));
+    id
+}
+
+fn waiting(store: &dyn Store, to: &str) -> Vec<Uuid> {
+    store
+        .fetch(to, 0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+fn files_ending(dir: &Path, suffix: &str) -> usize {
+    let names = std::fs::read_dir(dir.join("mailbox")).unwrap();
+    names
+        .filter(|f| f.as_ref().unwrap().file_name().to_str().unwrap().ends_with(suffix))
+        .count()
+}
+
+#[test]
+fn retiring_segments_keeps_what_waits_and_remembers_what_was_acked_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Carol is away: her mail waits through every retirement. Bob acks each envelope as it comes.
+    let mut carols = Vec::new();
+    let mut bobs_acked = Vec::new();
+    for round in 0..400 {
+        if round % 20 == 0 {
+            carols.push(send(&store, "carol"));
+        }
+        let id = send(&store, "bob");
+        assert_eq!(store.ack("bob", &[id], 5).unwrap(), 1);
+        bobs_acked.push(id);
+        store.flush().unwrap();
+        store.retire_now().unwrap();
+    }
+    // 400 envelopes and acks are about 60 segments' worth: only the active one and the newest sealed one stay.
+    assert!(store.segments().unwrap().len() <= 2, "{:?}", store.segments().unwrap());
+    assert_eq!(files_ending(dir.path(), ".log"), store.segments().unwrap().len());
+    // One id run per retirement, merged as they come: a handful, not one per round.
+    let runs = files_ending(dir.path(), ".run");
+    assert!((1..=8).contains(&runs), "{runs} id runs");
+    assert_eq!(waiting(&store, "carol"), carols);
+    assert!(waiting(&store, "bob").is_empty());
+    // The first of Bob's ids lives on in sled now; a late retry is still a duplicate.
+    let retry = store.insert_envelope(envelope(bobs_acked[0], "bob")).unwrap();
+    assert!(matches!(retry, Inserted::Duplicate { .. }), "{retry:?}");
+
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(waiting(&store, "carol"), carols);
+    assert!(waiting(&store, "bob").is_empty(), "an acked envelope came back");
+    for id in [bobs_acked[0], bobs_acked[399]] {
+        let retry = store.insert_envelope(envelope(id, "bob")).unwrap();
+        assert!(matches!(retry, Inserted::Duplicate { .. }), "{retry:?}");
+    }
+    assert_eq!(store.ack("carol", &carols, 6).unwrap(), carols.len());
+}
+
+#[test]
+fn a_torn_tail_is_cut_off_and_appending_goes_on_after_the_last_whole_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept: Vec<Uuid> = {
+        let store = LogStore::open(dir.path(), SyncMode::Flush).unwrap();
+        let ids = (0..5).map(|_| send(&store, "bob")).collect();
+        store.flush().unwrap();
+        ids
+    };
+    // What a crash halfway through a write leaves: the start of a record.
+    let segment = dir.path().join("mailbox").join(format!("{:020}.log", 1));
+    let whole = std::fs::metadata(&segment).unwrap().len();
+    let mut tail = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
+    std::io::Write::write_all(&mut tail, &[200, 0, 0, 0, 1, 2, 3, 4, 1, 9, 9]).unwrap();
+    drop(tail);
+
+    let later = {
+        let store = LogStore::open(dir.path(), SyncMode::Flush).unwrap();
+        assert_eq!(std::fs::metadata(&segment).unwrap().len(), whole);
+        assert_eq!(waiting(&store, "bob"), kept);
+        let later = send(&store, "bob");
+        store.flush().unwrap();
+        later
+    };
+    let store = LogStore::open(dir.path(), SyncMode::Flush).unwrap();
+    let mut expected = kept;
+    expected.push(later);
+    assert_eq!(waiting(&store, "bob"), expected);
+}
+
+#[test]
+fn mail_a_sled_relay_left_waiting_moves_into_the_log_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (waits, acked) = {
+        let sled = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
+        let waits: Vec<Uuid> = (0..3).map(|_| send(&sled, "bob")).collect();
+        let acked = send(&sled, "bob");
+        assert_eq!(sled.ack("bob", &[acked], 5).unwrap(), 1);
+        sled.flush().unwrap();
+        (waits, acked)
+    };
+    for _ in 0..2 {
+        let store = open(dir.path());
+        assert_eq!(waiting(&store, "bob"), waits);
+        assert!(matches!(
+            store.insert_envelope(envelope(acked, "bob")).unwrap(),
+            Inserted::Duplicate { .. }
+        ));
+    }
+    // The sled layout's mailbox is empty now: the log alone holds the mail.
+    let sled = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
+    assert!(sled.fetch("bob", 0, 10).unwrap().is_empty());
+}
+
+#[test]
+fn fetches_read_back_envelopes_from_the_buffer_and_from_disk_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let flushed: Vec<Uuid> = (0..100).map(|_| send(&store, "bob")).collect();
+    store.flush().unwrap();
+    let buffered: Vec<Uuid> = (0..3).map(|_| send(&store, "bob")).collect();
+    let all = store.fetch("bob", 0, usize::MAX).unwrap();
+    let ids: Vec<Uuid> = all.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [flushed, buffered].concat());
+    assert!(all.iter().all(|e| e.body_b64 == envelope(e.id, "bob").body_b64));
+    let unique: HashSet<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(unique.len(), all.len());
+}
