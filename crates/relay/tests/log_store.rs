@@ -158,3 +158,127 @@ fn fetches_read_back_envelopes_from_the_buffer_and_from_disk_alike() {
     let unique: HashSet<u64> = all.iter().map(|e| e.seq).collect();
     assert_eq!(unique.len(), all.len());
 }
+
+/// Senders, a reader that acks as it goes, flushes and retirements all at once: nothing lost, nothing passed
+/// over by the reader's cursor, nothing acked comes back, before and after a reopen.
+#[test]
+fn racing_senders_reader_flushes_and_retirements_lose_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+    const SENDERS: usize = 3;
+    const EACH: usize = 1_500;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LogStore::open_with(dir.path(), SyncMode::Flush, 1 << 20, 16 * 1024).unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut sent = (Vec::new(), Vec::new());
+                for n in 0..EACH {
+                    if (n + i) % 5 == 0 {
+                        sent.1.push(send(&*store, "carol"));
+                    } else {
+                        sent.0.push(send(&*store, "bob"));
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    let flusher = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(SeqCst) {
+                store.flush().unwrap();
+                store.retire_now().unwrap();
+            }
+        })
+    };
+    let mut bob_got = Vec::new();
+    let mut after = 0;
+    let mut senders_done = false;
+    loop {
+        let page = store.fetch("bob", after, 50).unwrap();
+        if page.is_empty() && senders_done {
+            break;
+        }
+        senders_done = senders.iter().all(|s| s.is_finished());
+        let ids: Vec<Uuid> = page.iter().map(|e| e.id).collect();
+        if let Some(last) = page.last() {
+            assert!(last.seq > after);
+            after = last.seq;
+        }
+        assert_eq!(store.ack("bob", &ids, 9).unwrap(), ids.len());
+        bob_got.extend(ids);
+    }
+    let mut bob_sent = HashSet::new();
+    let mut carol_sent = HashSet::new();
+    for s in senders {
+        let (bob, carol) = s.join().unwrap();
+        bob_sent.extend(bob);
+        carol_sent.extend(carol);
+    }
+    done.store(true, SeqCst);
+    flusher.join().unwrap();
+    store.flush().unwrap();
+    assert_eq!(
+        bob_got.len(),
+        bob_sent.len(),
+        "each of Bob's envelopes read exactly once"
+    );
+    assert_eq!(bob_got.iter().copied().collect::<HashSet<_>>(), bob_sent);
+    let carols = waiting(&*store, "carol");
+    assert_eq!(carols.iter().copied().collect::<HashSet<_>>(), carol_sent);
+
+    drop(store);
+    let store = LogStore::open_with(dir.path(), SyncMode::Flush, 1 << 20, 16 * 1024).unwrap();
+    assert!(waiting(&store, "bob").is_empty(), "an acked envelope came back");
+    assert_eq!(waiting(&store, "carol"), carols);
+    for id in bob_got.iter().step_by(97) {
+        assert!(matches!(
+            store.insert_envelope(envelope(*id, "bob")).unwrap(),
+            Inserted::Duplicate { .. }
+        ));
+    }
+    // Once Carol has read hers, everything but the newest sealed segment and the active one can go.
+    assert_eq!(store.ack("carol", &carols, 10).unwrap(), carols.len());
+    let before = store.segments().unwrap();
+    while store.segments().unwrap().last() < Some(&(before.last().unwrap() + 2)) {
+        let id = send(&store, "bob");
+        store.ack("bob", &[id], 10).unwrap();
+        store.flush().unwrap();
+    }
+    store.retire_now().unwrap();
+    assert_eq!(store.segments().unwrap().len(), 2, "{:?}", store.segments().unwrap());
+}
+
+/// An envelope whose record stays in a segment kept for the mail waiting beside it, acked in a segment that is
+/// retired: the ack is carried forward, or a restart would deliver the envelope again.
+#[test]
+fn an_ack_outlives_the_segment_it_was_written_in_while_its_envelope_record_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let carols: Vec<Uuid> = (0..25).map(|_| send(&store, "carol")).collect();
+    store.flush().unwrap();
+    let fill = |store: &LogStore| {
+        let first = *store.segments().unwrap().last().unwrap();
+        while *store.segments().unwrap().last().unwrap() == first {
+            let id = send(store, "bob");
+            store.ack("bob", &[id], 5).unwrap();
+            store.flush().unwrap();
+        }
+    };
+    fill(&store);
+    store.ack("carol", &carols[..1], 6).unwrap();
+    fill(&store);
+    fill(&store);
+    store.retire_now().unwrap();
+    let segments = store.segments().unwrap();
+    assert_eq!(segments[0], 1, "Carol's segment stays: {segments:?}");
+    assert!(!segments.contains(&2), "the segment with the ack went: {segments:?}");
+
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(waiting(&store, "carol"), carols[1..], "the acked envelope came back");
+}

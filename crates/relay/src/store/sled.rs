@@ -47,6 +47,8 @@ pub struct SledStore {
     /// `acked_at (u64 BE) ‖ batch (u64 BE)` → the 16-byte ids one ack acknowledged: which ids to forget, oldest
     /// first. One entry per ack, not per id: a write per envelope less. (Before, `acked_at ‖ id` → empty.)
     acked: Tree,
+    /// Mailbox log segments of [`super::LogStore`] retired but maybe not yet deleted: never to be replayed.
+    retired_segments: Tree,
     fsync: Option<File>,
     /// Held from drawing an envelope's seq to writing its mail, one lock per stripe of recipients: a mailbox's
     /// envelopes become visible in seq order, so a reader paging on with `after` never passes one that commits
@@ -78,6 +80,7 @@ impl SledStore {
             mail: db.open_tree("mail")?,
             ids: db.open_tree("ids")?,
             acked: db.open_tree("acked")?,
+            retired_segments: db.open_tree("retired_segments")?,
             db,
             fsync,
             mailbox_order: (0..MAILBOX_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -134,6 +137,37 @@ impl SledStore {
     /// The record of an id kept here.
     pub(super) fn id_record(&self, id: &Uuid) -> StoreResult<Option<IdRecord>> {
         self.ids.get(id.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Marks mailbox log segments retired, durably: from here they must never be replayed.
+    pub(super) fn mark_retired(&self, segments: &[u64]) -> StoreResult<()> {
+        for segment in segments {
+            self.retired_segments.insert(segment.to_be_bytes(), &[] as &[u8])?;
+        }
+        self.flush()
+    }
+
+    /// Forgets the marks of segments whose files are deleted (not flushed: a mark left over is harmless).
+    pub(super) fn unmark_retired(&self, segments: &[u64]) -> StoreResult<()> {
+        for segment in segments {
+            self.retired_segments.remove(segment.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Segments marked retired.
+    pub(super) fn retired_segments(&self) -> StoreResult<Vec<u64>> {
+        self.retired_segments
+            .iter()
+            .keys()
+            .map(|k| {
+                let bytes: [u8; 8] = k?
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("retired segment key".into()))?;
+                Ok(u64::from_be_bytes(bytes))
+            })
+            .collect()
     }
 
     /// Envelopes waiting in the mailboxes of this store's own layout: what a relay that ran with mailboxes in sled

@@ -229,8 +229,8 @@ impl Runs {
         })
     }
 
-    /// The newest retirement the runs hold (0: none).
-    pub(super) fn retired_through(&self) -> u64 {
+    /// The newest retirement round the runs hold (0: none).
+    pub(super) fn last_round(&self) -> u64 {
         self.runs.last().map_or(0, |r| r.hi)
     }
 
@@ -250,11 +250,11 @@ impl Runs {
         Ok(None)
     }
 
-    /// Writes the ids of retirement `through` as a run file. Call without holding the runs: it is slow.
-    pub(super) fn write(&self, through: u64, mut ids: Vec<RetiredId>) -> StoreResult<PendingRun> {
+    /// Writes the ids of retirement `round` as a run file. Call without holding the runs: it is slow.
+    pub(super) fn write(&self, round: u64, mut ids: Vec<RetiredId>) -> StoreResult<PendingRun> {
         ids.sort_unstable_by_key(|e| e.id);
         ids.dedup_by_key(|e| e.id);
-        let (lo, hi) = (through, through);
+        let (lo, hi) = (round, round);
         let run = write_run(&self.dir, lo, hi, ids.len() as u64, ids.into_iter().map(Ok))?;
         Ok(PendingRun(run))
     }
@@ -324,7 +324,7 @@ impl Runs {
     pub(super) fn purge(&mut self, cutoff: u64) -> usize {
         let mut purged = 0;
         let dir = self.dir.clone();
-        // The newest run stays, whatever its age: its name records how far segments are retired.
+        // The newest run stays, whatever its age: its name numbers the next round.
         let newest = self.runs.pop();
         self.runs.retain(|r| {
             if r.newest_ack >= cutoff {
@@ -421,7 +421,7 @@ mod tests {
         }
         assert!(runs.runs.len() <= 3, "{} runs", runs.runs.len());
         assert_eq!(runs.len(), 1_800);
-        assert_eq!(runs.retired_through(), 6);
+        assert_eq!(runs.last_round(), 6);
         for e in &all {
             assert_eq!(runs.find(&e.id).unwrap(), Some(*e));
         }
@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(strangers, 0);
 
         let reopened = Runs::open(dir.path()).unwrap();
-        assert_eq!((reopened.len(), reopened.retired_through()), (1_800, 6));
+        assert_eq!((reopened.len(), reopened.last_round()), (1_800, 6));
         assert_eq!(reopened.find(&all[17].id).unwrap(), Some(all[17]));
 
         // Merging drops what expired; the purge deletes runs past their time but keeps the newest.
@@ -441,7 +441,7 @@ mod tests {
         assert_eq!(reopened.len(), 900);
         assert_eq!(reopened.find(&all[0].id).unwrap(), None);
         assert_eq!(reopened.purge(100), 0);
-        assert_eq!(reopened.retired_through(), 6);
+        assert_eq!(reopened.last_round(), 6);
     }
 
     #[test]
