@@ -3,8 +3,8 @@
 //! Why: with mailboxes in sled, every envelope cost four tree writes and two reads (claim the id, write the
 //! mail; on ack read the id, delete the mail, mark the id), two thirds of the relay's CPU under load. Here a send
 //! appends one record to a buffer and an ack appends one record for all the ids it lists; the group commit
-//! writes the buffer and syncs it (`fdatasync`, which also survives power loss). Users, challenges, tokens,
-//! and the ids of envelopes acknowledged long ago stay in sled ([`SledStore`]).
+//! writes the buffer and syncs it (`fdatasync`, which also survives power loss). Users, challenges and tokens
+//! stay in sled ([`SledStore`]).
 //!
 //! - **Layout:** sled in the store directory; the log in its `mailbox/` directory as numbered segments
 //!   (`record.rs` has the format). A segment is sealed once it passes `segment_bytes`, and appends go on in the next.
@@ -352,7 +352,10 @@ impl Store for LogStore {
         let from_runs = self.log.runs.write().map_err(poisoned)?.purge(cutoff);
         let mut g = self.log.lock()?;
         let before = g.ids.len();
-        g.ids.retain(|_, e| e.acked_at.is_none_or(|at| at >= cutoff));
+        // An id whose ack record is in another segment stays until its own segment retires: retirement must
+        // know that ack, to carry it forward if that other segment goes first.
+        g.ids
+            .retain(|_, e| e.acked_at.is_none_or(|at| at >= cutoff) || e.ack_segment != e.segment);
         Ok(purged + from_runs + (before - g.ids.len()))
     }
 
