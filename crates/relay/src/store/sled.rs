@@ -134,6 +134,11 @@ impl SledStore {
         Ok(self.db.generate_id()?.saturating_add(1))
     }
 
+    /// Whether any id is kept here (none, unless this directory served a relay that kept mailboxes in sled).
+    pub(super) fn has_ids(&self) -> bool {
+        !self.ids.is_empty()
+    }
+
     /// The record of an id kept here.
     pub(super) fn id_record(&self, id: &Uuid) -> StoreResult<Option<IdRecord>> {
         self.ids.get(id.as_bytes())?.map(|v| decode(&v)).transpose()

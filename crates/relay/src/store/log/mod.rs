@@ -70,6 +70,10 @@ struct Log {
     expired_before: AtomicU64,
     /// sled was written since its last flush.
     meta_dirty: AtomicBool,
+    /// sled holds ids of a relay that kept mailboxes there: consult them.
+    legacy_ids: bool,
+    /// Users known to exist (a name, once registered, stays): spares a sled read on every send.
+    known_users: RwLock<HashSet<String>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -146,7 +150,6 @@ impl LogStore {
         let (inner, synced, deleted) = recover::recover(&log_dir, &retired)?;
         meta.unmark_retired(&deleted)?;
         let log = Arc::new(Log {
-            meta,
             dir: log_dir,
             segment_bytes: segment_bytes.max(1),
             inner: Mutex::new(inner),
@@ -155,6 +158,9 @@ impl LogStore {
             runs: RwLock::new(runs),
             expired_before: AtomicU64::new(0),
             meta_dirty: AtomicBool::new(false),
+            legacy_ids: meta.has_ids(),
+            known_users: RwLock::new(HashSet::new()),
+            meta,
         });
         log.take_over_legacy_mail()?;
         let (wake_retirer, wakes) = mpsc::sync_channel(1);
@@ -263,7 +269,18 @@ impl Store for LogStore {
     }
 
     fn has_user(&self, username: &str) -> StoreResult<bool> {
-        self.log.meta.has_user(username)
+        if self.log.known_users.read().map_err(poisoned)?.contains(username) {
+            return Ok(true);
+        }
+        let exists = self.log.meta.has_user(username)?;
+        if exists {
+            self.log
+                .known_users
+                .write()
+                .map_err(poisoned)?
+                .insert(username.to_owned());
+        }
+        Ok(exists)
     }
 
     fn put_challenge(&self, nonce: &[u8], challenge: &ChallengeRecord) -> StoreResult<()> {
@@ -291,11 +308,12 @@ impl Store for LogStore {
             Some(e) => Some((pair_hash(&e.from, &e.to), e.seq)),
             None => match self.log.runs.read().map_err(poisoned)?.find(&envelope.id)? {
                 Some(r) => Some((r.pair, r.seq)),
-                None => self
+                None if self.log.legacy_ids => self
                     .log
                     .meta
                     .id_record(&envelope.id)?
                     .and_then(|r| r.acked_at.is_some().then(|| (pair_hash(&r.from, &r.to), r.seq))),
+                None => None,
             },
         };
         if let Some((known_pair, seq)) = known {
