@@ -71,11 +71,19 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_SYNC", value_enum, default_value_t = SyncMode::Flush)]
     pub sync: SyncMode,
 
+    /// Size at which a mailbox log segment is sealed, KiB. Memory holds the ids of the live segments (about 100
+    /// bytes each); sealed segments that are mostly acknowledged are reclaimed in the background.
+    #[arg(long, env = "MAGPIE_RELAY_SEGMENT_KB", default_value_t = DEFAULT_SEGMENT_KB)]
+    pub segment_kb: u64,
+
     /// The database's page cache, MiB: most of the relay's memory under load. Recent mail, tokens and users are
     /// what it holds; pages beyond it are read back from the file (usually the OS cache).
     #[arg(long, env = "MAGPIE_RELAY_CACHE_MB", default_value_t = DEFAULT_CACHE_MB)]
     pub cache_mb: u64,
 }
+
+/// Default `--segment-kb`: 16 MiB.
+pub const DEFAULT_SEGMENT_KB: u64 = crate::store::SEGMENT_BYTES >> 10;
 
 /// Default `--cache-mb`. In a 30 s run of 100 busy pairs whose receivers ack (`examples/load.rs`), 32 MiB left
 /// the relay at 105 MB resident, 24 MiB at 94 MB and 16 MiB at 82 MB, all at the same throughput; the OS page cache
@@ -99,6 +107,7 @@ impl Config {
             sync: SyncMode::Flush,
             commit_delay_us: 500,
             cache_mb: DEFAULT_CACHE_MB,
+            segment_kb: DEFAULT_SEGMENT_KB,
             tls_cert: None,
             tls_key: None,
         }

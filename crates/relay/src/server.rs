@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::api::{now_secs, router, AppState};
 use crate::ca::{self, CaError};
 use crate::config::Config;
-use crate::store::{LogStore, StoreError, SEGMENT_BYTES};
+use crate::store::{LogStore, StoreError};
 use crate::tls::TlsListener;
 
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -80,7 +80,8 @@ fn ensure_writable(dir: &Path) -> Result<(), StartError> {
 pub fn open_state(config: Config) -> Result<AppState, StartError> {
     ensure_writable(&config.data_dir)?;
     let cache_bytes = config.cache_mb.saturating_mul(1 << 20);
-    let store = LogStore::open_with(&config.data_dir.join("store"), config.sync, cache_bytes, SEGMENT_BYTES)?;
+    let segment_bytes = config.segment_kb.saturating_mul(1 << 10);
+    let store = LogStore::open_with(&config.data_dir.join("store"), config.sync, cache_bytes, segment_bytes)?;
     let ca = ca::load_or_create(&config.data_dir)?;
     Ok(AppState::new(Arc::new(store), ca, config)?)
 }

@@ -1,8 +1,10 @@
 //! Storage behind a trait: users and certificates, login challenges, hashed tokens, mailboxes.
 //!
-//! Every backend passes the same story test (`tests/store_story.rs`), so a later PostgreSQL backend has a
-//! spec to meet. Methods are synchronous: sled and the memory map answer in microseconds, and the one slow
-//! operation, [`Store::flush`], is called only from the group-commit thread ([`GroupCommit`]).
+//! Backends: [`LogStore`] (the relay's: mailboxes in an append-only log, the rest in sled), [`SledStore`]
+//! (everything in sled: the layout relays used before, and a reference) and [`MemoryStore`] (unit tests). Every
+//! backend passes the same story test (`tests/store_story.rs`), so a later PostgreSQL backend has a spec to meet.
+//! Methods are synchronous: each answers in microseconds, and the one slow operation, [`Store::flush`], is called
+//! only from the group-commit thread ([`GroupCommit`]).
 
 mod commit;
 mod intercept;
