@@ -77,7 +77,7 @@ pub(super) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) ->
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        buf = &mut buf[n..];
+        buf = &mut std::mem::take(&mut buf)[n..];
         offset += n as u64;
     }
     Ok(())
