@@ -119,6 +119,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_debian_defaults_file_lists_every_variable() {
+        use clap::CommandFactory as _;
+        let listed = include_str!("../debian/magpie-relay.default");
+        let missing: Vec<String> = Config::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().and_then(|v| v.to_str()).map(str::to_owned))
+            // The service unit passes the data directory itself.
+            .filter(|v| v != "MAGPIE_RELAY_DATA" && !listed.contains(&format!("#{v}=")))
+            .collect();
+        assert!(missing.is_empty(), "not in debian/magpie-relay.default: {missing:?}");
+    }
+
+    #[test]
     fn flag_defaults_match_with_data_dir() {
         let parsed = Config::parse_from(["magpie-relay", "--data", "/tmp/x"]);
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::with_data_dir("/tmp/x")));
