@@ -87,8 +87,8 @@ impl Metrics {
         self.flush_latency.observe(took);
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition (format 0.0.4), with the store's own gauges.
+    pub fn render(&self, store: &[crate::store::StoreGauge]) -> String {
         let mut out = String::with_capacity(4096);
         let gauge = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
             let _ = writeln!(
@@ -177,6 +177,15 @@ impl Metrics {
         );
         self.flush_latency
             .render(&mut out, "magpie_store_flush_duration_seconds", "Store flush latency.");
+        for g in store {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}",
+                name = g.name,
+                help = g.help,
+                value = g.value
+            );
+        }
         out
     }
 }

@@ -378,6 +378,19 @@ async fn kill_9_while_sending_reading_and_retiring_loses_nothing() {
     }
     let unique: HashSet<&String> = waiting.iter().collect();
     assert_eq!(unique.len(), waiting.len(), "an envelope is waiting twice");
+    let metrics = http
+        .get(relay.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let waiting_gauge = format!("magpie_mailbox_waiting_envelopes {}", waiting.len());
+    assert!(
+        metrics.contains(&waiting_gauge),
+        "{waiting_gauge} missing from\n{metrics}"
+    );
     let lost = accepted_before
         .iter()
         .filter(|id| !read_before.contains(*id) && !unique.contains(id))

@@ -157,6 +157,9 @@ fn fetches_read_back_envelopes_from_the_buffer_and_from_disk_alike() {
     assert!(all.iter().all(|e| e.body_b64 == envelope(e.id, "bob").body_b64));
     let unique: HashSet<u64> = all.iter().map(|e| e.seq).collect();
     assert_eq!(unique.len(), all.len());
+    let gauge = |name: &str| store.gauges().into_iter().find(|g| g.name == name).unwrap().value;
+    assert_eq!(gauge("magpie_mailbox_waiting_envelopes"), 103);
+    assert_eq!(gauge("magpie_mailbox_log_ids"), 103);
 }
 
 /// Senders, a reader that acks as it goes, flushes and retirements all at once: nothing lost, nothing passed

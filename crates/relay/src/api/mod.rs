@@ -217,7 +217,7 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
+        state.metrics.render(&state.store.gauges()),
     )
         .into_response()
 }

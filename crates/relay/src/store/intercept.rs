@@ -116,4 +116,7 @@ impl Store for Intercept {
             None => self.inner.flush(),
         }
     }
+    fn gauges(&self) -> Vec<super::StoreGauge> {
+        self.inner.gauges()
+    }
 }

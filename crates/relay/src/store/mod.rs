@@ -150,6 +150,17 @@ struct IdRecord {
     acked_at: Option<u64>,
 }
 
+/// A figure a backend reports at `GET /metrics` (a Prometheus gauge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreGauge {
+    /// Metric name.
+    pub name: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+    /// Its value now.
+    pub value: u64,
+}
+
 /// Everything the relay persists. Implementations must be safe to call from many threads.
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Registers a user; `Ok(false)` when the name is already taken (first come, atomically).
@@ -181,6 +192,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Makes every write that returned before this call durable (see the crate docs for what sled's
     /// flush guarantees).
     fn flush(&self) -> StoreResult<()>;
+
+    /// What the backend reports about itself at `GET /metrics` (nothing by default).
+    fn gauges(&self) -> Vec<StoreGauge> {
+        Vec::new()
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {

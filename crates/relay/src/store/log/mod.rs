@@ -41,8 +41,8 @@ use uuid::Uuid;
 use self::record::Record;
 use self::runs::{pair_hash, Runs};
 use super::{
-    ChallengeRecord, Inserted, NewEnvelope, SledStore, Store, StoreError, StoreResult, StoredEnvelope, SyncMode,
-    TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+    ChallengeRecord, Inserted, NewEnvelope, SledStore, Store, StoreError, StoreGauge, StoreResult, StoredEnvelope,
+    SyncMode, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
 /// Default size at which a segment is sealed. At 50,000 envelopes/s of 400 bytes that is one segment every
@@ -375,6 +375,45 @@ impl Store for LogStore {
         g.ids
             .retain(|_, e| e.acked_at.is_none_or(|at| at >= cutoff) || e.ack_segment != e.segment);
         Ok(purged + from_runs + (before - g.ids.len()))
+    }
+
+    fn gauges(&self) -> Vec<StoreGauge> {
+        let gauge = |name, help, value: usize| StoreGauge {
+            name,
+            help,
+            value: value as u64,
+        };
+        let (segments, ids, waiting) = match self.log.lock() {
+            Ok(g) => (
+                g.segments.len(),
+                g.ids.len(),
+                g.mailboxes.values().map(BTreeMap::len).sum(),
+            ),
+            Err(_) => return Vec::new(),
+        };
+        let (runs, retired) = match self.log.runs.read() {
+            Ok(r) => (r.count(), r.ids()),
+            Err(_) => return Vec::new(),
+        };
+        vec![
+            gauge("magpie_mailbox_log_segments", "Mailbox log segments on disk.", segments),
+            gauge(
+                "magpie_mailbox_log_ids",
+                "Envelope ids held in memory (live segments).",
+                ids,
+            ),
+            gauge(
+                "magpie_mailbox_waiting_envelopes",
+                "Envelopes waiting in mailboxes.",
+                waiting,
+            ),
+            gauge("magpie_mailbox_id_runs", "Files of retired, acknowledged ids.", runs),
+            gauge(
+                "magpie_mailbox_retired_ids",
+                "Acknowledged ids kept in those files.",
+                retired,
+            ),
+        ]
     }
 
     fn flush(&self) -> StoreResult<()> {

@@ -235,9 +235,16 @@ impl Runs {
     }
 
     /// Ids held, across all runs.
-    #[cfg(test)]
-    fn len(&self) -> u64 {
-        self.runs.iter().map(|r| r.count).sum()
+    pub(super) fn ids(&self) -> usize {
+        self.runs
+            .iter()
+            .map(|r| usize::try_from(r.count).unwrap_or(usize::MAX))
+            .sum()
+    }
+
+    /// How many runs there are.
+    pub(super) fn count(&self) -> usize {
+        self.runs.len()
     }
 
     /// Finds an id, newest run first.
@@ -420,7 +427,7 @@ mod tests {
             }
         }
         assert!(runs.runs.len() <= 3, "{} runs", runs.runs.len());
-        assert_eq!(runs.len(), 1_800);
+        assert_eq!(runs.ids(), 1_800);
         assert_eq!(runs.last_round(), 6);
         for e in &all {
             assert_eq!(runs.find(&e.id).unwrap(), Some(*e));
@@ -431,14 +438,14 @@ mod tests {
         assert_eq!(strangers, 0);
 
         let reopened = Runs::open(dir.path()).unwrap();
-        assert_eq!((reopened.len(), reopened.last_round()), (1_800, 6));
+        assert_eq!((reopened.ids(), reopened.last_round()), (1_800, 6));
         assert_eq!(reopened.find(&all[17].id).unwrap(), Some(all[17]));
 
         // Merging drops what expired; the purge deletes runs past their time but keeps the newest.
         let merged = reopened.merge(1, 6, 4).unwrap();
         let mut reopened = reopened;
         reopened.replace(merged);
-        assert_eq!(reopened.len(), 900);
+        assert_eq!(reopened.ids(), 900);
         assert_eq!(reopened.find(&all[0].id).unwrap(), None);
         assert_eq!(reopened.purge(100), 0);
         assert_eq!(reopened.last_round(), 6);
@@ -456,7 +463,7 @@ mod tests {
         let merged = runs.merge(1, 2, 0).unwrap();
         drop(merged);
         let reopened = Runs::open(dir.path()).unwrap();
-        assert_eq!((reopened.runs.len(), reopened.len()), (1, 2));
+        assert_eq!((reopened.runs.len(), reopened.ids()), (1, 2));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
