@@ -74,6 +74,68 @@ impl Relay {
     }
 }
 
+/// `senders` tasks that post `envelopes` from one shared queue until it is empty or the relay is gone; each
+/// records the ids (as JSON text) that got a 202.
+type Accepted = Arc<Mutex<Vec<String>>>;
+
+fn send_all(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    envelopes: Arc<Vec<Value>>,
+    senders: usize,
+) -> (Vec<tokio::task::JoinHandle<()>>, Accepted) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let accepted = Accepted::default();
+    let tasks = (0..senders)
+        .map(|_| {
+            let (http, base, token) = (http.clone(), base.to_owned(), token.to_owned());
+            let (next, accepted, envelopes) = (next.clone(), accepted.clone(), envelopes.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(e) = envelopes.get(i) else { return };
+                    match http
+                        .post(format!("{base}/v1/envelopes"))
+                        .bearer_auth(&token)
+                        .json(e)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 202 => accepted.lock().unwrap().push(e["id"].to_string()),
+                        Ok(r) => panic!("unexpected {}", r.status()),
+                        Err(_) => return, // the relay is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    (tasks, accepted)
+}
+
+/// The ids (as JSON text) of everything waiting in `token`'s mailbox, paging on with the cursor.
+async fn waiting_ids(http: &reqwest::Client, relay: &Relay, token: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Value = http
+            .get(relay.url(&format!("/v1/envelopes?after={after}&limit=1000")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let batch = page["envelopes"].as_array().unwrap();
+        if batch.is_empty() {
+            return ids;
+        }
+        ids.extend(batch.iter().map(|e| e["id"].to_string()));
+        after = page["cursor"].as_u64().unwrap();
+    }
+}
+
 async fn register_and_login(http: &reqwest::Client, relay: &Relay, name: &str) -> String {
     http_register(http, &relay.url(""), name).await;
     http_login(http, &relay.url(""), name, &relay.fingerprint_bytes()).await
@@ -156,36 +218,8 @@ async fn kill_9_while_sending_loses_no_accepted_envelope_and_duplicates_none() {
     let envelopes: Arc<Vec<Value>> = Arc::new((0..TOTAL).map(|i| envelope("bob", &i.to_le_bytes())).collect());
 
     // Senders share one queue; each records the ids that got a 202.
-    let send_all = |base: String, token: String, envelopes: Arc<Vec<Value>>| {
-        let next = Arc::new(AtomicUsize::new(0));
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let tasks: Vec<_> = (0..SENDERS)
-            .map(|_| {
-                let (http, base, token) = (http.clone(), base.clone(), token.clone());
-                let (next, accepted, envelopes) = (next.clone(), accepted.clone(), envelopes.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(e) = envelopes.get(i) else { return };
-                        match http
-                            .post(format!("{base}/v1/envelopes"))
-                            .bearer_auth(&token)
-                            .json(e)
-                            .send()
-                            .await
-                        {
-                            Ok(r) if r.status() == 202 => accepted.lock().unwrap().push(e["id"].clone()),
-                            Ok(r) => panic!("unexpected {}", r.status()),
-                            Err(_) => return, // the relay is gone
-                        }
-                    }
-                })
-            })
-            .collect();
-        (tasks, accepted)
-    };
 
-    let (tasks, accepted) = send_all(relay.base.clone(), alice.clone(), envelopes.clone());
+    let (tasks, accepted) = send_all(&http, &relay.base, &alice, envelopes.clone(), SENDERS);
     while accepted.lock().unwrap().len() < TOTAL * 3 / 10 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -194,41 +228,17 @@ async fn kill_9_while_sending_loses_no_accepted_envelope_and_duplicates_none() {
     for t in tasks {
         t.await.unwrap();
     }
-    let acked_before: Vec<Value> = accepted.lock().unwrap().clone();
+    let acked_before: Vec<String> = accepted.lock().unwrap().clone();
     assert!(acked_before.len() < TOTAL, "the kill came too late to test anything");
 
     // Restart on the same directory: same CA, tokens still valid, every 202'd envelope there once.
     let first_fingerprint = relay.fingerprint.clone();
     let relay = Relay::start(dir.path(), &limits);
     assert_eq!(relay.fingerprint, first_fingerprint, "the CA was not reloaded");
-    let fetch_all = || async {
-        let mut ids = Vec::new();
-        let mut after = 0;
-        loop {
-            let page: Value = http
-                .get(relay.url(&format!("/v1/envelopes?after={after}&limit=1000")))
-                .bearer_auth(&bob)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let batch = page["envelopes"].as_array().unwrap();
-            if batch.is_empty() {
-                return ids;
-            }
-            ids.extend(batch.iter().map(|e| e["id"].clone()));
-            after = page["cursor"].as_u64().unwrap();
-        }
-    };
-    let delivered = fetch_all().await;
-    let unique: HashSet<String> = delivered.iter().map(|v| v.to_string()).collect();
+    let delivered = waiting_ids(&http, &relay, &bob).await;
+    let unique: HashSet<String> = delivered.iter().cloned().collect();
     assert_eq!(unique.len(), delivered.len(), "an envelope was stored twice");
-    let missing = acked_before
-        .iter()
-        .filter(|id| !unique.contains(&id.to_string()))
-        .count();
+    let missing = acked_before.iter().filter(|id| !unique.contains(*id)).count();
     assert_eq!(
         missing,
         0,
@@ -237,13 +247,13 @@ async fn kill_9_while_sending_loses_no_accepted_envelope_and_duplicates_none() {
     );
 
     // The client retries everything; ids make it idempotent, so bob ends with exactly 10,000.
-    let (tasks, accepted) = send_all(relay.base.clone(), alice.clone(), envelopes.clone());
+    let (tasks, accepted) = send_all(&http, &relay.base, &alice, envelopes.clone(), SENDERS);
     for t in tasks {
         t.await.unwrap();
     }
     assert_eq!(accepted.lock().unwrap().len(), TOTAL);
-    let delivered = fetch_all().await;
-    let unique: HashSet<String> = delivered.iter().map(|v| v.to_string()).collect();
+    let delivered = waiting_ids(&http, &relay, &bob).await;
+    let unique: HashSet<String> = delivered.iter().cloned().collect();
     assert_eq!((delivered.len(), unique.len()), (TOTAL, TOTAL));
     eprintln!(
         "kill -9 after {} accepted of {TOTAL}: all delivered, none twice; after retries {} unique",
@@ -279,25 +289,7 @@ async fn kill_9_while_sending_reading_and_retiring_loses_nothing() {
     let envelopes: Vec<Value> = (0..TOTAL).map(|i| envelope("bob", &i.to_le_bytes())).collect();
     let ids: Vec<String> = envelopes.iter().map(|e| e["id"].to_string()).collect();
 
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    let sender = {
-        let (http, base, accepted, envelopes) = (http.clone(), relay.base.clone(), accepted.clone(), envelopes.clone());
-        tokio::spawn(async move {
-            for e in &envelopes {
-                match http
-                    .post(format!("{base}/v1/envelopes"))
-                    .bearer_auth(&alice)
-                    .json(e)
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 202 => accepted.lock().unwrap().push(e["id"].to_string()),
-                    Ok(r) => panic!("unexpected {}", r.status()),
-                    Err(_) => return,
-                }
-            }
-        })
-    };
+    let (sender, accepted) = send_all(&http, &relay.base, &alice, Arc::new(envelopes), 1);
     let read = Arc::new(Mutex::new(HashSet::new()));
     let reader = {
         let (http, base, bob, read) = (http.clone(), relay.base.clone(), bob.clone(), read.clone());
@@ -349,7 +341,9 @@ async fn kill_9_while_sending_reading_and_retiring_loses_nothing() {
     };
     relay.child.kill().unwrap(); // SIGKILL
     relay.child.wait().unwrap();
-    sender.await.unwrap();
+    for t in sender {
+        t.await.unwrap();
+    }
     reader.await.unwrap();
     let accepted_before: Vec<String> = accepted.lock().unwrap().clone();
     let read_before: HashSet<String> = read.lock().unwrap().clone();
@@ -357,25 +351,7 @@ async fn kill_9_while_sending_reading_and_retiring_loses_nothing() {
     assert!(count(".run") > 0, "no segment was retired before the kill");
 
     let relay = Relay::start(dir.path(), &args);
-    let mut waiting = Vec::new();
-    let mut after = 0;
-    loop {
-        let page: Value = http
-            .get(relay.url(&format!("/v1/envelopes?after={after}&limit=1000")))
-            .bearer_auth(&bob)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let batch = page["envelopes"].as_array().unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        waiting.extend(batch.iter().map(|e| e["id"].to_string()));
-        after = page["cursor"].as_u64().unwrap();
-    }
+    let waiting = waiting_ids(&http, &relay, &bob).await;
     let unique: HashSet<&String> = waiting.iter().collect();
     assert_eq!(unique.len(), waiting.len(), "an envelope is waiting twice");
     let metrics = http
