@@ -14,10 +14,10 @@ use magpie_relay::{AppState, Config};
 
 use crate::common::{go_online, handshake, identity, name, wait_for, Person};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = magpie_relay::ca::load_or_create(dir.path()).unwrap();
+/// A relay whose directory answers with a certificate named "bob" for Mallory's key, signed by its own CA, while
+/// the returned flag is set.
+async fn lying_relay(dir: &std::path::Path) -> (RunningRelay, Arc<AtomicBool>) {
+    let ca = magpie_relay::ca::load_or_create(dir).unwrap();
     // The operator's CA signs a certificate named "bob" for Mallory's key.
     let impostor =
         Identity::from_pkcs8_der(name("bob"), identity("mallory").to_pkcs8_der().unwrap().expose_secret()).unwrap();
@@ -26,7 +26,7 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
     let swap = Arc::new(AtomicBool::new(false));
     let forged = String::from_utf8(forged.to_pem().unwrap()).unwrap();
     let lying = Arc::clone(&swap);
-    let real = SledStore::open(&dir.path().join("store"), Default::default()).unwrap();
+    let real = SledStore::open(&dir.join("store"), Default::default()).unwrap();
     let store = Arc::new(Intercept::new(Arc::new(real)).on_user(move |real, username| {
         let record = real.user(username)?;
         if username == "bob" && lying.load(Ordering::SeqCst) {
@@ -37,9 +37,14 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
         }
         Ok(record)
     }));
-    let state = AppState::new(store.clone(), ca, Config::with_data_dir(dir.path())).unwrap();
-    let relay = RunningRelay::start(state).await.unwrap();
+    let state = AppState::new(store, ca, Config::with_data_dir(dir)).unwrap();
+    (RunningRelay::start(state).await.unwrap(), swap)
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, swap) = lying_relay(dir.path()).await;
     let alice = Person::register("alice", &relay.url("")).await;
     let bob = Person::register("bob", &relay.url("")).await;
     let _a = go_online(&alice.client);
@@ -99,4 +104,40 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
         alice.client.send_text(&bob_name, "x"),
         Err(Error::NoSession(_))
     ));
+}
+
+/// Bob's answer is checked against the chain Alice looked up just before her request, without a second lookup;
+/// when that chain does not verify the answer (the directory changed in between), she looks up again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_that_the_chain_from_before_the_request_fails_is_checked_again_against_a_new_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, swap) = lying_relay(dir.path()).await;
+    let alice = Person::register("alice", &relay.url("")).await;
+    let bob = Person::register("bob", &relay.url("")).await;
+    let _a = go_online(&alice.client);
+    let _b = go_online(&bob.client);
+    let mut alice_events = alice.client.events();
+    let mut bob_events = bob.client.events();
+
+    // First contact, no pin: the forged chain verifies against the CA, so the request goes out.
+    swap.store(true, Ordering::SeqCst);
+    alice.client.request(&name("bob")).await.unwrap();
+    swap.store(false, Ordering::SeqCst);
+    wait_for(&mut bob_events, |e| {
+        matches!(e, Event::RequestReceived { .. }).then_some(())
+    })
+    .await;
+    bob.client.accept(&name("alice")).await.unwrap();
+
+    wait_for(&mut alice_events, |e| {
+        matches!(e, Event::SessionEstablished { .. }).then_some(())
+    })
+    .await;
+    let contact = alice.client.contact(&name("bob")).unwrap().unwrap();
+    assert_eq!(
+        contact.fingerprint,
+        bob.client.fingerprint(),
+        "pinned to Bob's real key"
+    );
+    assert!(!contact.key_changed);
 }

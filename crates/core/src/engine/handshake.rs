@@ -1,6 +1,6 @@
 //! The handshake driver: the seven steps of the protocol across the relay, one state per step kept in history.
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use magpie_proto::{
     AwaitingAccept, Certificate, ChatAccept, ChatDecline, ChatRequest, Envelope, EnvelopeKind, Fingerprint,
@@ -30,12 +30,17 @@ pub struct RequestView {
     pub key_changed: bool,
 }
 
+/// How long a chain the directory gave [`Client::check_key`] stands in for the lookup B's answer needs.
+const RECENT_CHAIN: Duration = Duration::from_secs(30);
+
 /// What A checks B's answer (accept or decline) with.
 struct AnswerCheck {
     state: AwaitingAccept,
     peer: Username,
     chain: Vec<Certificate>,
     pinned: Option<Fingerprint>,
+    /// `chain` is the one fetched before the request, not a new lookup: on a failed check, look up and check again.
+    recent: bool,
 }
 
 impl Client {
@@ -186,19 +191,24 @@ impl Client {
         Ok(Disposition::Done)
     }
 
-    /// Loads A's waiting request and fetches B's chain from the directory, to check B's answer against.
+    /// Loads A's waiting request and B's chain, to check B's answer against: the chain [`Client::check_key`]
+    /// fetched just before the request if `recent_ok` and there is one, else a new directory lookup.
     /// `Err(disposition)` when there is nothing to check: an unknown request, the directory down (retry later),
     /// or B gone from it (the handshake fails).
-    async fn answer_check(&self, request_id: Uuid) -> Result<Result<AnswerCheck, Disposition>> {
+    async fn answer_check(&self, request_id: Uuid, recent_ok: bool) -> Result<Result<AnswerCheck, Disposition>> {
         let Some(Pending::AwaitingAccept(state)) = Pending::load(self.history(), &self.inner.credential, request_id)?
         else {
             return Ok(Err(Disposition::Done));
         };
         let peer = state.peer().clone();
-        let chain = match self.inner.relay.directory(&peer).await {
-            Ok(chain) => chain,
-            Err(e) if e.is_transient() => return Ok(Err(Disposition::Retry)),
-            Err(e) => return self.fail_handshake(&peer, request_id, &e).map(Err),
+        let recent = if recent_ok { self.take_recent_chain(&peer) } else { None };
+        let (chain, recent) = match recent {
+            Some(chain) => (chain, true),
+            None => match self.inner.relay.directory(&peer).await {
+                Ok(chain) => (chain, false),
+                Err(e) if e.is_transient() => return Ok(Err(Disposition::Retry)),
+                Err(e) => return self.fail_handshake(&peer, request_id, &e).map(Err),
+            },
         };
         let pinned = self.history().contact(&peer)?.map(|c| c.fingerprint);
         Ok(Ok(AnswerCheck {
@@ -206,36 +216,68 @@ impl Client {
             peer,
             chain,
             pinned,
+            recent,
         }))
+    }
+
+    fn remember_chain(&self, peer: &Username, chain: &[Certificate]) {
+        if let Ok(mut recent) = self.inner.recent_chains.lock() {
+            recent.retain(|_, (at, _)| at.elapsed() < RECENT_CHAIN);
+            recent.insert(peer.clone(), (Instant::now(), chain.to_vec()));
+        }
+    }
+
+    /// The chain [`Client::check_key`] fetched for `peer` less than [`RECENT_CHAIN`] ago; used once.
+    fn take_recent_chain(&self, peer: &Username) -> Option<Vec<Certificate>> {
+        let (at, chain) = self.inner.recent_chains.lock().ok()?.remove(peer)?;
+        (at.elapsed() < RECENT_CHAIN).then_some(chain)
     }
 
     /// Steps 3–5 on A: fetch B's certificate, verify it and the accept, send the KeyTransfer.
     pub(super) async fn on_chat_accept(&self, envelope: &Envelope) -> Result<Disposition> {
         let accept = ChatAccept::from_json(&envelope.body)?;
         let _step = self.inner.handshakes.lock().await;
-        let AnswerCheck {
-            state,
-            peer,
-            chain,
-            pinned,
-        } = match self.answer_check(accept.request_id).await? {
-            Ok(check) => check,
-            Err(disposition) => return Ok(disposition),
-        };
-        match state.on_accept(&accept, &chain, &self.inner.trust, pinned.as_ref(), SystemTime::now()) {
+        let mut recent_ok = true;
+        loop {
+            let AnswerCheck {
+                state,
+                peer,
+                chain,
+                pinned,
+                recent,
+            } = match self.answer_check(accept.request_id, recent_ok).await? {
+                Ok(check) => check,
+                Err(disposition) => return Ok(disposition),
+            };
+            match state.on_accept(&accept, &chain, &self.inner.trust, pinned.as_ref(), SystemTime::now()) {
+                // B's key may have changed since that chain was fetched: judge by a new lookup.
+                Err(_) if recent => recent_ok = false,
+                checked => return self.after_accept_check(&accept, &peer, &chain, checked),
+            }
+        }
+    }
+
+    fn after_accept_check(
+        &self,
+        accept: &ChatAccept,
+        peer: &Username,
+        chain: &[Certificate],
+        checked: std::result::Result<(magpie_proto::AwaitingConfirm, KeyTransfer), magpie_proto::Error>,
+    ) -> Result<Disposition> {
+        match checked {
             Ok((state, transfer)) => {
-                self.step(HandshakeStep::DirectoryChecked, &peer, state.report());
-                let reply = self.envelope(&peer, EnvelopeKind::KeyTransfer, transfer.to_json()?);
-                self.step(HandshakeStep::KeyTransferSent, &peer, state.report());
+                self.step(HandshakeStep::DirectoryChecked, peer, state.report());
+                let reply = self.envelope(peer, EnvelopeKind::KeyTransfer, transfer.to_json()?);
+                self.step(HandshakeStep::KeyTransferSent, peer, state.report());
                 Pending::AwaitingConfirm(state).save(self.history())?;
                 self.queue(reply)?;
                 Ok(Disposition::Done)
             }
             Err(magpie_proto::Error::KeyChanged { pinned, presented }) => {
-                self.flag_key_change(&peer, pinned, presented, chain.first())?;
-                self.fail_handshake(&peer, accept.request_id, &Error::KeyChanged(peer.to_string()))
+                self.flag_key_change(peer, pinned, presented, chain.first())?;
+                self.fail_handshake(peer, accept.request_id, &Error::KeyChanged(peer.to_string()))
             }
-            Err(e) => self.fail_handshake(&peer, accept.request_id, &e.into()),
+            Err(e) => self.fail_handshake(peer, accept.request_id, &e.into()),
         }
     }
 
@@ -248,7 +290,8 @@ impl Client {
             peer,
             chain,
             pinned,
-        } = match self.answer_check(decline.request_id).await? {
+            ..
+        } = match self.answer_check(decline.request_id, false).await? {
             Ok(check) => check,
             Err(disposition) => return Ok(disposition),
         };
@@ -400,6 +443,7 @@ impl Client {
     pub async fn check_key(&self, peer: &Username) -> Result<()> {
         let chain = self.inner.relay.directory(peer).await?;
         let verified = self.inner.trust.verify(&chain, peer, SystemTime::now())?;
+        self.remember_chain(peer, &chain);
         let presented = verified.fingerprint();
         let Some(contact) = self.history().contact(peer)? else {
             return Ok(());

@@ -68,6 +68,9 @@ struct Inner {
     rekeying: Mutex<std::collections::HashSet<Username>>,
     /// Envelopes sent on the socket and not yet answered, by envelope id.
     in_flight: Mutex<HashMap<uuid::Uuid, outbox::InFlight>>,
+    /// Chains the directory gave [`Client::check_key`] lately: the answer to the request that followed needs no
+    /// second lookup.
+    recent_chains: Mutex<HashMap<Username, (std::time::Instant, Vec<magpie_proto::Certificate>)>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -149,6 +152,7 @@ impl Client {
                 pipelined_up_to: Mutex::new(None),
                 rekeying: Mutex::new(std::collections::HashSet::new()),
                 in_flight: Mutex::new(HashMap::new()),
+                recent_chains: Mutex::new(HashMap::new()),
             }),
         }
     }
