@@ -14,6 +14,29 @@ use magpie_relay::{AppState, Config};
 
 use crate::common::{go_online, handshake, identity, name, wait_for, Person};
 
+/// Alice and Bob registered and online at a [`lying_relay`]; `swap` makes its directory lie.
+struct AtALyingRelay {
+    relay: RunningRelay,
+    swap: Arc<AtomicBool>,
+    alice: Person,
+    bob: Person,
+    _online: [tokio::task::JoinHandle<()>; 2],
+}
+
+async fn at_a_lying_relay(dir: &std::path::Path) -> AtALyingRelay {
+    let (relay, swap) = lying_relay(dir).await;
+    let alice = Person::register("alice", &relay.url("")).await;
+    let bob = Person::register("bob", &relay.url("")).await;
+    let _online = [go_online(&alice.client), go_online(&bob.client)];
+    AtALyingRelay {
+        relay,
+        swap,
+        alice,
+        bob,
+        _online,
+    }
+}
+
 /// A relay whose directory answers with a certificate named "bob" for Mallory's key, signed by its own CA, while
 /// the returned flag is set.
 async fn lying_relay(dir: &std::path::Path) -> (RunningRelay, Arc<AtomicBool>) {
@@ -44,11 +67,13 @@ async fn lying_relay(dir: &std::path::Path) -> (RunningRelay, Arc<AtomicBool>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, swap) = lying_relay(dir.path()).await;
-    let alice = Person::register("alice", &relay.url("")).await;
-    let bob = Person::register("bob", &relay.url("")).await;
-    let _a = go_online(&alice.client);
-    let _b = go_online(&bob.client);
+    let AtALyingRelay {
+        relay: _relay,
+        swap,
+        alice,
+        bob,
+        _online,
+    } = at_a_lying_relay(dir.path()).await;
     handshake(&alice.client, &bob.client).await;
     let bob_name: Username = name("bob");
     alice.client.send_text(&bob_name, "before the swap").unwrap();
@@ -111,11 +136,13 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_that_the_chain_from_before_the_request_fails_is_checked_again_against_a_new_lookup() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, swap) = lying_relay(dir.path()).await;
-    let alice = Person::register("alice", &relay.url("")).await;
-    let bob = Person::register("bob", &relay.url("")).await;
-    let _a = go_online(&alice.client);
-    let _b = go_online(&bob.client);
+    let AtALyingRelay {
+        relay: _relay,
+        swap,
+        alice,
+        bob,
+        _online,
+    } = at_a_lying_relay(dir.path()).await;
     let mut alice_events = alice.client.events();
     let mut bob_events = bob.client.events();
 

@@ -301,7 +301,6 @@ impl Store for LogStore {
 
     fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
         let mut g = self.log.lock()?;
-        let pair = pair_hash(&envelope.from, &envelope.to);
         // In memory, else in a run (retirement adds the run before it drops the ids from memory), else in sled (ids
         // a relay that kept mailboxes in sled acknowledged; one claimed without its mail is stored anew).
         let known = match g.ids.get(&envelope.id) {
@@ -317,7 +316,7 @@ impl Store for LogStore {
             },
         };
         if let Some((known_pair, seq)) = known {
-            return Ok(if known_pair == pair {
+            return Ok(if known_pair == pair_hash(&envelope.from, &envelope.to) {
                 Inserted::Duplicate { seq }
             } else {
                 Inserted::IdTaken
