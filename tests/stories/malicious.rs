@@ -14,9 +14,10 @@ use magpie_relay::{AppState, Config};
 
 use crate::common::{go_online, handshake, identity, name, wait_for, Person};
 
-/// Alice and Bob registered and online at a [`lying_relay`]; `swap` makes its directory lie.
+/// Alice and Bob registered and online at a [`lying_relay`]; `swap` makes its directory lie. The underscored
+/// fields keep the relay serving and both clients connected while the story runs.
 struct AtALyingRelay {
-    relay: RunningRelay,
+    _relay: RunningRelay,
     swap: Arc<AtomicBool>,
     alice: Person,
     bob: Person,
@@ -29,7 +30,7 @@ async fn at_a_lying_relay(dir: &std::path::Path) -> AtALyingRelay {
     let bob = Person::register("bob", &relay.url("")).await;
     let _online = [go_online(&alice.client), go_online(&bob.client)];
     AtALyingRelay {
-        relay,
+        _relay: relay,
         swap,
         alice,
         bob,
@@ -67,13 +68,8 @@ async fn lying_relay(dir: &std::path::Path) -> (RunningRelay, Arc<AtomicBool>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
     let dir = tempfile::tempdir().unwrap();
-    let AtALyingRelay {
-        relay: _relay,
-        swap,
-        alice,
-        bob,
-        _online,
-    } = at_a_lying_relay(dir.path()).await;
+    let at = at_a_lying_relay(dir.path()).await;
+    let (swap, alice, bob) = (&at.swap, &at.alice, &at.bob);
     handshake(&alice.client, &bob.client).await;
     let bob_name: Username = name("bob");
     alice.client.send_text(&bob_name, "before the swap").unwrap();
@@ -136,13 +132,8 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_that_the_chain_from_before_the_request_fails_is_checked_again_against_a_new_lookup() {
     let dir = tempfile::tempdir().unwrap();
-    let AtALyingRelay {
-        relay: _relay,
-        swap,
-        alice,
-        bob,
-        _online,
-    } = at_a_lying_relay(dir.path()).await;
+    let at = at_a_lying_relay(dir.path()).await;
+    let (swap, alice, bob) = (&at.swap, &at.alice, &at.bob);
     let mut alice_events = alice.client.events();
     let mut bob_events = bob.client.events();
 
