@@ -1,6 +1,7 @@
 //! What one history step costs sled, apart from our own work: a transaction over four trees shaped like
 //! `History::record_step` (a session, a 4 KiB block, an index bucket, an outbox item), then `flush_async`, as the
-//! outbox does before sending. Paced like a chat (one step every 2 ms) so each flush stands alone.
+//! outbox does after sending a text (and before a receipt or a handshake step). Paced like a chat (one step every
+//! 2 ms) so each flush stands alone.
 //!
 //! `cargo run --release -p magpie-core --example sled_flush -- [STEPS] [--plain]`: prints p50/p90/p99 of each
 //! part in µs. `--plain` does the four inserts without a transaction, to show what atomicity costs. The data

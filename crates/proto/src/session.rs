@@ -147,6 +147,31 @@ impl Session {
         self.sent.saturating_add(self.received) >= REKEY_AFTER_MESSAGES || age >= REKEY_AFTER_SECS
     }
 
+    /// The counter the next sealed message will carry.
+    pub fn next_send_counter(&self) -> u64 {
+        self.send_n
+    }
+
+    /// Moves our chain on to counter `n` without sealing anything, so no key below `n` is ever used from this
+    /// state. For a client that may have sealed with those counters before losing its latest state in a crash:
+    /// sealing with one again would reuse its key and nonce. The peer keeps the keys passed over as it does for
+    /// messages lost in transit; a jump beyond [`MAX_SKIP`] is refused, as the peer would refuse what follows it.
+    pub fn skip_sends_to(&mut self, n: u64) -> Result<()> {
+        let Some(gap) = n.checked_sub(self.send_n) else {
+            return Err(malformed("cannot move the send counter back"));
+        };
+        if gap > MAX_SKIP {
+            return Err(Error::TooFarAhead);
+        }
+        let mut chain = self.send_chain.key().clone();
+        for _ in 0..gap {
+            chain = ratchet_step(&chain)?.1;
+        }
+        self.send_chain.reset(chain);
+        self.send_n = n;
+        Ok(())
+    }
+
     /// Encrypts the next message of our chain; its key is used once and dropped.
     pub fn seal(&mut self, plaintext: &Plaintext) -> Result<SealedMessage> {
         let bytes = plaintext.encode_with_room(TAG_LEN)?;

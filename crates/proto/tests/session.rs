@@ -85,6 +85,36 @@ fn replayed_message_is_rejected() {
 }
 
 #[test]
+fn skipping_sends_never_reuses_a_counter_and_the_peer_opens_what_follows() {
+    let (mut alice, mut bob) = handshake();
+    // Alice's state as last stored; she then seals a message and crashes before storing that step.
+    let mut restarted = reimport(&alice);
+    let first = alice.seal(&Plaintext::text("before", now()).unwrap()).unwrap();
+    assert!(restarted.skip_sends_to(0).is_ok(), "staying put is allowed");
+    restarted.skip_sends_to(40).unwrap();
+    assert_eq!(restarted.next_send_counter(), 40);
+    let after = restarted.seal(&Plaintext::text("after", now()).unwrap()).unwrap();
+    assert_eq!(after.n, 40);
+    assert_eq!(bob.open(&after).unwrap().body, "after");
+    // The key of a counter passed over sealed nothing else: the one message sealed with it still opens, once.
+    assert_eq!(bob.open(&first).unwrap().body, "before");
+    assert!(matches!(bob.open(&first), Err(Error::Replay)));
+    assert!(matches!(restarted.skip_sends_to(39), Err(Error::Malformed(_))));
+    assert!(matches!(
+        restarted.skip_sends_to(42 + MAX_SKIP),
+        Err(Error::TooFarAhead)
+    ));
+    assert_eq!(restarted.next_send_counter(), 41, "a refused skip changes nothing");
+    restarted.skip_sends_to(41 + MAX_SKIP).unwrap();
+    let far = restarted.seal(&Plaintext::text("far", now()).unwrap()).unwrap();
+    assert_eq!(
+        bob.open(&far).unwrap().body,
+        "far",
+        "the largest skip stays within the peer's window"
+    );
+}
+
+#[test]
 fn message_beyond_the_skip_window_is_rejected() {
     let (mut alice, mut bob) = handshake();
     let mut last = None;

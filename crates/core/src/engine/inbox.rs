@@ -256,6 +256,7 @@ impl Client {
             false => {
                 let ids: Vec<String> = texts.iter().map(|m| m.id.to_string()).collect();
                 let receipt = Plaintext::new(MessageKind::Receipt, ids.join(","), SystemTime::now())?;
+                self.history().reserve_send(&next)?;
                 Some(OutboxItem {
                     envelope: self.envelope(&peer, EnvelopeKind::Message, next.seal(&receipt)?.to_json()?),
                     message_id: None,
@@ -325,6 +326,7 @@ impl Client {
         let sealed = self
             .with_session(peer, |session| {
                 let mut next = session.clone();
+                self.history().reserve_send(&next)?;
                 let sealed = next.seal(plaintext)?;
                 let envelope = self.envelope(peer, magpie_proto::EnvelopeKind::Message, sealed.to_json()?);
                 let item = OutboxItem {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use magpie_proto::{encoding::hex, MessageKind, Plaintext, Username};
+use magpie_proto::{encoding::hex, EnvelopeKind, MessageKind, Plaintext, Username};
 use uuid::Uuid;
 
 use super::events::{Event, MessageView};
@@ -78,11 +78,22 @@ impl Client {
         if items.is_empty() {
             return Ok(flushed);
         }
-        // Whatever goes out must be on disk first: the ratchet step that sealed it, the message it carries.
-        self.history().flush_async().await?;
+        // What goes out must be on disk first when it claims something about it: a handshake step, a receipt
+        // ("stored"). Our own texts need not wait: their counters are reserved (see `history::reserve`), so they
+        // leave at once and the flush after them makes them durable while the relay works. (A crash in between
+        // loses our copy of a text the peer may get; its counter is never used again.)
+        let own_texts_only = items
+            .iter()
+            .all(|(_, item)| item.envelope.kind == EnvelopeKind::Message && item.message_id.is_some());
+        if !own_texts_only {
+            self.history().flush_async().await?;
+        }
         let Some(items) = self.pipeline(after, items, &mut flushed)? else {
             return Ok(flushed);
         };
+        if own_texts_only {
+            self.history().flush_async().await?;
+        }
         for (key, item) in items {
             let mut result = self.inner.relay.send(&item.envelope).await;
             if result.as_ref().is_err_and(|e| matches!(e, Error::NotLoggedIn)) {
@@ -130,9 +141,8 @@ impl Client {
         // socket that is already gone, where it would wait for an answer that never comes.
         let socket_slot = self.inner.socket.lock().map_err(|_| Error::Poisoned)?;
         if self.scan_start(socket_slot.is_some())? != after {
-            // Reading again here could pick up envelopes queued since the flush. One sent before its ratchet
-            // step is on disk is lost by a crash, and its key then seals a different message, which the peer
-            // drops as a replay. The next pass reads and flushes afresh.
+            // Reading again here could pick up envelopes queued since the flush, a handshake step among them that
+            // must not leave before it is on disk. The next pass reads and flushes afresh.
             self.inner.outbox_wake.notify_one();
             return Ok(None);
         }

@@ -99,9 +99,13 @@ impl History {
             .map(|m| self.prepare_row(m))
             .collect::<Result<Vec<_>>>()?;
         let queued = outgoing.map(|item| self.prepare_outbox(item)).transpose()?;
+        let reservation = self.record_due(session)?;
         let result = (&self.sessions, &self.blocks, &self.message_index, &self.outbox).transaction(
             |(sessions, blocks, index, outbox)| {
                 sessions.insert(session_key.as_slice(), sealed_session.as_slice())?;
+                if let Some(record) = &reservation {
+                    sessions.insert(record.key.as_slice(), record.sealed.as_slice())?;
+                }
                 if let Some(queued) = &queued {
                     outbox.insert(queued.key.as_slice(), queued.sealed.as_slice())?;
                 }
@@ -117,7 +121,11 @@ impl History {
                 Ok(appended)
             },
         );
-        flatten(result)
+        let appended = flatten(result)?;
+        if let Some(record) = reservation {
+            self.note_reserved(record)?;
+        }
+        Ok(appended)
     }
 
     /// Queues an envelope that advances no session (handshake steps).
@@ -191,7 +199,9 @@ impl History {
         match self.find_previous(&prefix, session_id)? {
             Some((key, sealed)) => {
                 let bytes = self.sealer.open(SESSIONS, &key, &sealed)?;
-                Ok(Some(Session::import(&bytes)?))
+                let mut session = Session::import(&bytes)?;
+                self.skip_past_reservation(&mut session)?;
+                Ok(Some(session))
             }
             None => Ok(None),
         }

@@ -18,7 +18,8 @@
 //! | `meta`        | `relay-login`                        | token expiry (u64 BE) ‖ the relay's token   |
 //!
 //! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ counter ‖ session id`, the last 16 sessions re-keys
-//! replaced (messages sealed with them may still be on their way).
+//! replaced (messages sealed with them may still be on their way), and under `H("chat", peer) ‖ "reserved" ‖ session
+//! id` the send counters a run may use before its steps are flushed (see [`reserve`]).
 //!
 //! `seq` comes from sled's `generate_id`, monotonic across the database and across restarts, so one chat's
 //! messages sit together in arrival order and "the last 50" is one reverse range scan over a few blocks.
@@ -32,6 +33,7 @@ pub mod crypt;
 mod journal;
 mod messages;
 mod migrate;
+mod reserve;
 mod writer;
 
 use std::path::Path;
@@ -42,6 +44,7 @@ pub use contacts::{Contact, REKEY_MARKS};
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
 pub use journal::{OutboxItem, OutboxKey, RegistrationRecord, SessionSlot, PREVIOUS_SESSIONS};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};
+pub use reserve::RESERVE_AHEAD;
 
 use crate::error::{Error, Result};
 use crate::keystore::SecretBytes;
@@ -81,11 +84,21 @@ pub struct History {
     /// Held from taking an outbox key to committing its item, so items become visible in key order: the outbox
     /// reads on from the last key it sent, and an item committed behind it would wait for a full pass.
     outbox_order: std::sync::Mutex<()>,
+    /// This run's send-counter records (see [`reserve`]).
+    reservations: std::sync::Mutex<reserve::Reservations>,
 }
 
 impl std::fmt::Debug for History {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("History").finish_non_exhaustive()
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        if let Err(e) = self.release_reservations() {
+            tracing::warn!(error = %e, "closing the history: send-counter records kept; the next run skips past them");
+        }
     }
 }
 
@@ -119,6 +132,7 @@ impl History {
             message_index: db.open_tree(MESSAGE_INDEX)?,
             outbox: db.open_tree(OUTBOX)?,
             outbox_order: std::sync::Mutex::new(()),
+            reservations: std::sync::Mutex::default(),
             meta,
             sealer,
             db,
@@ -129,14 +143,20 @@ impl History {
 
     /// Writes everything to disk; returns the bytes flushed. sled also flushes on its own every 500 ms.
     pub fn flush(&self) -> Result<usize> {
-        Ok(self.db.flush()?)
+        let covered = self.reserved_so_far()?;
+        let flushed = self.db.flush()?;
+        self.note_durable(covered)?;
+        Ok(flushed)
     }
 
     /// [`History::flush`] without blocking the async worker. What the engine awaits before anything that
-    /// depends on the write leaves the process: an ack to the relay, a receipt, a sealed message (a ratchet step
-    /// lost in a crash would reuse its key).
+    /// depends on the write leaves the process: an ack to the relay, a handshake step. (A sealed message need not
+    /// wait: its counter is reserved, see [`reserve`].)
     pub async fn flush_async(&self) -> Result<usize> {
-        Ok(self.db.flush_async().await?)
+        let covered = self.reserved_so_far()?;
+        let flushed = self.db.flush_async().await?;
+        self.note_durable(covered)?;
+        Ok(flushed)
     }
 
     fn chat_id(&self, peer: &Username) -> Result<[u8; 32]> {
@@ -159,7 +179,9 @@ impl History {
             return Ok(None);
         };
         let bytes = self.sealer.open(SESSIONS, &key, &sealed)?;
-        Ok(Some(Session::import(&bytes)?))
+        let mut session = Session::import(&bytes)?;
+        self.skip_past_reservation(&mut session)?;
+        Ok(Some(session))
     }
 
     /// Forgets the session with `peer`; `false` if there was none.

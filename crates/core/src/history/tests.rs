@@ -384,6 +384,84 @@ fn a_step_of_a_replaced_session_leaves_the_current_one_alone() {
     );
 }
 
+/// Alice seals `count` texts as the engine does (reserve, seal, record), returning them.
+fn send(history: &History, session: &mut magpie_proto::Session, count: usize) -> Vec<magpie_proto::SealedMessage> {
+    (0..count)
+        .map(|i| {
+            history.reserve_send(session).unwrap();
+            let plaintext = magpie_proto::Plaintext::text(format!("text {i}"), std::time::SystemTime::now()).unwrap();
+            let sealed = session.seal(&plaintext).unwrap();
+            let mut message = text("bob", &plaintext.body);
+            message.id = plaintext.id;
+            history.record_step(session, Some(&message), None).unwrap();
+            sealed
+        })
+        .collect()
+}
+
+/// A crash that loses the last steps (the disk holds a session from before them) costs counters, never reuses
+/// one: the reloaded session skips past everything the reservation covered, and Bob opens all of it.
+#[test]
+fn after_a_crash_that_lost_steps_no_send_counter_is_used_twice() {
+    let (mut alice, mut bob, _) = alice_and_bob_sessions();
+    let (dir, key, history) = open();
+    history.save_session(&alice).unwrap();
+    let stored_before = history.load_session(&username("bob")).unwrap().unwrap();
+    let before_crash = send(&history, &mut alice, 3);
+    assert_eq!(
+        history.reservation(alice.session_id()),
+        Some((RESERVE_AHEAD, RESERVE_AHEAD))
+    );
+    // The three steps are lost: what is on disk is the session from before them.
+    history.save_session(&stored_before).unwrap();
+    history.flush().unwrap();
+    history.crash();
+
+    let history = History::open(dir.path(), &key).unwrap();
+    let mut restarted = history.load_session(&username("bob")).unwrap().unwrap();
+    assert_eq!(restarted.next_send_counter(), RESERVE_AHEAD);
+    let after_crash = send(&history, &mut restarted, 2);
+    for sealed in after_crash.iter().chain(&before_crash) {
+        bob.open(sealed).unwrap();
+    }
+    assert_eq!(bob.skipped_keys(), usize::try_from(RESERVE_AHEAD).unwrap() - 3);
+}
+
+/// A clean close drops the records: the next run goes on from the next counter, skipping none.
+#[test]
+fn after_a_clean_close_sending_goes_on_from_the_next_counter() {
+    let (mut alice, _, _) = alice_and_bob_sessions();
+    let (dir, key, history) = open();
+    history.save_session(&alice).unwrap();
+    send(&history, &mut alice, 3);
+    drop(history);
+    let history = History::open(dir.path(), &key).unwrap();
+    let reloaded = history.load_session(&username("bob")).unwrap().unwrap();
+    assert_eq!(reloaded.next_send_counter(), 3);
+}
+
+/// Records move ahead with the steps, half a reservation before they are needed, and become usable only once a
+/// flush that started after them completes; reloading within the run skips nothing.
+#[test]
+fn records_are_written_ahead_with_the_steps_and_count_once_flushed() {
+    let (mut alice, _, _) = alice_and_bob_sessions();
+    let (_dir, _key, history) = open();
+    history.save_session(&alice).unwrap();
+    let half = usize::try_from(RESERVE_AHEAD / 2).unwrap();
+    send(&history, &mut alice, half - 1);
+    assert_eq!(
+        history.reservation(alice.session_id()),
+        Some((RESERVE_AHEAD, RESERVE_AHEAD))
+    );
+    send(&history, &mut alice, 1);
+    let moved = RESERVE_AHEAD / 2 + RESERVE_AHEAD;
+    assert_eq!(history.reservation(alice.session_id()), Some((moved, RESERVE_AHEAD)));
+    history.flush().unwrap();
+    assert_eq!(history.reservation(alice.session_id()), Some((moved, moved)));
+    let reloaded = history.load_session(&username("bob")).unwrap().unwrap();
+    assert_eq!(reloaded.next_send_counter(), alice.next_send_counter());
+}
+
 #[test]
 fn the_relay_token_is_kept_sealed_and_survives_reopen() {
     let (dir, key, history) = open();
