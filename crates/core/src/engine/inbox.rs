@@ -1,5 +1,6 @@
 //! Receiving: each envelope is verified or decrypted and stored before the relay is told to delete it.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use magpie_proto::{Envelope, EnvelopeKind, MessageKind, Plaintext, SealedMessage, Session, Username};
@@ -270,10 +271,7 @@ impl Client {
         *session = next;
         // Once per step, however many texts it stored.
         if appended.iter().any(|a| matches!(a, Appended::New(_))) {
-            if let Some(mut contact) = self.history().contact(&peer)? {
-                contact.last_activity = Some(now_secs());
-                self.history().put_contact(&contact)?;
-            }
+            self.note_activity(&peer)?;
         }
         self.mark_delivered(&peer, &delivered)?;
         let mut texts = texts.into_iter().zip(appended);
@@ -287,6 +285,26 @@ impl Client {
                 })
             })
             .collect())
+    }
+
+    /// Moves the chat's last activity (whole seconds) to now. Within a second that is stored already the contact is
+    /// neither read nor written: a burst of texts costs one write, not one each.
+    fn note_activity(&self, peer: &Username) -> Result<()> {
+        let now = now_secs();
+        let stored_already = self.activity_noted()?.get(peer) == Some(&now);
+        if stored_already {
+            return Ok(());
+        }
+        if let Some(mut contact) = self.history().contact(peer)? {
+            contact.last_activity = Some(now);
+            self.history().put_contact(&contact)?;
+        }
+        self.activity_noted()?.insert(peer.clone(), now);
+        Ok(())
+    }
+
+    fn activity_noted(&self) -> Result<std::sync::MutexGuard<'_, HashMap<Username, u64>>> {
+        self.inner.activity_noted.lock().map_err(|_| Error::Poisoned)
     }
 
     fn mark_delivered(&self, peer: &Username, ids: &[Uuid]) -> Result<()> {

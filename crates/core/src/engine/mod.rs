@@ -71,6 +71,8 @@ struct Inner {
     /// Chains the directory gave [`Client::check_key`] lately: the answer to the request that followed needs no
     /// second lookup.
     recent_chains: Mutex<HashMap<Username, (std::time::Instant, Vec<magpie_proto::Certificate>)>>,
+    /// The second each chat's last activity was last stored at (see `Client::note_activity`).
+    activity_noted: Mutex<HashMap<Username, u64>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -153,6 +155,7 @@ impl Client {
                 rekeying: Mutex::new(std::collections::HashSet::new()),
                 in_flight: Mutex::new(HashMap::new()),
                 recent_chains: Mutex::new(HashMap::new()),
+                activity_noted: Mutex::new(HashMap::new()),
             }),
         }
     }

@@ -38,10 +38,8 @@ impl Client {
     /// Sends a text to `peer`: sealed, stored as "sending" and queued in one step; the outbox posts it. Refused
     /// while the peer's key is changed (until the user accepts it or verifies again) or before a session exists.
     pub fn send_text(&self, peer: &Username, text: &str) -> Result<MessageView> {
-        if let Some(contact) = self.history().contact(peer)? {
-            if contact.key_changed {
-                return Err(Error::KeyChanged(peer.to_string()));
-            }
+        if self.history().key_changed(peer)? {
+            return Err(Error::KeyChanged(peer.to_string()));
         }
         let plaintext = Plaintext::new(MessageKind::Text, text, SystemTime::now())?;
         let message = Message {

@@ -84,7 +84,22 @@ impl History {
         let key = self.chat_id(&contact.username)?;
         let plain = Zeroizing::new(serde_json::to_vec(contact).map_err(|_| Error::Crypto("encoding failed"))?);
         self.contacts.insert(key, self.sealer.seal(CONTACTS, &key, &plain)?)?;
+        // After the write, under the lock `key_changed` reads through: it never keeps a value older than this.
+        self.key_changed_cache()?.insert(key, contact.key_changed);
         Ok(())
+    }
+
+    /// Whether `peer`'s key changed and sending to them waits for the user (false for strangers). Asked on every
+    /// send, so kept in memory beside the contacts.
+    pub fn key_changed(&self, peer: &Username) -> Result<bool> {
+        let key = self.chat_id(peer)?;
+        let mut cache = self.key_changed_cache()?;
+        if let Some(changed) = cache.get(&key) {
+            return Ok(*changed);
+        }
+        let changed = self.contact(peer)?.is_some_and(|c| c.key_changed);
+        cache.insert(key, changed);
+        Ok(changed)
     }
 
     /// Every contact, by username.
@@ -100,7 +115,14 @@ impl History {
 
     /// Forgets a contact (not its messages); `false` if unknown.
     pub fn remove_contact(&self, peer: &Username) -> Result<bool> {
-        Ok(self.contacts.remove(self.chat_id(peer)?)?.is_some())
+        let key = self.chat_id(peer)?;
+        let removed = self.contacts.remove(key)?.is_some();
+        self.key_changed_cache()?.remove(&key);
+        Ok(removed)
+    }
+
+    fn key_changed_cache(&self) -> Result<std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], bool>>> {
+        self.key_changed.lock().map_err(|_| Error::Poisoned)
     }
 
     fn open_contact(&self, key: &[u8], sealed: &[u8]) -> Result<Contact> {

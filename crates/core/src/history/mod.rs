@@ -86,6 +86,8 @@ pub struct History {
     outbox_order: std::sync::Mutex<()>,
     /// This run's send-counter records (see [`reserve`]).
     reservations: std::sync::Mutex<reserve::Reservations>,
+    /// Each contact's `key_changed`, by chat id, as stored (see [`History::key_changed`]).
+    key_changed: std::sync::Mutex<std::collections::HashMap<[u8; 32], bool>>,
 }
 
 impl std::fmt::Debug for History {
@@ -133,6 +135,7 @@ impl History {
             outbox: db.open_tree(OUTBOX)?,
             outbox_order: std::sync::Mutex::new(()),
             reservations: std::sync::Mutex::default(),
+            key_changed: std::sync::Mutex::default(),
             meta,
             sealer,
             db,

@@ -8,8 +8,8 @@
 //! A record is written [`RESERVE_AHEAD`] counters ahead, in the transaction of the step that comes within half of
 //! that of the last one, so at a steady pace the flush after each send makes it durable long before it is needed.
 //! The first send of a session in a run, or one that outruns the flushes, writes and flushes a record itself.
-//! Dropping the history drops this run's records after its last flush (every step it took is on disk then), so a
-//! restart after a clean exit skips nothing; after a crash the peer keeps at most `RESERVE_AHEAD` skipped keys.
+//! Dropping the history drops this run's records (every step it took is in the log before them), so a restart
+//! after a clean exit skips nothing; after a crash the peer keeps at most `RESERVE_AHEAD` skipped keys.
 //!
 //! Records live in `sessions` under `H("chat", peer) ‖ "reserved" ‖ session id`; the sealed value is `r` (u64 BE).
 
@@ -124,13 +124,13 @@ impl History {
         Ok(())
     }
 
-    /// Drops this run's records and flushes: called once nothing can use the history any more.
+    /// Drops this run's records: called once nothing can use the history any more. sled flushes as its trees
+    /// close, and a crash before that keeps a prefix of the log: the records go only with every step before them.
     pub(super) fn release_reservations(&self) -> Result<()> {
         let keys: Vec<Vec<u8>> = self.reservations()?.drain().map(|(_, r)| r.key).collect();
         for key in keys {
             self.sessions.remove(key)?;
         }
-        self.db.flush()?;
         Ok(())
     }
 

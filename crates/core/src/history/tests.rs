@@ -110,6 +110,25 @@ fn delivery_moves_forward_and_delivered_is_never_undone() {
     assert_eq!(history.update_delivery(Uuid::new_v4(), Delivery::Sent).unwrap(), None);
 }
 
+/// The in-memory `key_changed` follows every write and removal, and what a reopened history reads.
+#[test]
+fn key_changed_follows_the_stored_contact() {
+    let (dir, key, history) = open();
+    let bob = username("bob");
+    assert!(!history.key_changed(&bob).unwrap(), "a stranger");
+    let mut contact = Contact::new(bob.clone(), Fingerprint::from_bytes([7; 32]));
+    history.put_contact(&contact).unwrap();
+    assert!(!history.key_changed(&bob).unwrap());
+    contact.key_changed = true;
+    history.put_contact(&contact).unwrap();
+    assert!(history.key_changed(&bob).unwrap());
+    drop(history);
+    let history = History::open(dir.path(), &key).unwrap();
+    assert!(history.key_changed(&bob).unwrap(), "read from disk after a reopen");
+    assert!(history.remove_contact(&bob).unwrap());
+    assert!(!history.key_changed(&bob).unwrap());
+}
+
 #[test]
 fn contacts_and_handshakes_round_trip_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
