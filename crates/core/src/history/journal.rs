@@ -200,7 +200,7 @@ impl History {
             Some((key, sealed)) => {
                 let bytes = self.sealer.open(SESSIONS, &key, &sealed)?;
                 let mut session = Session::import(&bytes)?;
-                self.skip_past_reservation(&mut session)?;
+                self.skip_past_reservation(&mut session, &key)?;
                 Ok(Some(session))
             }
             None => Ok(None),

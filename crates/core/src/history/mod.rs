@@ -183,7 +183,7 @@ impl History {
         };
         let bytes = self.sealer.open(SESSIONS, &key, &sealed)?;
         let mut session = Session::import(&bytes)?;
-        self.skip_past_reservation(&mut session)?;
+        self.skip_past_reservation(&mut session, &key)?;
         Ok(Some(session))
     }
 

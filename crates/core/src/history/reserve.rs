@@ -103,9 +103,10 @@ impl History {
         Ok(())
     }
 
-    /// A session just loaded from disk, moved past a record an earlier run left (it may have sealed up to there).
-    /// Sessions this run has reserved for are current on disk and stay as they are.
-    pub(super) fn skip_past_reservation(&self, session: &mut Session) -> Result<()> {
+    /// A session just loaded from disk (from `session_key`), moved past a record an earlier run left (it may have
+    /// sealed up to there) and stored so, so that records written from here on stay within [`RESERVE_AHEAD`] of
+    /// the stored state however often a run ends early. Sessions this run has reserved for are current on disk.
+    pub(super) fn skip_past_reservation(&self, session: &mut Session, session_key: &[u8]) -> Result<()> {
         if self.reservations()?.contains_key(session.session_id()) {
             return Ok(());
         }
@@ -120,6 +121,9 @@ impl History {
             tracing::info!(peer = %session.peer(), skipped = reserved - session.next_send_counter(),
                 "skipping send counters an earlier run may have used");
             session.skip_sends_to(reserved)?;
+            let exported = session.export()?;
+            let sealed = self.sealer.seal(SESSIONS, session_key, exported.expose_secret())?;
+            self.sessions.insert(session_key, sealed)?;
         }
         Ok(())
     }

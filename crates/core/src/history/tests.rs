@@ -446,6 +446,25 @@ fn after_a_crash_that_lost_steps_no_send_counter_is_used_twice() {
     assert_eq!(bob.skipped_keys(), usize::try_from(RESERVE_AHEAD).unwrap() - 3);
 }
 
+/// Runs that end between reserving and sealing, again and again, keep records within a reservation of the stored
+/// session: it is stored where a load moved it, so loading never fails however many such runs came before.
+#[test]
+fn runs_that_crash_before_sealing_keep_records_within_reach_of_the_stored_session() {
+    let (alice, _, _) = alice_and_bob_sessions();
+    let (dir, key, history) = open();
+    history.save_session(&alice).unwrap();
+    history.reserve_send(&alice).unwrap();
+    history.crash();
+    let rounds = magpie_proto::MAX_SKIP / RESERVE_AHEAD + 2;
+    for round in 1..=rounds {
+        let history = History::open(dir.path(), &key).unwrap();
+        let loaded = history.load_session(&username("bob")).unwrap().unwrap();
+        assert_eq!(loaded.next_send_counter(), round * RESERVE_AHEAD);
+        history.reserve_send(&loaded).unwrap();
+        history.crash();
+    }
+}
+
 /// A clean close drops the records: the next run goes on from the next counter, skipping none.
 #[test]
 fn after_a_clean_close_sending_goes_on_from_the_next_counter() {
