@@ -264,7 +264,9 @@ impl Client {
                 })
             }
         };
-        let appended = self.history().record_steps(&next, slot, &texts, receipt.as_ref())?;
+        let (appended, deliveries) =
+            self.history()
+                .record_steps_delivering(&next, slot, &texts, receipt.as_ref(), &delivered)?;
         if receipt.is_some() {
             self.inner.outbox_wake.notify_one();
         }
@@ -273,7 +275,7 @@ impl Client {
         if appended.iter().any(|a| matches!(a, Appended::New(_))) {
             self.note_activity(&peer)?;
         }
-        self.mark_delivered(&peer, &delivered)?;
+        self.announce_deliveries(&peer, &delivered, deliveries);
         let mut texts = texts.into_iter().zip(appended);
         Ok(outcomes
             .into_iter()
@@ -307,11 +309,8 @@ impl Client {
         self.inner.activity_noted.lock().map_err(|_| Error::Poisoned)
     }
 
-    fn mark_delivered(&self, peer: &Username, ids: &[Uuid]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let states = self.history().update_deliveries(ids, Delivery::Delivered)?;
+    /// The delivery state each of `ids` (ours, answered by a receipt) ended in, for the UI.
+    fn announce_deliveries(&self, peer: &Username, ids: &[Uuid], states: Vec<Option<Delivery>>) {
         for (id, state) in ids.iter().zip(states) {
             if let Some(delivery) = state {
                 self.emit(Event::DeliveryChanged {
@@ -321,7 +320,6 @@ impl Client {
                 });
             }
         }
-        Ok(())
     }
 
     /// After a text arrived and was stored: tell the UI.

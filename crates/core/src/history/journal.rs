@@ -9,9 +9,9 @@ use sled::transaction::{ConflictableTransactionError, Transactional};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::messages::flatten;
+use super::messages::{change_deliveries, flatten};
 use super::writer::Writer;
-use super::{Appended, History, Message, META, OUTBOX, SESSIONS};
+use super::{Appended, Delivery, History, Message, META, OUTBOX, SESSIONS};
 use crate::error::{Error, Result};
 
 const REGISTRATION: &[u8] = b"registration";
@@ -88,6 +88,21 @@ impl History {
         messages: &[Message],
         outgoing: Option<&OutboxItem>,
     ) -> Result<Vec<Appended>> {
+        Ok(self.record_steps_delivering(session, slot, messages, outgoing, &[])?.0)
+    }
+
+    /// [`History::record_steps`] that also marks `delivered` (our messages the run's receipts answered) as
+    /// delivered, in the same transaction: a crash cannot keep the session past a receipt and lose what it said.
+    /// Returns the states those end in beside the [`Appended`]s.
+    pub fn record_steps_delivering(
+        &self,
+        session: &Session,
+        slot: SessionSlot,
+        messages: &[Message],
+        outgoing: Option<&OutboxItem>,
+        delivered: &[Uuid],
+    ) -> Result<(Vec<Appended>, Vec<Option<Delivery>>)> {
+        let delivered = self.message_hashes(delivered)?;
         let session_key = match slot {
             SessionSlot::Current => self.chat_id(session.peer())?.to_vec(),
             SessionSlot::Previous => self.previous_key(session)?,
@@ -109,23 +124,24 @@ impl History {
                 if let Some(queued) = &queued {
                     outbox.insert(queued.key.as_slice(), queued.sealed.as_slice())?;
                 }
-                if rows.is_empty() {
-                    return Ok::<_, ConflictableTransactionError<Error>>(Vec::new());
+                if rows.is_empty() && delivered.is_empty() {
+                    return Ok::<_, ConflictableTransactionError<Error>>((Vec::new(), Vec::new()));
                 }
                 let mut writer = Writer::new(&self.sealer, blocks, index);
                 let appended = rows
                     .iter()
                     .map(|row| row.append_to(&mut writer))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
+                let states = change_deliveries(&mut writer, &delivered, Delivery::Delivered)?;
                 writer.finish()?;
-                Ok(appended)
+                Ok((appended, states))
             },
         );
-        let appended = flatten(result)?;
+        let outcome = flatten(result)?;
         if let Some(record) = reservation {
             self.note_reserved(record)?;
         }
-        Ok(appended)
+        Ok(outcome)
     }
 
     /// Queues an envelope that advances no session (handshake steps).

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use super::blocks::{
     block_key, block_start, bucket_and_tag, corrupt_blocks, find_in_bucket, slots, ChatId, Location, Slot,
 };
-use super::writer::Writer;
+use super::writer::{TxResult, Writer};
 use super::{History, MESSAGE_BLOCKS, MESSAGE_INDEX};
 use crate::error::{Error, Result};
 
@@ -243,30 +243,19 @@ impl History {
     /// [`History::update_delivery`] for several messages in one transaction (a receipt answering many): the state
     /// each ends in, in the order of `ids`.
     pub fn update_deliveries(&self, ids: &[Uuid], update: Delivery) -> Result<Vec<Option<Delivery>>> {
-        let hashes = ids
-            .iter()
-            .map(|id| self.message_hash(*id))
-            .collect::<Result<Vec<_>>>()?;
+        let hashes = self.message_hashes(ids)?;
         let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
             let mut writer = Writer::new(&self.sealer, blocks, index);
-            let mut states = Vec::with_capacity(hashes.len());
-            for id_hash in &hashes {
-                let Some(location) = writer.locate(id_hash)? else {
-                    states.push(None);
-                    continue;
-                };
-                let state = writer.change(&location, |json| {
-                    let mut message: Message = serde_json::from_slice(json).map_err(|_| corrupt_blocks())?;
-                    message.delivery = message.delivery.then(update);
-                    let json = serde_json::to_vec(&message).map_err(|_| Error::Crypto("encoding failed"))?;
-                    Ok((Zeroizing::new(json), message.delivery))
-                })?;
-                states.push(Some(state));
-            }
+            let states = change_deliveries(&mut writer, &hashes, update)?;
             writer.finish()?;
             Ok(states)
         });
         flatten(result)
+    }
+
+    /// The keyed hashes [`change_deliveries`] takes.
+    pub(super) fn message_hashes(&self, ids: &[Uuid]) -> Result<Vec<[u8; 32]>> {
+        ids.iter().map(|id| self.message_hash(*id)).collect()
     }
 
     /// The last `n` messages with `peer`, oldest first.
@@ -383,6 +372,30 @@ fn decode(block: &[u8], slot: &Slot) -> Result<Entry> {
         cursor: Cursor(slot.seq),
         message,
     })
+}
+
+/// Moves the messages whose id hashes are `hashes` to `update` within a transaction: the state each ends in, `None`
+/// for an id not stored.
+pub(super) fn change_deliveries(
+    writer: &mut Writer<'_>,
+    hashes: &[[u8; 32]],
+    update: Delivery,
+) -> TxResult<Vec<Option<Delivery>>> {
+    let mut states = Vec::with_capacity(hashes.len());
+    for id_hash in hashes {
+        let Some(location) = writer.locate(id_hash)? else {
+            states.push(None);
+            continue;
+        };
+        let state = writer.change(&location, |json| {
+            let mut message: Message = serde_json::from_slice(json).map_err(|_| corrupt_blocks())?;
+            message.delivery = message.delivery.then(update);
+            let json = serde_json::to_vec(&message).map_err(|_| Error::Crypto("encoding failed"))?;
+            Ok((Zeroizing::new(json), message.delivery))
+        })?;
+        states.push(Some(state));
+    }
+    Ok(states)
 }
 
 pub(super) fn flatten<T>(result: Result<T, TransactionError<Error>>) -> Result<T> {

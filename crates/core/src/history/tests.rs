@@ -465,6 +465,45 @@ fn runs_that_crash_before_sealing_keep_records_within_reach_of_the_stored_sessio
     }
 }
 
+/// A receipt's deliveries are stored in the step that opened it, beside the text that step stored.
+#[test]
+fn a_step_stores_a_text_and_the_deliveries_its_receipt_answered_together() {
+    let (_, bob_session, _) = alice_and_bob_sessions();
+    let (_dir, _key, history) = open();
+    let ours = text("alice", "sent earlier");
+    history.append_message(&ours).unwrap();
+    let mut theirs = text("alice", "arrived now");
+    theirs.direction = Direction::Incoming;
+    let (appended, states) = history
+        .record_steps_delivering(
+            &bob_session,
+            SessionSlot::Current,
+            std::slice::from_ref(&theirs),
+            None,
+            &[ours.id, Uuid::new_v4()],
+        )
+        .unwrap();
+    assert!(matches!(appended.as_slice(), [Appended::New(_)]));
+    assert_eq!(states, [Some(Delivery::Delivered), None]);
+    let stored = history.get_message(ours.id).unwrap().unwrap().message;
+    assert_eq!(
+        (stored.delivery, stored.body.as_str()),
+        (Delivery::Delivered, "sent earlier")
+    );
+    assert_eq!(
+        history.get_message(theirs.id).unwrap().unwrap().message.body,
+        "arrived now"
+    );
+    // A receipt alone (no text) still lands.
+    let later = text("alice", "sent later");
+    history.append_message(&later).unwrap();
+    let (appended, states) = history
+        .record_steps_delivering(&bob_session, SessionSlot::Current, &[], None, &[later.id])
+        .unwrap();
+    assert!(appended.is_empty());
+    assert_eq!(states, [Some(Delivery::Delivered)]);
+}
+
 /// A clean close drops the records: the next run goes on from the next counter, skipping none.
 #[test]
 fn after_a_clean_close_sending_goes_on_from_the_next_counter() {
