@@ -4,7 +4,8 @@
 //!   history writes on both sides, the relay and its push (the relay's flush, Alice's and Bob's follow the
 //!   text: it leaves with its counter reserved, see `history::reserve`); at a steady background rate
 //!   (`MAGPIE_BENCH_RATE`, default 1,000/s) for `MAGPIE_BENCH_SECONDS` (default 5); and `send_text` alone;
-//! - the same path without the engine (post an envelope, receive its push): the raw relay hop, the baseline;
+//! - the same path without the engine (send an envelope on a socket, as the engine does, and receive its push): the
+//!   raw relay hop, the baseline; and the same with an HTTP post;
 //! - the seven-step handshake through the relay (keys pre-made), beside the same steps in-process;
 //! - catch-up: Bob comes back online to `MAGPIE_BENCH_CATCH_UP` (default 2,000) messages waiting at the relay;
 //!   the time from his reconnect to the last one's `MessageReceived`.
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use magpie_core::engine::Event;
 use magpie_core::keystore::{Keystore, MemoryKeystore};
-use magpie_core::relay::{PushEvent, RelayClient};
+use magpie_core::relay::{Outgoing, PushEvent, RelayClient};
 use magpie_core::{Client, Profile};
 use magpie_proto::{
     CertificateAuthority, Credential, Envelope, EnvelopeKind, Identity, Initiator, Responder, TrustAnchor, Username,
@@ -74,7 +75,7 @@ async fn main() {
         let client = client.clone();
         tokio::spawn(async move { client.run().await })
     };
-    let _alice_online = online(&alice);
+    let alice_online = online(&alice);
     let bob_online = online(&bob);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -87,14 +88,19 @@ async fn main() {
     );
 
     let engine = send_receive(&alice, &bob, rate, seconds).await;
-    let raw = raw_hop(&url, &identities, &bob, rate, seconds).await;
+    let raw_http = raw_hop(&url, &identities, &bob, rate, seconds, Via::Http).await;
+    let raw = raw_hop(&url, &identities, &bob, rate, seconds, Via::Socket).await;
     println!(
         "send→receive with the engine: p50 {} µs, p99 {} µs over {} messages at {rate}/s",
         engine.0, engine.1, engine.2
     );
-    println!("raw relay hop (post → push):  p50 {} µs, p99 {} µs", raw.0, raw.1);
     println!(
-        "ratio engine/raw: p50 {:.2}x, p99 {:.2}x",
+        "raw relay hop (HTTP post → push):   p50 {} µs, p99 {} µs",
+        raw_http.0, raw_http.1
+    );
+    println!("raw relay hop (socket send → push): p50 {} µs, p99 {} µs", raw.0, raw.1);
+    println!(
+        "ratio engine/raw socket hop (the engine sends on its socket): p50 {:.2}x, p99 {:.2}x",
         engine.0 as f64 / raw.0.max(1) as f64,
         engine.1 as f64 / raw.1.max(1) as f64
     );
@@ -102,21 +108,30 @@ async fn main() {
     let waiting = usize::try_from(env("MAGPIE_BENCH_CATCH_UP", 2000)).unwrap();
     bob_online.abort();
     let _ = bob_online.await;
-    let catch_up_ms = catch_up(&alice, &bob, waiting, || online(&bob)).await;
+    let (catch_up_ms, bob_online) = catch_up(&alice, &bob, waiting, || online(&bob)).await;
     println!(
         "catch-up of {waiting} waiting messages: {catch_up_ms:.0} ms ({:.0} messages/s)",
         waiting as f64 / catch_up_ms * 1000.0
     );
     println!(
-        "send_recv_p50_us={} p99_us={} handshake_ms={handshake_ms:.2} raw_hop_p50_us={} in_process_handshake_ms={in_process_ms:.2} \
-         catch_up_ms={catch_up_ms:.0}",
-        engine.0, engine.1, raw.0
+        "send_recv_p50_us={} p99_us={} handshake_ms={handshake_ms:.2} raw_hop_p50_us={} raw_http_hop_p50_us={} \
+         in_process_handshake_ms={in_process_ms:.2} catch_up_ms={catch_up_ms:.0}",
+        engine.0, engine.1, raw.0, raw_http.0
     );
+    // Every history closes before its directory goes: sled closing one whose files were deleted has hung.
+    for task in [alice_online, bob_online] {
+        task.abort();
+        let _ = task.await;
+    }
+    drop((alice, bob, clients, relay));
+    // Their child tasks (aborted with them) drop their handles on the workers' next turn.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(data);
 }
 
 /// With Bob offline, Alice sends `waiting` texts and the relay accepts them all; then Bob comes back (`go_online`).
-/// Returns the time from then to his last `MessageReceived`, in ms.
-async fn catch_up<T>(alice: &Client, bob: &Client, waiting: usize, go_online: impl FnOnce() -> T) -> f64 {
+/// Returns the time from then to his last `MessageReceived`, in ms, and what `go_online` returned.
+async fn catch_up<T>(alice: &Client, bob: &Client, waiting: usize, go_online: impl FnOnce() -> T) -> (f64, T) {
     for i in 0..waiting {
         alice.send_text(bob.username(), &format!("while away {i}")).unwrap();
     }
@@ -127,7 +142,7 @@ async fn catch_up<T>(alice: &Client, bob: &Client, waiting: usize, go_online: im
     }
     let mut events = bob.events();
     let start = Instant::now();
-    let _online = go_online();
+    let online = go_online();
     let mut received = 0;
     let mut seen = std::collections::HashSet::new();
     while received < waiting {
@@ -151,7 +166,7 @@ async fn catch_up<T>(alice: &Client, bob: &Client, waiting: usize, go_online: im
             }
         }
     }
-    start.elapsed().as_secs_f64() * 1000.0
+    (start.elapsed().as_secs_f64() * 1000.0, online)
 }
 
 /// Median time from `request` to the initiator's `SessionEstablished` (repeated handshakes re-key the pair).
@@ -269,8 +284,16 @@ fn stalled(alice: &Client, bob: &Client, sent_at: &Mutex<HashMap<Uuid, Instant>>
     );
 }
 
-/// The relay alone: post an envelope as Alice, time its push to a socket of Bob's, at the same rate.
-async fn raw_hop(url: &str, identities: &[Identity], bob: &Client, rate: u64, seconds: u64) -> (u64, u64) {
+/// How the raw hop's sender hands envelopes to the relay.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Http,
+    /// Frames on the sender's own push socket, as the engine sends.
+    Socket,
+}
+
+/// The relay alone: send an envelope as Alice, time its push to a socket of Bob's, at the same rate.
+async fn raw_hop(url: &str, identities: &[Identity], bob: &Client, rate: u64, seconds: u64, via: Via) -> (u64, u64) {
     let ca = bob.relay_ca_fingerprint().unwrap();
     let (sender, receiver) = (RelayClient::new(url).unwrap(), RelayClient::new(url).unwrap());
     sender.login(&identities[0], &ca).await.unwrap();
@@ -298,6 +321,19 @@ async fn raw_hop(url: &str, identities: &[Identity], bob: &Client, rate: u64, se
             latencies
         })
     };
+    let mut socket = match via {
+        Via::Http => None,
+        Via::Socket => {
+            let (out, mut answers) = sender.push().await.unwrap().split();
+            // Answers must be read for the relay to go on writing them.
+            let drain = tokio::spawn(async move {
+                while let Some(answer) = answers.next().await.unwrap() {
+                    assert!(matches!(answer, PushEvent::Accepted { .. }), "{answer:?}");
+                }
+            });
+            Some((out, drain))
+        }
+    };
     let sender = Arc::new(sender);
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     for i in 0..total {
@@ -310,10 +346,19 @@ async fn raw_hop(url: &str, identities: &[Identity], bob: &Client, rate: u64, se
             body: format!("raw {i}").into_bytes(),
         };
         sent_at.lock().unwrap().insert(envelope.id, Instant::now());
+        if let Some((out, _)) = socket.as_mut() {
+            out.feed(&Outgoing::Send(envelope)).await.unwrap();
+            out.flush().await.unwrap();
+            continue;
+        }
         let sender = sender.clone();
         tokio::spawn(async move { sender.send(&envelope).await.unwrap() });
     }
     let mut latencies = listener.await.unwrap();
+    if let Some((out, drain)) = socket {
+        out.close().await;
+        drain.abort();
+    }
     (percentile(&mut latencies, 50), percentile(&mut latencies, 99))
 }
 
