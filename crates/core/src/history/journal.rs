@@ -9,6 +9,9 @@ use sled::transaction::{ConflictableTransactionError, Transactional};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use std::collections::BTreeMap;
+
+use super::ahead::Step;
 use super::messages::{change_deliveries, flatten};
 use super::writer::Writer;
 use super::{Appended, Delivery, History, Message, META, OUTBOX, SESSIONS};
@@ -115,6 +118,22 @@ impl History {
             .collect::<Result<Vec<_>>>()?;
         let queued = outgoing.map(|item| self.prepare_outbox(item)).transpose()?;
         let reservation = self.record_due(session)?;
+        if slot == SessionSlot::Current && delivered.is_empty() {
+            // The hot path: one insert (see `ahead`).
+            let appended = self.write_ahead(&Step {
+                session_key: &session_key,
+                sealed_session: &sealed_session,
+                reservation: reservation.as_ref(),
+                outbox: queued.as_ref().map(|q| (q.key, q.sealed.as_slice())),
+                rows: &rows,
+            })?;
+            drop(queued);
+            if let Some(record) = reservation {
+                self.note_reserved(record)?;
+            }
+            return Ok((appended, Vec::new()));
+        }
+        let settled = self.settled()?;
         let result = (&self.sessions, &self.blocks, &self.message_index, &self.outbox).transaction(
             |(sessions, blocks, index, outbox)| {
                 sessions.insert(session_key.as_slice(), sealed_session.as_slice())?;
@@ -137,6 +156,7 @@ impl History {
                 Ok((appended, states))
             },
         );
+        drop(settled);
         let outcome = flatten(result)?;
         if let Some(record) = reservation {
             self.note_reserved(record)?;
@@ -146,6 +166,7 @@ impl History {
 
     /// Queues an envelope that advances no session (handshake steps).
     pub fn queue_envelope(&self, item: &OutboxItem) -> Result<()> {
+        // Its key is new: no pending step writes it, and the outbox reads pending items with the tree.
         let queued = self.prepare_outbox(item)?;
         self.outbox.insert(queued.key, queued.sealed.as_slice())?;
         Ok(())
@@ -158,23 +179,38 @@ impl History {
 
     /// What waits to go out after `after` (everything when `None`), oldest first.
     pub fn outbox_after(&self, after: Option<OutboxKey>) -> Result<Vec<(OutboxKey, OutboxItem)>> {
-        let mut out = Vec::new();
-        let start = after.map_or(0, |k| u64::from_be_bytes(k.0).saturating_add(1));
-        for item in self.outbox.range(start.to_be_bytes()..) {
-            let (key, sealed) = item?;
-            let key_bytes: [u8; 8] = key
-                .as_ref()
-                .try_into()
-                .map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
-            let plain = self.sealer.open(OUTBOX, &key, &sealed)?;
-            let item = serde_json::from_slice(&plain).map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
-            out.push((OutboxKey(key_bytes), item));
-        }
-        Ok(out)
+        let start = after
+            .map_or(0, |k| u64::from_be_bytes(k.0).saturating_add(1))
+            .to_be_bytes();
+        self.with_pending_outbox(|pending| {
+            let mut sealed_items = BTreeMap::new();
+            for item in self.outbox.range(start..) {
+                let (key, sealed) = item?;
+                let key: [u8; 8] = key
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
+                sealed_items.insert(key, sealed.to_vec());
+            }
+            sealed_items.extend(pending.range(start..).map(|(key, sealed)| (*key, sealed.clone())));
+            sealed_items
+                .into_iter()
+                .map(|(key, sealed)| {
+                    let plain = self.sealer.open(OUTBOX, &key, &sealed)?;
+                    let item = serde_json::from_slice(&plain).map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
+                    Ok((OutboxKey(key), item))
+                })
+                .collect()
+        })
     }
 
     /// Drops an outbox item (the relay accepted it, or it can never be sent).
     pub fn remove_outbox(&self, key: OutboxKey) -> Result<()> {
+        // Applied first, else applying its step would bring it back.
+        let _settled = match self.outbox_pending(&key.0)? {
+            true => Some(self.settled()?),
+            false => None,
+        };
         self.outbox.remove(key.0)?;
         Ok(())
     }
@@ -195,6 +231,7 @@ impl History {
     /// may sit in a mailbox across several re-keys). The newest [`PREVIOUS_SESSIONS`] per peer are kept; saving
     /// one that is kept already (after opening a late message with it) updates it in place.
     pub fn save_previous_session(&self, session: &Session) -> Result<()> {
+        let _settled = self.settled()?;
         let prefix = self.previous_prefix(session.peer())?;
         let key = self.previous_key(session)?;
         let exported = session.export()?;
@@ -211,6 +248,7 @@ impl History {
 
     /// The replaced session with `peer` whose id is `session_id`, if still kept.
     pub fn load_previous_session(&self, peer: &Username, session_id: &[u8]) -> Result<Option<Session>> {
+        self.settle()?;
         let prefix = self.previous_prefix(peer)?;
         match self.find_previous(&prefix, session_id)? {
             Some((key, sealed)) => {

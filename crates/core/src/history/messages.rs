@@ -136,6 +136,7 @@ impl History {
     /// Stores a batch in one transaction (catch-up after being offline, imports); duplicates, also within the
     /// batch, are skipped. One result per message, in order.
     pub fn append_messages(&self, batch: &[Message]) -> Result<Vec<Appended>> {
+        let _settled = self.settled()?;
         let rows = batch.iter().map(|m| self.prepare_row(m)).collect::<Result<Vec<_>>>()?;
         let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
             let mut writer = Writer::new(&self.sealer, blocks, index);
@@ -184,6 +185,7 @@ impl History {
 
     /// Removes a message and its id index (a failed message that was sent again); `false` if unknown.
     pub fn remove_message(&self, id: Uuid) -> Result<bool> {
+        let _settled = self.settled()?;
         let id_hash = self.message_hash(id)?;
         let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
             let mut writer = Writer::new(&self.sealer, blocks, index);
@@ -201,6 +203,7 @@ impl History {
     }
 
     pub(super) fn clear_chat_in_slices(&self, peer: &Username, blocks_per_slice: usize) -> Result<usize> {
+        let _settled = self.settled()?;
         let chat = self.chat_id(peer)?;
         // Only what is there now: a message arriving meanwhile gets a larger seq and stays.
         let below = self.db.generate_id()?;
@@ -243,6 +246,7 @@ impl History {
     /// [`History::update_delivery`] for several messages in one transaction (a receipt answering many): the state
     /// each ends in, in the order of `ids`.
     pub fn update_deliveries(&self, ids: &[Uuid], update: Delivery) -> Result<Vec<Option<Delivery>>> {
+        let _settled = self.settled()?;
         let hashes = self.message_hashes(ids)?;
         let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
             let mut writer = Writer::new(&self.sealer, blocks, index);
@@ -272,6 +276,7 @@ impl History {
 
     /// Up to `n` messages with `peer` newer than `after` (from the start if `None`), oldest first.
     pub fn messages_after(&self, peer: &Username, after: Option<Cursor>, n: usize) -> Result<Vec<Entry>> {
+        self.settle()?;
         let chat = self.chat_id(peer)?;
         let after = match after {
             Some(cursor) if cursor.0 == u64::MAX => return Ok(Vec::new()),
@@ -309,6 +314,7 @@ impl History {
 
     /// Up to `n` messages of `chat` with a seq below `end` (or at most `end` when `inclusive`), oldest first.
     fn collect_rev(&self, chat: &ChatId, end: u64, inclusive: bool, n: usize) -> Result<Vec<Entry>> {
+        self.settle()?;
         let mut out = Vec::with_capacity(n.min(1024));
         let blocks = if inclusive {
             self.blocks.range(block_key(chat, 0)..=block_key(chat, end))
@@ -339,7 +345,13 @@ impl History {
     }
 
     fn locate(&self, id: Uuid) -> Result<Option<Location>> {
-        let (bucket, tag) = bucket_and_tag(&self.message_hash(id)?);
+        self.settle()?;
+        self.locate_hash(&self.message_hash(id)?)
+    }
+
+    /// Where the applied message with this id hash is (pending steps are not looked at).
+    pub(super) fn locate_hash(&self, id_hash: &[u8; 32]) -> Result<Option<Location>> {
+        let (bucket, tag) = bucket_and_tag(id_hash);
         let Some(sealed) = self.message_index.get(bucket)? else {
             return Ok(None);
         };
@@ -350,10 +362,10 @@ impl History {
 
 /// An encoded message ready for a transaction.
 pub(super) struct Row {
-    chat: ChatId,
-    id: Uuid,
-    id_hash: [u8; 32],
-    json: Zeroizing<Vec<u8>>,
+    pub(super) chat: ChatId,
+    pub(super) id: Uuid,
+    pub(super) id_hash: [u8; 32],
+    pub(super) json: Zeroizing<Vec<u8>>,
 }
 
 impl Row {

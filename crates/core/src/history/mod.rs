@@ -16,6 +16,7 @@
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
 //! | `meta`        | `registration`                       | [`RegistrationRecord`]                      |
 //! | `meta`        | `relay-login`                        | token expiry (u64 BE) ‖ the relay's token   |
+//! | `pending_steps` | seq (u64 BE)                       | a step written ahead, not yet applied (see [`ahead`]) |
 //!
 //! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ counter ‖ session id`, the last 16 sessions re-keys
 //! replaced (messages sealed with them may still be on their way), and under `H("chat", peer) ‖ "reserved" ‖ session
@@ -27,6 +28,7 @@
 //! open, see [`migrate`].
 //! Additional data of each value is `tree ‖ key`: a value moved to another slot does not open.
 
+mod ahead;
 mod blocks;
 mod contacts;
 pub mod crypt;
@@ -65,6 +67,7 @@ const FINISHED_HANDSHAKES: &str = "finished_handshakes";
 const MESSAGE_BLOCKS: &str = "message_blocks";
 const MESSAGE_INDEX: &str = "message_index";
 const OUTBOX: &str = "outbox";
+const PENDING_STEPS: &str = "pending_steps";
 
 const KEY_CHECK: &[u8] = b"key-check";
 const KEY_CHECK_VALUE: &[u8] = b"magpie history v1";
@@ -81,6 +84,9 @@ pub struct History {
     finished_handshakes: sled::Tree,
     blocks: sled::Tree,
     message_index: sled::Tree,
+    pending_steps: sled::Tree,
+    /// What steps written ahead hold until they are applied (see [`ahead`]).
+    pending: std::sync::Mutex<ahead::Pending>,
     /// Held from taking an outbox key to committing its item, so items become visible in key order: the outbox
     /// reads on from the last key it sent, and an item committed behind it would wait for a full pass.
     outbox_order: std::sync::Mutex<()>,
@@ -133,6 +139,8 @@ impl History {
             blocks: db.open_tree(MESSAGE_BLOCKS)?,
             message_index: db.open_tree(MESSAGE_INDEX)?,
             outbox: db.open_tree(OUTBOX)?,
+            pending_steps: db.open_tree(PENDING_STEPS)?,
+            pending: std::sync::Mutex::default(),
             outbox_order: std::sync::Mutex::new(()),
             reservations: std::sync::Mutex::default(),
             key_changed: std::sync::Mutex::default(),
@@ -141,6 +149,9 @@ impl History {
             db,
         };
         history.migrate_rows_to_blocks()?;
+        // Steps a previous run wrote ahead, applied before anything reads.
+        history.count_pending()?;
+        history.settle()?;
         Ok(history)
     }
 
@@ -168,6 +179,7 @@ impl History {
 
     /// Stores the session with `peer`, replacing the previous one.
     pub fn save_session(&self, session: &Session) -> Result<()> {
+        let _settled = self.settled()?;
         let key = self.chat_id(session.peer())?;
         let exported = session.export()?;
         self.sessions
@@ -177,6 +189,7 @@ impl History {
 
     /// The stored session with `peer`, if any.
     pub fn load_session(&self, peer: &Username) -> Result<Option<Session>> {
+        self.settle()?;
         let key = self.chat_id(peer)?;
         let Some(sealed) = self.sessions.get(key)? else {
             return Ok(None);
@@ -189,6 +202,7 @@ impl History {
 
     /// Forgets the session with `peer`; `false` if there was none.
     pub fn remove_session(&self, peer: &Username) -> Result<bool> {
+        let _settled = self.settled()?;
         Ok(self.sessions.remove(self.chat_id(peer)?)?.is_some())
     }
 
@@ -288,3 +302,5 @@ fn split_handshake(plain: &[u8]) -> Result<(String, &[u8])> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ahead;

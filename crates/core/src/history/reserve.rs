@@ -58,7 +58,11 @@ impl History {
             return Ok(());
         }
         let record = self.record(session, next)?;
-        self.sessions.insert(record.key.as_slice(), record.sealed.as_slice())?;
+        {
+            // Pending steps' records go first, so none lands over this one.
+            let _settled = self.settled()?;
+            self.sessions.insert(record.key.as_slice(), record.sealed.as_slice())?;
+        }
         self.note_reserved(record)?;
         self.flush()?;
         Ok(())
@@ -132,6 +136,11 @@ impl History {
     /// close, and a crash before that keeps a prefix of the log: the records go only with every step before them.
     pub(super) fn release_reservations(&self) -> Result<()> {
         let keys: Vec<Vec<u8>> = self.reservations()?.drain().map(|(_, r)| r.key).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // A pending step's record would come back after the removal.
+        let _settled = self.settled()?;
         for key in keys {
             self.sessions.remove(key)?;
         }

@@ -4,14 +4,14 @@ use uuid::Uuid;
 use super::*;
 use crate::test_support::username;
 
-fn open() -> (tempfile::TempDir, HistoryKey, History) {
+pub(super) fn open() -> (tempfile::TempDir, HistoryKey, History) {
     let dir = tempfile::tempdir().unwrap();
     let key = HistoryKey::generate().unwrap();
     let history = History::open(dir.path(), &key).unwrap();
     (dir, key, history)
 }
 
-fn text(peer: &str, body: &str) -> Message {
+pub(super) fn text(peer: &str, body: &str) -> Message {
     Message {
         id: Uuid::new_v4(),
         peer: username(peer),
@@ -307,7 +307,7 @@ fn a_history_open_elsewhere_is_a_typed_error() {
 
 /// A fresh session between Alice and Bob from a real handshake (proto's fixed test keys, so no keygen), as
 /// (Alice's, Bob's), and the time it was made at.
-fn alice_and_bob_sessions() -> (magpie_proto::Session, magpie_proto::Session, std::time::SystemTime) {
+pub(super) fn alice_and_bob_sessions() -> (magpie_proto::Session, magpie_proto::Session, std::time::SystemTime) {
     use std::time::{Duration, SystemTime};
 
     use magpie_proto::{CertificateAuthority, Credential, Identity, Initiator, Responder};
@@ -404,7 +404,11 @@ fn a_step_of_a_replaced_session_leaves_the_current_one_alone() {
 }
 
 /// Alice seals `count` texts as the engine does (reserve, seal, record), returning them.
-fn send(history: &History, session: &mut magpie_proto::Session, count: usize) -> Vec<magpie_proto::SealedMessage> {
+pub(super) fn send(
+    history: &History,
+    session: &mut magpie_proto::Session,
+    count: usize,
+) -> Vec<magpie_proto::SealedMessage> {
     (0..count)
         .map(|i| {
             history.reserve_send(session).unwrap();

@@ -1,0 +1,144 @@
+//! Steps written ahead ([`super::ahead`]): seen before they are applied, applied once, kept across a crash.
+
+use super::tests::{alice_and_bob_sessions, open, send, text};
+use super::*;
+use crate::test_support::username;
+
+fn outbox_item(to: &str, message_id: uuid::Uuid) -> OutboxItem {
+    OutboxItem {
+        envelope: magpie_proto::Envelope {
+            id: uuid::Uuid::new_v4(),
+            from: "alice".into(),
+            to: to.into(),
+            kind: magpie_proto::EnvelopeKind::Message,
+            body: b"sealed".to_vec(),
+        },
+        message_id: Some(message_id),
+    }
+}
+
+/// A step with a text and its envelope: the outbox lists it and the text is a duplicate while the step is only a
+/// pending record; reading the text applies it, leaving no record behind.
+#[test]
+fn a_step_written_ahead_is_seen_before_it_is_applied() {
+    let (alice, _, _) = alice_and_bob_sessions();
+    let (_dir, _key, history) = open();
+    history.save_session(&alice).unwrap();
+    let message = text("bob", "ahead");
+    let item = outbox_item("bob", message.id);
+    let appended = history.record_step(&alice, Some(&message), Some(&item)).unwrap();
+    assert!(matches!(appended, Some(Appended::New(_))));
+    assert_eq!(history.pending_steps.len(), 1);
+    assert!(history.outbox.is_empty(), "the item is still only in its record");
+
+    let outbox = history.outbox().unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].1.envelope.id, item.envelope.id);
+    let again = history
+        .record_steps(&alice, SessionSlot::Current, std::slice::from_ref(&message), None)
+        .unwrap();
+    assert_eq!(again, [Appended::Duplicate]);
+
+    assert_eq!(history.get_message(message.id).unwrap().unwrap().message.body, "ahead");
+    assert!(history.pending_steps.is_empty());
+    assert_eq!(history.outbox().unwrap().len(), 1);
+    assert_eq!(history.last_messages(&username("bob"), 10).unwrap().len(), 1);
+}
+
+/// A crash after the flush that covers pending steps loses none of them: the next open applies every one, and the
+/// session, the texts and the outbox are as if each had been a transaction.
+#[test]
+fn a_crash_keeps_steps_written_ahead_and_the_next_open_applies_them() {
+    let (mut alice, mut bob, _) = alice_and_bob_sessions();
+    let (dir, key, history) = open();
+    history.save_session(&alice).unwrap();
+    // Sealed without reserving, so the reloaded session is the stored one, not one moved past a record.
+    let sealed: Vec<_> = (0..5)
+        .map(|i| {
+            let plaintext = magpie_proto::Plaintext::text(format!("text {i}"), std::time::SystemTime::now()).unwrap();
+            let sealed = alice.seal(&plaintext).unwrap();
+            let mut message = text("bob", &plaintext.body);
+            message.id = plaintext.id;
+            history.record_step(&alice, Some(&message), None).unwrap();
+            sealed
+        })
+        .collect();
+    let message = text("bob", "queued");
+    history
+        .record_step(&alice, Some(&message), Some(&outbox_item("bob", message.id)))
+        .unwrap();
+    assert_eq!(history.pending_steps.len(), 6);
+    history.flush().unwrap();
+    history.crash();
+
+    let history = History::open(dir.path(), &key).unwrap();
+    assert!(history.pending_steps.is_empty());
+    let reloaded = history.load_session(&username("bob")).unwrap().unwrap();
+    assert_eq!(reloaded.next_send_counter(), alice.next_send_counter());
+    let bodies: Vec<String> = history
+        .last_messages(&username("bob"), 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message.body)
+        .collect();
+    assert_eq!(bodies, ["text 0", "text 1", "text 2", "text 3", "text 4", "queued"]);
+    assert_eq!(history.outbox().unwrap().len(), 1);
+    for sealed in &sealed {
+        bob.open(sealed).unwrap();
+    }
+}
+
+/// An envelope the relay accepted while its step was pending is gone for good: applying the step later, or after
+/// a reopen, does not bring it back.
+#[test]
+fn an_outbox_item_removed_while_its_step_is_pending_does_not_come_back() {
+    let (alice, _, _) = alice_and_bob_sessions();
+    let (dir, key, history) = open();
+    history.save_session(&alice).unwrap();
+    let message = text("bob", "accepted at once");
+    history
+        .record_step(&alice, Some(&message), Some(&outbox_item("bob", message.id)))
+        .unwrap();
+    let (key_of_item, _) = history.outbox().unwrap().pop().unwrap();
+    history.remove_outbox(key_of_item).unwrap();
+    assert!(history.outbox().unwrap().is_empty());
+    history.settle().unwrap();
+    assert!(history.outbox().unwrap().is_empty());
+    history.flush().unwrap();
+    history.crash();
+    let history = History::open(dir.path(), &key).unwrap();
+    assert!(history.outbox().unwrap().is_empty());
+    assert!(history.contains_message(message.id).unwrap());
+}
+
+/// More steps than are kept pending are applied as they come, in order: every text once, in cursor order.
+#[test]
+fn many_steps_are_applied_in_order_and_each_text_once() {
+    let (mut alice, _, _) = alice_and_bob_sessions();
+    let (_dir, _key, history) = open();
+    history.save_session(&alice).unwrap();
+    send(&history, &mut alice, 600);
+    assert!(history.pending_steps.len() < 600);
+    let all = history.messages_after(&username("bob"), None, 1000).unwrap();
+    let expected: Vec<String> = (0..600).map(|i| format!("text {i}")).collect();
+    assert_eq!(all.iter().map(|e| e.message.body.clone()).collect::<Vec<_>>(), expected);
+    assert!(all.windows(2).all(|w| w[0].cursor.value() < w[1].cursor.value()));
+}
+
+/// A pending record that does not open (a flipped bit on disk) is a typed error on open, not a panic.
+#[test]
+fn a_damaged_pending_step_is_a_typed_error() {
+    let (alice, _, _) = alice_and_bob_sessions();
+    let (dir, key, history) = open();
+    history.save_session(&alice).unwrap();
+    history.record_step(&alice, Some(&text("bob", "x")), None).unwrap();
+    let (record_key, mut sealed) = history.pending_steps.iter().next().unwrap().unwrap();
+    let mut bytes = sealed.to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    sealed = bytes.into();
+    history.pending_steps.insert(record_key, sealed).unwrap();
+    history.flush().ok();
+    history.crash();
+    assert!(History::open(dir.path(), &key).is_err());
+}
