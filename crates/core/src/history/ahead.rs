@@ -1,57 +1,70 @@
-//! Steps written ahead: a ratchet step on the hot path (our text sealed, their texts opened) is one sealed record
-//! inserted in `pending_steps`, not a transaction over four trees. sled rolls its log buffer twice per transaction
-//! and hands each roll to its IO pool, which made the transaction about three quarters of a step's cost; a plain
-//! insert is atomic and is recovered in log order like the rest.
+//! Steps written ahead: what the engine writes per message (a ratchet step with the texts it sealed or opened, a
+//! receipt's deliveries, the relay's 202 for an envelope) is one sealed record inserted in `pending_steps`, not a
+//! transaction over several trees. sled rolls its log buffer twice per transaction and hands each roll to its IO
+//! pool, which made the transaction about three quarters of a step's cost; a plain insert is atomic and is
+//! recovered in log order like the rest.
 //!
-//! The record holds everything the step would have written (the sealed session, a send-counter record, the sealed
-//! outbox item, the messages with their seqs). [`History::settle`] applies every pending record in one transaction
-//! that also deletes them, so a record is applied exactly once; opening the history settles first.
+//! A record holds everything its step would have written: the sealed session, a send-counter record, the sealed
+//! outbox item, the messages with their seqs, delivery states, an outbox item to drop. [`History::settle`] applies
+//! every pending record, in order, in one transaction that also deletes them, so each is applied exactly once.
+//! Opening the history settles first, and so does a flush once [`SETTLE_ON_FLUSH`] records are pending.
 //!
-//! Until then only the outbox and the id check see them, from memory ([`Pending`]). Everything else that reads or
-//! writes sessions, messages or the outbox settles first, so it finds the trees as if each step had been a
-//! transaction. A record is made durable by the same flush as everything else, and a flush settles what it covers.
+//! Until then the outbox, the id check and delivery states read what the records hold from memory ([`Pending`]).
+//! Everything else that reads or writes sessions, messages or the outbox settles first, so it finds the trees as if
+//! each step had been a transaction; writes hold the lock across their write, so none lands between a record and its
+//! application. A record is made durable by the same flush as everything else.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sled::transaction::{ConflictableTransactionError, Transactional};
 use zeroize::Zeroizing;
 
-use super::messages::{flatten, Row};
+use super::messages::{change_deliveries, flatten, Row};
 use super::reserve::DueRecord;
 use super::writer::{abort, Writer};
-use super::{Appended, Cursor, History, PENDING_STEPS};
+use super::{Appended, Cursor, Delivery, History, PENDING_STEPS};
 use crate::error::{Error, Result};
 
 /// Steps pending at most before a step settles them itself (bounds memory and the settling transaction).
 const MOST_PENDING: usize = 256;
+/// Steps pending from which a flush settles them (off the path of the messages that wrote them).
+pub(super) const SETTLE_ON_FLUSH: usize = 32;
 const FORMAT: u8 = 1;
 
 /// What the pending records hold that readers must see before they are applied.
 #[derive(Default)]
 pub(super) struct Pending {
     records: usize,
-    /// Outbox items they queue, sealed, by key.
+    /// Outbox items they queue (and do not drop again), sealed, by key.
     outbox: BTreeMap<[u8; 8], Vec<u8>>,
     /// Id hashes of the messages they store.
     message_ids: HashSet<[u8; 32]>,
+    /// Delivery states of the messages they store or update, as of the last record.
+    deliveries: HashMap<[u8; 32], Delivery>,
 }
 
 /// Held while writing beside the pending steps ([`History::settled`]).
 pub(super) struct Settled<'a>(#[allow(dead_code, reason = "held for its lock")] std::sync::MutexGuard<'a, Pending>);
 
 /// One step's writes, as [`History::write_ahead`] takes them.
+#[derive(Default)]
 pub(super) struct Step<'a> {
-    pub(super) session_key: &'a [u8],
-    pub(super) sealed_session: &'a [u8],
+    /// The session's key and sealed value.
+    pub(super) session: Option<(&'a [u8], &'a [u8])>,
     pub(super) reservation: Option<&'a DueRecord>,
+    /// A new outbox item's key and sealed value.
     pub(super) outbox: Option<([u8; 8], &'a [u8])>,
     pub(super) rows: &'a [Row],
+    /// Messages (by id hash) to move on to `delivery`, after the rows are stored.
+    pub(super) deliveries: &'a [[u8; 32]],
+    pub(super) delivery: Option<Delivery>,
 }
 
 impl History {
-    /// Writes `step` as one pending record; one [`Appended`] per row, in order (a row whose id is stored, pending
-    /// or earlier in `rows` is a duplicate and is not written).
-    pub(super) fn write_ahead(&self, step: &Step<'_>) -> Result<Vec<Appended>> {
+    /// Writes `step` as one pending record. Returns one [`Appended`] per row, in order (a row whose id is stored,
+    /// pending or earlier in `rows` is a duplicate and is not written), and the state each of `deliveries` ends in
+    /// (`None` for an id not stored).
+    pub(super) fn write_ahead(&self, step: &Step<'_>) -> Result<(Vec<Appended>, Vec<Option<Delivery>>)> {
         let mut pending = self.pending()?;
         let mut appended = Vec::with_capacity(step.rows.len());
         let mut kept: Vec<(&Row, u64)> = Vec::with_capacity(step.rows.len());
@@ -68,19 +81,64 @@ impl History {
             kept.push((row, seq));
             appended.push(Appended::New(Cursor::from_value(seq)));
         }
+        let mut states = Vec::with_capacity(step.deliveries.len());
+        let mut changed: Vec<([u8; 32], Delivery)> = Vec::with_capacity(step.deliveries.len());
+        for id_hash in step.deliveries {
+            let current = match changed.iter().rev().find(|(h, _)| h == id_hash) {
+                Some((_, state)) => Some(*state),
+                None => match kept.iter().find(|(row, _)| row.id_hash == *id_hash) {
+                    Some((row, _)) => Some(row.delivery),
+                    None => match pending.deliveries.get(id_hash) {
+                        Some(state) => Some(*state),
+                        None => self.applied_delivery(id_hash)?,
+                    },
+                },
+            };
+            let (Some(current), Some(update)) = (current, step.delivery) else {
+                states.push(None);
+                continue;
+            };
+            let state = current.then(update);
+            changed.push((*id_hash, state));
+            states.push(Some(state));
+        }
+        let nothing = step.session.is_none() && step.reservation.is_none() && step.outbox.is_none();
+        if nothing && kept.is_empty() && changed.is_empty() {
+            return Ok((appended, states));
+        }
         let key = self.db.generate_id()?.to_be_bytes();
-        let plain = encode(step, &kept)?;
+        let plain = encode(step, &kept, &changed)?;
         self.pending_steps
             .insert(key, self.sealer.seal(PENDING_STEPS, &key, &plain)?)?;
         pending.records += 1;
         if let Some((key, sealed)) = step.outbox {
             pending.outbox.insert(key, sealed.to_vec());
         }
-        pending.message_ids.extend(kept.iter().map(|(row, _)| row.id_hash));
+        for (row, _) in &kept {
+            pending.message_ids.insert(row.id_hash);
+            pending.deliveries.insert(row.id_hash, row.delivery);
+        }
+        pending.deliveries.extend(changed);
         if pending.records >= MOST_PENDING {
             self.apply_pending(&mut pending)?;
         }
-        Ok(appended)
+        Ok((appended, states))
+    }
+
+    /// Drops an outbox item that is still only in a pending record, by a record of its own (applied after the one
+    /// that queued it); `false` if it is not pending.
+    pub(super) fn remove_pending_outbox(&self, key: [u8; 8]) -> Result<bool> {
+        let mut pending = self.pending()?;
+        if !pending.outbox.contains_key(&key) {
+            return Ok(false);
+        }
+        let record_key = self.db.generate_id()?.to_be_bytes();
+        let plain = encode_removal(key);
+        self.pending_steps
+            .insert(record_key, self.sealer.seal(PENDING_STEPS, &record_key, &plain)?)?;
+        pending.records += 1;
+        pending.outbox.remove(&key);
+        Ok(true)
     }
 
     /// Applies every pending step to the trees (see the module). Cheap when none is pending. What reads sessions,
@@ -100,19 +158,19 @@ impl History {
         Ok(Settled(pending))
     }
 
-    /// Pending outbox items after `start`, by key, for the outbox to read with the tree (under the lock, so none
-    /// moves between the two while it reads).
+    /// How many steps are pending.
+    pub(super) fn pending_count(&self) -> Result<usize> {
+        Ok(self.pending()?.records)
+    }
+
+    /// Pending outbox items, by key, for the outbox to read with the tree (under the lock, so none moves between
+    /// the two while it reads).
     pub(super) fn with_pending_outbox<T>(
         &self,
         read: impl FnOnce(&BTreeMap<[u8; 8], Vec<u8>>) -> Result<T>,
     ) -> Result<T> {
         let pending = self.pending()?;
         read(&pending.outbox)
-    }
-
-    /// Whether an outbox item is still only in a pending record.
-    pub(super) fn outbox_pending(&self, key: &[u8; 8]) -> Result<bool> {
-        Ok(self.pending()?.outbox.contains_key(key))
     }
 
     /// Counts the records a previous run left, so the first settle applies them.
@@ -139,19 +197,16 @@ impl History {
             let mut writer = Writer::new(&self.sealer, blocks, index);
             for (key, plain) in &records {
                 steps.remove(key)?;
+                let corrupt = |()| abort(Error::HistoryCorrupt { tree: PENDING_STEPS });
                 let mut record = Reader(plain.as_slice());
-                let corrupt = |_| abort(Error::HistoryCorrupt { tree: PENDING_STEPS });
                 if record.byte().map_err(corrupt)? != FORMAT {
-                    return Err(abort(Error::HistoryCorrupt { tree: PENDING_STEPS }));
+                    return Err(corrupt(()));
                 }
-                let (session_key, sealed_session) =
-                    (record.bytes().map_err(corrupt)?, record.bytes().map_err(corrupt)?);
-                sessions.insert(session_key, sealed_session)?;
-                if record.byte().map_err(corrupt)? == 1 {
-                    sessions.insert(record.bytes().map_err(corrupt)?, record.bytes().map_err(corrupt)?)?;
-                }
-                if record.byte().map_err(corrupt)? == 1 {
-                    outbox.insert(record.bytes().map_err(corrupt)?, record.bytes().map_err(corrupt)?)?;
+                // The session, then its counter record, then the outbox item.
+                for tree in [sessions, sessions, outbox] {
+                    if record.byte().map_err(corrupt)? == 1 {
+                        tree.insert(record.bytes().map_err(corrupt)?, record.bytes().map_err(corrupt)?)?;
+                    }
                 }
                 for _ in 0..record.count().map_err(corrupt)? {
                     let chat = record.array::<32>().map_err(corrupt)?;
@@ -160,6 +215,14 @@ impl History {
                     let seq = u64::from_be_bytes(record.array::<8>().map_err(corrupt)?);
                     let json = record.bytes().map_err(corrupt)?;
                     writer.append(&chat, id, &id_hash, json, Some(seq))?;
+                }
+                for _ in 0..record.count().map_err(corrupt)? {
+                    let id_hash = record.array::<32>().map_err(corrupt)?;
+                    let state = delivery_from(record.byte().map_err(corrupt)?).ok_or_else(|| corrupt(()))?;
+                    change_deliveries(&mut writer, &[id_hash], state)?;
+                }
+                if record.byte().map_err(corrupt)? == 1 {
+                    outbox.remove(&record.array::<8>().map_err(corrupt)?)?;
                 }
             }
             writer.finish()?;
@@ -175,30 +238,26 @@ impl History {
     }
 }
 
-/// `FORMAT`, then session key and value, a flag and the counter record's key and value, a flag and the outbox
-/// item's key and value, and the rows: each chat, id, id hash, seq and JSON. Byte strings are u32 BE length-prefixed.
-fn encode(step: &Step<'_>, rows: &[(&Row, u64)]) -> Result<Zeroizing<Vec<u8>>> {
-    let size = 64 + step.session_key.len() + step.sealed_session.len() + step.outbox.map_or(0, |(_, v)| v.len() + 12);
+/// `FORMAT`; a flag and the session's key and value; a flag and the counter record's key and value; a flag and the
+/// outbox item's key and value; the rows (each chat, id, id hash, seq and JSON); the delivery states (each id hash
+/// and state); a flag and an outbox key to drop. Byte strings and counts are u32 BE length-prefixed.
+fn encode(step: &Step<'_>, rows: &[(&Row, u64)], deliveries: &[([u8; 32], Delivery)]) -> Result<Zeroizing<Vec<u8>>> {
+    let session_len = step.session.map_or(0, |(k, v)| k.len() + v.len());
+    let size = 64 + session_len + step.outbox.map_or(0, |(_, v)| v.len() + 12) + deliveries.len() * 33;
     let size = size + rows.iter().map(|(row, _)| row.json.len() + 92).sum::<usize>();
     let mut out = Zeroizing::new(Vec::with_capacity(size));
     out.push(FORMAT);
-    put(&mut out, step.session_key)?;
-    put(&mut out, step.sealed_session)?;
-    match step.reservation {
-        Some(record) => {
-            out.push(1);
-            put(&mut out, &record.key)?;
-            put(&mut out, &record.sealed)?;
+    let reservation = step.reservation.map(|r| (r.key.as_slice(), r.sealed.as_slice()));
+    let outbox = step.outbox.as_ref().map(|(key, sealed)| (key.as_slice(), *sealed));
+    for entry in [step.session, reservation, outbox] {
+        match entry {
+            Some((key, value)) => {
+                out.push(1);
+                put(&mut out, key)?;
+                put(&mut out, value)?;
+            }
+            None => out.push(0),
         }
-        None => out.push(0),
-    }
-    match step.outbox {
-        Some((key, sealed)) => {
-            out.push(1);
-            put(&mut out, &key)?;
-            put(&mut out, sealed)?;
-        }
-        None => out.push(0),
     }
     out.extend_from_slice(&length(rows.len())?);
     for (row, seq) in rows {
@@ -208,7 +267,43 @@ fn encode(step: &Step<'_>, rows: &[(&Row, u64)]) -> Result<Zeroizing<Vec<u8>>> {
         out.extend_from_slice(&seq.to_be_bytes());
         put(&mut out, &row.json)?;
     }
+    out.extend_from_slice(&length(deliveries.len())?);
+    for (id_hash, state) in deliveries {
+        out.extend_from_slice(id_hash);
+        out.push(delivery_code(*state));
+    }
+    out.push(0);
     Ok(out)
+}
+
+/// A record that only drops the outbox item under `key`.
+fn encode_removal(key: [u8; 8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(vec![FORMAT, 0, 0, 0]);
+    out.extend_from_slice(&[0; 8]);
+    out.push(1);
+    out.extend_from_slice(&key);
+    out
+}
+
+fn delivery_code(state: Delivery) -> u8 {
+    match state {
+        Delivery::Sending => 0,
+        Delivery::Sent => 1,
+        Delivery::Delivered => 2,
+        Delivery::Failed => 3,
+        Delivery::Received => 4,
+    }
+}
+
+fn delivery_from(code: u8) -> Option<Delivery> {
+    Some(match code {
+        0 => Delivery::Sending,
+        1 => Delivery::Sent,
+        2 => Delivery::Delivered,
+        3 => Delivery::Failed,
+        4 => Delivery::Received,
+        _ => return None,
+    })
 }
 
 fn length(len: usize) -> Result<[u8; 4]> {

@@ -118,21 +118,23 @@ impl History {
             .collect::<Result<Vec<_>>>()?;
         let queued = outgoing.map(|item| self.prepare_outbox(item)).transpose()?;
         let reservation = self.record_due(session)?;
-        if slot == SessionSlot::Current && delivered.is_empty() {
+        if slot == SessionSlot::Current {
             // The hot path: one insert (see `ahead`).
-            let appended = self.write_ahead(&Step {
-                session_key: &session_key,
-                sealed_session: &sealed_session,
+            let outcome = self.write_ahead(&Step {
+                session: Some((&session_key, &sealed_session)),
                 reservation: reservation.as_ref(),
                 outbox: queued.as_ref().map(|q| (q.key, q.sealed.as_slice())),
                 rows: &rows,
+                deliveries: &delivered,
+                delivery: Some(Delivery::Delivered),
             })?;
             drop(queued);
             if let Some(record) = reservation {
                 self.note_reserved(record)?;
             }
-            return Ok((appended, Vec::new()));
+            return Ok(outcome);
         }
+        // A replaced session's key is found by reading the kept ones: written with the trees as they are.
         let settled = self.settled()?;
         let result = (&self.sessions, &self.blocks, &self.message_index, &self.outbox).transaction(
             |(sessions, blocks, index, outbox)| {
@@ -206,12 +208,10 @@ impl History {
 
     /// Drops an outbox item (the relay accepted it, or it can never be sent).
     pub fn remove_outbox(&self, key: OutboxKey) -> Result<()> {
-        // Applied first, else applying its step would bring it back.
-        let _settled = match self.outbox_pending(&key.0)? {
-            true => Some(self.settled()?),
-            false => None,
-        };
-        self.outbox.remove(key.0)?;
+        if !self.remove_pending_outbox(key.0)? {
+            // Applied already: no pending record can write this key again.
+            self.outbox.remove(key.0)?;
+        }
         Ok(())
     }
 

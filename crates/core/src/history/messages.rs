@@ -7,6 +7,7 @@ use sled::transaction::{TransactionError, Transactional};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::ahead::Step;
 use super::blocks::{
     block_key, block_start, bucket_and_tag, corrupt_blocks, find_in_bucket, slots, ChatId, Location, Slot,
 };
@@ -42,7 +43,7 @@ pub enum Delivery {
 
 impl Delivery {
     /// The state after `update` arrives: a receipt may overtake the relay's 202, so "delivered" is never undone.
-    fn then(self, update: Self) -> Self {
+    pub(super) fn then(self, update: Self) -> Self {
         match (self, update) {
             (Self::Delivered, _) => Self::Delivered,
             (_, update) => update,
@@ -157,6 +158,7 @@ impl History {
             id: message.id,
             id_hash: self.message_hash(message.id)?,
             json: Zeroizing::new(serde_json::to_vec(message).map_err(|_| Error::Crypto("encoding failed"))?),
+            delivery: message.delivery,
         })
     }
 
@@ -167,9 +169,13 @@ impl History {
 
     /// The message with this id, if stored.
     pub fn get_message(&self, id: Uuid) -> Result<Option<Entry>> {
-        let Some(location) = self.locate(id)? else {
-            return Ok(None);
-        };
+        match self.locate(id)? {
+            Some(location) => self.read_at(&location).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn read_at(&self, location: &Location) -> Result<Entry> {
         let key = location.block_key();
         let sealed = self
             .blocks
@@ -180,7 +186,7 @@ impl History {
             .into_iter()
             .find(|slot| slot.seq == location.seq)
             .ok_or(Error::HistoryCorrupt { tree: MESSAGE_INDEX })?;
-        decode(&block, &slot).map(Some)
+        decode(&block, &slot)
     }
 
     /// Removes a message and its id index (a failed message that was sent again); `false` if unknown.
@@ -246,15 +252,21 @@ impl History {
     /// [`History::update_delivery`] for several messages in one transaction (a receipt answering many): the state
     /// each ends in, in the order of `ids`.
     pub fn update_deliveries(&self, ids: &[Uuid], update: Delivery) -> Result<Vec<Option<Delivery>>> {
-        let _settled = self.settled()?;
         let hashes = self.message_hashes(ids)?;
-        let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
-            let mut writer = Writer::new(&self.sealer, blocks, index);
-            let states = change_deliveries(&mut writer, &hashes, update)?;
-            writer.finish()?;
-            Ok(states)
-        });
-        flatten(result)
+        let step = Step {
+            deliveries: &hashes,
+            delivery: Some(update),
+            ..Step::default()
+        };
+        Ok(self.write_ahead(&step)?.1)
+    }
+
+    /// The delivery state of the applied message with this id hash, if any (pending steps are not looked at).
+    pub(super) fn applied_delivery(&self, id_hash: &[u8; 32]) -> Result<Option<Delivery>> {
+        let Some(location) = self.locate_hash(id_hash)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.read_at(&location)?.message.delivery))
     }
 
     /// The keyed hashes [`change_deliveries`] takes.
@@ -366,6 +378,7 @@ pub(super) struct Row {
     pub(super) id: Uuid,
     pub(super) id_hash: [u8; 32],
     pub(super) json: Zeroizing<Vec<u8>>,
+    pub(super) delivery: Delivery,
 }
 
 impl Row {

@@ -157,6 +157,7 @@ impl History {
 
     /// Writes everything to disk; returns the bytes flushed. sled also flushes on its own every 500 ms.
     pub fn flush(&self) -> Result<usize> {
+        self.settle_some()?;
         let covered = self.reserved_so_far()?;
         let flushed = self.db.flush()?;
         self.note_durable(covered)?;
@@ -167,10 +168,19 @@ impl History {
     /// depends on the write leaves the process: an ack to the relay, a handshake step. (A sealed message need not
     /// wait: its counter is reserved, see [`reserve`].)
     pub async fn flush_async(&self) -> Result<usize> {
+        self.settle_some()?;
         let covered = self.reserved_so_far()?;
         let flushed = self.db.flush_async().await?;
         self.note_durable(covered)?;
         Ok(flushed)
+    }
+
+    /// Settles pending steps once there are a few: a flush comes after the messages that wrote them are on their way.
+    fn settle_some(&self) -> Result<()> {
+        match self.pending_count()? >= ahead::SETTLE_ON_FLUSH {
+            true => self.settle(),
+            false => Ok(()),
+        }
     }
 
     fn chat_id(&self, peer: &Username) -> Result<[u8; 32]> {

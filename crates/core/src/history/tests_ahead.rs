@@ -142,3 +142,50 @@ fn a_damaged_pending_step_is_a_typed_error() {
     history.crash();
     assert!(History::open(dir.path(), &key).is_err());
 }
+
+/// Delivery states move on in pending records as they would in the trees: "sent" on the 202, "delivered" by a
+/// receipt, never undone by a late 202, whether the message is pending or applied; and they survive a crash.
+#[test]
+fn delivery_states_move_on_in_pending_records_and_delivered_is_never_undone() {
+    let (alice, _, _) = alice_and_bob_sessions();
+    let (dir, key, history) = open();
+    history.save_session(&alice).unwrap();
+    let (pending, applied) = (text("bob", "pending"), text("bob", "applied"));
+    history.record_step(&alice, Some(&applied), None).unwrap();
+    history.settle().unwrap();
+    history.record_step(&alice, Some(&pending), None).unwrap();
+    let records = history.pending_steps.len();
+
+    for message in [&pending, &applied] {
+        assert_eq!(
+            history.update_delivery(message.id, Delivery::Sent).unwrap(),
+            Some(Delivery::Sent)
+        );
+    }
+    let ids = [pending.id, applied.id];
+    let (_, states) = history
+        .record_steps_delivering(&alice, SessionSlot::Current, &[], None, &ids)
+        .unwrap();
+    assert_eq!(states, [Some(Delivery::Delivered); 2]);
+    let late = history.update_deliveries(&ids, Delivery::Sent).unwrap();
+    assert_eq!(late, [Some(Delivery::Delivered); 2]);
+    assert_eq!(
+        history.update_delivery(uuid::Uuid::new_v4(), Delivery::Sent).unwrap(),
+        None
+    );
+    assert_eq!(
+        history.pending_steps.len(),
+        records + 4,
+        "an unknown id writes no record"
+    );
+
+    history.flush().unwrap();
+    history.crash();
+    let history = History::open(dir.path(), &key).unwrap();
+    for id in ids {
+        assert_eq!(
+            history.get_message(id).unwrap().unwrap().message.delivery,
+            Delivery::Delivered
+        );
+    }
+}
