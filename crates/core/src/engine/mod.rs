@@ -6,7 +6,7 @@
 //!
 //! Ordering rules that make "nothing lost, nothing doubled" hold:
 //! - a sent message is written to history (state "sending") together with the advanced ratchet and its envelope in
-//!   the outbox, in one transaction, before anything goes out; the outbox retries until the relay's 202;
+//!   the outbox, in one atomic write, before anything goes out; the outbox retries until the relay's 202;
 //! - an incoming envelope is decrypted and written to history before it is acknowledged to the relay; a second
 //!   copy (the relay or we crashed before the ack) fails the ratchet's replay check or the message-id index and is
 //!   acknowledged without effect.

@@ -1,15 +1,16 @@
 //! What the engine writes in one step: a session advanced together with the message it sealed or opened and the
-//! envelope queued to go out (our message, or the receipt for theirs), in one sled transaction, so a crash never
-//! leaves a ratchet ahead of its history or a stored message without its receipt.
+//! envelope queued to go out (our message, or the receipt for theirs), in one atomic write (a record written ahead,
+//! see [`super::ahead`]; a transaction for a replaced session), so a crash never leaves a ratchet ahead of its
+//! history or a stored message without its receipt.
 //! Also the outbox (envelopes not yet accepted by the relay) and the relay facts of the profile.
+
+use std::collections::BTreeMap;
 
 use magpie_proto::{Envelope, Session, Username};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional};
 use uuid::Uuid;
 use zeroize::Zeroizing;
-
-use std::collections::BTreeMap;
 
 use super::ahead::Step;
 use super::messages::{change_deliveries, flatten};
@@ -65,7 +66,7 @@ pub struct RegistrationRecord {
 }
 
 impl History {
-    /// Commits one ratchet step in one transaction: the advanced session, the message it sealed or opened (if
+    /// Commits one ratchet step in one atomic write: the advanced session, the message it sealed or opened (if
     /// one to keep), and the envelope to post (if any: our message, or the receipt for theirs). A message whose
     /// id is already stored is not written again ([`Appended::Duplicate`]); the rest still is.
     pub fn record_step(

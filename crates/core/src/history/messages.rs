@@ -249,7 +249,7 @@ impl History {
         Ok(self.update_deliveries(&[id], update)?.pop().flatten())
     }
 
-    /// [`History::update_delivery`] for several messages in one transaction (a receipt answering many): the state
+    /// [`History::update_delivery`] for several messages in one write (a receipt answering many): the state
     /// each ends in, in the order of `ids`.
     pub fn update_deliveries(&self, ids: &[Uuid], update: Delivery) -> Result<Vec<Option<Delivery>>> {
         let hashes = self.message_hashes(ids)?;
