@@ -5,7 +5,7 @@ use magpie_core::relay::RelayClient;
 use magpie_core::Error;
 use magpie_proto::{EnvelopeKind, KeyTransfer, SealedMessage};
 
-use crate::common::{identity, name, wait_for, Person, Relay};
+use crate::common::{go_online, identity, name, wait_for, Person, Relay};
 
 /// Alice and Bob with a session, driven by explicit catch-ups (no push loop), so envelopes can be intercepted.
 async fn pair(relay: &Relay) -> (Person, Person) {
@@ -218,4 +218,66 @@ async fn a_request_delivered_again_after_its_handshake_is_dropped() {
         "something was answered"
     );
     assert!(events.try_recv().is_err(), "an event was reported");
+}
+
+/// A text sealed with keys Alice does not have yet (its KeyConfirm is held back) is left in her mailbox while her
+/// handshake is under way; once the confirm installs the session she reads the mailbox again, unprompted, and the
+/// text opens. (Only a parked envelope makes a new session re-read the mailbox.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_that_overtakes_its_confirm_opens_once_the_session_is_installed() {
+    let relay = Relay::start().await;
+    let alice = Person::register("alice", &relay.url()).await;
+    let bob = Person::register("bob", &relay.url()).await;
+    let _alice_online = go_online(&alice.client);
+    let mut alice_events = alice.client.events();
+    alice.client.request(&name("bob")).await.unwrap();
+    while bob.client.incoming_requests().unwrap().is_empty() {
+        bob.client.sync().await.unwrap();
+    }
+    bob.client.accept(&name("alice")).await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+
+    // Bob takes Alice's KeyTransfer by hand, so his KeyConfirm stays in his outbox until taken out.
+    let as_bob = RelayClient::new(&relay.url()).unwrap();
+    as_bob
+        .login(&identity("bob"), &bob.client.relay_ca_fingerprint().unwrap())
+        .await
+        .unwrap();
+    let transfer = loop {
+        let waiting = as_bob.fetch(0).await.unwrap().envelopes;
+        if let Some(transfer) = waiting.into_iter().find(|e| e.kind == EnvelopeKind::KeyTransfer) {
+            break transfer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    bob.client.handle_envelopes(&[transfer]).await.unwrap();
+    let history = bob.client.profile().history();
+    let (key, confirm) = history
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .find(|(_, item)| item.envelope.kind == EnvelopeKind::KeyConfirm)
+        .unwrap();
+    history.remove_outbox(key).unwrap();
+    bob.client.send_text(&name("alice"), "ahead of its keys").unwrap();
+    bob.client.flush_outbox().await.unwrap();
+
+    // Pushed to Alice before the confirm: parked, not shown, not rejected.
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        wait_for(&mut alice_events, |e| match e {
+            Event::MessageReceived { .. } | Event::Rejected { .. } => Some(format!("{e:?}")),
+            _ => None,
+        })
+        .await
+    })
+    .await;
+    assert!(early.is_err(), "{early:?}");
+
+    as_bob.send(&confirm.envelope).await.unwrap();
+    let body = wait_for(&mut alice_events, |e| match e {
+        Event::MessageReceived { message } => Some(message.body.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(body, "ahead of its keys");
 }

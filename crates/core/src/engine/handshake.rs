@@ -395,8 +395,11 @@ impl Client {
         Pending::finish(self.history(), request_id)?;
         tracing::debug!(%peer, %request_id, rekey, "session established");
         self.rekey_done(&peer);
-        // Messages parked in the mailbox for these keys can open now.
-        self.inner.resync.notify_one();
+        // Messages parked in the mailbox for these keys can open now. (Reading it again for nothing cost each side
+        // of every re-key an HTTP fetch.)
+        if self.inner.parked.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.inner.resync.notify_one();
+        }
         self.emit(Event::SessionEstablished {
             peer: peer.to_string(),
             rekey,

@@ -85,6 +85,9 @@ impl Client {
             }
         }
         self.handle_runs(runs, envelopes, &mut dispositions)?;
+        if dispositions.contains(&Disposition::Retry) {
+            self.inner.parked.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(dispositions)
     }
 

@@ -59,6 +59,8 @@ struct Inner {
     outbox_wake: Notify,
     /// Asks the connection to read the mailbox again (envelopes were parked waiting for a session).
     resync: Notify,
+    /// Envelopes were left in the mailbox for later since the last re-read: a new session reads it again.
+    parked: std::sync::atomic::AtomicBool,
     outbox_running: tokio::sync::Mutex<()>,
     /// The open socket's writer, while connected: the outbox pipelines envelopes through it, and acks go out on it.
     socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::relay::Outgoing>>>,
@@ -149,6 +151,7 @@ impl Client {
                 handshakes: tokio::sync::Mutex::new(()),
                 outbox_wake: Notify::new(),
                 resync: Notify::new(),
+                parked: std::sync::atomic::AtomicBool::new(false),
                 outbox_running: tokio::sync::Mutex::new(()),
                 socket: Mutex::new(None),
                 pipelined_up_to: Mutex::new(None),
