@@ -58,6 +58,8 @@ pub(super) struct Step<'a> {
     /// Messages (by id hash) to move on to `delivery`, after the rows are stored.
     pub(super) deliveries: &'a [[u8; 32]],
     pub(super) delivery: Option<Delivery>,
+    /// An outbox item a record before this one queued, to drop.
+    pub(super) drop_outbox: Option<[u8; 8]>,
 }
 
 impl History {
@@ -102,15 +104,12 @@ impl History {
             changed.push((*id_hash, state));
             states.push(Some(state));
         }
-        let nothing = step.session.is_none() && step.reservation.is_none() && step.outbox.is_none();
+        let nothing =
+            step.session.is_none() && step.reservation.is_none() && step.outbox.is_none() && step.drop_outbox.is_none();
         if nothing && kept.is_empty() && changed.is_empty() {
             return Ok((appended, states));
         }
-        let key = self.db.generate_id()?.to_be_bytes();
-        let plain = encode(step, &kept, &changed)?;
-        self.pending_steps
-            .insert(key, self.sealer.seal(PENDING_STEPS, &key, &plain)?)?;
-        pending.records += 1;
+        self.insert_record(&mut pending, &encode(step, &kept, &changed)?)?;
         if let Some((key, sealed)) = step.outbox {
             pending.outbox.insert(key, sealed.to_vec());
         }
@@ -132,13 +131,22 @@ impl History {
         if !pending.outbox.contains_key(&key) {
             return Ok(false);
         }
-        let record_key = self.db.generate_id()?.to_be_bytes();
-        let plain = encode_removal(key);
-        self.pending_steps
-            .insert(record_key, self.sealer.seal(PENDING_STEPS, &record_key, &plain)?)?;
-        pending.records += 1;
+        let step = Step {
+            drop_outbox: Some(key),
+            ..Step::default()
+        };
+        self.insert_record(&mut pending, &encode(&step, &[], &[])?)?;
         pending.outbox.remove(&key);
         Ok(true)
+    }
+
+    /// Seals and inserts one record after every other (called with the lock held).
+    fn insert_record(&self, pending: &mut Pending, plain: &[u8]) -> Result<()> {
+        let key = self.db.generate_id()?.to_be_bytes();
+        self.pending_steps
+            .insert(key, self.sealer.seal(PENDING_STEPS, &key, plain)?)?;
+        pending.records += 1;
+        Ok(())
     }
 
     /// Applies every pending step to the trees (see the module). Cheap when none is pending. What reads sessions,
@@ -272,17 +280,14 @@ fn encode(step: &Step<'_>, rows: &[(&Row, u64)], deliveries: &[([u8; 32], Delive
         out.extend_from_slice(id_hash);
         out.push(delivery_code(*state));
     }
-    out.push(0);
+    match step.drop_outbox {
+        Some(key) => {
+            out.push(1);
+            out.extend_from_slice(&key);
+        }
+        None => out.push(0),
+    }
     Ok(out)
-}
-
-/// A record that only drops the outbox item under `key`.
-fn encode_removal(key: [u8; 8]) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(vec![FORMAT, 0, 0, 0]);
-    out.extend_from_slice(&[0; 8]);
-    out.push(1);
-    out.extend_from_slice(&key);
-    out
 }
 
 fn delivery_code(state: Delivery) -> u8 {

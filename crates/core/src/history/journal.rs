@@ -96,7 +96,7 @@ impl History {
     }
 
     /// [`History::record_steps`] that also marks `delivered` (our messages the run's receipts answered) as
-    /// delivered, in the same transaction: a crash cannot keep the session past a receipt and lose what it said.
+    /// delivered, in the same write: a crash cannot keep the session past a receipt and lose what it said.
     /// Returns the states those end in beside the [`Appended`]s.
     pub fn record_steps_delivering(
         &self,
@@ -128,6 +128,7 @@ impl History {
                 rows: &rows,
                 deliveries: &delivered,
                 delivery: Some(Delivery::Delivered),
+                drop_outbox: None,
             })?;
             drop(queued);
             if let Some(record) = reservation {
@@ -135,7 +136,8 @@ impl History {
             }
             return Ok(outcome);
         }
-        // A replaced session's key is found by reading the kept ones: written with the trees as they are.
+        // A replaced session's key was found by reading the kept ones (no pending record writes those), so its step
+        // is a transaction, written with the trees as they are.
         let settled = self.settled()?;
         let result = (&self.sessions, &self.blocks, &self.message_index, &self.outbox).transaction(
             |(sessions, blocks, index, outbox)| {
