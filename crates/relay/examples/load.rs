@@ -480,8 +480,18 @@ async fn ws_connect(addr: &str, token: &str) -> Ws {
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(client_ws_config()), true)
+        .await
+        .unwrap();
     ws
+}
+
+/// The buffers magpie-core's push client uses: tungstenite zeroes its whole read buffer (128 KiB by default)
+/// on every read, which cost the load generator a third of its CPU, taken from the relay it shares cores with.
+fn client_ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
 }
 
 /// A raw axum WebSocket echo on loopback, driven like the relay: `pairs` connections, `inflight` each.
@@ -491,13 +501,16 @@ async fn echo_baseline(pairs: usize, inflight: usize, body_bytes: usize, secs: u
     let app = axum::Router::new().route(
         "/echo",
         axum::routing::get(|ws: WebSocketUpgrade| async move {
-            ws.on_upgrade(|mut socket| async move {
-                while let Some(Ok(msg)) = socket.recv().await {
-                    if socket.send(msg).await.is_err() {
-                        break;
+            // The relay's buffer sizes, so the baseline differs from it only in what the relay does.
+            ws.read_buffer_size(4 * 1024)
+                .write_buffer_size(16 * 1024)
+                .on_upgrade(|mut socket| async move {
+                    while let Some(Ok(msg)) = socket.recv().await {
+                        if socket.send(msg).await.is_err() {
+                            break;
+                        }
                     }
-                }
-            })
+                })
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -509,9 +522,10 @@ async fn echo_baseline(pairs: usize, inflight: usize, body_bytes: usize, secs: u
     let window = Window::new();
     let mut tasks = Vec::new();
     for _ in 0..pairs {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"))
-            .await
-            .unwrap();
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/echo"), Some(client_ws_config()), true)
+                .await
+                .unwrap();
         let (mut sink, mut stream) = ws.split();
         let permits = Arc::new(tokio::sync::Semaphore::new(inflight));
         let (w, p) = (window.clone(), permits.clone());

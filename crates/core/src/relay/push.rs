@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
@@ -109,6 +110,14 @@ impl std::fmt::Debug for PushConnection {
     }
 }
 
+/// tungstenite zeroes its whole read buffer on every read: its 128 KiB default cost a few µs per frame.
+/// The relay's sizes; the read buffer grows for a frame that needs more.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+}
+
 impl PushConnection {
     pub(super) async fn connect(url: &str, bearer: &str) -> Result<Self> {
         let unreachable = |reason: String| Error::RelayUnreachable {
@@ -118,7 +127,9 @@ impl PushConnection {
         let mut request = url.into_client_request().map_err(|e| unreachable(e.to_string()))?;
         let value = HeaderValue::from_str(bearer).map_err(|_| Error::RelayProtocol("token is not a header".into()))?;
         request.headers_mut().insert("authorization", value);
-        let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
+        // Nagle off (`true`): a text is one small frame and must not wait 40 ms for the previous one's ACK.
+        let connected = tokio_tungstenite::connect_async_with_config(request, Some(socket_config()), true).await;
+        let (socket, _) = connected.map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(response) if response.status() == 401 => Error::Relay {
                 status: 401,
                 code: "unauthorized".into(),
