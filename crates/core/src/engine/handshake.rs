@@ -49,9 +49,14 @@ impl Client {
         if peer == self.username() {
             return Err(Error::UnknownUser(format!("{peer} (yourself)")));
         }
-        self.check_key(peer).await?;
+        // The directory lookup and the request's RSA signature take about as long each: neither waits for the other.
+        let credential = self.inner.credential.clone();
+        let to = peer.clone();
+        let sign = tokio::task::spawn_blocking(move || Initiator::request(&credential, &to, SystemTime::now()));
+        let (checked, signed) = tokio::join!(self.check_key(peer), sign);
+        checked?;
+        let (state, request) = signed.map_err(|_| Error::Crypto("signing the request stopped"))??;
         let _step = self.inner.handshakes.lock().await;
-        let (state, request) = Initiator::request(&self.inner.credential, peer, SystemTime::now())?;
         let envelope = self.envelope(peer, EnvelopeKind::ChatRequest, request.to_json()?);
         let pending = Pending::AwaitingAccept(state);
         pending.save(self.history())?;
