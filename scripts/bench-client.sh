@@ -7,15 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-summary_of() { # bench output on stdin, the summary line's first key as $1
-    tee /dev/stderr | grep "^$1=" | tail -n 1
-}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+# Each bench's output goes on to our stderr as it comes (through the inherited descriptor, so a log file
+# redirected with `>` keeps it in order) and to a file the summary is read from.
+cargo bench -q -p magpie-tests --bench engine 2>&1 | tee "$out/engine" >&2
+cargo bench -q -p magpie-core --bench history 2>&1 | tee "$out/history" >&2
+engine=$(grep '^send_recv_p50_us=' "$out/engine" | tail -n 1 || true)
+history=$(grep '^last50_p99_us=' "$out/history" | tail -n 1 || true)
+
 field() { # the value of key $2 in line $1
     tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p" | head -n 1
 }
-
-engine=$(cargo bench -q -p magpie-tests --bench engine 2>&1 | summary_of send_recv_p50_us)
-history=$(cargo bench -q -p magpie-core --bench history 2>&1 | summary_of last50_p99_us)
 [[ -n $engine && -n $history ]] || { echo "a benchmark printed no summary line" >&2; exit 1; }
 
 echo "send_recv_p50_us=$(field "$engine" send_recv_p50_us) p99_us=$(field "$engine" p99_us)" \
