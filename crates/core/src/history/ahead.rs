@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use super::messages::{change_deliveries, flatten, Row};
 use super::reserve::DueRecord;
-use super::writer::{abort, Writer};
+use super::writer::Writer;
 use super::{Appended, Cursor, Delivery, History, PENDING_STEPS};
 use crate::error::{Error, Result};
 
@@ -188,12 +188,33 @@ impl History {
     }
 
     fn apply_pending(&self, pending: &mut Pending) -> Result<()> {
-        let mut records = Vec::with_capacity(pending.records);
+        let mut plains = Vec::with_capacity(pending.records);
         for item in &self.pending_steps {
             let (key, sealed) = item?;
             let plain = self.sealer.open(PENDING_STEPS, &key, &sealed)?;
-            records.push((key, plain));
+            plains.push((key, plain));
         }
+        // Decoded before the transaction, which holds every tree (sled's global lock) while it runs.
+        let records = plains
+            .iter()
+            .map(|(key, plain)| {
+                Ok((
+                    key,
+                    decode(plain).map_err(|()| Error::HistoryCorrupt { tree: PENDING_STEPS })?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // An item queued and dropped again within these records (the relay took it before they were applied) is
+        // neither written nor removed: two writes fewer.
+        let queued: HashSet<[u8; 8]> = records
+            .iter()
+            .filter_map(|(_, r)| r.outbox.map(|(key, _)| key))
+            .collect();
+        let elided: HashSet<[u8; 8]> = records
+            .iter()
+            .filter_map(|(_, r)| r.drop_outbox)
+            .filter(|key| queued.contains(key))
+            .collect();
         let trees = (
             &self.pending_steps,
             &self.sessions,
@@ -203,34 +224,22 @@ impl History {
         );
         let result = trees.transaction(|(steps, sessions, blocks, index, outbox)| {
             let mut writer = Writer::new(&self.sealer, blocks, index);
-            for (key, plain) in &records {
-                steps.remove(key)?;
-                let corrupt = |()| abort(Error::HistoryCorrupt { tree: PENDING_STEPS });
-                let mut record = Reader(plain.as_slice());
-                if record.byte().map_err(corrupt)? != FORMAT {
-                    return Err(corrupt(()));
+            for (key, record) in &records {
+                steps.remove(*key)?;
+                for (key, value) in [record.session, record.reservation].into_iter().flatten() {
+                    sessions.insert(key, value)?;
                 }
-                // The session, then its counter record, then the outbox item.
-                for tree in [sessions, sessions, outbox] {
-                    if record.byte().map_err(corrupt)? == 1 {
-                        tree.insert(record.bytes().map_err(corrupt)?, record.bytes().map_err(corrupt)?)?;
-                    }
+                if let Some((key, value)) = record.outbox.filter(|(key, _)| !elided.contains(key)) {
+                    outbox.insert(&key, value)?;
                 }
-                for _ in 0..record.count().map_err(corrupt)? {
-                    let chat = record.array::<32>().map_err(corrupt)?;
-                    let id = uuid::Uuid::from_bytes(record.array::<16>().map_err(corrupt)?);
-                    let id_hash = record.array::<32>().map_err(corrupt)?;
-                    let seq = u64::from_be_bytes(record.array::<8>().map_err(corrupt)?);
-                    let json = record.bytes().map_err(corrupt)?;
-                    writer.append(&chat, id, &id_hash, json, Some(seq))?;
+                for row in &record.rows {
+                    writer.append(&row.chat, row.id, &row.id_hash, row.json, Some(row.seq))?;
                 }
-                for _ in 0..record.count().map_err(corrupt)? {
-                    let id_hash = record.array::<32>().map_err(corrupt)?;
-                    let state = delivery_from(record.byte().map_err(corrupt)?).ok_or_else(|| corrupt(()))?;
-                    change_deliveries(&mut writer, &[id_hash], state)?;
+                for (id_hash, state) in &record.deliveries {
+                    change_deliveries(&mut writer, &[*id_hash], *state)?;
                 }
-                if record.byte().map_err(corrupt)? == 1 {
-                    outbox.remove(&record.array::<8>().map_err(corrupt)?)?;
+                if let Some(key) = record.drop_outbox.filter(|key| !elided.contains(key)) {
+                    outbox.remove(&key)?;
                 }
             }
             writer.finish()?;
@@ -288,6 +297,69 @@ fn encode(step: &Step<'_>, rows: &[(&Row, u64)], deliveries: &[([u8; 32], Delive
         None => out.push(0),
     }
     Ok(out)
+}
+
+/// A record as [`encode`] wrote it, borrowing from its plaintext.
+struct Record<'a> {
+    session: Option<(&'a [u8], &'a [u8])>,
+    reservation: Option<(&'a [u8], &'a [u8])>,
+    outbox: Option<([u8; 8], &'a [u8])>,
+    rows: Vec<RecordRow<'a>>,
+    deliveries: Vec<([u8; 32], Delivery)>,
+    drop_outbox: Option<[u8; 8]>,
+}
+
+struct RecordRow<'a> {
+    chat: [u8; 32],
+    id: uuid::Uuid,
+    id_hash: [u8; 32],
+    seq: u64,
+    json: &'a [u8],
+}
+
+/// Reads what [`encode`] wrote; `Err(())` when it is not such a record.
+fn decode(plain: &[u8]) -> std::result::Result<Record<'_>, ()> {
+    let mut reader = Reader(plain);
+    if reader.byte()? != FORMAT {
+        return Err(());
+    }
+    let mut entry = || -> std::result::Result<_, ()> {
+        Ok(match reader.byte()? {
+            1 => Some((reader.bytes()?, reader.bytes()?)),
+            _ => None,
+        })
+    };
+    let (session, reservation, outbox) = (entry()?, entry()?, entry()?);
+    let outbox = match outbox {
+        Some((key, value)) => Some((key.try_into().map_err(|_| ())?, value)),
+        None => None,
+    };
+    let rows = (0..reader.count()?)
+        .map(|_| {
+            Ok(RecordRow {
+                chat: reader.array()?,
+                id: uuid::Uuid::from_bytes(reader.array()?),
+                id_hash: reader.array()?,
+                seq: u64::from_be_bytes(reader.array()?),
+                json: reader.bytes()?,
+            })
+        })
+        .collect::<std::result::Result<_, ()>>()?;
+    let deliveries = (0..reader.count()?)
+        .map(|_| Ok((reader.array()?, delivery_from(reader.byte()?).ok_or(())?)))
+        .collect::<std::result::Result<_, ()>>()?;
+    let drop_outbox = match reader.byte()? {
+        1 => Some(reader.array()?),
+        _ => None,
+    };
+    Ok(Record {
+        session,
+        reservation,
+        outbox,
+        rows,
+        deliveries,
+        drop_outbox,
+    })
 }
 
 fn delivery_code(state: Delivery) -> u8 {
