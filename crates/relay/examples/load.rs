@@ -24,6 +24,7 @@ use base64::Engine as _;
 use clap::Parser;
 use futures_util::{SinkExt as _, StreamExt as _};
 use magpie_proto::{Identity, Username};
+use magpie_relay::api::{READ_BUFFER_BYTES, WRITE_BUFFER_BYTES};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
@@ -486,12 +487,13 @@ async fn ws_connect(addr: &str, token: &str) -> Ws {
     ws
 }
 
-/// The buffers magpie-core's push client uses: tungstenite zeroes its whole read buffer (128 KiB by default)
-/// on every read, which cost the load generator a third of its CPU, taken from the relay it shares cores with.
+/// The relay's buffer sizes, which magpie-core's push client uses too: tungstenite zeroes its whole read buffer
+/// (128 KiB by default) on every read, which cost the load generator a third of its CPU, taken from the relay it
+/// shares cores with.
 fn client_ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
 }
 
 /// A raw axum WebSocket echo on loopback, driven like the relay: `pairs` connections, `inflight` each.
@@ -502,8 +504,8 @@ async fn echo_baseline(pairs: usize, inflight: usize, body_bytes: usize, secs: u
         "/echo",
         axum::routing::get(|ws: WebSocketUpgrade| async move {
             // The relay's buffer sizes, so the baseline differs from it only in what the relay does.
-            ws.read_buffer_size(4 * 1024)
-                .write_buffer_size(16 * 1024)
+            ws.read_buffer_size(READ_BUFFER_BYTES)
+                .write_buffer_size(WRITE_BUFFER_BYTES)
                 .on_upgrade(|mut socket| async move {
                     while let Some(Ok(msg)) = socket.recv().await {
                         if socket.send(msg).await.is_err() {

@@ -111,7 +111,7 @@ impl std::fmt::Debug for PushConnection {
 }
 
 /// tungstenite zeroes its whole read buffer on every read: its 128 KiB default cost a few µs per frame.
-/// The relay's sizes; the read buffer grows for a frame that needs more.
+/// The relay's sizes (`magpie_relay::api::READ_BUFFER_BYTES`); the read buffer grows for a frame that needs more.
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)

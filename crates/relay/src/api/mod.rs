@@ -30,7 +30,7 @@ use crate::store::{GroupCommit, Store};
 
 pub use auth::{hash_token, AuthUser};
 pub use client::PeerAddr;
-pub use push::{Hub, PushEvent};
+pub use push::{Hub, PushEvent, READ_BUFFER_BYTES, WRITE_BUFFER_BYTES};
 
 /// Body limit of every JSON route but `POST /v1/envelopes`.
 pub const SMALL_BODY_LIMIT: usize = 64 * 1024;

@@ -224,6 +224,12 @@ impl Hub {
 /// The smallest frame cap: well above what a client's largest message makes (32 KiB of text, base64 twice).
 const MIN_FRAME_CAP: usize = 1024 * 1024;
 
+/// A push socket's read buffer. tungstenite's 128 KiB default would cost 1.3 GB for 10,000 idle clients, and it
+/// zeroes the whole buffer on every read; it grows for a frame that needs more.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// A push socket's write buffer (frames written with one flush).
+pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
 pub(crate) async fn connect(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -233,11 +239,10 @@ pub(crate) async fn connect(
     // Frames somewhat over the envelope limit are read and refused one by one (the sender marks that message
     // failed); only a frame over this cap drops the connection, which the client would resend into forever.
     let max_frame = (state.config.max_envelope_bytes.saturating_mul(4) / 3 + 4096).max(MIN_FRAME_CAP);
-    // tungstenite's 128 KiB default buffers would cost 1.3 GB for 10,000 idle clients.
     Ok(ws
         .max_message_size(max_frame)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| serve(state, me, socket)))
 }
 
