@@ -59,7 +59,8 @@ struct Args {
     #[arg(long, default_value = "flush")]
     sync: String,
     /// Total envelopes per second to offer, spread over the senders (0: as fast as the in-flight window allows;
-    /// `--send-via ws` only). With a rate below saturation the latencies are those of a relay that keeps up.
+    /// `--send-via ws` only). With a rate below saturation the latencies are those of a relay that keeps up. An open
+    /// loop: latency counts from when each envelope was due, so it includes the senders' own lateness (reported).
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// How often receivers acknowledge what they got, as clients do (0: never, and mailboxes only grow).
@@ -75,9 +76,14 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// A body carrying the time it was sent (or, paced, was due to be sent).
 fn stamp(body_bytes: usize) -> Vec<u8> {
+    stamp_at(body_bytes, Instant::now())
+}
+
+fn stamp_at(body_bytes: usize, at: Instant) -> Vec<u8> {
     let mut body = vec![0u8; body_bytes.max(8)];
-    let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap();
+    let nanos = u64::try_from(at.duration_since(epoch()).as_nanos()).unwrap();
     body[..8].copy_from_slice(&nanos.to_le_bytes());
     body
 }
@@ -136,6 +142,8 @@ struct Window {
     stop: AtomicBool,
     sent: AtomicU64,
     latencies: Mutex<Vec<Duration>>,
+    /// Paced senders: how late each envelope left after it was due (the generator's own delay, inside the latency).
+    lateness: Mutex<Vec<Duration>>,
 }
 
 impl Window {
@@ -145,6 +153,7 @@ impl Window {
             stop: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             latencies: Mutex::new(Vec::new()),
+            lateness: Mutex::new(Vec::new()),
         })
     }
 
@@ -166,6 +175,19 @@ impl Window {
         if self.measuring.load(Relaxed) {
             self.latencies.lock().unwrap().push(d);
         }
+    }
+
+    fn record_lateness(&self, d: Duration) {
+        if self.measuring.load(Relaxed) {
+            self.lateness.lock().unwrap().push(d);
+        }
+    }
+
+    /// p50 and p99 of the paced senders' lateness, ms.
+    fn lateness(&self) -> (f64, f64) {
+        let mut late = std::mem::take(&mut *self.lateness.lock().unwrap());
+        late.sort();
+        (percentile(&late, 0.5), percentile(&late, 0.99))
     }
 }
 
@@ -330,6 +352,13 @@ async fn main() {
     }
     let (rate, p50, p99) = window.run(args.secs).await;
     let rss = rss_mb(pid);
+    if args.rate > 0 {
+        let (late50, late99) = window.lateness();
+        eprintln!(
+            "latency is timed from when each envelope was due; the senders' own lateness in it: \
+             p50 {late50:.2} ms, p99 {late99:.2} ms"
+        );
+    }
     for t in tasks {
         t.abort();
     }
@@ -455,17 +484,24 @@ async fn ws_sender(
         // Senders start out of phase, so a paced load arrives spread over each interval.
         let mut ticks = pace.map(|p| {
             let phase = p.mul_f64(rand_unit());
+            // An open loop: a sender that fell behind catches up, so the offered rate is the one asked for, and
+            // each envelope is timed from when it was due, so a slow relay cannot hide its delay by slowing the
+            // senders down (coordinated omission).
             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, p);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             t
         });
         while !w.stop.load(Relaxed) {
-            if let Some(t) = ticks.as_mut() {
-                t.tick().await;
-            }
+            let due = match ticks.as_mut() {
+                Some(t) => t.tick().await.into_std(),
+                None => Instant::now(),
+            };
             permits.acquire().await.unwrap().forget();
+            if ticks.is_some() {
+                w.record_lateness(due.elapsed());
+            }
             let frame = json!({"type": "send", "id": uuid::Uuid::new_v4(), "to": to, "kind": "message",
-                "body": STANDARD.encode(stamp(body_bytes))});
+                "body": STANDARD.encode(stamp_at(body_bytes, due))});
             if sink.send(Message::text(frame.to_string())).await.is_err() {
                 break;
             }
