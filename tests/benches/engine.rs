@@ -3,7 +3,8 @@
 //! - send → receive: from the call to Alice's `send_text` to Bob's `MessageReceived` event, including sealing, the
 //!   history writes on both sides, the relay and its push (the relay's flush, Alice's and Bob's follow the
 //!   text: it leaves with its counter reserved, see `history::reserve`); at a steady background rate
-//!   (`MAGPIE_BENCH_RATE`, default 1,000/s) for `MAGPIE_BENCH_SECONDS` (default 5); and `send_text` alone;
+//!   (`MAGPIE_BENCH_RATE`, default 1,000/s) for `MAGPIE_BENCH_SECONDS` (default 5); and `send_text` alone; then the
+//!   same with the receiver in a process of its own (see `engine/peer.rs`);
 //! - the same path without the engine (send an envelope on a socket, as the engine does, and receive its push): the
 //!   raw relay hop, the baseline; and the same with an HTTP post;
 //! - the seven-step handshake through the relay (keys pre-made), beside the same steps in-process;
@@ -34,6 +35,9 @@ use magpie_relay::server::{open_state, RunningRelay};
 use magpie_relay::Config;
 use uuid::Uuid;
 
+#[path = "engine/peer.rs"]
+mod peer;
+
 const HANDSHAKES: usize = 20;
 
 fn name(s: &str) -> Username {
@@ -46,6 +50,9 @@ fn env(key: &str, default: u64) -> u64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    if let Some(spec) = peer::spec() {
+        peer::run(&spec).await;
+    }
     if let Ok(filter) = std::env::var("MAGPIE_LOG") {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -88,11 +95,16 @@ async fn main() {
     );
 
     let engine = send_receive(&alice, &bob, rate, seconds).await;
+    let apart = peer::send_receive(&alice, &url, &data.path().join("carol"), rate, seconds).await;
     let raw_http = raw_hop(&url, &identities, &bob, rate, seconds, Via::Http).await;
     let raw = raw_hop(&url, &identities, &bob, rate, seconds, Via::Socket).await;
     println!(
         "send→receive with the engine: p50 {} µs, p99 {} µs over {} messages at {rate}/s",
         engine.0, engine.1, engine.2
+    );
+    println!(
+        "send→receive with the receiver in its own process: p50 {} µs, p99 {} µs over {} messages",
+        apart.0, apart.1, apart.2
     );
     println!(
         "raw relay hop (HTTP post → push):   p50 {} µs, p99 {} µs",
