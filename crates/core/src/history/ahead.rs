@@ -215,20 +215,18 @@ impl History {
             .filter_map(|(_, r)| r.drop_outbox)
             .filter(|key| queued.contains(key))
             .collect();
-        let trees = (
-            &self.pending_steps,
-            &self.sessions,
-            &self.blocks,
-            &self.message_index,
-            &self.outbox,
-        );
-        let result = trees.transaction(|(steps, sessions, blocks, index, outbox)| {
+        // Only the last value of each session key matters to the outcome: one write each, not one per step.
+        let sessions_after: HashMap<&[u8], &[u8]> = records
+            .iter()
+            .flat_map(|(_, r)| [r.session, r.reservation].into_iter().flatten())
+            .collect();
+        let trees = (&self.sessions, &self.blocks, &self.message_index, &self.outbox);
+        let result = trees.transaction(|(sessions, blocks, index, outbox)| {
             let mut writer = Writer::new(&self.sealer, blocks, index);
-            for (key, record) in &records {
-                steps.remove(*key)?;
-                for (key, value) in [record.session, record.reservation].into_iter().flatten() {
-                    sessions.insert(key, value)?;
-                }
+            for (key, value) in &sessions_after {
+                sessions.insert(*key, *value)?;
+            }
+            for (_, record) in &records {
                 if let Some((key, value)) = record.outbox.filter(|(key, _)| !elided.contains(key)) {
                     outbox.insert(&key, value)?;
                 }
@@ -246,6 +244,12 @@ impl History {
             Ok::<_, ConflictableTransactionError<Error>>(())
         });
         flatten(result)?;
+        // Removed after the transaction, which holds sled's global lock, and oldest first: a crash in between leaves
+        // the newest records, and applying them again at the next open changes nothing (a stored id is a duplicate,
+        // a delivery state or session is set, not stepped; an outbox item is queued and dropped in the same order).
+        for (key, _) in &records {
+            self.pending_steps.remove(key)?;
+        }
         *pending = Pending::default();
         Ok(())
     }
