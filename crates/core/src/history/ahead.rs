@@ -6,8 +6,11 @@
 //!
 //! A record holds everything its step would have written: the sealed session, a send-counter record, the sealed
 //! outbox item, the messages with their seqs, delivery states, an outbox item to drop. [`History::settle`] applies
-//! every pending record, in order, in one transaction that also deletes them, so each is applied exactly once.
-//! Opening the history settles first, and so does a flush once [`SETTLE_ON_FLUSH`] records are pending.
+//! every pending record, in order, in one transaction that also moves a watermark (`meta`, [`APPLIED_THROUGH`]) past
+//! them, so each is applied exactly once. Records at or below the watermark are left over and removed later
+//! ([`History::remove_applied_steps`]), outside the transaction (which holds sled's process-wide lock) and outside
+//! the pending lock. Opening the history settles first, and so does a flush once [`SETTLE_ON_FLUSH`] records are
+//! pending.
 //!
 //! Until then the outbox, the id check and delivery states read what the records hold from memory ([`Pending`]).
 //! Everything else that reads or writes sessions, messages or the outbox settles first, so it finds the trees as if
@@ -15,6 +18,7 @@
 //! application. A record is made durable by the same flush as everything else.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 
 use sled::transaction::{ConflictableTransactionError, Transactional};
 use zeroize::Zeroizing;
@@ -30,11 +34,16 @@ const MOST_PENDING: usize = 256;
 /// Steps pending from which a flush settles them (off the path of the messages that wrote them).
 pub(super) const SETTLE_ON_FLUSH: usize = 32;
 const FORMAT: u8 = 1;
+/// Key in `meta` of the newest applied record's key (sealed): records up to it are applied and only wait to go.
+const APPLIED_THROUGH: &[u8] = b"pending-applied-through";
 
 /// What the pending records hold that readers must see before they are applied.
 #[derive(Default)]
 pub(super) struct Pending {
+    /// Records above the watermark.
     records: usize,
+    /// The watermark: the newest applied record's key.
+    applied_through: Option<[u8; 8]>,
     /// Outbox items they queue (and do not drop again), sealed, by key.
     outbox: BTreeMap<[u8; 8], Vec<u8>>,
     /// Id hashes of the messages they store.
@@ -181,15 +190,44 @@ impl History {
         read(&pending.outbox)
     }
 
-    /// Counts the records a previous run left, so the first settle applies them.
+    /// Reads the watermark and counts the records above it a previous run left, so the first settle applies them.
     pub(super) fn count_pending(&self) -> Result<()> {
-        self.pending()?.records = self.pending_steps.len();
+        let applied_through = match self.meta.get(APPLIED_THROUGH)? {
+            Some(sealed) => Some(
+                <[u8; 8]>::try_from(self.sealer.open(super::META, APPLIED_THROUGH, &sealed)?.as_slice())
+                    .map_err(|_| Error::HistoryCorrupt { tree: super::META })?,
+            ),
+            None => None,
+        };
+        let mut pending = self.pending()?;
+        pending.applied_through = applied_through;
+        pending.records = self.steps_after(applied_through).count();
         Ok(())
+    }
+
+    /// Removes the records the watermark has passed. Called without the pending lock: they are never read again, and
+    /// records written meanwhile come above it.
+    pub(super) fn remove_applied_steps(&self) -> Result<()> {
+        let Some(through) = self.pending()?.applied_through else {
+            return Ok(());
+        };
+        for key in self.pending_steps.range(..=through).keys() {
+            self.pending_steps.remove(key?)?;
+        }
+        Ok(())
+    }
+
+    /// Records above `applied_through`, oldest first.
+    fn steps_after(&self, applied_through: Option<[u8; 8]>) -> sled::Iter {
+        match applied_through {
+            Some(key) => self.pending_steps.range((Bound::Excluded(key), Bound::Unbounded)),
+            None => self.pending_steps.iter(),
+        }
     }
 
     fn apply_pending(&self, pending: &mut Pending) -> Result<()> {
         let mut plains = Vec::with_capacity(pending.records);
-        for item in &self.pending_steps {
+        for item in self.steps_after(pending.applied_through) {
             let (key, sealed) = item?;
             let plain = self.sealer.open(PENDING_STEPS, &key, &sealed)?;
             plains.push((key, plain));
@@ -215,13 +253,27 @@ impl History {
             .filter_map(|(_, r)| r.drop_outbox)
             .filter(|key| queued.contains(key))
             .collect();
+        let Some(through) = plains.last().map(|(key, _)| key.to_vec()) else {
+            pending.records = 0;
+            return Ok(());
+        };
+        let through =
+            <[u8; 8]>::try_from(through.as_slice()).map_err(|_| Error::HistoryCorrupt { tree: PENDING_STEPS })?;
+        let sealed_through = self.sealer.seal(super::META, APPLIED_THROUGH, &through)?;
         // Only the last value of each session key matters to the outcome: one write each, not one per step.
         let sessions_after: HashMap<&[u8], &[u8]> = records
             .iter()
             .flat_map(|(_, r)| [r.session, r.reservation].into_iter().flatten())
             .collect();
-        let trees = (&self.sessions, &self.blocks, &self.message_index, &self.outbox);
-        let result = trees.transaction(|(sessions, blocks, index, outbox)| {
+        let trees = (
+            &self.sessions,
+            &self.blocks,
+            &self.message_index,
+            &self.outbox,
+            &self.meta,
+        );
+        let result = trees.transaction(|(sessions, blocks, index, outbox, meta)| {
+            meta.insert(APPLIED_THROUGH, sealed_through.as_slice())?;
             let mut writer = Writer::new(&self.sealer, blocks, index);
             for (key, value) in &sessions_after {
                 sessions.insert(*key, *value)?;
@@ -244,13 +296,10 @@ impl History {
             Ok::<_, ConflictableTransactionError<Error>>(())
         });
         flatten(result)?;
-        // Removed after the transaction, which holds sled's global lock, and oldest first: a crash in between leaves
-        // the newest records, and applying them again at the next open changes nothing (a stored id is a duplicate,
-        // a delivery state or session is set, not stepped; an outbox item is queued and dropped in the same order).
-        for (key, _) in &records {
-            self.pending_steps.remove(key)?;
-        }
-        *pending = Pending::default();
+        *pending = Pending {
+            applied_through: Some(through),
+            ..Pending::default()
+        };
         Ok(())
     }
 

@@ -16,6 +16,7 @@
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
 //! | `meta`        | `registration`                       | [`RegistrationRecord`]                      |
 //! | `meta`        | `relay-login`                        | token expiry (u64 BE) ‖ the relay's token   |
+//! | `meta`        | `pending-applied-through`            | the newest applied `pending_steps` key      |
 //! | `pending_steps` | seq (u64 BE)                       | a step written ahead, not yet applied (see [`ahead`]) |
 //!
 //! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ counter ‖ session id`, the last 16 sessions re-keys
@@ -152,6 +153,7 @@ impl History {
         // Steps a previous run wrote ahead, applied before anything reads.
         history.count_pending()?;
         history.settle()?;
+        history.remove_applied_steps()?;
         Ok(history)
     }
 
@@ -161,6 +163,7 @@ impl History {
         let covered = self.reserved_so_far()?;
         let flushed = self.db.flush()?;
         self.note_durable(covered)?;
+        self.remove_applied_steps()?;
         Ok(flushed)
     }
 
@@ -172,6 +175,8 @@ impl History {
         let covered = self.reserved_so_far()?;
         let flushed = self.db.flush_async().await?;
         self.note_durable(covered)?;
+        // After the flush, so the one before the next step leaves does not wait for them.
+        self.remove_applied_steps()?;
         Ok(flushed)
     }
 
