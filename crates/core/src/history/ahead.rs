@@ -10,19 +10,21 @@
 //! them, so each is applied exactly once. Records at or below the watermark are left over and removed later
 //! ([`History::remove_applied_steps`]), outside the transaction (which holds sled's process-wide lock) and outside
 //! the pending lock. Opening the history settles first, and so does a flush once [`SETTLE_ON_FLUSH`] records are
-//! pending.
+//! pending; a flush's settle lets steps go on being written while it applies the earlier ones (see
+//! [`super::generations`]).
 //!
 //! Until then the outbox, the id check and delivery states read what the records hold from memory ([`Pending`]).
 //! Everything else that reads or writes sessions, messages or the outbox settles first, so it finds the trees as if
 //! each step had been a transaction; writes hold the lock across their write, so none lands between a record and its
 //! application. A record is made durable by the same flush as everything else.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 
 use sled::transaction::{ConflictableTransactionError, Transactional};
 use zeroize::Zeroizing;
 
+use super::generations::Pending;
 use super::messages::{change_deliveries, flatten, Row};
 use super::reserve::DueRecord;
 use super::writer::Writer;
@@ -36,21 +38,6 @@ pub(super) const SETTLE_ON_FLUSH: usize = 32;
 const FORMAT: u8 = 1;
 /// Key in `meta` of the newest applied record's key (sealed): records up to it are applied and only wait to go.
 const APPLIED_THROUGH: &[u8] = b"pending-applied-through";
-
-/// What the pending records hold that readers must see before they are applied.
-#[derive(Default)]
-pub(super) struct Pending {
-    /// Records above the watermark.
-    records: usize,
-    /// The watermark: the newest applied record's key.
-    applied_through: Option<[u8; 8]>,
-    /// Outbox items they queue (and do not drop again), sealed, by key.
-    outbox: BTreeMap<[u8; 8], Vec<u8>>,
-    /// Id hashes of the messages they store.
-    message_ids: HashSet<[u8; 32]>,
-    /// Delivery states of the messages they store or update, as of the last record.
-    deliveries: HashMap<[u8; 32], Delivery>,
-}
 
 /// Held while writing beside the pending steps ([`History::settled`]).
 pub(super) struct Settled<'a>(#[allow(dead_code, reason = "held for its lock")] std::sync::MutexGuard<'a, Pending>);
@@ -80,7 +67,7 @@ impl History {
         let mut appended = Vec::with_capacity(step.rows.len());
         let mut kept: Vec<(&Row, u64)> = Vec::with_capacity(step.rows.len());
         for row in step.rows {
-            let seen = pending.message_ids.contains(&row.id_hash)
+            let seen = pending.has_message(&row.id_hash)
                 || kept.iter().any(|(k, _)| k.id_hash == row.id_hash)
                 || self.locate_hash(&row.id_hash)?.is_some();
             if seen {
@@ -99,8 +86,8 @@ impl History {
                 Some((_, state)) => Some(*state),
                 None => match kept.iter().find(|(row, _)| row.id_hash == *id_hash) {
                     Some((row, _)) => Some(row.delivery),
-                    None => match pending.deliveries.get(id_hash) {
-                        Some(state) => Some(*state),
+                    None => match pending.delivery(id_hash) {
+                        Some(state) => Some(state),
                         None => self.applied_delivery(id_hash)?,
                     },
                 },
@@ -119,16 +106,18 @@ impl History {
             return Ok((appended, states));
         }
         self.insert_record(&mut pending, &encode(step, &kept, &changed)?)?;
+        let current = &mut pending.current;
         if let Some((key, sealed)) = step.outbox {
-            pending.outbox.insert(key, sealed.to_vec());
+            current.outbox.insert(key, sealed.to_vec());
         }
         for (row, _) in &kept {
-            pending.message_ids.insert(row.id_hash);
-            pending.deliveries.insert(row.id_hash, row.delivery);
+            current.message_ids.insert(row.id_hash);
+            current.deliveries.insert(row.id_hash, row.delivery);
         }
-        pending.deliveries.extend(changed);
-        if pending.records >= MOST_PENDING {
-            self.apply_pending(&mut pending)?;
+        current.deliveries.extend(changed);
+        if current.records >= MOST_PENDING {
+            drop(pending);
+            self.settle()?;
         }
         Ok((appended, states))
     }
@@ -137,7 +126,7 @@ impl History {
     /// that queued it); `false` if it is not pending.
     pub(super) fn remove_pending_outbox(&self, key: [u8; 8]) -> Result<bool> {
         let mut pending = self.pending()?;
-        if !pending.outbox.contains_key(&key) {
+        if !pending.queues(&key) {
             return Ok(false);
         }
         let step = Step {
@@ -145,7 +134,10 @@ impl History {
             ..Step::default()
         };
         self.insert_record(&mut pending, &encode(&step, &[], &[])?)?;
-        pending.outbox.remove(&key);
+        // Queued by a generation being applied, it may reach the trees before this record does.
+        if pending.current.outbox.remove(&key).is_none() {
+            pending.current.dropped.insert(key);
+        }
         Ok(true)
     }
 
@@ -154,7 +146,8 @@ impl History {
         let key = self.db.generate_id()?.to_be_bytes();
         self.pending_steps
             .insert(key, self.sealer.seal(PENDING_STEPS, &key, plain)?)?;
-        pending.records += 1;
+        pending.current.records += 1;
+        pending.newest = Some(key);
         Ok(())
     }
 
@@ -168,26 +161,38 @@ impl History {
     /// messages or the outbox holds it across its write, so no step's seq or session lands before it and is applied
     /// after it. (The guard is the pending lock: call nothing that settles while holding it.)
     pub(super) fn settled(&self) -> Result<Settled<'_>> {
+        let _only_one = self.settling()?;
         let mut pending = self.pending()?;
-        if pending.records > 0 {
-            self.apply_pending(&mut pending)?;
+        if let Some((after, through)) = pending.begin_apply() {
+            let applied = self.apply_records(after, through);
+            pending.end_apply(through, applied.is_ok());
+            applied?;
         }
         Ok(Settled(pending))
     }
 
-    /// How many steps are pending.
-    pub(super) fn pending_count(&self) -> Result<usize> {
-        Ok(self.pending()?.records)
+    /// Applies the steps written so far without holding the pending lock, so steps go on being written ahead
+    /// meanwhile (what a flush does: its records are off the path of the messages that wrote them).
+    pub(super) fn settle_while_writing(&self) -> Result<()> {
+        let _only_one = self.settling()?;
+        let Some((after, through)) = self.pending()?.begin_apply() else {
+            return Ok(());
+        };
+        let applied = self.apply_records(after, through);
+        self.pending()?.end_apply(through, applied.is_ok());
+        applied
     }
 
-    /// Pending outbox items, by key, for the outbox to read with the tree (under the lock, so none moves between
-    /// the two while it reads).
-    pub(super) fn with_pending_outbox<T>(
-        &self,
-        read: impl FnOnce(&BTreeMap<[u8; 8], Vec<u8>>) -> Result<T>,
-    ) -> Result<T> {
+    /// How many steps are pending, not counting those a settle is applying.
+    pub(super) fn pending_count(&self) -> Result<usize> {
+        Ok(self.pending()?.current.records)
+    }
+
+    /// The pending records' outbox items, for the outbox to read with the tree (under the lock, so none moves
+    /// between the two while it reads).
+    pub(super) fn with_pending_outbox<T>(&self, read: impl FnOnce(&Pending) -> Result<T>) -> Result<T> {
         let pending = self.pending()?;
-        read(&pending.outbox)
+        read(&pending)
     }
 
     /// Reads the watermark and counts the records above it a previous run left, so the first settle applies them.
@@ -201,7 +206,13 @@ impl History {
         };
         let mut pending = self.pending()?;
         pending.applied_through = applied_through;
-        pending.records = self.steps_after(applied_through).count();
+        pending.current.records = self.steps_after(applied_through).count();
+        pending.newest = match self.pending_steps.last()? {
+            Some((key, _)) => {
+                Some(<[u8; 8]>::try_from(key.as_ref()).map_err(|_| Error::HistoryCorrupt { tree: PENDING_STEPS })?)
+            }
+            None => None,
+        };
         Ok(())
     }
 
@@ -225,10 +236,14 @@ impl History {
         }
     }
 
-    fn apply_pending(&self, pending: &mut Pending) -> Result<()> {
-        let mut plains = Vec::with_capacity(pending.records);
-        for item in self.steps_after(pending.applied_through) {
+    /// Applies the records with keys in `(after, through]` and moves the watermark to `through`, in one transaction.
+    fn apply_records(&self, after: Option<[u8; 8]>, through: [u8; 8]) -> Result<()> {
+        let mut plains = Vec::new();
+        for item in self.steps_after(after) {
             let (key, sealed) = item?;
+            if key.as_ref() > through.as_slice() {
+                break;
+            }
             let plain = self.sealer.open(PENDING_STEPS, &key, &sealed)?;
             plains.push((key, plain));
         }
@@ -253,12 +268,6 @@ impl History {
             .filter_map(|(_, r)| r.drop_outbox)
             .filter(|key| queued.contains(key))
             .collect();
-        let Some(through) = plains.last().map(|(key, _)| key.to_vec()) else {
-            pending.records = 0;
-            return Ok(());
-        };
-        let through =
-            <[u8; 8]>::try_from(through.as_slice()).map_err(|_| Error::HistoryCorrupt { tree: PENDING_STEPS })?;
         let sealed_through = self.sealer.seal(super::META, APPLIED_THROUGH, &through)?;
         // Only the last value of each session key matters to the outcome: one write each, not one per step.
         let sessions_after: HashMap<&[u8], &[u8]> = records
@@ -295,16 +304,16 @@ impl History {
             writer.finish()?;
             Ok::<_, ConflictableTransactionError<Error>>(())
         });
-        flatten(result)?;
-        *pending = Pending {
-            applied_through: Some(through),
-            ..Pending::default()
-        };
-        Ok(())
+        flatten(result)
     }
 
     fn pending(&self) -> Result<std::sync::MutexGuard<'_, Pending>> {
         self.pending.lock().map_err(|_| Error::Poisoned)
+    }
+
+    /// Held while a settle runs: one at a time, so generations are applied in order. Taken before the pending lock.
+    fn settling(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.settling.lock().map_err(|_| Error::Poisoned)
     }
 }
 

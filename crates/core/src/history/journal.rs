@@ -197,7 +197,14 @@ impl History {
                     .map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
                 sealed_items.insert(key, sealed.to_vec());
             }
-            sealed_items.extend(pending.range(start..).map(|(key, sealed)| (*key, sealed.clone())));
+            // An item a pending record drops may still be in the tree until that record is applied.
+            sealed_items.retain(|key, _| !pending.drops(key));
+            sealed_items.extend(
+                pending
+                    .outbox_from(start)
+                    .into_iter()
+                    .map(|(key, sealed)| (key, sealed.to_vec())),
+            );
             sealed_items
                 .into_iter()
                 .map(|(key, sealed)| {

@@ -33,6 +33,7 @@ mod ahead;
 mod blocks;
 mod contacts;
 pub mod crypt;
+mod generations;
 mod journal;
 mod messages;
 mod migrate;
@@ -87,7 +88,9 @@ pub struct History {
     message_index: sled::Tree,
     pending_steps: sled::Tree,
     /// What steps written ahead hold until they are applied (see [`ahead`]).
-    pending: std::sync::Mutex<ahead::Pending>,
+    pending: std::sync::Mutex<generations::Pending>,
+    /// Held while a settle runs (see [`generations`]).
+    settling: std::sync::Mutex<()>,
     /// Held from taking an outbox key to committing its item, so items become visible in key order: the outbox
     /// reads on from the last key it sent, and an item committed behind it would wait for a full pass.
     outbox_order: std::sync::Mutex<()>,
@@ -142,6 +145,7 @@ impl History {
             outbox: db.open_tree(OUTBOX)?,
             pending_steps: db.open_tree(PENDING_STEPS)?,
             pending: std::sync::Mutex::default(),
+            settling: std::sync::Mutex::new(()),
             outbox_order: std::sync::Mutex::new(()),
             reservations: std::sync::Mutex::default(),
             key_changed: std::sync::Mutex::default(),
@@ -183,7 +187,7 @@ impl History {
     /// Settles pending steps once there are a few: a flush comes after the messages that wrote them are on their way.
     fn settle_some(&self) -> Result<()> {
         match self.pending_count()? >= ahead::SETTLE_ON_FLUSH {
-            true => self.settle(),
+            true => self.settle_while_writing(),
             false => Ok(()),
         }
     }

@@ -305,3 +305,62 @@ fn a_leftover_record_does_not_bring_back_an_item_removed_after_it_was_applied() 
     assert!(history.outbox().unwrap().is_empty());
     assert!(history.pending_steps.is_empty());
 }
+
+/// Flushes settle while steps go on being written (see [`super::generations`]): every text is stored once and in
+/// order, and an outbox item dropped while the record queuing it was being applied never shows again.
+#[test]
+fn steps_written_while_a_flush_settles_are_kept_in_order_and_drops_hold() {
+    const TEXTS: usize = 600;
+    let (mut alice, _, _) = alice_and_bob_sessions();
+    let (_dir, _key, history) = open();
+    history.save_session(&alice).unwrap();
+    let history = std::sync::Arc::new(history);
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flusher = {
+        let (history, writing) = (history.clone(), writing.clone());
+        std::thread::spawn(move || {
+            let mut flushes = 0;
+            while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                history.flush().unwrap();
+                flushes += 1;
+            }
+            flushes
+        })
+    };
+    let mut kept = Vec::new();
+    for i in 0..TEXTS {
+        history.reserve_send(&alice).unwrap();
+        let plaintext = magpie_proto::Plaintext::text(format!("text {i}"), std::time::SystemTime::now()).unwrap();
+        alice.seal(&plaintext).unwrap();
+        let mut message = text("bob", &plaintext.body);
+        message.id = plaintext.id;
+        let item = outbox_item("bob", message.id);
+        history.record_step(&alice, Some(&message), Some(&item)).unwrap();
+        let outbox = history.outbox().unwrap();
+        let (key, _) = outbox.iter().find(|(_, o)| o.envelope.id == item.envelope.id).unwrap();
+        if i % 2 == 0 {
+            history.remove_outbox(*key).unwrap();
+            let again = history.outbox().unwrap();
+            assert!(
+                !again.iter().any(|(_, o)| o.envelope.id == item.envelope.id),
+                "text {i}'s item came back"
+            );
+        } else {
+            kept.push(item.envelope.id);
+        }
+    }
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(flusher.join().unwrap() > 0);
+
+    let all = history.messages_after(&username("bob"), None, 1000).unwrap();
+    let expected: Vec<String> = (0..TEXTS).map(|i| format!("text {i}")).collect();
+    assert_eq!(all.iter().map(|e| e.message.body.clone()).collect::<Vec<_>>(), expected);
+    assert!(all.windows(2).all(|w| w[0].cursor.value() < w[1].cursor.value()));
+    let outbox: Vec<_> = history
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .map(|(_, o)| o.envelope.id)
+        .collect();
+    assert_eq!(outbox, kept);
+}
