@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 use super::generations::Pending;
 use super::messages::{change_deliveries, flatten, Row};
 use super::reserve::DueRecord;
-use super::writer::Writer;
+use super::writer::{Staged, Writer};
 use super::{Appended, Cursor, Delivery, History, PENDING_STEPS};
 use crate::error::{Error, Result};
 
@@ -274,6 +274,23 @@ impl History {
             .iter()
             .flat_map(|(_, r)| [r.session, r.reservation].into_iter().flatten())
             .collect();
+        // The messages' blocks and index are worked out before the transaction, which then only writes them: no other
+        // writer of those trees runs meanwhile (writers settle first, and only one settle runs at a time).
+        let (staged_blocks, staged_index) = (
+            Staged::new(&self.blocks, &self.db),
+            Staged::new(&self.message_index, &self.db),
+        );
+        let mut writer = Writer::new(&self.sealer, &staged_blocks, &staged_index);
+        let staging = records.iter().try_for_each(|(_, record)| {
+            for row in &record.rows {
+                writer.append(&row.chat, row.id, &row.id_hash, row.json, Some(row.seq))?;
+            }
+            for (id_hash, state) in &record.deliveries {
+                change_deliveries(&mut writer, &[*id_hash], *state)?;
+            }
+            Ok::<_, ConflictableTransactionError<Error>>(())
+        });
+        staging.and_then(|()| writer.finish()).map_err(outside_transaction)?;
         let trees = (
             &self.sessions,
             &self.blocks,
@@ -283,25 +300,19 @@ impl History {
         );
         let result = trees.transaction(|(sessions, blocks, index, outbox, meta)| {
             meta.insert(APPLIED_THROUGH, sealed_through.as_slice())?;
-            let mut writer = Writer::new(&self.sealer, blocks, index);
             for (key, value) in &sessions_after {
                 sessions.insert(*key, *value)?;
             }
+            staged_blocks.apply(blocks)?;
+            staged_index.apply(index)?;
             for (_, record) in &records {
                 if let Some((key, value)) = record.outbox.filter(|(key, _)| !elided.contains(key)) {
                     outbox.insert(&key, value)?;
-                }
-                for row in &record.rows {
-                    writer.append(&row.chat, row.id, &row.id_hash, row.json, Some(row.seq))?;
-                }
-                for (id_hash, state) in &record.deliveries {
-                    change_deliveries(&mut writer, &[*id_hash], *state)?;
                 }
                 if let Some(key) = record.drop_outbox.filter(|key| !elided.contains(key)) {
                     outbox.remove(&key)?;
                 }
             }
-            writer.finish()?;
             Ok::<_, ConflictableTransactionError<Error>>(())
         });
         flatten(result)
@@ -314,6 +325,17 @@ impl History {
     /// Held while a settle runs: one at a time, so generations are applied in order. Taken before the pending lock.
     fn settling(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
         self.settling.lock().map_err(|_| Error::Poisoned)
+    }
+}
+
+/// The error of a [`Writer`] that worked on [`Staged`] trees.
+fn outside_transaction(error: ConflictableTransactionError<Error>) -> Error {
+    match error {
+        ConflictableTransactionError::Abort(error) => error,
+        ConflictableTransactionError::Storage(error) => Error::HistoryStorage(error),
+        ConflictableTransactionError::Conflict => {
+            Error::HistoryStorage(sled::Error::ReportableBug("a conflict outside a transaction".into()))
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use super::ahead::Step;
 use super::blocks::{
     block_key, block_start, bucket_and_tag, corrupt_blocks, find_in_bucket, slots, ChatId, Location, Slot,
 };
-use super::writer::{TxResult, Writer};
+use super::writer::{Trees, TxResult, Writer};
 use super::{History, MESSAGE_BLOCKS, MESSAGE_INDEX};
 use crate::error::{Error, Result};
 
@@ -382,7 +382,7 @@ pub(super) struct Row {
 }
 
 impl Row {
-    pub(super) fn append_to(&self, writer: &mut Writer<'_>) -> super::writer::TxResult<Appended> {
+    pub(super) fn append_to<T: Trees>(&self, writer: &mut Writer<'_, T>) -> super::writer::TxResult<Appended> {
         writer.append(&self.chat, self.id, &self.id_hash, &self.json, None)
     }
 }
@@ -401,8 +401,8 @@ fn decode(block: &[u8], slot: &Slot) -> Result<Entry> {
 
 /// Moves the messages whose id hashes are `hashes` to `update` within a transaction: the state each ends in, `None`
 /// for an id not stored.
-pub(super) fn change_deliveries(
-    writer: &mut Writer<'_>,
+pub(super) fn change_deliveries<T: Trees>(
+    writer: &mut Writer<'_, T>,
     hashes: &[[u8; 32]],
     update: Delivery,
 ) -> TxResult<Vec<Option<Delivery>>> {

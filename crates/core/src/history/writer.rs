@@ -1,13 +1,17 @@
 //! Changes to the message trees inside one sled transaction. Blocks and buckets are opened once, changed in memory,
 //! and sealed once in [`Writer::finish`], so a batch of 1,000 messages seals each block and bucket it touches once.
+//! A writer can also work on [`Staged`] trees, outside a transaction, and leave only the final writes to one: a
+//! transaction holds sled's process-wide lock while it runs, so every other read and write in the process waits.
 //!
 //! Each chat has a head record (key: the chat id alone, which sorts before its blocks) holding the start of its
 //! newest block; new messages go there until it is full. sled runs transactions one at a time (a global lock), so
 //! a seq drawn inside one is larger than every seq already committed and blocks stay in seq order.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::IVec;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -31,17 +35,98 @@ struct Loaded {
     dirty: bool,
 }
 
-pub(super) struct Writer<'a> {
+/// What a [`Writer`] reads and writes: a tree in a transaction, or [`Staged`].
+pub(super) trait Trees {
+    fn get(&self, key: &[u8]) -> TxResult<Option<IVec>>;
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> TxResult<()>;
+    fn remove(&self, key: &[u8]) -> TxResult<()>;
+    fn generate_id(&self) -> TxResult<u64>;
+}
+
+impl Trees for TransactionalTree {
+    fn get(&self, key: &[u8]) -> TxResult<Option<IVec>> {
+        Ok(TransactionalTree::get(self, key)?)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> TxResult<()> {
+        TransactionalTree::insert(self, key, value)?;
+        Ok(())
+    }
+
+    fn remove(&self, key: &[u8]) -> TxResult<()> {
+        TransactionalTree::remove(self, key)?;
+        Ok(())
+    }
+
+    fn generate_id(&self) -> TxResult<u64> {
+        Ok(TransactionalTree::generate_id(self)?)
+    }
+}
+
+/// A tree read as it is, its writes kept to be applied in a transaction ([`Staged::apply`]). Whoever stages must keep
+/// every other writer of the tree out until then.
+pub(super) struct Staged<'a> {
+    tree: &'a sled::Tree,
+    db: &'a sled::Db,
+    /// The last write of each key: a value, or `None` for a removal.
+    writes: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl<'a> Staged<'a> {
+    pub(super) fn new(tree: &'a sled::Tree, db: &'a sled::Db) -> Self {
+        Self {
+            tree,
+            db,
+            writes: RefCell::default(),
+        }
+    }
+
+    /// Makes the kept writes in `tx`, the transaction's view of the same tree.
+    pub(super) fn apply(&self, tx: &TransactionalTree) -> TxResult<()> {
+        for (key, value) in self.writes.borrow().iter() {
+            match value {
+                Some(value) => tx.insert(key.as_slice(), value.as_slice())?,
+                None => tx.remove(key.as_slice())?,
+            };
+        }
+        Ok(())
+    }
+}
+
+impl Trees for Staged<'_> {
+    fn get(&self, key: &[u8]) -> TxResult<Option<IVec>> {
+        if let Some(written) = self.writes.borrow().get(key) {
+            return Ok(written.as_deref().map(IVec::from));
+        }
+        self.tree.get(key).map_err(ConflictableTransactionError::Storage)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> TxResult<()> {
+        self.writes.borrow_mut().insert(key.to_vec(), Some(value));
+        Ok(())
+    }
+
+    fn remove(&self, key: &[u8]) -> TxResult<()> {
+        self.writes.borrow_mut().insert(key.to_vec(), None);
+        Ok(())
+    }
+
+    fn generate_id(&self) -> TxResult<u64> {
+        self.db.generate_id().map_err(ConflictableTransactionError::Storage)
+    }
+}
+
+pub(super) struct Writer<'a, T: Trees = TransactionalTree> {
     sealer: &'a Sealer,
-    blocks: &'a TransactionalTree,
-    index: &'a TransactionalTree,
+    blocks: &'a T,
+    index: &'a T,
     tails: HashMap<ChatId, (Option<u64>, bool)>,
     loaded_blocks: HashMap<BlockKey, Loaded>,
     loaded_buckets: HashMap<[u8; BUCKET_KEY_LEN], Loaded>,
 }
 
-impl<'a> Writer<'a> {
-    pub(super) fn new(sealer: &'a Sealer, blocks: &'a TransactionalTree, index: &'a TransactionalTree) -> Self {
+impl<'a, T: Trees> Writer<'a, T> {
+    pub(super) fn new(sealer: &'a Sealer, blocks: &'a T, index: &'a T) -> Self {
         Self {
             sealer,
             blocks,
@@ -209,7 +294,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Seals `plain` under `key` of `tree`, or removes the key when `plain` is empty.
-    fn write_back(&self, tree: &TransactionalTree, name: &'static str, key: &[u8], plain: &[u8]) -> TxResult<()> {
+    fn write_back(&self, tree: &T, name: &'static str, key: &[u8], plain: &[u8]) -> TxResult<()> {
         if plain.is_empty() {
             tree.remove(key)?;
         } else {
@@ -256,7 +341,7 @@ impl<'a> Writer<'a> {
 
     fn bucket(&mut self, key: [u8; BUCKET_KEY_LEN]) -> TxResult<&mut Loaded> {
         if !self.loaded_buckets.contains_key(&key) {
-            let plain = match self.index.get(key)? {
+            let plain = match self.index.get(&key)? {
                 Some(sealed) => self.sealer.open(MESSAGE_INDEX, &key, &sealed).map_err(abort)?,
                 None => Zeroizing::new(Vec::new()),
             };
