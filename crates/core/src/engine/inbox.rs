@@ -93,7 +93,7 @@ impl Client {
 
     /// The sender and the message, if `envelope` is a well-formed message sealed with our current session with
     /// its sender (what [`Client::handle_envelopes`] handles in runs).
-    fn in_current_session(&self, envelope: &Envelope) -> Result<Option<(Username, SealedMessage)>> {
+    pub(super) fn in_current_session(&self, envelope: &Envelope) -> Result<Option<(Username, SealedMessage)>> {
         let Ok(sealed) = SealedMessage::from_json(&envelope.body) else {
             return Ok(None);
         };

@@ -11,6 +11,7 @@
 //!   copy (the relay or we crashed before the ack) fails the ratchet's replay check or the message-id index and is
 //!   acknowledged without effect.
 
+mod aside;
 mod chats;
 mod events;
 mod handshake;

@@ -7,6 +7,7 @@ use magpie_proto::{Fingerprint, TrustAnchor};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::aside::Aside;
 use super::events::{ConnectionState, Event};
 use super::inbox::{Disposition, RUN_LIMIT};
 use super::Client;
@@ -217,6 +218,7 @@ impl Client {
             let client = self.clone();
             tokio::spawn(async move { client.ack_loop(ack_rx).await })
         };
+        let aside = Aside::start(self, acks.clone());
         // An event read while gathering envelopes, handled next.
         let mut read_ahead = None;
         let result = loop {
@@ -246,6 +248,10 @@ impl Client {
                             None => break,
                         }
                     }
+                    let envelopes = match aside.split(self, envelopes) {
+                        Ok(envelopes) => envelopes,
+                        Err(e) => break Err(e),
+                    };
                     match self.handle_envelopes(&envelopes).await {
                         Ok(dispositions) => {
                             for (envelope, disposition) in envelopes.iter().zip(dispositions) {
@@ -275,6 +281,7 @@ impl Client {
                 Err(e) => break Err(e),
             }
         };
+        aside.finish().await;
         drop(acks);
         let _ = acker.await;
         result
