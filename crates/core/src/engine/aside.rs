@@ -1,9 +1,9 @@
 //! Handshake steps off the push path. A step costs an RSA signature or decryption (about 0.75 ms each here), and a
 //! re-key comes every 1,000 messages: handled in line, each held up the texts that arrived behind it. Pushed steps go
-//! to a task of their own, in order, while texts sealed with the sender's current session go on being handled. What
+//! to a task of their own, in order, while messages sealed with the sender's current session go on being handled. What
 //! else comes from that sender meanwhile (a text for the session the step is setting up, another step) queues
-//! behind the step, and once a text of theirs is queued so is all that follows: per sender, nothing that depends on a
-//! step is handled before it, and texts never overtake texts.
+//! behind the step, and once a message of theirs is queued so is all that follows: per sender, nothing that depends on
+//! a step is handled before it, and messages never overtake messages.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,7 @@ type Waiting = Arc<Mutex<HashMap<String, Counts>>>;
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
     steps: usize,
-    texts: usize,
+    messages: usize,
 }
 
 /// The task handling steps set aside; it ends (or is stopped) with the connection.
@@ -50,7 +50,7 @@ impl Aside {
         Self { queue, waiting, task }
     }
 
-    /// Sets aside the steps among `envelopes`, and what comes after one from the same sender other than texts of
+    /// Sets aside the steps among `envelopes`, and what comes after one from the same sender other than messages of
     /// its current session; returns the rest, in order, to handle now.
     pub(super) fn split(&self, client: &Client, envelopes: Vec<Envelope>) -> Result<Vec<Envelope>> {
         let mut now = Vec::with_capacity(envelopes.len());
@@ -58,7 +58,7 @@ impl Aside {
             let waiting = self.waiting_from(&envelope.from)?;
             let aside = match envelope.kind {
                 EnvelopeKind::Message => {
-                    waiting.texts > 0 || (waiting.steps > 0 && client.in_current_session(&envelope)?.is_none())
+                    waiting.messages > 0 || (waiting.steps > 0 && client.in_current_session(&envelope)?.is_none())
                 }
                 _ => true,
             };
@@ -95,10 +95,10 @@ fn count(waiting: &Waiting, envelope: &Envelope, change: impl FnOnce(usize) -> u
     let mut waiting = waiting.lock().map_err(|_| Error::Poisoned)?;
     let counts = waiting.entry(envelope.from.clone()).or_default();
     match envelope.kind {
-        EnvelopeKind::Message => counts.texts = change(counts.texts),
+        EnvelopeKind::Message => counts.messages = change(counts.messages),
         _ => counts.steps = change(counts.steps),
     }
-    if counts.texts == 0 && counts.steps == 0 {
+    if counts.messages == 0 && counts.steps == 0 {
         waiting.remove(&envelope.from);
     }
     Ok(())
