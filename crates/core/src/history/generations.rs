@@ -134,15 +134,20 @@ mod tests {
         generation
     }
 
+    /// One pending record, key `[9; 8]`, queuing item `[key; 8]`.
+    fn one_record_queuing(key: u8) -> Pending {
+        Pending {
+            current: queuing(key),
+            newest: Some([9; 8]),
+            ..Pending::default()
+        }
+    }
+
     /// An item the applying generation queues and a newer record drops is hidden at once, and stays dropped if the
     /// settle fails and the two generations become one again.
     #[test]
     fn a_drop_in_the_newer_generation_hides_an_item_of_the_applying_one() {
-        let mut pending = Pending {
-            current: queuing(1),
-            newest: Some([9; 8]),
-            ..Pending::default()
-        };
+        let mut pending = one_record_queuing(1);
         assert_eq!(pending.begin_apply(), Some((None, [9; 8])));
         assert!(pending.queues(&[1; 8]));
         pending.current.records = 1;
@@ -164,11 +169,7 @@ mod tests {
     /// After a settle succeeds the watermark moves and the applied generation's items are left to the trees.
     #[test]
     fn a_settle_that_succeeds_moves_the_watermark() {
-        let mut pending = Pending {
-            current: queuing(1),
-            newest: Some([9; 8]),
-            ..Pending::default()
-        };
+        let mut pending = one_record_queuing(1);
         let (_, through) = pending.begin_apply().unwrap();
         pending.current = queuing(2);
         assert_eq!(pending.outbox_from([0; 8]).len(), 2);

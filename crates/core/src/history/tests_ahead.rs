@@ -17,6 +17,25 @@ fn outbox_item(to: &str, message_id: uuid::Uuid) -> OutboxItem {
     }
 }
 
+/// Records a step storing a text to Bob and queuing its envelope.
+fn queue_text(history: &History, alice: &magpie_proto::Session, body: &str) -> Message {
+    let message = text("bob", body);
+    history
+        .record_step(alice, Some(&message), Some(&outbox_item("bob", message.id)))
+        .unwrap();
+    message
+}
+
+/// The envelope ids the outbox holds, in order.
+fn outbox_ids(history: &History) -> Vec<uuid::Uuid> {
+    history
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .map(|(_, item)| item.envelope.id)
+        .collect()
+}
+
 /// A step with a text and its envelope: the outbox lists it and the text is a duplicate while the step is only a
 /// pending record; reading the text applies it, and the next flush removes the record.
 #[test]
@@ -103,10 +122,7 @@ fn an_outbox_item_removed_while_its_step_is_pending_does_not_come_back() {
     let (alice, _, _) = alice_and_bob_sessions();
     let (dir, key, history) = open();
     history.save_session(&alice).unwrap();
-    let message = text("bob", "accepted at once");
-    history
-        .record_step(&alice, Some(&message), Some(&outbox_item("bob", message.id)))
-        .unwrap();
+    let message = queue_text(&history, &alice, "accepted at once");
     let (key_of_item, _) = history.outbox().unwrap().pop().unwrap();
     history.remove_outbox(key_of_item).unwrap();
     assert!(history.outbox().unwrap().is_empty());
@@ -212,13 +228,7 @@ fn applied_records_left_by_a_crash_change_nothing() {
         send(&history, &mut alice, 3);
         let queued: Vec<_> = ["kept", "dropped"]
             .into_iter()
-            .map(|body| {
-                let message = text("bob", body);
-                history
-                    .record_step(&alice, Some(&message), Some(&outbox_item("bob", message.id)))
-                    .unwrap();
-                message
-            })
+            .map(|body| queue_text(&history, &alice, body))
             .collect();
         let (dropped_key, _) = history.outbox().unwrap().pop().unwrap();
         history.remove_outbox(dropped_key).unwrap();
@@ -240,13 +250,7 @@ fn applied_records_left_by_a_crash_change_nothing() {
                 .into_iter()
                 .map(|e| (e.cursor.value(), e.message.body, e.message.delivery))
                 .collect();
-            let outbox: Vec<_> = history
-                .outbox()
-                .unwrap()
-                .into_iter()
-                .map(|(_, i)| i.envelope.id)
-                .collect();
-            (messages, outbox)
+            (messages, outbox_ids(history))
         };
         let counter = |history: &History| {
             history
@@ -285,10 +289,7 @@ fn a_leftover_record_does_not_bring_back_an_item_removed_after_it_was_applied() 
     let (alice, _, _) = alice_and_bob_sessions();
     let (dir, key, history) = open();
     history.save_session(&alice).unwrap();
-    let message = text("bob", "accepted later");
-    history
-        .record_step(&alice, Some(&message), Some(&outbox_item("bob", message.id)))
-        .unwrap();
+    queue_text(&history, &alice, "accepted later");
     let records: Vec<_> = history.pending_steps.iter().map(Result::unwrap).collect();
     history.settle().unwrap();
     let (item_key, _) = history.outbox().unwrap().pop().unwrap();
@@ -356,11 +357,5 @@ fn steps_written_while_a_flush_settles_are_kept_in_order_and_drops_hold() {
     let expected: Vec<String> = (0..TEXTS).map(|i| format!("text {i}")).collect();
     assert_eq!(all.iter().map(|e| e.message.body.clone()).collect::<Vec<_>>(), expected);
     assert!(all.windows(2).all(|w| w[0].cursor.value() < w[1].cursor.value()));
-    let outbox: Vec<_> = history
-        .outbox()
-        .unwrap()
-        .into_iter()
-        .map(|(_, o)| o.envelope.id)
-        .collect();
-    assert_eq!(outbox, kept);
+    assert_eq!(outbox_ids(&history), kept);
 }
