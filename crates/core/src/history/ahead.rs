@@ -218,13 +218,20 @@ impl History {
 
     /// Removes the records the watermark has passed. Called without the pending lock: they are never read again, and
     /// records written meanwhile come above it.
+    /// Every flush calls it; one whose watermark has not moved since the last removal reads nothing.
     pub(super) fn remove_applied_steps(&self) -> Result<()> {
-        let Some(through) = self.pending()?.applied_through else {
-            return Ok(());
+        let through = {
+            let pending = self.pending()?;
+            match pending.applied_through {
+                Some(through) if pending.removed_through != Some(through) => through,
+                _ => return Ok(()),
+            }
         };
         for key in self.pending_steps.range(..=through).keys() {
             self.pending_steps.remove(key?)?;
         }
+        let mut pending = self.pending()?;
+        pending.removed_through = pending.removed_through.max(Some(through));
         Ok(())
     }
 

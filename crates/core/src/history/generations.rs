@@ -46,6 +46,8 @@ pub(super) struct Pending {
     applying: Option<Generation>,
     /// The watermark: the newest applied record's key.
     pub(super) applied_through: Option<[u8; 8]>,
+    /// How far applied records have been removed.
+    pub(super) removed_through: Option<[u8; 8]>,
     /// The newest record's key.
     pub(super) newest: Option<[u8; 8]>,
 }
