@@ -38,7 +38,7 @@ use uuid::Uuid;
 #[path = "engine/peer.rs"]
 mod peer;
 
-const HANDSHAKES: usize = 20;
+const HANDSHAKES: usize = 100;
 
 fn name(s: &str) -> Username {
     Username::canonical(s).unwrap()

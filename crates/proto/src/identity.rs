@@ -116,7 +116,7 @@ impl Identity {
 
     /// The public key as SubjectPublicKeyInfo DER.
     pub fn public_key_der(&self) -> Result<Vec<u8>> {
-        Ok(self.key.public_key_to_der()?)
+        crate::verify::spki_der(&self.key)
     }
 
     /// SHA-256 of the SPKI DER.
@@ -242,5 +242,18 @@ mod tests {
         assert!(Username::canonical("Alice").is_err());
         assert!(serde_json::from_str::<Username>("\"Alice\"").is_err());
         assert_eq!(serde_json::from_str::<Username>("\"bob\"").unwrap().as_str(), "bob");
+    }
+
+    #[test]
+    fn spki_der_gives_the_bytes_of_openssls_generic_encoder() {
+        let identity = Identity::generate(Username::canonical("alice").unwrap()).unwrap();
+        assert_eq!(
+            identity.public_key_der().unwrap(),
+            identity.key.public_key_to_der().unwrap()
+        );
+        // A key that is not RSA takes the generic path.
+        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let ec = PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+        assert_eq!(crate::verify::spki_der(&ec).unwrap(), ec.public_key_to_der().unwrap());
     }
 }

@@ -66,6 +66,8 @@ const CONTACTS: &str = "contacts";
 const SESSIONS: &str = "sessions";
 const HANDSHAKES: &str = "handshakes";
 const FINISHED_HANDSHAKES: &str = "finished_handshakes";
+/// How often [`History::finish_handshake`] forgets old ended handshakes.
+pub const FINISHED_SWEEP_EVERY_SECS: u64 = 3600;
 const MESSAGE_BLOCKS: &str = "message_blocks";
 const MESSAGE_INDEX: &str = "message_index";
 const OUTBOX: &str = "outbox";
@@ -98,6 +100,8 @@ pub struct History {
     reservations: std::sync::Mutex<reserve::Reservations>,
     /// Each contact's `key_changed`, by chat id, as stored (see [`History::key_changed`]).
     key_changed: std::sync::Mutex<std::collections::HashMap<[u8; 32], bool>>,
+    /// When [`History::finish_handshake`] last looked for ended handshakes to forget (Unix seconds; 0: not yet).
+    finished_swept_at: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for History {
@@ -149,6 +153,7 @@ impl History {
             outbox_order: std::sync::Mutex::new(()),
             reservations: std::sync::Mutex::default(),
             key_changed: std::sync::Mutex::default(),
+            finished_swept_at: std::sync::atomic::AtomicU64::new(0),
             meta,
             sealer,
             db,
@@ -269,10 +274,18 @@ impl History {
 
     /// Remembers that the handshake `request_id` ended (established, failed or declined) at `now`, so a copy of
     /// its request that arrives later is not taken for a new one; forgets those that ended before `forget_before`
-    /// (their requests are too old to be accepted anyway).
+    /// (their requests are too old to be accepted anyway). That takes reading them all, so it is done on the first
+    /// call of a run and then at most every [`FINISHED_SWEEP_EVERY_SECS`]: a chat that re-keys every few hundred
+    /// messages ends hundreds of handshakes a week, and each re-key read them all on both sides.
     pub fn finish_handshake(&self, request_id: &str, now: u64, forget_before: u64) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
         let key = self.sealer.index(b"handshake", request_id.as_bytes())?;
         self.finished_handshakes.insert(key, &now.to_be_bytes())?;
+        let swept_at = self.finished_swept_at.load(Relaxed);
+        if swept_at != 0 && now.saturating_sub(swept_at) < FINISHED_SWEEP_EVERY_SECS {
+            return Ok(());
+        }
+        self.finished_swept_at.store(now.max(1), Relaxed);
         for item in &self.finished_handshakes {
             let (key, at) = item?;
             let at: [u8; 8] = at.as_ref().try_into().map_err(|_| Error::HistoryCorrupt {

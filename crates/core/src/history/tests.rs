@@ -760,3 +760,30 @@ fn an_outbox_read_on_from_its_last_key_misses_nothing_that_writers_race_in() {
     let left_behind = all.iter().filter(|(_, item)| !seen.contains(&item.envelope.id)).count();
     assert_eq!((all.len(), left_behind), (WRITERS * EACH, 0));
 }
+
+#[test]
+fn ended_handshakes_are_forgotten_by_the_first_sweep_and_then_hourly() {
+    let (_dir, _key, history) = open();
+    let start = 1_000_000;
+    history.finish_handshake("old", start, 0).unwrap();
+    // Within the hour nothing is read back, even once "old" is past keeping.
+    history.finish_handshake("newer", start + 60, start + 1).unwrap();
+    assert!(history.handshake_finished("old").unwrap());
+    history
+        .finish_handshake("latest", start + FINISHED_SWEEP_EVERY_SECS, start + 1)
+        .unwrap();
+    assert!(!history.handshake_finished("old").unwrap());
+    assert!(history.handshake_finished("newer").unwrap());
+    assert!(history.handshake_finished("latest").unwrap());
+}
+
+#[test]
+fn the_first_ended_handshake_of_a_run_sweeps_what_earlier_runs_left() {
+    let (dir, key, history) = open();
+    history.finish_handshake("left", 100, 0).unwrap();
+    drop(history);
+    let history = History::open(dir.path(), &key).unwrap();
+    history.finish_handshake("next", 200, 150).unwrap();
+    assert!(!history.handshake_finished("left").unwrap());
+    assert!(history.handshake_finished("next").unwrap());
+}
