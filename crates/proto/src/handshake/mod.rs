@@ -149,10 +149,22 @@ pub(crate) fn check_parties(from: &str, to: &str, want_from: &Username, want_to:
 }
 
 pub(crate) fn parse_chain(ders: &[Vec<u8>]) -> Result<Vec<Certificate>> {
-    if ders.is_empty() || ders.len() > MAX_CHAIN_LEN {
-        return Err(malformed("certificate chain length"));
-    }
+    check_chain_len(ders)?;
     ders.iter().map(|d| Certificate::from_der(d)).collect()
+}
+
+/// The first certificate of a chain whose length [`parse_chain`] would take, the rest left unparsed.
+pub(crate) fn parse_leaf(ders: &[Vec<u8>]) -> Result<Certificate> {
+    check_chain_len(ders)?;
+    let leaf = ders.first().ok_or_else(|| malformed("certificate chain length"))?;
+    Certificate::from_der(leaf)
+}
+
+fn check_chain_len(ders: &[Vec<u8>]) -> Result<()> {
+    match ders.is_empty() || ders.len() > MAX_CHAIN_LEN {
+        true => Err(malformed("certificate chain length")),
+        false => Ok(()),
+    }
 }
 
 pub(crate) fn ephemeral_array(bytes: &[u8]) -> Result<[u8; 32]> {

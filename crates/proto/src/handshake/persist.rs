@@ -116,11 +116,7 @@ pub(super) fn check_request(request: &ChatRequest, report: &HandshakeReport) -> 
         return Err(malformed("stored request does not match the report"));
     }
     // The chain was verified when the request came; the stored state is sealed. Only the leaf is needed.
-    let leaf = match request.cert_chain.as_slice() {
-        [leaf, ..] if request.cert_chain.len() <= MAX_CHAIN_LEN => Certificate::from_der(leaf),
-        _ => Err(malformed("certificate chain length")),
-    }
-    .map_err(|_| malformed("stored request certificate chain"))?;
+    let leaf = parse_leaf(&request.cert_chain).map_err(|_| malformed("stored request certificate chain"))?;
     if report.initiator_fingerprint != Some(leaf.spki_fingerprint()?) {
         return Err(malformed(
             "initiator fingerprint does not match the request's certificate",
