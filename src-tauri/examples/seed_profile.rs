@@ -104,7 +104,8 @@ async fn handshake(me: &Client, bob: &Client) -> Result<(), Box<dyn std::error::
     let runners = [me.clone(), bob.clone()].map(|client| tokio::spawn(async move { client.run().await }));
     me.request(bob.username()).await?;
     wait(&mut bob_events, |e| matches!(e, Event::RequestReceived { .. })).await?;
-    bob.accept(me.username()).await?;
+    let request = bob.sole_request_from(me.username())?;
+    bob.accept(request.request_id, &request.fingerprint).await?;
     wait(&mut my_events, |e| matches!(e, Event::SessionEstablished { .. })).await?;
     for runner in runners {
         runner.abort();

@@ -71,6 +71,10 @@ pub fn chat_summary(client: &Client, contact: &Contact) -> Result<ChatSummary, I
         peer: peer.to_string(),
         verified: contact.verified,
         key_changed: contact.key_changed,
+        new_fingerprint: contact
+            .pending_fingerprint
+            .filter(|_| contact.key_changed)
+            .map(|f| f.to_hex()),
         has_session: client.has_session(peer)?,
         last_message: last.last().map(|entry| message_item(&MessageView::from(entry))),
         unread: u32::try_from(unread).unwrap_or(u32::MAX),
@@ -84,9 +88,15 @@ pub fn ui_event(event: &Event) -> Option<UiEvent> {
         Event::Connection { state } => UiEvent::Connection {
             state: connection(*state),
         },
-        Event::RequestReceived { peer, fingerprint, .. } => UiEvent::RequestReceived {
+        Event::RequestReceived {
+            peer,
+            fingerprint,
+            key_changed,
+            ..
+        } => UiEvent::RequestReceived {
             peer: peer.clone(),
             fingerprint: fingerprint.clone(),
+            key_changed: *key_changed,
         },
         Event::RequestDeclined { peer, .. } => UiEvent::RequestDeclined { peer: peer.clone() },
         Event::Handshake { step, peer, .. } => UiEvent::HandshakeProgress {

@@ -35,6 +35,8 @@ pub enum IpcErrorCode {
     KeyChanged,
     /// No request from this peer is waiting.
     NoRequest,
+    /// The key the user compared or accepted is no longer the one that would be pinned: reload and compare again.
+    FingerprintMismatch,
 }
 
 /// An error as sent over IPC. `message` is a sentence for a person, never a secret.
@@ -90,7 +92,9 @@ impl From<magpie_core::Error> for IpcError {
             E::RelayCaChanged { .. } => IpcErrorCode::RelayCaChanged,
             E::NoSession(_) => IpcErrorCode::NoSession,
             E::KeyChanged(_) => IpcErrorCode::KeyChanged,
-            E::NoRequest(_) => IpcErrorCode::NoRequest,
+            E::NoRequest(_) | E::RequestGone(_) => IpcErrorCode::NoRequest,
+            E::SeveralRequests { .. } => IpcErrorCode::InvalidInput,
+            E::FingerprintMismatch { .. } => IpcErrorCode::FingerprintMismatch,
             E::NoMessage(_) => IpcErrorCode::InvalidInput,
             E::Proto(magpie_proto::Error::Malformed(_) | magpie_proto::Error::InvalidUsername(_)) => {
                 IpcErrorCode::InvalidInput

@@ -176,7 +176,8 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
 
     runtime.block_on(async {
         wait_event(&mut bob_events, |e| matches!(e, Event::RequestReceived { .. })).await;
-        bob.accept(&Username::parse("alice").unwrap()).await.unwrap();
+        let request = bob.sole_request_from(&Username::parse("alice").unwrap()).unwrap();
+        bob.accept(request.request_id, &request.fingerprint).await.unwrap();
     });
     let chats = desktop.wait_for("chats", json!({}), |chats| chats[0]["has_session"] == true);
     assert_eq!(chats[0]["peer"], "bob");
@@ -230,8 +231,24 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     assert_eq!(number["groups"].as_array().unwrap().len(), 12);
     assert!(number["qr_svg"].as_str().unwrap().contains("<svg"));
     let bobs_view = bob.safety_number(&Username::parse("alice").unwrap()).unwrap();
-    assert_eq!(number["groups"], json!(bobs_view.groups()), "both sides see one number");
-    assert_eq!(desktop.ok("mark_verified", json!({"peer": "bob"}))["verified"], true);
+    assert_eq!(
+        number["groups"],
+        json!(bobs_view.number.groups()),
+        "both sides see one number"
+    );
+    // Verifying names the key whose number was shown: another is refused, and nothing is verified.
+    let other = "ab".repeat(32);
+    let refused = desktop
+        .call("mark_verified", json!({"peer": "bob", "fingerprint": other}))
+        .unwrap_err();
+    assert_eq!(error_code(refused), "fingerprint_mismatch");
+    assert_eq!(desktop.ok("chats", json!({}))[0]["verified"], false);
+    let shown = number["fingerprint"].clone();
+    assert_eq!(shown, json!(bob.fingerprint().to_hex()));
+    assert_eq!(
+        desktop.ok("mark_verified", json!({"peer": "bob", "fingerprint": shown}))["verified"],
+        true
+    );
     assert_eq!(desktop.ok("chats", json!({}))[0]["verified"], true);
 
     // Deleting the chat's messages keeps the chat: still listed, still verified, and it goes on.

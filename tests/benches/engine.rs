@@ -196,7 +196,8 @@ async fn handshakes(alice: &Client, bob: &Client) -> f64 {
                     break;
                 }
             }
-            bob.accept(alice.username()).await.unwrap();
+            let request = bob.sole_request_from(alice.username()).unwrap();
+            bob.accept(request.request_id, &request.fingerprint).await.unwrap();
         }
         loop {
             if let Ok(Event::SessionEstablished { .. }) = events.recv().await {

@@ -292,6 +292,9 @@ pub async fn through_a_lying_relay(client: &Client, me: &str, relay: &mut LyingR
     );
     element(client, "compare-safety-numbers").await;
     element(client, "accept-new-key").await;
+    // The banner names the key "Accept new key" would take; the dialog shows that same key with its number.
+    let new_key = text_of(client, "new-key-fingerprint").await;
+    assert_eq!(new_key.split_whitespace().count(), 4, "{new_key:?}");
     assert_eq!(text_of(client, "verification-badge").await, "Key changed");
     let badge = content_of(client, &format!("key-changed-{VICTIM}")).await;
     assert_eq!(badge, "Key changed", "the chat row is marked");
@@ -319,6 +322,8 @@ pub async fn through_a_lying_relay(client: &Client, me: &str, relay: &mut LyingR
         )),
         "{dialog:?}"
     );
+    let dialog_key = text_of(client, "safety-fingerprint").await;
+    assert!(dialog_key.starts_with(&new_key), "{dialog_key:?} vs {new_key:?}");
     element(client, "safety-qr").await;
     picture(client, "key-change-safety-number.png").await;
     click(client, "safety-close").await;

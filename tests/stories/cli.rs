@@ -59,7 +59,12 @@ async fn the_first_story_through_the_cli() {
         assert_eq!(early.status.code(), Some(1), "no session before the handshake");
         assert!(String::from_utf8_lossy(&early.stderr).contains("no encrypted session"));
 
-        ok(&bob, &["accept", "alice"]);
+        let accepted = ok(&bob, &["accept", "alice"]);
+        assert!(accepted.contains(request["request_id"].as_str().unwrap()), "{accepted}");
+        assert!(
+            accepted.contains(request["fingerprint"].as_str().unwrap()),
+            "{accepted}"
+        );
         ok(&alice, &["sync"]); // accept -> key transfer
         ok(&bob, &["sync"]); // key transfer -> confirm
         for i in 0..5 {
@@ -98,7 +103,28 @@ async fn the_first_story_through_the_cli() {
         let alice_sn = ok(&alice, &["safety-number", "bob"]);
         assert_eq!(number(&alice_sn), number(&ok(&bob, &["safety-number", "alice"])));
         assert_eq!(number(&alice_sn).split_whitespace().count(), 12);
-        ok(&alice, &["verify", "bob"]);
+        // Verifying names the key whose number was compared: asked for when there is a terminal, else a flag.
+        let key_line = alice_sn
+            .lines()
+            .find(|l| l.starts_with("bob's key fingerprint"))
+            .unwrap();
+        let shown = key_line.rsplit(' ').next().unwrap();
+        let unasked = magpie(&alice, &["verify", "bob"]);
+        assert_eq!(
+            unasked.status.code(),
+            Some(2),
+            "no terminal to ask on and no --fingerprint"
+        );
+        assert!(
+            String::from_utf8_lossy(&unasked.stdout).contains(shown),
+            "the key is printed with the number"
+        );
+        assert!(String::from_utf8_lossy(&unasked.stderr).contains("--fingerprint"));
+        let other = "ab".repeat(32);
+        let wrong = magpie(&alice, &["verify", "bob", "--fingerprint", &other]);
+        assert_eq!(wrong.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&wrong.stderr).contains("changed while you were comparing"));
+        assert!(ok(&alice, &["verify", "bob", "--fingerprint", shown]).contains("bob is marked verified"));
 
         // The interactive chat: lines typed are sent, and nothing is left behind at end of input.
         let mut chat = Command::new(binary("magpie", "magpie"))

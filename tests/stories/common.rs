@@ -25,7 +25,7 @@ pub fn name(s: &str) -> Username {
 pub fn identity(n: &str) -> Identity {
     static KEYS: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
     let keys = KEYS.get_or_init(|| {
-        let handles: Vec<_> = ["alice", "bob", "mallory"]
+        let handles: Vec<_> = ["alice", "bob", "mallory", "eve"]
             .into_iter()
             .map(|n| {
                 std::thread::spawn(move || {
@@ -221,8 +221,14 @@ pub async fn handshake(alice: &Client, bob: &Client) {
     })
     .await;
     assert_eq!(from, alice.username().as_str());
-    bob.accept(alice.username()).await.unwrap();
+    accept_from(bob, alice.username()).await.unwrap();
     for events in [&mut alice_events, &mut bob_events] {
         wait_for(events, |e| matches!(e, Event::SessionEstablished { .. }).then_some(())).await;
     }
+}
+
+/// Accepts the one request from `peer`, with the key it carries (what the user saw beside it).
+pub async fn accept_from(client: &Client, peer: &Username) -> magpie_core::Result<()> {
+    let request = client.sole_request_from(peer)?;
+    client.accept(request.request_id, &request.fingerprint).await
 }

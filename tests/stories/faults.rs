@@ -5,7 +5,7 @@ use magpie_core::relay::RelayClient;
 use magpie_core::Error;
 use magpie_proto::{EnvelopeKind, KeyTransfer, SealedMessage};
 
-use crate::common::{go_online, identity, name, wait_for, Person, Relay};
+use crate::common::{accept_from, go_online, identity, name, wait_for, Person, Relay};
 
 /// Alice and Bob with a session, driven by explicit catch-ups (no push loop), so envelopes can be intercepted.
 async fn pair(relay: &Relay) -> (Person, Person) {
@@ -14,7 +14,7 @@ async fn pair(relay: &Relay) -> (Person, Person) {
     alice.client.request(&name("bob")).await.unwrap();
     alice.client.flush_outbox().await.unwrap();
     bob.client.sync().await.unwrap();
-    bob.client.accept(&name("alice")).await.unwrap();
+    accept_from(&bob.client, &name("alice")).await.unwrap();
     bob.client.flush_outbox().await.unwrap();
     alice.client.sync().await.unwrap();
     bob.client.sync().await.unwrap();
@@ -75,7 +75,7 @@ async fn a_tampered_key_transfer_fails_the_handshake_on_bobs_side() {
     alice.client.request(&name("bob")).await.unwrap();
     alice.client.flush_outbox().await.unwrap();
     bob.client.sync().await.unwrap();
-    bob.client.accept(&name("alice")).await.unwrap();
+    accept_from(&bob.client, &name("alice")).await.unwrap();
     bob.client.flush_outbox().await.unwrap();
     alice.client.sync().await.unwrap(); // posts the KeyTransfer
 
@@ -119,11 +119,14 @@ async fn a_decline_reaches_alice_signed() {
     alice.client.flush_outbox().await.unwrap();
     bob.client.sync().await.unwrap();
     assert_eq!(bob.client.incoming_requests().unwrap().len(), 1);
-    bob.client.decline(&name("alice")).await.unwrap();
+    bob.client
+        .decline(bob.client.sole_request_from(&name("alice")).unwrap().request_id)
+        .await
+        .unwrap();
     bob.client.flush_outbox().await.unwrap();
     assert!(bob.client.incoming_requests().unwrap().is_empty());
     assert!(matches!(
-        bob.client.accept(&name("alice")).await,
+        accept_from(&bob.client, &name("alice")).await,
         Err(Error::NoRequest(_))
     ));
 
@@ -200,7 +203,7 @@ async fn a_request_delivered_again_after_its_handshake_is_dropped() {
         .find(|e| e.kind == EnvelopeKind::ChatRequest)
         .unwrap();
     bob.client.sync().await.unwrap();
-    bob.client.accept(&name("alice")).await.unwrap();
+    accept_from(&bob.client, &name("alice")).await.unwrap();
     bob.client.flush_outbox().await.unwrap();
     alice.client.sync().await.unwrap(); // posts the KeyTransfer
     bob.client.sync().await.unwrap(); // installs the session, posts the KeyConfirm
@@ -234,7 +237,7 @@ async fn a_text_that_overtakes_its_confirm_opens_once_the_session_is_installed()
     while bob.client.incoming_requests().unwrap().is_empty() {
         bob.client.sync().await.unwrap();
     }
-    bob.client.accept(&name("alice")).await.unwrap();
+    accept_from(&bob.client, &name("alice")).await.unwrap();
     bob.client.flush_outbox().await.unwrap();
 
     // Bob takes Alice's KeyTransfer by hand, so his KeyConfirm stays in his outbox until taken out.

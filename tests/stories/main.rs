@@ -16,3 +16,4 @@ mod login;
 mod malicious;
 mod offline;
 mod screens;
+mod trust;

@@ -112,10 +112,15 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
     // Comparing safety numbers exposes the impostor: Alice's number is now computed with the presented key.
     let alices = alice.client.safety_number(&bob_name).unwrap();
     let bobs = bob.client.safety_number(&name("alice")).unwrap();
-    assert_ne!(alices.digits(), bobs.digits());
+    assert_ne!(alices.number.digits(), bobs.number.digits());
+    assert_eq!(alices.fingerprint, identity("mallory").fingerprint().unwrap());
 
     // Accepting the new key anyway (the user's explicit choice) unblocks the chat and starts a fresh handshake.
-    let request = alice.client.accept_new_key(&bob_name).await.unwrap();
+    let request = alice
+        .client
+        .accept_new_key(&bob_name, &alices.fingerprint)
+        .await
+        .unwrap();
     assert!(request.is_some());
     let contact = alice.client.contact(&bob_name).unwrap().unwrap();
     assert!(!contact.key_changed);
@@ -145,7 +150,7 @@ async fn an_answer_that_the_chain_from_before_the_request_fails_is_checked_again
         matches!(e, Event::RequestReceived { .. }).then_some(())
     })
     .await;
-    bob.client.accept(&name("alice")).await.unwrap();
+    crate::common::accept_from(&bob.client, &name("alice")).await.unwrap();
 
     wait_for(&mut alice_events, |e| {
         matches!(e, Event::SessionEstablished { .. }).then_some(())

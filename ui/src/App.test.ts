@@ -139,7 +139,7 @@ describe('events', () => {
     await screen.findByTestId('sidebar');
     await waitFor(() => expect(backend.count('chats')).toBe(1));
     backend.state.chats = [makeChat('dora')];
-    await emit('magpie://event', { type: 'request_received', peer: 'dora', fingerprint: 'ab' });
+    await emit('magpie://event', { type: 'request_received', peer: 'dora', fingerprint: 'ab', key_changed: false });
     await emit('magpie://event', { type: 'session_established', peer: 'dora', rekey: false });
     await emit('magpie://event', { type: 'handshake_progress', peer: 'dora', step: 'wrap' });
     await waitFor(() => expect(screen.getByTestId('sidebar').textContent).toContain('dora'));

@@ -9,18 +9,31 @@ use magpie_core::{Client, Error, Profile, Result};
 use magpie_proto::{Identity, Username};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-use crate::output;
+use crate::{confirm, output};
 use crate::{Cli, Command};
 
-pub async fn run(cli: Cli) -> Result<()> {
+/// Why a command failed: the engine's error (exit 1), or a command line that cannot be carried out (exit 2).
+#[derive(Debug)]
+pub enum Failure {
+    Engine(Error),
+    Usage(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self::Engine(e)
+    }
+}
+
+pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
     let keystore: Arc<dyn Keystore> = Arc::new(PlatformKeystore::new());
     if let Command::Register { name } = &cli.command {
-        return register(&cli.profile, cli.relay.as_deref(), name, keystore).await;
+        return Ok(register(&cli.profile, cli.relay.as_deref(), name, keystore).await?);
     }
     let client = open(&cli.profile, cli.relay.as_deref(), keystore).await?;
     match cli.command {
         Command::Register { .. } => Ok(()),
-        Command::Whoami => whoami(&client),
+        Command::Whoami => Ok(whoami(&client)?),
         Command::Request { peer } => {
             let peer = username(&peer)?;
             client.sync().await?;
@@ -34,20 +47,33 @@ pub async fn run(cli: Cli) -> Result<()> {
             output::requests(&client.incoming_requests()?, &client.outgoing_requests()?, json);
             Ok(())
         }
-        Command::Accept { peer } => {
+        Command::Accept {
+            peer,
+            request,
+            fingerprint,
+        } => {
             let peer = username(&peer)?;
             client.sync().await?;
-            client.accept(&peer).await?;
+            let chosen = confirm::request(&client, &peer, request)?;
+            let shown = match fingerprint {
+                Some(hex) => confirm::parse(&hex)?,
+                None => chosen.fingerprint,
+            };
+            client.accept(chosen.request_id, &shown).await?;
             client.flush_outbox().await?;
-            println!("Accepted {peer}'s request; the session is ready once {peer} syncs and you sync again.");
+            println!(
+                "Accepted {peer}'s request {} (key {}); the session is ready once {peer} syncs and you sync again.",
+                chosen.request_id, chosen.fingerprint
+            );
             Ok(())
         }
-        Command::Decline { peer } => {
+        Command::Decline { peer, request } => {
             let peer = username(&peer)?;
             client.sync().await?;
-            client.decline(&peer).await?;
+            let chosen = confirm::request(&client, &peer, request)?;
+            client.decline(chosen.request_id).await?;
             client.flush_outbox().await?;
-            println!("Declined {peer}'s request.");
+            println!("Declined {peer}'s request {}.", chosen.request_id);
             Ok(())
         }
         Command::Send { peer, text } => {
@@ -68,26 +94,32 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::SafetyNumber { peer } => {
             let peer = username(&peer)?;
-            let number = client.safety_number(&peer)?;
-            let groups = number.groups();
-            println!("Safety number with {peer}:");
-            for row in groups.chunks(4) {
-                println!("  {}", row.join(" "));
-            }
-            println!("QR payload: {}", number.qr_payload());
-            println!("Compare it with {peer} in person or on a call; then run `magpie verify {peer}`.");
+            let check = client.safety_number(&peer)?;
+            confirm::print_number(&client, &peer, &check)?;
+            println!("QR payload: {}", check.number.qr_payload());
+            println!(
+                "Compare it with {peer} in person or on a call; then run `magpie verify {peer} --fingerprint {}`.",
+                check.fingerprint.to_hex()
+            );
             Ok(())
         }
-        Command::Verify { peer } => {
-            let contact = client.mark_verified(&username(&peer)?).await?;
+        Command::Verify { peer, fingerprint } => {
+            let peer = username(&peer)?;
+            let shown = confirm::fingerprint(&client, &peer, fingerprint, "verify").await?;
+            let contact = client.mark_verified(&peer, &shown).await?;
             client.flush_outbox().await?;
-            println!("{} is marked verified.", contact.username);
+            println!(
+                "{} is marked verified (key {}).",
+                contact.username,
+                contact.fingerprint.to_hex()
+            );
             Ok(())
         }
-        Command::AcceptKey { peer } => {
+        Command::AcceptKey { peer, fingerprint } => {
             let peer = username(&peer)?;
             client.sync().await?;
-            match client.accept_new_key(&peer).await? {
+            let shown = confirm::fingerprint(&client, &peer, fingerprint, "accept").await?;
+            match client.accept_new_key(&peer, &shown).await? {
                 Some(id) => println!("Accepted {peer}'s new key; a new chat request is on its way ({id})."),
                 None => println!("Accepted {peer}'s new key; accept their pending request to continue."),
             }
@@ -102,8 +134,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Listen { json } => listen(&client, json, None).await,
-        Command::Chat { peer } => chat(&client, &username(&peer)?).await,
+        Command::Listen { json } => Ok(listen(&client, json, None).await?),
+        Command::Chat { peer } => Ok(chat(&client, &username(&peer)?).await?),
     }
 }
 

@@ -11,6 +11,7 @@
 )]
 
 mod commands;
+mod confirm;
 mod output;
 
 use std::path::PathBuf;
@@ -54,15 +55,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Accepts PEER's chat request.
+    /// Accepts PEER's chat request (the only one from PEER, or the one named by --request).
     Accept {
         /// Who.
         peer: String,
+        /// Which request, when PEER sent several (the ids `magpie requests` lists).
+        #[arg(long, value_name = "ID")]
+        request: Option<uuid::Uuid>,
+        /// The key fingerprint you expect the request to carry (as `magpie requests` showed it); refused if not.
+        #[arg(long, value_name = "HEX")]
+        fingerprint: Option<String>,
     },
-    /// Declines PEER's chat request.
+    /// Declines PEER's chat request (the only one from PEER, or the one named by --request).
     Decline {
         /// Who.
         peer: String,
+        /// Which request, when PEER sent several.
+        #[arg(long, value_name = "ID")]
+        request: Option<uuid::Uuid>,
     },
     /// Sends TEXT to PEER.
     Send {
@@ -87,15 +97,23 @@ pub enum Command {
         /// With whom.
         peer: String,
     },
-    /// Marks PEER verified (after comparing safety numbers).
+    /// Marks PEER verified after comparing safety numbers: prints the number and the key it is made of, then asks
+    /// for that key's fingerprint (or takes --fingerprint), so that a key that changed meanwhile is not verified.
     Verify {
         /// Who.
         peer: String,
+        /// The key fingerprint `magpie safety-number PEER` printed.
+        #[arg(long, value_name = "HEX")]
+        fingerprint: Option<String>,
     },
-    /// Accepts PEER's new key after a key change, and starts a fresh handshake.
+    /// Accepts PEER's new key after a key change (unverified), and starts a fresh handshake. Prints the new key's
+    /// number and fingerprint, then asks for the fingerprint (or takes --fingerprint).
     AcceptKey {
         /// Whose.
         peer: String,
+        /// The new key's fingerprint, as `magpie safety-number PEER` printed it.
+        #[arg(long, value_name = "HEX")]
+        fingerprint: Option<String>,
     },
     /// Catches up on the mailbox and posts the outbox, then exits.
     Sync,
@@ -127,7 +145,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(commands::Failure::Usage(e)) => {
+            eprintln!("magpie: {e}");
+            ExitCode::from(2)
+        }
+        Err(commands::Failure::Engine(e)) => {
             eprintln!("magpie: {e}");
             ExitCode::FAILURE
         }

@@ -37,10 +37,15 @@ pub fn requests(incoming: &[RequestView], outgoing: &[(Username, uuid::Uuid)], j
         println!("No chat requests waiting for you.");
     }
     for r in incoming {
-        let warning = if r.key_changed { "  KEY CHANGED" } else { "" };
+        let warning = if r.key_changed {
+            "  KEY CHANGED: not the key pinned for this name"
+        } else {
+            ""
+        };
         println!(
-            "{} asks to chat (key {}, sent {}){warning}",
+            "{} asks to chat (request {}, key {}, sent {}){warning}",
             r.peer,
+            r.request_id,
             r.fingerprint,
             time(r.sent_at)
         );
@@ -66,8 +71,19 @@ pub fn event(event: &Event, json: bool, only: Option<&Username>) {
     }
     match event {
         Event::MessageReceived { message: m } => message(m, false),
-        Event::RequestReceived { peer, fingerprint, .. } => {
+        Event::RequestReceived {
+            peer,
+            fingerprint,
+            key_changed: false,
+            ..
+        } => {
             println!("{peer} asks to chat (key {fingerprint}). `magpie accept {peer}` or `magpie decline {peer}`.");
+        }
+        Event::RequestReceived { peer, fingerprint, .. } => {
+            println!(
+                "WARNING: a chat request from {peer} with another key than the one pinned ({fingerprint}). It may \
+                 be a reinstall or an impostor: compare safety numbers (`magpie safety-number {peer}`) first."
+            );
         }
         Event::SessionEstablished { peer, rekey } => {
             let what = if *rekey {

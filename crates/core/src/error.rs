@@ -135,9 +135,34 @@ pub enum Error {
         "{0}'s key has changed. Sending is blocked until you accept the new key or verify {0}'s safety number again."
     )]
     KeyChanged(String),
+    /// The key the user compared (or accepted) is not the one Magpie would pin now: it changed while the number was
+    /// on screen. Nothing was pinned or verified.
+    #[error(
+        "{peer}'s key changed while you were comparing: the number you saw (key {shown}) is not the key Magpie would \
+         pin now ({current}). Nothing was changed; compare the new safety number first."
+    )]
+    FingerprintMismatch {
+        /// Whose key.
+        peer: String,
+        /// The start of the fingerprint the user saw (hex).
+        shown: String,
+        /// The start of the one that verifying would pin now (hex), or "none".
+        current: String,
+    },
     /// No pending chat request from this person.
     #[error("There is no pending chat request from {0}.")]
     NoRequest(String),
+    /// The request named is not waiting any more.
+    #[error("That chat request ({0}) is no longer waiting: it was answered, or it expired.")]
+    RequestGone(uuid::Uuid),
+    /// Several requests from this person wait: the caller must name one.
+    #[error("{count} chat requests from {peer} are waiting; choose one by its id.")]
+    SeveralRequests {
+        /// Who asks.
+        peer: String,
+        /// How many.
+        count: usize,
+    },
     /// No such message to act on (or not one that can be resent).
     #[error("There is no failed message {0} to send again.")]
     NoMessage(String),

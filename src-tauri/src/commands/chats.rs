@@ -96,8 +96,9 @@ pub async fn requests(state: State<'_, AppState>) -> Result<RequestsView, IpcErr
         .incoming_requests()?
         .into_iter()
         .map(|request| IncomingRequest {
+            request_id: request.request_id.to_string(),
             peer: request.peer,
-            fingerprint: request.fingerprint,
+            fingerprint: request.fingerprint.to_hex(),
             sent_at: request.sent_at,
             key_changed: request.key_changed,
         })
@@ -110,16 +111,23 @@ pub async fn requests(state: State<'_, AppState>) -> Result<RequestsView, IpcErr
     Ok(RequestsView { incoming, outgoing })
 }
 
+/// Accepts the request `request_id`, whose key the user saw as `fingerprint`.
 #[tauri::command]
-pub async fn accept_request(state: State<'_, AppState>, peer: String) -> Result<(), IpcError> {
+pub async fn accept_request(
+    state: State<'_, AppState>,
+    request_id: String,
+    fingerprint: String,
+) -> Result<(), IpcError> {
     let client = state.client().await?;
-    Ok(client.accept(&username(&peer)?).await?)
+    Ok(client
+        .accept(request_id_of(&request_id)?, &fingerprint_of(&fingerprint)?)
+        .await?)
 }
 
 #[tauri::command]
-pub async fn decline_request(state: State<'_, AppState>, peer: String) -> Result<(), IpcError> {
+pub async fn decline_request(state: State<'_, AppState>, request_id: String) -> Result<(), IpcError> {
     let client = state.client().await?;
-    Ok(client.decline(&username(&peer)?).await?)
+    Ok(client.decline(request_id_of(&request_id)?).await?)
 }
 
 #[tauri::command]
@@ -138,30 +146,47 @@ pub async fn clear_chat(state: State<'_, AppState>, peer: String) -> Result<u32,
     Ok(u32::try_from(removed).unwrap_or(u32::MAX))
 }
 
-/// Verifies the peer (during a key change: accepts the new key whose number the user compared).
+/// Verifies the peer's key `fingerprint`, the one whose number the user compared (during a key change: accepts
+/// that new key). Refused when it is not the key verifying would pin now.
 #[tauri::command]
-pub async fn mark_verified(state: State<'_, AppState>, peer: String) -> Result<SafetyNumberView, IpcError> {
+pub async fn mark_verified(
+    state: State<'_, AppState>,
+    peer: String,
+    fingerprint: String,
+) -> Result<SafetyNumberView, IpcError> {
     let client = state.client().await?;
     let peer = username(&peer)?;
-    client.mark_verified(&peer).await?;
+    client.mark_verified(&peer, &fingerprint_of(&fingerprint)?).await?;
     safety_view(&client, &peer)
 }
 
+/// Accepts the peer's new key `fingerprint` (the one the banner showed) without comparing numbers.
 #[tauri::command]
-pub async fn accept_new_key(state: State<'_, AppState>, peer: String) -> Result<(), IpcError> {
+pub async fn accept_new_key(state: State<'_, AppState>, peer: String, fingerprint: String) -> Result<(), IpcError> {
     let client = state.client().await?;
-    client.accept_new_key(&username(&peer)?).await?;
+    client
+        .accept_new_key(&username(&peer)?, &fingerprint_of(&fingerprint)?)
+        .await?;
     Ok(())
 }
 
 fn safety_view(client: &magpie_core::Client, peer: &magpie_proto::Username) -> Result<SafetyNumberView, IpcError> {
-    let number = client.safety_number(peer)?;
+    let check = client.safety_number(peer)?;
     let contact = client.contact(peer)?;
     Ok(SafetyNumberView {
         peer: peer.to_string(),
-        groups: number.groups().into_iter().map(str::to_owned).collect(),
-        qr_svg: crate::qr::svg(&number.qr_payload())?,
+        groups: check.number.groups().into_iter().map(str::to_owned).collect(),
+        qr_svg: crate::qr::svg(&check.number.qr_payload())?,
+        fingerprint: check.fingerprint.to_hex(),
         verified: contact.as_ref().is_some_and(|c| c.verified),
         key_changed: contact.as_ref().is_some_and(|c| c.key_changed),
     })
+}
+
+fn fingerprint_of(hex: &str) -> Result<magpie_proto::Fingerprint, IpcError> {
+    magpie_proto::Fingerprint::from_hex(hex).map_err(|_| IpcError::invalid("That key fingerprint is malformed."))
+}
+
+fn request_id_of(id: &str) -> Result<uuid::Uuid, IpcError> {
+    uuid::Uuid::parse_str(id).map_err(|_| IpcError::invalid("That request id is malformed."))
 }

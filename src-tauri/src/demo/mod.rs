@@ -128,7 +128,10 @@ async fn drive(
         *actor == DemoActor::Bob && matches!(event, Event::RequestReceived { .. })
     })
     .await?;
-    bob.accept(alice.username()).await.map_err(|e| e.to_string())?;
+    let request = bob.sole_request_from(alice.username()).map_err(|e| e.to_string())?;
+    bob.accept(request.request_id, &request.fingerprint)
+        .await
+        .map_err(|e| e.to_string())?;
     // Bob installs his session at step 6, Alice hers at step 7; a failure on either side ends the story.
     loop {
         let (actor, event) = wait(events, recorded, |(_, event)| {

@@ -16,8 +16,12 @@ pub const ONBOARDING_EVENT: &str = "magpie://onboarding";
 pub enum UiEvent {
     /// The relay connection changed.
     Connection { state: ConnectionState },
-    /// Someone asks for an encrypted chat.
-    RequestReceived { peer: String, fingerprint: String },
+    /// Someone asks for an encrypted chat; `key_changed` when with another key than the pinned one.
+    RequestReceived {
+        peer: String,
+        fingerprint: String,
+        key_changed: bool,
+    },
     /// Our request was declined.
     RequestDeclined { peer: String },
     /// A handshake step happened (the chat list shows "setting up keys…").

@@ -128,6 +128,8 @@ pub struct ChatSummary {
     pub verified: bool,
     /// Their key changed: the chat is blocked until the user accepts it or verifies again.
     pub key_changed: bool,
+    /// During a key change, the new key's fingerprint (hex): what "Accept new key" accepts.
+    pub new_fingerprint: Option<String>,
     /// Keys are agreed: messages can be sent.
     pub has_session: bool,
     pub last_message: Option<MessageItem>,
@@ -141,6 +143,8 @@ pub struct ChatSummary {
 /// A chat request waiting for the user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct IncomingRequest {
+    /// Which request: accept and decline name it.
+    pub request_id: String,
     pub peer: String,
     /// Their key's fingerprint (hex), verified to the relay's CA.
     pub fingerprint: String,
@@ -167,6 +171,8 @@ pub struct SafetyNumberView {
     pub groups: Vec<String>,
     /// The QR code of the number, as an SVG document.
     pub qr_svg: String,
+    /// The peer's key in this number (hex): verifying sends it back, and is refused if the key changed meanwhile.
+    pub fingerprint: String,
     pub verified: bool,
     /// Shown during a key change: this is the new key's number.
     pub key_changed: bool,

@@ -52,8 +52,13 @@ pub async fn run(spec: &str) -> ! {
     let mut out = std::io::stdout().lock();
     loop {
         match events.recv().await {
-            Ok(Event::RequestReceived { peer, .. }) => {
-                client.accept(&Username::canonical(&peer).unwrap()).await.unwrap()
+            Ok(Event::RequestReceived {
+                request_id,
+                fingerprint,
+                ..
+            }) => {
+                let fingerprint = magpie_proto::Fingerprint::from_hex(&fingerprint).unwrap();
+                client.accept(request_id, &fingerprint).await.unwrap()
             }
             Ok(Event::MessageReceived { message }) => {
                 writeln!(out, "{} {}", message.id, unix_nanos()).unwrap();

@@ -22,6 +22,7 @@ function chat(peer: string, overrides: Partial<ChatSummary> = {}): ChatSummary {
     peer,
     verified: false,
     key_changed: false,
+    new_fingerprint: null,
     has_session: true,
     last_message: null,
     unread: 0,

@@ -6,12 +6,16 @@ import type { SafetyNumberView } from '../lib/ipc';
 import { chat, sentMessage } from '../test/chat-fixture';
 import { makeIdentity } from '../test/fake-backend';
 
+/** The key a key change presents: what "Accept new key" must name. */
+const NEW_KEY = 'cd'.repeat(32);
+
 const me = makeIdentity('alice');
 
 const safety: SafetyNumberView = {
   peer: 'bob',
   groups: Array.from({ length: 12 }, () => '12345'),
   qr_svg: '<svg xmlns="http://www.w3.org/2000/svg"/>',
+  fingerprint: NEW_KEY,
   verified: false,
   key_changed: true,
 };
@@ -62,7 +66,7 @@ describe('Conversation', () => {
     let changed = 0;
     render(Conversation, {
       peer: 'bob',
-      chat: chat({ key_changed: true }),
+      chat: chat({ key_changed: true, new_fingerprint: NEW_KEY }),
       connection: 'online',
       me,
       onChanged: () => changed++,
@@ -74,11 +78,12 @@ describe('Conversation', () => {
     );
     expect(screen.getByTestId('verification-badge').textContent?.trim()).toBe('Key changed');
     expect((screen.getByTestId('compose-input') as HTMLTextAreaElement).disabled).toBe(true);
+    expect(screen.getByTestId('new-key-fingerprint').textContent).toBe('cdcd cdcd cdcd cdcd');
 
     await fireEvent.click(screen.getByRole('button', { name: 'Accept new key' }));
     await waitFor(() => expect(changed).toBe(1));
     expect(calls.filter((c) => c.cmd === 'accept_new_key')).toEqual([
-      { cmd: 'accept_new_key', args: { peer: 'bob' } },
+      { cmd: 'accept_new_key', args: { peer: 'bob', fingerprint: NEW_KEY } },
     ]);
   });
 

@@ -9,8 +9,14 @@ const FINGERPRINT = '0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d
 function requests(overrides: Partial<RequestsView> = {}): RequestsView {
   return {
     incoming: [
-      { peer: 'alice', fingerprint: FINGERPRINT, sent_at: 1_790_000_000, key_changed: false },
-      { peer: 'carol', fingerprint: 'ffff'.repeat(16), sent_at: 1_790_000_100, key_changed: true },
+      { request_id: 'r-alice', peer: 'alice', fingerprint: FINGERPRINT, sent_at: 1_790_000_000, key_changed: false },
+      {
+        request_id: 'r-carol',
+        peer: 'carol',
+        fingerprint: 'ffff'.repeat(16),
+        sent_at: 1_790_000_100,
+        key_changed: true,
+      },
     ],
     outgoing: ['bob'],
     ...overrides,
@@ -56,9 +62,21 @@ describe('RequestsPanel', () => {
     await fireEvent.click(screen.getByTestId('decline-carol'));
     await waitFor(() => expect(changed).toBe(2));
     expect(calls).toEqual([
-      { cmd: 'accept_request', args: { peer: 'alice' } },
-      { cmd: 'decline_request', args: { peer: 'carol' } },
+      { cmd: 'accept_request', args: { requestId: 'r-alice', fingerprint: FINGERPRINT } },
+      { cmd: 'decline_request', args: { requestId: 'r-carol' } },
     ]);
+  });
+
+  it('lists two requests from one name apart, and accepts the one chosen with its own key', async () => {
+    const calls = mockCommands();
+    const impostor = { request_id: 'r-other', peer: 'alice', fingerprint: 'ee'.repeat(32), sent_at: 1, key_changed: true };
+    render(RequestsPanel, { requests: requests({ incoming: [impostor, requests().incoming[0]!] }), onChanged: () => {} });
+    const items = screen.getAllByTestId('request-alice');
+    expect(items).toHaveLength(2);
+    const genuine = items.find((item) => item.dataset.requestId === 'r-alice')!;
+    await fireEvent.click(genuine.querySelector('button.accept')!);
+    await waitFor(() => expect(calls).toHaveLength(1));
+    expect(calls[0]).toEqual({ cmd: 'accept_request', args: { requestId: 'r-alice', fingerprint: FINGERPRINT } });
   });
 
   it('starts a chat with the typed username', async () => {

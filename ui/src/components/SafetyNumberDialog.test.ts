@@ -5,10 +5,11 @@ import SafetyNumberDialog from './SafetyNumberDialog.svelte';
 import type { SafetyNumberView } from '../lib/ipc';
 
 const GROUPS = Array.from({ length: 12 }, (_, i) => String(10000 + i * 1111).slice(0, 5));
+const KEY = '0a1b2c3d'.repeat(8);
 const SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"><rect width="1" height="1"/></svg>';
 
 function view(overrides: Partial<SafetyNumberView> = {}): SafetyNumberView {
-  return { peer: 'bob', groups: GROUPS, qr_svg: SVG, verified: false, key_changed: false, ...overrides };
+  return { peer: 'bob', groups: GROUPS, qr_svg: SVG, fingerprint: KEY, verified: false, key_changed: false, ...overrides };
 }
 
 function mockSafety(initial: SafetyNumberView) {
@@ -54,9 +55,40 @@ describe('SafetyNumberDialog', () => {
     await fireEvent.click(await screen.findByTestId('mark-verified'));
     await screen.findByTestId('safety-verified');
     expect(calls.map((c) => c.cmd)).toEqual(['safety_number', 'mark_verified']);
-    expect(calls[1]!.args).toEqual({ peer: 'bob' });
+    expect(calls[1]!.args).toEqual({ peer: 'bob', fingerprint: KEY });
     expect(changed).toBe(1);
     expect(screen.queryByTestId('mark-verified')).toBeNull();
+  });
+
+  it('shows the key the number is made of', async () => {
+    mockSafety(view());
+    render(SafetyNumberDialog, { peer: 'bob', onClose: () => {}, onChanged: () => {} });
+    expect((await screen.findByTestId('safety-fingerprint')).textContent).toBe(
+      '0a1b 2c3d 0a1b 2c3d 0a1b 2c3d 0a1b 2c3d 0a1b 2c3d 0a1b 2c3d 0a1b 2c3d 0a1b 2c3d',
+    );
+  });
+
+  it('verifies nothing when the key changed while the number was open, and shows the new number', async () => {
+    const calls: { cmd: string; args: unknown }[] = [];
+    let served = view();
+    mockIPC((cmd, args) => {
+      calls.push({ cmd, args });
+      if (cmd === 'safety_number') return served;
+      if (cmd === 'mark_verified') {
+        served = view({ key_changed: true, fingerprint: 'ee'.repeat(32), groups: GROUPS.map(() => '99999') });
+        throw { code: 'fingerprint_mismatch', message: "bob's key changed while you were comparing." };
+      }
+      return null;
+    });
+    let changed = 0;
+    render(SafetyNumberDialog, { peer: 'bob', onClose: () => {}, onChanged: () => changed++ });
+    await fireEvent.click(await screen.findByTestId('mark-verified'));
+    expect((await screen.findByRole('alert')).textContent).toContain('nothing was verified');
+    expect(calls.map((c) => c.cmd)).toEqual(['safety_number', 'mark_verified', 'safety_number']);
+    expect(calls[1]!.args).toEqual({ peer: 'bob', fingerprint: KEY });
+    expect(screen.getByTestId('safety-digits').textContent).toContain('99999');
+    expect(screen.queryByTestId('safety-verified')).toBeNull();
+    expect(changed).toBe(1);
   });
 
   it('says it is the new key’s number during a key change', async () => {

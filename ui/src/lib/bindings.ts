@@ -10,7 +10,7 @@ export type CredentialStore = { backend: string, available: boolean, problem: st
 
 export type IpcError = { code: IpcErrorCode, message: string, };
 
-export type IpcErrorCode = "data_directory" | "internal" | "credential_store" | "invalid_input" | "name_taken" | "unknown_user" | "relay_unreachable" | "relay_ca_changed" | "relay" | "no_profile" | "profile" | "no_session" | "key_changed" | "no_request";
+export type IpcErrorCode = "data_directory" | "internal" | "credential_store" | "invalid_input" | "name_taken" | "unknown_user" | "relay_unreachable" | "relay_ca_changed" | "relay" | "no_profile" | "profile" | "no_session" | "key_changed" | "no_request" | "fingerprint_mismatch";
 
 export type ProfileSummary = { 
 /**
@@ -87,6 +87,10 @@ export type ChatSummary = { peer: string, verified: boolean,
  */
 key_changed: boolean, 
 /**
+ * During a key change, the new key's fingerprint (hex): what "Accept new key" accepts.
+ */
+new_fingerprint: string | null, 
+/**
  * Keys are agreed: messages can be sent.
  */
 has_session: boolean, last_message: MessageItem | null, 
@@ -99,7 +103,11 @@ unread: number,
  */
 last_activity: number | null, };
 
-export type IncomingRequest = { peer: string, 
+export type IncomingRequest = { 
+/**
+ * Which request: accept and decline name it.
+ */
+request_id: string, peer: string, 
 /**
  * Their key's fingerprint (hex), verified to the relay's CA.
  */
@@ -127,7 +135,11 @@ groups: Array<string>,
 /**
  * The QR code of the number, as an SVG document.
  */
-qr_svg: string, verified: boolean, 
+qr_svg: string, 
+/**
+ * The peer's key in this number (hex): verifying sends it back, and is refused if the key changed meanwhile.
+ */
+fingerprint: string, verified: boolean, 
 /**
  * Shown during a key change: this is the new key's number.
  */
@@ -135,7 +147,7 @@ key_changed: boolean, };
 
 export type ConnectionState = "connecting" | "online" | "offline";
 
-export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, reason: string, };
+export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, reason: string, };
 
 export type Theme = "system" | "light" | "dark";
 

@@ -17,6 +17,7 @@ const CODES = [
   'no_session',
   'key_changed',
   'no_request',
+  'fingerprint_mismatch',
   'unknown',
 ] as const;
 

@@ -60,6 +60,11 @@ export function describeError(error: unknown, context: ErrorContext = {}): strin
       return 'There are no encryption keys with this person yet. Messages can be sent once they accept your chat request.';
     case 'key_changed':
       return 'This person’s security key changed. Compare safety numbers or accept the new key before you send.';
+    case 'fingerprint_mismatch':
+      return (
+        'This person’s key changed while the number was on screen, so nothing was changed. ' +
+        'Open the safety number again and compare the new one.'
+      );
     case 'no_request':
       return 'That chat request is no longer waiting; it may have been answered or withdrawn already.';
     case 'unknown':

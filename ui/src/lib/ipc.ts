@@ -49,6 +49,7 @@ const KNOWN_CODES: Record<IpcErrorCode, true> = {
   no_session: true,
   key_changed: true,
   no_request: true,
+  fingerprint_mismatch: true,
 };
 
 function isKnownCode(value: unknown): value is IpcErrorCode {
@@ -159,12 +160,13 @@ export function requests(): Promise<RequestsView> {
   return call<RequestsView>('requests');
 }
 
-export function acceptRequest(peer: string): Promise<void> {
-  return call<void>('accept_request', { peer });
+/** Accepts the request `requestId`, whose key the user saw as `fingerprint` (refused if that is not its key). */
+export function acceptRequest(requestId: string, fingerprint: string): Promise<void> {
+  return call<void>('accept_request', { requestId, fingerprint });
 }
 
-export function declineRequest(peer: string): Promise<void> {
-  return call<void>('decline_request', { peer });
+export function declineRequest(requestId: string): Promise<void> {
+  return call<void>('decline_request', { requestId });
 }
 
 // --- verification ---
@@ -173,14 +175,15 @@ export function safetyNumber(peer: string): Promise<SafetyNumberView> {
   return call<SafetyNumberView>('safety_number', { peer });
 }
 
-/** Marks the peer verified (during a key change: accepts the new key, whose number was compared). */
-export function markVerified(peer: string): Promise<SafetyNumberView> {
-  return call<SafetyNumberView>('mark_verified', { peer });
+/** Marks the peer's key `fingerprint` verified: the one whose number was on screen (during a key change this
+ *  accepts the new key). Refused with 'fingerprint_mismatch' when the key changed meanwhile. */
+export function markVerified(peer: string, fingerprint: string): Promise<SafetyNumberView> {
+  return call<SafetyNumberView>('mark_verified', { peer, fingerprint });
 }
 
-/** Accepts a changed key without comparing numbers; the chat becomes unverified. */
-export function acceptNewKey(peer: string): Promise<void> {
-  return call<void>('accept_new_key', { peer });
+/** Accepts the changed key `fingerprint` (the one shown) without comparing numbers; the chat becomes unverified. */
+export function acceptNewKey(peer: string, fingerprint: string): Promise<void> {
+  return call<void>('accept_new_key', { peer, fingerprint });
 }
 
 // --- settings ---

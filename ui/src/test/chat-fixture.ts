@@ -8,6 +8,7 @@ export function chat(overrides: Partial<ChatSummary> = {}): ChatSummary {
     peer: 'bob',
     verified: false,
     key_changed: false,
+    new_fingerprint: null,
     has_session: true,
     last_message: null,
     unread: 0,

@@ -37,6 +37,7 @@ export function makeChat(peer: string, overrides: Partial<ChatSummary> = {}): Ch
     peer,
     verified: false,
     key_changed: false,
+    new_fingerprint: null,
     has_session: true,
     last_message: null,
     unread: 0,

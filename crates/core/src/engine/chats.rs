@@ -18,14 +18,12 @@ impl Client {
 
     /// The user has seen everything in the chat with `peer` up to `cursor`. Never moves the mark back.
     pub fn mark_read(&self, peer: &Username, cursor: u64) -> Result<()> {
-        let Some(mut contact) = self.history().contact(peer)? else {
-            return Ok(());
-        };
-        if contact.read_up_to.is_some_and(|read| read >= cursor) {
-            return Ok(());
-        }
-        contact.read_up_to = Some(cursor);
-        self.history().put_contact(&contact)
+        self.history().update_contact(peer, |slot| {
+            if let Some(contact) = slot.as_mut().filter(|c| c.read_up_to.is_none_or(|read| read < cursor)) {
+                contact.read_up_to = Some(cursor);
+            }
+            Ok(())
+        })
     }
 
     /// Deletes every message of the chat with `peer` from this computer; the contact, its pinned key and the

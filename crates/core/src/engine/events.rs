@@ -170,6 +170,8 @@ pub enum Event {
         fingerprint: String,
         /// The request.
         request_id: Uuid,
+        /// Their key differs from the one pinned for this name (a key change was raised too).
+        key_changed: bool,
     },
     /// A handshake step happened, with its public data.
     Handshake {

@@ -20,8 +20,8 @@ use crate::history::{Contact, OutboxItem};
 pub struct RequestView {
     /// Who asks.
     pub peer: String,
-    /// Their key's fingerprint (hex), verified against the relay's CA.
-    pub fingerprint: String,
+    /// Their key's fingerprint (hex in JSON), verified against the relay's CA: pass it back to [`Client::accept`].
+    pub fingerprint: Fingerprint,
     /// The request.
     pub request_id: Uuid,
     /// When they sent it, Unix seconds (their clock).
@@ -67,23 +67,51 @@ impl Client {
         Ok(request.request_id)
     }
 
-    /// Chat requests waiting for the user, oldest first.
+    /// Chat requests waiting for the user, oldest first. `key_changed` compares each with the pin as it is now.
     pub fn incoming_requests(&self) -> Result<Vec<RequestView>> {
-        let mut out: Vec<RequestView> = Pending::all(self.history(), &self.inner.credential)?
-            .into_iter()
-            .filter_map(|pending| match pending {
-                Pending::Incoming(request) => Some(RequestView {
-                    peer: request.from().to_string(),
-                    fingerprint: request.peer().fingerprint().to_hex(),
-                    request_id: request.request_id(),
-                    sent_at: request.sent_at(),
-                    key_changed: matches!(request.pin_check(), PinCheck::Changed { .. }),
-                }),
-                _ => None,
-            })
-            .collect();
+        let mut pins = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for pending in Pending::all(self.history(), &self.inner.credential)? {
+            let Pending::Incoming(request) = pending else {
+                continue;
+            };
+            let pinned = match pins.get(request.from()) {
+                Some(pinned) => *pinned,
+                None => {
+                    let pinned = self.history().contact(request.from())?.map(|c| c.fingerprint);
+                    pins.insert(request.from().clone(), pinned);
+                    pinned
+                }
+            };
+            let fingerprint = request.peer().fingerprint();
+            out.push(RequestView {
+                peer: request.from().to_string(),
+                fingerprint,
+                request_id: request.request_id(),
+                sent_at: request.sent_at(),
+                key_changed: matches!(PinCheck::check(pinned.as_ref(), &fingerprint), PinCheck::Changed { .. }),
+            });
+        }
         out.sort_by_key(|r| r.sent_at);
         Ok(out)
+    }
+
+    /// The one request from `peer` that waits for the user: [`Error::NoRequest`] if none,
+    /// [`Error::SeveralRequests`] if more than one (then the caller must choose by id).
+    pub fn sole_request_from(&self, peer: &Username) -> Result<RequestView> {
+        let mut from: Vec<_> = self
+            .incoming_requests()?
+            .into_iter()
+            .filter(|r| r.peer == peer.as_str())
+            .collect();
+        match from.len() {
+            0 => Err(Error::NoRequest(peer.to_string())),
+            1 => Ok(from.remove(0)),
+            count => Err(Error::SeveralRequests {
+                peer: peer.to_string(),
+                count,
+            }),
+        }
     }
 
     /// Handshakes we started that wait for the peer, as (peer, request id).
@@ -102,54 +130,52 @@ impl Client {
             .any(|p| p.peer() == peer && !matches!(p, Pending::Incoming(_))))
     }
 
-    /// Step 2 (B): accepts the newest pending request from `peer`.
-    pub async fn accept(&self, peer: &Username) -> Result<()> {
+    /// Step 2 (B): accepts the request `request_id`, whose key the user saw as `shown`. Refused with
+    /// [`Error::FingerprintMismatch`] if that is not the request's key, and with [`Error::KeyChanged`] (raising the
+    /// key change; the request stays) if the key is not the one pinned for its sender now.
+    pub async fn accept(&self, request_id: Uuid, shown: &Fingerprint) -> Result<()> {
         let _step = self.inner.handshakes.lock().await;
-        let request = self.take_incoming(peer)?;
-        if let PinCheck::Changed { old, new } = request.pin_check() {
-            // Put it back: the user must first accept the new key (or verify again).
-            let id = request.request_id();
+        let request = self.incoming(request_id)?;
+        let peer = request.from().clone();
+        let presented = request.peer().fingerprint();
+        super::trust::check_shown(&peer, shown, Some(presented))?;
+        // Judged against the pin as it is now, not as it was when the request came.
+        if let PinCheck::Changed { old, new } = self.pin_check(&peer, &presented)? {
             let certificate = request.peer().certificate().clone();
-            Pending::Incoming(request).save(self.history())?;
-            self.flag_key_change(peer, old, new, Some(&certificate))?;
-            tracing::info!(%peer, %id, "accept refused: key changed");
+            self.flag_key_change(&peer, old, new, Some(&certificate))?;
+            tracing::info!(%peer, %request_id, "accept refused: key changed");
             return Err(Error::KeyChanged(peer.to_string()));
         }
-        let request_id = request.request_id();
         let (state, accept) = request.accept()?;
-        let envelope = self.envelope(peer, EnvelopeKind::ChatAccept, accept.to_json()?);
-        self.step(HandshakeStep::AcceptSent, peer, state.report());
+        let envelope = self.envelope(&peer, EnvelopeKind::ChatAccept, accept.to_json()?);
+        self.step(HandshakeStep::AcceptSent, &peer, state.report());
         Pending::AwaitingKeyTransfer(state).save(self.history())?;
         self.queue(envelope)?;
         tracing::debug!(%peer, %request_id, "accepted");
         Ok(())
     }
 
-    /// Declines the pending requests from `peer` (signed, so the peer knows it was really us).
-    pub async fn decline(&self, peer: &Username) -> Result<()> {
+    /// Declines the request `request_id` (signed, so the peer knows it was really us).
+    pub async fn decline(&self, request_id: Uuid) -> Result<()> {
         let _step = self.inner.handshakes.lock().await;
-        let request = self.take_incoming(peer)?;
-        let request_id = request.request_id();
+        let request = self.incoming(request_id)?;
+        let peer = request.from().clone();
         let decline = request.decline()?;
         Pending::finish(self.history(), request_id)?;
-        self.queue(self.envelope(peer, EnvelopeKind::ChatDecline, decline.to_json()?))?;
+        self.queue(self.envelope(&peer, EnvelopeKind::ChatDecline, decline.to_json()?))?;
         Ok(())
     }
 
-    fn take_incoming(&self, peer: &Username) -> Result<magpie_proto::IncomingRequest> {
-        let mut requests: Vec<_> = Pending::all(self.history(), &self.inner.credential)?
-            .into_iter()
-            .filter_map(|p| match p {
-                Pending::Incoming(r) if r.from() == peer => Some(r),
-                _ => None,
-            })
-            .collect();
-        requests.sort_by_key(|r| r.sent_at());
-        requests.pop().ok_or_else(|| Error::NoRequest(peer.to_string()))
+    fn incoming(&self, request_id: Uuid) -> Result<magpie_proto::IncomingRequest> {
+        match Pending::load(self.history(), &self.inner.credential, request_id)? {
+            Some(Pending::Incoming(request)) => Ok(request),
+            _ => Err(Error::RequestGone(request_id)),
+        }
     }
 
     /// Step 1 on B: verify and keep the request; a re-key from a peer we already have a session with, with the
-    /// same pinned key, is accepted at once.
+    /// same pinned key, is accepted at once. A request with another key than the pinned one is kept too, and
+    /// raises the key change: the user sees both.
     pub(super) async fn on_chat_request(&self, envelope: &Envelope) -> Result<Disposition> {
         let request = ChatRequest::from_json(&envelope.body)?;
         let peer = Username::canonical(&request.from)?;
@@ -161,18 +187,17 @@ impl Client {
             tracing::debug!(%peer, request_id = %request.request_id, "request seen already");
             return Ok(Disposition::Done);
         }
-        let contact = self.history().contact(&peer)?;
-        let pinned = contact.as_ref().map(|c| c.fingerprint);
+        // Chain, name, freshness and signature; the pin is judged here, so that a changed key is shown, not dropped.
         let incoming = Responder::on_request(
             &self.inner.credential,
             &self.inner.trust,
             &request,
-            pinned.as_ref(),
+            None,
             SystemTime::now(),
         )?;
         self.step(HandshakeStep::RequestVerified, &peer, incoming.report());
         let fingerprint = incoming.peer().fingerprint();
-        let pin = incoming.pin_check();
+        let pin = self.pin_check(&peer, &fingerprint)?;
         let rekey = pin == PinCheck::Same && self.has_session(&peer)?;
         if rekey {
             let (state, accept) = incoming.accept()?;
@@ -186,12 +211,14 @@ impl Client {
         let certificate = incoming.peer().certificate().clone();
         Pending::Incoming(incoming).save(self.history())?;
         if let PinCheck::Changed { old, new } = pin {
+            tracing::info!(%peer, %request_id, "request with a changed key kept");
             self.flag_key_change(&peer, old, new, Some(&certificate))?;
         }
         self.emit(Event::RequestReceived {
             peer: peer.to_string(),
             fingerprint: fingerprint.to_hex(),
             request_id,
+            key_changed: matches!(pin, PinCheck::Changed { .. }),
         });
         Ok(Disposition::Done)
     }
@@ -225,7 +252,7 @@ impl Client {
         }))
     }
 
-    fn remember_chain(&self, peer: &Username, chain: &[Certificate]) {
+    pub(super) fn remember_chain(&self, peer: &Username, chain: &[Certificate]) {
         if let Ok(mut recent) = self.inner.recent_chains.lock() {
             recent.retain(|_, (at, _)| at.elapsed() < RECENT_CHAIN);
             recent.insert(peer.clone(), (Instant::now(), chain.to_vec()));
@@ -333,6 +360,7 @@ impl Client {
         let report = state.report().clone();
         let certificate = state.peer().certificate().clone();
         match state.on_key_transfer(&transfer, SystemTime::now()) {
+            Ok((session, _)) if !self.pin_allows(&session, transfer.request_id, &certificate)? => Ok(Disposition::Done),
             Ok((session, confirm)) => {
                 let reply = self.envelope(&peer, EnvelopeKind::KeyConfirm, confirm.to_json()?);
                 let report = session.handshake_report().cloned().unwrap_or(report);
@@ -369,17 +397,26 @@ impl Client {
     }
 
     /// Makes `session` the current one with its peer (keeping the one it replaces for late messages), pins the
-    /// peer, and forgets the handshake.
+    /// peer on first contact, and forgets the handshake. A session with another key than the pinned one is never
+    /// installed (see [`Client::pin_allows`]).
     fn install_session(&self, session: Session, request_id: Uuid, certificate: &Certificate) -> Result<()> {
         let peer = session.peer().clone();
+        let presented = session.peer_fingerprint();
         tracing::debug!(%peer, session = %magpie_proto::encoding::hex(session.session_id()), "installing session");
-        let mut contact = self
-            .history()
-            .contact(&peer)?
-            .unwrap_or_else(|| Contact::new(peer.clone(), session.peer_fingerprint()));
-        contact.fingerprint = session.peer_fingerprint();
-        contact.last_activity = Some(now_secs());
-        contact.certificate_pem = Some(super::pem_string(certificate)?);
+        let certificate_pem = super::pem_string(certificate)?;
+        // The pin check and the pin (on first contact) in one contacts write: nothing moves the pin in between.
+        let pinned_other = self.history().update_contact(&peer, |slot| {
+            let contact = slot.get_or_insert_with(|| Contact::new(peer.clone(), presented));
+            if contact.fingerprint != presented {
+                return Ok(Some(contact.fingerprint));
+            }
+            contact.last_activity = Some(now_secs());
+            contact.certificate_pem = Some(certificate_pem);
+            Ok(None)
+        })?;
+        if let Some(old) = pinned_other {
+            return self.refuse_other_key(&peer, old, presented, request_id, certificate);
+        }
         let rekey = {
             let mut sessions = self.sessions()?;
             let previous = match sessions.remove(&peer) {
@@ -394,10 +431,18 @@ impl Client {
             previous.is_some()
         };
         if rekey {
-            contact.mark_rekey(self.history().mark_position()?);
+            let position = self.history().mark_position()?;
+            self.history().update_contact(&peer, |slot| {
+                if let Some(contact) = slot {
+                    contact.mark_rekey(position);
+                }
+                Ok(())
+            })?;
         }
-        self.history().put_contact(&contact)?;
         Pending::finish(self.history(), request_id)?;
+        if !rekey {
+            self.settle_other_first_contacts(&peer, &presented)?;
+        }
         tracing::debug!(%peer, %request_id, rekey, "session established");
         self.rekey_done(&peer);
         // Messages parked in the mailbox for these keys can open now. (Reading it again for nothing cost each side
@@ -412,6 +457,60 @@ impl Client {
         Ok(())
     }
 
+    /// Whether `session`'s key is the one pinned for its peer (or none is pinned). If not, the pin moved while the
+    /// handshake ran (a session with another key was set up first, or the user accepted another key): the key
+    /// change is raised, the handshake fails, and the engine never re-pins by itself.
+    fn pin_allows(&self, session: &Session, request_id: Uuid, certificate: &Certificate) -> Result<bool> {
+        let peer = session.peer();
+        match self.pin_check(peer, &session.peer_fingerprint())? {
+            PinCheck::Changed { old, new } => {
+                self.refuse_other_key(peer, old, new, request_id, certificate)?;
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn refuse_other_key(
+        &self,
+        peer: &Username,
+        pinned: Fingerprint,
+        presented: Fingerprint,
+        request_id: Uuid,
+        certificate: &Certificate,
+    ) -> Result<()> {
+        tracing::info!(%peer, %request_id, "session with another key than the pinned one refused");
+        self.flag_key_change(peer, pinned, presented, Some(certificate))?;
+        self.fail_handshake(peer, request_id, &Error::KeyChanged(peer.to_string()))?;
+        Ok(())
+    }
+
+    /// After the first session with `peer` (key `pinned`): their other requests with that key are answered by it
+    /// and dropped; handshakes under way with another key fail (the key change they would be is raised when they
+    /// come back); requests with another key stay, listed as a key change.
+    fn settle_other_first_contacts(&self, peer: &Username, pinned: &Fingerprint) -> Result<()> {
+        for pending in Pending::all(self.history(), &self.inner.credential)? {
+            if pending.peer() != peer {
+                continue;
+            }
+            let (key, incoming) = match &pending {
+                Pending::Incoming(request) => (request.peer().fingerprint(), true),
+                Pending::AwaitingKeyTransfer(state) => (state.peer().fingerprint(), false),
+                Pending::AwaitingConfirm(state) => (state.peer().fingerprint(), false),
+                Pending::AwaitingAccept(_) => continue,
+            };
+            match (incoming, &key == pinned) {
+                (true, true) => Pending::finish(self.history(), pending.request_id())?,
+                (false, false) => {
+                    let reason = Error::KeyChanged(peer.to_string());
+                    self.fail_handshake(peer, pending.request_id(), &reason)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn fail_handshake(&self, peer: &Username, request_id: Uuid, error: &Error) -> Result<Disposition> {
         Pending::finish(self.history(), request_id)?;
         self.rekey_done(peer);
@@ -422,111 +521,6 @@ impl Client {
             reason: error.to_string(),
         });
         Ok(Disposition::Done)
-    }
-
-    /// Blocks the chat with `peer`: the pinned key and the presented one (in `certificate`, when known) differ.
-    pub(super) fn flag_key_change(
-        &self,
-        peer: &Username,
-        old: Fingerprint,
-        new: Fingerprint,
-        certificate: Option<&Certificate>,
-    ) -> Result<()> {
-        if let Some(mut contact) = self.history().contact(peer)? {
-            contact.key_changed = true;
-            contact.pending_fingerprint = Some(new);
-            contact.pending_certificate_pem = certificate.map(super::pem_string).transpose()?;
-            self.history().put_contact(&contact)?;
-        }
-        self.emit(Event::KeyChanged {
-            peer: peer.to_string(),
-            pinned: old.to_hex(),
-            presented: new.to_hex(),
-        });
-        Ok(())
-    }
-
-    /// Looks `peer` up in the directory and compares the key with the pin: a different key blocks the chat
-    /// ([`Error::KeyChanged`]). Also how a face checks its contacts after connecting.
-    pub async fn check_key(&self, peer: &Username) -> Result<()> {
-        let chain = self.inner.relay.directory(peer).await?;
-        let verified = self.inner.trust.verify(&chain, peer, SystemTime::now())?;
-        self.remember_chain(peer, &chain);
-        let presented = verified.fingerprint();
-        let Some(contact) = self.history().contact(peer)? else {
-            return Ok(());
-        };
-        if contact.key_changed && contact.pending_fingerprint != Some(presented) {
-            return Err(Error::KeyChanged(peer.to_string()));
-        }
-        match PinCheck::check(Some(&contact.fingerprint), &presented) {
-            PinCheck::Changed { old, new } => {
-                self.flag_key_change(peer, old, new, Some(verified.certificate()))?;
-                Err(Error::KeyChanged(peer.to_string()))
-            }
-            _ if contact.key_changed => Err(Error::KeyChanged(peer.to_string())),
-            _ => Ok(()),
-        }
-    }
-
-    /// Checks every contact's key against the directory (after connecting). Returns who changed.
-    pub async fn check_keys(&self) -> Result<Vec<Username>> {
-        let mut changed = Vec::new();
-        for contact in self.history().contacts()? {
-            match self.check_key(&contact.username).await {
-                Ok(()) => {}
-                Err(Error::KeyChanged(_)) => changed.push(contact.username),
-                Err(e) if e.is_transient() => return Err(e),
-                Err(e) => tracing::info!(peer = %contact.username, error = %e, "directory check failed"),
-            }
-        }
-        Ok(changed)
-    }
-
-    /// The user accepts `peer`'s new key: the old session is dropped and a fresh handshake starts with the new key
-    /// (unless the peer's own request waits to be accepted). Returns the new request's id, if one was sent.
-    pub async fn accept_new_key(&self, peer: &Username) -> Result<Option<Uuid>> {
-        self.adopt_new_key(peer, false).await
-    }
-
-    /// The user compared safety numbers with `peer`. During a key change the number shown is the new key's
-    /// ([`Client::safety_number`]), so verifying it also accepts that key.
-    pub async fn mark_verified(&self, peer: &Username) -> Result<Contact> {
-        let contact = self
-            .history()
-            .contact(peer)?
-            .ok_or_else(|| Error::NoSession(peer.to_string()))?;
-        if contact.key_changed {
-            self.adopt_new_key(peer, true).await?;
-        } else {
-            let mut contact = contact;
-            contact.verified = true;
-            self.history().put_contact(&contact)?;
-        }
-        self.history()
-            .contact(peer)?
-            .ok_or_else(|| Error::NoSession(peer.to_string()))
-    }
-
-    async fn adopt_new_key(&self, peer: &Username, verified: bool) -> Result<Option<Uuid>> {
-        let Some(mut contact) = self.history().contact(peer)? else {
-            return Ok(None);
-        };
-        let Some(new) = contact.pending_fingerprint.take() else {
-            return Ok(None);
-        };
-        contact.fingerprint = new;
-        contact.certificate_pem = contact.pending_certificate_pem.take();
-        contact.key_changed = false;
-        contact.verified = verified;
-        self.history().put_contact(&contact)?;
-        self.sessions()?.remove(peer);
-        self.history().remove_session(peer)?;
-        // A request that waited on the change can now be accepted; otherwise ask afresh.
-        if self.incoming_requests()?.iter().any(|r| r.peer == peer.as_str()) {
-            return Ok(None);
-        }
-        self.request(peer).await.map(Some)
     }
 
     pub(super) fn envelope(&self, peer: &Username, kind: EnvelopeKind, body: Vec<u8>) -> Envelope {

@@ -300,10 +300,12 @@ impl Client {
         if stored_already {
             return Ok(());
         }
-        if let Some(mut contact) = self.history().contact(peer)? {
-            contact.last_activity = Some(now);
-            self.history().put_contact(&contact)?;
-        }
+        self.history().update_contact(peer, |slot| {
+            if let Some(contact) = slot {
+                contact.last_activity = Some(now);
+            }
+            Ok(())
+        })?;
         self.activity_noted()?.insert(peer.clone(), now);
         Ok(())
     }

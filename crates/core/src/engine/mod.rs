@@ -19,12 +19,13 @@ mod inbox;
 mod outbox;
 mod pending;
 mod run;
+mod trust;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use magpie_proto::{Certificate, Credential, Fingerprint, SafetyNumber, Session, TrustAnchor, Username};
+use magpie_proto::{Certificate, Credential, Fingerprint, Session, TrustAnchor, Username};
 use tokio::sync::{broadcast, Notify};
 
 pub use events::{ConnectionState, Event, HandshakeData, HandshakeStep, MessageView};
@@ -32,6 +33,7 @@ pub use handshake::RequestView;
 pub use outbox::Flushed;
 pub use pending::Pending;
 pub use run::Synced;
+pub use trust::SafetyCheck;
 
 use crate::error::{Error, Result};
 use crate::history::{Contact, Entry, History, RegistrationRecord};
@@ -232,26 +234,6 @@ impl Client {
     /// Whether a session with `peer` is established.
     pub fn has_session(&self, peer: &Username) -> Result<bool> {
         Ok(self.with_session(peer, |_| Ok(()))?.is_some())
-    }
-
-    /// The safety number with `peer` (12 groups of 5 digits), from both certificates' keys.
-    pub fn safety_number(&self, peer: &Username) -> Result<SafetyNumber> {
-        let contact = self
-            .history()
-            .contact(peer)?
-            .ok_or_else(|| Error::NoSession(peer.to_string()))?;
-        // During a key change, the new key's number: the one to compare before accepting it.
-        let pem = match (contact.key_changed, contact.pending_certificate_pem) {
-            (true, Some(pending)) => pending,
-            _ => contact
-                .certificate_pem
-                .ok_or_else(|| Error::NoSession(peer.to_string()))?,
-        };
-        let theirs = Certificate::from_pem(pem.as_bytes())?;
-        Ok(SafetyNumber::from_certificates(
-            (self.username(), self.inner.credential.certificate()),
-            (peer, &theirs),
-        )?)
     }
 
     /// Runs `f` on the session with `peer` (loaded from history on first use); `None` if there is none.

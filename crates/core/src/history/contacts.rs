@@ -61,6 +61,28 @@ impl Contact {
         }
     }
 
+    /// The key that verifying this contact now would pin: during a key change the new one, else the pinned one.
+    /// `None` during a key change whose new key is unknown.
+    pub fn key_to_verify(&self) -> Option<Fingerprint> {
+        match self.key_changed {
+            true => self.pending_fingerprint,
+            false => Some(self.fingerprint),
+        }
+    }
+
+    /// Pins the key of the key change under way (the user accepted or verified it) and ends the change; `false`
+    /// if there is none.
+    pub fn adopt_pending_key(&mut self, verified: bool) -> bool {
+        let Some(new) = self.pending_fingerprint.take() else {
+            return false;
+        };
+        self.fingerprint = new;
+        self.certificate_pem = self.pending_certificate_pem.take();
+        self.key_changed = false;
+        self.verified = verified;
+        true
+    }
+
     /// Records a re-key at `position`, dropping the oldest beyond [`REKEY_MARKS`].
     pub fn mark_rekey(&mut self, position: u64) {
         self.rekeys.push(position);
@@ -81,11 +103,46 @@ impl History {
 
     /// Stores a contact, replacing what was known about that username.
     pub fn put_contact(&self, contact: &Contact) -> Result<()> {
+        let mut cache = self.key_changed_cache()?;
+        self.store_contact(&mut cache, contact)
+    }
+
+    /// Reads `peer`'s contact (`None` for a stranger), lets `change` edit, create or keep it, and stores what it
+    /// left if that differs, all under the contacts' lock: two writers (a key change flagged while a text moves
+    /// the last activity, say) never lose each other's change, and a check made in `change` still holds when
+    /// its result is stored. Nothing is stored when `change` fails.
+    pub fn update_contact<T>(
+        &self,
+        peer: &Username,
+        change: impl FnOnce(&mut Option<Contact>) -> Result<T>,
+    ) -> Result<T> {
+        let mut cache = self.key_changed_cache()?;
+        let before = self.contact(peer)?;
+        let mut after = before.clone();
+        let out = change(&mut after)?;
+        match after {
+            Some(contact) if Some(&contact) != before.as_ref() => {
+                if &contact.username != peer {
+                    return Err(Error::HistoryCorrupt { tree: CONTACTS });
+                }
+                self.store_contact(&mut cache, &contact)?;
+            }
+            Some(_) => {}
+            None if before.is_some() => {
+                self.contacts.remove(self.chat_id(peer)?)?;
+                cache.remove(&self.chat_id(peer)?);
+            }
+            None => {}
+        }
+        Ok(out)
+    }
+
+    fn store_contact(&self, cache: &mut std::collections::HashMap<[u8; 32], bool>, contact: &Contact) -> Result<()> {
         let key = self.chat_id(&contact.username)?;
         let plain = Zeroizing::new(serde_json::to_vec(contact).map_err(|_| Error::Crypto("encoding failed"))?);
         self.contacts.insert(key, self.sealer.seal(CONTACTS, &key, &plain)?)?;
-        // After the write, under the lock `key_changed` reads through: it never keeps a value older than this.
-        self.key_changed_cache()?.insert(key, contact.key_changed);
+        // Under the lock `key_changed` reads through: it never keeps a value older than this.
+        cache.insert(key, contact.key_changed);
         Ok(())
     }
 
@@ -116,8 +173,9 @@ impl History {
     /// Forgets a contact (not its messages); `false` if unknown.
     pub fn remove_contact(&self, peer: &Username) -> Result<bool> {
         let key = self.chat_id(peer)?;
+        let mut cache = self.key_changed_cache()?;
         let removed = self.contacts.remove(key)?.is_some();
-        self.key_changed_cache()?.remove(&key);
+        cache.remove(&key);
         Ok(removed)
     }
 

@@ -62,7 +62,7 @@ use magpie_proto::{Session, Username};
 pub const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
 const META: &str = "meta";
-const CONTACTS: &str = "contacts";
+pub(crate) const CONTACTS: &str = "contacts";
 const SESSIONS: &str = "sessions";
 const HANDSHAKES: &str = "handshakes";
 const FINISHED_HANDSHAKES: &str = "finished_handshakes";

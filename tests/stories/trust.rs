@@ -1,0 +1,340 @@
+//! A relay that lies the way its operator could: its CA certifies any key under any name, and it puts envelopes in
+//! any mailbox and reads any. The client's policy must keep the pins the user trusted, pin nothing the user did
+//! not see, and show what the relay tried. The test names follow issue 23's list (item 1, 2, 3…).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use magpie_core::engine::Event;
+use magpie_core::relay::RelayClient;
+use magpie_core::Error;
+use magpie_proto::{
+    AwaitingAccept, ChatAccept, Credential, EnvelopeKind, Fingerprint, Identity, Initiator, TrustAnchor,
+};
+use magpie_relay::ca::CaInfo;
+use magpie_relay::server::RunningRelay;
+use magpie_relay::store::{NewEnvelope, SledStore, Store};
+use magpie_relay::{AppState, Config};
+use tempfile::TempDir;
+
+use crate::common::{accept_from, identity, name, wait_for, Person};
+
+/// A real relay over HTTP on loopback whose operator also acts behind it, with its own CA and store.
+struct Operator {
+    running: RunningRelay,
+    store: Arc<dyn Store>,
+    ca: CaInfo,
+    _dir: TempDir,
+}
+
+impl Operator {
+    async fn start() -> Self {
+        crate::common::logs();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = magpie_relay::ca::load_or_create(dir.path()).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store"), Default::default()).unwrap());
+        let state = AppState::new(store.clone(), ca.clone(), Config::with_data_dir(dir.path())).unwrap();
+        let running = RunningRelay::start(state).await.unwrap();
+        Self {
+            running,
+            store,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.running.url("")
+    }
+
+    /// `key_owner`'s key under the name `as_name`, certified by the relay's own CA: valid for every client.
+    fn forge(&self, as_name: &str, key_owner: &str) -> Credential {
+        let der = identity(key_owner).to_pkcs8_der().unwrap();
+        let impostor = Identity::from_pkcs8_der(name(as_name), der.expose_secret()).unwrap();
+        let certificate = self
+            .ca
+            .authority
+            .issue(&impostor.csr().unwrap(), SystemTime::now())
+            .unwrap();
+        Credential::new(impostor, certificate).unwrap()
+    }
+
+    /// Puts an envelope in `to`'s mailbox as if `from` had sent it.
+    fn deliver(&self, from: &str, to: &str, kind: EnvelopeKind, body: &[u8]) {
+        let received_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        self.store
+            .insert_envelope(NewEnvelope {
+                id: uuid::Uuid::new_v4(),
+                from: from.to_owned(),
+                to: to.to_owned(),
+                kind,
+                body_b64: base64::engine::general_purpose::STANDARD.encode(body),
+                received_at,
+            })
+            .unwrap();
+    }
+
+    /// A chat request to `to` in the name `as_name`, signed with `key_owner`'s key; the state to go on with.
+    fn forged_request(&self, as_name: &str, key_owner: &str, to: &str) -> AwaitingAccept {
+        let credential = self.forge(as_name, key_owner);
+        let (state, request) = Initiator::request(&credential, &name(to), SystemTime::now()).unwrap();
+        self.deliver(as_name, to, EnvelopeKind::ChatRequest, &request.to_json().unwrap());
+        state
+    }
+
+    /// The bodies of the envelopes of `kind` waiting in `to`'s mailbox.
+    fn read(&self, to: &str, kind: EnvelopeKind) -> Vec<Vec<u8>> {
+        self.store
+            .fetch(to, 0, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| base64::engine::general_purpose::STANDARD.decode(e.body_b64).unwrap())
+            .collect()
+    }
+}
+
+fn fingerprint_of(key_owner: &str) -> Fingerprint {
+    identity(key_owner).fingerprint().unwrap()
+}
+
+/// Alice asks Bob and both reach a session, each step carried by an explicit catch-up (nobody stays online, so
+/// what the operator puts in a mailbox is read at a known point).
+async fn handshake_by_sync(alice: &Person, bob: &Person) {
+    alice.client.request(bob.client.username()).await.unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap();
+    accept_from(&bob.client, alice.client.username()).await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+    alice.client.sync().await.unwrap(); // accept checked, key transfer posted
+    bob.client.sync().await.unwrap(); // session, confirm posted
+    alice.client.sync().await.unwrap(); // session
+    assert!(alice.client.has_session(bob.client.username()).unwrap());
+    assert!(bob.client.has_session(alice.client.username()).unwrap());
+}
+
+/// Alice and Bob with a session at a lying relay, Bob's key pinned on Alice's side.
+async fn pair_at(operator: &Operator) -> (Person, Person) {
+    let alice = Person::register("alice", &operator.url()).await;
+    let bob = Person::register("bob", &operator.url()).await;
+    handshake_by_sync(&alice, &bob).await;
+    (alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item01_verifying_is_refused_when_the_key_changed_after_the_number_was_shown() {
+    let operator = Operator::start().await;
+    let (alice, _bob) = pair_at(&operator).await;
+    let bob_name = name("bob");
+    // The relay presents Mallory's key as Bob's: a key change, and the dialog shows Mallory's number.
+    operator.forged_request("bob", "mallory", "alice");
+    alice.client.sync().await.unwrap();
+    let shown = alice.client.safety_number(&bob_name).unwrap();
+    assert_eq!(shown.fingerprint, fingerprint_of("mallory"));
+    // While the dialog is open, another key arrives in Bob's name.
+    operator.forged_request("bob", "eve", "alice");
+    alice.client.sync().await.unwrap();
+
+    let refused = alice.client.mark_verified(&bob_name, &shown.fingerprint).await;
+    assert!(matches!(refused, Err(Error::FingerprintMismatch { .. })), "{refused:?}");
+    let contact = alice.client.contact(&bob_name).unwrap().unwrap();
+    assert_eq!(contact.fingerprint, fingerprint_of("bob"), "nothing was pinned");
+    assert!(!contact.verified && contact.key_changed);
+    assert_eq!(contact.pending_fingerprint, Some(fingerprint_of("eve")));
+
+    // The number now on screen is Eve's; verifying what is shown pins exactly that.
+    let now_shown = alice.client.safety_number(&bob_name).unwrap();
+    assert_eq!(now_shown.fingerprint, fingerprint_of("eve"));
+    let contact = alice
+        .client
+        .mark_verified(&bob_name, &now_shown.fingerprint)
+        .await
+        .unwrap();
+    assert_eq!(contact.fingerprint, fingerprint_of("eve"));
+    assert!(contact.verified && !contact.key_changed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item01_accepting_a_new_key_is_refused_when_it_is_not_the_key_shown() {
+    let operator = Operator::start().await;
+    let (alice, bob) = pair_at(&operator).await;
+    let bob_name = name("bob");
+    // Alice verified Bob's real key.
+    let real = alice.client.safety_number(&bob_name).unwrap();
+    alice.client.mark_verified(&bob_name, &real.fingerprint).await.unwrap();
+    operator.forged_request("bob", "mallory", "alice");
+    alice.client.sync().await.unwrap();
+    let banner = alice
+        .client
+        .contact(&bob_name)
+        .unwrap()
+        .unwrap()
+        .pending_fingerprint
+        .unwrap();
+    operator.forged_request("bob", "eve", "alice");
+    alice.client.sync().await.unwrap();
+
+    let refused = alice.client.accept_new_key(&bob_name, &banner).await;
+    assert!(matches!(refused, Err(Error::FingerprintMismatch { .. })), "{refused:?}");
+    // And a key never presented at all is refused too.
+    let refused = alice.client.accept_new_key(&bob_name, &fingerprint_of("alice")).await;
+    assert!(matches!(refused, Err(Error::FingerprintMismatch { .. })), "{refused:?}");
+    let contact = alice.client.contact(&bob_name).unwrap().unwrap();
+    assert_eq!(contact.fingerprint, bob.client.fingerprint());
+    assert!(
+        contact.verified,
+        "the verified pin stays while the user has not decided"
+    );
+    assert!(
+        alice.client.has_session(&bob_name).unwrap(),
+        "the session with the pinned key stays"
+    );
+}
+
+/// Item 2: Bob accepted a first-contact request that the relay forged in Alice's name (nothing was pinned yet, so
+/// it looked like any first request); then the real Alice's handshake completes and Bob verifies her. When the
+/// relay finishes the forged handshake, Bob must not swap the pin he verified for Mallory's key.
+#[tokio::test(flavor = "multi_thread")]
+async fn item02_a_session_with_another_key_never_repins_a_verified_contact() {
+    let operator = Operator::start().await;
+    let alice = Person::register("alice", &operator.url()).await;
+    let bob = Person::register("bob", &operator.url()).await;
+    let alice_name = name("alice");
+    let forged = operator.forged_request("alice", "mallory", "bob");
+    bob.client.sync().await.unwrap();
+    accept_from(&bob.client, &alice_name).await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+    let accept = ChatAccept::from_json(&operator.read("alice", EnvelopeKind::ChatAccept)[0]).unwrap();
+
+    handshake_by_sync(&alice, &bob).await;
+    let real = bob.client.safety_number(&alice_name).unwrap();
+    assert_eq!(real.fingerprint, fingerprint_of("alice"));
+    bob.client.mark_verified(&alice_name, &real.fingerprint).await.unwrap();
+
+    // The operator completes the forged handshake with Bob's accept.
+    let directory = RelayClient::new(&operator.url()).unwrap();
+    let bob_chain = directory.directory(&name("bob")).await.unwrap();
+    let trust = TrustAnchor::new(operator.ca.authority.certificate().clone()).unwrap();
+    let (_, transfer) = forged
+        .on_accept(&accept, &bob_chain, &trust, None, SystemTime::now())
+        .unwrap();
+    operator.deliver("alice", "bob", EnvelopeKind::KeyTransfer, &transfer.to_json().unwrap());
+    bob.client.sync().await.unwrap();
+
+    let contact = bob.client.contact(&alice_name).unwrap().unwrap();
+    assert_eq!(contact.fingerprint, fingerprint_of("alice"), "the verified pin stays");
+    assert!(contact.verified);
+    assert!(
+        bob.client.outgoing_requests().unwrap().is_empty(),
+        "the forged handshake is over, not left waiting"
+    );
+    // Bob's session is still the one with the real Alice: her next text opens with it.
+    alice.client.send_text(&name("bob"), "still me").unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap();
+    let got = bob.client.last_messages(&alice_name, 1).unwrap();
+    assert_eq!(got[0].message.body, "still me");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item02_a_stored_request_is_checked_against_the_pin_when_accepted() {
+    let operator = Operator::start().await;
+    let alice = Person::register("alice", &operator.url()).await;
+    let bob = Person::register("bob", &operator.url()).await;
+    let alice_name = name("alice");
+    // Before Bob knows Alice, a forged request waits; the real Alice's request comes too, and Bob takes hers.
+    operator.forged_request("alice", "mallory", "bob");
+    alice.client.request(&name("bob")).await.unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap();
+    let requests = bob.client.incoming_requests().unwrap();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests.iter().all(|r| !r.key_changed),
+        "nothing is pinned yet: both look like a first request"
+    );
+    let hers = requests
+        .iter()
+        .find(|r| r.fingerprint == fingerprint_of("alice"))
+        .unwrap();
+    bob.client.accept(hers.request_id, &hers.fingerprint).await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+    alice.client.sync().await.unwrap();
+    bob.client.sync().await.unwrap();
+    alice.client.sync().await.unwrap();
+    assert!(bob.client.has_session(&alice_name).unwrap());
+
+    // Now that Alice's key is pinned, the forged request left over is shown as a key change, and accepting it is
+    // refused against today's pin (not the one it met when it came).
+    let left = bob.client.incoming_requests().unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].fingerprint, fingerprint_of("mallory"));
+    assert!(left[0].key_changed, "shown as suspicious");
+    let refused = bob.client.accept(left[0].request_id, &left[0].fingerprint).await;
+    assert!(matches!(refused, Err(Error::KeyChanged(_))), "{refused:?}");
+    let contact = bob.client.contact(&alice_name).unwrap().unwrap();
+    assert_eq!(contact.fingerprint, fingerprint_of("alice"));
+    assert!(contact.key_changed, "the attempt is shown as a key change");
+    assert_eq!(contact.pending_fingerprint, Some(fingerprint_of("mallory")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item02_accept_names_the_request_and_the_key_shown() {
+    let operator = Operator::start().await;
+    let alice = Person::register("alice", &operator.url()).await;
+    let bob = Person::register("bob", &operator.url()).await;
+    alice.client.request(&name("bob")).await.unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap();
+    let request = bob.client.sole_request_from(&name("alice")).unwrap();
+    let refused = bob.client.accept(request.request_id, &fingerprint_of("mallory")).await;
+    assert!(matches!(refused, Err(Error::FingerprintMismatch { .. })), "{refused:?}");
+    let unknown = bob.client.accept(uuid::Uuid::new_v4(), &request.fingerprint).await;
+    assert!(matches!(unknown, Err(Error::RequestGone(_))), "{unknown:?}");
+    // Two requests from one name: the caller must choose.
+    operator.forged_request("alice", "mallory", "bob");
+    bob.client.sync().await.unwrap();
+    let several = bob.client.sole_request_from(&name("alice"));
+    assert!(
+        matches!(several, Err(Error::SeveralRequests { count: 2, .. })),
+        "{several:?}"
+    );
+    bob.client
+        .accept(request.request_id, &request.fingerprint)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn item03_a_request_with_a_changed_key_is_kept_and_shown() {
+    let operator = Operator::start().await;
+    let (alice, bob) = pair_at(&operator).await;
+    let mut events = bob.client.events();
+    operator.forged_request("alice", "mallory", "bob");
+    bob.client.sync().await.unwrap();
+
+    let requests = bob.client.incoming_requests().unwrap();
+    assert_eq!(requests.len(), 1, "kept, not dropped");
+    assert_eq!(requests[0].fingerprint, fingerprint_of("mallory"));
+    assert!(requests[0].key_changed);
+    let contact = bob.client.contact(&name("alice")).unwrap().unwrap();
+    assert!(contact.key_changed, "the chat shows the key change");
+    assert_eq!(contact.fingerprint, alice.client.fingerprint(), "the pin stays");
+    assert_eq!(contact.pending_fingerprint, Some(fingerprint_of("mallory")));
+    let (key_changed, presented) = wait_for(&mut events, |e| match e {
+        Event::RequestReceived { key_changed, .. } => Some((*key_changed, None)),
+        Event::KeyChanged { presented, .. } => Some((true, Some(presented.clone()))),
+        _ => None,
+    })
+    .await;
+    assert!(key_changed);
+    if let Some(presented) = presented {
+        assert_eq!(presented, fingerprint_of("mallory").to_hex());
+    }
+    // Sending waits for the user.
+    assert!(matches!(
+        bob.client.send_text(&name("alice"), "x"),
+        Err(Error::KeyChanged(_))
+    ));
+}
