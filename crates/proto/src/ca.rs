@@ -149,9 +149,11 @@ fn name_cn(cn: &str) -> Result<X509Name> {
     Ok(name.build())
 }
 
-/// A random 128-bit serial (DER may add a leading zero byte; 17 bytes is within RFC 5280's 20).
+/// A random serial of exactly 128 bits (127 of them random): the top bit is set so that every serial has 16
+/// bytes (1 in 256 had 15 when a leading zero byte fell away). DER adds a zero byte: 17, within RFC 5280's 20.
 fn random_serial() -> Result<Asn1Integer> {
-    let bytes: [u8; 16] = random_array()?;
+    let mut bytes: [u8; 16] = random_array()?;
+    bytes[0] |= 0x80;
     let bn = BigNum::from_slice(&bytes)?;
     Ok(bn.to_asn1_integer()?)
 }
