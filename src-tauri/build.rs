@@ -24,6 +24,7 @@ const COMMANDS: &[&str] = &[
     "safety_number",
     "mark_verified",
     "accept_new_key",
+    "dismiss_discarded",
     "run_demo",
     "perf_open_chat",
     "perf_mark",

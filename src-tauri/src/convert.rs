@@ -5,7 +5,9 @@ use magpie_core::history::{Contact, Delivery as CoreDelivery, Direction as CoreD
 use magpie_core::Client;
 
 use crate::error::IpcError;
-use crate::ipc_types::{ChatSummary, ConnectionState, Delivery, Direction, IdentityView, MessageItem, UiEvent};
+use crate::ipc_types::{
+    ChatSummary, ConnectionState, Delivery, Direction, DiscardedView, IdentityView, MessageItem, UiEvent,
+};
 
 /// Unread counts stop here; the badge shows "99+".
 pub const UNREAD_CAP: usize = 100;
@@ -76,6 +78,12 @@ pub fn chat_summary(client: &Client, contact: &Contact) -> Result<ChatSummary, I
             .filter(|_| contact.key_changed)
             .map(|f| f.to_hex()),
         has_session: client.has_session(peer)?,
+        discarded: contact.discarded.as_ref().map(|d| DiscardedView {
+            messages: u32::try_from(d.messages).unwrap_or(u32::MAX),
+            steps: u32::try_from(d.steps).unwrap_or(u32::MAX),
+            since: d.since,
+            last: d.last,
+        }),
         last_message: last.last().map(|entry| message_item(&MessageView::from(entry))),
         unread: u32::try_from(unread).unwrap_or(u32::MAX),
         last_activity: contact.last_activity,
@@ -123,8 +131,9 @@ pub fn ui_event(event: &Event) -> Option<UiEvent> {
             delivery: delivery(*d),
         },
         Event::KeyChanged { peer, .. } => UiEvent::KeyChanged { peer: peer.clone() },
-        Event::Rejected { peer, reason } => UiEvent::Rejected {
+        Event::Rejected { peer, what, reason } => UiEvent::Rejected {
             peer: peer.clone(),
+            step: *what == magpie_core::engine::Discard::Step,
             reason: reason.clone(),
         },
         _ => return None,

@@ -84,7 +84,7 @@ impl From<magpie_core::Error> for IpcError {
             | E::HistoryInUse
             | E::HistoryKeyMalformed
             | E::HistoryStorage(_) => IpcErrorCode::Profile,
-            E::BadRelayUrl(_) => IpcErrorCode::InvalidInput,
+            E::BadRelayUrl(_) | E::InsecureRelay(_) => IpcErrorCode::InvalidInput,
             E::RelayUnreachable { .. } => IpcErrorCode::RelayUnreachable,
             E::Relay { .. } | E::RelayProtocol(_) | E::NotLoggedIn => IpcErrorCode::Relay,
             E::NameTaken(_) => IpcErrorCode::NameTaken,

@@ -108,6 +108,7 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
             commands::chats::safety_number,
             commands::chats::mark_verified,
             commands::chats::accept_new_key,
+            commands::chats::dismiss_discarded,
             demo::run_demo,
             perf::perf_open_chat,
             perf::perf_mark,

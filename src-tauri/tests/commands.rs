@@ -141,6 +141,12 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
         )
         .unwrap_err();
     assert_eq!(error_code(refused), "invalid_input");
+    // A relay on another computer over plain http:// is refused before anything is asked of it.
+    let plain = desktop
+        .call("probe_relay", json!({"url": "http://relay.example.org"}))
+        .unwrap_err();
+    assert!(plain["message"].as_str().unwrap().contains("Use https://"), "{plain}");
+    assert_eq!(error_code(plain), "invalid_input");
 
     let me = desktop.ok(
         "create_profile",

@@ -74,6 +74,11 @@ impl LyingRelay {
         self.dir.path().join("swap")
     }
 
+    /// While this file exists, the relay flips a bit in every message it stores.
+    pub fn tamper_file(&self) -> PathBuf {
+        self.dir.path().join("tamper")
+    }
+
     fn log(&self) -> PathBuf {
         self.dir.path().join("relay.log")
     }
@@ -83,10 +88,10 @@ impl LyingRelay {
         let exe = self.exe.clone();
         let data = self.dir.path().join("data");
         let listen = format!("127.0.0.1:{}", self.port);
-        let swap = self.swap_file();
+        let files = [self.swap_file(), self.tamper_file()];
         let log = self.log();
         let (child, url, ca) =
-            tokio::task::spawn_blocking(move || spawn_lying_relay(&exe, &data, &listen, &swap, &log))
+            tokio::task::spawn_blocking(move || spawn_lying_relay(&exe, &data, &listen, &files, &log))
                 .await
                 .unwrap();
         self.child = Some(child);
@@ -121,7 +126,14 @@ impl Drop for LyingRelay {
 
 /// Runs the example until it prints `lying relay listening on URL ca HEX`; a port still held by the previous run
 /// is tried again for a while.
-fn spawn_lying_relay(exe: &Path, data: &Path, listen: &str, swap: &Path, log: &Path) -> (Child, String, String) {
+fn spawn_lying_relay(
+    exe: &Path,
+    data: &Path,
+    listen: &str,
+    files: &[PathBuf; 2],
+    log: &Path,
+) -> (Child, String, String) {
+    let [swap, tamper] = files;
     let deadline = Instant::now() + WAIT;
     loop {
         let stderr = OpenOptions::new().create(true).append(true).open(log).unwrap();
@@ -130,6 +142,8 @@ fn spawn_lying_relay(exe: &Path, data: &Path, listen: &str, swap: &Path, log: &P
             .arg(data)
             .args(["--listen", listen, "--victim", VICTIM, "--swap-file"])
             .arg(swap)
+            .arg("--tamper-file")
+            .arg(tamper)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -258,6 +272,32 @@ pub async fn through_a_lying_relay(client: &Client, me: &str, relay: &mut LyingR
         element(client, "compose-input").await.is_enabled().await.unwrap(),
         "the chat is open for writing"
     );
+
+    // The relay flips a bit in a message from the terminal: the window discards it, and says so in the chat.
+    std::fs::write(relay.tamper_file(), b"tamper\n").unwrap();
+    them.ok(&["send", me, "this one is tampered with on the way"]).await;
+    let notice = eventually("the security notice in the chat", WAIT, || async {
+        if present(client, "security-notice").await {
+            Some(text_of(client, "security-notice-text").await)
+        } else {
+            None
+        }
+    })
+    .await;
+    assert_eq!(
+        notice,
+        format!("A message from {VICTIM} could not be verified and was discarded.")
+    );
+    assert!(
+        !content_of(client, "conversation")
+            .await
+            .contains("tampered with on the way"),
+        "nothing of it is shown"
+    );
+    picture(client, "security-notice.png").await;
+    std::fs::remove_file(relay.tamper_file()).unwrap();
+    click(client, "security-notice-dismiss").await;
+    gone(client, "security-notice", "the security notice to be dismissed").await;
 
     // The relay now answers for the terminal's user with another key, and restarts: the window reconnects and
     // checks its contacts' keys in the directory again.

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use crate::binaries::binary;
 use crate::common::Relay;
 
-fn magpie(profile: &Path, args: &[&str]) -> Output {
+pub fn magpie(profile: &Path, args: &[&str]) -> Output {
     let output = Command::new(binary("magpie", "magpie"))
         .arg("--profile")
         .arg(profile)
@@ -16,7 +16,7 @@ fn magpie(profile: &Path, args: &[&str]) -> Output {
     output
 }
 
-fn ok(profile: &Path, args: &[&str]) -> String {
+pub fn ok(profile: &Path, args: &[&str]) -> String {
     let output = magpie(profile, args);
     assert!(
         output.status.success(),

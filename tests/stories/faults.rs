@@ -40,7 +40,7 @@ async fn a_tampered_message_is_rejected_and_the_genuine_one_still_opens() {
     let mut events = bob.client.events();
     bob.client.handle_envelope(&tampered).await.unwrap();
     let reason = wait_for(&mut events, |e| match e {
-        Event::Rejected { peer, reason } if peer == "alice" => Some(reason.clone()),
+        Event::Rejected { peer, reason, .. } if peer == "alice" => Some(reason.clone()),
         _ => None,
     })
     .await;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use magpie_core::engine::Event;
+use magpie_core::engine::{Discard, Event};
 use magpie_core::relay::RelayClient;
 use magpie_core::Error;
 use magpie_proto::{
-    AwaitingAccept, ChatAccept, Credential, EnvelopeKind, Fingerprint, Identity, Initiator, TrustAnchor,
+    AwaitingAccept, ChatAccept, Credential, EnvelopeKind, Fingerprint, Identity, Initiator, KeyConfirm, SealedMessage,
+    TrustAnchor,
 };
 use magpie_relay::ca::CaInfo;
 use magpie_relay::server::RunningRelay;
@@ -81,6 +82,19 @@ impl Operator {
         let (state, request) = Initiator::request(&credential, &name(to), SystemTime::now()).unwrap();
         self.deliver(as_name, to, EnvelopeKind::ChatRequest, &request.to_json().unwrap());
         state
+    }
+
+    /// Takes the first envelope of `kind` out of `to`'s mailbox (to deliver something else first); its body.
+    fn hold_back(&self, to: &str, kind: EnvelopeKind) -> Vec<u8> {
+        let held = self
+            .store
+            .fetch(to, 0, 1000)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.kind == kind)
+            .unwrap();
+        self.store.ack(to, &[held.id], held.received_at).unwrap();
+        base64::engine::general_purpose::STANDARD.decode(held.body_b64).unwrap()
     }
 
     /// The bodies of the envelopes of `kind` waiting in `to`'s mailbox.
@@ -337,4 +351,174 @@ async fn item03_a_request_with_a_changed_key_is_kept_and_shown() {
         bob.client.send_text(&name("alice"), "x"),
         Err(Error::KeyChanged(_))
     ));
+}
+
+/// Item 4: what does not verify is discarded, counted on the chat and reported, never shown; ordinary duplicates
+/// from at-least-once delivery stay silent.
+#[tokio::test(flavor = "multi_thread")]
+async fn item04_forgeries_are_counted_on_the_chat_and_duplicates_stay_silent() {
+    let operator = Operator::start().await;
+    let (alice, bob) = pair_at(&operator).await;
+    let (alice_name, bob_name) = (name("alice"), name("bob"));
+    let mut bob_events = bob.client.events();
+
+    // A text with one bit flipped ahead of the genuine one (the relay holds the genuine back).
+    alice.client.send_text(&bob_name, "genuine").unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    let genuine = operator.hold_back("bob", EnvelopeKind::Message);
+    let mut sealed = SealedMessage::from_json(&genuine).unwrap();
+    sealed.ciphertext[3] ^= 0x01;
+    operator.deliver("alice", "bob", EnvelopeKind::Message, &sealed.to_json().unwrap());
+    operator.deliver("alice", "bob", EnvelopeKind::Message, &genuine);
+    bob.client.sync().await.unwrap();
+    // The genuine text again (the relay redelivers): a duplicate, silent.
+    operator.deliver("alice", "bob", EnvelopeKind::Message, &genuine);
+    bob.client.sync().await.unwrap();
+    let stored = bob.client.last_messages(&alice_name, 10).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].message.body, "genuine");
+    let discarded = bob.client.contact(&alice_name).unwrap().unwrap().discarded.unwrap();
+    assert_eq!((discarded.messages, discarded.steps), (1, 0));
+
+    // A key exchange step for a handshake Bob never had.
+    let confirm = KeyConfirm {
+        v: 1,
+        request_id: uuid::Uuid::new_v4(),
+        from: "alice".into(),
+        to: "bob".into(),
+        mac: vec![7; 32],
+    };
+    operator.deliver("alice", "bob", EnvelopeKind::KeyConfirm, &confirm.to_json().unwrap());
+    bob.client.sync().await.unwrap();
+    let discarded = bob.client.contact(&alice_name).unwrap().unwrap().discarded.unwrap();
+    assert_eq!((discarded.messages, discarded.steps), (1, 1));
+    let mut reported = Vec::new();
+    while let Ok(event) = bob_events.try_recv() {
+        if let Event::Rejected { peer, what, .. } = event {
+            reported.push((peer, what));
+        }
+    }
+    assert_eq!(
+        reported,
+        [
+            ("alice".to_owned(), Discard::Message),
+            ("alice".to_owned(), Discard::Step)
+        ],
+        "each forgery reported once, the duplicate not at all"
+    );
+
+    // A re-key whose accept the relay swaps for one with a broken signature: the handshake fails, counted on
+    // Alice's chat; the genuine accept delivered after that is a step of an ended handshake, silent.
+    alice.client.request(&bob_name).await.unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap(); // accepted by itself: Bob's key is the pinned one
+    let real = operator.hold_back("alice", EnvelopeKind::ChatAccept);
+    let mut accept = ChatAccept::from_json(&real).unwrap();
+    accept.signature[5] ^= 0x01;
+    operator.deliver("bob", "alice", EnvelopeKind::ChatAccept, &accept.to_json().unwrap());
+    let mut alice_events = alice.client.events();
+    alice.client.sync().await.unwrap();
+    let failed = wait_for(&mut alice_events, |e| match e {
+        Event::HandshakeFailed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(failed.to_lowercase().contains("signature"), "{failed}");
+    operator.deliver("bob", "alice", EnvelopeKind::ChatAccept, &real);
+    alice.client.sync().await.unwrap();
+    let discarded = alice.client.contact(&bob_name).unwrap().unwrap().discarded.unwrap();
+    assert_eq!((discarded.messages, discarded.steps), (0, 1));
+    assert!(alice.client.has_session(&bob_name).unwrap(), "the session in use stays");
+
+    // Read and dismissed: the counts start again.
+    alice.client.dismiss_discarded(&bob_name).unwrap();
+    assert_eq!(alice.client.contact(&bob_name).unwrap().unwrap().discarded, None);
+}
+
+/// Item 4 at the command line: a catch-up that discarded a forgery warns on stderr, says so, and exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn item04_the_cli_warns_of_what_it_discarded_and_exits_0() {
+    use crate::cli::{magpie, ok};
+    let operator = Operator::start().await;
+    let url = operator.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    let bob_profile = bob.clone();
+    tokio::task::spawn_blocking(move || {
+        ok(&alice, &["--relay", &url, "register", "alice"]);
+        ok(&bob, &["--relay", &url, "register", "bob"]);
+        ok(&alice, &["request", "bob"]);
+        ok(&bob, &["accept", "alice"]);
+        ok(&alice, &["sync"]);
+        ok(&bob, &["sync"]);
+        ok(&alice, &["send", "bob", "genuine"]);
+    })
+    .await
+    .unwrap();
+    let genuine = operator.hold_back("bob", EnvelopeKind::Message);
+    let mut sealed = SealedMessage::from_json(&genuine).unwrap();
+    sealed.ciphertext[0] ^= 0x80;
+    operator.deliver("alice", "bob", EnvelopeKind::Message, &sealed.to_json().unwrap());
+    operator.deliver("alice", "bob", EnvelopeKind::Message, &genuine);
+
+    let synced = tokio::task::spawn_blocking(move || magpie(&bob_profile, &["sync"]))
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&synced.stdout),
+        String::from_utf8_lossy(&synced.stderr),
+    );
+    assert_eq!(synced.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("magpie: warning: a message from alice could not be verified and was discarded"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("(1 discarded as unverifiable)"), "{stdout}");
+}
+
+/// Item 8: a relay on another computer must be https://, and `register` pins the relay CA it is given (refusing
+/// another), as the app's onboarding does.
+#[tokio::test(flavor = "multi_thread")]
+async fn item08_a_remote_relay_must_be_https_and_register_pins_the_ca_given() {
+    use crate::cli::{magpie, ok};
+    let operator = Operator::start().await;
+    let url = operator.url();
+    let ca = operator.ca.fingerprint_hex();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("alice");
+    tokio::task::spawn_blocking(move || {
+        let plain = magpie(&profile, &["--relay", "http://relay.example.org", "register", "alice"]);
+        assert_eq!(plain.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&plain.stderr);
+        assert!(
+            said.contains("uses plain http://") && said.contains("Use https://"),
+            "{said}"
+        );
+        assert!(!profile.exists(), "nothing is made for a relay that is refused");
+
+        let other = "ab".repeat(32);
+        let wrong = magpie(
+            &profile,
+            &["--relay", &url, "register", "alice", "--ca-fingerprint", &other],
+        );
+        assert_eq!(wrong.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&wrong.stderr);
+        assert!(said.contains("certificate authority changed"), "{said}");
+        assert!(
+            !profile.exists(),
+            "a relay whose CA is not the one given leaves nothing behind"
+        );
+
+        let registered = ok(
+            &profile,
+            &["--relay", &url, "register", "alice", "--ca-fingerprint", &ca],
+        );
+        assert!(
+            registered.contains(&format!("Relay CA fingerprint: {ca}")),
+            "{registered}"
+        );
+        assert!(ok(&profile, &["whoami"]).contains(&ca));
+    })
+    .await
+    .unwrap();
 }

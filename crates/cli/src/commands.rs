@@ -27,13 +27,35 @@ impl From<Error> for Failure {
 
 pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
     let keystore: Arc<dyn Keystore> = Arc::new(PlatformKeystore::new());
-    if let Command::Register { name } = &cli.command {
-        return Ok(register(&cli.profile, cli.relay.as_deref(), name, keystore).await?);
+    if let Command::Register { name, ca_fingerprint } = &cli.command {
+        return register(
+            &cli.profile,
+            cli.relay.as_deref(),
+            name,
+            ca_fingerprint.as_deref(),
+            keystore,
+        )
+        .await;
     }
     let client = open(&cli.profile, cli.relay.as_deref(), keystore).await?;
-    match cli.command {
+    // What this command's catch-ups discard is warned of when it ends (`listen` and `chat` warn as it happens).
+    let live = matches!(cli.command, Command::Listen { .. } | Command::Chat { .. });
+    let mut watched = client.events();
+    let outcome = command(&client, cli.command, &mut watched).await;
+    if !live {
+        output::discarded(&mut watched);
+    }
+    outcome
+}
+
+async fn command(
+    client: &Client,
+    command: Command,
+    watched: &mut tokio::sync::broadcast::Receiver<magpie_core::engine::Event>,
+) -> std::result::Result<(), Failure> {
+    match command {
         Command::Register { .. } => Ok(()),
-        Command::Whoami => Ok(whoami(&client)?),
+        Command::Whoami => Ok(whoami(client)?),
         Command::Request { peer } => {
             let peer = username(&peer)?;
             client.sync().await?;
@@ -54,7 +76,7 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
         } => {
             let peer = username(&peer)?;
             client.sync().await?;
-            let chosen = confirm::request(&client, &peer, request)?;
+            let chosen = confirm::request(client, &peer, request)?;
             let shown = match fingerprint {
                 Some(hex) => confirm::parse(&hex)?,
                 None => chosen.fingerprint,
@@ -70,7 +92,7 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
         Command::Decline { peer, request } => {
             let peer = username(&peer)?;
             client.sync().await?;
-            let chosen = confirm::request(&client, &peer, request)?;
+            let chosen = confirm::request(client, &peer, request)?;
             client.decline(chosen.request_id).await?;
             client.flush_outbox().await?;
             println!("Declined {peer}'s request {}.", chosen.request_id);
@@ -90,12 +112,21 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
             for entry in client.last_messages(&peer, last)? {
                 output::message(&MessageView::from(&entry), json);
             }
+            if let Some(discarded) = client.contact(&peer)?.and_then(|c| c.discarded) {
+                eprintln!(
+                    "magpie: note: {} messages and {} key exchange steps from {peer} could not be verified and were \
+                     discarded (the last at {}).",
+                    discarded.messages,
+                    discarded.steps,
+                    output::time(discarded.last)
+                );
+            }
             Ok(())
         }
         Command::SafetyNumber { peer } => {
             let peer = username(&peer)?;
             let check = client.safety_number(&peer)?;
-            confirm::print_number(&client, &peer, &check)?;
+            confirm::print_number(client, &peer, &check)?;
             println!("QR payload: {}", check.number.qr_payload());
             println!(
                 "Compare it with {peer} in person or on a call; then run `magpie verify {peer} --fingerprint {}`.",
@@ -105,7 +136,7 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
         }
         Command::Verify { peer, fingerprint } => {
             let peer = username(&peer)?;
-            let shown = confirm::fingerprint(&client, &peer, fingerprint, "verify").await?;
+            let shown = confirm::fingerprint(client, &peer, fingerprint, "verify").await?;
             let contact = client.mark_verified(&peer, &shown).await?;
             client.flush_outbox().await?;
             println!(
@@ -118,7 +149,7 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
         Command::AcceptKey { peer, fingerprint } => {
             let peer = username(&peer)?;
             client.sync().await?;
-            let shown = confirm::fingerprint(&client, &peer, fingerprint, "accept").await?;
+            let shown = confirm::fingerprint(client, &peer, fingerprint, "accept").await?;
             match client.accept_new_key(&peer, &shown).await? {
                 Some(id) => println!("Accepted {peer}'s new key; a new chat request is on its way ({id})."),
                 None => println!("Accepted {peer}'s new key; accept their pending request to continue."),
@@ -128,24 +159,33 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
         }
         Command::Sync => {
             let synced = client.sync().await?;
+            let discarded = output::discarded(watched);
             println!(
-                "{} envelopes handled, {} left for later.",
+                "{} envelopes handled ({discarded} discarded as unverifiable), {} left for later.",
                 synced.handled, synced.deferred
             );
             Ok(())
         }
-        Command::Listen { json } => Ok(listen(&client, json, None).await?),
-        Command::Chat { peer } => Ok(chat(&client, &username(&peer)?).await?),
+        Command::Listen { json } => Ok(listen(client, json, None).await?),
+        Command::Chat { peer } => Ok(chat(client, &username(&peer)?).await?),
     }
 }
 
-async fn register(dir: &Path, relay: Option<&str>, name: &str, keystore: Arc<dyn Keystore>) -> Result<()> {
+async fn register(
+    dir: &Path,
+    relay: Option<&str>,
+    name: &str,
+    ca_fingerprint: Option<&str>,
+    keystore: Arc<dyn Keystore>,
+) -> std::result::Result<(), Failure> {
     let relay = relay.ok_or_else(|| Error::BadRelayUrl("(none): pass --relay URL to register".into()))?;
     let name = username(name)?;
+    // The relay's CA before anything is made: a relay the user does not confirm leaves nothing behind.
+    let expected_ca = confirm::relay_ca(relay, ca_fingerprint).await?;
     let (profile, created) = if dir.join(magpie_core::profile::PROFILE_FILE).exists() {
         let profile = open_profile(dir, keystore.clone()).await?;
         if profile.username() != &name {
-            return Err(Error::ProfileExists(dir.to_owned()));
+            return Err(Error::ProfileExists(dir.to_owned()).into());
         }
         (profile, false)
     } else {
@@ -160,7 +200,7 @@ async fn register(dir: &Path, relay: Option<&str>, name: &str, keystore: Arc<dyn
         (profile, true)
     };
     let profile_dir = profile.dir().to_owned();
-    match Client::register(profile, relay, None).await {
+    match Client::register(profile, relay, expected_ca.as_ref()).await {
         Ok(client) => {
             println!("Registered {} with {}.", client.username(), client.relay_url());
             println!("Your key's fingerprint: {}", client.fingerprint().to_hex());
@@ -177,11 +217,11 @@ async fn register(dir: &Path, relay: Option<&str>, name: &str, keystore: Arc<dyn
         }
         Err(e) => {
             // A name someone else holds: do not leave a profile behind that can never register.
-            if created && matches!(e, Error::NameTaken(_)) {
+            if created && matches!(e, Error::NameTaken(_) | Error::RelayCaChanged { .. }) {
                 let keys = keystore.clone();
                 blocking(move || Profile::remove(&profile_dir, keys.as_ref())).await?;
             }
-            Err(e)
+            Err(e.into())
         }
     }
 }

@@ -67,9 +67,53 @@ pub async fn fingerprint(
              terminal to ask on)."
         )));
     }
-    eprint!(
+    let typed = ask(&format!(
         "Compare the number with {peer}, then type or paste the key fingerprint above to {verb} it (Enter cancels): "
-    );
+    ))
+    .await?;
+    parse(&typed)
+}
+
+/// The relay CA fingerprint to pin at registration, shown first: `given` (--ca-fingerprint), refused if the relay
+/// presents another (and the registration checks it again); for a relay on another computer, what the user types on a
+/// terminal after comparing it with the operator's; for one on this computer, none (nothing crosses a network).
+pub async fn relay_ca(url: &str, given: Option<&str>) -> Result<Option<Fingerprint>, Failure> {
+    let relay = magpie_core::relay::RelayClient::new(url)?;
+    let presented = magpie_proto::TrustAnchor::new(relay.ca().await?)
+        .and_then(|anchor| anchor.fingerprint())
+        .map_err(Error::from)?;
+    println!("Relay CA fingerprint: {}", presented.to_hex());
+    if let Some(hex) = given {
+        let expected = parse(hex)?;
+        if expected != presented {
+            return Err(Failure::Engine(Error::RelayCaChanged {
+                pinned: expected.to_hex(),
+                presented: presented.to_hex(),
+            }));
+        }
+        return Ok(Some(expected));
+    }
+    if relay.is_local() {
+        return Ok(None);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::Usage(
+            "This relay is on another computer: pass --ca-fingerprint HEX with its CA fingerprint as its operator \
+             publishes it (there is no terminal to ask on)."
+                .into(),
+        ));
+    }
+    let typed = ask(
+        "Compare it with the fingerprint the relay's operator publishes, then type or paste it to trust this relay \
+         (Enter cancels): ",
+    )
+    .await?;
+    parse(&typed).map(Some)
+}
+
+/// Asks on the terminal (stderr); an empty answer cancels.
+async fn ask(prompt: &str) -> Result<String, Failure> {
+    eprint!("{prompt}");
     let _ = std::io::stderr().flush();
     let line = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
@@ -81,5 +125,5 @@ pub async fn fingerprint(
     if line.trim().is_empty() {
         return Err(Failure::Usage("Cancelled: nothing was changed.".into()));
     }
-    parse(&line)
+    Ok(line)
 }

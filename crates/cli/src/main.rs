@@ -38,9 +38,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Creates the profile (an RSA-3072 key in the credential store) and registers NAME with the relay.
+    /// A relay on another computer must be https://; its CA fingerprint is shown and must be confirmed (typed on
+    /// a terminal, or given with --ca-fingerprint), like an SSH host key.
     Register {
         /// The username: 3–32 of a-z 0-9 . _ -
         name: String,
+        /// The relay CA's fingerprint as its operator publishes it: pinned without asking, refused if it differs.
+        #[arg(long, value_name = "HEX")]
+        ca_fingerprint: Option<String>,
     },
     /// Shows who this profile is: name, key fingerprint, certificate, relay.
     Whoami,

@@ -3,9 +3,10 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use magpie_core::engine::RequestView;
-use magpie_core::engine::{Event, MessageView};
+use magpie_core::engine::{Discard, Event, MessageView};
 use magpie_core::history::Direction;
 use magpie_proto::Username;
+use tokio::sync::broadcast::{error::TryRecvError, Receiver};
 
 /// Unix seconds as RFC 3339 UTC.
 pub fn time(secs: u64) -> String {
@@ -65,6 +66,9 @@ pub fn event(event: &Event, json: bool, only: Option<&Username>) {
         }
         return;
     }
+    if let Event::Rejected { peer, what, reason } = event {
+        discarded_warning(peer, *what, reason);
+    }
     if json {
         println!("{}", serde_json::to_string(event).unwrap_or_default());
         return;
@@ -96,8 +100,36 @@ pub fn event(event: &Event, json: bool, only: Option<&Username>) {
         Event::KeyChanged { peer, .. } => println!("WARNING: {peer}'s key changed. Sending to {peer} is blocked."),
         Event::HandshakeFailed { peer, reason, .. } => println!("Handshake with {peer} failed: {reason}"),
         Event::RequestDeclined { peer, .. } => println!("{peer} declined your chat request."),
-        Event::Rejected { peer, reason } => println!("Dropped an envelope from {peer}: {reason}"),
+        Event::Rejected { .. } => {}
         Event::Connection { state } => eprintln!("relay: {state:?}"),
         _ => {}
+    }
+}
+
+/// A warning on stderr for an envelope that did not verify and was discarded: forgeries are never silent.
+fn discarded_warning(peer: &str, what: Discard, reason: &str) {
+    let what = match what {
+        Discard::Message => "a message",
+        Discard::Step => "a key exchange step",
+    };
+    eprintln!("magpie: warning: {what} from {peer} could not be verified and was discarded ({reason})");
+}
+
+/// Warns of every envelope the command's catch-ups discarded (events seen since `events` subscribed); returns how
+/// many.
+pub fn discarded(events: &mut Receiver<Event>) -> usize {
+    let mut count = 0;
+    loop {
+        match events.try_recv() {
+            Ok(Event::Rejected { peer, what, reason }) => {
+                discarded_warning(&peer, what, &reason);
+                count += 1;
+            }
+            Ok(_) => {}
+            Err(TryRecvError::Lagged(_)) => {
+                eprintln!("magpie: warning: more envelopes may have been discarded than shown here");
+            }
+            Err(_) => return count,
+        }
     }
 }

@@ -83,6 +83,13 @@ pub enum Error {
     /// The relay address is not a usable URL.
     #[error("The relay address {0} is not valid.")]
     BadRelayUrl(String),
+    /// A relay on another computer named with plain `http://`.
+    #[error(
+        "The relay address {0} uses plain http://, so anyone on the network between you could read and change what \
+         Magpie exchanges with it (your login, whom you write to, when). Use https://; plain http:// is only for a \
+         relay on this computer (127.0.0.1 or localhost)."
+    )]
+    InsecureRelay(String),
     /// The relay could not be reached at all (down, no network, timeout). Retrying later may work.
     #[error("The relay at {url} cannot be reached ({reason}). Magpie keeps your messages and retries.")]
     RelayUnreachable {

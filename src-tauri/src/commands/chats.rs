@@ -160,6 +160,13 @@ pub async fn mark_verified(
     safety_view(&client, &peer)
 }
 
+/// The user read the chat's security notice (what was discarded from the peer): the counts start again.
+#[tauri::command]
+pub async fn dismiss_discarded(state: State<'_, AppState>, peer: String) -> Result<(), IpcError> {
+    let client = state.client().await?;
+    Ok(client.dismiss_discarded(&username(&peer)?)?)
+}
+
 /// Accepts the peer's new key `fingerprint` (the one the banner showed) without comparing numbers.
 #[tauri::command]
 pub async fn accept_new_key(state: State<'_, AppState>, peer: String, fingerprint: String) -> Result<(), IpcError> {

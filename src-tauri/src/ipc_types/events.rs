@@ -40,6 +40,7 @@ pub enum UiEvent {
     },
     /// The peer's key changed: the chat is blocked.
     KeyChanged { peer: String },
-    /// An envelope was refused (tampered, malformed) and dropped.
-    Rejected { peer: String, reason: String },
+    /// An envelope claiming to come from `peer` did not verify (tampered, forged, malformed) and was discarded;
+    /// `step` when it was a handshake step rather than a message. The chat's count went up.
+    Rejected { peer: String, step: bool, reason: String },
 }

@@ -59,6 +59,7 @@ pub fn typescript_bindings() -> String {
         MessageItem::decl(&cfg),
         MessagePage::decl(&cfg),
         ChatSummary::decl(&cfg),
+        DiscardedView::decl(&cfg),
         IncomingRequest::decl(&cfg),
         RequestsView::decl(&cfg),
         SafetyNumberView::decl(&cfg),

@@ -132,12 +132,27 @@ pub struct ChatSummary {
     pub new_fingerprint: Option<String>,
     /// Keys are agreed: messages can be sent.
     pub has_session: bool,
+    /// What was discarded from this peer because it did not verify, until the user dismisses the notice.
+    pub discarded: Option<DiscardedView>,
     pub last_message: Option<MessageItem>,
     /// Incoming messages after the read mark (counted up to 100).
     pub unread: u32,
     /// Unix seconds of the last message or handshake, for ordering.
     #[ts(type = "number | null")]
     pub last_activity: Option<u64>,
+}
+
+/// Envelopes from a peer that did not verify and were discarded: the chat's security notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct DiscardedView {
+    pub messages: u32,
+    /// Handshake steps (key exchange messages).
+    pub steps: u32,
+    /// Unix seconds of the first and the last.
+    #[ts(type = "number")]
+    pub since: u64,
+    #[ts(type = "number")]
+    pub last: u64,
 }
 
 /// A chat request waiting for the user.

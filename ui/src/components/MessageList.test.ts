@@ -204,19 +204,6 @@ describe('MessageList', () => {
     expect(screen.getAllByRole('separator', { name: 'New session keys' })).toHaveLength(3);
   });
 
-  it('tells the user when a tampered message was dropped', async () => {
-    mockChat(1);
-    render(MessageList, { peer: 'alice', viewportHeight: 600 });
-    await waitFor(() => expect(rowIds()).toEqual(['m0']));
-    await send({ type: 'rejected', peer: 'bob', reason: 'not for this chat' });
-    await send({ type: 'rejected', peer: 'alice', reason: 'the signature did not verify' });
-    const alert = await screen.findByRole('alert');
-    expect(alert.textContent).toContain('refused a message from alice');
-    expect(alert.textContent).toContain('the signature did not verify');
-    await fireEvent.click(screen.getByRole('button', { name: 'Dismiss' }));
-    expect(screen.queryByRole('alert')).toBeNull();
-  });
-
   it('explains a failed load in words', async () => {
     mockIPC(
       (cmd) => {

@@ -41,6 +41,8 @@ const REFRESHING_EVENTS: ReadonlySet<UiEvent['type']> = new Set([
   'key_changed',
   'delivery_changed',
   'handshake_failed',
+  // A chat's count of discarded forgeries went up: its security notice shows it.
+  'rejected',
 ]);
 
 /** How long to gather a burst of events into one refresh. */

@@ -56,9 +56,12 @@ describe('AppState', () => {
     await state.load();
     await state.start();
     await emit('magpie://event', { type: 'connection', state: 'online' });
-    await emit('magpie://event', { type: 'rejected', peer: 'x', reason: 'tampered' });
     await settle();
     expect(backend.count('chats')).toBe(1);
+    // A discarded forgery changes its chat's security notice.
+    await emit('magpie://event', { type: 'rejected', peer: 'x', step: false, reason: 'tampered' });
+    await settle();
+    expect(backend.count('chats')).toBe(2);
     expect(state.connection).toBe('online');
     state.stop();
   });

@@ -93,7 +93,11 @@ new_fingerprint: string | null,
 /**
  * Keys are agreed: messages can be sent.
  */
-has_session: boolean, last_message: MessageItem | null, 
+has_session: boolean, 
+/**
+ * What was discarded from this peer because it did not verify, until the user dismisses the notice.
+ */
+discarded: DiscardedView | null, last_message: MessageItem | null, 
 /**
  * Incoming messages after the read mark (counted up to 100).
  */
@@ -102,6 +106,16 @@ unread: number,
  * Unix seconds of the last message or handshake, for ordering.
  */
 last_activity: number | null, };
+
+export type DiscardedView = { messages: number, 
+/**
+ * Handshake steps (key exchange messages).
+ */
+steps: number, 
+/**
+ * Unix seconds of the first and the last.
+ */
+since: number, last: number, };
 
 export type IncomingRequest = { 
 /**
@@ -147,7 +161,7 @@ key_changed: boolean, };
 
 export type ConnectionState = "connecting" | "online" | "offline";
 
-export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, reason: string, };
+export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, step: boolean, reason: string, };
 
 export type Theme = "system" | "light" | "dark";
 

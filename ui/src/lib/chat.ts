@@ -1,6 +1,6 @@
 // Pure helpers for the conversation screens: dates, previews, fingerprints and the message list's windowing.
 // Nothing here touches the DOM or the backend, so all of it is unit-tested directly.
-import type { MessageItem } from './ipc';
+import type { DiscardedView, MessageItem } from './ipc';
 
 // --- dates and times ---
 
@@ -70,6 +70,20 @@ export function messagePreview(message: MessageItem | null, max = 60): string {
   if (!message) return '';
   const prefix = message.direction === 'outgoing' ? 'You: ' : '';
   return prefix + truncate(message.body, max - prefix.length);
+}
+
+/** The chat's security notice: what was discarded from `peer` because it did not verify, counted, never shown. */
+export function discardedText(peer: string, discarded: DiscardedView): string {
+  const { messages, steps } = discarded;
+  const parts: string[] = [];
+  if (messages > 0) parts.push(messages === 1 ? 'A message' : `${messages} messages`);
+  if (steps > 0) {
+    const one = parts.length === 0 ? 'A key exchange step' : 'a key exchange step';
+    parts.push(steps === 1 ? one : `${steps} key exchange steps`);
+  }
+  if (parts.length === 0) return '';
+  const plural = messages + steps > 1;
+  return `${parts.join(' and ')} from ${peer} could not be verified and ${plural ? 'were' : 'was'} discarded.`;
 }
 
 /** Hex split into groups ("ab12 cd34 …"): the first `count` groups of `size` digits. */

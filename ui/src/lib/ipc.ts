@@ -186,6 +186,11 @@ export function acceptNewKey(peer: string, fingerprint: string): Promise<void> {
   return call<void>('accept_new_key', { peer, fingerprint });
 }
 
+/** The user read the chat's security notice: its counts start again. */
+export function dismissDiscarded(peer: string): Promise<void> {
+  return call<void>('dismiss_discarded', { peer });
+}
+
 // --- settings ---
 
 export function getSettings(): Promise<Settings> {

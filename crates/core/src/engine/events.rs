@@ -21,6 +21,16 @@ pub enum ConnectionState {
     Offline,
 }
 
+/// What kind of envelope was discarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discard {
+    /// A message (text or receipt).
+    Message,
+    /// A handshake step (request, accept, decline, key transfer, confirm).
+    Step,
+}
+
 /// The seven steps of the handshake (protocol design note), as each side sees them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -237,11 +247,14 @@ pub enum Event {
         /// The fingerprint now presented (hex).
         presented: String,
     },
-    /// An envelope was refused (tampered, unknown session, malformed) and dropped.
+    /// An envelope was refused (tampered, forged, unknown session, malformed) and dropped; a contact's count of
+    /// them ([`crate::history::Contact::discarded`]) went up. Ordinary duplicates are not reported.
     Rejected {
         /// Who it claimed to come from.
         peer: String,
-        /// Why, as a sentence.
+        /// What it was.
+        what: Discard,
+        /// Why, as a sentence (never the envelope's content).
         reason: String,
     },
 }

@@ -8,7 +8,7 @@ use magpie_proto::{
 };
 use uuid::Uuid;
 
-use super::events::{Event, HandshakeStep};
+use super::events::{Discard, Event, HandshakeStep};
 use super::inbox::Disposition;
 use super::pending::Pending;
 use super::{now_secs, Client};
@@ -227,10 +227,15 @@ impl Client {
     /// fetched just before the request if `recent_ok` and there is one, else a new directory lookup.
     /// `Err(disposition)` when there is nothing to check: an unknown request, the directory down (retry later),
     /// or B gone from it (the handshake fails).
-    async fn answer_check(&self, request_id: Uuid, recent_ok: bool) -> Result<Result<AnswerCheck, Disposition>> {
+    async fn answer_check(
+        &self,
+        envelope: &Envelope,
+        request_id: Uuid,
+        recent_ok: bool,
+    ) -> Result<Result<AnswerCheck, Disposition>> {
         let Some(Pending::AwaitingAccept(state)) = Pending::load(self.history(), &self.inner.credential, request_id)?
         else {
-            return Ok(Err(Disposition::Done));
+            return self.step_without_handshake(envelope, request_id).map(Err);
         };
         let peer = state.peer().clone();
         let recent = if recent_ok { self.take_recent_chain(&peer) } else { None };
@@ -277,7 +282,7 @@ impl Client {
                 chain,
                 pinned,
                 recent,
-            } = match self.answer_check(accept.request_id, recent_ok).await? {
+            } = match self.answer_check(envelope, accept.request_id, recent_ok).await? {
                 Ok(check) => check,
                 Err(disposition) => return Ok(disposition),
             };
@@ -309,7 +314,7 @@ impl Client {
                 self.flag_key_change(peer, pinned, presented, chain.first())?;
                 self.fail_handshake(peer, accept.request_id, &Error::KeyChanged(peer.to_string()))
             }
-            Err(e) => self.fail_handshake(peer, accept.request_id, &e.into()),
+            Err(e) => self.fail_unverified(peer, accept.request_id, e),
         }
     }
 
@@ -323,7 +328,7 @@ impl Client {
             chain,
             pinned,
             ..
-        } = match self.answer_check(decline.request_id, false).await? {
+        } = match self.answer_check(envelope, decline.request_id, false).await? {
             Ok(check) => check,
             Err(disposition) => return Ok(disposition),
         };
@@ -337,13 +342,11 @@ impl Client {
                 Ok(Disposition::Done)
             }
             // A forged decline must not cancel a real request: drop it, keep waiting.
-            Err(e) => {
-                self.emit(Event::Rejected {
-                    peer: peer.to_string(),
-                    reason: format!("A decline that does not verify was ignored: {e}"),
-                });
-                Ok(Disposition::Done)
-            }
+            Err(e) => Ok(self.discard(
+                peer.as_str(),
+                Discard::Step,
+                &format!("a decline that does not verify was ignored: {e}"),
+            )),
         }
     }
 
@@ -354,7 +357,7 @@ impl Client {
         let Some(Pending::AwaitingKeyTransfer(state)) =
             Pending::load(self.history(), &self.inner.credential, transfer.request_id)?
         else {
-            return Ok(Disposition::Done);
+            return self.step_without_handshake(envelope, transfer.request_id);
         };
         let peer = state.report().initiator.clone();
         let report = state.report().clone();
@@ -369,7 +372,7 @@ impl Client {
                 self.install_session(session, transfer.request_id, &certificate)?;
                 Ok(Disposition::Done)
             }
-            Err(e) => self.fail_handshake(&peer, transfer.request_id, &e.into()),
+            Err(e) => self.fail_unverified(&peer, transfer.request_id, e),
         }
     }
 
@@ -380,7 +383,7 @@ impl Client {
         let Some(Pending::AwaitingConfirm(state)) =
             Pending::load(self.history(), &self.inner.credential, confirm.request_id)?
         else {
-            return Ok(Disposition::Done);
+            return self.step_without_handshake(envelope, confirm.request_id);
         };
         let peer = state.peer().username().clone();
         let certificate = state.peer().certificate().clone();
@@ -392,7 +395,7 @@ impl Client {
                 self.install_session(session, confirm.request_id, &certificate)?;
                 Ok(Disposition::Done)
             }
-            Err(e) => self.fail_handshake(&peer, confirm.request_id, &e.into()),
+            Err(e) => self.fail_unverified(&peer, confirm.request_id, e),
         }
     }
 
@@ -509,6 +512,13 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// A step of the handshake `request_id` did not verify (a bad signature or MAC, a certificate that does not
+    /// chain): it is discarded and counted, and the handshake fails.
+    fn fail_unverified(&self, peer: &Username, request_id: Uuid, error: magpie_proto::Error) -> Result<Disposition> {
+        self.discard(peer.as_str(), Discard::Step, &error.to_string());
+        self.fail_handshake(peer, request_id, &error.into())
     }
 
     fn fail_handshake(&self, peer: &Username, request_id: Uuid, error: &Error) -> Result<Disposition> {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use magpie_proto::{Envelope, EnvelopeKind, MessageKind, Plaintext, SealedMessage, Session, Username};
 use uuid::Uuid;
 
-use super::events::{Event, MessageView};
+use super::events::{Discard, Event, MessageView};
 use super::{now_secs, Client};
 use crate::error::{Error, Result};
 use crate::history::{Appended, Delivery, Direction, Message, OutboxItem, SessionSlot};
@@ -21,11 +21,11 @@ pub enum Disposition {
 }
 
 impl Client {
-    /// Handles one envelope from our mailbox. Bad input (tampered, forged, malformed, from a stranger) is reported
-    /// as an [`Event::Rejected`] and dropped; only storage failures are errors.
+    /// Handles one envelope from our mailbox. Bad input (tampered, forged, malformed, from a stranger) is counted
+    /// and reported as an [`Event::Rejected`] and dropped (see `discard.rs`); only storage failures are errors.
     pub async fn handle_envelope(&self, envelope: &Envelope) -> Result<Disposition> {
         if envelope.to != self.username().as_str() {
-            return Ok(self.reject(&envelope.from, "an envelope addressed to someone else"));
+            return Ok(self.discard_envelope(envelope, "an envelope addressed to someone else"));
         }
         let outcome = match envelope.kind {
             EnvelopeKind::Message => self.on_message(envelope),
@@ -37,18 +37,9 @@ impl Client {
         };
         match outcome {
             Ok(disposition) => Ok(disposition),
-            Err(Error::Proto(e)) => Ok(self.reject(&envelope.from, &e.to_string())),
+            Err(Error::Proto(e)) => Ok(self.discard_envelope(envelope, &e.to_string())),
             Err(e) => Err(e),
         }
-    }
-
-    fn reject(&self, from: &str, reason: &str) -> Disposition {
-        tracing::info!(%from, %reason, "envelope rejected");
-        self.emit(Event::Rejected {
-            peer: from.to_owned(),
-            reason: reason.to_owned(),
-        });
-        Disposition::Done
     }
 
     /// Handles envelopes in the order they came, but each sender's run of messages sealed with its current session
@@ -139,7 +130,7 @@ impl Client {
                 // Nothing of the run was stored (sealing its receipt failed, say): refused like a bad message.
                 Err(Error::Proto(e)) => {
                     for place in places {
-                        dispositions[place] = self.reject(peer.as_str(), &e.to_string());
+                        dispositions[place] = self.discard(peer.as_str(), Discard::Message, &e.to_string());
                     }
                     continue;
                 }
@@ -155,7 +146,7 @@ impl Client {
     /// [`Client::handle_envelope`] for a message, which needs no waiting.
     fn handle_alone(&self, envelope: &Envelope) -> Result<Disposition> {
         match self.on_message(envelope) {
-            Err(Error::Proto(e)) => Ok(self.reject(&envelope.from, &e.to_string())),
+            Err(Error::Proto(e)) => Ok(self.discard_envelope(envelope, &e.to_string())),
             other => other,
         }
     }
@@ -163,7 +154,7 @@ impl Client {
     fn on_message(&self, envelope: &Envelope) -> Result<Disposition> {
         let sealed = SealedMessage::from_json(&envelope.body)?;
         if sealed.from != envelope.from {
-            return Ok(self.reject(&envelope.from, "the message's sender differs from the envelope's"));
+            return Ok(self.discard_envelope(envelope, "the message's sender differs from the envelope's"));
         }
         let peer = Username::canonical(&sealed.from)?;
         let run = std::slice::from_ref(&sealed);
@@ -189,7 +180,7 @@ impl Client {
                     if self.handshake_pending_with(&peer)? {
                         return Ok(Disposition::Retry);
                     }
-                    return Ok(self.reject(&envelope.from, "a message for a session we do not have"));
+                    return Ok(self.discard_envelope(envelope, "a message for a session we do not have"));
                 }
             },
         };
@@ -208,7 +199,7 @@ impl Client {
             Opened::Failed(magpie_proto::Error::OutOfOrder) => {
                 tracing::info!(%peer, n = sealed.n, "message older than the skip window dropped");
             }
-            Opened::Failed(e) => return Ok(self.reject(peer.as_str(), &e.to_string())),
+            Opened::Failed(e) => return Ok(self.discard(peer.as_str(), Discard::Message, &e.to_string())),
         }
         Ok(Disposition::Done)
     }

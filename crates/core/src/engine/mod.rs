@@ -13,6 +13,7 @@
 
 mod aside;
 mod chats;
+mod discard;
 mod events;
 mod handshake;
 mod inbox;
@@ -28,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use magpie_proto::{Certificate, Credential, Fingerprint, Session, TrustAnchor, Username};
 use tokio::sync::{broadcast, Notify};
 
-pub use events::{ConnectionState, Event, HandshakeData, HandshakeStep, MessageView};
+pub use events::{ConnectionState, Discard, Event, HandshakeData, HandshakeStep, MessageView};
 pub use handshake::RequestView;
 pub use outbox::Flushed;
 pub use pending::Pending;

@@ -27,8 +27,6 @@ pub struct Contact {
     /// The certificate of that new key, PEM, when it was seen.
     #[serde(default)]
     pub pending_certificate_pem: Option<String>,
-    /// The user blocked this peer.
-    pub blocked: bool,
     /// Last message or handshake, Unix seconds.
     pub last_activity: Option<u64>,
     /// The cursor of the last message the user has seen in this chat.
@@ -38,6 +36,23 @@ pub struct Contact {
     /// after every message before it and before every message after it. The newest [`REKEY_MARKS`] are kept.
     #[serde(default)]
     pub rekeys: Vec<u64>,
+    /// What was discarded from this peer because it did not verify, since the user last dismissed the notice.
+    #[serde(default)]
+    pub discarded: Option<Discarded>,
+}
+
+/// Envelopes from a peer that were discarded because they did not verify: counted for the chat's security notice,
+/// never kept (so a flood of forgeries costs one small record, and no forged content is ever shown).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discarded {
+    /// Messages (texts, receipts) that did not open.
+    pub messages: u64,
+    /// Handshake steps that did not verify, or that answered a handshake we never had.
+    pub steps: u64,
+    /// When the first of them was discarded, Unix seconds.
+    pub since: u64,
+    /// When the last was.
+    pub last: u64,
 }
 
 /// How many re-key positions a contact keeps (one per 1,000 messages or 7 days: years of a busy chat).
@@ -54,10 +69,10 @@ impl Contact {
             key_changed: false,
             pending_fingerprint: None,
             pending_certificate_pem: None,
-            blocked: false,
             last_activity: None,
             read_up_to: None,
             rekeys: Vec::new(),
+            discarded: None,
         }
     }
 
@@ -191,5 +206,25 @@ impl History {
             return Err(Error::HistoryCorrupt { tree: CONTACTS });
         }
         Ok(contact)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests say what must hold by panicking")]
+    use super::*;
+
+    /// Contacts stored before `blocked` was dropped (it was never set nor enforced) still open.
+    #[test]
+    fn a_contact_stored_with_the_old_blocked_field_still_opens() {
+        let mut stored = serde_json::to_value(Contact::new(
+            Username::canonical("bob").unwrap(),
+            Fingerprint::from_bytes([1; 32]),
+        ))
+        .unwrap();
+        stored["blocked"] = serde_json::Value::Bool(false);
+        let contact: Contact = serde_json::from_value(stored).unwrap();
+        assert_eq!(contact.username.as_str(), "bob");
+        assert_eq!(contact.discarded, None);
     }
 }

@@ -44,7 +44,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-pub use contacts::{Contact, REKEY_MARKS};
+pub use contacts::{Contact, Discarded, REKEY_MARKS};
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
 pub use journal::{OutboxItem, OutboxKey, RegistrationRecord, SessionSlot, PREVIOUS_SESSIONS};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};

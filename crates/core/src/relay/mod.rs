@@ -110,8 +110,11 @@ impl RelayClient {
         let base = reqwest::Url::parse(url).map_err(|e| Error::BadRelayUrl(format!("{url}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
             return Err(Error::BadRelayUrl(format!(
-                "{url}: use http:// or https:// and a host name"
+                "{url}: use https:// (or http:// for a relay on this computer) and a host name"
             )));
+        }
+        if base.scheme() == "http" && !is_loopback(&base) {
+            return Err(Error::InsecureRelay(url.to_owned()));
         }
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
@@ -129,6 +132,11 @@ impl RelayClient {
     /// The relay's address as given.
     pub fn url(&self) -> &str {
         self.base.as_str()
+    }
+
+    /// Whether the relay runs on this computer (nothing to or from it crosses a network).
+    pub fn is_local(&self) -> bool {
+        is_loopback(&self.base)
     }
 
     /// The relay's CA certificate, as it serves it now (before registration: show its fingerprint, then pin it).
@@ -336,5 +344,51 @@ impl Error {
     /// Whether the relay refused our token (log in again).
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, Error::Relay { status: 401, .. } | Error::NotLoggedIn)
+    }
+}
+
+/// Whether `url` names this computer: a loopback address, or `localhost`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests say what must hold by panicking")]
+    use super::*;
+
+    #[test]
+    fn a_remote_relay_must_be_https_and_plain_http_is_for_this_computer_only() {
+        for remote in [
+            "http://relay.example.org",
+            "http://10.0.0.2:8787",
+            "http://[2001:db8::1]/",
+        ] {
+            let refused = RelayClient::new(remote);
+            assert!(matches!(refused, Err(Error::InsecureRelay(_))), "{remote}: {refused:?}");
+        }
+        let sentence = Error::InsecureRelay("http://relay.example.org".into()).to_string();
+        assert!(sentence.contains("Use https://"), "{sentence}");
+        for local in [
+            "http://127.0.0.1:8787",
+            "http://127.3.2.1",
+            "http://[::1]:9/",
+            "http://LocalHost:1",
+        ] {
+            assert!(RelayClient::new(local).unwrap().is_local(), "{local}");
+        }
+        let remote = RelayClient::new("https://relay.example.org").unwrap();
+        assert!(!remote.is_local());
+        assert!(matches!(
+            RelayClient::new("ftp://relay.example.org"),
+            Err(Error::BadRelayUrl(_))
+        ));
     }
 }
