@@ -522,3 +522,68 @@ async fn item08_a_remote_relay_must_be_https_and_register_pins_the_ca_given() {
     .await
     .unwrap();
 }
+
+/// Item 5: a peer (or the relay in its name) cannot grow our stored requests without bound, nor make us sign
+/// re-key answers as fast as it sends requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn item05_requests_are_bounded_per_peer_and_automatic_rekeys_are_rate_limited() {
+    use magpie_core::engine::{AUTO_ACCEPTS_PER_SEC, AUTO_ACCEPT_BURST, MAX_REQUESTS_PER_PEER};
+    let operator = Operator::start().await;
+    let (alice, bob) = pair_at(&operator).await;
+
+    // A stranger's name asks six times: only the newest few are kept.
+    for _ in 0..6 {
+        operator.forged_request("carol", "mallory", "bob");
+    }
+    bob.client.sync().await.unwrap();
+    let from_carol = bob.client.incoming_requests().unwrap();
+    assert_eq!(from_carol.len(), MAX_REQUESTS_PER_PEER, "{from_carol:?}");
+
+    // Alice asks for forty re-keys at once: Bob answers a burst by himself, then waits for the user.
+    for _ in 0..40 {
+        alice.client.request(&name("bob")).await.unwrap();
+    }
+    alice.client.flush_outbox().await.unwrap();
+    let started = std::time::Instant::now();
+    bob.client.sync().await.unwrap();
+    let took = started.elapsed().as_secs_f64();
+    let answered = operator.read("alice", EnvelopeKind::ChatAccept).len();
+    let allowed = AUTO_ACCEPT_BURST + (took * AUTO_ACCEPTS_PER_SEC).ceil();
+    assert!(answered as f64 >= AUTO_ACCEPT_BURST, "{answered} answered");
+    assert!(
+        answered as f64 <= allowed,
+        "{answered} answered in {took:.2} s, {allowed} allowed"
+    );
+    let waiting = bob.client.incoming_requests().unwrap();
+    let from_alice = waiting.iter().filter(|r| r.peer == "alice").count();
+    assert_eq!(
+        from_alice, MAX_REQUESTS_PER_PEER,
+        "the rest wait for the user, bounded too"
+    );
+}
+
+/// Item 10: on the wire, a one-byte text, a 200-byte text and a receipt seal to the same size (one bucket).
+#[tokio::test(flavor = "multi_thread")]
+async fn item10_short_texts_and_receipts_are_one_size_on_the_wire() {
+    let operator = Operator::start().await;
+    let (alice, bob) = pair_at(&operator).await;
+    alice.client.send_text(&name("bob"), "a").unwrap();
+    alice.client.send_text(&name("bob"), &"a".repeat(200)).unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    let texts = operator.read("bob", EnvelopeKind::Message);
+    bob.client.sync().await.unwrap(); // answers with one receipt
+    let receipts = operator.read("alice", EnvelopeKind::Message);
+    let ciphertext = |body: &[u8]| SealedMessage::from_json(body).unwrap().ciphertext.len();
+    let sizes: Vec<(usize, usize)> = texts
+        .iter()
+        .chain(&receipts)
+        .map(|body| (ciphertext(body), body.len()))
+        .collect();
+    println!(
+        "on the wire (ciphertext+tag bytes, envelope body bytes): 1-byte text {:?}, 200-byte text {:?}, receipt {:?}",
+        sizes[0], sizes[1], sizes[2]
+    );
+    assert_eq!(sizes.len(), 3);
+    // The envelopes differ only by what the relay knows anyway (the sender's name, the counter's digits).
+    assert!(sizes.iter().all(|(c, _)| *c == 256 + 16), "{sizes:?}");
+}

@@ -30,7 +30,9 @@ pub use handshake::{
     KeyTransferInputs, Responder, MAX_CLOCK_SKEW_SECS, REQUEST_MAX_AGE_SECS,
 };
 pub use identity::{Csr, Identity, Username, RSA_BITS};
-pub use plaintext::{MessageKind, Plaintext, MAX_BODY_LEN, PLAINTEXT_FORMAT};
+pub use plaintext::{
+    padded_len, MessageKind, Plaintext, MAX_BODY_LEN, MAX_PADDED_LEN, MIN_PADDED_LEN, PLAINTEXT_FORMAT,
+};
 pub use safety::{SafetyNumber, QR_PREFIX, SAFETY_ITERATIONS, SAFETY_VERSION};
 pub use secret::{ChainKey, ConfirmKey, MessageKey, RootKey, SecretBytes, SessionSecret, SharedSecret};
 pub use session::{Role, Session, MAX_SKIP, MAX_STATE_LEN, REKEY_AFTER_MESSAGES, REKEY_AFTER_SECS};

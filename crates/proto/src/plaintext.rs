@@ -1,11 +1,15 @@
-//! The plaintext inside a sealed message, and its byte format.
+//! The plaintext inside a sealed message, and its byte format: padded, so that the size on the wire tells a short
+//! text from a receipt or from a longer text only by bucket.
 //!
 //! ```text
-//! plaintext = 0x01 ‖ kind (1 text, 2 receipt, 3 typing) ‖ id (16 bytes) ‖ u64be(sent_at) ‖ body (UTF-8, the rest)
+//! plaintext = 0x02 ‖ kind (1 text, 2 receipt, 3 typing) ‖ id (16 bytes) ‖ u64be(sent_at) ‖ u32be(len) ‖ body (len
+//!             bytes of UTF-8) ‖ zero bytes up to the bucket: the smallest of 256, 512, 1024, … 32768 bytes that holds
+//!             it, or else the largest plaintext (HEADER_LEN + MAX_BODY_LEN = 32798 bytes)
 //! ```
 //!
-//! Messages sealed before this format held the JSON of [`Plaintext`]; [`Plaintext::decode`] still reads those (their
-//! first byte is `{`), so envelopes waiting at the relay across an upgrade still open.
+//! [`Plaintext::decode`] still reads the formats sealed before: `0x01 ‖ kind ‖ id ‖ u64be(sent_at) ‖ body (the rest)`
+//! (unpadded), and the JSON of [`Plaintext`] (first byte `{`), so envelopes waiting at the relay across an upgrade
+//! still open.
 
 use std::fmt;
 use std::time::SystemTime;
@@ -20,10 +24,23 @@ use crate::wire::random_uuid;
 
 /// Largest plaintext body, in bytes.
 pub const MAX_BODY_LEN: usize = 32 * 1024;
-/// First byte of the binary plaintext format.
-pub const PLAINTEXT_FORMAT: u8 = 1;
-/// Bytes before the body: format, kind, id, sent_at.
-const HEADER_LEN: usize = 1 + 1 + 16 + 8;
+/// First byte of the binary plaintext format (padded).
+pub const PLAINTEXT_FORMAT: u8 = 2;
+/// First byte of the unpadded format sealed before padding; still read.
+const UNPADDED_FORMAT: u8 = 1;
+/// Bytes before the body of the unpadded format: format, kind, id, sent_at.
+const UNPADDED_HEADER_LEN: usize = 1 + 1 + 16 + 8;
+/// Bytes before the body: format, kind, id, sent_at, body length.
+pub const HEADER_LEN: usize = UNPADDED_HEADER_LEN + 4;
+/// The smallest padded plaintext.
+pub const MIN_PADDED_LEN: usize = 256;
+/// The largest padded plaintext: a full body (bucket sizes double from [`MIN_PADDED_LEN`] until this).
+pub const MAX_PADDED_LEN: usize = HEADER_LEN + MAX_BODY_LEN;
+
+/// The bucket a plaintext of `len` bytes is padded to.
+pub fn padded_len(len: usize) -> usize {
+    len.max(MIN_PADDED_LEN).next_power_of_two().min(MAX_PADDED_LEN).max(len)
+}
 
 /// What a message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,16 +96,20 @@ impl Plaintext {
         if self.body.len() > MAX_BODY_LEN {
             return Err(malformed("message body too large"));
         }
-        let mut out = Zeroizing::new(Vec::with_capacity(HEADER_LEN + self.body.len() + room));
+        let padded = padded_len(HEADER_LEN + self.body.len());
+        let body_len = u32::try_from(self.body.len()).map_err(|_| malformed("message body too large"))?;
+        let mut out = Zeroizing::new(Vec::with_capacity(padded + room));
         out.push(PLAINTEXT_FORMAT);
         out.push(self.kind.code());
         out.extend_from_slice(self.id.as_bytes());
         out.extend_from_slice(&self.sent_at.to_be_bytes());
+        out.extend_from_slice(&body_len.to_be_bytes());
         out.extend_from_slice(self.body.as_bytes());
+        out.resize(padded, 0);
         Ok(out)
     }
 
-    /// Reads [`Plaintext::encode`]'s bytes, or the JSON plaintext of messages sealed before that format.
+    /// Reads [`Plaintext::encode`]'s bytes, or the formats of messages sealed before it (unpadded, JSON).
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         Self::decode_owned(Zeroizing::new(bytes.to_vec()))
     }
@@ -98,22 +119,21 @@ impl Plaintext {
         let plaintext = match bytes.first() {
             Some(&PLAINTEXT_FORMAT) => {
                 let header = bytes.get(..HEADER_LEN).ok_or_else(|| malformed("plaintext"))?;
-                let id: [u8; 16] = header[2..18].try_into().map_err(|_| malformed("plaintext"))?;
-                let sent_at: [u8; 8] = header[18..].try_into().map_err(|_| malformed("plaintext"))?;
-                let kind = MessageKind::from_code(header[1])?;
-                let mut body = std::mem::take(&mut *bytes);
-                body.drain(..HEADER_LEN);
-                let body = String::from_utf8(body).map_err(|e| {
-                    drop(Zeroizing::new(e.into_bytes()));
-                    malformed("plaintext body is not UTF-8")
-                })?;
-                Plaintext {
-                    id: Uuid::from_bytes(id),
-                    kind,
-                    body,
-                    sent_at: u64::from_be_bytes(sent_at),
+                let len: [u8; 4] = header[UNPADDED_HEADER_LEN..]
+                    .try_into()
+                    .map_err(|_| malformed("plaintext"))?;
+                let end = usize::try_from(u32::from_be_bytes(len))
+                    .ok()
+                    .and_then(|len| HEADER_LEN.checked_add(len))
+                    .filter(|end| *end <= bytes.len())
+                    .ok_or_else(|| malformed("plaintext length"))?;
+                if bytes[end..].iter().any(|b| *b != 0) {
+                    return Err(malformed("plaintext padding"));
                 }
+                bytes.truncate(end);
+                read_body(bytes, HEADER_LEN)?
             }
+            Some(&UNPADDED_FORMAT) => read_body(bytes, UNPADDED_HEADER_LEN)?,
             Some(b'{') => serde_json::from_slice(&bytes).map_err(|_| malformed("plaintext"))?,
             _ => return Err(malformed("plaintext")),
         };
@@ -122,6 +142,26 @@ impl Plaintext {
         }
         Ok(plaintext)
     }
+}
+
+/// The plaintext in `bytes` (a binary format whose header is `header_len` long and whose body is the rest).
+fn read_body(mut bytes: Zeroizing<Vec<u8>>, header_len: usize) -> Result<Plaintext> {
+    let header = bytes.get(..header_len).ok_or_else(|| malformed("plaintext"))?;
+    let id: [u8; 16] = header[2..18].try_into().map_err(|_| malformed("plaintext"))?;
+    let sent_at: [u8; 8] = header[18..26].try_into().map_err(|_| malformed("plaintext"))?;
+    let kind = MessageKind::from_code(header[1])?;
+    let mut body = std::mem::take(&mut *bytes);
+    body.drain(..header_len);
+    let body = String::from_utf8(body).map_err(|e| {
+        drop(Zeroizing::new(e.into_bytes()));
+        malformed("plaintext body is not UTF-8")
+    })?;
+    Ok(Plaintext {
+        id: Uuid::from_bytes(id),
+        kind,
+        body,
+        sent_at: u64::from_be_bytes(sent_at),
+    })
 }
 
 impl fmt::Debug for Plaintext {
@@ -174,10 +214,41 @@ mod tests {
             for body in ["", "hello", "naïve \"quoted\" {json} \u{1F426}"] {
                 let p = sample(kind, body);
                 let bytes = p.encode().unwrap();
-                assert_eq!(bytes.len(), HEADER_LEN + body.len());
+                assert_eq!(bytes.len(), MIN_PADDED_LEN);
                 assert_eq!(Plaintext::decode(&bytes).unwrap(), p);
             }
         }
+    }
+
+    #[test]
+    fn short_texts_and_receipts_have_one_size_and_longer_ones_go_by_bucket() {
+        let one_id = "7f1c2b3a-4d5e-4f60-8172-8394a5b6c7d8";
+        let sizes = |body: &str, kind| sample(kind, body).encode().unwrap().len();
+        assert_eq!(sizes("a", MessageKind::Text), 256);
+        assert_eq!(sizes(&"a".repeat(200), MessageKind::Text), 256);
+        assert_eq!(sizes(one_id, MessageKind::Receipt), 256);
+        assert_eq!(sizes(&"a".repeat(MIN_PADDED_LEN - HEADER_LEN), MessageKind::Text), 256);
+        assert_eq!(
+            sizes(&"a".repeat(MIN_PADDED_LEN - HEADER_LEN + 1), MessageKind::Text),
+            512
+        );
+        assert_eq!(sizes(&"a".repeat(5000), MessageKind::Text), 8192);
+        assert_eq!(sizes(&"a".repeat(20_000), MessageKind::Text), 32768);
+        assert_eq!(
+            sizes(&"a".repeat(32768 - HEADER_LEN + 1), MessageKind::Text),
+            MAX_PADDED_LEN
+        );
+        assert_eq!(sizes(&"a".repeat(MAX_BODY_LEN), MessageKind::Text), MAX_PADDED_LEN);
+    }
+
+    #[test]
+    fn messages_sealed_before_padding_still_read() {
+        let p = sample(MessageKind::Text, "hello bob");
+        let mut unpadded = vec![UNPADDED_FORMAT, 1];
+        unpadded.extend_from_slice(p.id.as_bytes());
+        unpadded.extend_from_slice(&p.sent_at.to_be_bytes());
+        unpadded.extend_from_slice(b"hello bob");
+        assert_eq!(Plaintext::decode(&unpadded).unwrap(), p);
     }
 
     #[test]
@@ -190,18 +261,24 @@ mod tests {
     #[test]
     fn bad_bytes_are_malformed() {
         let good = sample(MessageKind::Text, "hi").encode().unwrap();
-        let mut bad_kind = good.clone();
+        let mut bad_kind = good.to_vec();
         bad_kind[1] = 9;
         let mut bad_utf8 = good.to_vec();
-        bad_utf8.push(0xff);
-        let mut big = sample(MessageKind::Text, "").encode().unwrap().to_vec();
-        big.resize(HEADER_LEN + MAX_BODY_LEN + 1, b'a');
+        bad_utf8[HEADER_LEN] = 0xff;
+        let mut bad_padding = good.to_vec();
+        bad_padding[MIN_PADDED_LEN - 1] = 1;
+        let mut too_long = good.to_vec();
+        too_long[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&(MIN_PADDED_LEN as u32).to_be_bytes());
+        let mut big = vec![UNPADDED_FORMAT, 1];
+        big.resize(UNPADDED_HEADER_LEN + MAX_BODY_LEN + 1, b'a');
         for bytes in [
             &[][..],
-            &[2][..],
+            &[3][..],
             &good[..HEADER_LEN - 1],
             &bad_kind,
             &bad_utf8,
+            &bad_padding,
+            &too_long,
             &big,
             b"{\"id\":1}",
         ] {

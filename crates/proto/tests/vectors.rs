@@ -115,7 +115,7 @@ fn ratchet_and_message_vector() {
     check(
         "ratchet.json",
         json!({
-            "description": "mk_n || ck_{n+1} = AES-256-CTR(key = ck_n, counter block = 0^128) of 64 zero bytes; nonce_n = 0x00000000 || u64be(n); AD = canonical(\"magpie v1 message\", session_id, sender, n); AES-256-GCM(mk_n) of the plaintext bytes 0x01 || kind || id || u64be(sent_at) || body",
+            "description": "mk_n || ck_{n+1} = AES-256-CTR(key = ck_n, counter block = 0^128) of 64 zero bytes; nonce_n = 0x00000000 || u64be(n); AD = canonical(\"magpie v1 message\", session_id, sender, n); AES-256-GCM(mk_n) of the plaintext bytes 0x02 || kind || id || u64be(sent_at) || u32be(len) || body || zeros to the bucket (plaintext.json)",
             "input": {
                 "ck0": hex(ck0.expose_secret()),
                 "session_id": hex(&session_id),
@@ -137,6 +137,48 @@ fn ratchet_and_message_vector() {
                 "plaintext_bytes": hex(&encoded),
                 "ciphertext_and_tag0": hex(&sealed),
             }
+        }),
+    );
+}
+
+/// The padded plaintext format: sizes by bucket, and the unpadded format of earlier clients still read.
+#[test]
+fn plaintext_padding_vector() {
+    let id = uuid::Uuid::parse_str("7f1c2b3a-4d5e-4f60-8172-8394a5b6c7d8").unwrap();
+    let text = |body: &str| Plaintext {
+        id,
+        kind: MessageKind::Text,
+        body: body.into(),
+        sent_at: T0,
+    };
+    let receipt = Plaintext {
+        kind: MessageKind::Receipt,
+        body: id.to_string(),
+        ..text("")
+    };
+    let sized = |p: &Plaintext| {
+        let bytes = p.encode().unwrap();
+        assert_eq!(&Plaintext::decode(&bytes).unwrap(), p);
+        // What the wire carries: the padded plaintext and the 16-byte tag.
+        json!({ "body_len": p.body.len(), "plaintext_len": bytes.len(), "ciphertext_len": bytes.len() + 16 })
+    };
+    let one = text("a");
+    let unpadded = unhex("01017f1c2b3a4d5e4f6081728394a5b6c7d8000000006955b90068656c6c6f20626f62").unwrap();
+    assert_eq!(Plaintext::decode(&unpadded).unwrap(), text("hello bob"));
+    check(
+        "plaintext.json",
+        json!({
+            "description": "plaintext = 0x02 || kind (1 text, 2 receipt, 3 typing) || id || u64be(sent_at) || u32be(len) || body || zero bytes up to the smallest of 256, 512, ... 32768 that holds it, else 32798 (a full 32 KiB body); 0x01 || kind || id || u64be(sent_at) || body (unpadded, earlier clients) is still read",
+            "one_byte_text": { "bytes": hex(&one.encode().unwrap()), "sizes": sized(&one) },
+            "sizes": {
+                "text_1_byte": sized(&one),
+                "text_200_bytes": sized(&text(&"a".repeat(200))),
+                "receipt_of_one_id": sized(&receipt),
+                "text_226_bytes": sized(&text(&"a".repeat(226))),
+                "text_227_bytes": sized(&text(&"a".repeat(227))),
+                "text_32768_bytes": sized(&text(&"a".repeat(MAX_BODY_LEN))),
+            },
+            "unpadded_hello_bob": hex(&unpadded),
         }),
     );
 }

@@ -15,21 +15,6 @@ use super::{now_secs, Client};
 use crate::error::{Error, Result};
 use crate::history::{Contact, OutboxItem};
 
-/// A chat request as the UI lists it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct RequestView {
-    /// Who asks.
-    pub peer: String,
-    /// Their key's fingerprint (hex in JSON), verified against the relay's CA: pass it back to [`Client::accept`].
-    pub fingerprint: Fingerprint,
-    /// The request.
-    pub request_id: Uuid,
-    /// When they sent it, Unix seconds (their clock).
-    pub sent_at: u64,
-    /// Their key differs from the one pinned for this name.
-    pub key_changed: bool,
-}
-
 /// How long a chain the directory gave [`Client::check_key`] stands in for the lookup B's answer needs.
 const RECENT_CHAIN: Duration = Duration::from_secs(30);
 
@@ -67,67 +52,19 @@ impl Client {
         Ok(request.request_id)
     }
 
-    /// Chat requests waiting for the user, oldest first. `key_changed` compares each with the pin as it is now.
-    pub fn incoming_requests(&self) -> Result<Vec<RequestView>> {
-        let mut pins = std::collections::HashMap::new();
-        let mut out = Vec::new();
-        for pending in Pending::all(self.history(), &self.inner.credential)? {
-            let Pending::Incoming(request) = pending else {
-                continue;
-            };
-            let pinned = match pins.get(request.from()) {
-                Some(pinned) => *pinned,
-                None => {
-                    let pinned = self.history().contact(request.from())?.map(|c| c.fingerprint);
-                    pins.insert(request.from().clone(), pinned);
-                    pinned
-                }
-            };
-            let fingerprint = request.peer().fingerprint();
-            out.push(RequestView {
-                peer: request.from().to_string(),
-                fingerprint,
-                request_id: request.request_id(),
-                sent_at: request.sent_at(),
-                key_changed: matches!(PinCheck::check(pinned.as_ref(), &fingerprint), PinCheck::Changed { .. }),
-            });
-        }
-        out.sort_by_key(|r| r.sent_at);
-        Ok(out)
-    }
-
-    /// The one request from `peer` that waits for the user: [`Error::NoRequest`] if none,
-    /// [`Error::SeveralRequests`] if more than one (then the caller must choose by id).
-    pub fn sole_request_from(&self, peer: &Username) -> Result<RequestView> {
-        let mut from: Vec<_> = self
-            .incoming_requests()?
-            .into_iter()
-            .filter(|r| r.peer == peer.as_str())
-            .collect();
-        match from.len() {
-            0 => Err(Error::NoRequest(peer.to_string())),
-            1 => Ok(from.remove(0)),
-            count => Err(Error::SeveralRequests {
-                peer: peer.to_string(),
-                count,
-            }),
-        }
-    }
-
     /// Handshakes we started that wait for the peer, as (peer, request id).
     pub fn outgoing_requests(&self) -> Result<Vec<(Username, Uuid)>> {
-        Ok(Pending::all(self.history(), &self.inner.credential)?
+        Ok(Pending::under_way(self.history(), &self.inner.credential)?
             .into_iter()
-            .filter(|p| !matches!(p, Pending::Incoming(_)))
             .map(|p| (p.peer().clone(), p.request_id()))
             .collect())
     }
 
     /// Whether a handshake with `peer` is under way (one that could end with a session we do not have yet).
     pub(super) fn handshake_pending_with(&self, peer: &Username) -> Result<bool> {
-        Ok(Pending::all(self.history(), &self.inner.credential)?
+        Ok(Pending::under_way(self.history(), &self.inner.credential)?
             .iter()
-            .any(|p| p.peer() == peer && !matches!(p, Pending::Incoming(_))))
+            .any(|p| p.peer() == peer))
     }
 
     /// Step 2 (B): accepts the request `request_id`, whose key the user saw as `shown`. Refused with
@@ -168,7 +105,11 @@ impl Client {
 
     fn incoming(&self, request_id: Uuid) -> Result<magpie_proto::IncomingRequest> {
         match Pending::load(self.history(), &self.inner.credential, request_id)? {
-            Some(Pending::Incoming(request)) => Ok(request),
+            Some(Pending::Incoming(request))
+                if now_secs().saturating_sub(request.sent_at()) <= super::requests::REQUEST_KEPT_SECS =>
+            {
+                Ok(request)
+            }
             _ => Err(Error::RequestGone(request_id)),
         }
     }
@@ -198,7 +139,7 @@ impl Client {
         self.step(HandshakeStep::RequestVerified, &peer, incoming.report());
         let fingerprint = incoming.peer().fingerprint();
         let pin = self.pin_check(&peer, &fingerprint)?;
-        let rekey = pin == PinCheck::Same && self.has_session(&peer)?;
+        let rekey = pin == PinCheck::Same && self.has_session(&peer)? && self.may_auto_accept(&peer)?;
         if rekey {
             let (state, accept) = incoming.accept()?;
             let reply = self.envelope(&peer, EnvelopeKind::ChatAccept, accept.to_json()?);
@@ -210,6 +151,7 @@ impl Client {
         let request_id = incoming.request_id();
         let certificate = incoming.peer().certificate().clone();
         Pending::Incoming(incoming).save(self.history())?;
+        self.bound_requests()?;
         if let PinCheck::Changed { old, new } = pin {
             tracing::info!(%peer, %request_id, "request with a changed key kept");
             self.flag_key_change(&peer, old, new, Some(&certificate))?;
@@ -492,23 +434,20 @@ impl Client {
     /// and dropped; handshakes under way with another key fail (the key change they would be is raised when they
     /// come back); requests with another key stay, listed as a key change.
     fn settle_other_first_contacts(&self, peer: &Username, pinned: &Fingerprint) -> Result<()> {
-        for pending in Pending::all(self.history(), &self.inner.credential)? {
-            if pending.peer() != peer {
-                continue;
+        for request in self.history().requests()? {
+            if &request.peer == peer && &request.fingerprint == pinned {
+                Pending::finish(self.history(), request.request_id)?;
             }
-            let (key, incoming) = match &pending {
-                Pending::Incoming(request) => (request.peer().fingerprint(), true),
-                Pending::AwaitingKeyTransfer(state) => (state.peer().fingerprint(), false),
-                Pending::AwaitingConfirm(state) => (state.peer().fingerprint(), false),
-                Pending::AwaitingAccept(_) => continue,
+        }
+        for pending in Pending::under_way(self.history(), &self.inner.credential)? {
+            let key = match &pending {
+                Pending::AwaitingKeyTransfer(state) => state.peer().fingerprint(),
+                Pending::AwaitingConfirm(state) => state.peer().fingerprint(),
+                Pending::AwaitingAccept(_) | Pending::Incoming(_) => continue,
             };
-            match (incoming, &key == pinned) {
-                (true, true) => Pending::finish(self.history(), pending.request_id())?,
-                (false, false) => {
-                    let reason = Error::KeyChanged(peer.to_string());
-                    self.fail_handshake(peer, pending.request_id(), &reason)?;
-                }
-                _ => {}
+            if pending.peer() == peer && &key != pinned {
+                let reason = Error::KeyChanged(peer.to_string());
+                self.fail_handshake(peer, pending.request_id(), &reason)?;
             }
         }
         Ok(())

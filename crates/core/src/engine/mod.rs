@@ -19,6 +19,7 @@ mod handshake;
 mod inbox;
 mod outbox;
 mod pending;
+mod requests;
 mod run;
 mod trust;
 
@@ -30,9 +31,11 @@ use magpie_proto::{Certificate, Credential, Fingerprint, Session, TrustAnchor, U
 use tokio::sync::{broadcast, Notify};
 
 pub use events::{ConnectionState, Discard, Event, HandshakeData, HandshakeStep, MessageView};
-pub use handshake::RequestView;
 pub use outbox::Flushed;
 pub use pending::Pending;
+pub use requests::{
+    RequestView, AUTO_ACCEPTS_PER_SEC, AUTO_ACCEPT_BURST, MAX_INCOMING_REQUESTS, MAX_REQUESTS_PER_PEER,
+};
 pub use run::Synced;
 pub use trust::SafetyCheck;
 
@@ -79,6 +82,8 @@ struct Inner {
     recent_chains: Mutex<HashMap<Username, (std::time::Instant, Vec<magpie_proto::Certificate>)>>,
     /// The second each chat's last activity was last stored at (see `Client::note_activity`).
     activity_noted: Mutex<HashMap<Username, u64>>,
+    /// Re-keys each contact may still have accepted without asking (see `requests.rs`).
+    auto_accepts: Mutex<requests::AutoAccepts>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -163,6 +168,7 @@ impl Client {
                 in_flight: Mutex::new(HashMap::new()),
                 recent_chains: Mutex::new(HashMap::new()),
                 activity_noted: Mutex::new(HashMap::new()),
+                auto_accepts: Mutex::default(),
             }),
         }
     }

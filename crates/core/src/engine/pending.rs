@@ -6,7 +6,10 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::history::History;
+use crate::history::{History, RequestSummary};
+
+/// The tag of a stored incoming request (the first byte of its value).
+const INCOMING: u8 = 2;
 
 /// One handshake in progress, by step.
 #[derive(Debug)]
@@ -25,7 +28,7 @@ impl Pending {
     fn tag(&self) -> u8 {
         match self {
             Self::AwaitingAccept(_) => 1,
-            Self::Incoming(_) => 2,
+            Self::Incoming(_) => INCOMING,
             Self::AwaitingKeyTransfer(_) => 3,
             Self::AwaitingConfirm(_) => 4,
         }
@@ -51,8 +54,22 @@ impl Pending {
         }
     }
 
-    /// Seals it into the history under its request id, replacing the previous step.
+    /// Seals it into the history under its request id, replacing the previous step; an incoming request gets
+    /// its summary for the requests view too, which goes once it is accepted.
     pub fn save(&self, history: &History) -> Result<()> {
+        match self {
+            Self::Incoming(request) => history.put_request(&RequestSummary {
+                request_id: request.request_id(),
+                peer: request.from().clone(),
+                fingerprint: request.peer().fingerprint(),
+                sent_at: request.sent_at(),
+            })?,
+            // The step after an accepted request: it no longer waits for the user.
+            Self::AwaitingKeyTransfer(_) => {
+                history.remove_request(self.request_id())?;
+            }
+            Self::AwaitingAccept(_) | Self::AwaitingConfirm(_) => {}
+        }
         let exported = match self {
             Self::AwaitingAccept(s) => s.export()?,
             Self::Incoming(s) => s.export()?,
@@ -75,14 +92,32 @@ impl Pending {
 
     /// Every stored handshake. One that no longer imports (a damaged value) is reported, not skipped silently.
     pub fn all(history: &History, me: &Credential) -> Result<Vec<Self>> {
+        Self::stored(history, me, true)
+    }
+
+    /// Every stored handshake but the incoming requests waiting for the user (which may be many, and which the
+    /// requests view lists from their summaries): the ones under way.
+    pub fn under_way(history: &History, me: &Credential) -> Result<Vec<Self>> {
+        Self::stored(history, me, false)
+    }
+
+    fn stored(history: &History, me: &Credential, incoming: bool) -> Result<Vec<Self>> {
         let mut out = Vec::new();
         for id in history.list_handshakes()? {
             let Ok(request_id) = Uuid::parse_str(&id) else {
                 return Err(Error::HistoryCorrupt { tree: "handshakes" });
             };
-            if let Some(pending) = Self::load(history, me, request_id)? {
-                out.push(pending);
+            let Some(bytes) = history.load_handshake(&id)? else {
+                continue;
+            };
+            if !incoming && bytes.expose().first() == Some(&INCOMING) {
+                continue;
             }
+            let pending = Self::decode(me, bytes.expose())?;
+            if pending.request_id() != request_id {
+                return Err(Error::HistoryCorrupt { tree: "handshakes" });
+            }
+            out.push(pending);
         }
         Ok(out)
     }
@@ -90,6 +125,7 @@ impl Pending {
     /// Forgets the handshake stored under `request_id`.
     pub fn remove(history: &History, request_id: Uuid) -> Result<()> {
         history.remove_handshake(&request_id.to_string())?;
+        history.remove_request(request_id)?;
         Ok(())
     }
 
@@ -98,6 +134,7 @@ impl Pending {
     pub fn finish(history: &History, request_id: Uuid) -> Result<()> {
         let id = request_id.to_string();
         history.remove_handshake(&id)?;
+        history.remove_request(request_id)?;
         let now = crate::engine::now_secs();
         let kept = magpie_proto::REQUEST_MAX_AGE_SECS + magpie_proto::MAX_CLOCK_SKEW_SECS;
         history.finish_handshake(&id, now, now.saturating_sub(kept))
@@ -115,7 +152,7 @@ impl Pending {
         let me = me.clone();
         Ok(match tag {
             1 => Self::AwaitingAccept(AwaitingAccept::import(me, state)?),
-            2 => Self::Incoming(IncomingRequest::import(me, state)?),
+            &INCOMING => Self::Incoming(IncomingRequest::import(me, state)?),
             3 => Self::AwaitingKeyTransfer(AwaitingKeyTransfer::import(me, state)?),
             4 => Self::AwaitingConfirm(AwaitingConfirm::import(me, state)?),
             _ => return Err(Error::HistoryCorrupt { tree: "handshakes" }),

@@ -37,6 +37,7 @@ mod generations;
 mod journal;
 mod messages;
 mod migrate;
+mod requests;
 mod reserve;
 mod writer;
 
@@ -48,6 +49,7 @@ pub use contacts::{Contact, Discarded, REKEY_MARKS};
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
 pub use journal::{OutboxItem, OutboxKey, RegistrationRecord, SessionSlot, PREVIOUS_SESSIONS};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};
+pub use requests::RequestSummary;
 pub use reserve::RESERVE_AHEAD;
 
 use crate::error::{Error, Result};
@@ -86,6 +88,8 @@ pub struct History {
     sessions: sled::Tree,
     handshakes: sled::Tree,
     finished_handshakes: sled::Tree,
+    /// Summaries of the incoming requests among `handshakes` (see [`requests`]).
+    requests: sled::Tree,
     blocks: sled::Tree,
     message_index: sled::Tree,
     pending_steps: sled::Tree,
@@ -144,6 +148,7 @@ impl History {
             sessions: db.open_tree(SESSIONS)?,
             handshakes: db.open_tree(HANDSHAKES)?,
             finished_handshakes: db.open_tree(FINISHED_HANDSHAKES)?,
+            requests: db.open_tree(requests::REQUESTS)?,
             blocks: db.open_tree(MESSAGE_BLOCKS)?,
             message_index: db.open_tree(MESSAGE_INDEX)?,
             outbox: db.open_tree(OUTBOX)?,
