@@ -89,6 +89,11 @@ async fn a_swapped_certificate_is_a_key_change_and_blocks_sending() {
     .await;
     assert_eq!(pinned, bob.client.fingerprint().to_hex());
     assert_eq!(presented, identity("mallory").fingerprint().unwrap().to_hex());
+    // Checking again finds the same pending key: still blocked, not announced twice.
+    assert_eq!(alice.client.check_keys().await.unwrap(), vec![bob_name.clone()]);
+    while let Ok(event) = events.try_recv() {
+        assert!(!matches!(event, Event::KeyChanged { .. }), "announced again: {event:?}");
+    }
 
     let refused = alice.client.send_text(&bob_name, "after the swap");
     assert!(

@@ -153,12 +153,12 @@ impl Client {
         let Some(contact) = self.history().contact(peer)? else {
             return Ok(());
         };
-        if contact.key_changed && contact.pending_fingerprint != Some(presented) {
-            return Err(Error::KeyChanged(peer.to_string()));
-        }
         match PinCheck::check(Some(&contact.fingerprint), &presented) {
             PinCheck::Changed { old, new } => {
-                self.flag_key_change(peer, old, new, Some(verified.certificate()))?;
+                // A key not seen yet becomes the pending one (what the number and "accept" show).
+                if !contact.key_changed || contact.pending_fingerprint != Some(new) {
+                    self.flag_key_change(peer, old, new, Some(verified.certificate()))?;
+                }
                 Err(Error::KeyChanged(peer.to_string()))
             }
             _ if contact.key_changed => Err(Error::KeyChanged(peer.to_string())),
