@@ -134,6 +134,31 @@ impl Person {
         self.reopen_after(|_| {}).await
     }
 
+    /// As [`Person::reopen`], doing `to_files` to the profile's directory while nothing has it open (to copy it,
+    /// or put an older copy back).
+    pub async fn reopen_after_files(self, to_files: impl FnOnce(&Path)) -> Self {
+        let Person {
+            client,
+            dir,
+            keystore,
+            _keys,
+        } = self;
+        drop(client);
+        let path = dir.path().join("profile");
+        to_files(&path);
+        let keys = keystore.clone();
+        let profile = tokio::task::spawn_blocking(move || Profile::open(&path, keys))
+            .await
+            .unwrap()
+            .unwrap();
+        Self {
+            client: Client::open(profile).unwrap(),
+            dir,
+            keystore,
+            _keys,
+        }
+    }
+
     /// As [`Person::reopen`], doing `between` to the profile while no client holds it.
     pub async fn reopen_after(self, between: impl FnOnce(&Profile)) -> Self {
         let Person {
@@ -155,6 +180,20 @@ impl Person {
             dir,
             keystore,
             _keys,
+        }
+    }
+}
+
+/// Copies the directory `from` (files and folders) to `to`, which must not exist yet.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
         }
     }
 }

@@ -44,6 +44,11 @@ pub fn history_account(profile_id: Uuid) -> String {
     format!("{profile_id}:history-key")
 }
 
+/// The credential-store account of a profile's open count (see [`Profile::restored`]).
+pub fn generation_account(profile_id: Uuid) -> String {
+    format!("{profile_id}:history-generation")
+}
+
 /// What `profile.json` holds. Nothing in it is secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileInfo {
@@ -101,6 +106,8 @@ pub struct Profile {
     identity: Identity,
     history: History,
     keystore: Arc<dyn Keystore>,
+    /// The history is an older copy than the one last opened (see [`Profile::restored`]).
+    restored: bool,
 }
 
 impl std::fmt::Debug for Profile {
@@ -146,12 +153,14 @@ impl Profile {
                     identity,
                     history,
                     keystore,
+                    restored: false,
                 })
             }
             Err(error) => {
                 // Best effort: a half-made profile must not leave keys behind.
                 let _ = keystore.delete(&identity_account(info.profile_id));
                 let _ = keystore.delete(&history_account(info.profile_id));
+                let _ = keystore.delete(&generation_account(info.profile_id));
                 let _ = fs::remove_dir_all(dir.join(HISTORY_DIR));
                 Err(error)
             }
@@ -178,14 +187,23 @@ impl Profile {
         let identity = Identity::from_pkcs8_der(info.username.clone(), identity_der.expose())?;
         let key_bytes = load_required(keystore.as_ref(), "history key", history_account(info.profile_id))?;
         let history = History::open(&dir.join(HISTORY_DIR), &HistoryKey::from_slice(key_bytes.expose())?)?;
-        tracing::debug!(profile = %info.profile_id, username = %info.username, "profile opened");
+        let restored = count_open(&history, keystore.as_ref(), info.profile_id)?;
+        tracing::debug!(profile = %info.profile_id, username = %info.username, restored, "profile opened");
         Ok(Self {
             dir: dir.to_owned(),
             info,
             identity,
             history,
             keystore,
+            restored,
         })
+    }
+
+    /// Whether this profile's history is an older copy than the one opened last (put back from a backup or a
+    /// virtual machine's snapshot): its sessions may be behind counters the newer copy already sealed with, so
+    /// the engine must not seal with them again (see `Client::open`).
+    pub fn restored(&self) -> bool {
+        self.restored
     }
 
     /// Deletes this profile: its credential-store entries, then its files and directory.
@@ -205,6 +223,7 @@ impl Profile {
         // Credentials first: if the store refuses, the files stay and the user can retry.
         keystore.delete(&identity_account(info.profile_id))?;
         keystore.delete(&history_account(info.profile_id))?;
+        keystore.delete(&generation_account(info.profile_id))?;
         let history = dir.join(HISTORY_DIR);
         match fs::remove_dir_all(&history) {
             Err(error) if error.kind() != ErrorKind::NotFound => return Err(io_error("remove", &history, error)),
@@ -262,6 +281,34 @@ impl Profile {
     pub fn keystore(&self) -> &Arc<dyn Keystore> {
         &self.keystore
     }
+}
+
+/// Counts this open in the history and, after that is durable, in the credential store; `true` when the history's
+/// count was behind the store's (an older copy of the history), whose sessions are then set aside first. A crash
+/// between the two writes leaves the history ahead, which is not taken for a restore.
+fn count_open(history: &History, keystore: &dyn Keystore, profile_id: Uuid) -> Result<bool> {
+    let account = generation_account(profile_id);
+    let stored = match keystore.load(&account)? {
+        Some(bytes) => {
+            let bytes: [u8; 8] = bytes
+                .expose()
+                .try_into()
+                .map_err(|_| Error::CredentialStore(format!("the entry {account} is malformed")))?;
+            u64::from_be_bytes(bytes)
+        }
+        None => 0,
+    };
+    let local = history.generation()?;
+    let restored = local < stored;
+    if restored {
+        // Before the count moves on: until it has, every open sets them aside again.
+        let set_aside = history.set_sessions_aside()?;
+        tracing::warn!(%profile_id, local, stored, set_aside, "an older copy of this history was opened: new handshakes are due");
+    }
+    let next = local.max(stored).saturating_add(1);
+    history.set_generation(next)?;
+    keystore.store(&account, &next.to_be_bytes())?;
+    Ok(restored)
 }
 
 fn load_required(keystore: &dyn Keystore, what: &'static str, account: String) -> Result<crate::keystore::SecretBytes> {

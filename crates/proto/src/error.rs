@@ -75,6 +75,9 @@ pub enum Error {
     /// A message from or to someone else than this handshake's or session's parties (includes reflection).
     #[error("message for another peer")]
     WrongPeer,
+    /// A replaced session was asked to seal: it only opens late messages.
+    #[error("this session was replaced and only opens late messages")]
+    ReceiveOnly,
     /// A message that belongs to another handshake (request id) or session (session id).
     #[error("message for another handshake or session")]
     WrongSession,

@@ -47,7 +47,8 @@ pub struct Session {
     peer: Username,
     role: Role,
     peer_fingerprint: Fingerprint,
-    send_chain: Chain,
+    /// `None` once replaced ([`Session::into_receive_only`]): it opens late messages and seals nothing.
+    send_chain: Option<Chain>,
     send_n: u64,
     recv_chain: Chain,
     recv_next: u64,
@@ -78,7 +79,7 @@ impl Session {
             peer,
             role,
             peer_fingerprint,
-            send_chain: Chain::new(send_chain),
+            send_chain: Some(Chain::new(send_chain)),
             send_n: 0,
             recv_chain: Chain::new(recv_chain),
             recv_next: 0,
@@ -163,13 +164,30 @@ impl Session {
         if gap > MAX_SKIP {
             return Err(Error::TooFarAhead);
         }
-        let mut chain = self.send_chain.key().clone();
+        let Some(send_chain) = self.send_chain.as_mut() else {
+            // Nothing is ever sealed from a receive-only state.
+            self.send_n = n;
+            return Ok(());
+        };
+        let mut chain = send_chain.key().clone();
         for _ in 0..gap {
             chain = ratchet_step(&chain)?.1;
         }
-        self.send_chain.reset(chain);
+        send_chain.reset(chain);
         self.send_n = n;
         Ok(())
+    }
+
+    /// The session as a replaced one keeps it: its sending chain is dropped (and wiped), so it can only open late
+    /// messages from the peer; [`Session::seal`] then fails with [`Error::ReceiveOnly`].
+    pub fn into_receive_only(mut self) -> Self {
+        self.send_chain = None;
+        self
+    }
+
+    /// Whether this session can still seal ([`Session::into_receive_only`] makes it unable to).
+    pub fn can_send(&self) -> bool {
+        self.send_chain.is_some()
     }
 
     /// Encrypts the next message of our chain; its key is used once and dropped.
@@ -177,7 +195,8 @@ impl Session {
         let bytes = plaintext.encode_with_room(TAG_LEN)?;
         let n = self.send_n;
         let next_n = n.checked_add(1).ok_or_else(|| malformed("send counter exhausted"))?;
-        let ciphertext = self.send_chain.seal(&self.session_id, self.me.as_str(), n, bytes)?;
+        let send_chain = self.send_chain.as_mut().ok_or(Error::ReceiveOnly)?;
+        let ciphertext = send_chain.seal(&self.session_id, self.me.as_str(), n, bytes)?;
         self.send_n = next_n;
         self.sent = self.sent.saturating_add(1);
         Ok(SealedMessage {
@@ -267,7 +286,10 @@ impl Session {
             peer: &self.peer,
             role: self.role,
             peer_fingerprint: self.peer_fingerprint,
-            send_chain: SecretB64(self.send_chain.key().expose_secret()),
+            send_chain: self
+                .send_chain
+                .as_ref()
+                .map(|chain| SecretB64(chain.key().expose_secret())),
             send_n: self.send_n,
             recv_chain: SecretB64(self.recv_chain.key().expose_secret()),
             recv_next: self.recv_next,
@@ -313,7 +335,9 @@ impl Session {
             peer: s.peer,
             role: s.role,
             peer_fingerprint: s.peer_fingerprint,
-            send_chain: Chain::new(ChainKey::from_bytes(*s.send_chain.0.expose_secret())),
+            send_chain: s
+                .send_chain
+                .map(|key| Chain::new(ChainKey::from_bytes(*key.0.expose_secret()))),
             send_n: s.send_n,
             recv_chain: Chain::new(ChainKey::from_bytes(*s.recv_chain.0.expose_secret())),
             recv_next: s.recv_next,
@@ -334,7 +358,7 @@ impl fmt::Debug for Session {
             .field("peer", &self.peer)
             .field("role", &self.role)
             .field("peer_fingerprint", &self.peer_fingerprint)
-            .field("send_chain", self.send_chain.key())
+            .field("send_chain", &self.send_chain.as_ref().map(Chain::key))
             .field("send_n", &self.send_n)
             .field("recv_chain", self.recv_chain.key())
             .field("recv_next", &self.recv_next)
@@ -352,7 +376,7 @@ struct StateRef<'a> {
     peer: &'a Username,
     role: Role,
     peer_fingerprint: Fingerprint,
-    send_chain: SecretB64<'a>,
+    send_chain: Option<SecretB64<'a>>,
     send_n: u64,
     recv_chain: SecretB64<'a>,
     recv_next: u64,
@@ -371,7 +395,7 @@ struct StateOwned {
     peer: Username,
     role: Role,
     peer_fingerprint: Fingerprint,
-    send_chain: KeyIn<ChainKey>,
+    send_chain: Option<KeyIn<ChainKey>>,
     send_n: u64,
     recv_chain: KeyIn<ChainKey>,
     recv_next: u64,

@@ -281,3 +281,25 @@ fn sealed_message_json_round_trip() {
     assert_eq!(opened, p);
     assert!(!format!("{opened:?}").contains("some-id"));
 }
+
+#[test]
+fn a_replaced_session_opens_late_messages_and_seals_nothing() {
+    let (mut alice, bob) = handshake();
+    let late = alice.seal(&Plaintext::text("late", now()).unwrap()).unwrap();
+    let replaced = bob.into_receive_only();
+    assert!(!replaced.can_send());
+    // Kept across export, without any sending key in the stored state.
+    let exported = replaced.export().unwrap();
+    let text = std::str::from_utf8(exported.expose_secret()).unwrap();
+    assert!(text.contains("\"send_chain\":null"), "{text}");
+    let mut replaced = Session::import(exported.expose_secret()).unwrap();
+    assert!(!replaced.can_send());
+    assert_eq!(replaced.open(&late).unwrap().body, "late");
+    let refused = replaced.seal(&Plaintext::text("no", now()).unwrap());
+    assert!(matches!(refused, Err(Error::ReceiveOnly)), "{refused:?}");
+    replaced.skip_sends_to(replaced.next_send_counter() + 3).unwrap();
+    assert!(matches!(
+        replaced.seal(&Plaintext::text("still no", now()).unwrap()),
+        Err(Error::ReceiveOnly)
+    ));
+}

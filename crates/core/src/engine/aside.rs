@@ -3,7 +3,9 @@
 //! to a task of their own, in order, while messages sealed with the sender's current session go on being handled. What
 //! else comes from that sender meanwhile (a text for the session the step is setting up, another step) queues
 //! behind the step, and once a message of theirs is queued so is all that follows: per sender, nothing that depends on
-//! a step is handled before it, and messages never overtake messages.
+//! a step is handled before it, and messages never overtake messages: a message set aside waits until the envelopes
+//! handled in line before it (`Aside::in_line`) are done, so a text of the old session read just before it is not
+//! handled after it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +32,12 @@ pub(super) struct Aside {
     queue: mpsc::UnboundedSender<Envelope>,
     waiting: Waiting,
     task: tokio::task::JoinHandle<()>,
+    /// Held while envelopes are handled in line; a message set aside takes it before it is handled.
+    in_line: InLine,
 }
+
+/// Held by whoever handles messages: the connection, for what it handles in line, or the task, for one set aside.
+type InLine = Arc<tokio::sync::Mutex<()>>;
 
 impl Drop for Aside {
     fn drop(&mut self) {
@@ -43,11 +50,22 @@ impl Aside {
     pub(super) fn start(client: &Client, acks: mpsc::UnboundedSender<Uuid>) -> Self {
         let (queue, steps) = mpsc::unbounded_channel();
         let waiting = Waiting::default();
+        let in_line = InLine::default();
         let task = {
-            let (client, waiting) = (client.clone(), waiting.clone());
-            tokio::spawn(async move { handle_steps(client, steps, acks, waiting).await })
+            let (client, waiting, in_line) = (client.clone(), waiting.clone(), in_line.clone());
+            tokio::spawn(async move { handle_steps(client, steps, acks, waiting, in_line).await })
         };
-        Self { queue, waiting, task }
+        Self {
+            queue,
+            waiting,
+            task,
+            in_line,
+        }
+    }
+
+    /// To hold while handling what [`Aside::split`] returned: messages set aside meanwhile wait for it.
+    pub(super) async fn in_line(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.in_line.clone().lock_owned().await
     }
 
     /// Sets aside the steps among `envelopes`, and what comes after one from the same sender other than messages of
@@ -109,8 +127,14 @@ async fn handle_steps(
     mut steps: mpsc::UnboundedReceiver<Envelope>,
     acks: mpsc::UnboundedSender<Uuid>,
     waiting: Waiting,
+    in_line: InLine,
 ) {
     while let Some(envelope) = steps.recv().await {
+        // A step runs beside what is handled in line (that is the point); a message waits for it to be done.
+        let _in_line = match envelope.kind {
+            EnvelopeKind::Message => Some(in_line.clone().lock_owned().await),
+            _ => None,
+        };
         match client.handle_envelopes(std::slice::from_ref(&envelope)).await {
             Ok(dispositions) if dispositions == [Disposition::Done] => {
                 let _ = acks.send(envelope.id);

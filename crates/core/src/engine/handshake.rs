@@ -357,6 +357,7 @@ impl Client {
             }
             contact.last_activity = Some(now_secs());
             contact.certificate_pem = Some(certificate_pem);
+            contact.rehandshake = false;
             Ok(None)
         })?;
         if let Some(old) = pinned_other {
@@ -368,12 +369,14 @@ impl Client {
                 Some(previous) => Some(previous),
                 None => self.history().load_session(&peer)?,
             };
-            if let Some(previous) = &previous {
-                self.history().save_previous_session(previous)?;
+            let rekey = previous.is_some();
+            if let Some(previous) = previous {
+                // Kept to open late messages only: it seals nothing more.
+                self.history().save_previous_session(&previous.into_receive_only())?;
             }
             self.history().save_session(&session)?;
             sessions.insert(peer.clone(), session);
-            previous.is_some()
+            rekey
         };
         if rekey {
             let position = self.history().mark_position()?;

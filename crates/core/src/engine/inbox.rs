@@ -169,10 +169,11 @@ impl Client {
             // Sealed before a re-key that has since replaced its session.
             None => match self.history().load_previous_session(&peer, &sealed.session_id)? {
                 // Its step is kept with it, where it was: the current session stays as it is.
-                Some(mut previous) => self
-                    .open_and_store(&mut previous, SessionSlot::Previous, run)?
-                    .pop()
-                    .unwrap_or(Opened::Other),
+                Some(mut previous) => {
+                    let mut outcomes = self.open_and_store(&mut previous, SessionSlot::Previous, run)?;
+                    self.receipt_for_late(&peer, &outcomes)?;
+                    outcomes.pop().unwrap_or(Opened::Other)
+                }
                 _ => {
                     tracing::debug!(%peer, session = %magpie_proto::encoding::hex(&sealed.session_id), n = sealed.n, "unknown session");
                     // Sealed with keys a handshake under way is about to give us (its confirm was delayed, say):
@@ -246,7 +247,9 @@ impl Client {
         if outcomes.iter().all(|o| matches!(o, Some(Opened::Failed(_)))) {
             return Ok(outcomes.into_iter().flatten().collect());
         }
-        let receipt = match texts.is_empty() {
+        // A replaced session seals nothing (its sending chain is gone): its texts' receipt goes with the current
+        // one (`receipt_for_late`).
+        let receipt = match texts.is_empty() || slot == SessionSlot::Previous {
             true => None,
             false => {
                 let ids: Vec<String> = texts.iter().map(|m| m.id.to_string()).collect();
@@ -281,6 +284,30 @@ impl Client {
                 })
             })
             .collect())
+    }
+
+    /// Answers texts a replaced session opened with a receipt sealed with the current session; without one (a
+    /// re-key under way after a restore, say) they stay unanswered, and the peer sees them as sent, not delivered.
+    fn receipt_for_late(&self, peer: &Username, outcomes: &[Opened]) -> Result<()> {
+        let ids: Vec<String> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                Opened::Text(message, _) => Some(message.id.to_string()),
+                _ => None,
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let receipt = Plaintext::new(MessageKind::Receipt, ids.join(","), SystemTime::now())?;
+        match self.seal_and_queue(peer, &receipt, None) {
+            Ok(_) => Ok(()),
+            Err(Error::NoSession(_)) => {
+                tracing::debug!(%peer, texts = ids.len(), "late texts left unanswered: no current session");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Moves the chat's last activity (whole seconds) to now. Within a second that is stored already the contact is

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt as _;
-use magpie_proto::{Fingerprint, TrustAnchor};
+use magpie_proto::{Fingerprint, TrustAnchor, Username};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -138,8 +138,38 @@ impl Client {
             synced.handled += done.len();
             after = page.cursor;
         }
+        if let Err(e) = self.handshake_where_set_aside().await {
+            tracing::info!(error = %e, "new handshakes after a restore wait for the next catch-up");
+        }
         self.flush_outbox().await?;
         Ok(synced)
+    }
+
+    /// Starts a handshake with each contact whose session a restore set aside (`History::set_sessions_aside`),
+    /// unless one is under way: until it ends, nothing is sealed for that contact.
+    async fn handshake_where_set_aside(&self) -> Result<()> {
+        let due: Vec<Username> = self
+            .history()
+            .contacts()?
+            .into_iter()
+            .filter(|contact| contact.rehandshake)
+            .map(|contact| contact.username)
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let under_way = self.outgoing_requests()?;
+        for peer in due {
+            if under_way.iter().any(|(asked, _)| asked == &peer) {
+                continue;
+            }
+            match self.request(&peer).await {
+                Ok(request_id) => tracing::info!(%peer, %request_id, "new handshake after a restore"),
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => tracing::info!(%peer, error = %e, "no new handshake after a restore"),
+            }
+        }
+        Ok(())
     }
 
     /// Stays connected until the returned future is dropped: logs in, follows the push socket, catches up after
@@ -248,11 +278,14 @@ impl Client {
                             None => break,
                         }
                     }
+                    let in_line = aside.in_line().await;
                     let envelopes = match aside.split(self, envelopes) {
                         Ok(envelopes) => envelopes,
                         Err(e) => break Err(e),
                     };
-                    match self.handle_envelopes(&envelopes).await {
+                    let handled = self.handle_envelopes(&envelopes).await;
+                    drop(in_line);
+                    match handled {
                         Ok(dispositions) => {
                             for (envelope, disposition) in envelopes.iter().zip(dispositions) {
                                 // One left for later stays in the mailbox; the next catch-up retries it.

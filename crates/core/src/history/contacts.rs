@@ -39,6 +39,10 @@ pub struct Contact {
     /// What was discarded from this peer because it did not verify, since the user last dismissed the notice.
     #[serde(default)]
     pub discarded: Option<Discarded>,
+    /// The session was set aside because this history is a restored older copy: a new handshake is due before
+    /// anything is sealed for this peer again ([`History::set_sessions_aside`]).
+    #[serde(default)]
+    pub rehandshake: bool,
 }
 
 /// Envelopes from a peer that were discarded because they did not verify: counted for the chat's security notice,
@@ -73,6 +77,7 @@ impl Contact {
             read_up_to: None,
             rekeys: Vec::new(),
             discarded: None,
+            rehandshake: false,
         }
     }
 
@@ -192,6 +197,32 @@ impl History {
         let removed = self.contacts.remove(key)?.is_some();
         cache.remove(&key);
         Ok(removed)
+    }
+
+    /// For a history that is an older copy (a backup or snapshot put back): every current session becomes a
+    /// replaced one, which opens late messages and seals nothing, and its contact is marked for a new handshake.
+    /// The newer copy may have sealed with counters this one's sessions would use next; a new session shares none.
+    /// Idempotent. Returns how many sessions were set aside.
+    pub fn set_sessions_aside(&self) -> Result<usize> {
+        let mut set_aside = 0;
+        for contact in self.contacts()? {
+            let peer = &contact.username;
+            let Some(session) = self.load_session(peer)? else {
+                continue;
+            };
+            // The mark first: a crash after it leaves the session to set aside again at the next open.
+            self.update_contact(peer, |slot| {
+                if let Some(contact) = slot {
+                    contact.rehandshake = true;
+                }
+                Ok(())
+            })?;
+            self.save_previous_session(&session.into_receive_only())?;
+            self.remove_session(peer)?;
+            set_aside += 1;
+        }
+        self.flush()?;
+        Ok(set_aside)
     }
 
     fn key_changed_cache(&self) -> Result<std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], bool>>> {

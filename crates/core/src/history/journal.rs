@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 
 const REGISTRATION: &[u8] = b"registration";
 const RELAY_LOGIN: &[u8] = b"relay-login";
+const GENERATION: &[u8] = b"generation";
 const PREVIOUS_SESSION: &[u8] = b"previous";
 /// Replaced sessions kept per peer, for messages still in flight across re-keys.
 pub const PREVIOUS_SESSIONS: usize = 16;
@@ -316,6 +317,26 @@ impl History {
     pub fn set_registration(&self, record: &RegistrationRecord) -> Result<()> {
         let plain = serde_json::to_vec(record).map_err(|_| Error::Crypto("encoding failed"))?;
         self.put_meta(REGISTRATION, &plain)?;
+        self.flush()?;
+        Ok(())
+    }
+
+    /// How many times this history was opened, as it last recorded (0 before the first count). The credential
+    /// store keeps the same count: a history whose count is behind it is an older copy (see `Profile::open`).
+    pub fn generation(&self) -> Result<u64> {
+        let Some(plain) = self.get_meta(GENERATION)? else {
+            return Ok(0);
+        };
+        let bytes: [u8; 8] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::HistoryCorrupt { tree: META })?;
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    /// Records the open count, durably (the credential store is moved on only after it).
+    pub fn set_generation(&self, generation: u64) -> Result<()> {
+        self.put_meta(GENERATION, &generation.to_be_bytes())?;
         self.flush()?;
         Ok(())
     }
