@@ -12,7 +12,7 @@ messages="${1:-1000000}"
 runs="${2:-6}"
 
 bash scripts/setup-linux.sh
-npx tauri build --no-bundle --ci
+npx tauri build --no-bundle --ci --features perf
 cargo build --release -p magpie-desktop --example seed_profile
 bash scripts/baseline-hello-tauri.sh
 exec scripts/keyring-session.sh --display python3 scripts/perf-app.py \

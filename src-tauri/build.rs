@@ -26,12 +26,26 @@ const COMMANDS: &[&str] = &[
     "accept_new_key",
     "dismiss_discarded",
     "run_demo",
-    "perf_open_chat",
-    "perf_mark",
 ];
 
+/// Declared, and allowed by `capabilities/perf/`, only with the `perf` feature (scripts/perf-app.sh).
+const PERF_COMMANDS: &[&str] = &["perf_open_chat", "perf_mark"];
+
 fn main() {
-    let attributes = tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
+    let perf = std::env::var_os("CARGO_FEATURE_PERF").is_some();
+    let commands: &'static [&'static str] = match perf {
+        true => Box::leak([COMMANDS, PERF_COMMANDS].concat().into_boxed_slice()),
+        false => COMMANDS,
+    };
+    // Without the feature, only the capabilities at the top of the folder are read (not capabilities/perf/).
+    let capabilities = match perf {
+        true => "./capabilities/**/*.json",
+        false => "./capabilities/*.json",
+    };
+    println!("cargo:rerun-if-changed=capabilities");
+    let attributes = tauri_build::Attributes::new()
+        .app_manifest(tauri_build::AppManifest::new().commands(commands))
+        .capabilities_path_pattern(capabilities);
     if let Err(error) = tauri_build::try_build(attributes) {
         // A build script reports failure by exiting non-zero with a message cargo shows.
         eprintln!("tauri build step failed: {error:#}");

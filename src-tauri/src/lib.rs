@@ -80,11 +80,10 @@ pub fn run() {
     });
 }
 
-/// Builds the app on any runtime, so tests can use `tauri::test::mock_builder()`.
-pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri::Result<App<R>> {
-    let app = builder
-        .plugin(tauri_plugin_notification::init())
-        .invoke_handler(tauri::generate_handler![
+/// The app's commands, and with the `perf` feature the measurement ones.
+macro_rules! handler {
+    ($($perf:path),*) => {
+        tauri::generate_handler![
             commands::app::app_info,
             commands::app::get_settings,
             commands::app::save_settings,
@@ -110,10 +109,19 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
             commands::chats::accept_new_key,
             commands::chats::dismiss_discarded,
             demo::run_demo,
-            perf::perf_open_chat,
-            perf::perf_mark,
-        ])
-        .build(context)?;
+            $($perf),*
+        ]
+    };
+}
+
+/// Builds the app on any runtime, so tests can use `tauri::test::mock_builder()`.
+pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri::Result<App<R>> {
+    let builder = builder.plugin(tauri_plugin_notification::init());
+    #[cfg(feature = "perf")]
+    let builder = builder.invoke_handler(handler!(perf::perf_open_chat, perf::perf_mark));
+    #[cfg(not(feature = "perf"))]
+    let builder = builder.invoke_handler(handler!());
+    let app = builder.build(context)?;
     // Managed before the window can call anything: the first command needs the data folder.
     let dir = data_dir(app.handle()).map_err(|error| tauri::Error::Anyhow(error.into()))?;
     app.manage(AppState::new(dir));

@@ -1,6 +1,7 @@
 //! Marks for `scripts/perf-app.sh`: when `MAGPIE_PERF_REPORT` names a file, the UI's milestones (chat list drawn,
 //! chat opened) are appended to it with the wall clock, so the script can measure from the moment it exec'd us.
-//! Without the variable both commands do nothing.
+//! Without the variable both commands do nothing, and builds without the `perf` feature (every build people
+//! install) have neither command nor the capability that allows them: only the startup moments are noted.
 
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,9 +11,11 @@ use crate::error::IpcError;
 /// The file the marks go to.
 pub const REPORT_ENV: &str = "MAGPIE_PERF_REPORT";
 /// A chat the UI opens by itself once the list is drawn (to time opening it).
+#[cfg(feature = "perf")]
 pub const OPEN_CHAT_ENV: &str = "MAGPIE_PERF_OPEN_CHAT";
 
 /// The chat to open for the measurement, when the script asked for one.
+#[cfg(feature = "perf")]
 #[tauri::command]
 pub fn perf_open_chat() -> Option<String> {
     std::env::var(REPORT_ENV).ok()?;

@@ -49,6 +49,10 @@ fn the_window_may_call_only_our_own_commands_and_listen() {
         .map(|p| p.as_str().unwrap())
         .collect();
     assert!(!permissions.is_empty());
+    assert!(
+        !permissions.iter().any(|p| p.contains("perf")),
+        "the measurement commands are allowed only by capabilities/perf/, with the perf feature"
+    );
     // Listening to events is the one core capability the UI needs (our events carry no secrets).
     const EVENT_LISTENING: [&str; 2] = ["core:event:allow-listen", "core:event:allow-unlisten"];
     for permission in permissions {

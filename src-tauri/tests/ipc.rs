@@ -62,3 +62,15 @@ fn commands_the_app_does_not_have_are_refused() {
     let refused = get_ipc_response(&window, request("plugin:fs|read_file", APP_ORIGIN)).unwrap_err();
     assert!(refused.to_string().contains("Plugin not found"), "{refused}");
 }
+
+/// Builds people install have no measurement commands: neither their handler nor a capability allowing them
+/// (scripts/perf-app.sh builds with the `perf` feature).
+#[cfg(not(feature = "perf"))]
+#[test]
+fn the_perf_commands_are_not_in_builds_without_the_perf_feature() {
+    let (_app, window) = app_with_main_window();
+    for command in ["perf_mark", "perf_open_chat"] {
+        let refused = get_ipc_response(&window, request(command, APP_ORIGIN)).unwrap_err();
+        assert!(refused.to_string().contains("not allowed"), "{command}: {refused}");
+    }
+}
