@@ -34,6 +34,7 @@ pub fn delivery(delivery: CoreDelivery) -> Delivery {
         CoreDelivery::Delivered => Delivery::Delivered,
         CoreDelivery::Failed => Delivery::Failed,
         CoreDelivery::Received => Delivery::Received,
+        CoreDelivery::Waiting => Delivery::Waiting,
     }
 }
 
@@ -69,6 +70,7 @@ pub fn chat_summary(client: &Client, contact: &Contact) -> Result<ChatSummary, I
     let peer = &contact.username;
     let last = client.last_messages(peer, 1)?;
     let unread = client.unread(peer, UNREAD_CAP)?;
+    let has_session = client.has_session(peer)?;
     Ok(ChatSummary {
         peer: peer.to_string(),
         verified: contact.verified,
@@ -77,7 +79,8 @@ pub fn chat_summary(client: &Client, contact: &Contact) -> Result<ChatSummary, I
             .pending_fingerprint
             .filter(|_| contact.key_changed)
             .map(|f| f.to_hex()),
-        has_session: client.has_session(peer)?,
+        has_session,
+        session_coming: !has_session && client.session_coming(peer)?,
         discarded: contact.discarded.as_ref().map(|d| DiscardedView {
             messages: u32::try_from(d.messages).unwrap_or(u32::MAX),
             steps: u32::try_from(d.steps).unwrap_or(u32::MAX),
@@ -122,9 +125,11 @@ pub fn ui_event(event: &Event) -> Option<UiEvent> {
             peer: peer.clone(),
             rekey: *rekey,
         },
-        Event::MessageSent { message, .. } | Event::MessageReceived { message } => UiEvent::Message {
-            message: message_item(message),
-        },
+        Event::MessageSent { message, .. } | Event::MessageReceived { message } | Event::MessageWaiting { message } => {
+            UiEvent::Message {
+                message: message_item(message),
+            }
+        }
         Event::DeliveryChanged { peer, id, delivery: d } => UiEvent::DeliveryChanged {
             peer: peer.clone(),
             id: id.to_string(),

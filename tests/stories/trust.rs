@@ -616,8 +616,9 @@ async fn item09_a_restored_copy_never_reuses_a_send_counter() {
         })
         .await;
     assert!(alice.client.profile().restored());
-    let waiting = alice.client.send_text(&bob_name, "too soon");
-    assert!(matches!(waiting, Err(Error::NoSession(_))), "{waiting:?}");
+    // Written before the new session exists: it waits, unsealed, and goes with the new session (item 11).
+    let waiting = alice.client.send_text(&bob_name, "too soon").unwrap();
+    assert_eq!(waiting.delivery, magpie_core::history::Delivery::Waiting);
     alice.client.sync().await.unwrap(); // a new handshake with Bob
     bob.client.sync().await.unwrap(); // one, two, three; accepts the re-key by himself
     alice.client.sync().await.unwrap();
@@ -635,7 +636,7 @@ async fn item09_a_restored_copy_never_reuses_a_send_counter() {
         .filter(|sealed| sealed.from == "alice")
         .map(|sealed| (sealed.session_id, sealed.n))
         .collect();
-    assert_eq!(counters.len(), 4, "{counters:?}");
+    assert_eq!(counters.len(), 5, "{counters:?}");
     let unique: std::collections::HashSet<_> = counters.iter().collect();
     assert_eq!(
         unique.len(),
@@ -649,5 +650,98 @@ async fn item09_a_restored_copy_never_reuses_a_send_counter() {
         .into_iter()
         .map(|entry| entry.message.body)
         .collect();
-    assert_eq!(received, ["one", "two", "three", "four"]);
+    assert_eq!(received, ["one", "two", "three", "too soon", "four"]);
+}
+
+/// Item 11: a text written after the peer accepted, before the session exists, waits unsealed and goes with the
+/// session once it is set up.
+#[tokio::test(flavor = "multi_thread")]
+async fn item11_a_text_written_before_the_session_waits_and_goes_with_it() {
+    use magpie_core::history::Delivery;
+    let operator = Operator::start().await;
+    let alice = Person::register("alice", &operator.url()).await;
+    let bob = Person::register("bob", &operator.url()).await;
+    let alice_name = name("alice");
+    alice.client.request(&name("bob")).await.unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap();
+    accept_from(&bob.client, &alice_name).await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+    let early = bob.client.send_text(&alice_name, "written early").unwrap();
+    assert_eq!(early.delivery, Delivery::Waiting);
+    assert!(
+        operator.read("alice", EnvelopeKind::Message).is_empty(),
+        "nothing is sealed before the session exists"
+    );
+    alice.client.sync().await.unwrap(); // the key transfer
+    bob.client.sync().await.unwrap(); // the session: the waiting text is sealed and posted with it
+    alice.client.sync().await.unwrap();
+    let got = alice.client.last_messages(&name("bob"), 10).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message.body, "written early");
+    assert_eq!(got[0].message.id, early.id);
+    let stored = bob.client.last_messages(&alice_name, 10).unwrap();
+    assert_ne!(stored[0].message.delivery, Delivery::Waiting);
+}
+
+/// Item 11: when the handshake fails instead, the waiting text fails visibly and is never sealed.
+#[tokio::test(flavor = "multi_thread")]
+async fn item11_waiting_texts_fail_visibly_when_the_handshake_fails() {
+    use magpie_core::history::Delivery;
+    let operator = Operator::start().await;
+    let alice = Person::register("alice", &operator.url()).await;
+    let bob = Person::register("bob", &operator.url()).await;
+    let alice_name = name("alice");
+    alice.client.request(&name("bob")).await.unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap();
+    accept_from(&bob.client, &alice_name).await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+    let early = bob.client.send_text(&alice_name, "never sealed").unwrap();
+    alice.client.sync().await.unwrap();
+    // The relay flips a bit of the key transfer: Bob's handshake fails.
+    let transfer = operator.hold_back("bob", EnvelopeKind::KeyTransfer);
+    let mut tampered = magpie_proto::KeyTransfer::from_json(&transfer).unwrap();
+    tampered.wrapped_key[10] ^= 0x80;
+    operator.deliver("alice", "bob", EnvelopeKind::KeyTransfer, &tampered.to_json().unwrap());
+    let mut events = bob.client.events();
+    bob.client.sync().await.unwrap();
+    let failed = wait_for(&mut events, |e| match e {
+        Event::DeliveryChanged { id, delivery, .. } if *id == early.id => Some(*delivery),
+        _ => None,
+    })
+    .await;
+    assert_eq!(failed, Delivery::Failed);
+    let stored = bob.client.last_messages(&alice_name, 10).unwrap();
+    assert_eq!(stored[0].message.delivery, Delivery::Failed);
+    assert!(
+        operator.read("alice", EnvelopeKind::Message).is_empty(),
+        "nothing was sealed"
+    );
+}
+
+/// Item 11 at the command line: `send` before the session exists says the text is queued (exit 0), and the next
+/// sync after the session is set up sends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn item11_the_cli_queues_a_text_written_before_the_session() {
+    use crate::cli::ok;
+    let operator = Operator::start().await;
+    let url = operator.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    tokio::task::spawn_blocking(move || {
+        ok(&alice, &["--relay", &url, "register", "alice"]);
+        ok(&bob, &["--relay", &url, "register", "bob"]);
+        ok(&alice, &["request", "bob"]);
+        ok(&bob, &["accept", "alice"]);
+        let queued = ok(&bob, &["send", "alice", "written early"]);
+        assert!(queued.starts_with("Queued "), "{queued}");
+        ok(&alice, &["sync"]); // the key transfer
+        ok(&bob, &["sync"]); // the session, and the queued text with it
+        ok(&alice, &["sync"]);
+        let history = ok(&alice, &["history", "bob", "--json"]);
+        assert!(history.contains("\"written early\""), "{history}");
+    })
+    .await
+    .unwrap();
 }

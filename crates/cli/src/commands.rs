@@ -104,7 +104,14 @@ async fn command(
             client.check_key(&peer).await?;
             let message = client.send_text(&peer, &text)?;
             client.flush_outbox().await?;
-            println!("Sent {} to {peer}.", message.id);
+            match message.delivery {
+                magpie_core::history::Delivery::Waiting => println!(
+                    "Queued {} for {peer}: it is sealed and sent once the secure session with {peer} is set up \
+                     (a later sync, after {peer} answers).",
+                    message.id
+                ),
+                _ => println!("Sent {} to {peer}.", message.id),
+            }
             Ok(())
         }
         Command::History { peer, json, last } => {

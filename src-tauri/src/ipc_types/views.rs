@@ -91,6 +91,8 @@ pub enum Delivery {
     Delivered,
     Failed,
     Received,
+    /// Written while the session was being set up: sent once it exists.
+    Waiting,
 }
 
 /// One message as the chat shows it. `Debug` shows the text's length, never the text.
@@ -132,6 +134,8 @@ pub struct ChatSummary {
     pub new_fingerprint: Option<String>,
     /// Keys are agreed: messages can be sent.
     pub has_session: bool,
+    /// No keys yet, but a handshake is under way: what is written waits for them.
+    pub session_coming: bool,
     /// What was discarded from this peer because it did not verify, until the user dismisses the notice.
     pub discarded: Option<DiscardedView>,
     pub last_message: Option<MessageItem>,

@@ -24,6 +24,7 @@ function chat(peer: string, overrides: Partial<ChatSummary> = {}): ChatSummary {
     key_changed: false,
     new_fingerprint: null,
     has_session: true,
+    session_coming: false,
     discarded: null,
     last_message: null,
     unread: 0,

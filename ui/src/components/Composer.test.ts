@@ -70,6 +70,19 @@ describe('Composer', () => {
     );
   });
 
+  it('lets a text be written while the session is set up, and says it waits for it', async () => {
+    const sent = mockSend();
+    render(Composer, { peer: 'bob', chat: chat({ has_session: false, session_coming: true }), connection: 'online' });
+    const input = screen.getByTestId('compose-input') as HTMLTextAreaElement;
+    expect(input.disabled).toBe(false);
+    expect(screen.getByTestId('compose-disabled-reason').textContent).toContain(
+      'Setting up the secure session with bob — messages wait',
+    );
+    await fireEvent.input(input, { target: { value: 'early' } });
+    await fireEvent.keyDown(input, { key: 'Enter' });
+    await waitFor(() => expect(sent).toEqual([{ peer: 'bob', text: 'early' }]));
+  });
+
   it('is disabled with a reason when there is no chat yet', () => {
     mockSend();
     render(Composer, { peer: 'bob', chat: null, connection: 'online' });

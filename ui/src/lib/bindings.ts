@@ -58,7 +58,7 @@ key_store: string, };
 
 export type Direction = "outgoing" | "incoming";
 
-export type Delivery = "sending" | "sent" | "delivered" | "failed" | "received";
+export type Delivery = "sending" | "sent" | "delivered" | "failed" | "received" | "waiting";
 
 export type MessageItem = { id: string, peer: string, direction: Direction, body: string, 
 /**
@@ -94,6 +94,10 @@ new_fingerprint: string | null,
  * Keys are agreed: messages can be sent.
  */
 has_session: boolean, 
+/**
+ * No keys yet, but a handshake is under way: what is written waits for them.
+ */
+session_coming: boolean, 
 /**
  * What was discarded from this peer because it did not verify, until the user dismisses the notice.
  */

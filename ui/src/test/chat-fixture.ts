@@ -10,6 +10,7 @@ export function chat(overrides: Partial<ChatSummary> = {}): ChatSummary {
     key_changed: false,
     new_fingerprint: null,
     has_session: true,
+    session_coming: false,
     discarded: null,
     last_message: null,
     unread: 0,

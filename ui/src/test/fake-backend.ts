@@ -39,6 +39,7 @@ export function makeChat(peer: string, overrides: Partial<ChatSummary> = {}): Ch
     key_changed: false,
     new_fingerprint: null,
     has_session: true,
+    session_coming: false,
     discarded: null,
     last_message: null,
     unread: 0,

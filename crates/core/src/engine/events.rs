@@ -247,6 +247,11 @@ pub enum Event {
         /// The fingerprint now presented (hex).
         presented: String,
     },
+    /// A text was written while the session with its peer is being set up: it waits ("waiting"), unsealed.
+    MessageWaiting {
+        /// The message as stored.
+        message: MessageView,
+    },
     /// An envelope was refused (tampered, forged, unknown session, malformed) and dropped; a contact's count of
     /// them ([`crate::history::Contact::discarded`]) went up. Ordinary duplicates are not reported.
     Rejected {

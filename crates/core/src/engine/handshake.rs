@@ -393,6 +393,7 @@ impl Client {
         }
         tracing::debug!(%peer, %request_id, rekey, "session established");
         self.rekey_done(&peer);
+        self.send_waiting(&peer)?;
         // Messages parked in the mailbox for these keys can open now. (Reading it again for nothing cost each side
         // of every re-key an HTTP fetch.)
         if self.inner.parked.swap(false, std::sync::atomic::Ordering::Relaxed) {
@@ -466,6 +467,7 @@ impl Client {
     fn fail_handshake(&self, peer: &Username, request_id: Uuid, error: &Error) -> Result<Disposition> {
         Pending::finish(self.history(), request_id)?;
         self.rekey_done(peer);
+        self.fail_waiting(peer)?;
         tracing::info!(%peer, %request_id, %error, "handshake failed");
         self.emit(Event::HandshakeFailed {
             peer: peer.to_string(),

@@ -22,6 +22,7 @@ mod pending;
 mod requests;
 mod run;
 mod trust;
+mod waiting;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

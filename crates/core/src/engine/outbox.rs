@@ -3,13 +3,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use magpie_proto::{encoding::hex, EnvelopeKind, MessageKind, Plaintext, Username};
+use magpie_proto::{encoding::hex, EnvelopeKind, Username};
 use uuid::Uuid;
 
 use super::events::{Event, MessageView};
 use super::Client;
 use crate::error::{Error, Result};
-use crate::history::{Delivery, Direction, Message, OutboxItem, OutboxKey};
+use crate::history::{Delivery, OutboxItem, OutboxKey};
 use crate::relay::{Outgoing, PushEvent};
 
 /// Ciphertext bytes shown in [`Event::MessageSent`].
@@ -35,24 +35,19 @@ pub(super) struct InFlight {
 }
 
 impl Client {
-    /// Sends a text to `peer`: sealed, stored as "sending" and queued in one step; the outbox posts it. Refused
-    /// while the peer's key is changed (until the user accepts it or verifies again) or before a session exists.
+    /// Sends a text to `peer`: sealed, stored as "sending" and queued in one step; the outbox posts it. While a
+    /// session is being set up, it is kept as "waiting" and sealed once the session exists (see `waiting.rs`).
+    /// Refused while the peer's key is changed (until the user accepts it or verifies again), or when no session
+    /// exists nor is on its way.
     pub fn send_text(&self, peer: &Username, text: &str) -> Result<MessageView> {
         if self.history().key_changed(peer)? {
             return Err(Error::KeyChanged(peer.to_string()));
         }
-        let plaintext = Plaintext::new(MessageKind::Text, text, SystemTime::now())?;
-        let message = Message {
-            id: plaintext.id,
-            peer: peer.clone(),
-            direction: Direction::Outgoing,
-            kind: MessageKind::Text,
-            body: plaintext.body.clone(),
-            sent_at: plaintext.sent_at,
-            received_at: None,
-            delivery: Delivery::Sending,
+        let (plaintext, message) = super::waiting::outgoing_text(peer, text)?;
+        let sealed = match self.seal_and_queue(peer, &plaintext, Some(&message)) {
+            Err(Error::NoSession(_)) if self.session_coming(peer)? => return self.keep_waiting(message),
+            other => other?,
         };
-        let sealed = self.seal_and_queue(peer, &plaintext, Some(&message))?;
         let view = MessageView::from(&message);
         self.emit(Event::MessageSent {
             message: view.clone(),

@@ -135,6 +135,8 @@ impl Client {
             }
             Ok(())
         })?;
+        // Texts that waited for a session are never sealed for a key the user has not taken.
+        self.fail_all_waiting(peer)?;
         self.emit(Event::KeyChanged {
             peer: peer.to_string(),
             pinned: old.to_hex(),

@@ -460,6 +460,7 @@ fn delivery_code(state: Delivery) -> u8 {
         Delivery::Delivered => 2,
         Delivery::Failed => 3,
         Delivery::Received => 4,
+        Delivery::Waiting => 5,
     }
 }
 
@@ -470,6 +471,7 @@ fn delivery_from(code: u8) -> Option<Delivery> {
         2 => Delivery::Delivered,
         3 => Delivery::Failed,
         4 => Delivery::Received,
+        5 => Delivery::Waiting,
         _ => return None,
     })
 }

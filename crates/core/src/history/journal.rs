@@ -107,6 +107,33 @@ impl History {
         outgoing: Option<&OutboxItem>,
         delivered: &[Uuid],
     ) -> Result<(Vec<Appended>, Vec<Option<Delivery>>)> {
+        self.record_steps_moving(session, slot, messages, outgoing, (delivered, Delivery::Delivered))
+    }
+
+    /// Commits the step that sealed `outgoing` for a message written while the session was set up ("waiting"),
+    /// moving that message on to "sending" in the same write.
+    pub fn record_waiting_sealed(&self, session: &Session, outgoing: &OutboxItem, message_id: Uuid) -> Result<()> {
+        let moved = [message_id];
+        self.record_steps_moving(
+            session,
+            SessionSlot::Current,
+            &[],
+            Some(outgoing),
+            (&moved, Delivery::Sending),
+        )?;
+        Ok(())
+    }
+
+    /// [`History::record_steps`] that also moves the messages `moved.0` on to the state `moved.1`.
+    fn record_steps_moving(
+        &self,
+        session: &Session,
+        slot: SessionSlot,
+        messages: &[Message],
+        outgoing: Option<&OutboxItem>,
+        moved: (&[Uuid], Delivery),
+    ) -> Result<(Vec<Appended>, Vec<Option<Delivery>>)> {
+        let (delivered, state) = moved;
         let delivered = self.message_hashes(delivered)?;
         let session_key = match slot {
             SessionSlot::Current => self.chat_id(session.peer())?.to_vec(),
@@ -128,7 +155,7 @@ impl History {
                 outbox: queued.as_ref().map(|q| (q.key, q.sealed.as_slice())),
                 rows: &rows,
                 deliveries: &delivered,
-                delivery: Some(Delivery::Delivered),
+                delivery: Some(state),
                 drop_outbox: None,
             })?;
             drop(queued);
@@ -157,7 +184,7 @@ impl History {
                     .iter()
                     .map(|row| row.append_to(&mut writer))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
-                let states = change_deliveries(&mut writer, &delivered, Delivery::Delivered)?;
+                let states = change_deliveries(&mut writer, &delivered, state)?;
                 writer.finish()?;
                 Ok((appended, states))
             },

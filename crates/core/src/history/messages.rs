@@ -37,6 +37,9 @@ pub enum Delivery {
     Delivered,
     /// Gave up sending.
     Failed,
+    /// Written while the session with the peer was being set up: sealed once it exists (then "sending"), or
+    /// failed if the handshake fails or the peer's key changes.
+    Waiting,
     /// An incoming message.
     Received,
 }

@@ -1,0 +1,132 @@
+//! Texts written while the session with a peer is being set up: kept as "waiting", unsealed, and sealed in order once
+//! the session exists (a session is installed only with a key that passed every check of the trust policy). If the
+//! handshake fails or the peer's key changes instead, they fail visibly; sending one again is the user's choice.
+
+use std::time::SystemTime;
+
+use magpie_proto::{EnvelopeKind, MessageKind, Plaintext, Username};
+
+use super::events::{Event, MessageView};
+use super::pending::Pending;
+use super::Client;
+use crate::error::Result;
+use crate::history::{Appended, Delivery, Direction, Entry, Message, OutboxItem};
+
+/// How far back in a chat waiting texts are looked for (they are the newest outgoing ones).
+const WAITING_LOOKBACK: usize = 500;
+
+impl Client {
+    /// Whether a session with `peer` is on its way: a handshake the peer has accepted (ours waits for their
+    /// confirm, or theirs for their key transfer), or one a restore made due. (Before the peer accepts, sending is
+    /// refused: a request may wait for days, or be declined.)
+    pub fn session_coming(&self, peer: &Username) -> Result<bool> {
+        let accepted = Pending::under_way(self.history(), &self.inner.credential)?
+            .iter()
+            .any(|p| p.peer() == peer && !matches!(p, Pending::AwaitingAccept(_)));
+        Ok(accepted || self.history().contact(peer)?.is_some_and(|c| c.rehandshake))
+    }
+
+    /// Keeps `message` as waiting for the session with its peer; what `send_text` does when none exists yet.
+    pub(super) fn keep_waiting(&self, mut message: Message) -> Result<MessageView> {
+        message.delivery = Delivery::Waiting;
+        let appended = self.history().append_message(&message)?;
+        let mut view = MessageView::from(&message);
+        if let Appended::New(cursor) = appended {
+            view.cursor = Some(cursor.value());
+        }
+        tracing::debug!(peer = %message.peer, id = %message.id, "text waits for the session");
+        self.emit(Event::MessageWaiting { message: view.clone() });
+        Ok(view)
+    }
+
+    /// Seals and queues, in order, the texts that waited for the session just installed with `peer`.
+    pub(super) fn send_waiting(&self, peer: &Username) -> Result<()> {
+        for entry in self.waiting_texts(peer)? {
+            let message = &entry.message;
+            let plaintext = Plaintext {
+                id: message.id,
+                kind: MessageKind::Text,
+                body: message.body.clone(),
+                sent_at: message.sent_at,
+            };
+            let sealed = self
+                .with_session(peer, |session| {
+                    let mut next = session.clone();
+                    self.history().reserve_send(&next)?;
+                    let sealed = next.seal(&plaintext)?;
+                    let item = OutboxItem {
+                        envelope: self.envelope(peer, EnvelopeKind::Message, sealed.to_json()?),
+                        message_id: Some(message.id),
+                    };
+                    self.history().record_waiting_sealed(&next, &item, message.id)?;
+                    *session = next;
+                    Ok(())
+                })?
+                .is_some();
+            if !sealed {
+                return Ok(());
+            }
+            self.emit(Event::DeliveryChanged {
+                peer: peer.to_string(),
+                id: message.id,
+                delivery: Delivery::Sending,
+            });
+        }
+        self.inner.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// The handshake that `peer`'s waiting texts were for ended without a session (or the key changed): they
+    /// fail, unless another handshake with the peer is still under way.
+    pub(super) fn fail_waiting(&self, peer: &Username) -> Result<()> {
+        if self.has_session(peer)? || self.handshake_pending_with(peer)? {
+            return Ok(());
+        }
+        self.fail_all_waiting(peer)
+    }
+
+    /// Every waiting text to `peer` fails (its key changed: nothing is sealed for a new key unasked).
+    pub(super) fn fail_all_waiting(&self, peer: &Username) -> Result<()> {
+        let ids: Vec<_> = self.waiting_texts(peer)?.iter().map(|e| e.message.id).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(%peer, texts = ids.len(), "texts that waited for the session failed");
+        let states = self.history().update_deliveries(&ids, Delivery::Failed)?;
+        for (id, state) in ids.into_iter().zip(states) {
+            if let Some(delivery) = state {
+                self.emit(Event::DeliveryChanged {
+                    peer: peer.to_string(),
+                    id,
+                    delivery,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn waiting_texts(&self, peer: &Username) -> Result<Vec<Entry>> {
+        Ok(self
+            .history()
+            .last_messages(peer, WAITING_LOOKBACK)?
+            .into_iter()
+            .filter(|e| e.message.direction == Direction::Outgoing && e.message.delivery == Delivery::Waiting)
+            .collect())
+    }
+}
+
+/// The message `send_text` stores for `text` to `peer`.
+pub(super) fn outgoing_text(peer: &Username, text: &str) -> Result<(Plaintext, Message)> {
+    let plaintext = Plaintext::new(MessageKind::Text, text, SystemTime::now())?;
+    let message = Message {
+        id: plaintext.id,
+        peer: peer.clone(),
+        direction: Direction::Outgoing,
+        kind: MessageKind::Text,
+        body: plaintext.body.clone(),
+        sent_at: plaintext.sent_at,
+        received_at: None,
+        delivery: Delivery::Sending,
+    };
+    Ok((plaintext, message))
+}
