@@ -97,12 +97,12 @@ async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
     }
 }
 
-struct RekeyCounter(
+pub struct RekeyCounter(
     tokio::task::JoinHandle<()>,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 );
 
-fn count_rekeys(mut events: tokio::sync::broadcast::Receiver<Event>) -> RekeyCounter {
+pub fn count_rekeys(mut events: tokio::sync::broadcast::Receiver<Event>) -> RekeyCounter {
     let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = count.clone();
     let task = tokio::spawn(async move {
@@ -116,7 +116,7 @@ fn count_rekeys(mut events: tokio::sync::broadcast::Receiver<Event>) -> RekeyCou
 }
 
 impl RekeyCounter {
-    async fn abort_and_count(self) -> usize {
+    pub async fn abort_and_count(self) -> usize {
         self.0.abort();
         let _ = self.0.await;
         self.1.load(std::sync::atomic::Ordering::SeqCst)

@@ -10,8 +10,8 @@ use magpie_core::engine::{Discard, Event};
 use magpie_core::relay::RelayClient;
 use magpie_core::Error;
 use magpie_proto::{
-    AwaitingAccept, ChatAccept, Credential, EnvelopeKind, Fingerprint, Identity, Initiator, KeyConfirm, SealedMessage,
-    TrustAnchor,
+    AwaitingAccept, ChatAccept, ChatRequest, Credential, EnvelopeKind, Fingerprint, Identity, Initiator, KeyConfirm,
+    SealedMessage, TrustAnchor,
 };
 use magpie_relay::ca::CaInfo;
 use magpie_relay::server::RunningRelay;
@@ -88,7 +88,7 @@ impl Operator {
     fn hold_back(&self, to: &str, kind: EnvelopeKind) -> Vec<u8> {
         let held = self
             .store
-            .fetch(to, 0, 1000)
+            .fetch(to, 0, 100_000)
             .unwrap()
             .into_iter()
             .find(|e| e.kind == kind)
@@ -100,7 +100,7 @@ impl Operator {
     /// The bodies of the envelopes of `kind` waiting in `to`'s mailbox.
     fn read(&self, to: &str, kind: EnvelopeKind) -> Vec<Vec<u8>> {
         self.store
-            .fetch(to, 0, 1000)
+            .fetch(to, 0, 100_000)
             .unwrap()
             .into_iter()
             .filter(|e| e.kind == kind)
@@ -744,4 +744,156 @@ async fn item11_the_cli_queues_a_text_written_before_the_session() {
     })
     .await
     .unwrap();
+}
+
+/// Item 7: either side re-keys. Only the side that answered the first request (the responder) writes, three
+/// thousand texts, and the keys still rotate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn item07_only_the_responder_talks_for_3000_messages_and_keys_still_rotate() {
+    use crate::chat::wait_until_all_delivered;
+    use crate::common::{online_pair, Relay};
+    const TEXTS: usize = 3000;
+    let relay = Relay::start().await;
+    let pair = online_pair(&relay).await;
+    let (alice, bob) = (pair.alice.client.clone(), pair.bob.client.clone());
+    let rekeys = crate::chat::count_rekeys(bob.events());
+    for i in 0..TEXTS {
+        bob.send_text(alice.username(), &format!("bob {i}")).unwrap();
+        if i % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    wait_until_all_delivered(&bob, alice.username()).await;
+    let rekeys = rekeys.abort_and_count().await;
+    assert!(rekeys >= 2, "{rekeys} re-keys in {TEXTS} texts");
+    let received = alice.last_messages(bob.username(), TEXTS).unwrap();
+    assert_eq!(received.len(), TEXTS);
+    let out_of_order: Vec<(usize, &str)> = received
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| e.message.body != format!("bob {i}"))
+        .map(|(i, e)| (i, e.message.body.as_str()))
+        .take(10)
+        .collect();
+    assert!(out_of_order.is_empty(), "stored out of order: {out_of_order:?}");
+}
+
+/// Item 7: a re-key request that is lost (the relay drops it) is replaced by a new one once the retry time has
+/// passed, and the keys rotate.
+#[tokio::test(flavor = "multi_thread")]
+async fn item07_a_dropped_rekey_request_is_retried() {
+    let operator = Operator::start().await;
+    let (alice, bob) = pair_at(&operator).await;
+    let bob_name = name("bob");
+    alice
+        .client
+        .set_rekey_retry_after(std::time::Duration::from_millis(200));
+    let mut alice_events = alice.client.events();
+    for i in 0..magpie_proto::REKEY_AFTER_MESSAGES {
+        alice.client.send_text(&bob_name, &format!("{i}")).unwrap();
+    }
+    let first = wait_for(&mut alice_events, |e| match e {
+        Event::Handshake { data, .. } => Some(data.request_id),
+        _ => None,
+    })
+    .await;
+    alice.client.flush_outbox().await.unwrap();
+    let dropped = ChatRequest::from_json(&operator.hold_back("bob", EnvelopeKind::ChatRequest)).unwrap();
+    assert_eq!(dropped.request_id, first);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    alice.client.sync().await.unwrap(); // past the retry time: a new request
+    let second = wait_for(&mut alice_events, |e| match e {
+        Event::Handshake { data, .. } if data.request_id != first => Some(data.request_id),
+        _ => None,
+    })
+    .await;
+    // Long enough again for the rest of the handshake.
+    alice
+        .client
+        .set_rekey_retry_after(magpie_core::engine::REKEY_RETRY_AFTER);
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap(); // the thousand texts, and the new request, accepted by itself
+    alice.client.sync().await.unwrap();
+    bob.client.sync().await.unwrap();
+    alice.client.sync().await.unwrap();
+    let rekeyed = wait_for(&mut alice_events, |e| match e {
+        Event::SessionEstablished { rekey, .. } => Some(*rekey),
+        _ => None,
+    })
+    .await;
+    assert!(rekeyed);
+    assert!(
+        alice.client.outgoing_requests().unwrap().is_empty(),
+        "nothing left waiting ({second})"
+    );
+}
+
+/// Item 7: both sides ask for a re-key at once: one request goes on (the one from the name that sorts first),
+/// the other is dropped on both sides, and both end with the same new session.
+#[tokio::test(flavor = "multi_thread")]
+async fn item07_crossing_rekeys_end_in_one_new_session() {
+    let operator = Operator::start().await;
+    let (alice, bob) = pair_at(&operator).await;
+    let (alice_name, bob_name) = (name("alice"), name("bob"));
+    let mut alice_events = alice.client.events();
+    let mut bob_events = bob.client.events();
+    alice.client.request(&bob_name).await.unwrap();
+    bob.client.request(&alice_name).await.unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+    for _ in 0..3 {
+        alice.client.sync().await.unwrap();
+        bob.client.sync().await.unwrap();
+    }
+    let established = |events: &mut tokio::sync::broadcast::Receiver<Event>| {
+        let mut n = 0;
+        while let Ok(event) = events.try_recv() {
+            n += usize::from(matches!(event, Event::SessionEstablished { rekey: true, .. }));
+        }
+        n
+    };
+    assert_eq!(established(&mut alice_events), 1);
+    assert_eq!(established(&mut bob_events), 1);
+    assert!(alice.client.outgoing_requests().unwrap().is_empty());
+    assert!(bob.client.outgoing_requests().unwrap().is_empty());
+    // The same session on both sides: a text each way opens with it.
+    alice.client.send_text(&bob_name, "after").unwrap();
+    bob.client.send_text(&alice_name, "after too").unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+    alice.client.sync().await.unwrap();
+    bob.client.sync().await.unwrap();
+    assert_eq!(
+        bob.client.last_messages(&alice_name, 1).unwrap()[0].message.body,
+        "after"
+    );
+    assert_eq!(
+        alice.client.last_messages(&bob_name, 1).unwrap()[0].message.body,
+        "after too"
+    );
+}
+
+/// Item 7: past twice the re-key point without a new session, texts wait for it instead of being sealed.
+#[tokio::test(flavor = "multi_thread")]
+async fn item07_a_session_past_its_maximum_seals_no_more_texts() {
+    use magpie_core::history::Delivery;
+    let operator = Operator::start().await;
+    let (alice, bob) = pair_at(&operator).await;
+    let bob_name = name("bob");
+    // Bob is away: the re-key Alice asks for at the thousandth text goes unanswered.
+    for i in 0..magpie_proto::SESSION_MAX_MESSAGES {
+        let sent = alice.client.send_text(&bob_name, &format!("{i}")).unwrap();
+        assert_eq!(sent.delivery, Delivery::Sending, "text {i}");
+    }
+    let waits = alice.client.send_text(&bob_name, "past the maximum").unwrap();
+    assert_eq!(waits.delivery, Delivery::Waiting);
+    alice.client.flush_outbox().await.unwrap();
+    // Bob is back: the re-key completes, and the text goes with the new session.
+    for _ in 0..3 {
+        bob.client.sync().await.unwrap();
+        alice.client.sync().await.unwrap();
+    }
+    bob.client.sync().await.unwrap();
+    let last = bob.client.last_messages(&name("alice"), 1).unwrap();
+    assert_eq!(last[0].message.body, "past the maximum");
 }

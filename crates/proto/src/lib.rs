@@ -35,7 +35,10 @@ pub use plaintext::{
 };
 pub use safety::{SafetyNumber, QR_PREFIX, SAFETY_ITERATIONS, SAFETY_VERSION};
 pub use secret::{ChainKey, ConfirmKey, MessageKey, RootKey, SecretBytes, SessionSecret, SharedSecret};
-pub use session::{Role, Session, MAX_SKIP, MAX_STATE_LEN, REKEY_AFTER_MESSAGES, REKEY_AFTER_SECS};
+pub use session::{
+    Role, Session, MAX_SKIP, MAX_STATE_LEN, REKEY_AFTER_MESSAGES, REKEY_AFTER_SECS, SESSION_MAX_MESSAGES,
+    SESSION_MAX_SECS,
+};
 pub use verify::{Certificate, Credential, Fingerprint, PinCheck, TrustAnchor, VerifiedPeer, MAX_CHAIN_LEN};
 pub use wire::{
     ChatAccept, ChatDecline, ChatRequest, Envelope, EnvelopeKind, KeyConfirm, KeyTransfer, SealedMessage, MAX_WIRE_LEN,

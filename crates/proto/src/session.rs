@@ -24,6 +24,11 @@ pub const MAX_SKIP: u64 = 1_000;
 pub const REKEY_AFTER_MESSAGES: u64 = 1_000;
 /// Session age after which [`Session::needs_rekey`] says yes.
 pub const REKEY_AFTER_SECS: u64 = 7 * 24 * 3600;
+/// Messages (sent + received) after which a session seals no more texts ([`Session::exhausted`]): twice the
+/// re-key point, room for a re-key to finish.
+pub const SESSION_MAX_MESSAGES: u64 = 2 * REKEY_AFTER_MESSAGES;
+/// Session age after which it seals no more texts.
+pub const SESSION_MAX_SECS: u64 = 2 * REKEY_AFTER_SECS;
 /// Largest exported session state we import.
 pub const MAX_STATE_LEN: usize = 512 * 1024;
 
@@ -146,6 +151,13 @@ impl Session {
     pub fn needs_rekey(&self, now: SystemTime) -> bool {
         let age = unix_secs(now).saturating_sub(self.established_at);
         self.sent.saturating_add(self.received) >= REKEY_AFTER_MESSAGES || age >= REKEY_AFTER_SECS
+    }
+
+    /// True after [`SESSION_MAX_MESSAGES`] messages or [`SESSION_MAX_SECS`]: the re-key [`Session::needs_rekey`]
+    /// asked for has not happened, and texts should wait for it rather than be sealed with this session.
+    pub fn exhausted(&self, now: SystemTime) -> bool {
+        let age = unix_secs(now).saturating_sub(self.established_at);
+        self.sent.saturating_add(self.received) >= SESSION_MAX_MESSAGES || age >= SESSION_MAX_SECS
     }
 
     /// The counter the next sealed message will carry.

@@ -303,3 +303,17 @@ fn a_replaced_session_opens_late_messages_and_seals_nothing() {
         Err(Error::ReceiveOnly)
     ));
 }
+
+#[test]
+fn a_session_is_exhausted_at_twice_the_rekey_point() {
+    let (mut alice, mut bob) = handshake();
+    assert!(!alice.exhausted(now() + Duration::from_secs(SESSION_MAX_SECS - 1)));
+    assert!(alice.exhausted(now() + Duration::from_secs(SESSION_MAX_SECS)));
+    for _ in 0..SESSION_MAX_MESSAGES - 1 {
+        let m = alice.seal(&Plaintext::text("x", now()).unwrap()).unwrap();
+        bob.open(&m).unwrap();
+    }
+    assert!(alice.needs_rekey(now()) && !alice.exhausted(now()));
+    alice.seal(&Plaintext::text("x", now()).unwrap()).unwrap();
+    assert!(alice.exhausted(now()));
+}

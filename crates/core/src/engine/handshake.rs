@@ -141,6 +141,17 @@ impl Client {
         let pin = self.pin_check(&peer, &fingerprint)?;
         let rekey = pin == PinCheck::Same && self.has_session(&peer)? && self.may_auto_accept(&peer)?;
         if rekey {
+            match self.crossing_rekey(&peer)? {
+                super::rekey::Crossing::Ours => {
+                    tracing::debug!(%peer, request_id = %request.request_id, "crossing re-key: ours goes on");
+                    Pending::finish(self.history(), request.request_id)?;
+                    return Ok(Disposition::Done);
+                }
+                super::rekey::Crossing::Theirs(ours) => {
+                    tracing::debug!(%peer, %ours, "crossing re-key: theirs goes on");
+                }
+                super::rekey::Crossing::None => {}
+            }
             let (state, accept) = incoming.accept()?;
             let reply = self.envelope(&peer, EnvelopeKind::ChatAccept, accept.to_json()?);
             self.step(HandshakeStep::AcceptSent, &peer, state.report());

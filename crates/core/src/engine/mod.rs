@@ -19,6 +19,7 @@ mod handshake;
 mod inbox;
 mod outbox;
 mod pending;
+mod rekey;
 mod requests;
 mod run;
 mod trust;
@@ -34,6 +35,7 @@ use tokio::sync::{broadcast, Notify};
 pub use events::{ConnectionState, Discard, Event, HandshakeData, HandshakeStep, MessageView};
 pub use outbox::Flushed;
 pub use pending::Pending;
+pub use rekey::REKEY_RETRY_AFTER;
 pub use requests::{
     RequestView, AUTO_ACCEPTS_PER_SEC, AUTO_ACCEPT_BURST, MAX_INCOMING_REQUESTS, MAX_REQUESTS_PER_PEER,
 };
@@ -74,8 +76,10 @@ struct Inner {
     socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::relay::Outgoing>>>,
     /// The last outbox item handed to the socket: later passes read only what came after it.
     pipelined_up_to: Mutex<Option<crate::history::OutboxKey>>,
-    /// Peers with a re-key handshake under way from this process.
-    rekeying: Mutex<std::collections::HashSet<Username>>,
+    /// Peers with a re-key handshake under way from this process, and when it started.
+    rekeying: Mutex<HashMap<Username, std::time::Instant>>,
+    /// How long a re-key request may go unanswered, in ms (see `rekey.rs`).
+    rekey_retry_ms: std::sync::atomic::AtomicU64,
     /// Envelopes sent on the socket and not yet answered, by envelope id.
     in_flight: Mutex<HashMap<uuid::Uuid, outbox::InFlight>>,
     /// Chains the directory gave [`Client::check_key`] lately: the answer to the request that followed needs no
@@ -83,6 +87,8 @@ struct Inner {
     recent_chains: Mutex<HashMap<Username, (std::time::Instant, Vec<magpie_proto::Certificate>)>>,
     /// The second each chat's last activity was last stored at (see `Client::note_activity`).
     activity_noted: Mutex<HashMap<Username, u64>>,
+    /// Which peers have texts waiting for a session (see `waiting.rs`); also the order of texts to one peer.
+    waiting: Mutex<HashMap<Username, bool>>,
     /// Re-keys each contact may still have accepted without asking (see `requests.rs`).
     auto_accepts: Mutex<requests::AutoAccepts>,
 }
@@ -165,11 +171,15 @@ impl Client {
                 outbox_running: tokio::sync::Mutex::new(()),
                 socket: Mutex::new(None),
                 pipelined_up_to: Mutex::new(None),
-                rekeying: Mutex::new(std::collections::HashSet::new()),
+                rekeying: Mutex::new(HashMap::new()),
+                rekey_retry_ms: std::sync::atomic::AtomicU64::new(
+                    u64::try_from(rekey::REKEY_RETRY_AFTER.as_millis()).unwrap_or(u64::MAX),
+                ),
                 in_flight: Mutex::new(HashMap::new()),
                 recent_chains: Mutex::new(HashMap::new()),
                 activity_noted: Mutex::new(HashMap::new()),
                 auto_accepts: Mutex::default(),
+                waiting: Mutex::new(HashMap::new()),
             }),
         }
     }

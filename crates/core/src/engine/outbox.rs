@@ -44,10 +44,20 @@ impl Client {
             return Err(Error::KeyChanged(peer.to_string()));
         }
         let (plaintext, message) = super::waiting::outgoing_text(peer, text)?;
-        let sealed = match self.seal_and_queue(peer, &plaintext, Some(&message)) {
-            Err(Error::NoSession(_)) if self.session_coming(peer)? => return self.keep_waiting(message),
-            other => other?,
-        };
+        // Held until the text is sealed or kept: texts to one peer keep their order (see `waiting.rs`).
+        let mut waiting = self.waiting_texts_lock()?;
+        let usable = self.with_session(peer, |s| Ok(!s.exhausted(SystemTime::now())))?;
+        if usable != Some(true) || self.has_waiting(&mut waiting, peer)? {
+            if usable == Some(false) {
+                // Past twice the re-key point: the text waits for the new session.
+                self.maybe_rekey(peer);
+            } else if usable.is_none() && !self.session_coming(peer)? {
+                return Err(Error::NoSession(peer.to_string()));
+            }
+            return self.keep_waiting(waiting, message, usable == Some(true));
+        }
+        let sealed = self.seal_and_queue(peer, &plaintext, Some(&message))?;
+        drop(waiting);
         let view = MessageView::from(&message);
         self.emit(Event::MessageSent {
             message: view.clone(),
@@ -263,47 +273,6 @@ impl Client {
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                 }
             }
-        }
-    }
-
-    /// Starts a fresh handshake when the session has carried 1,000 messages or lasted 7 days. Only the side that
-    /// initiated the current session does, so two re-keys never cross, and only one at a time per peer (messages
-    /// keep flowing on the old keys meanwhile).
-    fn maybe_rekey(&self, peer: &Username) {
-        let due = self.with_session(peer, |s| {
-            Ok(s.role() == magpie_proto::Role::Initiator && s.needs_rekey(SystemTime::now()))
-        });
-        if !matches!(due, Ok(Some(true))) {
-            return;
-        }
-        // Marked before anything is awaited: a thousand sends a second must not start a thousand handshakes.
-        let first = self.inner.rekeying.lock().is_ok_and(|mut r| r.insert(peer.clone()));
-        if !first {
-            return;
-        }
-        let pending = self.outgoing_requests().map(|list| list.iter().any(|(p, _)| p == peer));
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.rekey_done(peer);
-            return;
-        };
-        if !matches!(pending, Ok(false)) {
-            // One is on its way already (started before a restart); its end clears the mark.
-            return;
-        }
-        let client = self.clone();
-        let peer = peer.clone();
-        runtime.spawn(async move {
-            if let Err(e) = client.request(&peer).await {
-                tracing::info!(%peer, error = %e, "re-key request failed");
-                client.rekey_done(&peer);
-            }
-        });
-    }
-
-    /// A re-key with `peer` ended (established or failed): the next may start when due.
-    pub(super) fn rekey_done(&self, peer: &Username) {
-        if let Ok(mut rekeying) = self.inner.rekeying.lock() {
-            rekeying.remove(peer);
         }
     }
 }

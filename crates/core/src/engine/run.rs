@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt as _;
-use magpie_proto::{Fingerprint, TrustAnchor, Username};
+use magpie_proto::{Fingerprint, TrustAnchor};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -138,23 +138,24 @@ impl Client {
             synced.handled += done.len();
             after = page.cursor;
         }
-        if let Err(e) = self.handshake_where_set_aside().await {
-            tracing::info!(error = %e, "new handshakes after a restore wait for the next catch-up");
+        if let Err(e) = self.handshakes_due().await {
+            tracing::info!(error = %e, "handshakes due wait for the next catch-up");
         }
         self.flush_outbox().await?;
         Ok(synced)
     }
 
-    /// Starts a handshake with each contact whose session a restore set aside (`History::set_sessions_aside`),
-    /// unless one is under way: until it ends, nothing is sealed for that contact.
-    async fn handshake_where_set_aside(&self) -> Result<()> {
-        let due: Vec<Username> = self
-            .history()
-            .contacts()?
-            .into_iter()
-            .filter(|contact| contact.rehandshake)
-            .map(|contact| contact.username)
-            .collect();
+    /// Starts the handshakes that are due: with each contact whose session a restore set aside
+    /// (`History::set_sessions_aside`), unless one is under way (until it ends, nothing is sealed for that
+    /// contact), and the re-keys due (so that an unanswered one is retried even when nothing is sent).
+    async fn handshakes_due(&self) -> Result<()> {
+        let mut due = Vec::new();
+        for contact in self.history().contacts()? {
+            match contact.rehandshake {
+                true => due.push(contact.username),
+                false => self.maybe_rekey(&contact.username),
+            }
+        }
         if due.is_empty() {
             return Ok(());
         }

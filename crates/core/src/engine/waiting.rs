@@ -12,6 +12,10 @@ use super::Client;
 use crate::error::Result;
 use crate::history::{Appended, Delivery, Direction, Entry, Message, OutboxItem};
 
+/// Whether texts to each peer wait; held from deciding how a text goes until it is sealed or kept, so that
+/// texts to one peer are sealed in the order they were written.
+pub(super) type WaitingGuard<'a> = std::sync::MutexGuard<'a, std::collections::HashMap<Username, bool>>;
+
 /// How far back in a chat waiting texts are looked for (they are the newest outgoing ones).
 const WAITING_LOOKBACK: usize = 500;
 
@@ -26,21 +30,40 @@ impl Client {
         Ok(accepted || self.history().contact(peer)?.is_some_and(|c| c.rehandshake))
     }
 
-    /// Keeps `message` as waiting for the session with its peer; what `send_text` does when none exists yet.
-    pub(super) fn keep_waiting(&self, mut message: Message) -> Result<MessageView> {
+    /// Keeps `message` as waiting for the session with its peer (what `send_text` does when there is no usable
+    /// session, or texts wait already, so that it does not overtake them). With `usable`, the session is there
+    /// and the waiting texts, this one last, are sealed at once, in order.
+    pub(super) fn keep_waiting(
+        &self,
+        mut waiting: WaitingGuard<'_>,
+        mut message: Message,
+        usable: bool,
+    ) -> Result<MessageView> {
         message.delivery = Delivery::Waiting;
         let appended = self.history().append_message(&message)?;
+        waiting.insert(message.peer.clone(), true);
         let mut view = MessageView::from(&message);
         if let Appended::New(cursor) = appended {
             view.cursor = Some(cursor.value());
         }
         tracing::debug!(peer = %message.peer, id = %message.id, "text waits for the session");
         self.emit(Event::MessageWaiting { message: view.clone() });
+        if usable {
+            self.seal_waiting(&mut waiting, &message.peer)?;
+        }
         Ok(view)
     }
 
     /// Seals and queues, in order, the texts that waited for the session just installed with `peer`.
     pub(super) fn send_waiting(&self, peer: &Username) -> Result<()> {
+        let mut waiting = self.waiting_texts_lock()?;
+        self.seal_waiting(&mut waiting, peer)
+    }
+
+    fn seal_waiting(&self, waiting: &mut WaitingGuard<'_>, peer: &Username) -> Result<()> {
+        if !self.has_waiting(waiting, peer)? {
+            return Ok(());
+        }
         for entry in self.waiting_texts(peer)? {
             let message = &entry.message;
             let plaintext = Plaintext {
@@ -51,6 +74,9 @@ impl Client {
             };
             let sealed = self
                 .with_session(peer, |session| {
+                    if session.exhausted(SystemTime::now()) {
+                        return Ok(false);
+                    }
                     let mut next = session.clone();
                     self.history().reserve_send(&next)?;
                     let sealed = next.seal(&plaintext)?;
@@ -60,10 +86,12 @@ impl Client {
                     };
                     self.history().record_waiting_sealed(&next, &item, message.id)?;
                     *session = next;
-                    Ok(())
+                    Ok(true)
                 })?
-                .is_some();
+                .unwrap_or(false);
             if !sealed {
+                // No usable session (yet): the rest keeps waiting, in order.
+                self.inner.outbox_wake.notify_one();
                 return Ok(());
             }
             self.emit(Event::DeliveryChanged {
@@ -72,6 +100,7 @@ impl Client {
                 delivery: Delivery::Sending,
             });
         }
+        waiting.insert(peer.clone(), false);
         self.inner.outbox_wake.notify_one();
         Ok(())
     }
@@ -87,7 +116,12 @@ impl Client {
 
     /// Every waiting text to `peer` fails (its key changed: nothing is sealed for a new key unasked).
     pub(super) fn fail_all_waiting(&self, peer: &Username) -> Result<()> {
+        let mut waiting = self.waiting_texts_lock()?;
+        if !self.has_waiting(&mut waiting, peer)? {
+            return Ok(());
+        }
         let ids: Vec<_> = self.waiting_texts(peer)?.iter().map(|e| e.message.id).collect();
+        waiting.insert(peer.clone(), false);
         if ids.is_empty() {
             return Ok(());
         }
@@ -103,6 +137,21 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Which peers have texts waiting (read from the history the first time a peer is asked about in a run).
+    pub(super) fn waiting_texts_lock(&self) -> Result<WaitingGuard<'_>> {
+        self.inner.waiting.lock().map_err(|_| crate::error::Error::Poisoned)
+    }
+
+    /// Whether texts to `peer` wait.
+    pub(super) fn has_waiting(&self, waiting: &mut WaitingGuard<'_>, peer: &Username) -> Result<bool> {
+        if let Some(known) = waiting.get(peer) {
+            return Ok(*known);
+        }
+        let stored = !self.waiting_texts(peer)?.is_empty();
+        waiting.insert(peer.clone(), stored);
+        Ok(stored)
     }
 
     fn waiting_texts(&self, peer: &Username) -> Result<Vec<Entry>> {

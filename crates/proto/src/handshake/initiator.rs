@@ -82,6 +82,11 @@ impl AwaitingAccept {
         &self.peer
     }
 
+    /// When the request was made, Unix seconds.
+    pub fn sent_at(&self) -> u64 {
+        self.request.sent_at
+    }
+
     /// Public data so far.
     pub fn report(&self) -> &HandshakeReport {
         &self.report
