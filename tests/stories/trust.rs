@@ -897,3 +897,72 @@ async fn item07_a_session_past_its_maximum_seals_no_more_texts() {
     let last = bob.client.last_messages(&name("alice"), 1).unwrap();
     assert_eq!(last[0].message.body, "past the maximum");
 }
+
+/// Item 6: "Delete messages" removes the chat's sealed messages from the profile's files, not only from the
+/// database's view of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn item06_deleted_messages_are_gone_from_the_profiles_files() {
+    let operator = Operator::start().await;
+    let (alice, bob) = pair_at(&operator).await;
+    let alice_name = name("alice");
+    for i in 0..40 {
+        alice
+            .client
+            .send_text(&name("bob"), &format!("to be deleted {i}"))
+            .unwrap();
+    }
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap();
+    let sealed = bob.client.profile().history().sealed_blocks(&alice_name).unwrap();
+    bob.client.profile().history().flush().unwrap();
+    assert!(!sealed.is_empty());
+    // A run of bytes from the middle of each sealed block, long enough to be found only where the block is.
+    let needles: Vec<Vec<u8>> = sealed
+        .iter()
+        .map(|block| block[block.len() / 2..][..48].to_vec())
+        .collect();
+    let found = |dir: &std::path::Path| needles.iter().filter(|n| dir_contains(dir, n)).count();
+    assert_eq!(
+        found(&bob.profile_dir()),
+        needles.len(),
+        "the sealed blocks are on disk before"
+    );
+
+    let position = bob.client.profile().history().mark_position().unwrap();
+    assert_eq!(bob.client.clear_chat(&alice_name).unwrap(), 40);
+    let bob = bob.reopen().await;
+    assert!(
+        bob.client.profile().history().mark_position().unwrap() > position,
+        "the rewritten history's positions go on from the old one's"
+    );
+    assert_eq!(
+        found(&bob.profile_dir()),
+        0,
+        "a deleted message's sealed block is still in the profile's files"
+    );
+    assert!(bob.client.last_messages(&alice_name, 10).unwrap().is_empty());
+    // The chat goes on, pushed to Bob while he is online.
+    let mut events = bob.client.events();
+    let _online = crate::common::go_online(&bob.client);
+    alice.client.send_text(&name("bob"), "after the deletion").unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    wait_for(&mut events, |e| {
+        matches!(e, Event::MessageReceived { .. }).then_some(())
+    })
+    .await;
+    let after = bob.client.last_messages(&alice_name, 10).unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].message.body, "after the deletion");
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            return dir_contains(&path, needle);
+        }
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.windows(needle.len()).any(|window| window == needle)
+    })
+}

@@ -137,7 +137,8 @@ pub async fn safety_number(state: State<'_, AppState>, peer: String) -> Result<S
 }
 
 /// Deletes the chat's messages from this computer (the contact, its keys and the session stay); returns how
-/// many. A million messages take a few seconds, off the async workers.
+/// many. A million messages take a few seconds, off the async workers. Their sealed values leave the files when
+/// the profile is next opened (magpie-core rewrites the history then).
 #[tauri::command]
 pub async fn clear_chat(state: State<'_, AppState>, peer: String) -> Result<u32, IpcError> {
     let client = state.client().await?;

@@ -208,7 +208,10 @@ impl History {
     /// Removes every message of the chat with `peer` and returns how many: a few blocks per transaction (a chat
     /// may hold a million messages), each with its messages' index entries.
     pub fn clear_chat(&self, peer: &Username) -> Result<usize> {
-        self.clear_chat_in_slices(peer, 64)
+        let removed = self.clear_chat_in_slices(peer, 64)?;
+        // sled keeps removed values in its files until it reclaims them: the next open rewrites the history.
+        self.meta.insert(super::rewrite::REWRITE_DUE, &[1])?;
+        Ok(removed)
     }
 
     pub(super) fn clear_chat_in_slices(&self, peer: &Username, blocks_per_slice: usize) -> Result<usize> {
@@ -244,6 +247,18 @@ impl History {
             }
             removed += in_slice;
         }
+    }
+
+    /// The sealed blocks of the chat with `peer` as stored, for tests that look for them on disk.
+    #[doc(hidden)]
+    pub fn sealed_blocks(&self, peer: &Username) -> Result<Vec<Vec<u8>>> {
+        self.settle()?;
+        let chat = self.chat_id(peer)?;
+        self.blocks
+            .range(block_key(&chat, 0)..=block_key(&chat, u64::MAX))
+            .values()
+            .map(|value| Ok(value?.to_vec()))
+            .collect()
     }
 
     /// Moves a message to a new delivery state and returns the state it ends in ("delivered" is never undone);

@@ -39,6 +39,7 @@ mod messages;
 mod migrate;
 mod requests;
 mod reserve;
+mod rewrite;
 mod writer;
 
 use std::path::Path;
@@ -131,9 +132,10 @@ impl History {
 
     /// [`History::open`] with another page-cache bound in bytes (benchmarks, memory-tight bots).
     pub fn open_with_cache(dir: &Path, key: &HistoryKey, cache_capacity: u64) -> Result<Self> {
-        let db = open_db(&sled::Config::new().path(dir).cache_capacity(cache_capacity))?;
+        rewrite::recover(dir)?;
+        let mut db = open_db(&sled::Config::new().path(dir).cache_capacity(cache_capacity))?;
         let sealer = Sealer::new(key)?;
-        let meta = db.open_tree(META)?;
+        let mut meta = db.open_tree(META)?;
         match meta.get(KEY_CHECK)? {
             Some(sealed) => match sealer.open(META, KEY_CHECK, &sealed) {
                 Ok(value) if value.as_slice() == KEY_CHECK_VALUE => {}
@@ -142,6 +144,12 @@ impl History {
             None => {
                 meta.insert(KEY_CHECK, sealer.seal(META, KEY_CHECK, KEY_CHECK_VALUE)?)?;
             }
+        }
+        // Messages were deleted since the last open: their values leave the files now (see `rewrite`).
+        if meta.contains_key(rewrite::REWRITE_DUE)? {
+            drop(meta);
+            db = rewrite::rewrite(dir, db, cache_capacity)?;
+            meta = db.open_tree(META)?;
         }
         let history = Self {
             contacts: db.open_tree(CONTACTS)?,

@@ -600,6 +600,66 @@ fn clearing_a_chat_removes_its_messages_and_their_index_and_nothing_else() {
 }
 
 #[test]
+fn the_open_after_a_deletion_rewrites_the_history_and_its_order_goes_on() {
+    let (dir, key, history) = open();
+    for i in 0..50 {
+        history.append_message(&text("bob", &format!("b{i}"))).unwrap();
+        history.append_message(&text("carol", &format!("c{i}"))).unwrap();
+    }
+    history
+        .put_contact(&Contact::new(username("carol"), Fingerprint::from_bytes([3; 32])))
+        .unwrap();
+    assert_eq!(history.clear_chat(&username("bob")).unwrap(), 50);
+    drop(history);
+    // Opened three times: the first rewrites, the later ones find a consistent id counter.
+    for round in 0..3 {
+        let history = History::open(dir.path(), &key).unwrap();
+        assert!(!history.meta.contains_key(rewrite::REWRITE_DUE).unwrap());
+        assert!(history.last_messages(&username("bob"), 10).unwrap().len() <= round);
+        assert!(
+            history.contact(&username("carol")).unwrap().is_some(),
+            "the rest is kept"
+        );
+        history
+            .append_message(&text("carol", &format!("after {round}")))
+            .unwrap();
+        history
+            .append_message(&text("bob", &format!("bob after {round}")))
+            .unwrap();
+        let carol = bodies(&history.last_messages(&username("carol"), 100).unwrap());
+        assert_eq!(carol.len(), 51 + round, "{carol:?}");
+        assert_eq!(
+            carol.last().unwrap(),
+            &format!("after {round}"),
+            "new messages come after the old"
+        );
+        history.flush().unwrap();
+    }
+    assert!(!dir.path().with_extension("old").exists());
+    assert!(!dir.path().with_extension("rewrite").exists());
+}
+
+#[test]
+fn a_rewrite_interrupted_by_a_crash_is_finished_or_undone_at_the_next_open() {
+    let (dir, key, history) = open();
+    history.append_message(&text("bob", "kept")).unwrap();
+    history.flush().unwrap();
+    drop(history);
+    // Crashed between the renames: only the old database, under its temporary name.
+    std::fs::rename(dir.path(), dir.path().with_extension("old")).unwrap();
+    std::fs::create_dir_all(dir.path().with_extension("rewrite")).unwrap();
+    let history = History::open(dir.path(), &key).unwrap();
+    assert_eq!(bodies(&history.last_messages(&username("bob"), 10).unwrap()), ["kept"]);
+    assert!(!dir.path().with_extension("rewrite").exists());
+    drop(history);
+    // Crashed after the new one was in place: the old files are removed.
+    std::fs::create_dir_all(dir.path().with_extension("old")).unwrap();
+    let history = History::open(dir.path(), &key).unwrap();
+    assert_eq!(bodies(&history.last_messages(&username("bob"), 10).unwrap()), ["kept"]);
+    assert!(!dir.path().with_extension("old").exists());
+}
+
+#[test]
 fn rekey_marks_fall_between_messages_and_only_the_newest_are_kept() {
     let (_dir, _key, history) = open();
     let before = history.append_message(&text("bob", "before")).unwrap();
