@@ -137,6 +137,15 @@ impl Person {
     /// As [`Person::reopen`], doing `to_files` to the profile's directory while nothing has it open (to copy it,
     /// or put an older copy back).
     pub async fn reopen_after_files(self, to_files: impl FnOnce(&Path)) -> Self {
+        self.reopen_with(to_files, |_| {}).await
+    }
+
+    /// As [`Person::reopen`], doing `between` to the profile while no client holds it.
+    pub async fn reopen_after(self, between: impl FnOnce(&Profile)) -> Self {
+        self.reopen_with(|_| {}, between).await
+    }
+
+    async fn reopen_with(self, to_files: impl FnOnce(&Path), between: impl FnOnce(&Profile)) -> Self {
         let Person {
             client,
             dir,
@@ -146,29 +155,6 @@ impl Person {
         drop(client);
         let path = dir.path().join("profile");
         to_files(&path);
-        let keys = keystore.clone();
-        let profile = tokio::task::spawn_blocking(move || Profile::open(&path, keys))
-            .await
-            .unwrap()
-            .unwrap();
-        Self {
-            client: Client::open(profile).unwrap(),
-            dir,
-            keystore,
-            _keys,
-        }
-    }
-
-    /// As [`Person::reopen`], doing `between` to the profile while no client holds it.
-    pub async fn reopen_after(self, between: impl FnOnce(&Profile)) -> Self {
-        let Person {
-            client,
-            dir,
-            keystore,
-            _keys,
-        } = self;
-        drop(client);
-        let path = dir.path().join("profile");
         let keys = keystore.clone();
         let profile = tokio::task::spawn_blocking(move || Profile::open(&path, keys))
             .await

@@ -653,20 +653,26 @@ async fn item09_a_restored_copy_never_reuses_a_send_counter() {
     assert_eq!(received, ["one", "two", "three", "too soon", "four"]);
 }
 
+/// Alice asked Bob and Bob accepted; the rest of the handshake has not happened yet.
+async fn accepted_not_yet_set_up(operator: &Operator) -> (Person, Person) {
+    let alice = Person::register("alice", &operator.url()).await;
+    let bob = Person::register("bob", &operator.url()).await;
+    alice.client.request(&name("bob")).await.unwrap();
+    alice.client.flush_outbox().await.unwrap();
+    bob.client.sync().await.unwrap();
+    accept_from(&bob.client, &name("alice")).await.unwrap();
+    bob.client.flush_outbox().await.unwrap();
+    (alice, bob)
+}
+
 /// Item 11: a text written after the peer accepted, before the session exists, waits unsealed and goes with the
 /// session once it is set up.
 #[tokio::test(flavor = "multi_thread")]
 async fn item11_a_text_written_before_the_session_waits_and_goes_with_it() {
     use magpie_core::history::Delivery;
     let operator = Operator::start().await;
-    let alice = Person::register("alice", &operator.url()).await;
-    let bob = Person::register("bob", &operator.url()).await;
+    let (alice, bob) = accepted_not_yet_set_up(&operator).await;
     let alice_name = name("alice");
-    alice.client.request(&name("bob")).await.unwrap();
-    alice.client.flush_outbox().await.unwrap();
-    bob.client.sync().await.unwrap();
-    accept_from(&bob.client, &alice_name).await.unwrap();
-    bob.client.flush_outbox().await.unwrap();
     let early = bob.client.send_text(&alice_name, "written early").unwrap();
     assert_eq!(early.delivery, Delivery::Waiting);
     assert!(
@@ -689,14 +695,8 @@ async fn item11_a_text_written_before_the_session_waits_and_goes_with_it() {
 async fn item11_waiting_texts_fail_visibly_when_the_handshake_fails() {
     use magpie_core::history::Delivery;
     let operator = Operator::start().await;
-    let alice = Person::register("alice", &operator.url()).await;
-    let bob = Person::register("bob", &operator.url()).await;
+    let (alice, bob) = accepted_not_yet_set_up(&operator).await;
     let alice_name = name("alice");
-    alice.client.request(&name("bob")).await.unwrap();
-    alice.client.flush_outbox().await.unwrap();
-    bob.client.sync().await.unwrap();
-    accept_from(&bob.client, &alice_name).await.unwrap();
-    bob.client.flush_outbox().await.unwrap();
     let early = bob.client.send_text(&alice_name, "never sealed").unwrap();
     alice.client.sync().await.unwrap();
     // The relay flips a bit of the key transfer: Bob's handshake fails.
