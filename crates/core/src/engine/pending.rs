@@ -103,12 +103,9 @@ impl Pending {
 
     fn stored(history: &History, me: &Credential, incoming: bool) -> Result<Vec<Self>> {
         let mut out = Vec::new();
-        for id in history.list_handshakes()? {
+        for (id, bytes) in history.handshakes()? {
             let Ok(request_id) = Uuid::parse_str(&id) else {
                 return Err(Error::HistoryCorrupt { tree: "handshakes" });
-            };
-            let Some(bytes) = history.load_handshake(&id)? else {
-                continue;
             };
             if !incoming && bytes.expose().first() == Some(&INCOMING) {
                 continue;

@@ -268,15 +268,16 @@ impl History {
         Ok(Some(SecretBytes::new(Zeroizing::new(state.to_vec()))))
     }
 
-    /// The request ids of every stored handshake.
-    pub fn list_handshakes(&self) -> Result<Vec<String>> {
-        let mut ids = Vec::new();
+    /// Every stored handshake: its request id and its state, opened once each.
+    pub fn handshakes(&self) -> Result<Vec<(String, SecretBytes)>> {
+        let mut out = Vec::new();
         for item in &self.handshakes {
             let (key, sealed) = item?;
             let plain = self.sealer.open(HANDSHAKES, &key, &sealed)?;
-            ids.push(split_handshake(&plain)?.0);
+            let (id, state) = split_handshake(&plain)?;
+            out.push((id, SecretBytes::new(Zeroizing::new(state.to_vec()))));
         }
-        Ok(ids)
+        Ok(out)
     }
 
     /// Forgets a handshake; `false` if there was none.
