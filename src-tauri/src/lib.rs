@@ -133,7 +133,7 @@ fn shut_down<R: Runtime>(handle: &AppHandle<R>) {
     let state = handle.state::<AppState>();
     tauri::async_runtime::block_on(async {
         if let Some(active) = state.active().lock().await.take() {
-            active.close().await;
+            session::close_logged(active).await;
         }
         state.stop_local_relay().await;
     });

@@ -17,10 +17,21 @@ pub async fn activate<R: Runtime>(
     client: Client,
     local_relay: bool,
 ) -> Result<IdentityView, IpcError> {
-    let view = convert::identity(&client, local_relay)?;
     let mut active = state.active().lock().await;
+    activate_in(app, state, &mut active, client, local_relay).await
+}
+
+/// [`activate`] with the open-profile slot already held.
+pub async fn activate_in<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    active: &mut Option<ActiveProfile>,
+    client: Client,
+    local_relay: bool,
+) -> Result<IdentityView, IpcError> {
+    let view = convert::identity(&client, local_relay)?;
     if let Some(previous) = active.take() {
-        previous.close().await;
+        close_logged(previous).await;
     }
     state.set_connection(ConnectionState::Connecting);
     // Subscribe before the connection starts, so its first events are not missed.
@@ -42,6 +53,13 @@ pub async fn activate<R: Runtime>(
     state.remember_profile(Some(&view.profile_id));
     *active = Some(ActiveProfile::new(client, local_relay, vec![run, forward]));
     Ok(view)
+}
+
+/// Closes a profile for good; a client its tasks still hold closes its history when they let go.
+pub async fn close_logged(previous: ActiveProfile) {
+    if previous.close().await.is_err() {
+        tracing::warn!("the closed profile's tasks still hold its history; it closes when they end");
+    }
 }
 
 async fn forward_events<R: Runtime>(

@@ -26,6 +26,9 @@ pub struct AppState {
     settings: Mutex<Settings>,
 }
 
+/// How long closing a profile waits for the engine's last tasks (a send, a re-key) to let go of it.
+const CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The open profile and the tasks that keep it connected; dropping it stops them.
 #[derive(Debug)]
 pub struct ActiveProfile {
@@ -45,8 +48,9 @@ impl ActiveProfile {
 }
 
 impl ActiveProfile {
-    /// Stops its tasks and waits until they are gone, so the history is closed before it is opened again.
-    pub async fn close(mut self) {
+    /// Stops its tasks and waits until its history is closed, so it can be opened again. Gives the client back,
+    /// still open, when tasks hold on to it past [`CLOSE_PATIENCE`].
+    pub async fn close(mut self) -> Result<Profile, Client> {
         let tasks = std::mem::take(&mut self.tasks);
         for task in &tasks {
             task.abort();
@@ -57,6 +61,9 @@ impl ActiveProfile {
         if let Err(error) = self.client.profile().history().flush_async().await {
             tracing::warn!(%error, "could not flush the history of the closed profile");
         }
+        let client = self.client.clone();
+        drop(self);
+        client.into_profile(CLOSE_PATIENCE).await
     }
 }
 

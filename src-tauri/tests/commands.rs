@@ -11,18 +11,19 @@ use std::time::{Duration, Instant};
 
 use magpie_core::keystore::MemoryKeystore;
 use magpie_core::{Client, Event, Profile};
+use magpie_desktop::state::AppState;
 use magpie_proto::{Identity, Username};
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, MockRuntime, INVOKE_KEY};
 use tauri::webview::InvokeRequest;
-use tauri::{App, WebviewWindow};
+use tauri::{App, Manager as _, WebviewWindow};
 
 const APP_ORIGIN: &str = "http://localhost:1420";
 const PATIENCE: Duration = Duration::from_secs(30);
 
 struct Desktop {
-    _app: App<MockRuntime>,
+    app: App<MockRuntime>,
     window: WebviewWindow<MockRuntime>,
 }
 
@@ -32,7 +33,12 @@ impl Desktop {
         let window = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
             .build()
             .unwrap();
-        Self { _app: app, window }
+        Self { app, window }
+    }
+
+    /// The open profile's client, as the commands see it.
+    fn client(&self) -> Client {
+        tauri::async_runtime::block_on(self.app.state::<AppState>().client()).unwrap()
     }
 
     fn call(&self, command: &str, args: Value) -> Result<Value, Value> {
@@ -257,8 +263,28 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     );
     assert_eq!(desktop.ok("chats", json!({}))[0]["verified"], true);
 
-    // Deleting the chat's messages keeps the chat: still listed, still verified, and it goes on.
+    // Deleting the chat's messages keeps the chat: still listed, still verified, and it goes on. Their sealed
+    // block leaves the profile's files at once (the app rewrites the history).
+    let (profile_dir, needle) = {
+        let client = desktop.client();
+        let history = client.profile().history();
+        let sealed = history.sealed_blocks(&Username::parse("bob").unwrap()).unwrap();
+        history.flush().unwrap();
+        let block = &sealed[0];
+        (
+            client.profile().dir().to_owned(),
+            block[block.len() / 2..][..48].to_vec(),
+        )
+    };
+    assert!(
+        dir_contains(&profile_dir, &needle),
+        "the sealed block is on disk before"
+    );
     assert_eq!(desktop.ok("clear_chat", json!({"peer": "bob"})), 2);
+    assert!(
+        !dir_contains(&profile_dir, &needle),
+        "a deleted message's sealed block is still in the profile's files"
+    );
     let cleared = desktop.ok("messages", json!({"peer": "bob", "before": null, "limit": 50}));
     assert_eq!(cleared["messages"], json!([]));
     assert_eq!(desktop.ok("chats", json!({}))[0]["verified"], true);
@@ -283,6 +309,19 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     assert_eq!(left["profiles"], json!([]));
     assert_eq!(left["active"], Value::Null);
     assert_eq!(error_code(desktop.call("chats", json!({})).unwrap_err()), "no_profile");
+}
+
+fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        match path.is_dir() {
+            true => dir_contains(&path, needle),
+            false => std::fs::read(&path)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|window| window == needle),
+        }
+    })
 }
 
 async fn wait_event(events: &mut tokio::sync::broadcast::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Event {

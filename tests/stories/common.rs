@@ -152,7 +152,11 @@ impl Person {
             keystore,
             _keys,
         } = self;
-        drop(client);
+        let profile = client
+            .into_profile(std::time::Duration::from_secs(10))
+            .await
+            .expect("no task holds the client");
+        drop(profile);
         let path = dir.path().join("profile");
         to_files(&path);
         let keys = keystore.clone();

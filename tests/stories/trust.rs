@@ -930,6 +930,11 @@ async fn item06_deleted_messages_are_gone_from_the_profiles_files() {
 
     let position = bob.client.profile().history().mark_position().unwrap();
     assert_eq!(bob.client.clear_chat(&alice_name).unwrap(), 40);
+    // A client someone else still holds is given back, open, rather than closed under them.
+    let held = bob.client.clone();
+    let given_back = held.into_profile(std::time::Duration::from_millis(50)).await;
+    assert!(given_back.is_err(), "bob.client still holds the history");
+    drop(given_back);
     let bob = bob.reopen().await;
     assert!(
         bob.client.profile().history().mark_position().unwrap() > position,

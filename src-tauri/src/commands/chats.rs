@@ -1,6 +1,6 @@
 //! Chats, messages, requests and verification of the open profile.
 
-use tauri::State;
+use tauri::{AppHandle, Runtime, State};
 
 use super::username;
 use crate::convert::{self, message_item};
@@ -137,13 +137,18 @@ pub async fn safety_number(state: State<'_, AppState>, peer: String) -> Result<S
 }
 
 /// Deletes the chat's messages from this computer (the contact, its keys and the session stay); returns how
-/// many. A million messages take a few seconds, off the async workers. Their sealed values leave the files when
-/// the profile is next opened (magpie-core rewrites the history then).
+/// many. A million messages take a few seconds, off the async workers. The profile is then opened again, which
+/// rewrites its history without them: deleted values would otherwise stay in sled's files.
 #[tauri::command]
-pub async fn clear_chat(state: State<'_, AppState>, peer: String) -> Result<u32, IpcError> {
+pub async fn clear_chat<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    peer: String,
+) -> Result<u32, IpcError> {
     let client = state.client().await?;
     let peer = username(&peer)?;
     let removed = super::blocking(move || Ok(client.clear_chat(&peer)?)).await?;
+    super::profiles::reopen_active(&app, &state).await?;
     Ok(u32::try_from(removed).unwrap_or(u32::MAX))
 }
 

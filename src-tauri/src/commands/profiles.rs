@@ -9,7 +9,7 @@ use super::blocking;
 use crate::convert;
 use crate::error::IpcError;
 use crate::ipc_types::{IdentityView, OnboardingStage, ProfilesView, RelayChoice, RelayProbe, ONBOARDING_EVENT};
-use crate::session::activate;
+use crate::session::{activate, activate_in, close_logged};
 use crate::state::{mark_local_relay, open_profile_dir, uses_local_relay, AppState};
 
 #[tauri::command]
@@ -138,14 +138,43 @@ async fn open_dir<R: Runtime>(
     state: &AppState,
     dir: std::path::PathBuf,
 ) -> Result<IdentityView, IpcError> {
+    let (client, local) = open_client(state, dir).await?;
+    activate(app, state, client, local).await
+}
+
+/// The profile in `dir`, opened (off the async workers) with its relay: the embedded one for a local profile.
+async fn open_client(state: &AppState, dir: std::path::PathBuf) -> Result<(Client, bool), IpcError> {
     let local = uses_local_relay(&dir);
     let relay_url = match local {
         true => Some(state.local_relay().await?.url().to_owned()),
         false => None,
     };
     let profile = open_profile_dir(dir, state.keystore()).await?;
-    let client = Client::open_at(profile, relay_url.as_deref())?;
-    activate(app, state, client, local).await
+    Ok((Client::open_at(profile, relay_url.as_deref())?, local))
+}
+
+/// Closes the open profile and opens it again, holding it meanwhile so other commands wait rather than find no
+/// profile: a history marked for rewriting (after "Delete messages") is rewritten now, not at the next start.
+pub async fn reopen_active<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> Result<(), IpcError> {
+    let _one_at_a_time = state.opening().lock().await;
+    let mut active = state.active().lock().await;
+    let Some(current) = active.take() else {
+        return Ok(());
+    };
+    let local = current.local_relay;
+    let client = match current.close().await {
+        Ok(profile) => {
+            let dir = profile.dir().to_owned();
+            drop(profile);
+            open_client(state, dir).await?.0
+        }
+        Err(client) => {
+            tracing::warn!("the profile's tasks held its history too long; it is rewritten at the next start");
+            client
+        }
+    };
+    activate_in(app, state, &mut active, client, local).await?;
+    Ok(())
 }
 
 /// Deletes a profile's credential-store entries and data (the UI asked for confirmation).
@@ -159,7 +188,7 @@ pub async fn delete_profile(state: State<'_, AppState>, id: String) -> Result<Pr
             .is_some_and(|a| a.client.profile().id().to_string() == id)
         {
             if let Some(previous) = active.take() {
-                previous.close().await;
+                close_logged(previous).await;
             }
         }
     }

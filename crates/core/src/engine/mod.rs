@@ -184,6 +184,22 @@ impl Client {
         }
     }
 
+    /// Gives the profile back once this is the last handle on the client, so its history can be closed and
+    /// opened again (a history marked for rewriting is rewritten then). The tasks of a dropped [`Client::run`]
+    /// let go at their next await; when handles are still held after `patience`, the client comes back.
+    pub async fn into_profile(self, patience: std::time::Duration) -> std::result::Result<Profile, Client> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut inner = self.inner;
+        loop {
+            inner = match Arc::try_unwrap(inner) {
+                Ok(inner) => return Ok(inner.profile),
+                Err(shared) if tokio::time::Instant::now() >= deadline => return Err(Client { inner: shared }),
+                Err(shared) => shared,
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// A new subscription to the event stream (events from now on).
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
