@@ -81,6 +81,7 @@ impl From<magpie_core::Error> for IpcError {
             | E::ProfileIo { .. }
             | E::HistoryCorrupt { .. }
             | E::HistoryWrongKey
+            | E::HistoryFormat { .. }
             | E::HistoryInUse
             | E::HistoryKeyMalformed
             | E::HistoryStorage(_) => IpcErrorCode::Profile,

@@ -67,6 +67,14 @@ pub enum Error {
          directory belongs to another profile."
     )]
     HistoryWrongKey,
+    /// The history was written in a format this version does not read (by a newer Magpie).
+    #[error(
+        "This profile's history was written by a newer version of Magpie (format {found}). Update Magpie to open it."
+    )]
+    HistoryFormat {
+        /// The format the history says it has.
+        found: u32,
+    },
     /// Another process (or another open handle in this one) holds the history database.
     #[error("This profile's history is open in another Magpie process. Close it and try again.")]
     HistoryInUse,

@@ -1,11 +1,11 @@
-//! The mailbox log beyond the shared story: retiring segments, a torn tail, and taking over a sled relay's mail.
+//! The mailbox log beyond the shared story: retiring segments, a torn tail, the store's format.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use magpie_proto::EnvelopeKind;
-use magpie_relay::store::{Inserted, LogStore, NewEnvelope, SledStore, Store, SyncMode};
+use magpie_relay::store::{Inserted, LogStore, NewEnvelope, Store, StoreError, SyncMode, STORE_FORMAT};
 use uuid::Uuid;
 
 const SEGMENT: u64 = 4096;
@@ -120,28 +120,50 @@ fn a_torn_tail_is_cut_off_and_appending_goes_on_after_the_last_whole_record() {
     assert_eq!(waiting(&store, "bob"), expected);
 }
 
-#[test]
-fn mail_a_sled_relay_left_waiting_moves_into_the_log_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (waits, acked) = {
-        let sled = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
-        let waits: Vec<Uuid> = (0..3).map(|_| send(&sled, "bob")).collect();
-        let acked = send(&sled, "bob");
-        assert_eq!(sled.ack("bob", &[acked], 5).unwrap(), 1);
-        sled.flush().unwrap();
-        (waits, acked)
-    };
-    for _ in 0..2 {
-        let store = open(dir.path());
-        assert_eq!(waiting(&store, "bob"), waits);
-        assert!(matches!(
-            store.insert_envelope(envelope(acked, "bob")).unwrap(),
-            Inserted::Duplicate { .. }
-        ));
+/// The store's sled database, once the store that had it open has let go of its lock (sled releases it from a
+/// background thread).
+fn raw_sled(dir: &Path) -> sled::Db {
+    for _ in 0..50 {
+        if let Ok(db) = sled::open(dir) {
+            return db;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    // The sled layout's mailbox is empty now: the log alone holds the mail.
-    let sled = SledStore::open(dir.path(), SyncMode::Flush).unwrap();
-    assert!(sled.fetch("bob", 0, 10).unwrap().is_empty());
+    sled::open(dir).unwrap()
+}
+
+#[test]
+fn a_store_in_another_format_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format", &(STORE_FORMAT + 1).to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let error = LogStore::open_with(dir.path(), SyncMode::Flush, 1 << 20, SEGMENT).unwrap_err();
+    assert!(
+        matches!(error, StoreError::Format { found, supported: STORE_FORMAT } if found == STORE_FORMAT + 1),
+        "{error}"
+    );
+    let db = raw_sled(dir.path());
+    let kept = db.open_tree("meta").unwrap().get("format").unwrap().unwrap();
+    assert_eq!(
+        kept.as_ref(),
+        (STORE_FORMAT + 1).to_be_bytes(),
+        "nothing written over it"
+    );
+}
+
+#[test]
+fn a_new_store_says_its_format() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let db = raw_sled(dir.path());
+    let format = db.open_tree("meta").unwrap().get("format").unwrap().unwrap();
+    assert_eq!(format.as_ref(), STORE_FORMAT.to_be_bytes());
 }
 
 #[test]

@@ -25,8 +25,8 @@
 //!
 //! `seq` comes from sled's `generate_id`, monotonic across the database and across restarts, so one chat's
 //! messages sit together in arrival order and "the last 50" is one reverse range scan over a few blocks.
-//! Histories written before blocks (one row per message in `messages` and `message_ids`) are moved into them on
-//! open, see [`migrate`].
+//! `meta` `format` holds [`HISTORY_FORMAT`], the layout above: a change to what a tree holds raises it, and
+//! [`History::open`] moves an older history on to it (no release has written another yet).
 //! Additional data of each value is `tree ‖ key`: a value moved to another slot does not open.
 
 mod ahead;
@@ -36,7 +36,6 @@ pub mod crypt;
 mod generations;
 mod journal;
 mod messages;
-mod migrate;
 mod requests;
 mod reserve;
 mod rewrite;
@@ -76,6 +75,9 @@ const MESSAGE_INDEX: &str = "message_index";
 const OUTBOX: &str = "outbox";
 const PENDING_STEPS: &str = "pending_steps";
 
+/// The on-disk format this code reads and writes (see the module).
+pub const HISTORY_FORMAT: u32 = 1;
+const FORMAT: &[u8] = b"format";
 const KEY_CHECK: &[u8] = b"key-check";
 const KEY_CHECK_VALUE: &[u8] = b"magpie history v1";
 
@@ -145,6 +147,7 @@ impl History {
                 meta.insert(KEY_CHECK, sealer.seal(META, KEY_CHECK, KEY_CHECK_VALUE)?)?;
             }
         }
+        check_format(&meta, &sealer)?;
         // Messages were deleted since the last open: their values leave the files now (see `rewrite`).
         if meta.contains_key(rewrite::REWRITE_DUE)? {
             drop(meta);
@@ -171,7 +174,6 @@ impl History {
             sealer,
             db,
         };
-        history.migrate_rows_to_blocks()?;
         // Steps a previous run wrote ahead, applied before anything reads.
         history.count_pending()?;
         history.settle()?;
@@ -316,6 +318,23 @@ impl History {
     pub fn handshake_finished(&self, request_id: &str) -> Result<bool> {
         let key = self.sealer.index(b"handshake", request_id.as_bytes())?;
         Ok(self.finished_handshakes.contains_key(key)?)
+    }
+}
+
+/// Writes [`HISTORY_FORMAT`] into a history that has none (a new one, or one written before the key existed, which
+/// has this layout); refuses one a newer Magpie wrote.
+fn check_format(meta: &sled::Tree, sealer: &Sealer) -> Result<()> {
+    let Some(sealed) = meta.get(FORMAT)? else {
+        meta.insert(FORMAT, sealer.seal(META, FORMAT, &HISTORY_FORMAT.to_be_bytes())?)?;
+        return Ok(());
+    };
+    let plain = sealer.open(META, FORMAT, &sealed)?;
+    let found = <[u8; 4]>::try_from(plain.as_slice())
+        .map(u32::from_be_bytes)
+        .map_err(|_| Error::HistoryCorrupt { tree: META })?;
+    match found {
+        HISTORY_FORMAT => Ok(()),
+        _ => Err(Error::HistoryFormat { found }),
     }
 }
 

@@ -185,6 +185,27 @@ fn a_wrong_key_is_refused_on_open() {
 }
 
 #[test]
+fn a_history_in_a_newer_format_is_refused_and_left_as_it_is() {
+    let (dir, key, history) = open();
+    let newer = HISTORY_FORMAT + 1;
+    let sealed = history.sealer.seal(META, FORMAT, &newer.to_be_bytes()).unwrap();
+    history.meta.insert(FORMAT, sealed.clone()).unwrap();
+    drop(history);
+    let error = History::open(dir.path(), &key).unwrap_err();
+    assert!(
+        matches!(error, Error::HistoryFormat { found } if found == newer),
+        "{error:?}"
+    );
+    let db = sled::open(dir.path()).unwrap();
+    let kept = db.open_tree(META).unwrap().get(FORMAT).unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some(sealed.as_slice()),
+        "the refusal wrote nothing over it"
+    );
+}
+
+#[test]
 fn tampered_or_swapped_values_are_a_typed_error_not_a_panic() {
     let (_dir, _key, history) = open();
     let first = text("bob", "first");

@@ -137,8 +137,8 @@ impl<'a, T: Trees> Writer<'a, T> {
         }
     }
 
-    /// Stores a message in `chat` unless its id is indexed already. `seq` is drawn here unless given (a migration
-    /// keeps the old ones; they must come in ascending order per chat).
+    /// Stores a message in `chat` unless its id is indexed already. `seq` is drawn here unless given (a step written
+    /// ahead drew it already; seqs must come in ascending order per chat).
     pub(super) fn append(
         &mut self,
         chat: &ChatId,

@@ -1,8 +1,7 @@
 //! Storage behind a trait: users and certificates, login challenges, hashed tokens, mailboxes.
 //!
-//! Backends: [`LogStore`] (the relay's: mailboxes in an append-only log, the rest in sled), [`SledStore`]
-//! (everything in sled: the layout relays used before, and a reference) and [`MemoryStore`] (unit tests). Every
-//! backend passes the same story test (`tests/store_story.rs`), so a later PostgreSQL backend has a spec to meet.
+//! Backends: [`LogStore`] (the relay's: mailboxes in an append-only log, the rest in a [`SledStore`]),
+//! [`SledStore`] (everything in sled, a reference) and [`MemoryStore`] (unit tests). Every backend passes the same story test (`tests/store_story.rs`), so a later PostgreSQL backend has a spec to meet.
 //! Methods are synchronous: each answers in microseconds, and the one slow operation, [`Store::flush`], is called
 //! only from the group-commit thread ([`GroupCommit`]).
 
@@ -21,7 +20,7 @@ use uuid::Uuid;
 pub use self::sled::{SledStore, SyncMode};
 pub use commit::GroupCommit;
 pub use intercept::Intercept;
-pub use log::{LogStore, SEGMENT_BYTES};
+pub use log::{LogStore, SEGMENT_BYTES, STORE_FORMAT};
 pub use memory::MemoryStore;
 
 /// How long the id of an acknowledged envelope is remembered, so a late retry is not delivered again.
@@ -36,6 +35,14 @@ pub enum StoreError {
     /// Stored bytes that do not decode.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The store says it has a layout this relay does not read (a newer relay wrote it).
+    #[error("the store is in format {found}, and this relay reads format {supported}: run a relay that reads it")]
+    Format {
+        /// What the store says.
+        found: u32,
+        /// What this relay reads and writes.
+        supported: u32,
+    },
 }
 
 impl From<::sled::Error> for StoreError {

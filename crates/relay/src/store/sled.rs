@@ -56,6 +56,9 @@ pub struct SledStore {
     mailbox_order: Box<[Mutex<()>]>,
 }
 
+/// Key in the `meta` tree of the store's format (u32 BE), see [`super::log::STORE_FORMAT`].
+const FORMAT: &[u8] = b"format";
+
 /// Stripes of [`SledStore::mailbox_order`].
 const MAILBOX_STRIPES: usize = 64;
 
@@ -134,14 +137,18 @@ impl SledStore {
         Ok(self.db.generate_id()?.saturating_add(1))
     }
 
-    /// Whether any id is kept here (none, unless this directory served a relay that kept mailboxes in sled).
-    pub(super) fn has_ids(&self) -> bool {
-        !self.ids.is_empty()
-    }
-
-    /// The record of an id kept here.
-    pub(super) fn id_record(&self, id: &Uuid) -> StoreResult<Option<IdRecord>> {
-        self.ids.get(id.as_bytes())?.map(|v| decode(&v)).transpose()
+    /// The format the store says it has; `current`, written now, when it says none (a new store).
+    pub(super) fn format_or_set(&self, current: u32) -> StoreResult<u32> {
+        let meta = self.db.open_tree("meta")?;
+        match meta.get(FORMAT)? {
+            Some(bytes) => <[u8; 4]>::try_from(bytes.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("store format".into())),
+            None => {
+                meta.insert(FORMAT, &current.to_be_bytes())?;
+                Ok(current)
+            }
+        }
     }
 
     /// Marks mailbox log segments retired, durably: from here they must never be replayed.
@@ -173,18 +180,6 @@ impl SledStore {
                 Ok(u64::from_be_bytes(bytes))
             })
             .collect()
-    }
-
-    /// Envelopes waiting in the mailboxes of this store's own layout: what a relay that ran with mailboxes in sled
-    /// left behind, for the log store to take over.
-    pub(super) fn legacy_mail(&self) -> StoreResult<Vec<StoredEnvelope>> {
-        self.mail.iter().map(|item| decode(&item?.1)).collect()
-    }
-
-    /// Forgets [`SledStore::legacy_mail`] once the log holds it durably.
-    pub(super) fn clear_legacy_mail(&self) -> StoreResult<()> {
-        self.mail.clear()?;
-        self.flush()
     }
 }
 

@@ -70,8 +70,6 @@ struct Log {
     expired_before: AtomicU64,
     /// sled was written since its last flush.
     meta_dirty: AtomicBool,
-    /// sled holds ids of a relay that kept mailboxes there: consult them.
-    legacy_ids: bool,
     /// Users known to exist (a name, once registered, stays): spares a sled read on every send.
     known_users: RwLock<HashSet<String>>,
 }
@@ -133,6 +131,11 @@ fn poisoned<T>(_: T) -> StoreError {
     StoreError::Backend("mailbox log lock poisoned".into())
 }
 
+/// The on-disk format of a relay's store: the sled trees of [`SledStore`] beside the mailbox log's records. A
+/// change to either raises it, and [`LogStore::open_with`] moves an older store on (no release has written
+/// another yet).
+pub const STORE_FORMAT: u32 = 1;
+
 impl LogStore {
     /// Opens (or creates) the store in `dir` with the default page cache and segment size.
     pub fn open(dir: &Path, mode: SyncMode) -> StoreResult<Self> {
@@ -143,6 +146,15 @@ impl LogStore {
     /// `dir/mailbox` sealing segments at `segment_bytes`.
     pub fn open_with(dir: &Path, mode: SyncMode, cache_bytes: u64, segment_bytes: u64) -> StoreResult<Self> {
         let meta = SledStore::open_with_cache(dir, mode, cache_bytes)?;
+        match meta.format_or_set(STORE_FORMAT)? {
+            STORE_FORMAT => {}
+            found => {
+                return Err(StoreError::Format {
+                    found,
+                    supported: STORE_FORMAT,
+                })
+            }
+        }
         let log_dir = dir.join("mailbox");
         std::fs::create_dir_all(&log_dir).map_err(io_err)?;
         let runs = Runs::open(&log_dir)?;
@@ -158,11 +170,9 @@ impl LogStore {
             runs: RwLock::new(runs),
             expired_before: AtomicU64::new(0),
             meta_dirty: AtomicBool::new(false),
-            legacy_ids: meta.has_ids(),
             known_users: RwLock::new(HashSet::new()),
             meta,
         });
-        log.take_over_legacy_mail()?;
         let (wake_retirer, wakes) = mpsc::sync_channel(1);
         let weak = Arc::downgrade(&log);
         std::thread::Builder::new()
@@ -301,19 +311,16 @@ impl Store for LogStore {
 
     fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
         let mut g = self.log.lock()?;
-        // In memory, else in a run (retirement adds the run before it drops the ids from memory), else in sled (ids
-        // a relay that kept mailboxes in sled acknowledged; one claimed without its mail is stored anew).
+        // In memory, else in a run (retirement adds the run before it drops the ids from memory).
         let known = match g.ids.get(&envelope.id) {
             Some(e) => Some((pair_hash(&e.from, &e.to), e.seq)),
-            None => match self.log.runs.read().map_err(poisoned)?.find(&envelope.id)? {
-                Some(r) => Some((r.pair, r.seq)),
-                None if self.log.legacy_ids => self
-                    .log
-                    .meta
-                    .id_record(&envelope.id)?
-                    .and_then(|r| r.acked_at.is_some().then(|| (pair_hash(&r.from, &r.to), r.seq))),
-                None => None,
-            },
+            None => self
+                .log
+                .runs
+                .read()
+                .map_err(poisoned)?
+                .find(&envelope.id)?
+                .map(|r| (r.pair, r.seq)),
         };
         if let Some((known_pair, seq)) = known {
             return Ok(if known_pair == pair_hash(&envelope.from, &envelope.to) {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{file, io_err, Inner, Log, Synced};
+use super::{file, io_err, Inner, Synced};
 use crate::store::StoreResult;
 
 /// Rebuilds the index from the live segments and opens the last for appending. Segments marked `retired` whose
@@ -62,29 +62,4 @@ pub(super) fn recover(dir: &Path, retired: &[u64]) -> StoreResult<(Inner, Synced
         to: inner.buffer_start,
     };
     Ok((inner, synced, deleted))
-}
-
-impl Log {
-    /// Moves mail a relay that kept mailboxes in sled left waiting into the log, once.
-    pub(super) fn take_over_legacy_mail(&self) -> StoreResult<()> {
-        let legacy = self.meta.legacy_mail()?;
-        if legacy.is_empty() {
-            return Ok(());
-        }
-        {
-            let mut g = self.lock()?;
-            for e in &legacy {
-                if !g.ids.contains_key(&e.id) {
-                    g.append_stored(e)?;
-                }
-            }
-        }
-        self.flush_log()?;
-        self.meta.clear_legacy_mail()?;
-        tracing::info!(
-            envelopes = legacy.len(),
-            "waiting mail moved from sled into the mailbox log"
-        );
-        Ok(())
-    }
 }
