@@ -71,9 +71,12 @@ cat >"$hello/tauri.conf.json" <<'JSON'
 JSON
 (cd "$hello" && "$root/node_modules/.bin/tauri" build --bundles deb --ci >build.log 2>&1) ||
   { tail -30 "$hello/build.log" >&2; exit 1; }
-magpie_deb=$(ls target/bundle/release/bundle/deb/Magpie_*_*.deb 2>/dev/null | head -1)
-[[ -n "$magpie_deb" ]] || { echo "hello world built; no Magpie .deb to compare (npm run bundle)"; exit 0; }
-python3 - "$hello"/target/release/bundle/deb/hello_0.1.0_*.deb "$magpie_deb" <<'PY'
+# A glob, not `ls | head`: with no bundle built, `ls` fails and pipefail would end the script (and perf-app.sh) here.
+shopt -s nullglob
+magpie_debs=(target/bundle/release/bundle/deb/Magpie_*_*.deb)
+shopt -u nullglob
+((${#magpie_debs[@]})) || { echo "hello world built; no Magpie .deb to compare its size with (npm run bundle)"; exit 0; }
+python3 - "$hello"/target/release/bundle/deb/hello_0.1.0_*.deb "${magpie_debs[0]}" <<'PY'
 import os, sys
 hello, magpie = (os.path.getsize(p) for p in sys.argv[1:3])
 print(f"hello_deb_mb={hello/1e6:.2f} magpie_deb_mb={magpie/1e6:.2f} ratio={magpie/hello:.2f}")

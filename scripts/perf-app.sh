@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 messages="${1:-1000000}"
 runs="${2:-6}"
 
-bash scripts/setup-linux.sh
+bash scripts/setup-linux.sh --test  # Xvfb and the keyring for the measuring half
 npx tauri build --no-bundle --ci --features perf
 cargo build --release -p magpie-desktop --example seed_profile
 bash scripts/baseline-hello-tauri.sh
