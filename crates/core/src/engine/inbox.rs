@@ -43,7 +43,7 @@ impl Client {
     }
 
     /// Handles envelopes in the order they came, but each sender's run of messages sealed with its current session
-    /// in one step: one history transaction for them all, and one receipt answering all their texts. (A run forms
+    /// in one step: one history step for them all, and one receipt answering all their texts. (A run forms
     /// when envelopes arrive faster than they are handled, so it costs nothing when they do not.)
     pub async fn handle_envelopes(&self, envelopes: &[Envelope]) -> Result<Vec<Disposition>> {
         let mut dispositions = vec![Disposition::Done; envelopes.len()];

@@ -1,19 +1,15 @@
-//! What the engine writes in one step: a session advanced together with the message it sealed or opened and the
-//! envelope queued to go out (our message, or the receipt for theirs), in one atomic write (a record written ahead,
-//! see [`super::ahead`]; a transaction for a replaced session), so a crash never leaves a ratchet ahead of its
-//! history or a stored message without its receipt.
+//! What the engine writes in one step (see [`super::step`]): a session advanced together with the message it sealed
+//! or opened and the envelope queued to go out (our message, or the receipt for theirs), so a crash never leaves a
+//! ratchet ahead of its history or a stored message without its receipt.
 //! Also the outbox (envelopes not yet accepted by the relay) and the relay facts of the profile.
-
-use std::collections::BTreeMap;
 
 use magpie_proto::{Envelope, Session, Username};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, Transactional};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::ahead::Step;
-use super::messages::{change_deliveries, flatten};
+use super::messages::change_deliveries;
+use super::step::{Step, Tree};
 use super::writer::Writer;
 use super::{Appended, Delivery, History, Message, META, OUTBOX, SESSIONS};
 use crate::error::{Error, Result};
@@ -32,13 +28,6 @@ pub struct OutboxItem {
     pub envelope: Envelope,
     /// The chat message it carries, whose state becomes "sent" on the 202.
     pub message_id: Option<Uuid>,
-}
-
-/// An outbox item ready to commit. It holds the history's `outbox_order` lock, so items become visible in key order.
-struct QueuedItem<'a> {
-    key: [u8; 8],
-    sealed: Vec<u8>,
-    _in_key_order: std::sync::MutexGuard<'a, ()>,
 }
 
 /// Where an outbox item sits (oldest first).
@@ -135,74 +124,45 @@ impl History {
     ) -> Result<(Vec<Appended>, Vec<Option<Delivery>>)> {
         let (delivered, state) = moved;
         let delivered = self.message_hashes(delivered)?;
-        let session_key = match slot {
-            SessionSlot::Current => self.chat_id(session.peer())?.to_vec(),
-            SessionSlot::Previous => self.previous_key(session)?,
-        };
         let exported = session.export()?;
-        let sealed_session = self.sealer.seal(SESSIONS, &session_key, exported.expose_secret())?;
         let rows = messages
             .iter()
             .map(|m| self.prepare_row(m))
             .collect::<Result<Vec<_>>>()?;
-        let queued = outgoing.map(|item| self.prepare_outbox(item)).transpose()?;
+        let outgoing = outgoing.map(encode_outbox).transpose()?;
         let reservation = self.record_due(session)?;
-        if slot == SessionSlot::Current {
-            // The hot path: one insert (see `ahead`).
-            let outcome = self.write_ahead(&Step {
-                session: Some((&session_key, &sealed_session)),
-                reservation: reservation.as_ref(),
-                outbox: queued.as_ref().map(|q| (q.key, q.sealed.as_slice())),
-                rows: &rows,
-                deliveries: &delivered,
-                delivery: Some(state),
-                drop_outbox: None,
-            })?;
-            drop(queued);
-            if let Some(record) = reservation {
-                self.note_reserved(record)?;
-            }
-            return Ok(outcome);
+        let step = self.step()?;
+        let session_key = match slot {
+            SessionSlot::Current => self.chat_id(session.peer())?.to_vec(),
+            SessionSlot::Previous => self.previous_key(session)?,
+        };
+        step.seal_put(Tree::Sessions, &session_key, exported.expose_secret())?;
+        if let Some(record) = &reservation {
+            step.put(Tree::Sessions, &record.key, record.sealed.clone());
         }
-        // A replaced session's key was found by reading the kept ones (no pending record writes those), so its step
-        // is a transaction, written with the trees as they are.
-        let settled = self.settled()?;
-        let result = (&self.sessions, &self.blocks, &self.message_index, &self.outbox).transaction(
-            |(sessions, blocks, index, outbox)| {
-                sessions.insert(session_key.as_slice(), sealed_session.as_slice())?;
-                if let Some(record) = &reservation {
-                    sessions.insert(record.key.as_slice(), record.sealed.as_slice())?;
-                }
-                if let Some(queued) = &queued {
-                    outbox.insert(queued.key.as_slice(), queued.sealed.as_slice())?;
-                }
-                if rows.is_empty() && delivered.is_empty() {
-                    return Ok::<_, ConflictableTransactionError<Error>>((Vec::new(), Vec::new()));
-                }
-                let mut writer = Writer::new(&self.sealer, blocks, index);
-                let appended = rows
-                    .iter()
-                    .map(|row| row.append_to(&mut writer))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let states = change_deliveries(&mut writer, &delivered, state)?;
-                writer.finish()?;
-                Ok((appended, states))
-            },
-        );
-        drop(settled);
-        let outcome = flatten(result)?;
+        if let Some(plain) = &outgoing {
+            queue_in(&step, plain)?;
+        }
+        let mut writer = Writer::new(&self.sealer, &step);
+        let appended = rows
+            .iter()
+            .map(|row| row.append_to(&mut writer))
+            .collect::<Result<Vec<_>>>()?;
+        let states = change_deliveries(&mut writer, &delivered, state)?;
+        writer.finish()?;
+        step.commit()?;
         if let Some(record) = reservation {
             self.note_reserved(record)?;
         }
-        Ok(outcome)
+        Ok((appended, states))
     }
 
     /// Queues an envelope that advances no session (handshake steps).
     pub fn queue_envelope(&self, item: &OutboxItem) -> Result<()> {
-        // Its key is new: no pending step writes it, and the outbox reads pending items with the tree.
-        let queued = self.prepare_outbox(item)?;
-        self.outbox.insert(queued.key, queued.sealed.as_slice())?;
-        Ok(())
+        let plain = encode_outbox(item)?;
+        let step = self.step()?;
+        queue_in(&step, &plain)?;
+        step.commit()
     }
 
     /// Everything waiting to go out, oldest first.
@@ -215,78 +175,54 @@ impl History {
         let start = after
             .map_or(0, |k| u64::from_be_bytes(k.0).saturating_add(1))
             .to_be_bytes();
-        self.with_pending_outbox(|pending| {
-            let mut sealed_items = BTreeMap::new();
-            for item in self.outbox.range(start..) {
+        self.outbox
+            .range(start..)
+            .map(|item| {
                 let (key, sealed) = item?;
                 let key: [u8; 8] = key
                     .as_ref()
                     .try_into()
                     .map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
-                sealed_items.insert(key, sealed.to_vec());
-            }
-            // An item a pending record drops may still be in the tree until that record is applied.
-            sealed_items.retain(|key, _| !pending.drops(key));
-            sealed_items.extend(
-                pending
-                    .outbox_from(start)
-                    .into_iter()
-                    .map(|(key, sealed)| (key, sealed.to_vec())),
-            );
-            sealed_items
-                .into_iter()
-                .map(|(key, sealed)| {
-                    let plain = self.sealer.open(OUTBOX, &key, &sealed)?;
-                    let item = serde_json::from_slice(&plain).map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
-                    Ok((OutboxKey(key), item))
-                })
-                .collect()
-        })
+                let plain = self.sealer.open(OUTBOX, &key, &sealed)?;
+                let item = serde_json::from_slice(&plain).map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
+                Ok((OutboxKey(key), item))
+            })
+            .collect()
     }
 
     /// Drops an outbox item (the relay accepted it, or it can never be sent).
     pub fn remove_outbox(&self, key: OutboxKey) -> Result<()> {
-        if !self.remove_pending_outbox(key.0)? {
-            // Applied already: no pending record can write this key again.
-            self.outbox.remove(key.0)?;
-        }
-        Ok(())
-    }
-
-    /// The item sealed under a new outbox key, holding `outbox_order` until it is dropped: commit it before then.
-    fn prepare_outbox(&self, item: &OutboxItem) -> Result<QueuedItem<'_>> {
-        let plain = Zeroizing::new(serde_json::to_vec(item).map_err(|_| Error::Crypto("encoding failed"))?);
-        let in_key_order = self.outbox_order.lock().map_err(|_| Error::Poisoned)?;
-        let key = self.db.generate_id()?.to_be_bytes();
-        Ok(QueuedItem {
-            sealed: self.sealer.seal(OUTBOX, &key, &plain)?,
-            key,
-            _in_key_order: in_key_order,
-        })
+        let step = self.step()?;
+        step.remove(Tree::Outbox, &key.0);
+        step.commit()
     }
 
     /// Keeps a session a re-key replaced, so messages the peer sealed with it before switching still open (they
     /// may sit in a mailbox across several re-keys). The newest [`PREVIOUS_SESSIONS`] per peer are kept; saving
     /// one that is kept already (after opening a late message with it) updates it in place.
     pub fn save_previous_session(&self, session: &Session) -> Result<()> {
-        let _settled = self.settled()?;
+        let exported = session.export()?;
+        let step = self.step()?;
         let prefix = self.previous_prefix(session.peer())?;
         let key = self.previous_key(session)?;
-        let exported = session.export()?;
-        self.sessions.insert(
-            key.as_slice(),
-            self.sealer.seal(SESSIONS, &key, exported.expose_secret())?,
-        )?;
-        let keys: Vec<_> = self.sessions.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
-        for old in keys.iter().take(keys.len().saturating_sub(PREVIOUS_SESSIONS)) {
-            self.sessions.remove(old)?;
+        let mut keys: Vec<Vec<u8>> = self
+            .sessions
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|key| key.map(|key| key.to_vec()))
+            .collect::<Result<_, _>>()?;
+        if !keys.contains(&key) {
+            keys.push(key.clone());
         }
-        Ok(())
+        step.seal_put(Tree::Sessions, &key, exported.expose_secret())?;
+        for old in keys.iter().take(keys.len().saturating_sub(PREVIOUS_SESSIONS)) {
+            step.remove(Tree::Sessions, old);
+        }
+        step.commit()
     }
 
     /// The replaced session with `peer` whose id is `session_id`, if still kept.
     pub fn load_previous_session(&self, peer: &Username, session_id: &[u8]) -> Result<Option<Session>> {
-        self.settle()?;
         let prefix = self.previous_prefix(peer)?;
         match self.find_previous(&prefix, session_id)? {
             Some((key, sealed)) => {
@@ -400,4 +336,17 @@ impl History {
         self.meta.insert(key, self.sealer.seal(META, key, value)?)?;
         Ok(())
     }
+}
+
+fn encode_outbox(item: &OutboxItem) -> Result<Zeroizing<Vec<u8>>> {
+    serde_json::to_vec(item)
+        .map(Zeroizing::new)
+        .map_err(|_| Error::Crypto("encoding failed"))
+}
+
+/// Queues an encoded item under a new outbox key, drawn in the step: items appear in key order, which the outbox
+/// reads on in.
+fn queue_in(step: &Step<'_>, plain: &[u8]) -> Result<()> {
+    let key = step.next_id()?.to_be_bytes();
+    step.seal_put(Tree::Outbox, &key, plain)
 }

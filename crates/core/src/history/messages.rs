@@ -3,15 +3,13 @@
 
 use magpie_proto::{MessageKind, Username};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{TransactionError, Transactional};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::ahead::Step;
 use super::blocks::{
     block_key, block_start, bucket_and_tag, corrupt_blocks, find_in_bucket, slots, ChatId, Location, Slot,
 };
-use super::writer::{Trees, TxResult, Writer};
+use super::writer::Writer;
 use super::{History, MESSAGE_BLOCKS, MESSAGE_INDEX};
 use crate::error::{Error, Result};
 
@@ -137,31 +135,28 @@ impl History {
         results.pop().ok_or(Error::Crypto("append returned nothing"))
     }
 
-    /// Stores a batch in one transaction (catch-up after being offline, imports); duplicates, also within the
-    /// batch, are skipped. One result per message, in order.
+    /// Stores a batch in one step (catch-up after being offline, imports); duplicates, also within the batch, are
+    /// skipped. One result per message, in order.
     pub fn append_messages(&self, batch: &[Message]) -> Result<Vec<Appended>> {
-        let _settled = self.settled()?;
         let rows = batch.iter().map(|m| self.prepare_row(m)).collect::<Result<Vec<_>>>()?;
-        let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
-            let mut writer = Writer::new(&self.sealer, blocks, index);
-            let out = rows
-                .iter()
-                .map(|row| row.append_to(&mut writer))
-                .collect::<Result<Vec<_>, _>>()?;
-            writer.finish()?;
-            Ok(out)
-        });
-        flatten(result)
+        let step = self.step()?;
+        let mut writer = Writer::new(&self.sealer, &step);
+        let out = rows
+            .iter()
+            .map(|row| row.append_to(&mut writer))
+            .collect::<Result<Vec<_>>>()?;
+        writer.finish()?;
+        step.commit()?;
+        Ok(out)
     }
 
-    /// Encodes a message for [`Row::append_to`]; done before a transaction so a retried transaction does not redo it.
+    /// Encodes a message for [`Row::append_to`], before the step's write lock is taken.
     pub(super) fn prepare_row(&self, message: &Message) -> Result<Row> {
         Ok(Row {
             chat: self.chat_id(&message.peer)?,
             id: message.id,
             id_hash: self.message_hash(message.id)?,
             json: Zeroizing::new(serde_json::to_vec(message).map_err(|_| Error::Crypto("encoding failed"))?),
-            delivery: message.delivery,
         })
     }
 
@@ -194,19 +189,17 @@ impl History {
 
     /// Removes a message and its id index (a failed message that was sent again); `false` if unknown.
     pub fn remove_message(&self, id: Uuid) -> Result<bool> {
-        let _settled = self.settled()?;
         let id_hash = self.message_hash(id)?;
-        let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
-            let mut writer = Writer::new(&self.sealer, blocks, index);
-            let removed = writer.remove(&id_hash)?.is_some();
-            writer.finish()?;
-            Ok(removed)
-        });
-        flatten(result)
+        let step = self.step()?;
+        let mut writer = Writer::new(&self.sealer, &step);
+        let removed = writer.remove(&id_hash)?.is_some();
+        writer.finish()?;
+        step.commit()?;
+        Ok(removed)
     }
 
-    /// Removes every message of the chat with `peer` and returns how many: a few blocks per transaction (a chat
-    /// may hold a million messages), each with its messages' index entries.
+    /// Removes every message of the chat with `peer` and returns how many: a few blocks per step (a chat may hold a
+    /// million messages), each with its messages' index entries.
     pub fn clear_chat(&self, peer: &Username) -> Result<usize> {
         let removed = self.clear_chat_in_slices(peer, 64)?;
         // sled keeps removed values in its files until it reclaims them: the next open rewrites the history.
@@ -215,12 +208,12 @@ impl History {
     }
 
     pub(super) fn clear_chat_in_slices(&self, peer: &Username, blocks_per_slice: usize) -> Result<usize> {
-        let _settled = self.settled()?;
         let chat = self.chat_id(peer)?;
         // Only what is there now: a message arriving meanwhile gets a larger seq and stays.
         let below = self.db.generate_id()?;
         let mut removed = 0;
         loop {
+            let step = self.step()?;
             let starts = self
                 .blocks
                 .range(block_key(&chat, 0)..=block_key(&chat, below))
@@ -231,16 +224,13 @@ impl History {
             if starts.is_empty() {
                 return Ok(removed);
             }
-            let result = (&self.blocks, &self.message_index).transaction(|(blocks, index)| {
-                let mut writer = Writer::new(&self.sealer, blocks, index);
-                let mut in_slice = 0;
-                for start in &starts {
-                    in_slice += writer.clear_block(&chat, *start, below)?;
-                }
-                writer.finish()?;
-                Ok(in_slice)
-            });
-            let in_slice = flatten(result)?;
+            let mut writer = Writer::new(&self.sealer, &step);
+            let mut in_slice = 0;
+            for start in &starts {
+                in_slice += writer.clear_block(&chat, *start, below)?;
+            }
+            writer.finish()?;
+            step.commit()?;
             if in_slice == 0 {
                 // Blocks left here hold only newer messages.
                 return Ok(removed);
@@ -252,7 +242,6 @@ impl History {
     /// The sealed blocks of the chat with `peer` as stored, for tests that look for them on disk.
     #[doc(hidden)]
     pub fn sealed_blocks(&self, peer: &Username) -> Result<Vec<Vec<u8>>> {
-        self.settle()?;
         let chat = self.chat_id(peer)?;
         self.blocks
             .range(block_key(&chat, 0)..=block_key(&chat, u64::MAX))
@@ -271,20 +260,12 @@ impl History {
     /// each ends in, in the order of `ids`.
     pub fn update_deliveries(&self, ids: &[Uuid], update: Delivery) -> Result<Vec<Option<Delivery>>> {
         let hashes = self.message_hashes(ids)?;
-        let step = Step {
-            deliveries: &hashes,
-            delivery: Some(update),
-            ..Step::default()
-        };
-        Ok(self.write_ahead(&step)?.1)
-    }
-
-    /// The delivery state of the applied message with this id hash, if any (pending steps are not looked at).
-    pub(super) fn applied_delivery(&self, id_hash: &[u8; 32]) -> Result<Option<Delivery>> {
-        let Some(location) = self.locate_hash(id_hash)? else {
-            return Ok(None);
-        };
-        Ok(Some(self.read_at(&location)?.message.delivery))
+        let step = self.step()?;
+        let mut writer = Writer::new(&self.sealer, &step);
+        let states = change_deliveries(&mut writer, &hashes, update)?;
+        writer.finish()?;
+        step.commit()?;
+        Ok(states)
     }
 
     /// The keyed hashes [`change_deliveries`] takes.
@@ -306,7 +287,6 @@ impl History {
 
     /// Up to `n` messages with `peer` newer than `after` (from the start if `None`), oldest first.
     pub fn messages_after(&self, peer: &Username, after: Option<Cursor>, n: usize) -> Result<Vec<Entry>> {
-        self.settle()?;
         let chat = self.chat_id(peer)?;
         let after = match after {
             Some(cursor) if cursor.0 == u64::MAX => return Ok(Vec::new()),
@@ -344,7 +324,6 @@ impl History {
 
     /// Up to `n` messages of `chat` with a seq below `end` (or at most `end` when `inclusive`), oldest first.
     fn collect_rev(&self, chat: &ChatId, end: u64, inclusive: bool, n: usize) -> Result<Vec<Entry>> {
-        self.settle()?;
         let mut out = Vec::with_capacity(n.min(1024));
         let blocks = if inclusive {
             self.blocks.range(block_key(chat, 0)..=block_key(chat, end))
@@ -375,13 +354,7 @@ impl History {
     }
 
     fn locate(&self, id: Uuid) -> Result<Option<Location>> {
-        self.settle()?;
-        self.locate_hash(&self.message_hash(id)?)
-    }
-
-    /// Where the applied message with this id hash is (pending steps are not looked at).
-    pub(super) fn locate_hash(&self, id_hash: &[u8; 32]) -> Result<Option<Location>> {
-        let (bucket, tag) = bucket_and_tag(id_hash);
+        let (bucket, tag) = bucket_and_tag(&self.message_hash(id)?);
         let Some(sealed) = self.message_index.get(bucket)? else {
             return Ok(None);
         };
@@ -390,17 +363,16 @@ impl History {
     }
 }
 
-/// An encoded message ready for a transaction.
+/// An encoded message ready for a step.
 pub(super) struct Row {
-    pub(super) chat: ChatId,
-    pub(super) id: Uuid,
-    pub(super) id_hash: [u8; 32],
-    pub(super) json: Zeroizing<Vec<u8>>,
-    pub(super) delivery: Delivery,
+    chat: ChatId,
+    id: Uuid,
+    id_hash: [u8; 32],
+    json: Zeroizing<Vec<u8>>,
 }
 
 impl Row {
-    pub(super) fn append_to<T: Trees>(&self, writer: &mut Writer<'_, T>) -> super::writer::TxResult<Appended> {
+    pub(super) fn append_to(&self, writer: &mut Writer<'_, '_>) -> Result<Appended> {
         writer.append(&self.chat, self.id, &self.id_hash, &self.json, None)
     }
 }
@@ -417,13 +389,13 @@ fn decode(block: &[u8], slot: &Slot) -> Result<Entry> {
     })
 }
 
-/// Moves the messages whose id hashes are `hashes` to `update` within a transaction: the state each ends in, `None`
-/// for an id not stored.
-pub(super) fn change_deliveries<T: Trees>(
-    writer: &mut Writer<'_, T>,
+/// Moves the messages whose id hashes are `hashes` to `update` within a step: the state each ends in, `None` for an
+/// id not stored.
+pub(super) fn change_deliveries(
+    writer: &mut Writer<'_, '_>,
     hashes: &[[u8; 32]],
     update: Delivery,
-) -> TxResult<Vec<Option<Delivery>>> {
+) -> Result<Vec<Option<Delivery>>> {
     let mut states = Vec::with_capacity(hashes.len());
     for id_hash in hashes {
         let Some(location) = writer.locate(id_hash)? else {
@@ -439,11 +411,4 @@ pub(super) fn change_deliveries<T: Trees>(
         states.push(Some(state));
     }
     Ok(states)
-}
-
-pub(super) fn flatten<T>(result: Result<T, TransactionError<Error>>) -> Result<T> {
-    result.map_err(|error| match error {
-        TransactionError::Abort(error) => error,
-        TransactionError::Storage(error) => Error::HistoryStorage(error),
-    })
 }

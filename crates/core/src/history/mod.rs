@@ -16,8 +16,7 @@
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
 //! | `meta`        | `registration`                       | [`RegistrationRecord`]                      |
 //! | `meta`        | `relay-login`                        | token expiry (u64 BE) ‖ the relay's token   |
-//! | `meta`        | `pending-applied-through`            | the newest applied `pending_steps` key      |
-//! | `pending_steps` | seq (u64 BE)                       | a step written ahead, not yet applied (see [`ahead`]) |
+//! | `steps`       | counter (u64 BE)                     | a step's writes, until a flush made them durable (see [`step`]); not sealed again: each value in it is sealed as its tree keeps it |
 //!
 //! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ counter ‖ session id`, the last 16 sessions re-keys
 //! replaced (messages sealed with them may still be on their way), and under `H("chat", peer) ‖ "reserved" ‖ session
@@ -29,16 +28,15 @@
 //! [`History::open`] moves an older history on to it (no release has written another yet).
 //! Additional data of each value is `tree ‖ key`: a value moved to another slot does not open.
 
-mod ahead;
 mod blocks;
 mod contacts;
 pub mod crypt;
-mod generations;
 mod journal;
 mod messages;
 mod requests;
 mod reserve;
 mod rewrite;
+mod step;
 mod writer;
 
 use std::path::Path;
@@ -73,7 +71,7 @@ pub const FINISHED_SWEEP_EVERY_SECS: u64 = 3600;
 const MESSAGE_BLOCKS: &str = "message_blocks";
 const MESSAGE_INDEX: &str = "message_index";
 const OUTBOX: &str = "outbox";
-const PENDING_STEPS: &str = "pending_steps";
+const STEPS: &str = "steps";
 
 /// The on-disk format this code reads and writes (see the module).
 pub const HISTORY_FORMAT: u32 = 1;
@@ -95,14 +93,9 @@ pub struct History {
     requests: sled::Tree,
     blocks: sled::Tree,
     message_index: sled::Tree,
-    pending_steps: sled::Tree,
-    /// What steps written ahead hold until they are applied (see [`ahead`]).
-    pending: std::sync::Mutex<generations::Pending>,
-    /// Held while a settle runs (see [`generations`]).
-    settling: std::sync::Mutex<()>,
-    /// Held from taking an outbox key to committing its item, so items become visible in key order: the outbox
-    /// reads on from the last key it sent, and an item committed behind it would wait for a full pass.
-    outbox_order: std::sync::Mutex<()>,
+    steps: sled::Tree,
+    /// Held by the step being worked out and committed: one at a time (see [`step`]).
+    writing: std::sync::Mutex<()>,
     /// This run's send-counter records (see [`reserve`]).
     reservations: std::sync::Mutex<reserve::Reservations>,
     /// Each contact's `key_changed`, by chat id, as stored (see [`History::key_changed`]).
@@ -163,10 +156,8 @@ impl History {
             blocks: db.open_tree(MESSAGE_BLOCKS)?,
             message_index: db.open_tree(MESSAGE_INDEX)?,
             outbox: db.open_tree(OUTBOX)?,
-            pending_steps: db.open_tree(PENDING_STEPS)?,
-            pending: std::sync::Mutex::default(),
-            settling: std::sync::Mutex::new(()),
-            outbox_order: std::sync::Mutex::new(()),
+            steps: db.open_tree(STEPS)?,
+            writing: std::sync::Mutex::new(()),
             reservations: std::sync::Mutex::default(),
             key_changed: std::sync::Mutex::default(),
             finished_swept_at: std::sync::atomic::AtomicU64::new(0),
@@ -174,20 +165,17 @@ impl History {
             sealer,
             db,
         };
-        // Steps a previous run wrote ahead, applied before anything reads.
-        history.count_pending()?;
-        history.settle()?;
-        history.remove_applied_steps()?;
+        history.make_left_steps()?;
         Ok(history)
     }
 
     /// Writes everything to disk; returns the bytes flushed. sled also flushes on its own every 500 ms.
     pub fn flush(&self) -> Result<usize> {
-        self.settle_some()?;
         let covered = self.reserved_so_far()?;
+        let made = self.newest_step()?;
         let flushed = self.db.flush()?;
         self.note_durable(covered)?;
-        self.remove_applied_steps()?;
+        self.forget_steps(made)?;
         Ok(flushed)
     }
 
@@ -195,21 +183,12 @@ impl History {
     /// depends on the write leaves the process: an ack to the relay, a handshake step. (A sealed message need not
     /// wait: its counter is reserved, see [`reserve`].)
     pub async fn flush_async(&self) -> Result<usize> {
-        self.settle_some()?;
         let covered = self.reserved_so_far()?;
+        let made = self.newest_step()?;
         let flushed = self.db.flush_async().await?;
         self.note_durable(covered)?;
-        // After the flush, so the one before the next step leaves does not wait for them.
-        self.remove_applied_steps()?;
+        self.forget_steps(made)?;
         Ok(flushed)
-    }
-
-    /// Settles pending steps once there are a few: a flush comes after the messages that wrote them are on their way.
-    fn settle_some(&self) -> Result<()> {
-        match self.pending_count()? >= ahead::SETTLE_ON_FLUSH {
-            true => self.settle_while_writing(),
-            false => Ok(()),
-        }
     }
 
     fn chat_id(&self, peer: &Username) -> Result<[u8; 32]> {
@@ -218,17 +197,15 @@ impl History {
 
     /// Stores the session with `peer`, replacing the previous one.
     pub fn save_session(&self, session: &Session) -> Result<()> {
-        let _settled = self.settled()?;
         let key = self.chat_id(session.peer())?;
         let exported = session.export()?;
-        self.sessions
-            .insert(key, self.sealer.seal(SESSIONS, &key, exported.expose_secret())?)?;
-        Ok(())
+        let step = self.step()?;
+        step.seal_put(step::Tree::Sessions, &key, exported.expose_secret())?;
+        step.commit()
     }
 
     /// The stored session with `peer`, if any.
     pub fn load_session(&self, peer: &Username) -> Result<Option<Session>> {
-        self.settle()?;
         let key = self.chat_id(peer)?;
         let Some(sealed) = self.sessions.get(key)? else {
             return Ok(None);
@@ -241,8 +218,12 @@ impl History {
 
     /// Forgets the session with `peer`; `false` if there was none.
     pub fn remove_session(&self, peer: &Username) -> Result<bool> {
-        let _settled = self.settled()?;
-        Ok(self.sessions.remove(self.chat_id(peer)?)?.is_some())
+        let key = self.chat_id(peer)?;
+        let step = self.step()?;
+        let existed = step.get(step::Tree::Sessions, &key)?.is_some();
+        step.remove(step::Tree::Sessions, &key);
+        step.commit()?;
+        Ok(existed)
     }
 
     /// Stores opaque handshake state under its request id, replacing what was there.
@@ -368,4 +349,4 @@ fn split_handshake(plain: &[u8]) -> Result<(String, &[u8])> {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_ahead;
+mod tests_step;

@@ -5,8 +5,7 @@
 //! a record "counters below `r`", `r > n`, is durable, and a session loaded with a record from an earlier run skips
 //! to `r` ([`Session::skip_sends_to`]) before it seals anything.
 //!
-//! A record is written [`RESERVE_AHEAD`] counters ahead, in the transaction of the step that comes within half of
-//! that of the last one, so at a steady pace the flush after each send makes it durable long before it is needed.
+//! A record is written [`RESERVE_AHEAD`] counters ahead, in the step that comes within half of that of the last one, so at a steady pace the flush after each send makes it durable long before it is needed.
 //! The first send of a session in a run, or one that outruns the flushes, writes and flushes a record itself.
 //! Dropping the history drops this run's records (every step it took is in the log before them), so a restart
 //! after a clean exit skips nothing; after a crash the peer keeps at most `RESERVE_AHEAD` skipped keys.
@@ -17,6 +16,7 @@ use std::collections::HashMap;
 
 use magpie_proto::Session;
 
+use super::step::Tree;
 use super::{History, SESSIONS};
 use crate::error::{Error, Result};
 
@@ -58,11 +58,9 @@ impl History {
             return Ok(());
         }
         let record = self.record(session, next)?;
-        {
-            // Pending steps' records go first, so none lands over this one.
-            let _settled = self.settled()?;
-            self.sessions.insert(record.key.as_slice(), record.sealed.as_slice())?;
-        }
+        let step = self.step()?;
+        step.put(Tree::Sessions, &record.key, record.sealed.clone());
+        step.commit()?;
         self.note_reserved(record)?;
         self.flush()?;
         Ok(())
@@ -126,8 +124,9 @@ impl History {
                 "skipping send counters an earlier run may have used");
             session.skip_sends_to(reserved)?;
             let exported = session.export()?;
-            let sealed = self.sealer.seal(SESSIONS, session_key, exported.expose_secret())?;
-            self.sessions.insert(session_key, sealed)?;
+            let step = self.step()?;
+            step.seal_put(Tree::Sessions, session_key, exported.expose_secret())?;
+            step.commit()?;
         }
         Ok(())
     }
@@ -139,12 +138,11 @@ impl History {
         if keys.is_empty() {
             return Ok(());
         }
-        // A pending step's record would come back after the removal.
-        let _settled = self.settled()?;
+        let step = self.step()?;
         for key in keys {
-            self.sessions.remove(key)?;
+            step.remove(Tree::Sessions, &key);
         }
-        Ok(())
+        step.commit()
     }
 
     fn record(&self, session: &Session, next: u64) -> Result<DueRecord> {
