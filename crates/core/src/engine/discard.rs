@@ -6,8 +6,8 @@ use magpie_proto::{Envelope, EnvelopeKind, Username};
 use uuid::Uuid;
 
 use super::events::{Discard, Event};
+use super::handshake_state::HandshakeState;
 use super::inbox::Disposition;
-use super::pending::Pending;
 use super::{now_secs, Client};
 use crate::error::Result;
 
@@ -69,8 +69,8 @@ impl Client {
     /// A handshake step for `request_id`, which is not waiting for it: a second copy of a step we handled (the
     /// handshake is under way or ended) is dropped silently; one for a handshake we never had is discarded.
     pub(super) fn step_without_handshake(&self, envelope: &Envelope, request_id: Uuid) -> Result<Disposition> {
-        let known = Pending::load(self.history(), &self.inner.credential, request_id)?.is_some()
-            || Pending::finished(self.history(), request_id)?;
+        let known = HandshakeState::load(self.history(), &self.inner.credential, request_id)?.is_some()
+            || HandshakeState::finished(self.history(), request_id)?;
         if known {
             tracing::debug!(from = %envelope.from, %request_id, "handshake step seen already");
             return Ok(Disposition::Done);

@@ -9,8 +9,8 @@ use magpie_proto::{
 use uuid::Uuid;
 
 use super::events::{Discard, Event, HandshakeStep};
+use super::handshake_state::HandshakeState;
 use super::inbox::Disposition;
-use super::pending::Pending;
 use super::{now_secs, Client};
 use crate::error::{Error, Result};
 use crate::history::{Contact, OutboxItem};
@@ -43,10 +43,10 @@ impl Client {
         let (state, request) = signed.map_err(|_| Error::Crypto("signing the request stopped"))??;
         let _step = self.inner.handshakes.lock().await;
         let envelope = self.envelope(peer, EnvelopeKind::ChatRequest, request.to_json()?);
-        let pending = Pending::AwaitingAccept(state);
+        let pending = HandshakeState::AwaitingAccept(state);
         pending.save(self.history())?;
         self.queue(envelope)?;
-        if let Pending::AwaitingAccept(state) = &pending {
+        if let HandshakeState::AwaitingAccept(state) = &pending {
             self.step(HandshakeStep::RequestSent, peer, state.report());
         }
         Ok(request.request_id)
@@ -54,7 +54,7 @@ impl Client {
 
     /// Handshakes we started that wait for the peer, as (peer, request id).
     pub fn outgoing_requests(&self) -> Result<Vec<(Username, Uuid)>> {
-        Ok(Pending::under_way(self.history(), &self.inner.credential)?
+        Ok(HandshakeState::under_way(self.history(), &self.inner.credential)?
             .into_iter()
             .map(|p| (p.peer().clone(), p.request_id()))
             .collect())
@@ -62,7 +62,7 @@ impl Client {
 
     /// Whether a handshake with `peer` is under way (one that could end with a session we do not have yet).
     pub(super) fn handshake_pending_with(&self, peer: &Username) -> Result<bool> {
-        Ok(Pending::under_way(self.history(), &self.inner.credential)?
+        Ok(HandshakeState::under_way(self.history(), &self.inner.credential)?
             .iter()
             .any(|p| p.peer() == peer))
     }
@@ -86,7 +86,7 @@ impl Client {
         let (state, accept) = request.accept()?;
         let envelope = self.envelope(&peer, EnvelopeKind::ChatAccept, accept.to_json()?);
         self.step(HandshakeStep::AcceptSent, &peer, state.report());
-        Pending::AwaitingKeyTransfer(state).save(self.history())?;
+        HandshakeState::AwaitingKeyTransfer(state).save(self.history())?;
         self.queue(envelope)?;
         tracing::debug!(%peer, %request_id, "accepted");
         Ok(())
@@ -98,14 +98,14 @@ impl Client {
         let request = self.incoming(request_id)?;
         let peer = request.from().clone();
         let decline = request.decline()?;
-        Pending::finish(self.history(), request_id)?;
+        HandshakeState::finish(self.history(), request_id)?;
         self.queue(self.envelope(&peer, EnvelopeKind::ChatDecline, decline.to_json()?))?;
         Ok(())
     }
 
     fn incoming(&self, request_id: Uuid) -> Result<magpie_proto::IncomingRequest> {
-        match Pending::load(self.history(), &self.inner.credential, request_id)? {
-            Some(Pending::Incoming(request))
+        match HandshakeState::load(self.history(), &self.inner.credential, request_id)? {
+            Some(HandshakeState::Incoming(request))
                 if now_secs().saturating_sub(request.sent_at()) <= super::requests::REQUEST_KEPT_SECS =>
             {
                 Ok(request)
@@ -122,8 +122,8 @@ impl Client {
         let peer = Username::canonical(&request.from)?;
         let _step = self.inner.handshakes.lock().await;
         // A second copy (pushed, then fetched again by a catch-up) of a request under way or already answered.
-        if Pending::load(self.history(), &self.inner.credential, request.request_id)?.is_some()
-            || Pending::finished(self.history(), request.request_id)?
+        if HandshakeState::load(self.history(), &self.inner.credential, request.request_id)?.is_some()
+            || HandshakeState::finished(self.history(), request.request_id)?
         {
             tracing::debug!(%peer, request_id = %request.request_id, "request seen already");
             return Ok(Disposition::Done);
@@ -144,7 +144,7 @@ impl Client {
             match self.crossing_rekey(&peer)? {
                 super::rekey::Crossing::Ours => {
                     tracing::debug!(%peer, request_id = %request.request_id, "crossing re-key: ours goes on");
-                    Pending::finish(self.history(), request.request_id)?;
+                    HandshakeState::finish(self.history(), request.request_id)?;
                     return Ok(Disposition::Done);
                 }
                 super::rekey::Crossing::Theirs(ours) => {
@@ -155,13 +155,13 @@ impl Client {
             let (state, accept) = incoming.accept()?;
             let reply = self.envelope(&peer, EnvelopeKind::ChatAccept, accept.to_json()?);
             self.step(HandshakeStep::AcceptSent, &peer, state.report());
-            Pending::AwaitingKeyTransfer(state).save(self.history())?;
+            HandshakeState::AwaitingKeyTransfer(state).save(self.history())?;
             self.queue(reply)?;
             return Ok(Disposition::Done);
         }
         let request_id = incoming.request_id();
         let certificate = incoming.peer().certificate().clone();
-        Pending::Incoming(incoming).save(self.history())?;
+        HandshakeState::Incoming(incoming).save(self.history())?;
         self.bound_requests()?;
         if let PinCheck::Changed { old, new } = pin {
             tracing::info!(%peer, %request_id, "request with a changed key kept");
@@ -186,7 +186,8 @@ impl Client {
         request_id: Uuid,
         recent_ok: bool,
     ) -> Result<Result<AnswerCheck, Disposition>> {
-        let Some(Pending::AwaitingAccept(state)) = Pending::load(self.history(), &self.inner.credential, request_id)?
+        let Some(HandshakeState::AwaitingAccept(state)) =
+            HandshakeState::load(self.history(), &self.inner.credential, request_id)?
         else {
             return self.step_without_handshake(envelope, request_id).map(Err);
         };
@@ -259,7 +260,7 @@ impl Client {
                 self.step(HandshakeStep::DirectoryChecked, peer, state.report());
                 let reply = self.envelope(peer, EnvelopeKind::KeyTransfer, transfer.to_json()?);
                 self.step(HandshakeStep::KeyTransferSent, peer, state.report());
-                Pending::AwaitingConfirm(state).save(self.history())?;
+                HandshakeState::AwaitingConfirm(state).save(self.history())?;
                 self.queue(reply)?;
                 Ok(Disposition::Done)
             }
@@ -287,7 +288,7 @@ impl Client {
         };
         match state.on_decline(&decline, &chain, &self.inner.trust, pinned.as_ref(), SystemTime::now()) {
             Ok(declined) => {
-                Pending::finish(self.history(), declined.request_id)?;
+                HandshakeState::finish(self.history(), declined.request_id)?;
                 self.emit(Event::RequestDeclined {
                     peer: peer.to_string(),
                     request_id: declined.request_id,
@@ -307,8 +308,8 @@ impl Client {
     pub(super) async fn on_key_transfer(&self, envelope: &Envelope) -> Result<Disposition> {
         let transfer = KeyTransfer::from_json(&envelope.body)?;
         let _step = self.inner.handshakes.lock().await;
-        let Some(Pending::AwaitingKeyTransfer(state)) =
-            Pending::load(self.history(), &self.inner.credential, transfer.request_id)?
+        let Some(HandshakeState::AwaitingKeyTransfer(state)) =
+            HandshakeState::load(self.history(), &self.inner.credential, transfer.request_id)?
         else {
             return self.step_without_handshake(envelope, transfer.request_id);
         };
@@ -333,8 +334,8 @@ impl Client {
     pub(super) async fn on_key_confirm(&self, envelope: &Envelope) -> Result<Disposition> {
         let confirm = KeyConfirm::from_json(&envelope.body)?;
         let _step = self.inner.handshakes.lock().await;
-        let Some(Pending::AwaitingConfirm(state)) =
-            Pending::load(self.history(), &self.inner.credential, confirm.request_id)?
+        let Some(HandshakeState::AwaitingConfirm(state)) =
+            HandshakeState::load(self.history(), &self.inner.credential, confirm.request_id)?
         else {
             return self.step_without_handshake(envelope, confirm.request_id);
         };
@@ -398,9 +399,9 @@ impl Client {
                 Ok(())
             })?;
         }
-        Pending::finish(self.history(), request_id)?;
+        HandshakeState::finish(self.history(), request_id)?;
         if !rekey {
-            self.settle_other_first_contacts(&peer, &presented)?;
+            self.resolve_other_first_contacts(&peer, &presented)?;
         }
         tracing::debug!(%peer, %request_id, rekey, "session established");
         self.rekey_done(&peer);
@@ -448,17 +449,17 @@ impl Client {
     /// After the first session with `peer` (key `pinned`): their other requests with that key are answered by it
     /// and dropped; handshakes under way with another key fail (the key change they would be is raised when they
     /// come back); requests with another key stay, listed as a key change.
-    fn settle_other_first_contacts(&self, peer: &Username, pinned: &Fingerprint) -> Result<()> {
+    fn resolve_other_first_contacts(&self, peer: &Username, pinned: &Fingerprint) -> Result<()> {
         for request in self.history().requests()? {
             if &request.peer == peer && &request.fingerprint == pinned {
-                Pending::finish(self.history(), request.request_id)?;
+                HandshakeState::finish(self.history(), request.request_id)?;
             }
         }
-        for pending in Pending::under_way(self.history(), &self.inner.credential)? {
+        for pending in HandshakeState::under_way(self.history(), &self.inner.credential)? {
             let key = match &pending {
-                Pending::AwaitingKeyTransfer(state) => state.peer().fingerprint(),
-                Pending::AwaitingConfirm(state) => state.peer().fingerprint(),
-                Pending::AwaitingAccept(_) | Pending::Incoming(_) => continue,
+                HandshakeState::AwaitingKeyTransfer(state) => state.peer().fingerprint(),
+                HandshakeState::AwaitingConfirm(state) => state.peer().fingerprint(),
+                HandshakeState::AwaitingAccept(_) | HandshakeState::Incoming(_) => continue,
             };
             if pending.peer() == peer && &key != pinned {
                 let reason = Error::KeyChanged(peer.to_string());
@@ -476,7 +477,7 @@ impl Client {
     }
 
     fn fail_handshake(&self, peer: &Username, request_id: Uuid, error: &Error) -> Result<Disposition> {
-        Pending::finish(self.history(), request_id)?;
+        HandshakeState::finish(self.history(), request_id)?;
         self.rekey_done(peer);
         self.fail_waiting(peer)?;
         tracing::info!(%peer, %request_id, %error, "handshake failed");

@@ -11,14 +11,14 @@
 //!   copy (the relay or we crashed before the ack) fails the ratchet's replay check or the message-id index and is
 //!   acknowledged without effect.
 
-mod aside;
 mod chats;
 mod discard;
 mod events;
 mod handshake;
+mod handshake_state;
+mod handshake_worker;
 mod inbox;
 mod outbox;
-mod pending;
 mod rekey;
 mod requests;
 mod run;
@@ -33,8 +33,8 @@ use magpie_proto::{Certificate, Credential, Fingerprint, Session, TrustAnchor, U
 use tokio::sync::{broadcast, Notify};
 
 pub use events::{ConnectionState, Discard, Event, HandshakeData, HandshakeStep, MessageView};
+pub use handshake_state::HandshakeState;
 pub use outbox::Flushed;
-pub use pending::Pending;
 pub use rekey::REKEY_RETRY_AFTER;
 pub use requests::{
     RequestView, AUTO_ACCEPTS_PER_SEC, AUTO_ACCEPT_BURST, MAX_INCOMING_REQUESTS, MAX_REQUESTS_PER_PEER,

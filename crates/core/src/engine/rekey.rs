@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use magpie_proto::Username;
 use uuid::Uuid;
 
-use super::pending::Pending;
+use super::handshake_state::HandshakeState;
 use super::{now_secs, Client};
 use crate::error::Result;
 
@@ -67,7 +67,7 @@ impl Client {
             Ok(Some((_, sent_at))) if now_secs().saturating_sub(sent_at) < retry_after.as_secs() => return,
             Ok(Some((request_id, _))) => {
                 tracing::info!(%peer, %request_id, "re-key request unanswered: a new one replaces it");
-                if let Err(e) = Pending::finish(self.history(), request_id) {
+                if let Err(e) = HandshakeState::finish(self.history(), request_id) {
                     tracing::warn!(%peer, error = %e, "could not drop the unanswered re-key request");
                     return;
                 }
@@ -100,15 +100,21 @@ impl Client {
     /// the peer accepted it already (we wait for their confirm), or if our name sorts first; else ours is dropped
     /// here, as the peer drops theirs when ours arrives.
     pub(super) fn crossing_rekey(&self, peer: &Username) -> Result<Crossing> {
-        let ours = Pending::under_way(self.history(), &self.inner.credential)?
+        let ours = HandshakeState::under_way(self.history(), &self.inner.credential)?
             .into_iter()
-            .find(|p| p.peer() == peer && matches!(p, Pending::AwaitingAccept(_) | Pending::AwaitingConfirm(_)));
+            .find(|p| {
+                p.peer() == peer
+                    && matches!(
+                        p,
+                        HandshakeState::AwaitingAccept(_) | HandshakeState::AwaitingConfirm(_)
+                    )
+            });
         let Some(ours) = ours else {
             return Ok(Crossing::None);
         };
-        if matches!(ours, Pending::AwaitingAccept(_)) && self.username() > peer {
+        if matches!(ours, HandshakeState::AwaitingAccept(_)) && self.username() > peer {
             let dropped = ours.request_id();
-            Pending::finish(self.history(), dropped)?;
+            HandshakeState::finish(self.history(), dropped)?;
             return Ok(Crossing::Theirs(dropped));
         }
         Ok(Crossing::Ours)
@@ -129,10 +135,12 @@ impl Client {
 
     /// Our own request to `peer` that waits for their answer, and when it was made (Unix seconds).
     fn outstanding_request(&self, peer: &Username) -> Result<Option<(Uuid, u64)>> {
-        Ok(Pending::under_way(self.history(), &self.inner.credential)?
+        Ok(HandshakeState::under_way(self.history(), &self.inner.credential)?
             .into_iter()
             .find_map(|p| match p {
-                Pending::AwaitingAccept(state) if state.peer() == peer => Some((state.request_id(), state.sent_at())),
+                HandshakeState::AwaitingAccept(state) if state.peer() == peer => {
+                    Some((state.request_id(), state.sent_at()))
+                }
                 _ => None,
             }))
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use magpie_proto::{Fingerprint, PinCheck, Username, MAX_CLOCK_SKEW_SECS, REQUEST_MAX_AGE_SECS};
 use uuid::Uuid;
 
-use super::pending::Pending;
+use super::handshake_state::HandshakeState;
 use super::{now_secs, Client};
 use crate::error::{Error, Result};
 use crate::history::RequestSummary;
@@ -122,7 +122,7 @@ impl Client {
         self.index_requests()?;
         for request_id in requests_to_drop(self.history().requests()?, now_secs()) {
             tracing::info!(%request_id, "chat request dropped: over the limits or too old");
-            Pending::finish(self.history(), request_id)?;
+            HandshakeState::finish(self.history(), request_id)?;
         }
         Ok(())
     }
@@ -138,8 +138,8 @@ impl Client {
         if self.history().requests_indexed()? {
             return Ok(());
         }
-        for pending in Pending::all(self.history(), &self.inner.credential)? {
-            if matches!(pending, Pending::Incoming(_)) {
+        for pending in HandshakeState::all(self.history(), &self.inner.credential)? {
+            if matches!(pending, HandshakeState::Incoming(_)) {
                 pending.save(self.history())?;
             }
         }

@@ -7,8 +7,8 @@ use magpie_proto::{Fingerprint, TrustAnchor};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::aside::Aside;
 use super::events::{ConnectionState, Event};
+use super::handshake_worker::HandshakeWorker;
 use super::inbox::{Disposition, RUN_LIMIT};
 use super::Client;
 use crate::error::{Error, Result};
@@ -249,7 +249,7 @@ impl Client {
             let client = self.clone();
             tokio::spawn(async move { client.ack_loop(ack_rx).await })
         };
-        let aside = Aside::start(self, acks.clone());
+        let worker = HandshakeWorker::start(self, acks.clone());
         // An event read while gathering envelopes, handled next.
         let mut read_ahead = None;
         let result = loop {
@@ -279,8 +279,8 @@ impl Client {
                             None => break,
                         }
                     }
-                    let in_line = aside.in_line().await;
-                    let envelopes = match aside.split(self, envelopes) {
+                    let in_line = worker.in_line().await;
+                    let envelopes = match worker.split(self, envelopes) {
                         Ok(envelopes) => envelopes,
                         Err(e) => break Err(e),
                     };
@@ -315,7 +315,7 @@ impl Client {
                 Err(e) => break Err(e),
             }
         };
-        aside.finish().await;
+        worker.finish().await;
         drop(acks);
         let _ = acker.await;
         result

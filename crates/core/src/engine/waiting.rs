@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use magpie_proto::{EnvelopeKind, MessageKind, Plaintext, Username};
 
 use super::events::{Event, MessageView};
-use super::pending::Pending;
+use super::handshake_state::HandshakeState;
 use super::Client;
 use crate::error::Result;
 use crate::history::{Appended, Delivery, Direction, Entry, Message, OutboxItem};
@@ -24,9 +24,9 @@ impl Client {
     /// confirm, or theirs for their key transfer), or one a restore made due. (Before the peer accepts, sending is
     /// refused: a request may wait for days, or be declined.)
     pub fn session_coming(&self, peer: &Username) -> Result<bool> {
-        let accepted = Pending::under_way(self.history(), &self.inner.credential)?
+        let accepted = HandshakeState::under_way(self.history(), &self.inner.credential)?
             .iter()
-            .any(|p| p.peer() == peer && !matches!(p, Pending::AwaitingAccept(_)));
+            .any(|p| p.peer() == peer && !matches!(p, HandshakeState::AwaitingAccept(_)));
         Ok(accepted || self.history().contact(peer)?.is_some_and(|c| c.rehandshake))
     }
 

@@ -31,8 +31,10 @@
 mod blocks;
 mod contacts;
 pub mod crypt;
-mod journal;
 mod messages;
+mod meta;
+mod outbox;
+mod ratchet;
 mod requests;
 mod reserve;
 mod rewrite;
@@ -45,8 +47,10 @@ use zeroize::Zeroizing;
 
 pub use contacts::{Contact, Discarded, REKEY_MARKS};
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
-pub use journal::{OutboxItem, OutboxKey, RegistrationRecord, SessionSlot, PREVIOUS_SESSIONS};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};
+pub use meta::RegistrationRecord;
+pub use outbox::{OutboxItem, OutboxKey};
+pub use ratchet::{SessionSlot, PREVIOUS_SESSIONS};
 pub use requests::RequestSummary;
 pub use reserve::RESERVE_AHEAD;
 

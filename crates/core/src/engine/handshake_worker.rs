@@ -4,7 +4,7 @@
 //! else comes from that sender meanwhile (a text for the session the step is setting up, another step) queues
 //! behind the step, and once a message of theirs is queued so is all that follows: per sender, nothing that depends on
 //! a step is handled before it, and messages never overtake messages: a message set aside waits until the envelopes
-//! handled in line before it (`Aside::in_line`) are done, so a text of the old session read just before it is not
+//! handled in line before it (`HandshakeWorker::in_line`) are done, so a text of the old session read just before it is not
 //! handled after it.
 
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ struct Counts {
 }
 
 /// The task handling steps set aside; it ends (or is stopped) with the connection.
-pub(super) struct Aside {
+pub(super) struct HandshakeWorker {
     queue: mpsc::UnboundedSender<Envelope>,
     waiting: Waiting,
     task: tokio::task::JoinHandle<()>,
@@ -39,13 +39,13 @@ pub(super) struct Aside {
 /// Held by whoever handles messages: the connection, for what it handles in line, or the task, for one set aside.
 type InLine = Arc<tokio::sync::Mutex<()>>;
 
-impl Drop for Aside {
+impl Drop for HandshakeWorker {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl Aside {
+impl HandshakeWorker {
     /// Starts the task; what it handles is acknowledged through `acks`.
     pub(super) fn start(client: &Client, acks: mpsc::UnboundedSender<Uuid>) -> Self {
         let (queue, steps) = mpsc::unbounded_channel();
@@ -63,7 +63,7 @@ impl Aside {
         }
     }
 
-    /// To hold while handling what [`Aside::split`] returned: messages set aside meanwhile wait for it.
+    /// To hold while handling what [`HandshakeWorker::split`] returned: messages set aside meanwhile wait for it.
     pub(super) async fn in_line(&self) -> tokio::sync::OwnedMutexGuard<()> {
         self.in_line.clone().lock_owned().await
     }
@@ -74,13 +74,13 @@ impl Aside {
         let mut now = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             let waiting = self.waiting_from(&envelope.from)?;
-            let aside = match envelope.kind {
+            let to_worker = match envelope.kind {
                 EnvelopeKind::Message => {
                     waiting.messages > 0 || (waiting.steps > 0 && client.in_current_session(&envelope)?.is_none())
                 }
                 _ => true,
             };
-            if !aside {
+            if !to_worker {
                 now.push(envelope);
                 continue;
             }

@@ -1,38 +1,21 @@
-//! What the engine writes in one step (see [`super::step`]): a session advanced together with the message it sealed
-//! or opened and the envelope queued to go out (our message, or the receipt for theirs), so a crash never leaves a
-//! ratchet ahead of its history or a stored message without its receipt.
-//! Also the outbox (envelopes not yet accepted by the relay) and the relay facts of the profile.
+//! The ratchet's steps (see [`super::step`]): a session advanced together with the message it sealed or opened and
+//! the envelope queued to go out (our message, or the receipt for theirs), so a crash never leaves a ratchet ahead
+//! of its history or a stored message without its receipt. Also the sessions re-keys replaced, kept for late
+//! messages.
 
-use magpie_proto::{Envelope, Session, Username};
-use serde::{Deserialize, Serialize};
+use magpie_proto::{Session, Username};
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use super::messages::change_deliveries;
-use super::step::{Step, Tree};
+use super::outbox::{encode_outbox, queue_in, OutboxItem};
+use super::step::Tree;
 use super::writer::Writer;
-use super::{Appended, Delivery, History, Message, META, OUTBOX, SESSIONS};
-use crate::error::{Error, Result};
+use super::{Appended, Delivery, History, Message, SESSIONS};
+use crate::error::Result;
 
-const REGISTRATION: &[u8] = b"registration";
-const RELAY_LOGIN: &[u8] = b"relay-login";
-const GENERATION: &[u8] = b"generation";
 const PREVIOUS_SESSION: &[u8] = b"previous";
 /// Replaced sessions kept per peer, for messages still in flight across re-keys.
 pub const PREVIOUS_SESSIONS: usize = 16;
-
-/// An envelope waiting for the relay's 202.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct OutboxItem {
-    /// What to post; its id makes retries idempotent.
-    pub envelope: Envelope,
-    /// The chat message it carries, whose state becomes "sent" on the 202.
-    pub message_id: Option<Uuid>,
-}
-
-/// Where an outbox item sits (oldest first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct OutboxKey([u8; 8]);
 
 /// Which stored session a step advances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,18 +24,6 @@ pub enum SessionSlot {
     Current,
     /// One a re-key replaced, kept for late messages ([`History::save_previous_session`]).
     Previous,
-}
-
-/// What registration left with the profile: the pinned relay CA and our certificate (both public; sealed anyway
-/// so nobody can swap the pin on disk).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistrationRecord {
-    /// The relay registered with.
-    pub relay_url: String,
-    /// Its CA root, PEM: every peer certificate must chain to it.
-    pub ca_pem: String,
-    /// Our certificate, PEM.
-    pub certificate_pem: String,
 }
 
 impl History {
@@ -157,46 +128,6 @@ impl History {
         Ok((appended, states))
     }
 
-    /// Queues an envelope that advances no session (handshake steps).
-    pub fn queue_envelope(&self, item: &OutboxItem) -> Result<()> {
-        let plain = encode_outbox(item)?;
-        let step = self.step()?;
-        queue_in(&step, &plain)?;
-        step.commit()
-    }
-
-    /// Everything waiting to go out, oldest first.
-    pub fn outbox(&self) -> Result<Vec<(OutboxKey, OutboxItem)>> {
-        self.outbox_after(None)
-    }
-
-    /// What waits to go out after `after` (everything when `None`), oldest first.
-    pub fn outbox_after(&self, after: Option<OutboxKey>) -> Result<Vec<(OutboxKey, OutboxItem)>> {
-        let start = after
-            .map_or(0, |k| u64::from_be_bytes(k.0).saturating_add(1))
-            .to_be_bytes();
-        self.outbox
-            .range(start..)
-            .map(|item| {
-                let (key, sealed) = item?;
-                let key: [u8; 8] = key
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
-                let plain = self.sealer.open(OUTBOX, &key, &sealed)?;
-                let item = serde_json::from_slice(&plain).map_err(|_| Error::HistoryCorrupt { tree: OUTBOX })?;
-                Ok((OutboxKey(key), item))
-            })
-            .collect()
-    }
-
-    /// Drops an outbox item (the relay accepted it, or it can never be sent).
-    pub fn remove_outbox(&self, key: OutboxKey) -> Result<()> {
-        let step = self.step()?;
-        step.remove(Tree::Outbox, &key.0);
-        step.commit()
-    }
-
     /// Keeps a session a re-key replaced, so messages the peer sealed with it before switching still open (they
     /// may sit in a mailbox across several re-keys). The newest [`PREVIOUS_SESSIONS`] per peer are kept; saving
     /// one that is kept already (after opening a late message with it) updates it in place.
@@ -265,88 +196,4 @@ impl History {
         key.extend_from_slice(PREVIOUS_SESSION);
         Ok(key)
     }
-
-    /// What registration stored, if the profile registered.
-    pub fn registration(&self) -> Result<Option<RegistrationRecord>> {
-        let Some(plain) = self.get_meta(REGISTRATION)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&plain)
-            .map(Some)
-            .map_err(|_| Error::HistoryCorrupt { tree: META })
-    }
-
-    /// Stores the registration (durably: it holds the CA pin).
-    pub fn set_registration(&self, record: &RegistrationRecord) -> Result<()> {
-        let plain = serde_json::to_vec(record).map_err(|_| Error::Crypto("encoding failed"))?;
-        self.put_meta(REGISTRATION, &plain)?;
-        self.flush()?;
-        Ok(())
-    }
-
-    /// How many times this history was opened, as it last recorded (0 before the first count). The credential
-    /// store keeps the same count: a history whose count is behind it is an older copy (see `Profile::open`).
-    pub fn generation(&self) -> Result<u64> {
-        let Some(plain) = self.get_meta(GENERATION)? else {
-            return Ok(0);
-        };
-        let bytes: [u8; 8] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::HistoryCorrupt { tree: META })?;
-        Ok(u64::from_be_bytes(bytes))
-    }
-
-    /// Records the open count, durably (the credential store is moved on only after it).
-    pub fn set_generation(&self, generation: u64) -> Result<()> {
-        self.put_meta(GENERATION, &generation.to_be_bytes())?;
-        self.flush()?;
-        Ok(())
-    }
-
-    /// The relay's bearer token kept from the last login, and when it expires (Unix seconds).
-    pub fn relay_login(&self) -> Result<Option<(Zeroizing<String>, u64)>> {
-        let Some(plain) = self.get_meta(RELAY_LOGIN)? else {
-            return Ok(None);
-        };
-        let corrupt = || Error::HistoryCorrupt { tree: META };
-        let (expiry, token) = plain.split_first_chunk::<8>().ok_or_else(corrupt)?;
-        let token = std::str::from_utf8(token).map_err(|_| corrupt())?;
-        Ok(Some((Zeroizing::new(token.to_owned()), u64::from_be_bytes(*expiry))))
-    }
-
-    /// Keeps the relay's bearer token (sealed like everything else) for the next run of the profile.
-    pub fn set_relay_login(&self, token: &str, expires_at: u64) -> Result<()> {
-        let mut plain = Zeroizing::new(Vec::with_capacity(8 + token.len()));
-        plain.extend_from_slice(&expires_at.to_be_bytes());
-        plain.extend_from_slice(token.as_bytes());
-        self.put_meta(RELAY_LOGIN, &plain)?;
-        self.flush()?;
-        Ok(())
-    }
-
-    fn get_meta(&self, key: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        match self.meta.get(key)? {
-            Some(sealed) => Ok(Some(self.sealer.open(META, key, &sealed)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.meta.insert(key, self.sealer.seal(META, key, value)?)?;
-        Ok(())
-    }
-}
-
-fn encode_outbox(item: &OutboxItem) -> Result<Zeroizing<Vec<u8>>> {
-    serde_json::to_vec(item)
-        .map(Zeroizing::new)
-        .map_err(|_| Error::Crypto("encoding failed"))
-}
-
-/// Queues an encoded item under a new outbox key, drawn in the step: items appear in key order, which the outbox
-/// reads on in.
-fn queue_in(step: &Step<'_>, plain: &[u8]) -> Result<()> {
-    let key = step.next_id()?.to_be_bytes();
-    step.seal_put(Tree::Outbox, &key, plain)
 }

@@ -13,7 +13,7 @@ const INCOMING: u8 = 2;
 
 /// One handshake in progress, by step.
 #[derive(Debug)]
-pub enum Pending {
+pub enum HandshakeState {
     /// We asked; waiting for accept or decline.
     AwaitingAccept(AwaitingAccept),
     /// They asked; waiting for our user.
@@ -24,7 +24,7 @@ pub enum Pending {
     AwaitingConfirm(AwaitingConfirm),
 }
 
-impl Pending {
+impl HandshakeState {
     fn tag(&self) -> u8 {
         match self {
             Self::AwaitingAccept(_) => 1,
