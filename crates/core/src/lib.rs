@@ -4,6 +4,7 @@ pub mod engine;
 pub mod error;
 pub mod history;
 pub mod keystore;
+mod lock_order;
 pub mod profile;
 pub mod relay;
 

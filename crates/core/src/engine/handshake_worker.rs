@@ -8,7 +8,9 @@
 //! handled after it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::lock_order::{Rank, Ranked};
 
 use magpie_proto::{Envelope, EnvelopeKind};
 use tokio::sync::mpsc;
@@ -19,7 +21,7 @@ use super::Client;
 use crate::error::{Error, Result};
 
 /// Envelopes set aside and not handled yet, by sender.
-type Waiting = Arc<Mutex<HashMap<String, Counts>>>;
+type Waiting = Arc<Ranked<HashMap<String, Counts>>>;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
@@ -49,7 +51,7 @@ impl HandshakeWorker {
     /// Starts the task; what it handles is acknowledged through `acks`.
     pub(super) fn start(client: &Client, acks: mpsc::UnboundedSender<Uuid>) -> Self {
         let (queue, steps) = mpsc::unbounded_channel();
-        let waiting = Waiting::default();
+        let waiting = Arc::new(Ranked::with_default(Rank::WorkerCounts));
         let in_line = InLine::default();
         let task = {
             let (client, waiting, in_line) = (client.clone(), waiting.clone(), in_line.clone());

@@ -328,7 +328,7 @@ impl Client {
         Ok(())
     }
 
-    fn activity_noted(&self) -> Result<std::sync::MutexGuard<'_, HashMap<Username, u64>>> {
+    fn activity_noted(&self) -> Result<crate::lock_order::Guard<'_, HashMap<Username, u64>>> {
         self.inner.activity_noted.lock().map_err(|_| Error::Poisoned)
     }
 

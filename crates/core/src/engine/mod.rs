@@ -26,7 +26,7 @@ mod trust;
 mod waiting;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use magpie_proto::{Certificate, Credential, Fingerprint, Session, TrustAnchor, Username};
@@ -44,6 +44,7 @@ pub use trust::SafetyCheck;
 
 use crate::error::{Error, Result};
 use crate::history::{Contact, Entry, History, RegistrationRecord};
+use crate::lock_order::{Guard, Rank, Ranked};
 use crate::profile::Profile;
 use crate::relay::RelayClient;
 
@@ -63,7 +64,7 @@ struct Inner {
     relay: RelayClient,
     events: broadcast::Sender<Event>,
     /// Live sessions by peer; the history holds the same state, written in the same step.
-    sessions: Mutex<HashMap<Username, Session>>,
+    sessions: Ranked<HashMap<Username, Session>>,
     /// Serializes handshake steps (they read, advance and store one state).
     handshakes: tokio::sync::Mutex<()>,
     outbox_wake: Notify,
@@ -73,24 +74,24 @@ struct Inner {
     parked: std::sync::atomic::AtomicBool,
     outbox_running: tokio::sync::Mutex<()>,
     /// The open socket's writer, while connected: the outbox pipelines envelopes through it, and acks go out on it.
-    socket: Mutex<Option<tokio::sync::mpsc::UnboundedSender<crate::relay::Outgoing>>>,
+    socket: Ranked<Option<tokio::sync::mpsc::UnboundedSender<crate::relay::Outgoing>>>,
     /// The last outbox item handed to the socket: later passes read only what came after it.
-    pipelined_up_to: Mutex<Option<crate::history::OutboxKey>>,
+    pipelined_up_to: Ranked<Option<crate::history::OutboxKey>>,
     /// Peers with a re-key handshake under way from this process, and when it started.
-    rekeying: Mutex<HashMap<Username, std::time::Instant>>,
+    rekeying: Ranked<HashMap<Username, std::time::Instant>>,
     /// How long a re-key request may go unanswered, in ms (see `rekey.rs`).
     rekey_retry_ms: std::sync::atomic::AtomicU64,
     /// Envelopes sent on the socket and not yet answered, by envelope id.
-    in_flight: Mutex<HashMap<uuid::Uuid, outbox::InFlight>>,
+    in_flight: Ranked<HashMap<uuid::Uuid, outbox::InFlight>>,
     /// Chains the directory gave [`Client::check_key`] lately: the answer to the request that followed needs no
     /// second lookup.
-    recent_chains: Mutex<HashMap<Username, (std::time::Instant, Vec<magpie_proto::Certificate>)>>,
+    recent_chains: Ranked<HashMap<Username, (std::time::Instant, Vec<magpie_proto::Certificate>)>>,
     /// The second each chat's last activity was last stored at (see `Client::note_activity`).
-    activity_noted: Mutex<HashMap<Username, u64>>,
+    activity_noted: Ranked<HashMap<Username, u64>>,
     /// Which peers have texts waiting for a session (see `waiting.rs`); also the order of texts to one peer.
-    waiting: Mutex<HashMap<Username, bool>>,
+    waiting: Ranked<HashMap<Username, bool>>,
     /// Re-keys each contact may still have accepted without asking (see `requests.rs`).
-    auto_accepts: Mutex<requests::AutoAccepts>,
+    auto_accepts: Ranked<requests::AutoAccepts>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -163,23 +164,23 @@ impl Client {
                 trust,
                 relay,
                 events,
-                sessions: Mutex::new(HashMap::new()),
+                sessions: Ranked::new(Rank::Sessions, HashMap::new()),
                 handshakes: tokio::sync::Mutex::new(()),
                 outbox_wake: Notify::new(),
                 resync: Notify::new(),
                 parked: std::sync::atomic::AtomicBool::new(false),
                 outbox_running: tokio::sync::Mutex::new(()),
-                socket: Mutex::new(None),
-                pipelined_up_to: Mutex::new(None),
-                rekeying: Mutex::new(HashMap::new()),
+                socket: Ranked::new(Rank::Socket, None),
+                pipelined_up_to: Ranked::new(Rank::PipelinedUpTo, None),
+                rekeying: Ranked::new(Rank::Rekeying, HashMap::new()),
                 rekey_retry_ms: std::sync::atomic::AtomicU64::new(
                     u64::try_from(rekey::REKEY_RETRY_AFTER.as_millis()).unwrap_or(u64::MAX),
                 ),
-                in_flight: Mutex::new(HashMap::new()),
-                recent_chains: Mutex::new(HashMap::new()),
-                activity_noted: Mutex::new(HashMap::new()),
-                auto_accepts: Mutex::default(),
-                waiting: Mutex::new(HashMap::new()),
+                in_flight: Ranked::new(Rank::InFlight, HashMap::new()),
+                recent_chains: Ranked::new(Rank::RecentChains, HashMap::new()),
+                activity_noted: Ranked::new(Rank::ActivityNoted, HashMap::new()),
+                auto_accepts: Ranked::with_default(Rank::AutoAccepts),
+                waiting: Ranked::new(Rank::Waiting, HashMap::new()),
             }),
         }
     }
@@ -244,7 +245,7 @@ impl Client {
         let _ = self.inner.events.send(event);
     }
 
-    fn sessions(&self) -> Result<MutexGuard<'_, HashMap<Username, Session>>> {
+    fn sessions(&self) -> Result<Guard<'_, HashMap<Username, Session>>> {
         self.inner.sessions.lock().map_err(|_| Error::Poisoned)
     }
 

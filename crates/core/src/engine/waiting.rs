@@ -14,7 +14,7 @@ use crate::history::{Appended, Delivery, Direction, Entry, Message, OutboxItem};
 
 /// Whether texts to each peer wait; held from deciding how a text goes until it is sealed or kept, so that
 /// texts to one peer are sealed in the order they were written.
-pub(super) type WaitingGuard<'a> = std::sync::MutexGuard<'a, std::collections::HashMap<Username, bool>>;
+pub(super) type WaitingGuard<'a> = crate::lock_order::Guard<'a, std::collections::HashMap<Username, bool>>;
 
 /// How far back in a chat waiting texts are looked for (they are the newest outgoing ones).
 const WAITING_LOOKBACK: usize = 500;

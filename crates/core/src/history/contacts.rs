@@ -225,7 +225,7 @@ impl History {
         Ok(set_aside)
     }
 
-    fn key_changed_cache(&self) -> Result<std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], bool>>> {
+    fn key_changed_cache(&self) -> Result<crate::lock_order::Guard<'_, std::collections::HashMap<[u8; 32], bool>>> {
         self.key_changed.lock().map_err(|_| Error::Poisoned)
     }
 

@@ -56,6 +56,7 @@ pub use reserve::RESERVE_AHEAD;
 
 use crate::error::{Error, Result};
 use crate::keystore::SecretBytes;
+use crate::lock_order::{Rank, Ranked};
 use crypt::Sealer;
 use magpie_proto::{Session, Username};
 
@@ -99,11 +100,11 @@ pub struct History {
     message_index: sled::Tree,
     steps: sled::Tree,
     /// Held by the step being worked out and committed: one at a time (see [`step`]).
-    writing: std::sync::Mutex<()>,
+    writing: Ranked<()>,
     /// This run's send-counter records (see [`reserve`]).
-    reservations: std::sync::Mutex<reserve::Reservations>,
+    reservations: Ranked<reserve::Reservations>,
     /// Each contact's `key_changed`, by chat id, as stored (see [`History::key_changed`]).
-    key_changed: std::sync::Mutex<std::collections::HashMap<[u8; 32], bool>>,
+    key_changed: Ranked<std::collections::HashMap<[u8; 32], bool>>,
     /// When [`History::finish_handshake`] last looked for ended handshakes to forget (Unix seconds; 0: not yet).
     finished_swept_at: std::sync::atomic::AtomicU64,
 }
@@ -161,9 +162,9 @@ impl History {
             message_index: db.open_tree(MESSAGE_INDEX)?,
             outbox: db.open_tree(OUTBOX)?,
             steps: db.open_tree(STEPS)?,
-            writing: std::sync::Mutex::new(()),
-            reservations: std::sync::Mutex::default(),
-            key_changed: std::sync::Mutex::default(),
+            writing: Ranked::new(Rank::Writing, ()),
+            reservations: Ranked::with_default(Rank::Reservations),
+            key_changed: Ranked::with_default(Rank::KeyChanged),
             finished_swept_at: std::sync::atomic::AtomicU64::new(0),
             meta,
             sealer,

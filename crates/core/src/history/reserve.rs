@@ -178,7 +178,7 @@ impl History {
         }
     }
 
-    fn reservations(&self) -> Result<std::sync::MutexGuard<'_, Reservations>> {
+    fn reservations(&self) -> Result<crate::lock_order::Guard<'_, Reservations>> {
         self.reservations.lock().map_err(|_| Error::Poisoned)
     }
 }

@@ -18,7 +18,6 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::MutexGuard;
 
 use sled::IVec;
 
@@ -73,7 +72,7 @@ type Write<'a> = (Tree, &'a [u8], Option<&'a [u8]>);
 /// A step being worked out; it holds the write lock until committed or dropped (dropped, it writes nothing).
 pub(super) struct Step<'h> {
     history: &'h History,
-    _one_writer: MutexGuard<'h, ()>,
+    _one_writer: crate::lock_order::Guard<'h, ()>,
     writes: RefCell<Writes>,
 }
 
