@@ -690,6 +690,30 @@ async fn item11_a_text_written_before_the_session_waits_and_goes_with_it() {
     assert_ne!(stored[0].message.delivery, Delivery::Waiting);
 }
 
+/// Item 11, however many wait: more texts than one page of the chat (600, written while the session is set up)
+/// all go, in order, once it exists. (Only the newest 500 were looked for, and the older ones waited for good.)
+#[tokio::test(flavor = "multi_thread")]
+async fn item11_every_waiting_text_goes_however_many_there_are() {
+    use magpie_core::history::Delivery;
+    const TEXTS: usize = 600;
+    let operator = Operator::start().await;
+    let (alice, bob) = accepted_not_yet_set_up(&operator).await;
+    let alice_name = name("alice");
+    for i in 0..TEXTS {
+        let text = bob.client.send_text(&alice_name, &format!("early {i}")).unwrap();
+        assert_eq!(text.delivery, Delivery::Waiting);
+    }
+    alice.client.sync().await.unwrap(); // the key transfer
+    bob.client.sync().await.unwrap(); // the session: every waiting text is sealed and posted
+    alice.client.sync().await.unwrap();
+    let got = alice.client.last_messages(&name("bob"), TEXTS + 10).unwrap();
+    let bodies: Vec<String> = got.into_iter().map(|e| e.message.body).collect();
+    let expected: Vec<String> = (0..TEXTS).map(|i| format!("early {i}")).collect();
+    assert_eq!(bodies, expected);
+    let stored = bob.client.last_messages(&alice_name, TEXTS + 10).unwrap();
+    assert!(stored.iter().all(|e| e.message.delivery != Delivery::Waiting));
+}
+
 /// Item 11: when the handshake fails instead, the waiting text fails visibly and is never sealed.
 #[tokio::test(flavor = "multi_thread")]
 async fn item11_waiting_texts_fail_visibly_when_the_handshake_fails() {

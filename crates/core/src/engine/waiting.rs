@@ -16,8 +16,8 @@ use crate::history::{Appended, Delivery, Direction, Entry, Message, OutboxItem};
 /// texts to one peer are sealed in the order they were written.
 pub(super) type WaitingGuard<'a> = crate::lock_order::Guard<'a, std::collections::HashMap<Username, bool>>;
 
-/// How far back in a chat waiting texts are looked for (they are the newest outgoing ones).
-const WAITING_LOOKBACK: usize = 500;
+/// How many messages [`Client::waiting_texts`] reads at a time.
+const WAITING_PAGE: usize = 500;
 
 impl Client {
     /// Whether a session with `peer` is on its way: a handshake the peer has accepted (ours waits for their
@@ -154,13 +154,34 @@ impl Client {
         Ok(stored)
     }
 
+    /// The texts to `peer` that wait, oldest first. They are the newest outgoing texts (a text written after a
+    /// waiting one waits too, and they are sealed oldest first): read back page by page to the first outgoing
+    /// text that does not wait.
     fn waiting_texts(&self, peer: &Username) -> Result<Vec<Entry>> {
-        Ok(self
-            .history()
-            .last_messages(peer, WAITING_LOOKBACK)?
-            .into_iter()
-            .filter(|e| e.message.direction == Direction::Outgoing && e.message.delivery == Delivery::Waiting)
-            .collect())
+        let mut found = Vec::new();
+        let mut page = self.history().last_messages(peer, WAITING_PAGE)?;
+        loop {
+            let Some(oldest) = page.first().map(|e| e.cursor) else {
+                break;
+            };
+            let full = page.len() == WAITING_PAGE;
+            for entry in page.into_iter().rev() {
+                if entry.message.direction != Direction::Outgoing {
+                    continue;
+                }
+                if entry.message.delivery != Delivery::Waiting {
+                    found.reverse();
+                    return Ok(found);
+                }
+                found.push(entry);
+            }
+            if !full {
+                break;
+            }
+            page = self.history().messages_before(peer, oldest, WAITING_PAGE)?;
+        }
+        found.reverse();
+        Ok(found)
     }
 }
 
