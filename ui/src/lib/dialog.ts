@@ -1,5 +1,5 @@
-// Behaviour every modal dialog shares: focus the first control, keep Tab inside, Escape closes the top-most
-// dialog, and focus goes back where it was when the dialog closes.
+// Behaviour every modal dialog shares: focus the first control, keep Tab inside the top-most dialog, Escape closes
+// it, and focus goes back where it was when the dialog closes.
 
 export interface DialogOptions {
   onClose: () => void;
@@ -32,15 +32,19 @@ export function modalDialog(node: HTMLElement, options: DialogOptions) {
   const first = current.initialFocus ? node.querySelector<HTMLElement>(current.initialFocus) : null;
   (first ?? focusableIn(node)[0] ?? node).focus();
 
+  // On the window, so that Tab is kept inside even when focus is outside the dialog (on the page behind it).
   function onWindowKeydown(event: KeyboardEvent) {
-    if (event.key !== 'Escape' || stack[stack.length - 1] !== node) return;
-    event.preventDefault();
-    event.stopImmediatePropagation();
-    current.onClose();
+    if (stack[stack.length - 1] !== node) return;
+    if (event.key === 'Escape') {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      current.onClose();
+    } else if (event.key === 'Tab') {
+      keepTabInside(event);
+    }
   }
 
-  function onKeydown(event: KeyboardEvent) {
-    if (event.key !== 'Tab') return;
+  function keepTabInside(event: KeyboardEvent) {
     const controls = focusableIn(node);
     if (controls.length === 0) {
       event.preventDefault();
@@ -59,7 +63,6 @@ export function modalDialog(node: HTMLElement, options: DialogOptions) {
   }
 
   window.addEventListener('keydown', onWindowKeydown, true);
-  node.addEventListener('keydown', onKeydown);
 
   return {
     update(next: DialogOptions) {
@@ -67,7 +70,6 @@ export function modalDialog(node: HTMLElement, options: DialogOptions) {
     },
     destroy() {
       window.removeEventListener('keydown', onWindowKeydown, true);
-      node.removeEventListener('keydown', onKeydown);
       const index = stack.lastIndexOf(node);
       if (index >= 0) stack.splice(index, 1);
       if (returnFocusTo && document.contains(returnFocusTo)) returnFocusTo.focus();
