@@ -1,32 +1,53 @@
-//! A profile's history in sled, every value sealed with the history key (see [`crypt`]).
+//! A profile's history in sled, every value sealed with the history key. The rules a maintainer needs are here;
+//! the modules named hold the details.
 //!
-//! Trees and their keys (no key holds plaintext: names and ids are keyed hashes, `H(domain, x)` =
-//! HMAC-SHA256 under a sub-key of the history key):
+//! **Trees.** No key holds plaintext: names and ids are keyed hashes, `H(domain, x)` = HMAC-SHA256 under a
+//! sub-key of the history key.
 //!
-//! | tree          | key                                  | value (sealed)                              |
+//! | tree          | key                                  | value                                       |
 //! |---------------|--------------------------------------|---------------------------------------------|
 //! | `meta`        | `key-check`                          | a constant, proves the key on open          |
+//! | `meta`        | `format`                             | [`HISTORY_FORMAT`] (u32 BE)                 |
+//! | `meta`        | `registration`                       | [`RegistrationRecord`]                      |
+//! | `meta`        | `relay-login`                        | token expiry (u64 BE) ‖ the relay's token   |
+//! | `meta`        | `generation`                         | how many times the history was opened (u64 BE) |
+//! | `meta`        | `rewrite-due`, `requests-indexed`    | flags, not sealed (they say nothing)        |
 //! | `contacts`    | `H("chat", peer)`                    | [`Contact`] as JSON                         |
 //! | `sessions`    | `H("chat", peer)`                    | `Session::export` bytes                     |
 //! | `handshakes`  | `H("handshake", request id)`         | request id and opaque handshake state       |
 //! | `finished_handshakes` | `H("handshake", request id)` | when it ended, Unix seconds (u64 BE)       |
+//! | `requests`    | `H("request", request id)`           | [`RequestSummary`] as JSON                  |
 //! | `message_blocks` | `H("chat", peer) ‖ first seq (u64 BE)` | up to 32 messages ([`Message`] as JSON), see [`blocks`] |
 //! | `message_blocks` | `H("chat", peer)`                 | the first seq of the chat's newest block    |
 //! | `message_index`  | first 2 bytes of `H("message", id)` | where each message of that bucket is      |
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
-//! | `meta`        | `registration`                       | [`RegistrationRecord`]                      |
-//! | `meta`        | `relay-login`                        | token expiry (u64 BE) ‖ the relay's token   |
-//! | `steps`       | counter (u64 BE)                     | a step's writes, until a flush made them durable (see [`step`]); not sealed again: each value in it is sealed as its tree keeps it |
+//! | `steps`       | counter (u64 BE)                     | a step's writes while they are made         |
 //!
 //! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ counter ‖ session id`, the last 16 sessions re-keys
 //! replaced (messages sealed with them may still be on their way), and under `H("chat", peer) ‖ "reserved" ‖ session
-//! id` the send counters a run may use before its steps are flushed (see [`reserve`]).
+//! id` the send counters a run may use before its steps are flushed (see [`reserve`]). `seq` comes from sled's
+//! `generate_id`, monotonic across the database and across restarts, so one chat's messages sit together in arrival
+//! order and "the last 50" is one reverse range scan over a few blocks. A change to what a tree holds raises
+//! [`HISTORY_FORMAT`], and [`History::open`] moves an older history on (no release has written another yet).
 //!
-//! `seq` comes from sled's `generate_id`, monotonic across the database and across restarts, so one chat's
-//! messages sit together in arrival order and "the last 50" is one reverse range scan over a few blocks.
-//! `meta` `format` holds [`HISTORY_FORMAT`], the layout above: a change to what a tree holds raises it, and
-//! [`History::open`] moves an older history on to it (no release has written another yet).
-//! Additional data of each value is `tree ‖ key`: a value moved to another slot does not open.
+//! **Sealing** ([`crypt`]). Every value is AES-256-GCM under a sub-key of the history key, with a random nonce and
+//! `tree ‖ key` as additional data, so a value moved to another slot does not open. A `steps` record is not sealed
+//! again: it holds keys and values exactly as their trees keep them.
+//!
+//! **Writing** ([`step`]). Everything that changes sessions, messages or the outbox is a step: under the one write
+//! lock its writes are worked out (messages into their blocks and buckets in memory), written as one `steps`
+//! record (one sled insert, atomic), made to the trees, and the record removed; readers read the trees. Contacts, handshakes, requests
+//! and `meta` are single writes of their own (no step touches their trees).
+//!
+//! **Durable** when a flush that started after the write returns ([`History::flush`], [`History::flush_async`]).
+//! The engine awaits one before anything that depends on a write leaves the process (an ack to the relay, a
+//! receipt, a handshake step); a sealed text goes before, since its send counter was reserved durably ahead
+//! ([`reserve`]). A crash keeps a prefix of sled's log: a step is in the trees whole, in part with its record
+//! (made whole at the next open), or not at all.
+//!
+//! **Locks**, taken in this order (the whole client's order is in `crate::lock_order`, checked in debug builds):
+//! `key_changed` (contacts' flags; serializes contact writes), then `reservations` (this run's send-counter
+//! records), then `writing` (one step at a time). Nothing under `writing` takes another lock.
 
 mod blocks;
 mod contacts;
@@ -177,10 +198,8 @@ impl History {
     /// Writes everything to disk; returns the bytes flushed. sled also flushes on its own every 500 ms.
     pub fn flush(&self) -> Result<usize> {
         let covered = self.reserved_so_far()?;
-        let made = self.newest_step()?;
         let flushed = self.db.flush()?;
         self.note_durable(covered)?;
-        self.forget_steps(made)?;
         Ok(flushed)
     }
 
@@ -189,10 +208,8 @@ impl History {
     /// wait: its counter is reserved, see [`reserve`].)
     pub async fn flush_async(&self) -> Result<usize> {
         let covered = self.reserved_so_far()?;
-        let made = self.newest_step()?;
         let flushed = self.db.flush_async().await?;
         self.note_durable(covered)?;
-        self.forget_steps(made)?;
         Ok(flushed)
     }
 

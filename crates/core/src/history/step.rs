@@ -4,17 +4,17 @@
 //! state; a session saved; an item leaving the outbox). Under the history's one write lock it is worked out first:
 //! its writes are staged in memory (reads see them), messages going into their blocks and index buckets there, so
 //! each key ends with one final value or a removal, sealed as the tree stores it. [`Step::commit`] then writes that
-//! list as one record in `steps` (one sled insert, so atomic), and then makes each write to its tree. Readers read
-//! the trees: there is nothing else to consult.
+//! list as one record in `steps` (one sled insert, so atomic), makes each write to its tree, and removes the
+//! record. Readers read the trees: there is nothing else to consult.
 //!
 //! Durable: a step is on disk once a flush that started after it returns ([`History::flush`]); the engine awaits
 //! one before anything that depends on the step leaves the process (an ack, a receipt, a handshake step), except a
 //! sealed text, whose send counter was reserved durably ahead (see [`super::reserve`]).
 //!
-//! A crash: sled recovers its log in order up to where the crash cut it, so the trees can hold part of a step only
-//! if its record is there too. Opening the history makes the writes of every record still there, oldest first
-//! (each write sets a key or removes it: making it again changes nothing), then flushes and removes the records. A
-//! flush removes the records of the steps it made durable.
+//! A crash: sled recovers its log in order up to where the crash cut it, so what a crash leaves of a step is a
+//! prefix of record, writes, removal: nothing; the record and some of the writes; or the whole step. Opening the
+//! history makes the writes of a record still there (each sets a key or removes it: making it again changes
+//! nothing), then removes it.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -107,7 +107,7 @@ impl<'h> Step<'h> {
         Ok(self.history.db.generate_id()?)
     }
 
-    /// Writes the step's record, then makes its writes (see the module).
+    /// Writes the step's record, makes its writes, and removes the record (see the module).
     pub(super) fn commit(self) -> Result<()> {
         let writes = self.writes.into_inner();
         if writes.is_empty() {
@@ -115,11 +115,12 @@ impl<'h> Step<'h> {
         }
         let key = self.history.db.generate_id()?.to_be_bytes();
         self.history.steps.insert(key, encode(&writes)?)?;
-        self.history.make(
-            writes
-                .iter()
-                .map(|((tree, key), value)| (*tree, key.as_slice(), value.as_deref())),
-        )
+        let made = writes
+            .iter()
+            .map(|((tree, key), value)| (*tree, key.as_slice(), value.as_deref()));
+        self.history.make(made)?;
+        self.history.steps.remove(key)?;
+        Ok(())
     }
 }
 
@@ -152,36 +153,17 @@ impl History {
         Ok(())
     }
 
-    /// The newest step's record, once every step up to it is made (what a flush starting now covers).
-    pub(super) fn newest_step(&self) -> Result<Option<IVec>> {
-        let _no_step_half_made = self.writing.lock().map_err(|_| Error::Poisoned)?;
-        Ok(self.steps.last()?.map(|(key, _)| key))
-    }
-
-    /// Removes the records up to `through`, whose steps a flush made durable.
-    pub(super) fn forget_steps(&self, through: Option<IVec>) -> Result<()> {
-        let Some(through) = through else {
-            return Ok(());
-        };
-        for key in self.steps.range(..=through).keys() {
-            self.steps.remove(key?)?;
-        }
-        Ok(())
-    }
-
-    /// At open: makes the steps whose records a crash left (see the module), then removes them.
+    /// At open: makes the steps whose records a crash left (see the module), oldest first, then removes them.
     pub(super) fn make_left_steps(&self) -> Result<()> {
         let mut made = 0;
         for item in self.steps.iter() {
-            let (_, record) = item?;
+            let (key, record) = item?;
             let writes = decode(&record).map_err(|()| Error::HistoryCorrupt { tree: STEPS })?;
             self.make(writes.into_iter())?;
+            self.steps.remove(key)?;
             made += 1;
         }
         if made > 0 {
-            let through = self.steps.last()?.map(|(key, _)| key);
-            self.db.flush()?;
-            self.forget_steps(through)?;
             tracing::info!(steps = made, "made the steps a crash left half-written");
         }
         Ok(())
@@ -252,8 +234,8 @@ fn take(bytes: &[u8]) -> std::result::Result<(&[u8], &[u8]), ()> {
 
 #[cfg(test)]
 impl Step<'_> {
-    /// Commits as a process that died after making the first `made` of its writes would leave it; how many writes
-    /// the step has.
+    /// Commits as a process that died after making the first `made` of its writes would leave it (the record
+    /// stays); how many writes the step has.
     pub(super) fn commit_cut_after(self, made: usize) -> Result<usize> {
         let writes = self.writes.into_inner();
         let key = self.history.db.generate_id()?.to_be_bytes();
