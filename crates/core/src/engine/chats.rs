@@ -1,5 +1,6 @@
 //! What a chat screen asks for: pages of history, read marks, unread counts, resending a failed message.
 
+use crate::store::prelude::*;
 use magpie_proto::Username;
 use uuid::Uuid;
 
@@ -7,18 +8,18 @@ use super::{Client, MessageView};
 use crate::error::{Error, Result};
 use crate::history::{Cursor, Delivery, Direction, Entry};
 
-impl Client {
+impl<H: Home> Client<H> {
     /// Up to `n` messages with `peer` before `before` (the newest when `None`), oldest first.
     pub fn messages_before(&self, peer: &Username, before: Option<u64>, n: usize) -> Result<Vec<Entry>> {
         match before {
-            Some(cursor) => self.history().messages_before(peer, Cursor::from_value(cursor), n),
-            None => self.history().last_messages(peer, n),
+            Some(cursor) => self.store().messages_before(peer, Cursor::from_value(cursor), n),
+            None => self.store().last_messages(peer, n),
         }
     }
 
     /// The user has seen everything in the chat with `peer` up to `cursor`. Never moves the mark back.
     pub fn mark_read(&self, peer: &Username, cursor: u64) -> Result<()> {
-        self.history().update_contact(peer, |slot| {
+        self.store().update_contact(peer, |slot| {
             if let Some(contact) = slot.as_mut().filter(|c| c.read_up_to.is_none_or(|read| read < cursor)) {
                 contact.read_up_to = Some(cursor);
             }
@@ -29,15 +30,15 @@ impl Client {
     /// Deletes every message of the chat with `peer` from this computer; the contact, its pinned key and the
     /// session stay, so the chat goes on. Returns how many were deleted. Blocks on disk I/O.
     pub fn clear_chat(&self, peer: &Username) -> Result<usize> {
-        let removed = self.history().clear_chat(peer)?;
-        self.history().flush()?;
+        let removed = self.store().clear_chat(peer)?;
+        self.store().flush()?;
         Ok(removed)
     }
 
     /// Incoming messages from `peer` after the read mark, counted up to `cap` (a badge shows "99+").
     pub fn unread(&self, peer: &Username, cap: usize) -> Result<usize> {
-        let read = self.history().contact(peer)?.and_then(|c| c.read_up_to);
-        let after = self.history().messages_after(peer, read.map(Cursor::from_value), cap)?;
+        let read = self.store().contact(peer)?.and_then(|c| c.read_up_to);
+        let after = self.store().messages_after(peer, read.map(Cursor::from_value), cap)?;
         Ok(after
             .iter()
             .filter(|entry| entry.message.direction == Direction::Incoming)
@@ -47,7 +48,7 @@ impl Client {
     /// Sends the text of a message the relay refused for good as a new message, and removes the failed one.
     pub fn retry_message(&self, peer: &Username, id: Uuid) -> Result<MessageView> {
         let entry = self
-            .history()
+            .store()
             .get_message(id)?
             .filter(|entry| &entry.message.peer == peer)
             .ok_or_else(|| Error::NoMessage(id.to_string()))?;
@@ -55,7 +56,7 @@ impl Client {
             return Err(Error::NoMessage(id.to_string()));
         }
         let resent = self.send_text(peer, &entry.message.body)?;
-        self.history().remove_message(id)?;
+        self.store().remove_message(id)?;
         Ok(resent)
     }
 }

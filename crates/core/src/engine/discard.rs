@@ -2,6 +2,7 @@
 //! notice) and reported as an [`Event::Rejected`], never shown. Ordinary duplicates from at-least-once delivery
 //! (a message seen before, a step of a handshake that ended) stay silent.
 
+use crate::store::prelude::*;
 use magpie_proto::{Envelope, EnvelopeKind, Username};
 use uuid::Uuid;
 
@@ -11,7 +12,7 @@ use super::inbox::Disposition;
 use super::{now_secs, Client};
 use crate::error::Result;
 
-impl Client {
+impl<H: Home> Client<H> {
     /// Drops an envelope that claimed to come from `from` and did not verify: counts it on that contact (strangers
     /// have no chat to show it in, and are not given a record to grow) and tells the faces.
     pub(super) fn discard(&self, from: &str, what: Discard, reason: &str) -> Disposition {
@@ -40,7 +41,7 @@ impl Client {
 
     fn count_discarded(&self, peer: &Username, what: Discard) -> Result<()> {
         let now = now_secs();
-        self.history().update_contact(peer, |slot| {
+        self.store().update_contact(peer, |slot| {
             if let Some(contact) = slot {
                 let counts = contact.discarded.get_or_insert_with(|| crate::history::Discarded {
                     since: now,
@@ -58,7 +59,7 @@ impl Client {
 
     /// The user read the chat's security notice: the counts start again.
     pub fn dismiss_discarded(&self, peer: &Username) -> Result<()> {
-        self.history().update_contact(peer, |slot| {
+        self.store().update_contact(peer, |slot| {
             if let Some(contact) = slot {
                 contact.discarded = None;
             }
@@ -69,8 +70,8 @@ impl Client {
     /// A handshake step for `request_id`, which is not waiting for it: a second copy of a step we handled (the
     /// handshake is under way or ended) is dropped silently; one for a handshake we never had is discarded.
     pub(super) fn step_without_handshake(&self, envelope: &Envelope, request_id: Uuid) -> Result<Disposition> {
-        let known = HandshakeState::load(self.history(), &self.inner.credential, request_id)?.is_some()
-            || HandshakeState::finished(self.history(), request_id)?;
+        let known = HandshakeState::load(self.store(), &self.inner.credential, request_id)?.is_some()
+            || HandshakeState::finished(self.store(), request_id)?;
         if known {
             tracing::debug!(from = %envelope.from, %request_id, "handshake step seen already");
             return Ok(Disposition::Done);

@@ -1,5 +1,6 @@
 //! The handshake driver: the seven steps of the protocol across the relay, one state per step kept in history.
 
+use crate::store::prelude::*;
 use std::time::{Duration, Instant, SystemTime};
 
 use magpie_proto::{
@@ -28,7 +29,7 @@ struct AnswerCheck {
     recent: bool,
 }
 
-impl Client {
+impl<H: Home> Client<H> {
     /// Step 1 (A): asks `peer` for an encrypted chat. The peer must exist in the relay's directory.
     pub async fn request(&self, peer: &Username) -> Result<Uuid> {
         if peer == self.username() {
@@ -44,7 +45,7 @@ impl Client {
         let _step = self.inner.handshakes.lock().await;
         let envelope = self.envelope(peer, EnvelopeKind::ChatRequest, request.to_json()?);
         let pending = HandshakeState::AwaitingAccept(state);
-        pending.save(self.history())?;
+        pending.save(self.store())?;
         self.queue(envelope)?;
         if let HandshakeState::AwaitingAccept(state) = &pending {
             self.step(HandshakeStep::RequestSent, peer, state.report());
@@ -54,7 +55,7 @@ impl Client {
 
     /// Handshakes we started that wait for the peer, as (peer, request id).
     pub fn outgoing_requests(&self) -> Result<Vec<(Username, Uuid)>> {
-        Ok(HandshakeState::under_way(self.history(), &self.inner.credential)?
+        Ok(HandshakeState::under_way(self.store(), &self.inner.credential)?
             .into_iter()
             .map(|p| (p.peer().clone(), p.request_id()))
             .collect())
@@ -62,7 +63,7 @@ impl Client {
 
     /// Whether a handshake with `peer` is under way (one that could end with a session we do not have yet).
     pub(super) fn handshake_pending_with(&self, peer: &Username) -> Result<bool> {
-        Ok(HandshakeState::under_way(self.history(), &self.inner.credential)?
+        Ok(HandshakeState::under_way(self.store(), &self.inner.credential)?
             .iter()
             .any(|p| p.peer() == peer))
     }
@@ -86,7 +87,7 @@ impl Client {
         let (state, accept) = request.accept()?;
         let envelope = self.envelope(&peer, EnvelopeKind::ChatAccept, accept.to_json()?);
         self.step(HandshakeStep::AcceptSent, &peer, state.report());
-        HandshakeState::AwaitingKeyTransfer(state).save(self.history())?;
+        HandshakeState::AwaitingKeyTransfer(state).save(self.store())?;
         self.queue(envelope)?;
         tracing::debug!(%peer, %request_id, "accepted");
         Ok(())
@@ -98,13 +99,13 @@ impl Client {
         let request = self.incoming(request_id)?;
         let peer = request.from().clone();
         let decline = request.decline()?;
-        HandshakeState::finish(self.history(), request_id)?;
+        HandshakeState::finish(self.store(), request_id)?;
         self.queue(self.envelope(&peer, EnvelopeKind::ChatDecline, decline.to_json()?))?;
         Ok(())
     }
 
     fn incoming(&self, request_id: Uuid) -> Result<magpie_proto::IncomingRequest> {
-        match HandshakeState::load(self.history(), &self.inner.credential, request_id)? {
+        match HandshakeState::load(self.store(), &self.inner.credential, request_id)? {
             Some(HandshakeState::Incoming(request))
                 if now_secs().saturating_sub(request.sent_at()) <= super::requests::REQUEST_KEPT_SECS =>
             {
@@ -122,8 +123,8 @@ impl Client {
         let peer = Username::canonical(&request.from)?;
         let _step = self.inner.handshakes.lock().await;
         // A second copy (pushed, then fetched again by a catch-up) of a request under way or already answered.
-        if HandshakeState::load(self.history(), &self.inner.credential, request.request_id)?.is_some()
-            || HandshakeState::finished(self.history(), request.request_id)?
+        if HandshakeState::load(self.store(), &self.inner.credential, request.request_id)?.is_some()
+            || HandshakeState::finished(self.store(), request.request_id)?
         {
             tracing::debug!(%peer, request_id = %request.request_id, "request seen already");
             return Ok(Disposition::Done);
@@ -144,7 +145,7 @@ impl Client {
             match self.crossing_rekey(&peer)? {
                 super::rekey::Crossing::Ours => {
                     tracing::debug!(%peer, request_id = %request.request_id, "crossing re-key: ours goes on");
-                    HandshakeState::finish(self.history(), request.request_id)?;
+                    HandshakeState::finish(self.store(), request.request_id)?;
                     return Ok(Disposition::Done);
                 }
                 super::rekey::Crossing::Theirs(ours) => {
@@ -155,13 +156,13 @@ impl Client {
             let (state, accept) = incoming.accept()?;
             let reply = self.envelope(&peer, EnvelopeKind::ChatAccept, accept.to_json()?);
             self.step(HandshakeStep::AcceptSent, &peer, state.report());
-            HandshakeState::AwaitingKeyTransfer(state).save(self.history())?;
+            HandshakeState::AwaitingKeyTransfer(state).save(self.store())?;
             self.queue(reply)?;
             return Ok(Disposition::Done);
         }
         let request_id = incoming.request_id();
         let certificate = incoming.peer().certificate().clone();
-        HandshakeState::Incoming(incoming).save(self.history())?;
+        HandshakeState::Incoming(incoming).save(self.store())?;
         self.bound_requests()?;
         if let PinCheck::Changed { old, new } = pin {
             tracing::info!(%peer, %request_id, "request with a changed key kept");
@@ -187,7 +188,7 @@ impl Client {
         recent_ok: bool,
     ) -> Result<Result<AnswerCheck, Disposition>> {
         let Some(HandshakeState::AwaitingAccept(state)) =
-            HandshakeState::load(self.history(), &self.inner.credential, request_id)?
+            HandshakeState::load(self.store(), &self.inner.credential, request_id)?
         else {
             return self.step_without_handshake(envelope, request_id).map(Err);
         };
@@ -201,7 +202,7 @@ impl Client {
                 Err(e) => return self.fail_handshake(&peer, request_id, &e).map(Err),
             },
         };
-        let pinned = self.history().contact(&peer)?.map(|c| c.fingerprint);
+        let pinned = self.store().contact(&peer)?.map(|c| c.fingerprint);
         Ok(Ok(AnswerCheck {
             state,
             peer,
@@ -260,7 +261,7 @@ impl Client {
                 self.step(HandshakeStep::DirectoryChecked, peer, state.report());
                 let reply = self.envelope(peer, EnvelopeKind::KeyTransfer, transfer.to_json()?);
                 self.step(HandshakeStep::KeyTransferSent, peer, state.report());
-                HandshakeState::AwaitingConfirm(state).save(self.history())?;
+                HandshakeState::AwaitingConfirm(state).save(self.store())?;
                 self.queue(reply)?;
                 Ok(Disposition::Done)
             }
@@ -288,7 +289,7 @@ impl Client {
         };
         match state.on_decline(&decline, &chain, &self.inner.trust, pinned.as_ref(), SystemTime::now()) {
             Ok(declined) => {
-                HandshakeState::finish(self.history(), declined.request_id)?;
+                HandshakeState::finish(self.store(), declined.request_id)?;
                 self.emit(Event::RequestDeclined {
                     peer: peer.to_string(),
                     request_id: declined.request_id,
@@ -309,7 +310,7 @@ impl Client {
         let transfer = KeyTransfer::from_json(&envelope.body)?;
         let _step = self.inner.handshakes.lock().await;
         let Some(HandshakeState::AwaitingKeyTransfer(state)) =
-            HandshakeState::load(self.history(), &self.inner.credential, transfer.request_id)?
+            HandshakeState::load(self.store(), &self.inner.credential, transfer.request_id)?
         else {
             return self.step_without_handshake(envelope, transfer.request_id);
         };
@@ -335,7 +336,7 @@ impl Client {
         let confirm = KeyConfirm::from_json(&envelope.body)?;
         let _step = self.inner.handshakes.lock().await;
         let Some(HandshakeState::AwaitingConfirm(state)) =
-            HandshakeState::load(self.history(), &self.inner.credential, confirm.request_id)?
+            HandshakeState::load(self.store(), &self.inner.credential, confirm.request_id)?
         else {
             return self.step_without_handshake(envelope, confirm.request_id);
         };
@@ -362,7 +363,7 @@ impl Client {
         tracing::debug!(%peer, session = %magpie_proto::encoding::hex(session.session_id()), "installing session");
         let certificate_pem = super::pem_string(certificate)?;
         // The pin check and the pin (on first contact) in one contacts write: nothing moves the pin in between.
-        let pinned_other = self.history().update_contact(&peer, |slot| {
+        let pinned_other = self.store().update_contact(&peer, |slot| {
             let contact = slot.get_or_insert_with(|| Contact::new(peer.clone(), presented));
             if contact.fingerprint != presented {
                 return Ok(Some(contact.fingerprint));
@@ -379,27 +380,27 @@ impl Client {
             let mut sessions = self.sessions()?;
             let previous = match sessions.remove(&peer) {
                 Some(previous) => Some(previous),
-                None => self.history().load_session(&peer)?,
+                None => self.store().load_session(&peer)?,
             };
             let rekey = previous.is_some();
             if let Some(previous) = previous {
                 // Kept to open late messages only: it seals nothing more.
-                self.history().save_previous_session(&previous.into_receive_only())?;
+                self.store().save_previous_session(&previous.into_receive_only())?;
             }
-            self.history().save_session(&session)?;
+            self.store().save_session(&session)?;
             sessions.insert(peer.clone(), session);
             rekey
         };
         if rekey {
-            let position = self.history().mark_position()?;
-            self.history().update_contact(&peer, |slot| {
+            let position = self.store().mark_position()?;
+            self.store().update_contact(&peer, |slot| {
                 if let Some(contact) = slot {
                     contact.mark_rekey(position);
                 }
                 Ok(())
             })?;
         }
-        HandshakeState::finish(self.history(), request_id)?;
+        HandshakeState::finish(self.store(), request_id)?;
         if !rekey {
             self.resolve_other_first_contacts(&peer, &presented)?;
         }
@@ -450,12 +451,12 @@ impl Client {
     /// and dropped; handshakes under way with another key fail (the key change they would be is raised when they
     /// come back); requests with another key stay, listed as a key change.
     fn resolve_other_first_contacts(&self, peer: &Username, pinned: &Fingerprint) -> Result<()> {
-        for request in self.history().requests()? {
+        for request in self.store().requests()? {
             if &request.peer == peer && &request.fingerprint == pinned {
-                HandshakeState::finish(self.history(), request.request_id)?;
+                HandshakeState::finish(self.store(), request.request_id)?;
             }
         }
-        for pending in HandshakeState::under_way(self.history(), &self.inner.credential)? {
+        for pending in HandshakeState::under_way(self.store(), &self.inner.credential)? {
             let key = match &pending {
                 HandshakeState::AwaitingKeyTransfer(state) => state.peer().fingerprint(),
                 HandshakeState::AwaitingConfirm(state) => state.peer().fingerprint(),
@@ -477,7 +478,7 @@ impl Client {
     }
 
     fn fail_handshake(&self, peer: &Username, request_id: Uuid, error: &Error) -> Result<Disposition> {
-        HandshakeState::finish(self.history(), request_id)?;
+        HandshakeState::finish(self.store(), request_id)?;
         self.rekey_done(peer);
         self.fail_waiting(peer)?;
         tracing::info!(%peer, %request_id, %error, "handshake failed");
@@ -500,7 +501,7 @@ impl Client {
     }
 
     pub(super) fn queue(&self, envelope: Envelope) -> Result<()> {
-        self.history().queue_envelope(&OutboxItem {
+        self.store().queue_envelope(&OutboxItem {
             envelope,
             message_id: None,
         })?;

@@ -6,7 +6,8 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::history::{History, RequestSummary};
+use crate::history::RequestSummary;
+use crate::store::Handshakes;
 
 /// The tag of a stored incoming request (the first byte of its value).
 const INCOMING: u8 = 2;
@@ -56,7 +57,7 @@ impl HandshakeState {
 
     /// Seals it into the history under its request id, replacing the previous step; an incoming request gets
     /// its summary for the requests view too, which goes once it is accepted.
-    pub fn save(&self, history: &History) -> Result<()> {
+    pub fn save(&self, history: &impl Handshakes) -> Result<()> {
         match self {
             Self::Incoming(request) => history.put_request(&RequestSummary {
                 request_id: request.request_id(),
@@ -83,7 +84,7 @@ impl HandshakeState {
     }
 
     /// The handshake stored under `request_id`, if any.
-    pub fn load(history: &History, me: &Credential, request_id: Uuid) -> Result<Option<Self>> {
+    pub fn load(history: &impl Handshakes, me: &Credential, request_id: Uuid) -> Result<Option<Self>> {
         match history.load_handshake(&request_id.to_string())? {
             Some(bytes) => Ok(Some(Self::decode(me, bytes.expose())?)),
             None => Ok(None),
@@ -91,17 +92,17 @@ impl HandshakeState {
     }
 
     /// Every stored handshake. One that no longer imports (a damaged value) is reported, not skipped silently.
-    pub fn all(history: &History, me: &Credential) -> Result<Vec<Self>> {
+    pub fn all(history: &impl Handshakes, me: &Credential) -> Result<Vec<Self>> {
         Self::stored(history, me, true)
     }
 
     /// Every stored handshake but the incoming requests waiting for the user (which may be many, and which the
     /// requests view lists from their summaries): the ones under way.
-    pub fn under_way(history: &History, me: &Credential) -> Result<Vec<Self>> {
+    pub fn under_way(history: &impl Handshakes, me: &Credential) -> Result<Vec<Self>> {
         Self::stored(history, me, false)
     }
 
-    fn stored(history: &History, me: &Credential, incoming: bool) -> Result<Vec<Self>> {
+    fn stored(history: &impl Handshakes, me: &Credential, incoming: bool) -> Result<Vec<Self>> {
         let mut out = Vec::new();
         for (id, bytes) in history.handshakes()? {
             let Ok(request_id) = Uuid::parse_str(&id) else {
@@ -120,7 +121,7 @@ impl HandshakeState {
     }
 
     /// Forgets the handshake stored under `request_id`.
-    pub fn remove(history: &History, request_id: Uuid) -> Result<()> {
+    pub fn remove(history: &impl Handshakes, request_id: Uuid) -> Result<()> {
         history.remove_handshake(&request_id.to_string())?;
         history.remove_request(request_id)?;
         Ok(())
@@ -128,7 +129,7 @@ impl HandshakeState {
 
     /// Forgets the handshake `request_id` and remembers that it ended: a second copy of its request (pushed, then
     /// fetched again by a catch-up) is dropped instead of starting it over.
-    pub fn finish(history: &History, request_id: Uuid) -> Result<()> {
+    pub fn finish(history: &impl Handshakes, request_id: Uuid) -> Result<()> {
         let id = request_id.to_string();
         history.remove_handshake(&id)?;
         history.remove_request(request_id)?;
@@ -138,7 +139,7 @@ impl HandshakeState {
     }
 
     /// Whether the handshake `request_id` ended already.
-    pub fn finished(history: &History, request_id: Uuid) -> Result<bool> {
+    pub fn finished(history: &impl Handshakes, request_id: Uuid) -> Result<bool> {
         history.handshake_finished(&request_id.to_string())
     }
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::lock_order::{Rank, Ranked};
+use crate::store::Home;
 
 use magpie_proto::{Envelope, EnvelopeKind};
 use tokio::sync::mpsc;
@@ -49,7 +50,7 @@ impl Drop for HandshakeWorker {
 
 impl HandshakeWorker {
     /// Starts the task; what it handles is acknowledged through `acks`.
-    pub(super) fn start(client: &Client, acks: mpsc::UnboundedSender<Uuid>) -> Self {
+    pub(super) fn start<H: Home>(client: &Client<H>, acks: mpsc::UnboundedSender<Uuid>) -> Self {
         let (queue, steps) = mpsc::unbounded_channel();
         let waiting = Arc::new(Ranked::with_default(Rank::WorkerCounts));
         let in_line = InLine::default();
@@ -72,7 +73,7 @@ impl HandshakeWorker {
 
     /// Sets aside the steps among `envelopes`, and what comes after one from the same sender other than messages of
     /// its current session; returns the rest, in order, to handle now.
-    pub(super) fn split(&self, client: &Client, envelopes: Vec<Envelope>) -> Result<Vec<Envelope>> {
+    pub(super) fn split<H: Home>(&self, client: &Client<H>, envelopes: Vec<Envelope>) -> Result<Vec<Envelope>> {
         let mut now = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             let waiting = self.waiting_from(&envelope.from)?;
@@ -124,8 +125,8 @@ fn count(waiting: &Waiting, envelope: &Envelope, change: impl FnOnce(usize) -> u
     Ok(())
 }
 
-async fn handle_steps(
-    client: Client,
+async fn handle_steps<H: Home>(
+    client: Client<H>,
     mut steps: mpsc::UnboundedReceiver<Envelope>,
     acks: mpsc::UnboundedSender<Uuid>,
     waiting: Waiting,

@@ -1,5 +1,6 @@
 //! Receiving: each envelope is verified or decrypted and stored before the relay is told to delete it.
 
+use crate::store::prelude::*;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
@@ -20,7 +21,7 @@ pub enum Disposition {
     Retry,
 }
 
-impl Client {
+impl<H: Home> Client<H> {
     /// Handles one envelope from our mailbox. Bad input (tampered, forged, malformed, from a stranger) is counted
     /// and reported as an [`Event::Rejected`] and dropped (see `discard.rs`); only storage failures are errors.
     pub async fn handle_envelope(&self, envelope: &Envelope) -> Result<Disposition> {
@@ -167,7 +168,7 @@ impl Client {
         let outcome = match opened.flatten() {
             Some(mut outcomes) => outcomes.pop().unwrap_or(Opened::Other),
             // Sealed before a re-key that has since replaced its session.
-            None => match self.history().load_previous_session(&peer, &sealed.session_id)? {
+            None => match self.store().load_previous_session(&peer, &sealed.session_id)? {
                 // Its step is kept with it, where it was: the current session stays as it is.
                 Some(mut previous) => {
                     let mut outcomes = self.open_and_store(&mut previous, SessionSlot::Previous, run)?;
@@ -254,7 +255,7 @@ impl Client {
             false => {
                 let ids: Vec<String> = texts.iter().map(|m| m.id.to_string()).collect();
                 let receipt = Plaintext::new(MessageKind::Receipt, ids.join(","), SystemTime::now())?;
-                self.history().reserve_send(&next)?;
+                self.store().reserve_send(&next)?;
                 Some(OutboxItem {
                     envelope: self.envelope(&peer, EnvelopeKind::Message, next.seal(&receipt)?.to_json()?),
                     message_id: None,
@@ -262,7 +263,7 @@ impl Client {
             }
         };
         let (appended, deliveries) =
-            self.history()
+            self.store()
                 .record_steps_delivering(&next, slot, &texts, receipt.as_ref(), &delivered)?;
         if receipt.is_some() {
             self.inner.outbox_wake.notify_one();
@@ -318,7 +319,7 @@ impl Client {
         if stored_already {
             return Ok(());
         }
-        self.history().update_contact(peer, |slot| {
+        self.store().update_contact(peer, |slot| {
             if let Some(contact) = slot {
                 contact.last_activity = Some(now);
             }
@@ -365,14 +366,14 @@ impl Client {
         let sealed = self
             .with_session(peer, |session| {
                 let mut next = session.clone();
-                self.history().reserve_send(&next)?;
+                self.store().reserve_send(&next)?;
                 let sealed = next.seal(plaintext)?;
                 let envelope = self.envelope(peer, magpie_proto::EnvelopeKind::Message, sealed.to_json()?);
                 let item = OutboxItem {
                     envelope,
                     message_id: message.map(|m| m.id),
                 };
-                self.history().record_step(&next, message, Some(&item))?;
+                self.store().record_step(&next, message, Some(&item))?;
                 *session = next;
                 Ok(sealed)
             })?

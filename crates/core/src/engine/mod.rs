@@ -25,11 +25,14 @@ mod run;
 mod trust;
 mod waiting;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use magpie_proto::{Certificate, Credential, Fingerprint, Session, TrustAnchor, Username};
+use magpie_proto::{Certificate, Credential, Fingerprint, Identity, Session, TrustAnchor, Username};
 use tokio::sync::{broadcast, Notify};
 
 pub use events::{ConnectionState, Discard, Event, HandshakeData, HandshakeStep, MessageView};
@@ -43,22 +46,33 @@ pub use run::Synced;
 pub use trust::SafetyCheck;
 
 use crate::error::{Error, Result};
-use crate::history::{Contact, Entry, History, RegistrationRecord};
+use crate::history::{Contact, Entry, RegistrationRecord};
 use crate::lock_order::{Guard, Rank, Ranked};
 use crate::profile::Profile;
 use crate::relay::RelayClient;
+use crate::store::prelude::*;
+use crate::store::MemoryHome;
 
 /// Events buffered for a slow subscriber before it starts missing some (it can reload from history).
 pub const EVENT_BUFFER: usize = 4096;
 
-/// A registered profile connected (or connecting) to its relay.
-#[derive(Clone, Debug)]
-pub struct Client {
-    inner: Arc<Inner>,
+/// A registered profile connected (or connecting) to its relay. Lives in a [`Profile`] on disk; the engine's unit
+/// tests run one in a [`crate::store::MemoryHome`].
+#[derive(Debug)]
+pub struct Client<H: Home = Profile> {
+    inner: Arc<Inner<H>>,
 }
 
-struct Inner {
-    profile: Profile,
+impl<H: Home> Clone for Client<H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<H> {
+    home: H,
     credential: Credential,
     trust: TrustAnchor,
     relay: RelayClient,
@@ -94,16 +108,16 @@ struct Inner {
     auto_accepts: Ranked<requests::AutoAccepts>,
 }
 
-impl std::fmt::Debug for Inner {
+impl<H: Home> std::fmt::Debug for Inner<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("profile", &self.profile)
+            .field("home", &self.home)
             .field("relay", &self.relay)
             .finish_non_exhaustive()
     }
 }
 
-impl Client {
+impl Client<Profile> {
     /// Registers the profile's name with the relay at `relay_url` (CSR → certificate), pins the relay's CA and
     /// returns the client. `expected_ca`, when given (the fingerprint the user confirmed, like an SSH host key),
     /// must match the CA the relay presents.
@@ -155,11 +169,45 @@ impl Client {
         Ok(Self::assemble(profile, credential, trust, relay))
     }
 
-    fn assemble(profile: Profile, credential: Credential, trust: TrustAnchor, relay: RelayClient) -> Self {
+    /// Gives the profile back once this is the last handle on the client, so its history can be closed and
+    /// opened again (a history marked for rewriting is rewritten then). The tasks of a dropped [`Client::run`]
+    /// let go at their next await; when handles are still held after `patience`, the client comes back.
+    pub async fn into_profile(self, patience: std::time::Duration) -> std::result::Result<Profile, Client> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut inner = self.inner;
+        loop {
+            inner = match Arc::try_unwrap(inner) {
+                Ok(inner) => return Ok(inner.home),
+                Err(shared) if tokio::time::Instant::now() >= deadline => return Err(Client { inner: shared }),
+                Err(shared) => shared,
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> &Profile {
+        &self.inner.home
+    }
+}
+
+impl Client<MemoryHome> {
+    /// A client whose state lives in memory (the engine's unit tests): `identity` with the certificate `ca`
+    /// issued it, talking to the relay at `relay_url` (never contacted unless asked).
+    pub fn in_memory(identity: Identity, certificate: Certificate, ca: Certificate, relay_url: &str) -> Result<Self> {
+        let home = MemoryHome::new(identity.username().clone());
+        let credential = Credential::new(identity, certificate)?;
+        let trust = TrustAnchor::new(ca)?;
+        Ok(Self::assemble(home, credential, trust, RelayClient::new(relay_url)?))
+    }
+}
+
+impl<H: Home> Client<H> {
+    fn assemble(home: H, credential: Credential, trust: TrustAnchor, relay: RelayClient) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             inner: Arc::new(Inner {
-                profile,
+                home,
                 credential,
                 trust,
                 relay,
@@ -185,22 +233,6 @@ impl Client {
         }
     }
 
-    /// Gives the profile back once this is the last handle on the client, so its history can be closed and
-    /// opened again (a history marked for rewriting is rewritten then). The tasks of a dropped [`Client::run`]
-    /// let go at their next await; when handles are still held after `patience`, the client comes back.
-    pub async fn into_profile(self, patience: std::time::Duration) -> std::result::Result<Profile, Client> {
-        let deadline = tokio::time::Instant::now() + patience;
-        let mut inner = self.inner;
-        loop {
-            inner = match Arc::try_unwrap(inner) {
-                Ok(inner) => return Ok(inner.profile),
-                Err(shared) if tokio::time::Instant::now() >= deadline => return Err(Client { inner: shared }),
-                Err(shared) => shared,
-            };
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
-
     /// A new subscription to the event stream (events from now on).
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
@@ -208,12 +240,7 @@ impl Client {
 
     /// Our name.
     pub fn username(&self) -> &Username {
-        self.inner.profile.username()
-    }
-
-    /// The profile.
-    pub fn profile(&self) -> &Profile {
-        &self.inner.profile
+        self.inner.home.username()
     }
 
     /// Our certificate, issued by the relay's CA.
@@ -236,8 +263,9 @@ impl Client {
         self.inner.relay.url()
     }
 
-    fn history(&self) -> &History {
-        self.inner.profile.history()
+    /// What the engine keeps (the profile's history, on disk).
+    pub fn store(&self) -> &H::Store {
+        self.inner.home.store()
     }
 
     fn emit(&self, event: Event) {
@@ -251,19 +279,19 @@ impl Client {
 
     /// Every contact (chats), most recently active first.
     pub fn contacts(&self) -> Result<Vec<Contact>> {
-        let mut contacts = self.history().contacts()?;
+        let mut contacts = self.store().contacts()?;
         contacts.sort_by_key(|c| std::cmp::Reverse(c.last_activity));
         Ok(contacts)
     }
 
     /// The contact record of `peer`, if we have one.
     pub fn contact(&self, peer: &Username) -> Result<Option<Contact>> {
-        self.history().contact(peer)
+        self.store().contact(peer)
     }
 
     /// The last `n` messages with `peer`, oldest first.
     pub fn last_messages(&self, peer: &Username, n: usize) -> Result<Vec<Entry>> {
-        self.history().last_messages(peer, n)
+        self.store().last_messages(peer, n)
     }
 
     /// Whether a session with `peer` is established.
@@ -275,7 +303,7 @@ impl Client {
     fn with_session<T>(&self, peer: &Username, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<Option<T>> {
         let mut sessions = self.sessions()?;
         if !sessions.contains_key(peer) {
-            match self.history().load_session(peer)? {
+            match self.store().load_session(peer)? {
                 Some(session) => {
                     sessions.insert(peer.clone(), session);
                 }

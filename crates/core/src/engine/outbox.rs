@@ -1,6 +1,7 @@
 //! Sending: a message is stored as "sending" with its envelope in the outbox before anything goes out; the outbox
 //! posts in order and retries until the relay's 202.
 
+use crate::store::prelude::*;
 use std::time::{Duration, SystemTime};
 
 use magpie_proto::{encoding::hex, EnvelopeKind, Username};
@@ -34,13 +35,13 @@ pub(super) struct InFlight {
     peer: String,
 }
 
-impl Client {
+impl<H: Home> Client<H> {
     /// Sends a text to `peer`: sealed, stored as "sending" and queued in one step; the outbox posts it. While a
     /// session is being set up, it is kept as "waiting" and sealed once the session exists (see `waiting.rs`).
     /// Refused while the peer's key is changed (until the user accepts it or verifies again), or when no session
     /// exists nor is on its way.
     pub fn send_text(&self, peer: &Username, text: &str) -> Result<MessageView> {
-        if self.history().key_changed(peer)? {
+        if self.store().key_changed(peer)? {
             return Err(Error::KeyChanged(peer.to_string()));
         }
         let (plaintext, message) = super::waiting::outgoing_text(peer, text)?;
@@ -77,7 +78,7 @@ impl Client {
         let mut flushed = Flushed::default();
         let socket_open = self.inner.socket.lock().map_err(|_| Error::Poisoned)?.is_some();
         let after = self.scan_start(socket_open)?;
-        let items = self.history().outbox_after(after)?;
+        let items = self.store().outbox_after(after)?;
         if items.is_empty() {
             return Ok(flushed);
         }
@@ -89,13 +90,13 @@ impl Client {
             .iter()
             .all(|(_, item)| item.envelope.kind == EnvelopeKind::Message && item.message_id.is_some());
         if !own_texts_only {
-            self.history().flush_async().await?;
+            self.store().flush_async().await?;
         }
         let Some(items) = self.pipeline(after, items, &mut flushed)? else {
             return Ok(flushed);
         };
         if own_texts_only {
-            self.history().flush_async().await?;
+            self.store().flush_async().await?;
         }
         for (key, item) in items {
             let mut result = self.inner.relay.send(&item.envelope).await;
@@ -110,7 +111,7 @@ impl Client {
             }
             match result {
                 Ok(()) => {
-                    self.history().remove_outbox(key)?;
+                    self.store().remove_outbox(key)?;
                     flushed.sent += 1;
                     if let Some(id) = item.message_id {
                         self.set_delivery(&item.envelope.to, id, Delivery::Sent)?;
@@ -119,7 +120,7 @@ impl Client {
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, to = %item.envelope.to, "envelope refused for good");
-                    self.history().remove_outbox(key)?;
+                    self.store().remove_outbox(key)?;
                     flushed.failed += 1;
                     if let Some(id) = item.message_id {
                         self.set_delivery(&item.envelope.to, id, Delivery::Failed)?;
@@ -184,7 +185,7 @@ impl Client {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let flushed = self.flush_outbox().await;
-            let waiting = self.history().outbox()?.len();
+            let waiting = self.store().outbox()?.len();
             if waiting == 0 || tokio::time::Instant::now() >= deadline {
                 return flushed.map(|_| waiting);
             }
@@ -199,7 +200,7 @@ impl Client {
         };
         match refusal {
             None => {
-                self.history().remove_outbox(sent.key)?;
+                self.store().remove_outbox(sent.key)?;
                 if let Some(message) = sent.message_id {
                     self.set_delivery(&sent.peer, message, Delivery::Sent)?;
                 }
@@ -217,7 +218,7 @@ impl Client {
             }
             Some((code, reason)) => {
                 tracing::warn!(%code, %reason, to = %sent.peer, "envelope refused for good");
-                self.history().remove_outbox(sent.key)?;
+                self.store().remove_outbox(sent.key)?;
                 if let Some(message) = sent.message_id {
                     self.set_delivery(&sent.peer, message, Delivery::Failed)?;
                 }
@@ -244,7 +245,7 @@ impl Client {
     }
 
     fn set_delivery(&self, peer: &str, id: Uuid, delivery: Delivery) -> Result<()> {
-        if let Some(state) = self.history().update_delivery(id, delivery)? {
+        if let Some(state) = self.store().update_delivery(id, delivery)? {
             self.emit(Event::DeliveryChanged {
                 peer: peer.to_owned(),
                 id,

@@ -12,6 +12,7 @@
 //! [`REKEY_AFTER_MESSAGES`]: magpie_proto::REKEY_AFTER_MESSAGES
 //! [`REKEY_AFTER_SECS`]: magpie_proto::REKEY_AFTER_SECS
 
+use crate::store::prelude::*;
 use std::time::{Duration, Instant, SystemTime};
 
 use magpie_proto::Username;
@@ -35,7 +36,7 @@ pub(super) enum Crossing {
     Theirs(Uuid),
 }
 
-impl Client {
+impl<H: Home> Client<H> {
     /// Starts a re-key with `peer` if one is due and none is under way (or the one under way went unanswered past
     /// the retry time).
     pub(super) fn maybe_rekey(&self, peer: &Username) {
@@ -67,7 +68,7 @@ impl Client {
             Ok(Some((_, sent_at))) if now_secs().saturating_sub(sent_at) < retry_after.as_secs() => return,
             Ok(Some((request_id, _))) => {
                 tracing::info!(%peer, %request_id, "re-key request unanswered: a new one replaces it");
-                if let Err(e) = HandshakeState::finish(self.history(), request_id) {
+                if let Err(e) = HandshakeState::finish(self.store(), request_id) {
                     tracing::warn!(%peer, error = %e, "could not drop the unanswered re-key request");
                     return;
                 }
@@ -100,7 +101,7 @@ impl Client {
     /// the peer accepted it already (we wait for their confirm), or if our name sorts first; else ours is dropped
     /// here, as the peer drops theirs when ours arrives.
     pub(super) fn crossing_rekey(&self, peer: &Username) -> Result<Crossing> {
-        let ours = HandshakeState::under_way(self.history(), &self.inner.credential)?
+        let ours = HandshakeState::under_way(self.store(), &self.inner.credential)?
             .into_iter()
             .find(|p| {
                 p.peer() == peer
@@ -114,7 +115,7 @@ impl Client {
         };
         if matches!(ours, HandshakeState::AwaitingAccept(_)) && self.username() > peer {
             let dropped = ours.request_id();
-            HandshakeState::finish(self.history(), dropped)?;
+            HandshakeState::finish(self.store(), dropped)?;
             return Ok(Crossing::Theirs(dropped));
         }
         Ok(Crossing::Ours)
@@ -135,7 +136,7 @@ impl Client {
 
     /// Our own request to `peer` that waits for their answer, and when it was made (Unix seconds).
     fn outstanding_request(&self, peer: &Username) -> Result<Option<(Uuid, u64)>> {
-        Ok(HandshakeState::under_way(self.history(), &self.inner.credential)?
+        Ok(HandshakeState::under_way(self.store(), &self.inner.credential)?
             .into_iter()
             .find_map(|p| match p {
                 HandshakeState::AwaitingAccept(state) if state.peer() == peer => {

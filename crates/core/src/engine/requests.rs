@@ -6,6 +6,7 @@
 //!   [`AUTO_ACCEPT_BURST`] at once and [`AUTO_ACCEPTS_PER_SEC`] a second after that; beyond, it waits for the user
 //!   like any request.
 
+use crate::store::prelude::*;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -62,7 +63,7 @@ impl AutoAccepts {
     }
 }
 
-impl Client {
+impl<H: Home> Client<H> {
     /// Chat requests waiting for the user, oldest first. Read from their summaries (no certificate is parsed);
     /// `key_changed` compares each with the pin as it is now.
     pub fn incoming_requests(&self) -> Result<Vec<RequestView>> {
@@ -70,14 +71,14 @@ impl Client {
         let now = now_secs();
         let mut pins = HashMap::new();
         let mut out = Vec::new();
-        for request in self.history().requests()? {
+        for request in self.store().requests()? {
             if expired(&request, now) {
                 continue;
             }
             let pinned = match pins.get(&request.peer) {
                 Some(pinned) => *pinned,
                 None => {
-                    let pinned = self.history().contact(&request.peer)?.map(|c| c.fingerprint);
+                    let pinned = self.store().contact(&request.peer)?.map(|c| c.fingerprint);
                     pins.insert(request.peer.clone(), pinned);
                     pinned
                 }
@@ -120,9 +121,9 @@ impl Client {
     /// request is remembered as ended, so a copy delivered again is not taken for a new one.
     pub(super) fn bound_requests(&self) -> Result<()> {
         self.index_requests()?;
-        for request_id in requests_to_drop(self.history().requests()?, now_secs()) {
+        for request_id in requests_to_drop(self.store().requests()?, now_secs()) {
             tracing::info!(%request_id, "chat request dropped: over the limits or too old");
-            HandshakeState::finish(self.history(), request_id)?;
+            HandshakeState::finish(self.store(), request_id)?;
         }
         Ok(())
     }
@@ -135,15 +136,15 @@ impl Client {
 
     /// Gives every incoming request stored before summaries existed its summary, once per history.
     fn index_requests(&self) -> Result<()> {
-        if self.history().requests_indexed()? {
+        if self.store().requests_indexed()? {
             return Ok(());
         }
-        for pending in HandshakeState::all(self.history(), &self.inner.credential)? {
+        for pending in HandshakeState::all(self.store(), &self.inner.credential)? {
             if matches!(pending, HandshakeState::Incoming(_)) {
-                pending.save(self.history())?;
+                pending.save(self.store())?;
             }
         }
-        self.history().mark_requests_indexed()
+        self.store().mark_requests_indexed()
     }
 }
 

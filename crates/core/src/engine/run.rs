@@ -1,5 +1,6 @@
 //! Staying connected: log in, catch up on the mailbox, then follow the push socket; reconnect with backoff.
 
+use crate::store::prelude::*;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt as _;
@@ -61,7 +62,7 @@ pub struct Synced {
     pub deferred: usize,
 }
 
-impl Client {
+impl<H: Home> Client<H> {
     /// Logs in afresh: checks the relay still serves the CA pinned at registration, then signs its challenge. The
     /// token is kept, sealed in the history, for the next run.
     pub async fn login(&self) -> Result<()> {
@@ -73,7 +74,7 @@ impl Client {
     /// back to back (a script calling `magpie send` in a loop) would otherwise hit the relay's login limit.
     pub(super) async fn resume_login(&self) -> Result<()> {
         let pinned = self.check_relay_ca().await?;
-        if let Some((token, expires_at)) = self.history().relay_login()? {
+        if let Some((token, expires_at)) = self.store().relay_login()? {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             if expires_at > now.saturating_add(TOKEN_MARGIN_SECS) {
                 self.inner.relay.resume(token);
@@ -101,7 +102,7 @@ impl Client {
         // keep theirs meanwhile instead of finding none.
         let expires_at = self.inner.relay.login(self.inner.credential.identity(), pinned).await?;
         if let Some(token) = self.inner.relay.token() {
-            self.history().set_relay_login(&token, expires_at)?;
+            self.store().set_relay_login(&token, expires_at)?;
         }
         Ok(())
     }
@@ -133,7 +134,7 @@ impl Client {
                 }
             }
             // Stored durably before the relay may forget it.
-            self.history().flush_async().await?;
+            self.store().flush_async().await?;
             self.inner.relay.ack(&done).await?;
             synced.handled += done.len();
             after = page.cursor;
@@ -150,7 +151,7 @@ impl Client {
     /// contact), and the re-keys due (so that an unanswered one is retried even when nothing is sent).
     async fn handshakes_due(&self) -> Result<()> {
         let mut due = Vec::new();
-        for contact in self.history().contacts()? {
+        for contact in self.store().contacts()? {
             match contact.rehandshake {
                 true => due.push(contact.username),
                 false => self.maybe_rekey(&contact.username),
@@ -337,7 +338,7 @@ impl Client {
                 }
             }
             // Stored durably before the relay may forget it; on failure, leave them in the mailbox.
-            if let Err(e) = self.history().flush_async().await {
+            if let Err(e) = self.store().flush_async().await {
                 tracing::warn!(error = %e, "history flush failed; not acknowledging");
                 batch.clear();
                 continue;

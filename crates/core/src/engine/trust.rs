@@ -7,6 +7,7 @@
 //! - the user's "verified" and "accept new key" name the fingerprint that was on screen, and are refused when it is
 //!   not the key they would pin now.
 
+use crate::store::prelude::*;
 use std::time::SystemTime;
 
 use magpie_proto::{Certificate, Fingerprint, PinCheck, SafetyNumber, Username};
@@ -26,12 +27,12 @@ pub struct SafetyCheck {
     pub fingerprint: Fingerprint,
 }
 
-impl Client {
+impl<H: Home> Client<H> {
     /// The safety number with `peer`, from both certificates' keys. During a key change it is the new key's: the
     /// one to compare before accepting it.
     pub fn safety_number(&self, peer: &Username) -> Result<SafetyCheck> {
         let contact = self
-            .history()
+            .store()
             .contact(peer)?
             .ok_or_else(|| Error::NoSession(peer.to_string()))?;
         let (pem, fingerprint) = match (
@@ -62,7 +63,7 @@ impl Client {
     /// new key's, so verifying it also accepts that key. Refused ([`Error::FingerprintMismatch`]) when `shown` is
     /// not the key verifying would pin now (it changed while the number was on screen).
     pub async fn mark_verified(&self, peer: &Username, shown: &Fingerprint) -> Result<Contact> {
-        let adopted = self.history().update_contact(peer, |slot| {
+        let adopted = self.store().update_contact(peer, |slot| {
             let contact = slot.as_mut().ok_or_else(|| Error::NoSession(peer.to_string()))?;
             check_shown(peer, shown, contact.key_to_verify())?;
             match contact.key_changed {
@@ -76,7 +77,7 @@ impl Client {
         if adopted {
             self.after_new_key(peer).await?;
         }
-        self.history()
+        self.store()
             .contact(peer)?
             .ok_or_else(|| Error::NoSession(peer.to_string()))
     }
@@ -87,7 +88,7 @@ impl Client {
     /// ([`Error::FingerprintMismatch`]) when `shown` is not the new key; accepting a key already pinned does
     /// nothing.
     pub async fn accept_new_key(&self, peer: &Username, shown: &Fingerprint) -> Result<Option<Uuid>> {
-        let adopted = self.history().update_contact(peer, |slot| {
+        let adopted = self.store().update_contact(peer, |slot| {
             let contact = slot.as_mut().ok_or_else(|| Error::NoSession(peer.to_string()))?;
             if !contact.key_changed && &contact.fingerprint == shown {
                 return Ok(false);
@@ -105,7 +106,7 @@ impl Client {
     /// that key) can now be accepted, otherwise we ask afresh.
     async fn after_new_key(&self, peer: &Username) -> Result<Option<Uuid>> {
         self.sessions()?.remove(peer);
-        self.history().remove_session(peer)?;
+        self.store().remove_session(peer)?;
         if self
             .incoming_requests()?
             .iter()
@@ -127,7 +128,7 @@ impl Client {
         certificate: Option<&Certificate>,
     ) -> Result<()> {
         let certificate_pem = certificate.map(super::pem_string).transpose()?;
-        self.history().update_contact(peer, |slot| {
+        self.store().update_contact(peer, |slot| {
             if let Some(contact) = slot {
                 contact.key_changed = true;
                 contact.pending_fingerprint = Some(new);
@@ -152,7 +153,7 @@ impl Client {
         let verified = self.inner.trust.verify(&chain, peer, SystemTime::now())?;
         self.remember_chain(peer, &chain);
         let presented = verified.fingerprint();
-        let Some(contact) = self.history().contact(peer)? else {
+        let Some(contact) = self.store().contact(peer)? else {
             return Ok(());
         };
         match PinCheck::check(Some(&contact.fingerprint), &presented) {
@@ -171,7 +172,7 @@ impl Client {
     /// Checks every contact's key against the directory (after connecting). Returns who changed.
     pub async fn check_keys(&self) -> Result<Vec<Username>> {
         let mut changed = Vec::new();
-        for contact in self.history().contacts()? {
+        for contact in self.store().contacts()? {
             match self.check_key(&contact.username).await {
                 Ok(()) => {}
                 Err(Error::KeyChanged(_)) => changed.push(contact.username),
@@ -184,7 +185,7 @@ impl Client {
 
     /// The pin `peer`'s contact holds now (`None` for a stranger) compared with `presented`.
     pub(super) fn pin_check(&self, peer: &Username, presented: &Fingerprint) -> Result<PinCheck> {
-        let pinned = self.history().contact(peer)?.map(|c| c.fingerprint);
+        let pinned = self.store().contact(peer)?.map(|c| c.fingerprint);
         Ok(PinCheck::check(pinned.as_ref(), presented))
     }
 }

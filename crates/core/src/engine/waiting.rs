@@ -2,6 +2,7 @@
 //! the session exists (a session is installed only with a key that passed every check of the trust policy). If the
 //! handshake fails or the peer's key changes instead, they fail visibly; sending one again is the user's choice.
 
+use crate::store::prelude::*;
 use std::time::SystemTime;
 
 use magpie_proto::{EnvelopeKind, MessageKind, Plaintext, Username};
@@ -19,15 +20,15 @@ pub(super) type WaitingGuard<'a> = crate::lock_order::Guard<'a, std::collections
 /// How many messages [`Client::waiting_texts`] reads at a time.
 const WAITING_PAGE: usize = 500;
 
-impl Client {
+impl<H: Home> Client<H> {
     /// Whether a session with `peer` is on its way: a handshake the peer has accepted (ours waits for their
     /// confirm, or theirs for their key transfer), or one a restore made due. (Before the peer accepts, sending is
     /// refused: a request may wait for days, or be declined.)
     pub fn session_coming(&self, peer: &Username) -> Result<bool> {
-        let accepted = HandshakeState::under_way(self.history(), &self.inner.credential)?
+        let accepted = HandshakeState::under_way(self.store(), &self.inner.credential)?
             .iter()
             .any(|p| p.peer() == peer && !matches!(p, HandshakeState::AwaitingAccept(_)));
-        Ok(accepted || self.history().contact(peer)?.is_some_and(|c| c.rehandshake))
+        Ok(accepted || self.store().contact(peer)?.is_some_and(|c| c.rehandshake))
     }
 
     /// Keeps `message` as waiting for the session with its peer (what `send_text` does when there is no usable
@@ -40,7 +41,7 @@ impl Client {
         usable: bool,
     ) -> Result<MessageView> {
         message.delivery = Delivery::Waiting;
-        let appended = self.history().append_message(&message)?;
+        let appended = self.store().append_message(&message)?;
         waiting.insert(message.peer.clone(), true);
         let mut view = MessageView::from(&message);
         if let Appended::New(cursor) = appended {
@@ -78,13 +79,13 @@ impl Client {
                         return Ok(false);
                     }
                     let mut next = session.clone();
-                    self.history().reserve_send(&next)?;
+                    self.store().reserve_send(&next)?;
                     let sealed = next.seal(&plaintext)?;
                     let item = OutboxItem {
                         envelope: self.envelope(peer, EnvelopeKind::Message, sealed.to_json()?),
                         message_id: Some(message.id),
                     };
-                    self.history().record_waiting_sealed(&next, &item, message.id)?;
+                    self.store().record_waiting_sealed(&next, &item, message.id)?;
                     *session = next;
                     Ok(true)
                 })?
@@ -126,7 +127,7 @@ impl Client {
             return Ok(());
         }
         tracing::info!(%peer, texts = ids.len(), "texts that waited for the session failed");
-        let states = self.history().update_deliveries(&ids, Delivery::Failed)?;
+        let states = self.store().update_deliveries(&ids, Delivery::Failed)?;
         for (id, state) in ids.into_iter().zip(states) {
             if let Some(delivery) = state {
                 self.emit(Event::DeliveryChanged {
@@ -159,11 +160,8 @@ impl Client {
     /// text that does not wait.
     fn waiting_texts(&self, peer: &Username) -> Result<Vec<Entry>> {
         let mut found = Vec::new();
-        let mut page = self.history().last_messages(peer, WAITING_PAGE)?;
-        loop {
-            let Some(oldest) = page.first().map(|e| e.cursor) else {
-                break;
-            };
+        let mut page = self.store().last_messages(peer, WAITING_PAGE)?;
+        while let Some(oldest) = page.first().map(|e| e.cursor) {
             let full = page.len() == WAITING_PAGE;
             for entry in page.into_iter().rev() {
                 if entry.message.direction != Direction::Outgoing {
@@ -178,7 +176,7 @@ impl Client {
             if !full {
                 break;
             }
-            page = self.history().messages_before(peer, oldest, WAITING_PAGE)?;
+            page = self.store().messages_before(peer, oldest, WAITING_PAGE)?;
         }
         found.reverse();
         Ok(found)

@@ -44,7 +44,7 @@ pub enum Delivery {
 
 impl Delivery {
     /// The state after `update` arrives: a receipt may overtake the relay's 202, so "delivered" is never undone.
-    pub(super) fn then(self, update: Self) -> Self {
+    pub(crate) fn then(self, update: Self) -> Self {
         match (self, update) {
             (Self::Delivered, _) => Self::Delivered,
             (_, update) => update,

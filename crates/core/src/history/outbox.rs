@@ -22,6 +22,16 @@ pub struct OutboxItem {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OutboxKey([u8; 8]);
 
+impl OutboxKey {
+    pub(crate) fn from_seq(seq: u64) -> Self {
+        Self(seq.to_be_bytes())
+    }
+
+    pub(crate) fn seq(self) -> u64 {
+        u64::from_be_bytes(self.0)
+    }
+}
+
 impl History {
     /// Queues an envelope that advances no session (handshake steps).
     pub fn queue_envelope(&self, item: &OutboxItem) -> Result<()> {

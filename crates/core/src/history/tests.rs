@@ -329,43 +329,10 @@ fn a_history_open_elsewhere_is_a_typed_error() {
     assert!(matches!(History::open(dir.path(), &key), Err(Error::HistoryInUse)));
 }
 
-/// A fresh session between Alice and Bob from a real handshake (proto's fixed test keys, so no keygen), as
-/// (Alice's, Bob's), and the time it was made at.
+/// A fresh session between Alice and Bob from a real handshake, as (Alice's, Bob's), and the time it was made at.
 pub(super) fn alice_and_bob_sessions() -> (magpie_proto::Session, magpie_proto::Session, std::time::SystemTime) {
-    use std::time::{Duration, SystemTime};
-
-    use magpie_proto::{CertificateAuthority, Credential, Identity, Initiator, Responder};
-
-    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
-    let now = t0 + Duration::from_secs(60);
-    let ident = |pem: &str, name: &str| {
-        let der = openssl::pkey::PKey::private_key_from_pem(pem.as_bytes())
-            .unwrap()
-            .private_key_to_pkcs8()
-            .unwrap();
-        Identity::from_pkcs8_der(username(name), &der).unwrap()
-    };
-    let ca_key = ident(include_str!("../../../proto/tests/vectors/keys/ca1.pem"), "magpie-ca");
-    let ca = CertificateAuthority::create_with_key("Test CA", ca_key, t0).unwrap();
-    let cred = |pem: &str, name: &str| {
-        let id = ident(pem, name);
-        let cert = ca.issue(&id.csr().unwrap(), t0).unwrap();
-        Credential::new(id, cert).unwrap()
-    };
-    let alice = cred(include_str!("../../../proto/tests/vectors/keys/alice.pem"), "alice");
-    let bob = cred(include_str!("../../../proto/tests/vectors/keys/bob.pem"), "bob");
-    let trust = ca.trust_anchor().unwrap();
-
-    let (a1, request) = Initiator::request(&alice, bob.username(), now).unwrap();
-    let (b1, accept) = Responder::on_request(&bob, &trust, &request, None, now)
-        .unwrap()
-        .accept()
-        .unwrap();
-    let (a2, transfer) = a1
-        .on_accept(&accept, &[bob.certificate().clone()], &trust, None, now)
-        .unwrap();
-    let (bob_session, confirm) = b1.on_key_transfer(&transfer, now).unwrap();
-    (a2.on_confirm(&confirm, now).unwrap(), bob_session, now)
+    let pair = crate::test_support::pair();
+    (pair.alice_session, pair.bob_session, pair.now)
 }
 
 /// A real session saved, reloaded, and still in step with its peer.
