@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use magpie_core::keystore::MemoryKeystore;
 use magpie_core::{Client, Event, Profile};
 use magpie_desktop::state::AppState;
-use magpie_proto::{Identity, Username};
+use magpie_proto::Username;
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, MockRuntime, INVOKE_KEY};
@@ -172,7 +172,7 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     let (_daemon, notifications) = runtime.block_on(notification_daemon());
     let bob_dir = tempfile::tempdir().unwrap();
     let bob = runtime.block_on(async {
-        let identity = Identity::generate(Username::parse("bob").unwrap()).unwrap();
+        let identity = magpie_tests::identity("bob");
         let profile =
             Profile::create_with_identity(bob_dir.path(), identity, Arc::new(MemoryKeystore::default())).unwrap();
         Client::register(profile, &relay_url, None).await.unwrap()
@@ -277,12 +277,12 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
         )
     };
     assert!(
-        dir_contains(&profile_dir, &needle),
+        magpie_tests::dir_contains(&profile_dir, &needle),
         "the sealed block is on disk before"
     );
     assert_eq!(desktop.ok("clear_chat", json!({"peer": "bob"})), 2);
     assert!(
-        !dir_contains(&profile_dir, &needle),
+        !magpie_tests::dir_contains(&profile_dir, &needle),
         "a deleted message's sealed block is still in the profile's files"
     );
     let cleared = desktop.ok("messages", json!({"peer": "bob", "before": null, "limit": 50}));
@@ -309,19 +309,6 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     assert_eq!(left["profiles"], json!([]));
     assert_eq!(left["active"], Value::Null);
     assert_eq!(error_code(desktop.call("chats", json!({})).unwrap_err()), "no_profile");
-}
-
-fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|entry| {
-        let path = entry.unwrap().path();
-        match path.is_dir() {
-            true => dir_contains(&path, needle),
-            false => std::fs::read(&path)
-                .unwrap_or_default()
-                .windows(needle.len())
-                .any(|window| window == needle),
-        }
-    })
 }
 
 async fn wait_event(events: &mut tokio::sync::broadcast::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Event {

@@ -1,1 +1,16 @@
-//! Shared helpers for Magpie's cross-crate stories. The stories themselves live in `tests/` and `e2e/`.
+//! What Magpie's tests share, in one place: fixed keys and names, the Alice/Bob fixture, the relay's login as a
+//! client does it, and looking for bytes on disk. magpie-core and magpie-relay use it in their tests (it depends on
+//! magpie-proto only, so neither depends on the other through it), and so do the stories in `stories/`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers of tests: any error must fail the test loudly"
+)]
+
+pub mod disk;
+pub mod keys;
+pub mod login;
+
+pub use disk::{dir_contains, files_under};
+pub use keys::{ca, identity, pair, pair_at, username, Pair};

@@ -2,7 +2,7 @@
 //! credential store (Secret Service in the test's D-Bus session), and waiting for engine events.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use magpie_core::engine::Event;
@@ -18,26 +18,12 @@ use tokio::sync::broadcast;
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub fn name(s: &str) -> Username {
-    Username::canonical(s).unwrap()
+    magpie_tests::username(s)
 }
 
-/// RSA-3072 keygen takes up to 2 s: each test binary makes one key per name, in parallel, once.
+/// `n`'s identity (fixed keys for alice, bob and mallory; others made once per test binary).
 pub fn identity(n: &str) -> Identity {
-    static KEYS: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
-    let keys = KEYS.get_or_init(|| {
-        let handles: Vec<_> = ["alice", "bob", "mallory", "eve"]
-            .into_iter()
-            .map(|n| {
-                std::thread::spawn(move || {
-                    let id = Identity::generate(name(n)).unwrap();
-                    (n.to_owned(), id.to_pkcs8_der().unwrap().expose_secret().to_vec())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let der = &keys.iter().find(|(k, _)| k == n).unwrap().1;
-    Identity::from_pkcs8_der(name(n), der).unwrap()
+    magpie_tests::identity(n)
 }
 
 /// `MAGPIE_LOG=debug cargo test ...` shows the engine's and relay's logs for a story.

@@ -945,7 +945,7 @@ async fn item06_deleted_messages_are_gone_from_the_profiles_files() {
         .iter()
         .map(|block| block[block.len() / 2..][..48].to_vec())
         .collect();
-    let found = |dir: &std::path::Path| needles.iter().filter(|n| dir_contains(dir, n)).count();
+    let found = |dir: &std::path::Path| needles.iter().filter(|n| magpie_tests::dir_contains(dir, n)).count();
     assert_eq!(
         found(&bob.profile_dir()),
         needles.len(),
@@ -982,16 +982,4 @@ async fn item06_deleted_messages_are_gone_from_the_profiles_files() {
     let after = bob.client.last_messages(&alice_name, 10).unwrap();
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0].message.body, "after the deletion");
-}
-
-/// Whether any file under `dir` holds `needle`.
-fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|entry| {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            return dir_contains(&path, needle);
-        }
-        let bytes = std::fs::read(&path).unwrap_or_default();
-        bytes.windows(needle.len()).any(|window| window == needle)
-    })
 }

@@ -25,7 +25,7 @@ use clap::Parser;
 use futures_util::{SinkExt as _, StreamExt as _};
 use magpie_proto::{Identity, Username};
 use magpie_relay::api::{READ_BUFFER_BYTES, WRITE_BUFFER_BYTES};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -430,31 +430,7 @@ async fn setup_user(http: &reqwest::Client, base: &str, key: &[u8], name: &str, 
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-    let c: Value = http
-        .post(format!("{base}/v1/login/challenge"))
-        .json(&json!({"username": name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let nonce = c["nonce"].as_str().unwrap();
-    let signature = STANDARD.encode(
-        identity
-            .sign_login(fingerprint, &STANDARD.decode(nonce).unwrap())
-            .unwrap(),
-    );
-    let r: Value = http
-        .post(format!("{base}/v1/login"))
-        .json(&json!({"username": name, "nonce": nonce, "signature": signature}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["token"].as_str().unwrap().to_owned()
+    magpie_tests::login::http_login(http, base, &identity, fingerprint).await
 }
 
 /// A sender that sends frames on its own push socket, `inflight` unanswered at most, one per `pace` if given.

@@ -6,7 +6,7 @@ use magpie_proto::Envelope;
 use super::inbox::Disposition;
 use super::*;
 use crate::history::{Delivery, Direction};
-use crate::test_support::{pair_at, username};
+use magpie_tests::{pair_at, username};
 
 /// Alice and Bob in memory, each with the other pinned and their session from a real handshake.
 fn alice_and_bob() -> (Client<MemoryHome>, Client<MemoryHome>) {

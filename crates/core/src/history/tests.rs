@@ -2,7 +2,7 @@ use magpie_proto::{Fingerprint, MessageKind};
 use uuid::Uuid;
 
 use super::*;
-use crate::test_support::username;
+use magpie_tests::username;
 
 pub(super) fn open() -> (tempfile::TempDir, HistoryKey, History) {
     let dir = tempfile::tempdir().unwrap();
@@ -331,7 +331,7 @@ fn a_history_open_elsewhere_is_a_typed_error() {
 
 /// A fresh session between Alice and Bob from a real handshake, as (Alice's, Bob's), and the time it was made at.
 pub(super) fn alice_and_bob_sessions() -> (magpie_proto::Session, magpie_proto::Session, std::time::SystemTime) {
-    let pair = crate::test_support::pair();
+    let pair = magpie_tests::pair();
     (pair.alice_session, pair.bob_session, pair.now)
 }
 
@@ -544,7 +544,7 @@ fn the_relay_token_is_kept_sealed_and_survives_reopen() {
     assert_eq!((kept.as_str(), expires_at), (token, 1_800_000_000));
     drop(history);
 
-    for file in crate::test_support::files_under(dir.path()) {
+    for file in magpie_tests::files_under(dir.path()) {
         let bytes = std::fs::read(&file).unwrap();
         assert!(
             !bytes.windows(token.len()).any(|w| w == token.as_bytes()),

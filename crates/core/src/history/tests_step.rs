@@ -5,7 +5,7 @@ use super::step::Tree;
 use super::tests::{alice_and_bob_sessions, open, send, text};
 use super::writer::Writer;
 use super::*;
-use crate::test_support::username;
+use magpie_tests::username;
 
 fn outbox_item(to: &str, message_id: uuid::Uuid) -> OutboxItem {
     OutboxItem {

@@ -4,7 +4,7 @@ use uuid::Uuid;
 use super::*;
 use crate::history::{Delivery, Direction, Message};
 use crate::keystore::MemoryKeystore;
-use crate::test_support::{files_under, identity, username};
+use magpie_tests::{files_under, identity, username};
 
 fn memory() -> Arc<dyn Keystore> {
     Arc::new(MemoryKeystore::default())

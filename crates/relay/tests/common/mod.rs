@@ -12,10 +12,11 @@ use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
-use magpie_proto::{CertificateAuthority, Identity, Username};
+use magpie_proto::Identity;
 use magpie_relay::ca::CaInfo;
 use magpie_relay::store::{MemoryStore, Store};
 use magpie_relay::{AppState, Config};
+use magpie_tests::login::{challenge_request, login_request, Challenge, LoginAnswer};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
@@ -28,17 +29,9 @@ struct Fixture {
 
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        // Generate in parallel: each RSA-3072 key takes 0.2–2 s.
-        let ca = std::thread::spawn(|| CertificateAuthority::create("Test relay CA", SystemTime::now()).unwrap());
-        let users: Vec<_> = NAMES
-            .iter()
-            .map(|n| std::thread::spawn(move || (*n, Identity::generate(Username::canonical(n).unwrap()).unwrap())))
-            .collect();
-        Fixture {
-            ca: CaInfo::new(ca.join().unwrap()).unwrap(),
-            identities: users.into_iter().map(|h| h.join().unwrap()).collect(),
-        }
+    FIXTURE.get_or_init(|| Fixture {
+        ca: CaInfo::new(magpie_tests::ca(SystemTime::now())).unwrap(),
+        identities: NAMES.iter().map(|n| (*n, magpie_tests::identity(n))).collect(),
     })
 }
 
@@ -110,32 +103,22 @@ pub async fn register(app: &Router, name: &str) -> Value {
 
 /// Signs a challenge nonce (base64) the way a client does.
 pub fn sign_login(name: &str, ca_fingerprint: &[u8; 32], nonce_b64: &str) -> String {
-    let nonce = STANDARD.decode(nonce_b64).unwrap();
-    STANDARD.encode(identity(name).sign_login(ca_fingerprint, &nonce).unwrap())
+    let challenge = Challenge {
+        nonce: nonce_b64.to_owned(),
+    };
+    login_request(identity(name), ca_fingerprint, &challenge).signature
 }
 
+/// Logs `name` in through the router, as a client does (see `magpie_tests::login`); the bearer token.
 pub async fn login(app: &Router, name: &str) -> String {
-    let (status, challenge) = call(
-        app,
-        Method::POST,
-        "/v1/login/challenge",
-        None,
-        Some(json!({"username": name})),
-    )
-    .await;
+    let request = serde_json::to_value(challenge_request(identity(name))).unwrap();
+    let (status, challenge) = call(app, Method::POST, "/v1/login/challenge", None, Some(request)).await;
     assert_eq!(status, StatusCode::OK, "{challenge}");
-    let nonce = challenge["nonce"].as_str().unwrap();
-    let signature = sign_login(name, &ca().fingerprint, nonce);
-    let (status, body) = call(
-        app,
-        Method::POST,
-        "/v1/login",
-        None,
-        Some(json!({"username": name, "nonce": nonce, "signature": signature})),
-    )
-    .await;
+    let challenge: Challenge = serde_json::from_value(challenge).unwrap();
+    let request = serde_json::to_value(login_request(identity(name), &ca().fingerprint, &challenge)).unwrap();
+    let (status, body) = call(app, Method::POST, "/v1/login", None, Some(request)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    body["token"].as_str().unwrap().to_owned()
+    serde_json::from_value::<LoginAnswer>(body).unwrap().token
 }
 
 /// Registers and logs in each of `names`; returns their tokens in order.
@@ -187,27 +170,7 @@ pub async fn mailbox(http: &reqwest::Client, relay: &magpie_relay::server::Runni
 
 /// Logs in over real HTTP as a client would: challenge, sign, login. `base` is the relay's URL without a path.
 pub async fn http_login(http: &reqwest::Client, base: &str, name: &str, ca_fingerprint: &[u8; 32]) -> String {
-    let challenge: Value = http
-        .post(format!("{base}/v1/login/challenge"))
-        .json(&json!({"username": name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let nonce = challenge["nonce"].as_str().unwrap();
-    let body = json!({"username": name, "nonce": nonce, "signature": sign_login(name, ca_fingerprint, nonce)});
-    let answer: Value = http
-        .post(format!("{base}/v1/login"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["token"].as_str().unwrap().to_owned()
+    magpie_tests::login::http_login(http, base, identity(name), ca_fingerprint).await
 }
 
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
