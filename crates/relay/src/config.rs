@@ -46,6 +46,20 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_CLIENT_IP_HEADER", value_name = "HEADER")]
     pub client_ip_header: Option<String>,
 
+    /// Seconds a client has to send a request's headers, also while a kept-alive connection idles: slower ones
+    /// (a half-sent request line, say) are disconnected.
+    #[arg(long, env = "MAGPIE_RELAY_HEADER_READ_TIMEOUT", default_value_t = 30)]
+    pub header_read_timeout_secs: u64,
+
+    /// Open connections in all (push sockets included); more are closed as they come.
+    #[arg(long, env = "MAGPIE_RELAY_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+
+    /// Open connections per client address. Clients on this machine are not limited, and behind a proxy
+    /// (--client-ip-header) only the total applies.
+    #[arg(long, env = "MAGPIE_RELAY_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
     /// Envelopes a user may send per second, sustained.
     #[arg(long, env = "MAGPIE_RELAY_SEND_PER_SECOND", default_value_t = 2000)]
     pub send_per_second: u32,
@@ -102,6 +116,9 @@ impl Config {
             login_per_minute: 20,
             register_per_hour: 10,
             client_ip_header: None,
+            header_read_timeout_secs: 30,
+            max_connections: 16_384,
+            max_connections_per_ip: 256,
             send_per_second: 2000,
             send_burst: 4000,
             sync: SyncMode::Flush,

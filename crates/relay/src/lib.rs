@@ -70,6 +70,7 @@
 pub mod api;
 pub mod ca;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod metrics;
 pub mod openapi;

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::api::{now_secs, router, AppState};
 use crate::ca::{self, CaError};
 use crate::config::Config;
+use crate::connections::{self, Admission};
 use crate::store::{LogStore, StoreError};
 use crate::tls::TlsListener;
 
@@ -141,24 +142,29 @@ async fn serve_on<L>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    L: Listener,
-    L::Addr: std::fmt::Debug,
-    crate::api::PeerAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+    L: Listener<Addr = SocketAddr>,
+    L::Io: Unpin,
 {
-    // The peer address feeds the per-client login and registration limits.
-    let app = router(state.clone()).into_make_service_with_connect_info::<crate::api::PeerAddr>();
+    let admission = Admission::new(&state.config);
+    let header_read_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
     let purger = tokio::spawn(purge_loop(state.clone()));
     let signalled = state.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing requests");
-            signalled.begin_shutdown();
-        })
-        .await;
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests");
+        signalled.begin_shutdown();
+    };
+    connections::serve(
+        listener,
+        router(state.clone()),
+        admission,
+        header_read_timeout,
+        shutdown,
+    )
+    .await;
     purger.abort();
     let _ = purger.await;
-    // Upgraded (push) connections are not tracked by axum: wait, briefly, for them to close.
+    // Upgraded (push) connections end on the shutdown signal: wait, briefly, for them to close.
     for _ in 0..500 {
         if state
             .metrics
@@ -177,7 +183,7 @@ where
         Ok(Err(e)) => tracing::error!(error = %e, "final flush failed"),
         Err(e) => tracing::error!(error = %e, "final flush task failed"),
     }
-    result
+    Ok(())
 }
 
 async fn purge_loop(state: AppState) {

@@ -5,31 +5,15 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use axum::serve::IncomingStream;
 
 use super::AppState;
-use crate::server::NoDelayListener;
-use crate::tls::TlsListener;
 
-/// The peer of a connection, for any listener of ours (plain TCP or TLS); axum's own impls cover only some.
+/// The peer of a connection, put on each request by the connection loop (`crate::connections`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, NoDelayListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, NoDelayListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 /// A client's address as a rate-limit key, or `None` for a client on this machine, which is not limited (the
 /// embedded relay's own profiles, local tools). IPv6 clients are grouped by /64, the block one subscriber holds.
