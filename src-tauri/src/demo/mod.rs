@@ -147,8 +147,12 @@ async fn drive(
     alice
         .send_text(bob.username(), DEMO_MESSAGE)
         .map_err(|e| e.to_string())?;
+    // Alice's "sent" and Bob's "received" come through two forwarding tasks, in either order: wait for both.
+    let (mut sent, mut received) = (false, false);
     wait(events, recorded, |(actor, event)| {
-        *actor == DemoActor::Bob && matches!(event, Event::MessageReceived { .. })
+        sent |= *actor == DemoActor::Alice && matches!(event, Event::MessageSent { .. });
+        received |= *actor == DemoActor::Bob && matches!(event, Event::MessageReceived { .. });
+        sent && received
     })
     .await?;
     Ok(())
@@ -158,7 +162,7 @@ async fn drive(
 async fn wait(
     events: &mut mpsc::UnboundedReceiver<Recorded>,
     recorded: &mut Vec<Recorded>,
-    want: impl Fn(&Recorded) -> bool,
+    mut want: impl FnMut(&Recorded) -> bool,
 ) -> Result<Recorded, String> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
