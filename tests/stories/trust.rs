@@ -7,11 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use magpie_core::engine::{Discard, Event};
-use magpie_core::relay::RelayClient;
 use magpie_core::Error;
 use magpie_proto::{
-    AwaitingAccept, ChatAccept, ChatRequest, Credential, EnvelopeKind, Fingerprint, Identity, Initiator, KeyConfirm,
-    SealedMessage, TrustAnchor,
+    AwaitingAccept, Certificate, ChatAccept, ChatRequest, Credential, EnvelopeKind, Fingerprint, Identity, Initiator,
+    KeyConfirm, SealedMessage, TrustAnchor,
 };
 use magpie_relay::ca::CaInfo;
 use magpie_relay::server::RunningRelay;
@@ -226,9 +225,11 @@ async fn item02_a_session_with_another_key_never_repins_a_verified_contact() {
     assert_eq!(real.fingerprint, fingerprint_of("alice"));
     bob.client.mark_verified(&alice_name, &real.fingerprint).await.unwrap();
 
-    // The operator completes the forged handshake with Bob's accept.
-    let directory = RelayClient::new(&operator.url()).unwrap();
-    let bob_chain = directory.directory(&name("bob")).await.unwrap();
+    // The operator completes the forged handshake with Bob's accept (and Bob's certificate, from its own store).
+    let bob_record = operator.store.user("bob").unwrap().unwrap();
+    let bob_chain = [bob_record.cert_pem.as_str(), operator.ca.pem.as_str()]
+        .map(|pem| Certificate::from_pem(pem.as_bytes()).unwrap())
+        .to_vec();
     let trust = TrustAnchor::new(operator.ca.authority.certificate().clone()).unwrap();
     let (_, transfer) = forged
         .on_accept(&accept, &bob_chain, &trust, None, SystemTime::now())

@@ -1,6 +1,6 @@
 //! Settings, from flags or `MAGPIE_RELAY_*` environment variables.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -60,6 +60,30 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
 
+    /// With --client-ip-header: the proxies whose header is believed (comma-separated). A request from any
+    /// other address is limited by that address, whatever its header says.
+    #[arg(
+        long = "trusted-proxy",
+        env = "MAGPIE_RELAY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// Serves /metrics to requests that carry this bearer token; without it, only to this machine's clients when
+    /// no proxy is configured.
+    #[arg(
+        long,
+        env = "MAGPIE_RELAY_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
+    /// Directory lookups a user may make per minute (they need a login).
+    #[arg(long, env = "MAGPIE_RELAY_LOOKUPS_PER_MINUTE", default_value_t = 120)]
+    pub lookups_per_minute: u32,
+
     /// Envelopes a user may send per second, sustained.
     #[arg(long, env = "MAGPIE_RELAY_SEND_PER_SECOND", default_value_t = 2000)]
     pub send_per_second: u32,
@@ -116,6 +140,12 @@ impl Config {
             login_per_minute: 20,
             register_per_hour: 10,
             client_ip_header: None,
+            trusted_proxies: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            metrics_token: None,
+            lookups_per_minute: 120,
             header_read_timeout_secs: 30,
             max_connections: 16_384,
             max_connections_per_ip: 256,

@@ -55,6 +55,17 @@ async fn run(config: Config) -> Result<(), StartError> {
         ca_fingerprint_sha256 = %state.ca.fingerprint_hex(),
         "magpie-relay listening"
     );
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %addr,
+            "plain HTTP on a public address: clients refuse an http:// relay that is not on their own machine, \
+             and tokens would cross the network in the clear; serve TLS (--tls-cert) or listen on loopback \
+             behind a TLS proxy"
+        );
+    }
+    if let Some(header) = &state.config.client_ip_header {
+        tracing::info!(%header, proxies = ?state.config.trusted_proxies, "client addresses from the proxies' header");
+    }
     match tls {
         Some(acceptor) => server::serve_tls(listener, acceptor, state, shutdown_signal()).await?,
         None => server::serve(listener, state, shutdown_signal()).await?,

@@ -45,8 +45,11 @@ pub fn document() -> Value {
             }},
             "/metrics": {"get": {
                 "summary": "Prometheus metrics",
+                "description": "Served to the relay's own machine when no proxy is configured, else only with the \
+                    bearer token of --metrics-token.",
                 "responses": {"200": {"description": "text exposition format 0.0.4",
-                    "content": {"text/plain": {"schema": {"type": "string"}}}}}
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "403": error_response("not this machine, and no (or a wrong) metrics token")}
             }},
             "/v1/register": {"post": {
                 "summary": "Register a name with a CSR (CN = username); the CA issues a certificate",
@@ -89,13 +92,16 @@ pub fn document() -> Value {
                 }
             }},
             "/v1/directory/{username}": {"get": {
-                "summary": "A user's certificate chain, leaf first",
+                "summary": "A user's certificate chain, leaf first (logged-in users; rate-limited per user)",
+                "security": bearer,
                 "parameters": [{"name": "username", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {
                     "200": ok_json("chain", json!({"type": "object", "properties": {
                         "username": {"type": "string"}, "chain": {"type": "array", "items": {"type": "string"}}}})),
                     "400": error_response("invalid username"),
-                    "404": error_response("no such user")
+                    "401": error_response("missing, unknown or expired token"),
+                    "404": error_response("no such user"),
+                    "429": error_response("too many lookups by this user (--lookups-per-minute)")
                 }
             }},
             "/v1/envelopes": {

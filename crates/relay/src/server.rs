@@ -200,6 +200,7 @@ async fn purge_loop(state: AppState) {
         state.login_limit.forget_idle();
         state.register_limit.forget_idle();
         state.send_limit.forget_idle();
+        state.lookup_limit.forget_idle();
     }
 }
 

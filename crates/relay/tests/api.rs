@@ -25,7 +25,11 @@ async fn register_issues_a_certificate_that_chains_to_the_ca_and_is_in_the_direc
     assert_eq!(issued["username"], "alice");
     assert_eq!(issued["ca"].as_str().unwrap(), ca().pem);
 
-    let (status, entry) = call(&app, Method::GET, "/v1/directory/alice", None, None).await;
+    // The directory answers logged-in users only: nobody can list the relay's users by guessing names.
+    let (status, body) = call(&app, Method::GET, "/v1/directory/alice", None, None).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let token = login(&app, "alice").await;
+    let (status, entry) = call(&app, Method::GET, "/v1/directory/alice", Some(&token), None).await;
     assert_eq!(status, StatusCode::OK);
     let chain: Vec<Certificate> = entry["chain"]
         .as_array()
@@ -39,9 +43,9 @@ async fn register_issues_a_certificate_that_chains_to_the_ca_and_is_in_the_direc
         .unwrap();
     assert_eq!(peer.fingerprint(), identity("alice").fingerprint().unwrap());
 
-    let (status, body) = call(&app, Method::GET, "/v1/directory/nobody", None, None).await;
+    let (status, body) = call(&app, Method::GET, "/v1/directory/nobody", Some(&token), None).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
-    let (status, body) = call(&app, Method::GET, "/v1/directory/NOT%20valid", None, None).await;
+    let (status, body) = call(&app, Method::GET, "/v1/directory/NOT%20valid", Some(&token), None).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
 }
 
@@ -78,7 +82,8 @@ async fn squatting_a_taken_name_is_409_and_a_bad_csr_is_400() {
     .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_csr");
     // bob was not registered by the failed attempt.
-    let (status, _) = call(&app, Method::GET, "/v1/directory/bob", None, None).await;
+    let token = login(&app, "alice").await;
+    let (status, _) = call(&app, Method::GET, "/v1/directory/bob", Some(&token), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -546,7 +551,7 @@ async fn health_ca_and_metrics() {
         Some(envelope("bob", b"x")),
     )
     .await;
-    let (s, _, text) = call_raw(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let (s, _, text) = call_raw(&app, from("127.0.0.1:9", Request::get("/metrics"))).await;
     assert_eq!(s, StatusCode::OK);
     let text = text.as_str().unwrap();
     for needle in [
@@ -557,4 +562,81 @@ async fn health_ca_and_metrics() {
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
+}
+
+/// `request` as if it came from `peer` (what the connection loop records on every request).
+fn from(peer: &str, request: axum::http::request::Builder) -> Request<Body> {
+    let mut request = request.body(Body::empty()).unwrap();
+    let addr: std::net::SocketAddr = peer.parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(magpie_relay::api::PeerAddr(addr)));
+    request
+}
+
+#[tokio::test]
+async fn metrics_are_for_this_machine_or_the_token_holder() {
+    let mut cfg = config();
+    cfg.metrics_token = Some("metrics-secret".into());
+    let app = router(memory_state(cfg));
+    let (s, _, body) = call_raw(&app, from("203.0.113.7:1", Request::get("/metrics"))).await;
+    assert_error(s, &body, StatusCode::FORBIDDEN, "forbidden");
+    let with_token = Request::get("/metrics").header(header::AUTHORIZATION, "Bearer metrics-secret");
+    let (s, _, _) = call_raw(&app, from("203.0.113.7:1", with_token)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = call_raw(&app, from("127.0.0.1:9", Request::get("/metrics"))).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn directory_lookups_are_rate_limited_per_user() {
+    let mut cfg = config();
+    cfg.lookups_per_minute = 3;
+    let app = router(memory_state(cfg));
+    let tokens = users(&app, &["alice", "bob"]).await;
+    for _ in 0..3 {
+        let (s, b) = call(&app, Method::GET, "/v1/directory/bob", Some(&tokens[0]), None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (s, b) = call(&app, Method::GET, "/v1/directory/bob", Some(&tokens[0]), None).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let (s, _) = call(&app, Method::GET, "/v1/directory/alice", Some(&tokens[1]), None).await;
+    assert_eq!(s, StatusCode::OK, "bob has his own allowance");
+}
+
+#[tokio::test]
+async fn behind_a_proxy_only_its_header_names_the_client_and_nobody_is_exempt() {
+    let mut cfg = config();
+    cfg.login_per_minute = 2;
+    cfg.client_ip_header = Some("x-forwarded-for".into());
+    let app = router(memory_state(cfg));
+    users(&app, &["alice"]).await;
+    let challenge = |peer: &str, forwarded: &str| {
+        let mut request = Request::post("/v1/login/challenge")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-forwarded-for", forwarded)
+            .body(Body::from(json!({"username": "alice"}).to_string()))
+            .unwrap();
+        let addr: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(magpie_relay::api::PeerAddr(addr)));
+        request
+    };
+    // An untrusted peer cannot pick a fresh address per request: its own is the key.
+    for forged in ["198.51.100.1", "198.51.100.2"] {
+        let (s, _, _) = call_raw(&app, challenge("192.0.2.50:1", forged)).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, _, b) = call_raw(&app, challenge("192.0.2.50:1", "198.51.100.3")).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Through the proxy (on this machine), each client has its own allowance and none is exempt.
+    for _ in 0..2 {
+        let (s, _, _) = call_raw(&app, challenge("127.0.0.1:9", "203.0.113.20")).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, _, b) = call_raw(&app, challenge("127.0.0.1:9", "203.0.113.20")).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let (s, _, _) = call_raw(&app, challenge("127.0.0.1:9", "203.0.113.21")).await;
+    assert_eq!(s, StatusCode::OK);
 }

@@ -196,7 +196,7 @@ impl<H: Home> Client<H> {
         let recent = if recent_ok { self.take_recent_chain(&peer) } else { None };
         let (chain, recent) = match recent {
             Some(chain) => (chain, true),
-            None => match self.inner.relay.directory(&peer).await {
+            None => match self.look_up(&peer).await {
                 Ok(chain) => (chain, false),
                 Err(e) if e.is_transient() => return Ok(Err(Disposition::Retry)),
                 Err(e) => return self.fail_handshake(&peer, request_id, &e).map(Err),

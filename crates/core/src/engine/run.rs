@@ -4,7 +4,7 @@ use crate::store::prelude::*;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt as _;
-use magpie_proto::{Fingerprint, TrustAnchor};
+use magpie_proto::{Fingerprint, TrustAnchor, Username};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -82,6 +82,21 @@ impl<H: Home> Client<H> {
             }
         }
         self.fresh_login(&pinned).await
+    }
+
+    /// The directory's chain for `peer`, logged in first (the directory answers logged-in users only); a token
+    /// the relay no longer takes is renewed once.
+    pub(super) async fn look_up(&self, peer: &Username) -> Result<Vec<magpie_proto::Certificate>> {
+        if !self.inner.relay.is_logged_in() {
+            self.resume_login().await?;
+        }
+        match self.inner.relay.directory(peer).await {
+            Err(e) if e.is_unauthorized() => {
+                self.login().await?;
+                self.inner.relay.directory(peer).await
+            }
+            other => other,
+        }
     }
 
     async fn check_relay_ca(&self) -> Result<Fingerprint> {

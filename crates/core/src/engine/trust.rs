@@ -149,7 +149,7 @@ impl<H: Home> Client<H> {
     /// Looks `peer` up in the directory and compares the key with the pin: a different key blocks the chat
     /// ([`Error::KeyChanged`]). Also how a face checks its contacts after connecting.
     pub async fn check_key(&self, peer: &Username) -> Result<()> {
-        let chain = self.inner.relay.directory(peer).await?;
+        let chain = self.look_up(peer).await?;
         let verified = self.inner.trust.verify(&chain, peer, SystemTime::now())?;
         self.remember_chain(peer, &chain);
         let presented = verified.fingerprint();

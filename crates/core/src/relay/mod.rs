@@ -204,7 +204,7 @@ impl RelayClient {
     /// The certificate chain the directory holds for `username` (leaf first), unverified.
     pub async fn directory(&self, username: &Username) -> Result<Vec<Certificate>> {
         let path = format!("/v1/directory/{}", username.as_str());
-        let entry: DirectoryEntry = match self.json(self.request(Method::GET, &path)?).await {
+        let entry: DirectoryEntry = match self.json(self.authorized(Method::GET, &path)?).await {
             Err(Error::Relay { status: 404, .. }) => return Err(Error::UnknownUser(username.to_string())),
             other => other?,
         };

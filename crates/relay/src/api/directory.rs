@@ -1,4 +1,5 @@
-//! Public, unauthenticated reads: health, the CA root, and the certificate directory.
+//! Reads: health and the CA root (public), and the certificate directory (logged-in users, rate-limited, so that
+//! nobody can list who uses the relay by asking for names).
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -8,7 +9,7 @@ use axum::Json;
 use magpie_proto::Username;
 use serde::Serialize;
 
-use super::AppState;
+use super::{AppState, AuthUser};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Serialize)]
@@ -51,8 +52,10 @@ pub(crate) struct DirectoryEntry {
 
 pub(crate) async fn lookup(
     State(state): State<AppState>,
+    AuthUser(me): AuthUser,
     path: std::result::Result<Path<String>, PathRejection>,
 ) -> Result<Json<DirectoryEntry>> {
+    state.rate_limit(&state.lookup_limit, &me)?;
     let Path(name) = path.map_err(|r| Error::BadRequest(r.body_text()))?;
     let username = Username::canonical(&name).map_err(|e| Error::BadRequest(e.to_string()))?;
     let user = state

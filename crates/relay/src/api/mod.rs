@@ -58,6 +58,8 @@ pub struct Shared {
     pub register_limit: RateLimiter,
     /// Per-user envelope sends.
     pub send_limit: RateLimiter,
+    /// Per-user directory lookups.
+    pub lookup_limit: RateLimiter,
     /// Settings.
     pub config: Config,
     /// Flips to true at shutdown so long-lived push connections close.
@@ -82,6 +84,7 @@ impl AppState {
             login_limit: RateLimiter::new(f64::from(config.login_per_minute) / 60.0, config.login_per_minute),
             register_limit: RateLimiter::new(f64::from(config.register_per_hour) / 3600.0, config.register_per_hour),
             send_limit: RateLimiter::new(f64::from(config.send_per_second), config.send_burst),
+            lookup_limit: RateLimiter::new(f64::from(config.lookups_per_minute) / 60.0, config.lookups_per_minute),
             config,
             shutdown: watch::channel(false).0,
         })))
@@ -214,12 +217,18 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     response
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    (
+async fn metrics(State(state): State<AppState>, request: Request) -> Result<Response, Error> {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<PeerAddr>>();
+    if !client::may_see_metrics(peer.map(|p| p.0 .0.ip()), request.headers(), &state.config) {
+        return Err(Error::Forbidden(
+            "metrics are served to this machine, or with the token of --metrics-token",
+        ));
+    }
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(&state.store.gauges()),
     )
-        .into_response()
+        .into_response())
 }
 
 async fn openapi() -> Json<serde_json::Value> {
