@@ -51,6 +51,11 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_HEADER_READ_TIMEOUT", default_value_t = 30)]
     pub header_read_timeout_secs: u64,
 
+    /// Seconds a push client may take nothing the relay writes it before its socket is closed (it catches up over
+    /// HTTP when it comes back).
+    #[arg(long, env = "MAGPIE_RELAY_PUSH_WRITE_TIMEOUT", default_value_t = 20)]
+    pub push_write_timeout_secs: u64,
+
     /// Open connections in all (push sockets included); more are closed as they come.
     #[arg(long, env = "MAGPIE_RELAY_MAX_CONNECTIONS", default_value_t = 16_384)]
     pub max_connections: usize,
@@ -147,6 +152,7 @@ impl Config {
             metrics_token: None,
             lookups_per_minute: 120,
             header_read_timeout_secs: 30,
+            push_write_timeout_secs: 20,
             max_connections: 16_384,
             max_connections_per_ip: 256,
             send_per_second: 2000,

@@ -5,7 +5,9 @@
 //! [`super::envelopes::stage`] for why that loses nothing). Push is a hint, not the delivery
 //! guarantee: a client that was offline, or whose connection lagged, catches up with `GET /v1/envelopes`.
 //! A connection that falls more than [`QUEUE_DEPTH`] events behind is closed rather than silently skipping,
-//! so the client knows to catch up.
+//! so the client knows to catch up; so is one whose client takes nothing for `--push-write-timeout`. What a
+//! connection holds is bounded: its events and answers ([`QUEUE_DEPTH`] each) and its frames read ahead (as
+//! many): a client that sends without reading the answers is read no further until it does.
 //!
 //! A client may also send over the socket, which costs far less per envelope than an HTTP request: a text
 //! frame `{"type":"send", id, to, kind, body}` (the fields of `POST /v1/envelopes`) is answered, once
@@ -123,7 +125,7 @@ enum Staged {
 /// Handles one text frame from the client: checks and stages a send now, in frame order, and joins the group
 /// commit; [`commit_in_order`] answers it once durable. An ack is done at once: it needs no durability, since an
 /// ack lost to a crash only brings envelopes the client drops as duplicates.
-async fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::UnboundedSender<Staged>) {
+async fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::Sender<Staged>) {
     let handled = match serde_json::from_str::<ClientFrame>(text) {
         Ok(ClientFrame::Send(request)) => {
             state.pace(&state.send_limit, user).await;
@@ -133,22 +135,23 @@ async fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::Unbou
                 durable: Box::pin(state.commit.durable_later()),
             }
         }
-        Ok(ClientFrame::Ack(request)) => Staged::Done(match acknowledge(state, user, &request) {
-            Ok(acked) => Reply::Acked { acked },
-            Err(e) => Reply::error(None, &e),
-        }),
+        Ok(ClientFrame::Ack(request)) => {
+            // Acks cost store work too: a flood of them is paced like sends.
+            state.pace(&state.send_limit, user).await;
+            Staged::Done(match acknowledge(state, user, &request) {
+                Ok(acked) => Reply::Acked { acked },
+                Err(e) => Reply::error(None, &e),
+            })
+        }
         Err(e) => Staged::Done(Reply::error(None, &Error::BadRequest(e.to_string()))),
     };
-    let _ = staged.send(handled);
+    // Bounded: while answers wait for a client that does not read them, its frames wait unread.
+    let _ = staged.send(handled).await;
 }
 
 /// Answers staged frames in the order they came, once durable: frames of one group commit become durable
 /// together, so waiting in order costs nothing. (Staging already pushed them, in frame order.)
-async fn commit_in_order(
-    state: AppState,
-    mut staged: mpsc::UnboundedReceiver<Staged>,
-    replies: mpsc::Sender<Utf8Bytes>,
-) {
+async fn commit_in_order(state: AppState, mut staged: mpsc::Receiver<Staged>, replies: mpsc::Sender<Utf8Bytes>) {
     while let Some(handled) = staged.recv().await {
         let reply = match handled {
             Staged::Send {
@@ -262,12 +265,21 @@ fn drain_into(first: Utf8Bytes, mut next: impl FnMut() -> Option<Utf8Bytes>) -> 
     batch
 }
 
+/// Writes `batch`; `false` when the socket failed, or when the client did not take it within `stall` (it stopped
+/// reading: holding its frames would grow the relay's memory, and it catches up over HTTP when it comes back).
 async fn send_batch(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     batch: Vec<Utf8Bytes>,
-) -> Result<(), axum::Error> {
+    stall: Duration,
+) -> bool {
     let mut frames = futures_util::stream::iter(batch.into_iter().map(|t| Ok(Message::Text(t))));
-    sink.send_all(&mut frames).await
+    match tokio::time::timeout(stall, sink.send_all(&mut frames)).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            tracing::info!("push client stopped reading; closing its connection");
+            false
+        }
+    }
 }
 
 /// Handles the client's frames in order until it closes the socket.
@@ -275,7 +287,7 @@ async fn read_frames(
     state: AppState,
     user: String,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
-    staged: mpsc::UnboundedSender<Staged>,
+    staged: mpsc::Sender<Staged>,
 ) {
     while let Some(Ok(message)) = stream.next().await {
         match message {
@@ -294,11 +306,12 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
     let mut shutdown = state.shutdown.subscribe();
     let (mut sink, stream) = socket.split();
     let (replies, mut answers) = mpsc::channel::<Utf8Bytes>(QUEUE_DEPTH);
-    let (staged, staged_rx) = mpsc::unbounded_channel();
+    let (staged, staged_rx) = mpsc::channel(QUEUE_DEPTH);
     // Not aborted with the connection: it ends once it has answered what was staged (`staged` closes its queue).
     tokio::spawn(commit_in_order(state.clone(), staged_rx, replies));
     // Reading is a task of its own: a sender held to its rate waits there while its pushes and answers flow on.
     let mut reading = tokio::spawn(read_frames(state.clone(), user.clone(), stream, staged));
+    let stall = Duration::from_secs(state.config.push_write_timeout_secs.max(1));
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     loop {
@@ -306,7 +319,7 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
             event = events.recv() => match event {
                 Some(PushEvent(text)) => {
                     let batch = drain_into(text, || events.try_recv().map(|PushEvent(t)| t).ok());
-                    if send_batch(&mut sink, batch).await.is_err() {
+                    if !send_batch(&mut sink, batch, stall).await {
                         break;
                     }
                 }
@@ -319,14 +332,15 @@ async fn serve(state: AppState, user: String, socket: WebSocket) {
             Some(answer) = answers.recv() => {
                 // One group commit answers a sender's whole window at once.
                 let batch = drain_into(answer, || answers.try_recv().ok());
-                if send_batch(&mut sink, batch).await.is_err() {
+                if !send_batch(&mut sink, batch, stall).await {
                     break;
                 }
             }
             // The client closed, or its stream failed.
             _ = &mut reading => break,
             _ = ping.tick() => {
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                let ping = tokio::time::timeout(stall, sink.send(Message::Ping(Default::default())));
+                if !matches!(ping.await, Ok(Ok(()))) {
                     break;
                 }
             }
