@@ -58,27 +58,19 @@ pub fn login_request<'a>(
 
 /// Logs `identity` in over HTTP at `base` (the relay's URL without a path); the bearer token.
 pub async fn http_login(http: &reqwest::Client, base: &str, identity: &Identity, ca_fingerprint: &[u8; 32]) -> String {
-    let challenge: Challenge = http
-        .post(format!("{base}/v1/login/challenge"))
-        .json(&challenge_request(identity))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let answer: LoginAnswer = http
-        .post(format!("{base}/v1/login"))
-        .json(&login_request(identity, ca_fingerprint, &challenge))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let challenge: Challenge = post(
+        http,
+        &format!("{base}/v1/login/challenge"),
+        &challenge_request(identity),
+    )
+    .await;
+    let request = login_request(identity, ca_fingerprint, &challenge);
+    let answer: LoginAnswer = post(http, &format!("{base}/v1/login"), &request).await;
     answer.token
+}
+
+/// POSTs `body` as JSON and reads the answer, which must be a success.
+async fn post<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str, body: &impl Serialize) -> T {
+    let response = http.post(url).json(body).send().await.unwrap();
+    response.error_for_status().unwrap().json().await.unwrap()
 }
