@@ -89,6 +89,15 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_LOOKUPS_PER_MINUTE", default_value_t = 120)]
     pub lookups_per_minute: u32,
 
+    /// Most envelope bytes one page of `GET /v1/envelopes` carries, KiB, whatever its `limit` says (a page holds
+    /// at least one envelope).
+    #[arg(long, env = "MAGPIE_RELAY_FETCH_BUDGET_KB", default_value_t = 8192)]
+    pub fetch_budget_kb: usize,
+
+    /// Mailbox fetches a user may make per minute.
+    #[arg(long, env = "MAGPIE_RELAY_FETCHES_PER_MINUTE", default_value_t = 600)]
+    pub fetches_per_minute: u32,
+
     /// Envelopes a user may send per second, sustained.
     #[arg(long, env = "MAGPIE_RELAY_SEND_PER_SECOND", default_value_t = 2000)]
     pub send_per_second: u32,
@@ -151,6 +160,8 @@ impl Config {
             ],
             metrics_token: None,
             lookups_per_minute: 120,
+            fetch_budget_kb: 8192,
+            fetches_per_minute: 600,
             header_read_timeout_secs: 30,
             push_write_timeout_secs: 20,
             max_connections: 16_384,

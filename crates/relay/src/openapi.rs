@@ -129,6 +129,8 @@ pub fn document() -> Value {
                 },
                 "get": {
                     "summary": "The caller's pending envelopes after a cursor, oldest first",
+                    "description": "A page carries at most --fetch-budget-kb of bodies (at least one envelope, \
+                        whatever its size), whatever `limit` says: page on from `cursor` until a page is empty.",
                     "security": bearer,
                     "parameters": [
                         {"name": "after", "in": "query", "schema": {"type": "integer", "default": 0}},
@@ -138,7 +140,8 @@ pub fn document() -> Value {
                         "200": ok_json("page", json!({"type": "object", "properties": {
                             "envelopes": {"type": "array", "items": envelope}, "cursor": {"type": "integer"}}})),
                         "400": error_response("bad query"),
-                        "401": error_response("no, unknown or expired token")
+                        "401": error_response("no, unknown or expired token"),
+                        "429": error_response("too many fetches by this user (--fetches-per-minute)")
                     }
                 }
             },

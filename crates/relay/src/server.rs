@@ -201,6 +201,7 @@ async fn purge_loop(state: AppState) {
         state.register_limit.forget_idle();
         state.send_limit.forget_idle();
         state.lookup_limit.forget_idle();
+        state.fetch_limit.forget_idle();
     }
 }
 

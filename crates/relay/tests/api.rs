@@ -640,3 +640,54 @@ async fn behind_a_proxy_only_its_header_names_the_client_and_nobody_is_exempt() 
     let (s, _, _) = call_raw(&app, challenge("127.0.0.1:9", "203.0.113.21")).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_page_carries_at_most_the_fetch_budget_and_paging_on_gets_the_rest() {
+    let mut cfg = config();
+    cfg.fetch_budget_kb = 2;
+    let app = router(memory_state(cfg));
+    let t = users(&app, &["alice", "bob"]).await;
+    // Bodies of 900 bytes are 1,200 in base64: one fits the 2 KiB budget, two do not. The last is over it alone.
+    let mut sent = Vec::new();
+    for size in [900, 900, 900, 3000] {
+        let e = envelope("bob", &vec![7u8; size]);
+        sent.push(e["id"].clone());
+        let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(e)).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    }
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let uri = format!("/v1/envelopes?after={after}&limit=1000");
+        let (s, page) = call(&app, Method::GET, &uri, Some(&t[1]), None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let ids: Vec<Value> = page["envelopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].clone())
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        pages.push(ids.len());
+        after = page["cursor"].as_u64().unwrap();
+    }
+    assert_eq!(pages, [1, 1, 1, 1], "one envelope a page, the oversized one too");
+}
+
+#[tokio::test]
+async fn fetches_are_rate_limited_per_user() {
+    let mut cfg = config();
+    cfg.fetches_per_minute = 3;
+    let app = router(memory_state(cfg));
+    let t = users(&app, &["alice", "bob"]).await;
+    for _ in 0..3 {
+        let (s, b) = call(&app, Method::GET, "/v1/envelopes", Some(&t[0]), None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (s, b) = call(&app, Method::GET, "/v1/envelopes", Some(&t[0]), None).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let (s, _) = call(&app, Method::GET, "/v1/envelopes", Some(&t[1]), None).await;
+    assert_eq!(s, StatusCode::OK, "bob has his own allowance");
+}

@@ -276,6 +276,9 @@ async fn kill_9_while_sending_reading_and_retiring_loses_nothing() {
         "1000000",
         "--send-burst",
         "1000000",
+        // The reader polls as fast as it can.
+        "--fetches-per-minute",
+        "1000000",
         "--segment-kb",
         "64",
     ];

@@ -176,8 +176,13 @@ pub(crate) async fn fetch(
     AuthUser(me): AuthUser,
     ApiQuery(query): ApiQuery<FetchQuery>,
 ) -> Result<Response> {
+    state.rate_limit(&state.fetch_limit, &me)?;
     let limit = query.limit.unwrap_or(DEFAULT_FETCH).clamp(1, MAX_BATCH);
-    let stored = state.store.fetch(&me, query.after, limit)?;
+    let mut stored = state.store.fetch(&me, query.after, limit)?;
+    stored.truncate(within_budget(
+        &stored,
+        state.config.fetch_budget_kb.saturating_mul(1024),
+    ));
     state
         .metrics
         .envelopes_fetched
@@ -188,6 +193,17 @@ pub(crate) async fn fetch(
     };
     // Serialized here, while `stored` is still borrowed.
     Ok(Json(response).into_response())
+}
+
+/// How many of `page`'s envelopes fit in `budget` bytes of bodies: at least one, so that an envelope larger than
+/// the budget is still delivered (alone); the client pages on from the cursor for the rest.
+fn within_budget(page: &[StoredEnvelope], budget: usize) -> usize {
+    let mut bytes = 0usize;
+    let over = page.iter().position(|e| {
+        bytes = bytes.saturating_add(e.body_b64.len());
+        bytes > budget
+    });
+    over.map_or(page.len(), |at| at.max(1))
 }
 
 #[derive(Debug, Deserialize)]

@@ -60,6 +60,8 @@ pub struct Shared {
     pub send_limit: RateLimiter,
     /// Per-user directory lookups.
     pub lookup_limit: RateLimiter,
+    /// Per-user mailbox fetches.
+    pub fetch_limit: RateLimiter,
     /// Settings.
     pub config: Config,
     /// Flips to true at shutdown so long-lived push connections close.
@@ -85,6 +87,7 @@ impl AppState {
             register_limit: RateLimiter::new(f64::from(config.register_per_hour) / 3600.0, config.register_per_hour),
             send_limit: RateLimiter::new(f64::from(config.send_per_second), config.send_burst),
             lookup_limit: RateLimiter::new(f64::from(config.lookups_per_minute) / 60.0, config.lookups_per_minute),
+            fetch_limit: RateLimiter::new(f64::from(config.fetches_per_minute) / 60.0, config.fetches_per_minute),
             config,
             shutdown: watch::channel(false).0,
         })))
