@@ -102,6 +102,11 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_SEND_PER_SECOND", default_value_t = 2000)]
     pub send_per_second: u32,
 
+    /// Envelope bytes (bodies as stored) a user may send per hour, KiB; the whole hour's may go at once. Over it,
+    /// HTTP sends get 429 and push sends wait.
+    #[arg(long, env = "MAGPIE_RELAY_SEND_KB_PER_HOUR", default_value_t = 512 * 1024)]
+    pub send_kb_per_hour: u64,
+
     /// Envelopes a user may send in one burst.
     #[arg(long, env = "MAGPIE_RELAY_SEND_BURST", default_value_t = 4000)]
     pub send_burst: u32,
@@ -168,6 +173,7 @@ impl Config {
             max_connections_per_ip: 256,
             send_per_second: 2000,
             send_burst: 4000,
+            send_kb_per_hour: 512 * 1024,
             sync: SyncMode::Flush,
             commit_delay_us: 500,
             cache_mb: DEFAULT_CACHE_MB,

@@ -30,6 +30,13 @@ impl RateLimiter {
 
     /// Takes one token from `key`'s bucket, or says how long until one is there.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
+        self.check_cost(key, 1.0)
+    }
+
+    /// Takes `cost` tokens (bytes, say) from `key`'s bucket, or says how long until they are there. A cost over
+    /// the burst is taken once the bucket is full.
+    pub fn check_cost(&self, key: &str, cost: f64) -> Result<(), Duration> {
+        let cost = cost.min(self.burst);
         let now = Instant::now();
         // A poisoned lock only means another request panicked mid-update; the map is still usable.
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -40,11 +47,11 @@ impl RateLimiter {
         let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_sec;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= cost {
+            bucket.tokens -= cost;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_sec))
+            Err(Duration::from_secs_f64((cost - bucket.tokens) / self.per_sec))
         }
     }
 
@@ -70,5 +77,17 @@ mod tests {
         let wait = limiter.check("alice").unwrap_err();
         assert!(wait > Duration::from_millis(500) && wait <= Duration::from_secs(1));
         assert!(limiter.check("bob").is_ok());
+    }
+
+    #[test]
+    fn a_cost_takes_that_many_tokens_and_waits_for_them() {
+        let limiter = RateLimiter::new(100.0, 1000);
+        assert!(limiter.check_cost("alice", 600.0).is_ok());
+        let wait = limiter.check_cost("alice", 600.0).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(1900) && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+        assert!(limiter.check_cost("alice", 300.0).is_ok(), "what is left can be spent");
     }
 }

@@ -202,6 +202,7 @@ async fn purge_loop(state: AppState) {
         state.send_limit.forget_idle();
         state.lookup_limit.forget_idle();
         state.fetch_limit.forget_idle();
+        state.send_bytes.forget_idle();
     }
 }
 

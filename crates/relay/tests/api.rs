@@ -691,3 +691,25 @@ async fn fetches_are_rate_limited_per_user() {
     let (s, _) = call(&app, Method::GET, "/v1/envelopes", Some(&t[1]), None).await;
     assert_eq!(s, StatusCode::OK, "bob has his own allowance");
 }
+
+#[tokio::test]
+async fn a_sender_over_its_bytes_per_hour_gets_429_and_others_go_on() {
+    let mut cfg = config();
+    cfg.send_kb_per_hour = 1;
+    let app = router(memory_state(cfg));
+    let t = users(&app, &["alice", "bob", "carol"]).await;
+    // 600 bytes are 800 in base64: one fits the 1 KiB hour, two do not.
+    let send = |token: &str, to: &str| {
+        let (app, token, to) = (app.clone(), token.to_owned(), to.to_owned());
+        async move {
+            let body = envelope(&to, &[7u8; 600]);
+            call(&app, Method::POST, "/v1/envelopes", Some(&token), Some(body)).await
+        }
+    };
+    let (s, b) = send(&t[0], "bob").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b) = send(&t[0], "bob").await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let (s, b) = send(&t[2], "bob").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "carol has her own hour: {b}");
+}

@@ -31,7 +31,7 @@ pub(crate) struct SendRequest {
     to: Username,
     kind: EnvelopeKind,
     /// Opaque bytes, standard base64.
-    body: String,
+    pub(crate) body: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,10 +83,11 @@ pub(crate) async fn send(
 /// who may have it already, drops the second copy by id. The sender's 202 still waits for durability.
 pub(crate) fn stage(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
     state.rate_limit(&state.send_limit, &me)?;
+    state.rate_limit_cost(&state.send_bytes, &me, req.body.len() as f64)?;
     stage_paced(state, me, req)
 }
 
-/// [`stage`] for a sender already held to its rate (the push socket waits for a token instead of refusing).
+/// [`stage`] for a sender already held to its rates (the push socket waits for tokens instead of refusing).
 pub(crate) fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
     if req.from.as_deref().is_some_and(|from| from != me) {
         return Err(Error::Forbidden("cannot send as another user"));

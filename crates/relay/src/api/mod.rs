@@ -62,10 +62,18 @@ pub struct Shared {
     pub lookup_limit: RateLimiter,
     /// Per-user mailbox fetches.
     pub fetch_limit: RateLimiter,
+    /// Per-user bytes sent (envelope bodies as stored).
+    pub send_bytes: RateLimiter,
     /// Settings.
     pub config: Config,
     /// Flips to true at shutdown so long-lived push connections close.
     pub shutdown: watch::Sender<bool>,
+}
+
+/// `--send-kb-per-hour`, sustained, with the whole hour's bytes as the burst.
+fn send_bytes_limit(config: &Config) -> RateLimiter {
+    let per_hour = config.send_kb_per_hour.saturating_mul(1024);
+    RateLimiter::new(per_hour as f64 / 3600.0, u32::try_from(per_hour).unwrap_or(u32::MAX))
 }
 
 impl AppState {
@@ -88,6 +96,7 @@ impl AppState {
             send_limit: RateLimiter::new(f64::from(config.send_per_second), config.send_burst),
             lookup_limit: RateLimiter::new(f64::from(config.lookups_per_minute) / 60.0, config.lookups_per_minute),
             fetch_limit: RateLimiter::new(f64::from(config.fetches_per_minute) / 60.0, config.fetches_per_minute),
+            send_bytes: send_bytes_limit(&config),
             config,
             shutdown: watch::channel(false).0,
         })))
@@ -281,7 +290,12 @@ impl AppState {
     /// Takes a token from `key`'s bucket, waiting for one while it is empty: what the push socket does with sends,
     /// so a sender over its rate is slowed, never refused, and its envelopes stay in order.
     pub(crate) async fn pace(&self, limit: &RateLimiter, key: &str) {
-        while let Err(wait) = limit.check(key) {
+        self.pace_cost(limit, key, 1.0).await;
+    }
+
+    /// [`AppState::pace`] for a cost of `cost` tokens.
+    pub(crate) async fn pace_cost(&self, limit: &RateLimiter, key: &str, cost: f64) {
+        while let Err(wait) = limit.check_cost(key, cost) {
             self.metrics
                 .rate_limited
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -290,7 +304,12 @@ impl AppState {
     }
 
     pub(crate) fn rate_limit(&self, limit: &RateLimiter, key: &str) -> Result<(), Error> {
-        limit.check(key).map_err(|wait| {
+        self.rate_limit_cost(limit, key, 1.0)
+    }
+
+    /// [`AppState::rate_limit`] for a cost of `cost` tokens.
+    pub(crate) fn rate_limit_cost(&self, limit: &RateLimiter, key: &str, cost: f64) -> Result<(), Error> {
+        limit.check_cost(key, cost).map_err(|wait| {
             self.metrics
                 .rate_limited
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

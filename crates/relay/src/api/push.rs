@@ -129,6 +129,9 @@ async fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::Sende
     let handled = match serde_json::from_str::<ClientFrame>(text) {
         Ok(ClientFrame::Send(request)) => {
             state.pace(&state.send_limit, user).await;
+            state
+                .pace_cost(&state.send_bytes, user, request.body.len() as f64)
+                .await;
             Staged::Send {
                 id: request.id,
                 staged: stage_paced(state, user.to_owned(), request),
