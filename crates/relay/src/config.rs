@@ -102,6 +102,14 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_SEND_PER_SECOND", default_value_t = 2000)]
     pub send_per_second: u32,
 
+    /// Envelopes a mailbox may hold waiting for its owner; more get 507 `mailbox_full` until the owner reads.
+    #[arg(long, env = "MAGPIE_RELAY_MAILBOX_MAX_ENVELOPES", default_value_t = 10_000)]
+    pub mailbox_max_envelopes: usize,
+
+    /// What the envelopes waiting in a mailbox may take, MiB; more get 507 `mailbox_full`.
+    #[arg(long, env = "MAGPIE_RELAY_MAILBOX_MAX_MB", default_value_t = 256)]
+    pub mailbox_max_mb: u64,
+
     /// Envelope bytes (bodies as stored) a user may send per hour, KiB; the whole hour's may go at once. Over it,
     /// HTTP sends get 429 and push sends wait.
     #[arg(long, env = "MAGPIE_RELAY_SEND_KB_PER_HOUR", default_value_t = 512 * 1024)]
@@ -174,6 +182,8 @@ impl Config {
             send_per_second: 2000,
             send_burst: 4000,
             send_kb_per_hour: 512 * 1024,
+            mailbox_max_envelopes: 10_000,
+            mailbox_max_mb: 256,
             sync: SyncMode::Flush,
             commit_delay_us: 500,
             cache_mb: DEFAULT_CACHE_MB,

@@ -26,6 +26,9 @@ pub enum Error {
     /// The username is already registered.
     #[error("the name {0:?} is taken")]
     NameTaken(String),
+    /// The recipient's mailbox holds as much as its quota allows (it empties as the recipient reads it).
+    #[error("{0}'s mailbox is full")]
+    MailboxFull(String),
     /// The envelope id was already used by another sender.
     #[error("envelope id already used")]
     IdTaken,
@@ -72,6 +75,7 @@ impl Error {
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::NameTaken(_) => (StatusCode::CONFLICT, "name_taken"),
             Self::IdTaken => (StatusCode::CONFLICT, "id_taken"),
+            Self::MailboxFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "mailbox_full"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -124,7 +124,8 @@ pub fn document() -> Value {
                         "404": error_response("no such recipient"),
                         "409": error_response("id used by another sender"),
                         "413": error_response("envelope too large"),
-                        "429": error_response("sending too fast")
+                        "429": error_response("sending too fast, or over the bytes an hour (--send-kb-per-hour)"),
+                        "507": error_response("the recipient's mailbox is full (mailbox_full): try again once they read")
                     }
                 },
                 "get": {

@@ -713,3 +713,51 @@ async fn a_sender_over_its_bytes_per_hour_gets_429_and_others_go_on() {
     let (s, b) = send(&t[2], "bob").await;
     assert_eq!(s, StatusCode::ACCEPTED, "carol has her own hour: {b}");
 }
+
+#[tokio::test]
+async fn a_full_mailbox_answers_507_until_its_owner_reads() {
+    let mut cfg = config();
+    cfg.mailbox_max_envelopes = 2;
+    let app = router(memory_state(cfg));
+    let t = users(&app, &["alice", "bob", "carol"]).await;
+    let first = envelope("bob", b"one");
+    for e in [first.clone(), envelope("bob", b"two")] {
+        let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(e)).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    }
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/envelopes",
+        Some(&t[2]),
+        Some(envelope("bob", b"three")),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::INSUFFICIENT_STORAGE, "mailbox_full");
+    assert_eq!(b["message"], "bob's mailbox is full");
+    // A retry of what the mailbox holds is still accepted (idempotent), and others' mailboxes are not affected.
+    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(first.clone())).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/envelopes",
+        Some(&t[0]),
+        Some(envelope("carol", b"x")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    // Bob reads one: there is room again.
+    let ack = json!({"ids": [first["id"]]});
+    let (s, _) = call(&app, Method::POST, "/v1/envelopes/ack", Some(&t[1]), Some(ack)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/envelopes",
+        Some(&t[2]),
+        Some(envelope("bob", b"three")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+}

@@ -4,8 +4,8 @@
 
 use magpie_proto::EnvelopeKind;
 use magpie_relay::store::{
-    ChallengeRecord, Inserted, LogStore, MemoryStore, NewEnvelope, SledStore, Store, SyncMode, TokenRecord, UserRecord,
-    DEDUP_RETENTION_SECS,
+    ChallengeRecord, Inserted, LogStore, MailboxQuota, MemoryStore, NewEnvelope, SledStore, Store, SyncMode,
+    TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 use uuid::Uuid;
 
@@ -136,7 +136,66 @@ fn story(store: &dyn Store) {
     ));
     // Pending envelopes are never purged.
     assert_eq!(store.fetch("bob", 0, 100).unwrap().len(), 4);
+    quotas(store);
     store.flush().unwrap();
+}
+
+/// A mailbox over its quota takes nothing new, a retry of what it holds is still a duplicate, and a read makes
+/// room; the count and the bytes each bound it.
+fn quotas(store: &dyn Store) {
+    let two = MailboxQuota {
+        envelopes: 2,
+        bytes: u64::MAX,
+    };
+    let first = envelope(Uuid::new_v4(), "alice", "carol", "one");
+    assert!(matches!(
+        store.insert_envelope_within(first.clone(), two).unwrap(),
+        Inserted::Stored(_)
+    ));
+    let second = envelope(Uuid::new_v4(), "bob", "carol", "two");
+    assert!(matches!(
+        store.insert_envelope_within(second, two).unwrap(),
+        Inserted::Stored(_)
+    ));
+    let third = envelope(Uuid::new_v4(), "alice", "carol", "three");
+    assert_eq!(
+        store.insert_envelope_within(third.clone(), two).unwrap(),
+        Inserted::MailboxFull
+    );
+    assert!(matches!(
+        store.insert_envelope_within(first.clone(), two).unwrap(),
+        Inserted::Duplicate { .. }
+    ));
+    assert_eq!(store.fetch("carol", 0, 10).unwrap().len(), 2, "nothing was written");
+    assert_eq!(store.ack("carol", &[first.id], 5).unwrap(), 1);
+    assert!(matches!(
+        store.insert_envelope_within(third, two).unwrap(),
+        Inserted::Stored(_)
+    ));
+
+    // By bytes: a small quota takes one short body, not a long one, and the long one alone fits a larger quota.
+    let small = MailboxQuota {
+        envelopes: usize::MAX,
+        bytes: 1_000,
+    };
+    let short = envelope(Uuid::new_v4(), "alice", "dave", "short");
+    assert!(matches!(
+        store.insert_envelope_within(short, small).unwrap(),
+        Inserted::Stored(_)
+    ));
+    let long = envelope(Uuid::new_v4(), "alice", "dave", &"x".repeat(2_000));
+    assert_eq!(
+        store.insert_envelope_within(long.clone(), small).unwrap(),
+        Inserted::MailboxFull
+    );
+    let larger = MailboxQuota {
+        envelopes: usize::MAX,
+        bytes: 10_000,
+    };
+    assert!(matches!(
+        store.insert_envelope_within(long, larger).unwrap(),
+        Inserted::Stored(_)
+    ));
 }
 
 #[test]

@@ -114,7 +114,11 @@ pub(crate) fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Res
         body_b64: req.body,
         received_at: now_secs(),
     };
-    let inserted = state.store.insert_envelope(envelope)?;
+    let to = envelope.to.clone();
+    let inserted = state.store.insert_envelope_within(envelope, state.mailbox_quota())?;
+    if inserted == Inserted::MailboxFull {
+        return Err(Error::MailboxFull(to));
+    }
     if let Inserted::Stored(stored) = &inserted {
         let pushed = state.hub.publish(&stored.to, &PushEvent::envelope(stored));
         state.metrics.envelopes_pushed.fetch_add(pushed, Relaxed);
@@ -154,6 +158,7 @@ pub(crate) async fn commit_after(
             })
         }
         Inserted::IdTaken => Err(Error::IdTaken),
+        Inserted::MailboxFull => Err(Error::MailboxFull(String::new())),
     }
 }
 

@@ -293,6 +293,14 @@ impl AppState {
         self.pace_cost(limit, key, 1.0).await;
     }
 
+    /// What a recipient's mailbox may hold waiting (`--mailbox-max-envelopes`, `--mailbox-max-mb`).
+    pub(crate) fn mailbox_quota(&self) -> crate::store::MailboxQuota {
+        crate::store::MailboxQuota {
+            envelopes: self.config.mailbox_max_envelopes,
+            bytes: self.config.mailbox_max_mb.saturating_mul(1 << 20),
+        }
+    }
+
     /// [`AppState::pace`] for a cost of `cost` tokens.
     pub(crate) async fn pace_cost(&self, limit: &RateLimiter, key: &str, cost: f64) {
         while let Err(wait) = limit.check_cost(key, cost) {

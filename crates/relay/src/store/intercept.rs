@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{ChallengeRecord, Inserted, NewEnvelope, Store, StoreResult, StoredEnvelope, TokenRecord, UserRecord};
+use super::{
+    ChallengeRecord, Inserted, MailboxQuota, NewEnvelope, Store, StoreResult, StoredEnvelope, TokenRecord, UserRecord,
+};
 
 type UserHook = Box<dyn Fn(&dyn Store, &str) -> StoreResult<Option<UserRecord>> + Send + Sync>;
 type InsertHook = Box<dyn Fn(&dyn Store, NewEnvelope) -> StoreResult<Inserted> + Send + Sync>;
@@ -77,10 +79,11 @@ impl Store for Intercept {
             None => self.inner.user(username),
         }
     }
-    fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
+    /// A hook, when set, decides alone (quota included).
+    fn insert_envelope_within(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<Inserted> {
         match &self.insert {
             Some(hook) => hook(self.inner.as_ref(), envelope),
-            None => self.inner.insert_envelope(envelope),
+            None => self.inner.insert_envelope_within(envelope, quota),
         }
     }
     fn add_user(&self, user: &UserRecord) -> StoreResult<bool> {

@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::{
-    ChallengeRecord, IdRecord, Inserted, NewEnvelope, Store, StoreError, StoreResult, StoredEnvelope, TokenRecord,
-    UserRecord, DEDUP_RETENTION_SECS,
+    ChallengeRecord, IdRecord, Inserted, MailboxQuota, NewEnvelope, Store, StoreError, StoreResult, StoredEnvelope,
+    TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
 /// A [`Store`] in a mutex-guarded map.
@@ -75,7 +75,7 @@ impl Store for MemoryStore {
         Ok(self.lock()?.tokens.get(token_hash).cloned())
     }
 
-    fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
+    fn insert_envelope_within(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<Inserted> {
         let mut g = self.lock()?;
         if let Some(seen) = g.ids.get(&envelope.id) {
             return Ok(if seen.from == envelope.from {
@@ -83,6 +83,11 @@ impl Store for MemoryStore {
             } else {
                 Inserted::IdTaken
             });
+        }
+        let waiting = g.mail.range((envelope.to.clone(), 0)..=(envelope.to.clone(), u64::MAX));
+        let (count, bytes) = waiting.fold((0, 0u64), |(n, b), (_, e)| (n + 1, b + e.body_b64.len() as u64));
+        if !quota.has_room(count, bytes, envelope.body_b64.len() as u64) {
+            return Ok(Inserted::MailboxFull);
         }
         g.next_seq += 1;
         let stored = StoredEnvelope::new(g.next_seq, envelope);

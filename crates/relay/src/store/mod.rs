@@ -145,6 +145,31 @@ pub enum Inserted {
     },
     /// Another sender already used this id: refused.
     IdTaken,
+    /// The recipient's mailbox holds as much as its quota allows: nothing was written.
+    MailboxFull,
+}
+
+/// How much one mailbox may hold waiting. Bytes are what the waiting envelopes take in the store (their bodies and a
+/// little framing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxQuota {
+    /// Envelopes waiting at most.
+    pub envelopes: usize,
+    /// Bytes waiting at most.
+    pub bytes: u64,
+}
+
+impl MailboxQuota {
+    /// No limit (tests, tools).
+    pub const UNLIMITED: Self = Self {
+        envelopes: usize::MAX,
+        bytes: u64::MAX,
+    };
+
+    /// Whether a mailbox holding `envelopes` waiting in `bytes` has room for one more of `adding` bytes.
+    pub fn has_room(&self, envelopes: usize, bytes: u64, adding: u64) -> bool {
+        envelopes < self.envelopes && bytes.saturating_add(adding) <= self.bytes
+    }
 }
 
 /// What the store keeps per envelope id, for idempotency (kept after ack until purged).
@@ -187,8 +212,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Looks a token up by its SHA-256 (expiry is the caller's check).
     fn token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<TokenRecord>>;
 
-    /// Stores an envelope unless its id was seen (idempotent). Not durable until [`Store::flush`].
-    fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted>;
+    /// Stores an envelope unless its id was seen (idempotent: a retry of a stored one is a duplicate even when the
+    /// mailbox has filled since) or its recipient's mailbox is over `quota`, checked atomically with the insert.
+    /// Not durable until [`Store::flush`].
+    fn insert_envelope_within(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<Inserted>;
+    /// [`Store::insert_envelope_within`] with no quota.
+    fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
+        self.insert_envelope_within(envelope, MailboxQuota::UNLIMITED)
+    }
     /// `to`'s pending envelopes with `seq > after`, oldest first, at most `limit`.
     fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>>;
     /// Deletes those of `ids` that wait in `to`'s mailbox; returns how many. Ids stay known for dedup.

@@ -19,8 +19,8 @@ use ::sled::{Db, Tree};
 use uuid::Uuid;
 
 use super::{
-    decode, encode, ChallengeRecord, IdRecord, Inserted, NewEnvelope, Store, StoreError, StoreResult, StoredEnvelope,
-    TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+    decode, encode, ChallengeRecord, IdRecord, Inserted, MailboxQuota, NewEnvelope, Store, StoreError, StoreResult,
+    StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
 /// How hard [`Store::flush`] pushes data to the disk.
@@ -243,8 +243,24 @@ impl Store for SledStore {
         self.tokens.get(token_hash)?.map(|v| decode(&v)).transpose()
     }
 
-    fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
+    fn insert_envelope_within(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<Inserted> {
         let _in_seq_order = self.mailbox_order(&envelope.to)?;
+        // A known id goes on to the claim below (a duplicate, or taken); a new one must fit. The stripe lock keeps
+        // other inserts to this mailbox out between the count and the write.
+        if quota != MailboxQuota::UNLIMITED && self.ids.get(envelope.id.as_bytes())?.is_none() {
+            let (mut count, mut bytes) = (0, 0u64);
+            for value in self
+                .mail
+                .scan_prefix(mail_key(&envelope.to, 0).split_at(envelope.to.len() + 1).0)
+                .values()
+            {
+                count += 1;
+                bytes += value?.len() as u64;
+            }
+            if !quota.has_room(count, bytes, envelope.body_b64.len() as u64) {
+                return Ok(Inserted::MailboxFull);
+            }
+        }
         // generate_id stays monotonic across crashes (sled persists a bumped high-water mark).
         let seq = self.db.generate_id()?.saturating_add(1);
         let stored = StoredEnvelope::new(seq, envelope);

@@ -41,8 +41,8 @@ use uuid::Uuid;
 use self::record::Record;
 use self::runs::{pair_hash, Runs};
 use super::{
-    ChallengeRecord, Inserted, NewEnvelope, SledStore, Store, StoreError, StoreGauge, StoreResult, StoredEnvelope,
-    SyncMode, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+    ChallengeRecord, Inserted, MailboxQuota, NewEnvelope, SledStore, Store, StoreError, StoreGauge, StoreResult,
+    StoredEnvelope, SyncMode, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
 /// Default size at which a segment is sealed. At 50,000 envelopes/s of 400 bytes that is one segment every
@@ -309,7 +309,7 @@ impl Store for LogStore {
         self.log.meta.token(token_hash)
     }
 
-    fn insert_envelope(&self, envelope: NewEnvelope) -> StoreResult<Inserted> {
+    fn insert_envelope_within(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<Inserted> {
         let mut g = self.log.lock()?;
         // In memory, else in a run (retirement adds the run before it drops the ids from memory).
         let known = match g.ids.get(&envelope.id) {
@@ -328,6 +328,14 @@ impl Store for LogStore {
             } else {
                 Inserted::IdTaken
             });
+        }
+        if quota != MailboxQuota::UNLIMITED {
+            let waiting = g.mailboxes.get(envelope.to.as_str());
+            let count = waiting.map_or(0, BTreeMap::len);
+            let bytes = waiting.map_or(0, |m| m.values().map(|loc| u64::from(loc.len)).sum());
+            if !quota.has_room(count, bytes, envelope.body_b64.len() as u64) {
+                return Ok(Inserted::MailboxFull);
+            }
         }
         let stored = StoredEnvelope::new(self.log.meta.next_seq()?, envelope);
         g.append_stored(&stored)?;
