@@ -6,7 +6,7 @@ use magpie_core::Client;
 
 use crate::error::IpcError;
 use crate::ipc_types::{
-    ChatSummary, ConnectionState, Delivery, Direction, DiscardedView, IdentityView, MessageItem, UiEvent,
+    ChatSummary, ConnectionState, Delivery, Direction, DiscardedView, IdentityView, MessageItem, SendRefusal, UiEvent,
 };
 
 /// Unread counts stop here; the badge shows "99+".
@@ -134,6 +134,14 @@ pub fn ui_event(event: &Event) -> Option<UiEvent> {
             peer: peer.clone(),
             id: id.to_string(),
             delivery: delivery(*d),
+        },
+        Event::SendRefused { peer, id, reason } => UiEvent::SendRefused {
+            peer: peer.clone(),
+            id: id.to_string(),
+            reason: match reason {
+                magpie_core::engine::Refusal::MailboxFull => SendRefusal::MailboxFull,
+                _ => SendRefusal::Refused,
+            },
         },
         Event::KeyChanged { peer, .. } => UiEvent::KeyChanged { peer: peer.clone() },
         Event::Rejected { peer, what, reason } => UiEvent::Rejected {

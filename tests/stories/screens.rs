@@ -89,3 +89,46 @@ async fn pages_read_marks_and_resending_a_failed_message() {
     })
     .await;
 }
+
+/// A full mailbox at the relay (507 `mailbox_full`) fails the message and says why, and holds up nothing else: a
+/// text to someone else still goes, and once the reader catches up, sending it again works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_mailbox_fails_the_message_with_its_reason_and_holds_up_nothing() {
+    use magpie_core::engine::Refusal;
+    logs();
+    let relay = Relay::start_configured(tempfile::tempdir().unwrap(), |config| config.mailbox_max_envelopes = 3).await;
+    let pair = online_pair(&relay).await;
+    let alice = &pair.alice.client;
+    let carol = crate::common::Person::register("carol", &relay.url()).await;
+    let _carol_online = crate::common::go_online(&carol.client);
+    crate::common::handshake(alice, &carol.client).await;
+    // Bob goes away: his mailbox fills up with what Alice sends.
+    pair.bob_online.abort();
+    let _ = pair.bob_online.await;
+    let mut events = alice.events();
+    for i in 0..3 {
+        alice.send_text(&name("bob"), &format!("waits {i}")).unwrap();
+    }
+    let over = alice.send_text(&name("bob"), "one too many").unwrap();
+    let reason = wait_for(&mut events, |e| match e {
+        Event::SendRefused { id, reason, .. } if *id == over.id => Some(*reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, Refusal::MailboxFull);
+    let stored = alice.last_messages(&name("bob"), 10).unwrap();
+    let state_of = |body: &str| stored.iter().find(|e| e.message.body == body).unwrap().message.delivery;
+    assert_eq!(state_of("one too many"), Delivery::Failed);
+    assert_ne!(state_of("waits 0"), Delivery::Failed);
+
+    // Nothing else waits on it: a text to Carol goes through.
+    let to_carol = alice.send_text(&name("carol"), "not held up").unwrap();
+    let delivery = wait_for(&mut events, |e| match e {
+        Event::DeliveryChanged { id, delivery, .. } if *id == to_carol.id && *delivery != Delivery::Sending => {
+            Some(*delivery)
+        }
+        _ => None,
+    })
+    .await;
+    assert_ne!(delivery, Delivery::Failed);
+}

@@ -3,7 +3,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use magpie_core::engine::RequestView;
-use magpie_core::engine::{Discard, Event, MessageView};
+use magpie_core::engine::{Discard, Event, MessageView, Refusal};
 use magpie_core::history::Direction;
 use magpie_proto::Username;
 use tokio::sync::broadcast::{error::TryRecvError, Receiver};
@@ -69,6 +69,9 @@ pub fn event(event: &Event, json: bool, only: Option<&Username>) {
     if let Event::Rejected { peer, what, reason } = event {
         discarded_warning(peer, *what, reason);
     }
+    if let Event::SendRefused { peer, reason, .. } = event {
+        refused_warning(peer, *reason);
+    }
     if json {
         println!("{}", serde_json::to_string(event).unwrap_or_default());
         return;
@@ -115,7 +118,18 @@ fn discarded_warning(peer: &str, what: Discard, reason: &str) {
     eprintln!("magpie: warning: {what} from {peer} could not be verified and was discarded ({reason})");
 }
 
-/// Warns of every envelope the command's catch-ups discarded (events seen since `events` subscribed); returns how
+/// A warning on stderr for a message the relay would not take (it stays in the history as failed).
+fn refused_warning(peer: &str, reason: Refusal) {
+    match reason {
+        Refusal::MailboxFull => eprintln!(
+            "magpie: warning: a message to {peer} was not sent: {peer}'s mailbox on the relay is full (it empties as \
+             {peer} reads; send it again later)"
+        ),
+        _ => eprintln!("magpie: warning: the relay refused a message to {peer}; it was not sent"),
+    }
+}
+
+/// Warns of every envelope the command's catch-ups discarded (and of messages the relay refused) (events seen since `events` subscribed); returns how
 /// many.
 pub fn discarded(events: &mut Receiver<Event>) -> usize {
     let mut count = 0;
@@ -125,6 +139,7 @@ pub fn discarded(events: &mut Receiver<Event>) -> usize {
                 discarded_warning(&peer, what, &reason);
                 count += 1;
             }
+            Ok(Event::SendRefused { peer, reason, .. }) => refused_warning(&peer, reason),
             Ok(_) => {}
             Err(TryRecvError::Lagged(_)) => {
                 eprintln!("magpie: warning: more envelopes may have been discarded than shown here");

@@ -38,9 +38,25 @@ pub enum UiEvent {
         id: String,
         delivery: Delivery,
     },
+    /// The relay will not take message `id` (now failed), and why.
+    SendRefused {
+        peer: String,
+        id: String,
+        reason: SendRefusal,
+    },
     /// The peer's key changed: the chat is blocked.
     KeyChanged { peer: String },
     /// An envelope claiming to come from `peer` did not verify (tampered, forged, malformed) and was discarded;
     /// `step` when it was a handshake step rather than a message. The chat's count went up.
     Rejected { peer: String, step: bool, reason: String },
+}
+
+/// Why the relay refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum SendRefusal {
+    /// The recipient's mailbox on the relay is full until they read it.
+    MailboxFull,
+    /// Anything else it will not take.
+    Refused,
 }

@@ -9,7 +9,7 @@ use ts_rs::TS;
 
 pub use crate::error::{IpcError, IpcErrorCode};
 pub use demo::*;
-pub use events::{UiEvent, EVENT, ONBOARDING_EVENT};
+pub use events::{SendRefusal, UiEvent, EVENT, ONBOARDING_EVENT};
 pub use views::*;
 
 /// What the About box and the first screen show about this installation.
@@ -65,6 +65,7 @@ pub fn typescript_bindings() -> String {
         SafetyNumberView::decl(&cfg),
         ConnectionState::decl(&cfg),
         UiEvent::decl(&cfg),
+        SendRefusal::decl(&cfg),
         Theme::decl(&cfg),
         Settings::decl(&cfg),
         DemoParty::decl(&cfg),

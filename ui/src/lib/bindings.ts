@@ -165,7 +165,9 @@ key_changed: boolean, };
 
 export type ConnectionState = "connecting" | "online" | "offline";
 
-export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, step: boolean, reason: string, };
+export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "send_refused", peer: string, id: string, reason: SendRefusal, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, step: boolean, reason: string, };
+
+export type SendRefusal = "mailbox_full" | "refused";
 
 export type Theme = "system" | "light" | "dark";
 

@@ -162,6 +162,26 @@ impl From<&crate::history::Message> for MessageView {
     }
 }
 
+/// Why the relay refused to take a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The recipient's mailbox holds as much as the relay allows; it empties as they read (try again later).
+    MailboxFull,
+    /// Anything else the relay will not take (too large, unknown recipient, ...).
+    Refused,
+}
+
+impl Refusal {
+    /// From the relay's error code (its own words are not shown: a relay could put anything there).
+    pub fn from_code(code: &str) -> Self {
+        match code {
+            "mailbox_full" => Self::MailboxFull,
+            _ => Self::Refused,
+        }
+    }
+}
+
 /// Something happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -237,6 +257,15 @@ pub enum Event {
         id: Uuid,
         /// Its state now.
         delivery: Delivery,
+    },
+    /// The relay refused one of our messages for good: it is failed (the user may send it again).
+    SendRefused {
+        /// The chat.
+        peer: String,
+        /// The message.
+        id: Uuid,
+        /// Why.
+        reason: Refusal,
     },
     /// A peer's key differs from the pinned one: the chat is blocked.
     KeyChanged {

@@ -35,7 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use magpie_proto::{Certificate, Credential, Fingerprint, Identity, Session, TrustAnchor, Username};
 use tokio::sync::{broadcast, Notify};
 
-pub use events::{ConnectionState, Discard, Event, HandshakeData, HandshakeStep, MessageView};
+pub use events::{ConnectionState, Discard, Event, HandshakeData, HandshakeStep, MessageView, Refusal};
 pub use handshake_state::HandshakeState;
 pub use outbox::Flushed;
 pub use rekey::REKEY_RETRY_AFTER;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use magpie_proto::{encoding::hex, EnvelopeKind, Username};
 use uuid::Uuid;
 
-use super::events::{Event, MessageView};
+use super::events::{Event, MessageView, Refusal};
 use super::Client;
 use crate::error::{Error, Result};
 use crate::history::{Delivery, OutboxItem, OutboxKey};
@@ -123,7 +123,11 @@ impl<H: Home> Client<H> {
                     self.store().remove_outbox(key)?;
                     flushed.failed += 1;
                     if let Some(id) = item.message_id {
-                        self.set_delivery(&item.envelope.to, id, Delivery::Failed)?;
+                        let code = match &e {
+                            Error::Relay { code, .. } => code.as_str(),
+                            _ => "",
+                        };
+                        self.refused(&item.envelope.to, id, Refusal::from_code(code))?;
                     }
                 }
             }
@@ -220,7 +224,7 @@ impl<H: Home> Client<H> {
                 tracing::warn!(%code, %reason, to = %sent.peer, "envelope refused for good");
                 self.store().remove_outbox(sent.key)?;
                 if let Some(message) = sent.message_id {
-                    self.set_delivery(&sent.peer, message, Delivery::Failed)?;
+                    self.refused(&sent.peer, message, Refusal::from_code(code))?;
                 }
             }
         }
@@ -242,6 +246,17 @@ impl<H: Home> Client<H> {
         if let Ok(mut up_to) = self.inner.pipelined_up_to.lock() {
             *up_to = None;
         }
+    }
+
+    /// The relay will not take message `id` to `peer`: it is failed, and the face is told why.
+    fn refused(&self, peer: &str, id: Uuid, reason: Refusal) -> Result<()> {
+        self.set_delivery(peer, id, Delivery::Failed)?;
+        self.emit(Event::SendRefused {
+            peer: peer.to_owned(),
+            id,
+            reason,
+        });
+        Ok(())
     }
 
     fn set_delivery(&self, peer: &str, id: Uuid, delivery: Delivery) -> Result<()> {

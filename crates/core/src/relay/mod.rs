@@ -334,6 +334,8 @@ impl Error {
         match self {
             // Logging in (again) fixes it.
             Error::RelayUnreachable { .. } | Error::NotLoggedIn => true,
+            // 507: the recipient's mailbox is full. Not retried here: the outbox would wait on it for everyone.
+            Error::Relay { status, .. } if *status == StatusCode::INSUFFICIENT_STORAGE.as_u16() => false,
             Error::Relay { status, .. } => {
                 *status == StatusCode::TOO_MANY_REQUESTS.as_u16() || *status >= 500 || *status == 401
             }
