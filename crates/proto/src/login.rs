@@ -1,7 +1,8 @@
 //! Key-signed login to a relay: no passwords, a user proves they hold the private key of their certificate.
 //!
-//! Signed bytes, canonical form: `"magpie v1 login" ‖ relay CA fingerprint (32 bytes) ‖ username ‖ nonce`, signed
-//! with RSA-PSS like every other signature here ([`crate::Identity::sign_login`],
+//! Signed bytes, canonical form: `lp("magpie v1 login") ‖ lp(relay CA fingerprint, 32 bytes) ‖ lp(username) ‖
+//! lp(nonce)`, `lp(x) = u32be(len x) ‖ x` (vector: `tests/vectors/login.json`), signed with RSA-PSS like every other
+//! signature here ([`crate::Identity::sign_login`],
 //! [`crate::Certificate::verify_login`]). The CA fingerprint binds the answer to one relay, so a rogue relay
 //! cannot replay a user's answer to another.
 

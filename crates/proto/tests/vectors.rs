@@ -286,3 +286,38 @@ fn canonical_encoding_vector() {
         }),
     );
 }
+
+/// What a client signs to log in, and one signature that verifies (RSA-PSS is randomized: any valid signature
+/// does; the stored one must keep verifying with Alice's fixed key).
+#[test]
+fn login_vector() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let w = world();
+    let ca_fingerprint = bytes32(0x10);
+    let nonce = bytes32(0x20);
+    let signed = magpie_proto::login::login_signed_bytes(&ca_fingerprint, "alice", &nonce);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/login.json");
+    let signature = match std::fs::read_to_string(&path) {
+        Ok(text) if std::env::var_os("MAGPIE_REGEN_VECTORS").is_none() => {
+            let stored: Value = serde_json::from_str(&text).unwrap();
+            b64.decode(stored["signature_b64"].as_str().unwrap()).unwrap()
+        }
+        _ => w.alice.identity().sign_login(&ca_fingerprint, &nonce).unwrap(),
+    };
+    w.alice
+        .certificate()
+        .verify_login(&ca_fingerprint, "alice", &nonce, &signature)
+        .unwrap();
+    check(
+        "login.json",
+        json!({
+            "description": "signed = lp(\"magpie v1 login\") || lp(ca_fingerprint) || lp(username) || lp(nonce), lp(x) = u32be(len x) || x; signature = RSA-PSS-SHA256 (MGF1-SHA256, salt 32) with the user's key (tests/vectors/keys/alice.pem); the request carries nonce and signature in standard base64 with padding",
+            "ca_fingerprint_hex": hex(&ca_fingerprint),
+            "username": "alice",
+            "nonce_b64": b64.encode(nonce),
+            "signed_bytes_hex": hex(&signed),
+            "signature_b64": b64.encode(&signature),
+        }),
+    );
+}
