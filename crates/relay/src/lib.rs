@@ -22,8 +22,8 @@
 //!
 //! # Login
 //! No passwords: `POST /v1/login/challenge` returns a 32-byte single-use nonce (60 s); the client signs
-//! `"magpie v1 login" ‖ CA fingerprint ‖ username ‖ nonce` (see [`magpie_proto::login`]) with RSA-PSS and its private
-//! key; the relay verifies with the certificate it issued. The bearer token is 32 random bytes; the store
+//! `lp("magpie v1 login") ‖ lp(CA fingerprint) ‖ lp(username) ‖ lp(nonce)`, `lp(x) = u32be(len x) ‖ x` (see
+//! [`magpie_proto::login`]) with RSA-PSS and its private key; the relay verifies with the certificate it issued. The bearer token is 32 random bytes; the store
 //! keeps only its SHA-256 and expiry (24 h by default).
 //!
 //! # Push: WebSocket, not SSE

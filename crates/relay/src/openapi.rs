@@ -79,7 +79,7 @@ pub fn document() -> Value {
             "/v1/login": {"post": {
                 "summary": "Exchange a signed nonce for a bearer token",
                 "description": "signature = RSA-PSS-SHA256 (MGF1-SHA256, salt 32) over the length-prefixed fields \
-                    \"magpie v1 login\", CA certificate SHA-256, username, nonce.",
+                    \"magpie v1 login\", CA certificate SHA-256, username, nonce, each as u32be(length) || bytes.",
                 "requestBody": json_body(json!({"type": "object", "additionalProperties": false,
                     "required": ["username", "nonce", "signature"], "properties": {
                         "username": {"type": "string"}, "nonce": {"type": "string"}, "signature": {"type": "string"}}})),
