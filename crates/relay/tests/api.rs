@@ -590,17 +590,23 @@ async fn metrics_are_for_this_machine_or_the_token_holder() {
 
 #[tokio::test]
 async fn directory_lookups_are_rate_limited_per_user() {
+    limited_per_user(|c| c.lookups_per_minute = 3, "/v1/directory/bob").await;
+}
+
+/// With `configure` setting a per-user limit of 3 a minute on `path`, a user's fourth call is 429 while another user
+/// still gets through.
+async fn limited_per_user(configure: impl FnOnce(&mut magpie_relay::Config), path: &str) {
     let mut cfg = config();
-    cfg.lookups_per_minute = 3;
+    configure(&mut cfg);
     let app = router(memory_state(cfg));
     let tokens = users(&app, &["alice", "bob"]).await;
     for _ in 0..3 {
-        let (s, b) = call(&app, Method::GET, "/v1/directory/bob", Some(&tokens[0]), None).await;
+        let (s, b) = call(&app, Method::GET, path, Some(&tokens[0]), None).await;
         assert_eq!(s, StatusCode::OK, "{b}");
     }
-    let (s, b) = call(&app, Method::GET, "/v1/directory/bob", Some(&tokens[0]), None).await;
+    let (s, b) = call(&app, Method::GET, path, Some(&tokens[0]), None).await;
     assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    let (s, _) = call(&app, Method::GET, "/v1/directory/alice", Some(&tokens[1]), None).await;
+    let (s, _) = call(&app, Method::GET, path, Some(&tokens[1]), None).await;
     assert_eq!(s, StatusCode::OK, "bob has his own allowance");
 }
 
@@ -678,18 +684,7 @@ async fn a_page_carries_at_most_the_fetch_budget_and_paging_on_gets_the_rest() {
 
 #[tokio::test]
 async fn fetches_are_rate_limited_per_user() {
-    let mut cfg = config();
-    cfg.fetches_per_minute = 3;
-    let app = router(memory_state(cfg));
-    let t = users(&app, &["alice", "bob"]).await;
-    for _ in 0..3 {
-        let (s, b) = call(&app, Method::GET, "/v1/envelopes", Some(&t[0]), None).await;
-        assert_eq!(s, StatusCode::OK, "{b}");
-    }
-    let (s, b) = call(&app, Method::GET, "/v1/envelopes", Some(&t[0]), None).await;
-    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    let (s, _) = call(&app, Method::GET, "/v1/envelopes", Some(&t[1]), None).await;
-    assert_eq!(s, StatusCode::OK, "bob has his own allowance");
+    limited_per_user(|c| c.fetches_per_minute = 3, "/v1/envelopes").await;
 }
 
 #[tokio::test]
