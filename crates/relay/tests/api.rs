@@ -206,17 +206,17 @@ async fn envelopes_are_stored_once_fetched_oldest_first_and_acked_only_by_their_
     let (alice, bob) = (&t[0], &t[1]);
 
     let first = envelope("bob", b"sealed one");
-    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(alice), Some(first.clone())).await;
+    let (s, b) = send(&app, alice, first.clone()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     assert_eq!(b["created"], true);
     // A retry with the same id is accepted and not duplicated.
-    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(alice), Some(first.clone())).await;
+    let (s, b) = send(&app, alice, first.clone()).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(b["created"], false);
     let mut later = Vec::new();
     for i in 0..3u8 {
         let e = envelope("bob", &[i; 5]);
-        let (s, _) = call(&app, Method::POST, "/v1/envelopes", Some(alice), Some(e.clone())).await;
+        let (s, _) = send(&app, alice, e.clone()).await;
         assert_eq!(s, StatusCode::ACCEPTED);
         later.push(e);
     }
@@ -282,23 +282,16 @@ async fn missing_bad_or_foreign_credentials_are_401_or_403() {
     // Alice's token claiming to send as bob.
     let mut forged = e.clone();
     forged["from"] = json!("bob");
-    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(forged)).await;
+    let (s, b) = send(&app, &t[0], forged).await;
     assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
     // Bob reusing the id alice used: refused, alice's envelope untouched.
-    let (s, _) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(e.clone())).await;
+    let (s, _) = send(&app, &t[0], e.clone()).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let mut reuse = e.clone();
     reuse["to"] = json!("alice");
-    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[1]), Some(reuse)).await;
+    let (s, b) = send(&app, &t[1], reuse).await;
     assert_error(s, &b, StatusCode::CONFLICT, "id_taken");
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/v1/envelopes",
-        Some(&t[0]),
-        Some(envelope("nobody", b"x")),
-    )
-    .await;
+    let (s, b) = send(&app, &t[0], envelope("nobody", b"x")).await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
 }
 
@@ -324,48 +317,27 @@ async fn bad_input_is_a_json_4xx_never_a_500() {
 
     let mut unknown = envelope("bob", b"x");
     unknown["extra"] = json!(1);
-    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(unknown)).await;
+    let (s, b) = send(&app, &t[0], unknown).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
     let mut kind = envelope("bob", b"x");
     kind["kind"] = json!("telegram");
-    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(kind)).await;
+    let (s, b) = send(&app, &t[0], kind).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
     let mut not_b64 = envelope("bob", b"x");
     not_b64["body"] = json!("***");
-    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(not_b64)).await;
+    let (s, b) = send(&app, &t[0], not_b64).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
     let mut bad_to = envelope("bob", b"x");
     bad_to["to"] = json!("Bob Smith");
-    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(bad_to)).await;
+    let (s, b) = send(&app, &t[0], bad_to).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
 
     // Just over the envelope limit (passes the HTTP limit, caught after decoding), and far over it.
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/v1/envelopes",
-        Some(&t[0]),
-        Some(envelope("bob", &[0; 1025])),
-    )
-    .await;
+    let (s, b) = send(&app, &t[0], envelope("bob", &[0; 1025])).await;
     assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/v1/envelopes",
-        Some(&t[0]),
-        Some(envelope("bob", &[0; 100_000])),
-    )
-    .await;
+    let (s, b) = send(&app, &t[0], envelope("bob", &[0; 100_000])).await;
     assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        "/v1/envelopes",
-        Some(&t[0]),
-        Some(envelope("bob", &[0; 1024])),
-    )
-    .await;
+    let (s, _) = send(&app, &t[0], envelope("bob", &[0; 1024])).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let big_csr = json!({"csr": "A".repeat(100_000)});
     let (s, b) = call(&app, Method::POST, "/v1/register", None, Some(big_csr)).await;
@@ -397,14 +369,7 @@ async fn send_limits_stop_one_user_without_touching_the_others() {
     let app = router(memory_state(cfg));
     let t = users(&app, &["alice", "bob"]).await;
     for _ in 0..2 {
-        let (s, _) = call(
-            &app,
-            Method::POST,
-            "/v1/envelopes",
-            Some(&t[0]),
-            Some(envelope("bob", b"x")),
-        )
-        .await;
+        let (s, _) = send(&app, &t[0], envelope("bob", b"x")).await;
         assert_eq!(s, StatusCode::ACCEPTED);
     }
     let request = Request::post("/v1/envelopes")
@@ -415,14 +380,7 @@ async fn send_limits_stop_one_user_without_touching_the_others() {
     let (s, h, b) = call_raw(&app, request).await;
     assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert!(h[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        "/v1/envelopes",
-        Some(&t[1]),
-        Some(envelope("alice", b"x")),
-    )
-    .await;
+    let (s, _) = send(&app, &t[1], envelope("alice", b"x")).await;
     assert_eq!(s, StatusCode::ACCEPTED);
 }
 
@@ -543,14 +501,7 @@ async fn health_ca_and_metrics() {
     assert_eq!(root.sha256_fingerprint().unwrap().to_hex(), ca().fingerprint_hex());
 
     let t = users(&app, &["alice", "bob"]).await;
-    call(
-        &app,
-        Method::POST,
-        "/v1/envelopes",
-        Some(&t[0]),
-        Some(envelope("bob", b"x")),
-    )
-    .await;
+    send(&app, &t[0], envelope("bob", b"x")).await;
     let (s, _, text) = call_raw(&app, from("127.0.0.1:9", Request::get("/metrics"))).await;
     assert_eq!(s, StatusCode::OK);
     let text = text.as_str().unwrap();
@@ -658,7 +609,7 @@ async fn a_page_carries_at_most_the_fetch_budget_and_paging_on_gets_the_rest() {
     for size in [900, 900, 900, 3000] {
         let e = envelope("bob", &vec![7u8; size]);
         sent.push(e["id"].clone());
-        let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(e)).await;
+        let (s, b) = send(&app, &t[0], e).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     }
     let mut after = 0;
@@ -694,18 +645,12 @@ async fn a_sender_over_its_bytes_per_hour_gets_429_and_others_go_on() {
     let app = router(memory_state(cfg));
     let t = users(&app, &["alice", "bob", "carol"]).await;
     // 600 bytes are 800 in base64: one fits the 1 KiB hour, two do not.
-    let send = |token: &str, to: &str| {
-        let (app, token, to) = (app.clone(), token.to_owned(), to.to_owned());
-        async move {
-            let body = envelope(&to, &[7u8; 600]);
-            call(&app, Method::POST, "/v1/envelopes", Some(&token), Some(body)).await
-        }
-    };
-    let (s, b) = send(&t[0], "bob").await;
+    let body = || envelope("bob", &[7u8; 600]);
+    let (s, b) = send(&app, &t[0], body()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let (s, b) = send(&t[0], "bob").await;
+    let (s, b) = send(&app, &t[0], body()).await;
     assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-    let (s, b) = send(&t[2], "bob").await;
+    let (s, b) = send(&app, &t[2], body()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "carol has her own hour: {b}");
 }
 
@@ -717,42 +662,26 @@ async fn a_full_mailbox_answers_507_until_its_owner_reads() {
     let t = users(&app, &["alice", "bob", "carol"]).await;
     let first = envelope("bob", b"one");
     for e in [first.clone(), envelope("bob", b"two")] {
-        let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(e)).await;
+        let (s, b) = send(&app, &t[0], e).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     }
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/v1/envelopes",
-        Some(&t[2]),
-        Some(envelope("bob", b"three")),
-    )
-    .await;
+    let (s, b) = send(&app, &t[2], envelope("bob", b"three")).await;
     assert_error(s, &b, StatusCode::INSUFFICIENT_STORAGE, "mailbox_full");
     assert_eq!(b["message"], "bob's mailbox is full");
     // A retry of what the mailbox holds is still accepted (idempotent), and others' mailboxes are not affected.
-    let (s, b) = call(&app, Method::POST, "/v1/envelopes", Some(&t[0]), Some(first.clone())).await;
+    let (s, b) = send(&app, &t[0], first.clone()).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        "/v1/envelopes",
-        Some(&t[0]),
-        Some(envelope("carol", b"x")),
-    )
-    .await;
+    let (s, _) = send(&app, &t[0], envelope("carol", b"x")).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     // Bob reads one: there is room again.
     let ack = json!({"ids": [first["id"]]});
     let (s, _) = call(&app, Method::POST, "/v1/envelopes/ack", Some(&t[1]), Some(ack)).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/v1/envelopes",
-        Some(&t[2]),
-        Some(envelope("bob", b"three")),
-    )
-    .await;
+    let (s, b) = send(&app, &t[2], envelope("bob", b"three")).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+}
+
+/// Posts `envelope` as the holder of `token`: the status and the answer.
+async fn send(app: &axum::Router, token: &str, envelope: Value) -> (StatusCode, Value) {
+    call(app, Method::POST, "/v1/envelopes", Some(token), Some(envelope)).await
 }
