@@ -49,7 +49,7 @@ impl History {
     /// What waits to go out after `after` (everything when `None`), oldest first.
     pub fn outbox_after(&self, after: Option<OutboxKey>) -> Result<Vec<(OutboxKey, OutboxItem)>> {
         let start = after
-            .map_or(0, |k| u64::from_be_bytes(k.0).saturating_add(1))
+            .map_or(0, |k| k.seq().saturating_add(1))
             .to_be_bytes();
         self.outbox
             .range(start..)
