@@ -48,9 +48,7 @@ impl History {
 
     /// What waits to go out after `after` (everything when `None`), oldest first.
     pub fn outbox_after(&self, after: Option<OutboxKey>) -> Result<Vec<(OutboxKey, OutboxItem)>> {
-        let start = after
-            .map_or(0, |k| k.seq().saturating_add(1))
-            .to_be_bytes();
+        let start = after.map_or(0, |k| k.seq().saturating_add(1)).to_be_bytes();
         self.outbox
             .range(start..)
             .map(|item| {
