@@ -1,6 +1,7 @@
-//! What Magpie's tests share, in one place: fixed keys and names, the Alice/Bob fixture, the relay's login as a
-//! client does it, and looking for bytes on disk. magpie-core and magpie-relay use it in their tests (it depends on
-//! magpie-proto only, so neither depends on the other through it), and so do the stories in `stories/`.
+//! What Magpie's tests share, in one place: fixed keys and names, the Alice/Bob fixture, a typed client of the
+//! relay's API with its login, and looking for bytes on disk. magpie-core and magpie-relay use it in their tests
+//! (it depends on magpie-proto and magpie-api only, so neither depends on the other through it), and so do the
+//! stories in `stories/`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,7 +11,7 @@
 
 pub mod disk;
 pub mod keys;
-pub mod login;
+pub mod relay_api;
 
 pub use disk::{dir_contains, files_under};
 pub use keys::{ca, identity, pair, pair_at, username, Pair};

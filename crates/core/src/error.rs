@@ -112,7 +112,7 @@ pub enum Error {
         /// HTTP status.
         status: u16,
         /// The relay's error code.
-        code: String,
+        code: magpie_api::ErrorCode,
         /// The relay's explanation.
         message: String,
     },

@@ -25,6 +25,7 @@ use clap::Parser;
 use futures_util::{SinkExt as _, StreamExt as _};
 use magpie_proto::{Identity, Username};
 use magpie_relay::api::{READ_BUFFER_BYTES, WRITE_BUFFER_BYTES};
+use magpie_tests::relay_api::RelayApi;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
@@ -422,15 +423,9 @@ impl Drop for KillOnDrop {
 
 async fn setup_user(http: &reqwest::Client, base: &str, key: &[u8], name: &str, fingerprint: &[u8; 32]) -> String {
     let identity = Identity::from_pkcs8_der(Username::canonical(name).unwrap(), key).unwrap();
-    let csr = String::from_utf8(identity.csr().unwrap().to_pem().unwrap()).unwrap();
-    let r = http
-        .post(format!("{base}/v1/register"))
-        .json(&json!({"csr": csr}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-    magpie_tests::login::http_login(http, base, &identity, fingerprint).await
+    let mut api = RelayApi::new(http, base);
+    api.register(&identity).await.unwrap();
+    api.login(&identity, fingerprint).await.unwrap().token
 }
 
 /// A sender that sends frames on its own push socket, `inflight` unanswered at most, one per `pace` if given.

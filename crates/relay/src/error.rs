@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use magpie_api::{ApiError, ErrorCode};
 
 use crate::store::StoreError;
 
@@ -59,30 +59,24 @@ pub enum Error {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: String,
-}
-
 impl Error {
     /// The HTTP status and the stable machine-readable code.
-    pub fn status_code(&self) -> (StatusCode, &'static str) {
+    pub fn status_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::BadCsr(_) => (StatusCode::BAD_REQUEST, "bad_csr"),
-            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::NameTaken(_) => (StatusCode::CONFLICT, "name_taken"),
-            Self::IdTaken => (StatusCode::CONFLICT, "id_taken"),
-            Self::MailboxFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "mailbox_full"),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            Self::BadCsr(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadCsr),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::UnsupportedMediaType),
+            Self::NameTaken(_) => (StatusCode::CONFLICT, ErrorCode::NameTaken),
+            Self::IdTaken => (StatusCode::CONFLICT, ErrorCode::IdTaken),
+            Self::MailboxFull(_) => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::MailboxFull),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StorageUnavailable),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 }
@@ -101,7 +95,7 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
-        let mut response = (status, Json(Body { code, message })).into_response();
+        let mut response = (status, Json(ApiError { code, message })).into_response();
         let headers = response.headers_mut();
         match &self {
             Self::RateLimited { retry_after_secs } => {

@@ -2,29 +2,17 @@
 //! signature with their certificate's key, and routes opaque end-to-end encrypted envelopes through
 //! durable mailboxes with real-time push. It never sees a plaintext or a session key.
 //!
-//! # API (JSON over HTTP; the full description is served at `GET /v1/openapi.json`)
-//! | route | answer |
-//! |---|---|
-//! | `GET /v1/health` | 200 `{status, version, ca_fingerprint}` |
-//! | `GET /v1/ca` | 200 the CA root, PEM |
-//! | `GET /metrics` | 200 Prometheus text |
-//! | `POST /v1/register {csr}` | 201 `{username, certificate, ca}`; 400 bad CSR; 409 name taken |
-//! | `POST /v1/login/challenge {username}` | 200 `{nonce, expires_at}`; 404; 429 |
-//! | `POST /v1/login {username, nonce, signature}` | 200 `{token, expires_at}`; 401; 429 |
-//! | `GET /v1/directory/{username}` | 200 `{username, chain: [leaf PEM, CA PEM]}`; 400; 404 |
-//! | `POST /v1/envelopes {id, to, kind, body, from?}` | 202 once durable, idempotent on `id`; 401/403/404/409/413/429 |
-//! | `GET /v1/envelopes?after=&limit=` | 200 `{envelopes, cursor}` oldest first; 401 |
-//! | `POST /v1/envelopes/ack {ids}` | 200 `{acked}`; only the caller's own envelopes are touched |
-//! | `GET /v1/push` (WebSocket) | one text frame `{type:"envelope", cursor, envelope}` per new envelope; takes `{type:"send", …}` and `{type:"ack", ids}` frames too ([`api::push`]) |
-//!
-//! Every error is JSON `{code, message}`; bad input is 4xx, never 500. Delivered envelopes have exactly
-//! the fields of `magpie_proto::Envelope`.
+//! # API
+//! JSON over HTTP and one WebSocket. The contract is written once: the bodies are `magpie_api`'s types (which the
+//! client uses too), the routes are [`api::api`], and the OpenAPI document generated from both is served at
+//! `GET /v1/openapi.json` and committed as `docs/openapi.json`; `docs/PROTOCOL.md` ("Relay API") specifies
+//! each route. Every error is JSON `{code, message}`; bad input is 4xx, never 500.
 //!
 //! # Login
 //! No passwords: `POST /v1/login/challenge` returns a 32-byte single-use nonce (60 s); the client signs
 //! `lp("magpie v1 login") ‖ lp(CA fingerprint) ‖ lp(username) ‖ lp(nonce)`, `lp(x) = u32be(len x) ‖ x` (see
-//! [`magpie_proto::login`]) with RSA-PSS and its private key; the relay verifies with the certificate it issued. The bearer token is 32 random bytes; the store
-//! keeps only its SHA-256 and expiry (24 h by default).
+//! [`magpie_proto::login`]) with RSA-PSS and its private key; the relay verifies with the certificate it issued.
+//! The bearer token is 32 random bytes; the store keeps only its SHA-256 and expiry (24 h by default).
 //!
 //! # Push: WebSocket, not SSE
 //! Both would do for a hint channel. WebSocket was chosen because (1) the load goal is set against a raw

@@ -3,6 +3,7 @@
 //! Events carry only public data: names, fingerprints, signatures, ciphertext sizes. Message text appears only in
 //! [`MessageView`], which is what the user's own screen shows.
 
+use magpie_api::ErrorCode;
 use magpie_proto::{encoding::hex, HandshakeReport};
 use serde::Serialize;
 use uuid::Uuid;
@@ -174,9 +175,9 @@ pub enum Refusal {
 
 impl Refusal {
     /// From the relay's error code (its own words are not shown: a relay could put anything there).
-    pub fn from_code(code: &str) -> Self {
+    pub fn from_code(code: ErrorCode) -> Self {
         match code {
-            "mailbox_full" => Self::MailboxFull,
+            ErrorCode::MailboxFull => Self::MailboxFull,
             _ => Self::Refused,
         }
     }

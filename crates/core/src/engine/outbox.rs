@@ -4,6 +4,7 @@
 use crate::store::prelude::*;
 use std::time::{Duration, SystemTime};
 
+use magpie_api::ErrorCode;
 use magpie_proto::{encoding::hex, EnvelopeKind, Username};
 use uuid::Uuid;
 
@@ -11,7 +12,7 @@ use super::events::{Event, MessageView, Refusal};
 use super::Client;
 use crate::error::{Error, Result};
 use crate::history::{Delivery, OutboxItem, OutboxKey};
-use crate::relay::{Outgoing, PushEvent};
+use crate::relay::Outgoing;
 
 /// Ciphertext bytes shown in [`Event::MessageSent`].
 const PREVIEW_BYTES: usize = 32;
@@ -124,8 +125,8 @@ impl<H: Home> Client<H> {
                     flushed.failed += 1;
                     if let Some(id) = item.message_id {
                         let code = match &e {
-                            Error::Relay { code, .. } => code.as_str(),
-                            _ => "",
+                            Error::Relay { code, .. } => *code,
+                            _ => ErrorCode::Unknown,
                         };
                         self.refused(&item.envelope.to, id, Refusal::from_code(code))?;
                     }
@@ -198,7 +199,7 @@ impl<H: Home> Client<H> {
     }
 
     /// The relay answered an envelope sent on the socket.
-    pub(super) fn on_socket_answer(&self, id: Uuid, refusal: Option<(&str, &str)>) -> Result<()> {
+    pub(super) fn on_socket_answer(&self, id: Uuid, refusal: Option<(ErrorCode, &str)>) -> Result<()> {
         let Some(sent) = self.inner.in_flight.lock().map_err(|_| Error::Poisoned)?.remove(&id) else {
             return Ok(());
         };
@@ -209,7 +210,7 @@ impl<H: Home> Client<H> {
                     self.set_delivery(&sent.peer, message, Delivery::Sent)?;
                 }
             }
-            Some((code, _)) if PushEvent::is_transient_refusal(code) => {
+            Some((code, _)) if code.is_transient() => {
                 // Still in the outbox: try again shortly, with a full pass.
                 self.restart_outbox_scan();
                 let client = self.clone();

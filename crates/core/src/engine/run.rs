@@ -323,7 +323,7 @@ impl<H: Home> Client<H> {
                     let Some(id) = id else {
                         break Err(Error::RelayProtocol(format!("the relay refused a frame: {message}")));
                     };
-                    if let Err(e) = self.on_socket_answer(id, Some((&code, &message))) {
+                    if let Err(e) = self.on_socket_answer(id, Some((code, &message))) {
                         break Err(e);
                     }
                 }

@@ -12,10 +12,13 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use magpie_api::{
+    paths, AckRequest, ApiError, ChallengeRequest, ChallengeResponse, DirectoryEntry, ErrorCode, FetchResponse,
+    LoginRequest, LoginResponse, RegisterRequest, RegisterResponse, SendResponse, WireEnvelope,
+};
 use magpie_proto::{Certificate, Envelope, Fingerprint, Identity, Username};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -64,46 +67,6 @@ impl std::fmt::Debug for RelayClient {
     }
 }
 
-#[derive(Deserialize)]
-struct ApiError {
-    code: String,
-    message: String,
-}
-
-#[derive(Deserialize)]
-struct RegisterResponse {
-    certificate: String,
-    ca: String,
-}
-
-#[derive(Deserialize)]
-struct ChallengeResponse {
-    nonce: String,
-}
-
-#[derive(Deserialize)]
-struct LoginResponse {
-    token: String,
-    /// Unix seconds.
-    expires_at: u64,
-}
-
-#[derive(Deserialize)]
-struct DirectoryEntry {
-    chain: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct FetchResponse {
-    envelopes: Vec<Envelope>,
-    cursor: u64,
-}
-
-#[derive(Serialize)]
-struct AckRequest<'a> {
-    ids: &'a [Uuid],
-}
-
 impl RelayClient {
     /// A client of the relay at `url` (`http://` or `https://`; plain HTTP is for loopback and development).
     pub fn new(url: &str) -> Result<Self> {
@@ -141,7 +104,7 @@ impl RelayClient {
 
     /// The relay's CA certificate, as it serves it now (before registration: show its fingerprint, then pin it).
     pub async fn ca(&self) -> Result<Certificate> {
-        let pem = self.text(self.request(Method::GET, "/v1/ca")?).await?;
+        let pem = self.text(self.request(Method::GET, paths::CA)?).await?;
         Ok(Certificate::from_pem(pem.as_bytes())?)
     }
 
@@ -149,8 +112,8 @@ impl RelayClient {
     pub async fn register(&self, identity: &Identity) -> Result<Registration> {
         let csr = String::from_utf8(identity.csr()?.to_pem()?).map_err(|e| Error::RelayProtocol(e.to_string()))?;
         let request = self
-            .request(Method::POST, "/v1/register")?
-            .json(&serde_json::json!({ "csr": csr }));
+            .request(Method::POST, paths::REGISTER)?
+            .json(&RegisterRequest { csr });
         let response: RegisterResponse = match self.json(request).await {
             Err(Error::Relay { status: 409, .. }) => return Err(Error::NameTaken(identity.username().to_string())),
             other => other?,
@@ -164,20 +127,22 @@ impl RelayClient {
     /// Proves we hold `identity`'s key (signing the relay's challenge) and keeps the bearer token for later calls.
     /// Returns when the token expires (Unix seconds).
     pub async fn login(&self, identity: &Identity, ca_fingerprint: &Fingerprint) -> Result<u64> {
-        let username = identity.username().as_str();
+        let username = identity.username().clone();
         let request = self
-            .request(Method::POST, "/v1/login/challenge")?
-            .json(&serde_json::json!({ "username": username }));
+            .request(Method::POST, paths::LOGIN_CHALLENGE)?
+            .json(&ChallengeRequest {
+                username: username.clone(),
+            });
         let challenge: ChallengeResponse = self.json(request).await?;
         let nonce = STANDARD
             .decode(&challenge.nonce)
             .map_err(|_| Error::RelayProtocol("login nonce is not base64".into()))?;
         let signature = identity.sign_login(ca_fingerprint.as_bytes(), &nonce)?;
-        let request = self.request(Method::POST, "/v1/login")?.json(&serde_json::json!({
-            "username": username,
-            "nonce": challenge.nonce,
-            "signature": STANDARD.encode(signature),
-        }));
+        let request = self.request(Method::POST, paths::LOGIN)?.json(&LoginRequest {
+            username,
+            nonce: challenge.nonce,
+            signature: STANDARD.encode(signature),
+        });
         let login: LoginResponse = self.json(request).await?;
         *self.token.write().map_err(|_| Error::Poisoned)? = Some(Token(Zeroizing::new(login.token)));
         Ok(login.expires_at)
@@ -203,7 +168,7 @@ impl RelayClient {
 
     /// The certificate chain the directory holds for `username` (leaf first), unverified.
     pub async fn directory(&self, username: &Username) -> Result<Vec<Certificate>> {
-        let path = format!("/v1/directory/{}", username.as_str());
+        let path = paths::directory(username.as_str());
         let entry: DirectoryEntry = match self.json(self.authorized(Method::GET, &path)?).await {
             Err(Error::Relay { status: 404, .. }) => return Err(Error::UnknownUser(username.to_string())),
             other => other?,
@@ -217,8 +182,10 @@ impl RelayClient {
 
     /// Posts an envelope; returns once the relay stored it durably. Retrying with the same id never duplicates.
     pub async fn send(&self, envelope: &Envelope) -> Result<()> {
-        let request = self.authorized(Method::POST, "/v1/envelopes")?.json(envelope);
-        match self.json::<serde_json::Value>(request).await {
+        let request = self
+            .authorized(Method::POST, paths::ENVELOPES)?
+            .json(&WireEnvelope::from_envelope(envelope));
+        match self.json::<SendResponse>(request).await {
             Err(Error::Relay { status: 404, .. }) => Err(Error::UnknownUser(envelope.to.clone())),
             other => other.map(drop),
         }
@@ -226,10 +193,18 @@ impl RelayClient {
 
     /// Our pending envelopes after `after`, oldest first.
     pub async fn fetch(&self, after: u64) -> Result<Mailbox> {
-        let path = format!("/v1/envelopes?after={after}&limit={FETCH_LIMIT}");
-        let page: FetchResponse = self.json(self.authorized(Method::GET, &path)?).await?;
+        let path = format!("{}?after={after}&limit={FETCH_LIMIT}", paths::ENVELOPES);
+        let page: FetchResponse<'static> = self.json(self.authorized(Method::GET, &path)?).await?;
+        let envelopes = page
+            .envelopes
+            .into_iter()
+            .map(|e| {
+                e.into_envelope()
+                    .ok_or_else(|| Error::RelayProtocol("an envelope without a sender, or a body not base64".into()))
+            })
+            .collect::<Result<_>>()?;
         Ok(Mailbox {
-            envelopes: page.envelopes,
+            envelopes,
             cursor: page.cursor,
         })
     }
@@ -238,16 +213,16 @@ impl RelayClient {
     pub async fn ack(&self, ids: &[Uuid]) -> Result<()> {
         for chunk in ids.chunks(FETCH_LIMIT) {
             let request = self
-                .authorized(Method::POST, "/v1/envelopes/ack")?
-                .json(&AckRequest { ids: chunk });
-            self.json::<serde_json::Value>(request).await?;
+                .authorized(Method::POST, paths::ACK)?
+                .json(&AckRequest { ids: chunk.to_vec() });
+            self.json::<magpie_api::AckResponse>(request).await?;
         }
         Ok(())
     }
 
     /// Opens the push socket (needs a login).
     pub async fn push(&self) -> Result<PushConnection> {
-        let mut url = self.endpoint("/v1/push")?;
+        let mut url = self.endpoint(paths::PUSH)?;
         let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
         url.set_scheme(scheme)
             .map_err(|()| Error::BadRelayUrl(self.base.to_string()))?;
@@ -293,7 +268,7 @@ impl RelayClient {
             },
             Err(_) => Error::Relay {
                 status: status.as_u16(),
-                code: status.canonical_reason().unwrap_or("error").to_owned(),
+                code: ErrorCode::Unknown,
                 message: String::from_utf8_lossy(&body).chars().take(200).collect(),
             },
         })

@@ -7,8 +7,8 @@
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
+use magpie_api::{AckRequest, ClientFrame, ErrorCode, RelayFrame, SendResponse, WireEnvelope};
 use magpie_proto::Envelope;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -40,53 +40,11 @@ pub enum PushEvent {
     Refused {
         /// Its id (absent when the frame itself was unreadable).
         id: Option<Uuid>,
-        /// The relay's error code (`rate_limited`, `not_found`, …).
-        code: String,
+        /// The relay's error code.
+        code: ErrorCode,
         /// The relay's explanation.
         message: String,
     },
-}
-
-impl PushEvent {
-    /// Whether a refusal may succeed later (busy, rate-limited, storage trouble).
-    pub fn is_transient_refusal(code: &str) -> bool {
-        matches!(
-            code,
-            "rate_limited" | "storage_unavailable" | "internal" | "unauthorized"
-        )
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Frame {
-    Envelope {
-        cursor: u64,
-        envelope: Envelope,
-    },
-    Accepted {
-        id: Uuid,
-    },
-    Error {
-        id: Option<Uuid>,
-        code: String,
-        message: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Serialize)]
-struct SendFrame<'a> {
-    r#type: &'static str,
-    #[serde(flatten)]
-    envelope: &'a Envelope,
-}
-
-#[derive(Serialize)]
-struct AckFrame<'a> {
-    r#type: &'static str,
-    ids: &'a [Uuid],
 }
 
 /// What goes out on the socket.
@@ -132,7 +90,7 @@ impl PushConnection {
         let (socket, _) = connected.map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(response) if response.status() == 401 => Error::Relay {
                 status: 401,
-                code: "unauthorized".into(),
+                code: ErrorCode::Unauthorized,
                 message: "the push socket refused our token".into(),
             },
             other => unreachable(other.to_string()),
@@ -167,14 +125,11 @@ impl PushSender {
     /// Queues a frame on the socket without waiting for its answer ([`PushEvent::Accepted`] comes later).
     /// Frames are buffered; [`PushSender::flush`] sends them.
     pub async fn feed(&mut self, outgoing: &Outgoing) -> Result<()> {
-        let text = match outgoing {
-            Outgoing::Send(envelope) => serde_json::to_string(&SendFrame {
-                r#type: "send",
-                envelope,
-            }),
-            Outgoing::Ack(ids) => serde_json::to_string(&AckFrame { r#type: "ack", ids }),
-        }
-        .map_err(|e| Error::RelayProtocol(e.to_string()))?;
+        let frame = match outgoing {
+            Outgoing::Send(envelope) => ClientFrame::Send(WireEnvelope::from_envelope(envelope)),
+            Outgoing::Ack(ids) => ClientFrame::Ack(AckRequest { ids: ids.clone() }),
+        };
+        let text = serde_json::to_string(&frame).map_err(|e| Error::RelayProtocol(e.to_string()))?;
         self.sink.feed(Message::text(text)).await.map_err(socket_error)
     }
 
@@ -214,11 +169,18 @@ where
     // Pings are answered by tungstenite itself on the next read or write.
     while let Some(message) = stream.next().await {
         match message.map_err(socket_error)? {
-            Message::Text(text) => match serde_json::from_str::<Frame>(&text) {
-                Ok(Frame::Envelope { cursor, envelope }) => return Ok(Some(PushEvent::Envelope { cursor, envelope })),
-                Ok(Frame::Accepted { id }) => return Ok(Some(PushEvent::Accepted { id })),
-                Ok(Frame::Error { id, code, message }) => return Ok(Some(PushEvent::Refused { id, code, message })),
-                Ok(Frame::Other) => {}
+            Message::Text(text) => match serde_json::from_str::<RelayFrame<'_>>(&text) {
+                Ok(RelayFrame::Envelope { cursor, envelope }) => {
+                    let envelope = envelope
+                        .into_envelope()
+                        .ok_or_else(|| Error::RelayProtocol("a pushed envelope without a sender or body".into()))?;
+                    return Ok(Some(PushEvent::Envelope { cursor, envelope }));
+                }
+                Ok(RelayFrame::Accepted(SendResponse { id, .. })) => return Ok(Some(PushEvent::Accepted { id })),
+                Ok(RelayFrame::Error { id, code, message }) => {
+                    return Ok(Some(PushEvent::Refused { id, code, message }))
+                }
+                Ok(RelayFrame::Acked(_) | RelayFrame::Unknown) => {}
                 Err(e) => return Err(Error::RelayProtocol(format!("push frame: {e}"))),
             },
             Message::Close(_) => return Ok(None),

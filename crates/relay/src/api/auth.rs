@@ -7,8 +7,11 @@ use axum::http::{header, StatusCode};
 use axum::Json;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use magpie_proto::{Csr, Username};
-use serde::{Deserialize, Serialize};
+use magpie_api::{
+    paths, ApiError, ChallengeRequest, ChallengeResponse, LoginRequest, LoginResponse, RegisterRequest,
+    RegisterResponse,
+};
+use magpie_proto::Csr;
 
 use super::client::ClientAddr;
 use super::{now_secs, ApiJson, AppState};
@@ -19,22 +22,16 @@ use crate::store::{ChallengeRecord, TokenRecord, UserRecord};
 const TOKEN_BYTES: usize = 32;
 const NONCE_BYTES: usize = 32;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RegisterRequest {
-    /// PKCS#10 CSR, PEM.
-    csr: String,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct RegisterResponse {
-    username: String,
-    /// The issued certificate, PEM.
-    certificate: String,
-    /// The CA root, PEM (pin it).
-    ca: String,
-}
-
+/// Registers a name: the CA certifies the CSR's key for its CN.
+#[utoipa::path(post, path = paths::REGISTER, tag = "identity",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "issued", body = RegisterResponse),
+        (status = 400, description = "bad JSON, or a CSR refused (self-signature, key, name)", body = ApiError),
+        (status = 409, description = "`name_taken`", body = ApiError),
+        (status = 413, description = "body over 64 KiB", body = ApiError),
+        (status = 429, description = "over --register-per-hour from this client address", body = ApiError),
+    ))]
 pub(crate) async fn register(
     State(state): State<AppState>,
     client: ClientAddr,
@@ -74,20 +71,6 @@ pub(crate) async fn register(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChallengeRequest {
-    username: Username,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ChallengeResponse {
-    /// 32 random bytes, base64.
-    nonce: String,
-    /// Unix seconds.
-    expires_at: u64,
-}
-
 /// A client on this machine (no key) is not limited.
 fn check_limit(state: &AppState, limit: &RateLimiter, client: &ClientAddr) -> Result<()> {
     match &client.0 {
@@ -102,6 +85,15 @@ fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     Ok(bytes)
 }
 
+/// A single-use nonce to sign for a login.
+#[utoipa::path(post, path = paths::LOGIN_CHALLENGE, tag = "identity",
+    request_body = ChallengeRequest,
+    responses(
+        (status = 200, description = "the nonce", body = ChallengeResponse),
+        (status = 400, description = "bad JSON or name", body = ApiError),
+        (status = 404, description = "no such user", body = ApiError),
+        (status = 429, description = "over --login-per-minute from this client address", body = ApiError),
+    ))]
 pub(crate) async fn challenge(
     State(state): State<AppState>,
     client: ClientAddr,
@@ -124,24 +116,15 @@ pub(crate) async fn challenge(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LoginRequest {
-    username: Username,
-    /// The challenge nonce, base64.
-    nonce: String,
-    /// RSA-PSS over [`magpie_proto::login::login_signed_bytes`], base64.
-    signature: String,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct LoginResponse {
-    /// Send as `Authorization: Bearer <token>`.
-    token: String,
-    /// Unix seconds.
-    expires_at: u64,
-}
-
+/// Trades a signed challenge for a bearer token.
+#[utoipa::path(post, path = paths::LOGIN, tag = "identity",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "the token", body = LoginResponse),
+        (status = 400, description = "bad JSON, or nonce or signature not base64", body = ApiError),
+        (status = 401, description = "unknown, used or expired nonce, or a bad signature", body = ApiError),
+        (status = 429, description = "over --login-per-minute from this client address", body = ApiError),
+    ))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     client: ClientAddr,

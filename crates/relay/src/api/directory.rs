@@ -6,29 +6,28 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use magpie_api::{paths, ApiError, DirectoryEntry, Health};
 use magpie_proto::Username;
-use serde::Serialize;
 
 use super::{AppState, AuthUser};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Serialize)]
-pub(crate) struct Health {
-    status: &'static str,
-    version: &'static str,
-    /// SHA-256 of the CA root certificate, hex.
-    ca_fingerprint: String,
-}
-
+/// Liveness, version and the CA's fingerprint.
+#[utoipa::path(get, path = paths::HEALTH, tag = "relay",
+    responses((status = 200, description = "up", body = Health)))]
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
         ca_fingerprint: state.ca.fingerprint_hex(),
     })
 }
 
 /// The CA root as PEM, what a client pins at first registration.
+/// The CA root certificate: what a client pins at its first registration.
+#[utoipa::path(get, path = paths::CA, tag = "relay",
+    responses((status = 200, description = "PEM; header `x-magpie-ca-fingerprint` is the hex SHA-256 of its DER",
+        content_type = "application/x-pem-file", body = String)))]
 pub(crate) async fn ca(State(state): State<AppState>) -> Response {
     (
         [
@@ -43,13 +42,16 @@ pub(crate) async fn ca(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct DirectoryEntry {
-    username: String,
-    /// PEM certificates, leaf first, ending with the CA root.
-    chain: Vec<String>,
-}
-
+/// A user's certificate chain, unverified: the client checks it against its pinned CA.
+#[utoipa::path(get, path = "/v1/directory/{username}", tag = "identity", security(("bearer" = [])),
+    params(("username" = String, Path, description = "canonical (lower-case) username")),
+    responses(
+        (status = 200, description = "the chain, leaf first, ending with the CA root", body = DirectoryEntry),
+        (status = 400, description = "not a canonical username", body = ApiError),
+        (status = 401, description = "no or a bad token", body = ApiError),
+        (status = 404, description = "no such user", body = ApiError),
+        (status = 429, description = "over --lookups-per-minute", body = ApiError),
+    ))]
 pub(crate) async fn lookup(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

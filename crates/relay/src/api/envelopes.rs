@@ -8,8 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use magpie_proto::{EnvelopeKind, Username};
-use serde::{Deserialize, Serialize};
+use magpie_api::{
+    paths, AckRequest, AckResponse, ApiError, FetchQuery, FetchResponse, SendRequest, SendResponse, WireEnvelope,
+    DEFAULT_FETCH, MAX_BATCH,
+};
+use magpie_proto::Username;
+use std::borrow::Cow;
 use uuid::Uuid;
 
 use super::push::PushEvent;
@@ -17,54 +21,31 @@ use super::{now_secs, ApiJson, ApiQuery, AppState, AuthUser};
 use crate::error::{Error, Result};
 use crate::store::{Inserted, NewEnvelope, StoredEnvelope};
 
-/// Most envelopes one fetch returns, and most ids one ack takes.
-pub const MAX_BATCH: usize = 1000;
-const DEFAULT_FETCH: usize = 100;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SendRequest {
-    pub(crate) id: Uuid,
-    /// Optional: when present it must be the caller (clients may post a whole proto `Envelope`).
-    #[serde(default)]
-    from: Option<String>,
-    to: Username,
-    kind: EnvelopeKind,
-    /// Opaque bytes, standard base64.
-    pub(crate) body: String,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct SendResponse {
-    id: Uuid,
-    /// Position in the recipient's mailbox.
-    cursor: u64,
-    /// False when this was a retry of an envelope already stored.
-    created: bool,
-}
-
-/// An envelope as delivered: exactly the fields of magpie-proto's `Envelope`.
-#[derive(Debug, Serialize)]
-pub struct WireEnvelope<'a> {
-    id: Uuid,
-    from: &'a str,
-    to: &'a str,
-    kind: EnvelopeKind,
-    body: &'a str,
-}
-
-impl<'a> From<&'a StoredEnvelope> for WireEnvelope<'a> {
-    fn from(e: &'a StoredEnvelope) -> Self {
-        Self {
-            id: e.id,
-            from: &e.from,
-            to: &e.to,
-            kind: e.kind,
-            body: &e.body_b64,
-        }
+/// The envelope as delivered, borrowed from the store.
+pub(crate) fn wire(e: &StoredEnvelope) -> WireEnvelope<'_> {
+    WireEnvelope {
+        id: e.id,
+        from: Some(Cow::Borrowed(&e.from)),
+        to: Cow::Borrowed(&e.to),
+        kind: e.kind,
+        body: Cow::Borrowed(&e.body_b64),
     }
 }
 
+/// Stores an envelope for its recipient and pushes it to them.
+#[utoipa::path(post, path = paths::ENVELOPES, tag = "mailbox", security(("bearer" = [])),
+    request_body = SendRequest,
+    responses(
+        (status = 202, description = "stored durably (or a retry of a stored id)", body = SendResponse),
+        (status = 400, description = "bad JSON, body not base64, bad recipient name", body = ApiError),
+        (status = 401, description = "no or a bad token", body = ApiError),
+        (status = 403, description = "`from` is not the caller", body = ApiError),
+        (status = 404, description = "no such recipient", body = ApiError),
+        (status = 409, description = "`id_taken`: another sender used this id", body = ApiError),
+        (status = 413, description = "body over --max-envelope-kb", body = ApiError),
+        (status = 429, description = "over the send rates", body = ApiError),
+        (status = 507, description = "`mailbox_full`: the recipient's mailbox holds its quota", body = ApiError),
+    ))]
 pub(crate) async fn send(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -92,9 +73,10 @@ pub(crate) fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Res
     if req.from.as_deref().is_some_and(|from| from != me) {
         return Err(Error::Forbidden("cannot send as another user"));
     }
+    let to = Username::canonical(&req.to).map_err(|e| Error::BadRequest(format!("to: {e}")))?;
     // Decoding checks the alphabet and gives the true size; the bytes themselves are not kept.
     let size = STANDARD
-        .decode(&req.body)
+        .decode(req.body.as_bytes())
         .map_err(|_| Error::BadRequest("body is not standard base64".into()))?
         .len();
     if size > state.config.max_envelope_bytes {
@@ -103,15 +85,15 @@ pub(crate) fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Res
             state.config.max_envelope_bytes
         )));
     }
-    if !state.store.has_user(req.to.as_str())? {
-        return Err(Error::NotFound(format!("no user {:?}", req.to.as_str())));
+    if !state.store.has_user(to.as_str())? {
+        return Err(Error::NotFound(format!("no user {:?}", to.as_str())));
     }
     let envelope = NewEnvelope {
         id: req.id,
         from: me,
-        to: req.to.to_string(),
+        to: to.to_string(),
         kind: req.kind,
-        body_b64: req.body,
+        body_b64: req.body.into_owned(),
         received_at: now_secs(),
     };
     let to = envelope.to.clone();
@@ -162,21 +144,16 @@ pub(crate) async fn commit_after(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FetchQuery {
-    #[serde(default)]
-    after: u64,
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct FetchResponse<'a> {
-    envelopes: Vec<WireEnvelope<'a>>,
-    /// Pass as `after` to get the next page; unchanged when the page is empty.
-    cursor: u64,
-}
-
+/// The caller's waiting envelopes after a cursor, oldest first.
+#[utoipa::path(get, path = paths::ENVELOPES, tag = "mailbox", security(("bearer" = [])),
+    params(FetchQuery),
+    responses(
+        (status = 200, description = "a page, at most `limit` envelopes and --fetch-budget-kb of bodies (at least one)",
+            body = FetchResponse),
+        (status = 400, description = "bad query", body = ApiError),
+        (status = 401, description = "no or a bad token", body = ApiError),
+        (status = 429, description = "over --fetches-per-minute", body = ApiError),
+    ))]
 pub(crate) async fn fetch(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -195,7 +172,7 @@ pub(crate) async fn fetch(
         .fetch_add(u64::try_from(stored.len()).unwrap_or(0), Relaxed);
     let response = FetchResponse {
         cursor: stored.last().map_or(query.after, |e| e.seq),
-        envelopes: stored.iter().map(WireEnvelope::from).collect(),
+        envelopes: stored.iter().map(wire).collect(),
     };
     // Serialized here, while `stored` is still borrowed.
     Ok(Json(response).into_response())
@@ -212,18 +189,15 @@ fn within_budget(page: &[StoredEnvelope], budget: usize) -> usize {
     over.map_or(page.len(), |at| at.max(1))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AckRequest {
-    ids: Vec<Uuid>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct AckResponse {
-    /// How many of the ids were in the caller's mailbox and are now deleted.
-    acked: usize,
-}
-
+/// Deletes fetched envelopes from the caller's mailbox.
+#[utoipa::path(post, path = paths::ACK, tag = "mailbox", security(("bearer" = [])),
+    request_body = AckRequest,
+    responses(
+        (status = 200, description = "deleted", body = AckResponse),
+        (status = 400, description = "bad JSON", body = ApiError),
+        (status = 401, description = "no or a bad token", body = ApiError),
+        (status = 413, description = "more than 1,000 ids", body = ApiError),
+    ))]
 pub(crate) async fn ack(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

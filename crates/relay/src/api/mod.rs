@@ -16,10 +16,12 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
+use magpie_api::{paths, ApiError};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::ca::CaInfo;
 use crate::config::Config;
@@ -123,87 +125,45 @@ pub(crate) fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// An HTTP method a route answers; the router and the OpenAPI test both read [`routes`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
-    /// GET
-    Get,
-    /// POST
-    Post,
+/// Every route the relay serves, each with its OpenAPI operation: the single source of the router and of the
+/// document at `GET /v1/openapi.json`. Envelope bodies may reach `envelope_body_limit` bytes; every other JSON
+/// body [`SMALL_BODY_LIMIT`].
+pub fn api(envelope_body_limit: usize) -> OpenApiRouter<AppState> {
+    let small = |r| limited(r, SMALL_BODY_LIMIT);
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(small(routes!(directory::health)))
+        .routes(small(routes!(directory::ca)))
+        .routes(small(routes!(openapi)))
+        .routes(small(routes!(metrics)))
+        .routes(small(routes!(auth::register)))
+        .routes(small(routes!(auth::challenge)))
+        .routes(small(routes!(auth::login)))
+        .routes(small(routes!(directory::lookup)))
+        // One registration per path: GET has no body, so the send limit covers both.
+        .routes(limited(routes!(envelopes::send, envelopes::fetch), envelope_body_limit))
+        .routes(small(routes!(envelopes::ack)))
+        .routes(small(routes!(push::connect)))
 }
 
-impl Verb {
-    /// Lower-case, as OpenAPI spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "get",
-            Self::Post => "post",
-        }
-    }
+fn limited((schemas, paths, handler): UtoipaMethodRouter<AppState>, body_limit: usize) -> UtoipaMethodRouter<AppState> {
+    (schemas, paths, handler.layer(DefaultBodyLimit::max(body_limit)))
 }
 
-/// One route of the router.
-#[derive(Debug)]
-pub struct Route {
-    /// The method.
-    pub verb: Verb,
-    /// The path, in axum's (and OpenAPI's) `{param}` syntax.
-    pub path: &'static str,
-    handler: MethodRouter<AppState>,
+/// The body limit of `POST /v1/envelopes` for `config`: base64 grows the body by 4/3; the JSON around it is small.
+pub fn envelope_body_limit(config: &Config) -> usize {
+    config.max_envelope_bytes.saturating_mul(4) / 3 + 4096
 }
 
-fn route<H, T>(verb: Verb, path: &'static str, handler: H, body_limit: usize) -> Route
-where
-    H: axum::handler::Handler<T, AppState>,
-    T: 'static,
-{
-    let filter = match verb {
-        Verb::Get => MethodFilter::GET,
-        Verb::Post => MethodFilter::POST,
-    };
-    Route {
-        verb,
-        path,
-        handler: on(filter, handler).layer(DefaultBodyLimit::max(body_limit)),
-    }
-}
-
-/// Every route the relay serves; the single source of the router.
-pub fn routes(config: &Config) -> Vec<Route> {
-    use Verb::{Get, Post};
-    // base64 grows the body by 4/3; the JSON around it is small.
-    let envelope_limit = config.max_envelope_bytes.saturating_mul(4) / 3 + 4096;
-    let small = SMALL_BODY_LIMIT;
-    vec![
-        route(Get, "/v1/health", directory::health, small),
-        route(Get, "/v1/ca", directory::ca, small),
-        route(Get, "/v1/openapi.json", openapi, small),
-        route(Get, "/metrics", metrics, small),
-        route(Post, "/v1/register", auth::register, small),
-        route(Post, "/v1/login/challenge", auth::challenge, small),
-        route(Post, "/v1/login", auth::login, small),
-        route(Get, "/v1/directory/{username}", directory::lookup, small),
-        route(Post, "/v1/envelopes", envelopes::send, envelope_limit),
-        route(Get, "/v1/envelopes", envelopes::fetch, small),
-        route(Post, "/v1/envelopes/ack", envelopes::ack, small),
-        route(Get, "/v1/push", push::connect, small),
-    ]
+/// The OpenAPI document of the relay's API.
+pub fn document() -> utoipa::openapi::OpenApi {
+    api(SMALL_BODY_LIMIT).into_openapi()
 }
 
 /// The relay's router over `state`.
 pub fn router(state: AppState) -> Router {
-    let mut router: Router<AppState> = Router::new();
-    let mut merged: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
-    for r in routes(&state.config) {
-        match merged.iter_mut().find(|(p, _)| *p == r.path) {
-            Some((_, existing)) => *existing = std::mem::take(existing).merge(r.handler),
-            None => merged.push((r.path, r.handler)),
-        }
-    }
-    for (path, handler) in merged {
-        router = router.route(path, handler.fallback(method_not_allowed));
-    }
+    let (router, _) = api(envelope_body_limit(&state.config)).split_for_parts();
     router
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -229,6 +189,14 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     response
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = paths::METRICS, tag = "relay",
+    description = "Served to the relay's own machine when no proxy is configured, else only with the bearer token of \
+        --metrics-token.",
+    responses(
+        (status = 200, description = "text exposition format 0.0.4", content_type = "text/plain", body = String),
+        (status = 403, description = "not this machine, and no (or a wrong) metrics token", body = ApiError),
+    ))]
 async fn metrics(State(state): State<AppState>, request: Request) -> Result<Response, Error> {
     let peer = request.extensions().get::<axum::extract::ConnectInfo<PeerAddr>>();
     if !client::may_see_metrics(peer.map(|p| p.0 .0.ip()), request.headers(), &state.config) {
@@ -243,8 +211,13 @@ async fn metrics(State(state): State<AppState>, request: Request) -> Result<Resp
         .into_response())
 }
 
-async fn openapi() -> Json<serde_json::Value> {
-    Json(crate::openapi::document())
+/// This document.
+#[utoipa::path(get, path = paths::OPENAPI, tag = "relay",
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)))]
+async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let json = DOCUMENT.get_or_init(|| document().to_pretty_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response()
 }
 
 /// `Json<T>` whose rejections are our JSON errors: 400 for bad JSON or unknown fields, 413, 415.

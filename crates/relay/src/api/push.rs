@@ -32,11 +32,11 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde::{Deserialize, Serialize};
+use magpie_api::{paths, AckResponse, ApiError, ClientFrame, RelayFrame};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::envelopes::{acknowledge, commit_after, stage_paced, AckRequest, SendRequest, SendResponse, WireEnvelope};
+use super::envelopes::{acknowledge, commit_after, stage_paced, wire};
 use super::{AppState, AuthUser};
 use crate::error::Error;
 use crate::store::StoredEnvelope;
@@ -49,20 +49,12 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct PushEvent(Utf8Bytes);
 
-#[derive(Serialize)]
-struct EnvelopeEvent<'a> {
-    r#type: &'static str,
-    cursor: u64,
-    envelope: WireEnvelope<'a>,
-}
-
 impl PushEvent {
     /// The event announcing a stored envelope (it carries the envelope itself).
     pub fn envelope(e: &StoredEnvelope) -> Self {
-        let event = EnvelopeEvent {
-            r#type: "envelope",
+        let event = RelayFrame::Envelope {
             cursor: e.seq,
-            envelope: WireEnvelope::from(e),
+            envelope: wire(e),
         };
         // Serializing plain strings and numbers cannot fail; an empty text would only be ignored.
         Self(serde_json::to_string(&event).unwrap_or_default().into())
@@ -72,42 +64,21 @@ impl PushEvent {
 /// A connection's id and event queue.
 type Subscriber = (u64, mpsc::Sender<PushEvent>);
 
-/// What a client may say on the socket.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ClientFrame {
-    Send(SendRequest),
-    Ack(AckRequest),
+/// An answer to a [`ClientFrame`].
+fn refusal(id: Option<Uuid>, e: &Error) -> RelayFrame<'static> {
+    let message = match e {
+        Error::Store(_) | Error::Internal(_) => "retry later".to_owned(),
+        other => other.to_string(),
+    };
+    RelayFrame::Error {
+        id,
+        code: e.status_code().1,
+        message,
+    }
 }
 
-/// What the relay answers to a [`ClientFrame`].
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Reply {
-    Accepted(SendResponse),
-    Acked {
-        acked: usize,
-    },
-    Error {
-        id: Option<Uuid>,
-        code: &'static str,
-        message: String,
-    },
-}
-
-impl Reply {
-    fn error(id: Option<Uuid>, e: &Error) -> Self {
-        let code = e.status_code().1;
-        let message = match e {
-            Error::Store(_) | Error::Internal(_) => "retry later".to_owned(),
-            other => other.to_string(),
-        };
-        Self::Error { id, code, message }
-    }
-
-    fn text(&self) -> Utf8Bytes {
-        serde_json::to_string(self).unwrap_or_default().into()
-    }
+fn text(frame: &RelayFrame<'_>) -> Utf8Bytes {
+    serde_json::to_string(frame).unwrap_or_default().into()
 }
 
 /// A handled frame waiting to be answered, in the order the client sent it.
@@ -119,7 +90,7 @@ enum Staged {
         durable: Pin<Box<dyn Future<Output = crate::store::StoreResult<()>> + Send>>,
     },
     /// Answered as it is (an ack, an unreadable frame).
-    Done(Reply),
+    Done(RelayFrame<'static>),
 }
 
 /// Handles one text frame from the client: checks and stages a send now, in frame order, and joins the group
@@ -142,11 +113,11 @@ async fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::Sende
             // Acks cost store work too: a flood of them is paced like sends.
             state.pace(&state.send_limit, user).await;
             Staged::Done(match acknowledge(state, user, &request) {
-                Ok(acked) => Reply::Acked { acked },
-                Err(e) => Reply::error(None, &e),
+                Ok(acked) => RelayFrame::Acked(AckResponse { acked }),
+                Err(e) => refusal(None, &e),
             })
         }
-        Err(e) => Staged::Done(Reply::error(None, &Error::BadRequest(e.to_string()))),
+        Err(e) => Staged::Done(refusal(None, &Error::BadRequest(e.to_string()))),
     };
     // Bounded: while answers wait for a client that does not read them, its frames wait unread.
     let _ = staged.send(handled).await;
@@ -162,14 +133,14 @@ async fn commit_in_order(state: AppState, mut staged: mpsc::Receiver<Staged>, re
                 staged: Ok(inserted),
                 durable,
             } => match commit_after(&state, id, inserted, durable).await {
-                Ok(accepted) => Reply::Accepted(accepted),
-                Err(e) => Reply::error(Some(id), &e),
+                Ok(accepted) => RelayFrame::Accepted(accepted),
+                Err(e) => refusal(Some(id), &e),
             },
-            Staged::Send { id, staged: Err(e), .. } => Reply::error(Some(id), &e),
+            Staged::Send { id, staged: Err(e), .. } => refusal(Some(id), &e),
             Staged::Done(reply) => reply,
         };
         // The sender may have hung up: its answer has nowhere to go, and its envelopes were pushed already.
-        let _ = replies.send(reply.text()).await;
+        let _ = replies.send(text(&reply)).await;
     }
 }
 
@@ -236,6 +207,17 @@ pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// A push socket's write buffer (frames written with one flush).
 pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// The push socket.
+#[utoipa::path(get, path = paths::PUSH, tag = "mailbox", security(("bearer" = [])),
+    description = "A WebSocket (bearer token in the upgrade request). The relay sends a `RelayFrame` text frame \
+        per envelope stored for the caller (`envelope`), and answers the client's `ClientFrame`s (`send` with \
+        `accepted` or `error`, `ack` with `acked` or `error`) in the order they came. See the schemas \
+        `ClientFrame` and `RelayFrame`.",
+    responses(
+        (status = 101, description = "switching to WebSocket"),
+        (status = 400, description = "not a WebSocket upgrade", body = ApiError),
+        (status = 401, description = "no or a bad token", body = ApiError),
+    ))]
 pub(crate) async fn connect(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -244,7 +226,7 @@ pub(crate) async fn connect(
     let ws = ws.map_err(|r| Error::BadRequest(format!("expected a WebSocket upgrade: {}", r.body_text())))?;
     // Frames somewhat over the envelope limit are read and refused one by one (the sender marks that message
     // failed); only a frame over this cap drops the connection, which the client would resend into forever.
-    let max_frame = (state.config.max_envelope_bytes.saturating_mul(4) / 3 + 4096).max(MIN_FRAME_CAP);
+    let max_frame = super::envelope_body_limit(&state.config).max(MIN_FRAME_CAP);
     Ok(ws
         .max_message_size(max_frame)
         .read_buffer_size(READ_BUFFER_BYTES)

@@ -12,11 +12,12 @@ use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
+use magpie_api::{ChallengeResponse, LoginResponse};
 use magpie_proto::Identity;
 use magpie_relay::ca::CaInfo;
 use magpie_relay::store::{MemoryStore, Store};
 use magpie_relay::{AppState, Config};
-use magpie_tests::login::{challenge_request, login_request, Challenge, LoginAnswer};
+use magpie_tests::relay_api::{challenge_request, login_request, RelayApi};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
@@ -103,22 +104,23 @@ pub async fn register(app: &Router, name: &str) -> Value {
 
 /// Signs a challenge nonce (base64) the way a client does.
 pub fn sign_login(name: &str, ca_fingerprint: &[u8; 32], nonce_b64: &str) -> String {
-    let challenge = Challenge {
+    let challenge = ChallengeResponse {
         nonce: nonce_b64.to_owned(),
+        expires_at: 0,
     };
     login_request(identity(name), ca_fingerprint, &challenge).signature
 }
 
-/// Logs `name` in through the router, as a client does (see `magpie_tests::login`); the bearer token.
+/// Logs `name` in through the router, as a client does (see `magpie_tests::relay_api`); the bearer token.
 pub async fn login(app: &Router, name: &str) -> String {
     let request = serde_json::to_value(challenge_request(identity(name))).unwrap();
     let (status, challenge) = call(app, Method::POST, "/v1/login/challenge", None, Some(request)).await;
     assert_eq!(status, StatusCode::OK, "{challenge}");
-    let challenge: Challenge = serde_json::from_value(challenge).unwrap();
+    let challenge: ChallengeResponse = serde_json::from_value(challenge).unwrap();
     let request = serde_json::to_value(login_request(identity(name), &ca().fingerprint, &challenge)).unwrap();
     let (status, body) = call(app, Method::POST, "/v1/login", None, Some(request)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    serde_json::from_value::<LoginAnswer>(body).unwrap().token
+    serde_json::from_value::<LoginResponse>(body).unwrap().token
 }
 
 /// Registers and logs in each of `names`; returns their tokens in order.
@@ -137,13 +139,7 @@ pub fn envelope(to: &str, body: &[u8]) -> Value {
 
 /// Registers `name` over real HTTP with its fixture key. `base` is the relay's URL without a path.
 pub async fn http_register(http: &reqwest::Client, base: &str, name: &str) {
-    let response = http
-        .post(format!("{base}/v1/register"))
-        .json(&json!({"csr": csr_pem(name)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    RelayApi::new(http, base).register(identity(name)).await.unwrap();
 }
 
 /// Registers Alice and Bob over real HTTP and logs both in: their bearer tokens.
@@ -170,7 +166,7 @@ pub async fn mailbox(http: &reqwest::Client, relay: &magpie_relay::server::Runni
 
 /// Logs in over real HTTP as a client would: challenge, sign, login. `base` is the relay's URL without a path.
 pub async fn http_login(http: &reqwest::Client, base: &str, name: &str, ca_fingerprint: &[u8; 32]) -> String {
-    magpie_tests::login::http_login(http, base, identity(name), ca_fingerprint).await
+    magpie_tests::relay_api::http_login(http, base, identity(name), ca_fingerprint).await
 }
 
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
