@@ -110,6 +110,11 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_MAILBOX_MAX_MB", default_value_t = 256)]
     pub mailbox_max_mb: u64,
 
+    /// Days an envelope waits for its owner at most; then the relay deletes it unread (0: never). Checked every
+    /// minute. The sender is not told: see the README.
+    #[arg(long, env = "MAGPIE_RELAY_MAILBOX_EXPIRY_DAYS", default_value_t = 30)]
+    pub mailbox_expiry_days: u64,
+
     /// Envelope bytes (bodies as stored) a user may send per hour, KiB; the whole hour's may go at once. Over it,
     /// HTTP sends get 429 and push sends wait.
     #[arg(long, env = "MAGPIE_RELAY_SEND_KB_PER_HOUR", default_value_t = 512 * 1024)]
@@ -184,6 +189,7 @@ impl Config {
             send_kb_per_hour: 512 * 1024,
             mailbox_max_envelopes: 10_000,
             mailbox_max_mb: 256,
+            mailbox_expiry_days: 30,
             sync: SyncMode::Flush,
             commit_delay_us: 500,
             cache_mb: DEFAULT_CACHE_MB,

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub envelopes_fetched: AtomicU64,
     /// Envelopes deleted by an ack.
     pub envelopes_acked: AtomicU64,
+    /// Envelopes deleted unread after `--mailbox-expiry-days`.
+    pub envelopes_expired: AtomicU64,
     /// Successful logins (bearer tokens issued).
     pub logins: AtomicU64,
     /// Requests refused with 429.
@@ -156,6 +158,12 @@ impl Metrics {
             "magpie_envelopes_acked_total",
             "Envelopes acknowledged and deleted.",
             &self.envelopes_acked,
+        );
+        counter(
+            &mut out,
+            "magpie_envelopes_expired_total",
+            "Envelopes deleted unread after --mailbox-expiry-days.",
+            &self.envelopes_expired,
         );
         counter(
             &mut out,

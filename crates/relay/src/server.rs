@@ -190,20 +190,46 @@ async fn purge_loop(state: AppState) {
     let mut tick = tokio::time::interval(PURGE_EVERY);
     loop {
         tick.tick().await;
-        let store = Arc::clone(&state.store);
-        match tokio::task::spawn_blocking(move || store.purge_expired(now_secs())).await {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired records purged"),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "purge failed"),
-            Err(e) => tracing::warn!(error = %e, "purge task failed"),
-        }
-        state.login_limit.forget_idle();
-        state.register_limit.forget_idle();
-        state.send_limit.forget_idle();
-        state.lookup_limit.forget_idle();
-        state.fetch_limit.forget_idle();
-        state.send_bytes.forget_idle();
+        sweep(&state).await;
     }
+}
+
+/// What the relay does every minute: deletes envelopes unread past `--mailbox-expiry-days`, purges expired
+/// challenges, tokens and old ids, and forgets idle rate-limit buckets.
+pub async fn sweep(state: &AppState) {
+    let store = Arc::clone(&state.store);
+    let expiry_days = state.config.mailbox_expiry_days;
+    let swept = tokio::task::spawn_blocking(move || {
+        let now = now_secs();
+        let expired = match expiry_days {
+            0 => 0,
+            days => store.expire_waiting(now.saturating_sub(days.saturating_mul(86_400)), now)?,
+        };
+        store.purge_expired(now).map(|purged| (expired, purged))
+    });
+    match swept.await {
+        Ok(Ok((expired, purged))) => {
+            if expired > 0 {
+                tracing::info!(expired, "envelopes unread past --mailbox-expiry-days deleted");
+            }
+            if purged > 0 {
+                tracing::debug!(purged, "expired records purged");
+            }
+            let expired = u64::try_from(expired).unwrap_or(u64::MAX);
+            state
+                .metrics
+                .envelopes_expired
+                .fetch_add(expired, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "expiry or purge failed"),
+        Err(e) => tracing::warn!(error = %e, "sweep task failed"),
+    }
+    state.login_limit.forget_idle();
+    state.register_limit.forget_idle();
+    state.send_limit.forget_idle();
+    state.lookup_limit.forget_idle();
+    state.fetch_limit.forget_idle();
+    state.send_bytes.forget_idle();
 }
 
 /// A relay serving on an ephemeral loopback port inside this process (tests, embedders).

@@ -643,6 +643,54 @@ async fn a_full_mailbox_answers_507_until_its_owner_reads() {
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
 }
 
+#[tokio::test]
+async fn the_sweep_deletes_envelopes_unread_past_the_expiry_and_counts_them() {
+    for days in [30, 0] {
+        let mut cfg = config();
+        cfg.mailbox_expiry_days = days;
+        let state = memory_state(cfg);
+        let app = router(state.clone());
+        let t = users(&app, &["alice", "bob"]).await;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let old = magpie_relay::store::NewEnvelope {
+            id: uuid::Uuid::new_v4(),
+            from: "alice".into(),
+            to: "bob".into(),
+            kind: magpie_proto::EnvelopeKind::Message,
+            body_b64: "b2xk".into(),
+            received_at: now - 31 * 86_400,
+        };
+        state.store.insert_envelope(old.clone()).unwrap();
+        let fresh = envelope("bob", b"new");
+        let (s, _) = send(&app, &t[0], fresh.clone()).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+
+        magpie_relay::server::sweep(&state).await;
+        let (_, page) = call(&app, Method::GET, "/v1/envelopes", Some(&t[1]), None).await;
+        let ids: Vec<&str> = page["envelopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
+        let old_id = old.id.to_string();
+        let want = if days == 0 {
+            vec![old_id.as_str(), fresh["id"].as_str().unwrap()]
+        } else {
+            vec![fresh["id"].as_str().unwrap()]
+        };
+        assert_eq!(ids, want, "expiry {days} days");
+        let expired = state
+            .metrics
+            .envelopes_expired
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(expired, u64::from(days != 0));
+    }
+}
+
 /// Posts `envelope` as the holder of `token`: the status and the answer.
 async fn send(app: &axum::Router, token: &str, envelope: Value) -> (StatusCode, Value) {
     call(app, Method::POST, "/v1/envelopes", Some(token), Some(envelope)).await

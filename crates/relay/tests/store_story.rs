@@ -137,6 +137,7 @@ fn story(store: &dyn Store) {
     // Pending envelopes are never purged.
     assert_eq!(store.fetch("bob", 0, 100).unwrap().len(), 4);
     quotas(store);
+    expiry(store);
     store.flush().unwrap();
 }
 
@@ -198,6 +199,39 @@ fn quotas(store: &dyn Store) {
     ));
 }
 
+fn received(at: u64, from: &str, to: &str) -> NewEnvelope {
+    NewEnvelope {
+        received_at: at,
+        ..envelope(Uuid::new_v4(), from, to, "old")
+    }
+}
+
+/// Envelopes unread past the expiry are deleted as if acknowledged (over more than one page of them), newer ones
+/// and other mailboxes wait on, and an expired id is still known: its retry is a duplicate, not stored again.
+fn expiry(store: &dyn Store) {
+    let old: Vec<NewEnvelope> = (0..300).map(|i| received(100 + i, "alice", "erin")).collect();
+    for e in &old {
+        assert!(matches!(store.insert_envelope(e.clone()).unwrap(), Inserted::Stored(_)));
+    }
+    let fresh = received(900, "bob", "erin");
+    store.insert_envelope(fresh.clone()).unwrap();
+    store.insert_envelope(received(200, "bob", "frank")).unwrap();
+    let waiting_elsewhere = store.fetch("carol", 0, 100).unwrap().len();
+    assert!(store.mailboxes().unwrap().contains(&"frank".to_owned()));
+
+    assert_eq!(store.expire_waiting(500, 2_000).unwrap(), 301);
+    let erin: Vec<Uuid> = store.fetch("erin", 0, 1_000).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(erin, [fresh.id]);
+    assert!(!store.mailboxes().unwrap().contains(&"frank".to_owned()));
+    assert_eq!(store.fetch("carol", 0, 100).unwrap().len(), waiting_elsewhere);
+    assert!(matches!(
+        store.insert_envelope(old[7].clone()).unwrap(),
+        Inserted::Duplicate { .. }
+    ));
+    assert_eq!(store.expire_waiting(500, 2_000).unwrap(), 0, "nothing twice");
+    assert_eq!(store.ack("erin", &[old[0].id], 2_001).unwrap(), 0, "already gone");
+}
+
 #[test]
 fn story_memory() {
     story(&MemoryStore::new());
@@ -257,7 +291,16 @@ fn keeps_everything_across_reopen(open: impl Fn(&std::path::Path) -> Box<dyn Sto
         store.flush().unwrap();
         e.seq
     };
+    // Expired before the reopen: stays expired after it.
+    let expired = received(10, "alice", "dan");
+    {
+        let store = open(dir.path());
+        store.insert_envelope(expired.clone()).unwrap();
+        assert_eq!(store.expire_waiting(500, 600).unwrap(), 1);
+        store.flush().unwrap();
+    }
     let store = open(dir.path());
+    assert!(store.fetch("dan", 0, 10).unwrap().is_empty());
     assert!(store.user("bob").unwrap().is_some());
     assert_eq!(store.fetch("bob", 0, 10).unwrap()[0].id, id);
     assert!(matches!(

@@ -110,6 +110,10 @@ impl Store for Intercept {
     fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {
         self.inner.ack(to, ids, now)
     }
+    fn mailboxes(&self) -> StoreResult<Vec<String>> {
+        self.inner.mailboxes()
+    }
+
     fn purge_expired(&self, now: u64) -> StoreResult<usize> {
         self.inner.purge_expired(now)
     }

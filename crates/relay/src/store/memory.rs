@@ -130,6 +130,13 @@ impl Store for MemoryStore {
         Ok(acked)
     }
 
+    fn mailboxes(&self) -> StoreResult<Vec<String>> {
+        let g = self.lock()?;
+        let mut names: Vec<String> = g.mail.keys().map(|(to, _)| to.clone()).collect();
+        names.dedup();
+        Ok(names)
+    }
+
     fn purge_expired(&self, now: u64) -> StoreResult<usize> {
         let mut g = self.lock()?;
         let before = g.challenges.len() + g.tokens.len() + g.ids.len();

@@ -225,6 +225,36 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Deletes those of `ids` that wait in `to`'s mailbox; returns how many. Ids stay known for dedup.
     fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize>;
 
+    /// The recipients with envelopes waiting.
+    fn mailboxes(&self) -> StoreResult<Vec<String>>;
+
+    /// Acknowledges, at `now` and for their recipients, the waiting envelopes received before `received_before`:
+    /// they are deleted and their ids stay known for dedup (a late retry is still a duplicate, not a new
+    /// envelope). Returns how many. Costs one read of each non-empty mailbox's oldest envelope, and a page read per
+    /// 256 expired ones: mailboxes are in receive order.
+    fn expire_waiting(&self, received_before: u64, now: u64) -> StoreResult<usize> {
+        const PAGE: usize = 256;
+        let mut expired = 0;
+        for to in self.mailboxes()? {
+            loop {
+                let page = self.fetch(&to, 0, PAGE)?;
+                let old: Vec<Uuid> = page
+                    .iter()
+                    .take_while(|e| e.received_at < received_before)
+                    .map(|e| e.id)
+                    .collect();
+                if old.is_empty() {
+                    break;
+                }
+                expired += self.ack(&to, &old, now)?;
+                if old.len() < PAGE {
+                    break;
+                }
+            }
+        }
+        Ok(expired)
+    }
+
     /// Drops expired challenges and tokens, and ids acknowledged more than [`DEDUP_RETENTION_SECS`] ago.
     fn purge_expired(&self, now: u64) -> StoreResult<usize>;
     /// Makes every write that returned before this call durable (see the crate docs for what sled's

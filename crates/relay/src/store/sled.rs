@@ -339,6 +339,19 @@ impl Store for SledStore {
         Ok(count)
     }
 
+    fn mailboxes(&self) -> StoreResult<Vec<String>> {
+        let mut names = Vec::new();
+        let mut from = Vec::new();
+        // One seek per mailbox: keys are `name 0 seq`, so `name 1` is past all of that name's mail.
+        while let Some(item) = self.mail.range(from.as_slice()..).next() {
+            let (key, _) = item?;
+            let name = key.split(|b| *b == 0).next().unwrap_or_default();
+            names.push(String::from_utf8_lossy(name).into_owned());
+            from = [name, &[1]].concat();
+        }
+        Ok(names)
+    }
+
     fn purge_expired(&self, now: u64) -> StoreResult<usize> {
         let mut purged = 0;
         for item in self.challenges.iter() {

@@ -377,6 +377,10 @@ impl Store for LogStore {
         Ok(acked.len())
     }
 
+    fn mailboxes(&self) -> StoreResult<Vec<String>> {
+        Ok(self.log.lock()?.mailboxes.keys().map(|to| to.to_string()).collect())
+    }
+
     fn purge_expired(&self, now: u64) -> StoreResult<usize> {
         let purged = self.meta_written(self.log.meta.purge_expired(now))?;
         let cutoff = now.saturating_sub(DEDUP_RETENTION_SECS);
