@@ -94,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_FETCH_BUDGET_KB", default_value_t = 8192)]
     pub fetch_budget_kb: usize,
 
+    /// Envelope bytes (bodies as stored) a user may fetch per hour, MiB; a sixteenth of it at once. Over it, fetches
+    /// get 429. A client reads its mail once; this stops one that reads the same full mailbox over and over from
+    /// taking the relay's CPU from everyone.
+    #[arg(long, env = "MAGPIE_RELAY_FETCH_MB_PER_HOUR", default_value_t = 1024)]
+    pub fetch_mb_per_hour: u64,
+
     /// Mailbox fetches a user may make per minute.
     #[arg(long, env = "MAGPIE_RELAY_FETCHES_PER_MINUTE", default_value_t = 600)]
     pub fetches_per_minute: u32,
@@ -180,6 +186,7 @@ impl Config {
             lookups_per_minute: 120,
             fetch_budget_kb: 8192,
             fetches_per_minute: 600,
+            fetch_mb_per_hour: 1024,
             header_read_timeout_secs: 30,
             push_write_timeout_secs: 20,
             max_connections: 16_384,

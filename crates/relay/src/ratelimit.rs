@@ -55,6 +55,21 @@ impl RateLimiter {
         }
     }
 
+    /// Takes `cost` tokens from `key`'s bucket even when it holds fewer, leaving it in debt: for a cost known only
+    /// after the work (bytes served). [`RateLimiter::check_cost`] with a cost of 0 then refuses until the debt is
+    /// paid off.
+    pub fn charge(&self, key: &str, cost: f64) {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_sec;
+        bucket.tokens = (bucket.tokens + refill).min(self.burst) - cost;
+        bucket.at = now;
+    }
+
     /// Forgets buckets that have been full for a while (bounded memory).
     pub fn forget_idle(&self) {
         let now = Instant::now();
@@ -67,6 +82,18 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_charge_may_leave_debt_that_refuses_until_paid_off() {
+        let limiter = RateLimiter::new(1_000.0, 2_000);
+        limiter.charge("alice", 5_000.0);
+        let wait = limiter.check_cost("alice", 0.0).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(2_900) && wait <= Duration::from_secs(3),
+            "{wait:?}"
+        );
+        assert!(limiter.check_cost("bob", 0.0).is_ok());
+    }
 
     #[test]
     fn burst_then_refuse_then_other_keys_unaffected() {

@@ -230,6 +230,7 @@ pub async fn sweep(state: &AppState) {
     state.lookup_limit.forget_idle();
     state.fetch_limit.forget_idle();
     state.send_bytes.forget_idle();
+    state.fetch_bytes.forget_idle();
 }
 
 /// A relay serving on an ephemeral loopback port inside this process (tests, embedders).

@@ -691,6 +691,33 @@ async fn the_sweep_deletes_envelopes_unread_past_the_expiry_and_counts_them() {
     }
 }
 
+#[tokio::test]
+async fn fetching_past_the_hours_bytes_is_refused_until_paid_off_and_a_429_is_held_back() {
+    let mut cfg = config();
+    // A sixteenth of 16 MiB at once: 1 MiB.
+    cfg.fetch_mb_per_hour = 16;
+    let app = router(memory_state(cfg));
+    let t = users(&app, &["alice", "bob", "carol"]).await;
+    for _ in 0..6 {
+        let (s, _) = send(&app, &t[0], envelope("bob", &[5u8; 200 * 1024])).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    // One page may overdraw the budget (1.6 MB of base64 against 1 MiB): the next waits until it is paid off.
+    let (s, page) = call(&app, Method::GET, "/v1/envelopes", Some(&t[1]), None).await;
+    assert_eq!((s, page["envelopes"].as_array().unwrap().len()), (StatusCode::OK, 6));
+    let asked = std::time::Instant::now();
+    let (s, b) = call(&app, Method::GET, "/v1/envelopes", Some(&t[1]), None).await;
+    assert_error(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Answered only once its Retry-After (at least 1 s) has passed: asking again at once gains nothing.
+    assert!(
+        asked.elapsed() >= std::time::Duration::from_millis(990),
+        "{:?}",
+        asked.elapsed()
+    );
+    let (s, _) = call(&app, Method::GET, "/v1/envelopes", Some(&t[2]), None).await;
+    assert_eq!(s, StatusCode::OK, "carol has her own budget");
+}
+
 /// Posts `envelope` as the holder of `token`: the status and the answer.
 async fn send(app: &axum::Router, token: &str, envelope: Value) -> (StatusCode, Value) {
     call(app, Method::POST, "/v1/envelopes", Some(token), Some(envelope)).await

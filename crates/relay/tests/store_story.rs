@@ -138,6 +138,7 @@ fn story(store: &dyn Store) {
     assert_eq!(store.fetch("bob", 0, 100).unwrap().len(), 4);
     quotas(store);
     expiry(store);
+    page_budget(store);
     store.flush().unwrap();
 }
 
@@ -230,6 +231,18 @@ fn expiry(store: &dyn Store) {
     ));
     assert_eq!(store.expire_waiting(500, 2_000).unwrap(), 0, "nothing twice");
     assert_eq!(store.ack("erin", &[old[0].id], 2_001).unwrap(), 0, "already gone");
+}
+
+/// A page stops before its bodies pass the budget, but holds at least one envelope however large.
+fn page_budget(store: &dyn Store) {
+    for _ in 0..3 {
+        let e = envelope(Uuid::new_v4(), "alice", "gina", &"k".repeat(1_000));
+        assert!(matches!(store.insert_envelope(e).unwrap(), Inserted::Stored(_)));
+    }
+    assert_eq!(store.fetch_within("gina", 0, 10, 2_500).unwrap().len(), 2);
+    assert_eq!(store.fetch_within("gina", 0, 10, 10).unwrap().len(), 1);
+    assert_eq!(store.fetch_within("gina", 0, 10, usize::MAX).unwrap().len(), 3);
+    assert_eq!(store.fetch_within("gina", 0, 2, usize::MAX).unwrap().len(), 2);
 }
 
 #[test]

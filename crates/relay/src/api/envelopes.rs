@@ -1,6 +1,8 @@
 //! Mailboxes: send (202 once durable, idempotent on id), fetch oldest first after a cursor, ack.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +15,6 @@ use magpie_api::{
     DEFAULT_FETCH, MAX_BATCH,
 };
 use magpie_proto::Username;
-use std::borrow::Cow;
 use uuid::Uuid;
 
 use super::push::PushEvent;
@@ -160,22 +161,31 @@ pub(crate) async fn fetch(
     ApiQuery(query): ApiQuery<FetchQuery>,
 ) -> Result<Response> {
     state.rate_limit(&state.fetch_limit, &me)?;
+    // Bytes are known once read: a page may overdraw the budget, and the next fetch waits until it is paid off.
+    state.rate_limit_cost(&state.fetch_bytes, &me, 0.0)?;
     let limit = query.limit.unwrap_or(DEFAULT_FETCH).clamp(1, MAX_BATCH);
-    let mut stored = state.store.fetch(&me, query.after, limit)?;
-    stored.truncate(within_budget(
-        &stored,
-        state.config.fetch_budget_kb.saturating_mul(1024),
-    ));
+    let budget = state.config.fetch_budget_kb.saturating_mul(1024);
+    let store = Arc::clone(&state.store);
+    // Reading and serializing megabytes takes milliseconds: off the async workers, which push for everyone.
+    let user = me.clone();
+    let page = tokio::task::spawn_blocking(move || -> Result<(usize, usize, Response)> {
+        let mut stored = store.fetch_within(&user, query.after, limit, budget)?;
+        stored.truncate(within_budget(&stored, budget));
+        let bytes = stored.iter().map(|e| e.body_b64.len()).sum();
+        let response = FetchResponse {
+            cursor: stored.last().map_or(query.after, |e| e.seq),
+            envelopes: stored.iter().map(wire).collect(),
+        };
+        // Serialized here, while `stored` is still borrowed.
+        Ok((stored.len(), bytes, Json(response).into_response()))
+    });
+    let (count, bytes, response) = page.await.map_err(|e| Error::Internal(e.to_string()))??;
+    state.fetch_bytes.charge(&me, bytes as f64);
     state
         .metrics
         .envelopes_fetched
-        .fetch_add(u64::try_from(stored.len()).unwrap_or(0), Relaxed);
-    let response = FetchResponse {
-        cursor: stored.last().map_or(query.after, |e| e.seq),
-        envelopes: stored.iter().map(wire).collect(),
-    };
-    // Serialized here, while `stored` is still borrowed.
-    Ok(Json(response).into_response())
+        .fetch_add(u64::try_from(count).unwrap_or(0), Relaxed);
+    Ok(response)
 }
 
 /// How many of `page`'s envelopes fit in `budget` bytes of bodies: at least one, so that an envelope larger than

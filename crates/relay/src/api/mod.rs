@@ -66,6 +66,8 @@ pub struct Shared {
     pub fetch_limit: RateLimiter,
     /// Per-user bytes sent (envelope bodies as stored).
     pub send_bytes: RateLimiter,
+    /// Per-user bytes fetched (envelope bodies as stored).
+    pub fetch_bytes: RateLimiter,
     /// Settings.
     pub config: Config,
     /// Flips to true at shutdown so long-lived push connections close.
@@ -76,6 +78,15 @@ pub struct Shared {
 fn send_bytes_limit(config: &Config) -> RateLimiter {
     let per_hour = config.send_kb_per_hour.saturating_mul(1024);
     RateLimiter::new(per_hour as f64 / 3600.0, u32::try_from(per_hour).unwrap_or(u32::MAX))
+}
+
+/// `--fetch-mb-per-hour`, sustained, with a sixteenth of it as the burst.
+fn fetch_bytes_limit(config: &Config) -> RateLimiter {
+    let per_hour = config.fetch_mb_per_hour.saturating_mul(1 << 20);
+    RateLimiter::new(
+        per_hour as f64 / 3600.0,
+        u32::try_from(per_hour / 16).unwrap_or(u32::MAX),
+    )
 }
 
 impl AppState {
@@ -99,6 +110,7 @@ impl AppState {
             lookup_limit: RateLimiter::new(f64::from(config.lookups_per_minute) / 60.0, config.lookups_per_minute),
             fetch_limit: RateLimiter::new(f64::from(config.fetches_per_minute) / 60.0, config.fetches_per_minute),
             send_bytes: send_bytes_limit(&config),
+            fetch_bytes: fetch_bytes_limit(&config),
             config,
             shutdown: watch::channel(false).0,
         })))
@@ -177,10 +189,24 @@ async fn method_not_allowed() -> Error {
     Error::MethodNotAllowed
 }
 
-/// Counts and times every request.
+/// Longest a 429 is held back (see [`track`]).
+const MOST_HELD_429: Duration = Duration::from_secs(2);
+
+/// Counts and times every request. A 429 is answered only once its `Retry-After` has passed (up to
+/// [`MOST_HELD_429`]): a client would have to wait that long anyway, and one that ignores it and asks again at
+/// once is held to one request per wait on each connection, rather than costing the relay's CPU for each.
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(request).await;
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(MOST_HELD_429, Duration::from_secs);
+        tokio::time::sleep(retry_after.min(MOST_HELD_429)).await;
+    }
     state
         .metrics
         .http_requests

@@ -104,8 +104,8 @@ impl Store for Intercept {
     fn token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<TokenRecord>> {
         self.inner.token(token_hash)
     }
-    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>> {
-        self.inner.fetch(to, after, limit)
+    fn fetch_within(&self, to: &str, after: u64, limit: usize, budget: usize) -> StoreResult<Vec<StoredEnvelope>> {
+        self.inner.fetch_within(to, after, limit, budget)
     }
     fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {
         self.inner.ack(to, ids, now)

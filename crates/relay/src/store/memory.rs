@@ -102,14 +102,20 @@ impl Store for MemoryStore {
         Ok(Inserted::Stored(stored))
     }
 
-    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>> {
+    fn fetch_within(&self, to: &str, after: u64, limit: usize, budget: usize) -> StoreResult<Vec<StoredEnvelope>> {
         let g = self.lock()?;
         let start = (to.to_owned(), after.saturating_add(1));
+        let mut bytes = 0usize;
         Ok(g.mail
             .range(start..)
             .take_while(|((user, _), _)| user == to)
             .take(limit)
-            .map(|(_, e)| e.clone())
+            .enumerate()
+            .take_while(|(i, (_, e))| {
+                bytes = bytes.saturating_add(e.body_b64.len());
+                *i == 0 || bytes <= budget
+            })
+            .map(|(_, (_, e))| e.clone())
             .collect())
     }
 

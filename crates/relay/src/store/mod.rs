@@ -221,7 +221,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         self.insert_envelope_within(envelope, MailboxQuota::UNLIMITED)
     }
     /// `to`'s pending envelopes with `seq > after`, oldest first, at most `limit`.
-    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>>;
+    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>> {
+        self.fetch_within(to, after, limit, usize::MAX)
+    }
+    /// [`Store::fetch`] that stops before the envelopes' bodies pass `budget` bytes (but takes at least one):
+    /// what a page may hold is decided before anything is read.
+    fn fetch_within(&self, to: &str, after: u64, limit: usize, budget: usize) -> StoreResult<Vec<StoredEnvelope>>;
     /// Deletes those of `ids` that wait in `to`'s mailbox; returns how many. Ids stay known for dedup.
     fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize>;
 
@@ -231,13 +236,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Acknowledges, at `now` and for their recipients, the waiting envelopes received before `received_before`:
     /// they are deleted and their ids stay known for dedup (a late retry is still a duplicate, not a new
     /// envelope). Returns how many. Costs one read of each non-empty mailbox's oldest envelope, and a page read per
-    /// 256 expired ones: mailboxes are in receive order.
+    /// 256 expired ones (or 4 MiB of them): mailboxes are in receive order.
     fn expire_waiting(&self, received_before: u64, now: u64) -> StoreResult<usize> {
         const PAGE: usize = 256;
+        const PAGE_BYTES: usize = 4 << 20;
         let mut expired = 0;
         for to in self.mailboxes()? {
             loop {
-                let page = self.fetch(&to, 0, PAGE)?;
+                let page = self.fetch_within(&to, 0, PAGE, PAGE_BYTES)?;
                 let old: Vec<Uuid> = page
                     .iter()
                     .take_while(|e| e.received_at < received_before)
@@ -247,7 +253,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
                     break;
                 }
                 expired += self.ack(&to, &old, now)?;
-                if old.len() < PAGE {
+                if old.len() < page.len() {
                     break;
                 }
             }

@@ -294,18 +294,22 @@ impl Store for SledStore {
         }
     }
 
-    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>> {
+    fn fetch_within(&self, to: &str, after: u64, limit: usize, budget: usize) -> StoreResult<Vec<StoredEnvelope>> {
         let start = mail_key(to, after.saturating_add(1));
         let mut end = to.as_bytes().to_vec();
         end.push(1);
-        self.mail
-            .range(start..end)
-            .take(limit)
-            .map(|item| {
-                let (_, v) = item?;
-                decode(&v)
-            })
-            .collect()
+        let mut page: Vec<StoredEnvelope> = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.mail.range(start..end).take(limit) {
+            let (_, v) = item?;
+            let e: StoredEnvelope = decode(&v)?;
+            bytes = bytes.saturating_add(e.body_b64.len());
+            if !page.is_empty() && bytes > budget {
+                break;
+            }
+            page.push(e);
+        }
+        Ok(page)
     }
 
     fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {

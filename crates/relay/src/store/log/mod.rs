@@ -342,7 +342,7 @@ impl Store for LogStore {
         Ok(Inserted::Stored(stored))
     }
 
-    fn fetch(&self, to: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEnvelope>> {
+    fn fetch_within(&self, to: &str, after: u64, limit: usize, budget: usize) -> StoreResult<Vec<StoredEnvelope>> {
         let mut found: Vec<Option<StoredEnvelope>> = Vec::new();
         let mut on_disk = Vec::new();
         {
@@ -350,7 +350,13 @@ impl Store for LogStore {
             let Some(mailbox) = g.mailboxes.get(to) else {
                 return Ok(Vec::new());
             };
+            // A record's length bounds its body's from above: the page holds no more than `budget` of bodies.
+            let mut bytes = 0usize;
             for (_, loc) in mailbox.range(after.saturating_add(1)..).take(limit) {
+                bytes = bytes.saturating_add(loc.len as usize);
+                if !found.is_empty() && bytes > budget {
+                    break;
+                }
                 match g.buffered(*loc) {
                     Some(bytes) => found.push(Some(stored(bytes)?)),
                     None => {
