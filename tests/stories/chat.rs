@@ -73,7 +73,7 @@ async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
     // few HTTP requests are the re-keys' directory lookups).
     let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
     for user in ["alice", "bob"] {
-        while !relay_state.store.fetch(user, 0, 1).unwrap().is_empty() {
+        while !relay_state.store.fetch(user, 0, 1).await.unwrap().is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "{user}'s mailbox never emptied");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

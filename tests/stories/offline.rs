@@ -61,7 +61,7 @@ async fn messages_sent_while_bob_is_offline_arrive_once() {
     // Once Bob's catch-up has acknowledged them (it may still be on its way: the receipt goes out first), a
     // second catch-up finds nothing new, and nothing was stored twice.
     let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
-    while !relay.running.state.store.fetch("bob", 0, 1).unwrap().is_empty() {
+    while !relay.running.state.store.fetch("bob", 0, 1).await.unwrap().is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "Bob's mailbox never emptied");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }

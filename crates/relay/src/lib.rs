@@ -23,6 +23,8 @@
 //! `GET /v1/envelopes`, and acks what it has stored; anything pushed twice is de-duplicated by id.
 //!
 //! # Durability
+//! Handlers reach the store through the async [`store::Backend`], so that a networked backend never blocks the
+//! runtime; an embedded [`store::Store`] is paired with its group commit by [`store::Embedded`].
 //! `POST /v1/envelopes` answers 202 only after the envelope is flushed. Flushes are group-committed
 //! ([`store::GroupCommit`]): all requests waiting at a moment share one flush. Mailboxes live in an append-only
 //! log ([`store::LogStore`]) that each flush writes and `fdatasync`s, which survives power loss on honest

@@ -176,12 +176,9 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let store = Arc::clone(&state.store);
-    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
-    match flushed {
-        Ok(Ok(())) => tracing::info!("store flushed; stopped"),
-        Ok(Err(e)) => tracing::error!(error = %e, "final flush failed"),
-        Err(e) => tracing::error!(error = %e, "final flush task failed"),
+    match state.store.durable().await {
+        Ok(()) => tracing::info!("store flushed; stopped"),
+        Err(e) => tracing::error!(error = %e, "final flush failed"),
     }
     Ok(())
 }
@@ -197,32 +194,30 @@ async fn purge_loop(state: AppState) {
 /// What the relay does every minute: deletes envelopes unread past `--mailbox-expiry-days`, purges expired
 /// challenges, tokens and old ids, and forgets idle rate-limit buckets.
 pub async fn sweep(state: &AppState) {
-    let store = Arc::clone(&state.store);
-    let expiry_days = state.config.mailbox_expiry_days;
-    let swept = tokio::task::spawn_blocking(move || {
-        let now = now_secs();
-        let expired = match expiry_days {
-            0 => 0,
-            days => store.expire_waiting(now.saturating_sub(days.saturating_mul(86_400)), now)?,
-        };
-        store.purge_expired(now).map(|purged| (expired, purged))
-    });
-    match swept.await {
-        Ok(Ok((expired, purged))) => {
-            if expired > 0 {
-                tracing::info!(expired, "envelopes unread past --mailbox-expiry-days deleted");
-            }
-            if purged > 0 {
-                tracing::debug!(purged, "expired records purged");
-            }
+    let now = now_secs();
+    let expired = match state.config.mailbox_expiry_days {
+        0 => Ok(0),
+        days => {
+            let received_before = now.saturating_sub(days.saturating_mul(86_400));
+            state.store.expire_waiting(received_before, now).await
+        }
+    };
+    match expired {
+        Ok(0) => {}
+        Ok(expired) => {
+            tracing::info!(expired, "envelopes unread past --mailbox-expiry-days deleted");
             let expired = u64::try_from(expired).unwrap_or(u64::MAX);
             state
                 .metrics
                 .envelopes_expired
                 .fetch_add(expired, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(Err(e)) => tracing::warn!(error = %e, "expiry or purge failed"),
-        Err(e) => tracing::warn!(error = %e, "sweep task failed"),
+        Err(e) => tracing::warn!(error = %e, "expiry failed"),
+    }
+    match state.store.purge_expired(now).await {
+        Ok(0) => {}
+        Ok(purged) => tracing::debug!(purged, "expired records purged"),
+        Err(e) => tracing::warn!(error = %e, "purge failed"),
     }
     state.login_limit.forget_idle();
     state.register_limit.forget_idle();

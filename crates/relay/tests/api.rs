@@ -10,6 +10,7 @@ use axum::http::{header, Method, Request, StatusCode};
 use common::*;
 use magpie_proto::{Certificate, TrustAnchor, Username};
 use magpie_relay::router;
+use magpie_relay::store::MailboxQuota;
 use serde_json::{json, Value};
 
 fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
@@ -663,7 +664,11 @@ async fn the_sweep_deletes_envelopes_unread_past_the_expiry_and_counts_them() {
             body_b64: "b2xk".into(),
             received_at: now - 31 * 86_400,
         };
-        state.store.insert_envelope(old.clone()).unwrap();
+        state
+            .store
+            .insert_envelope_within(old.clone(), MailboxQuota::UNLIMITED)
+            .await
+            .unwrap();
         let fresh = envelope("bob", b"new");
         let (s, _) = send(&app, &t[0], fresh.clone()).await;
         assert_eq!(s, StatusCode::ACCEPTED);

@@ -61,7 +61,7 @@ async fn relay_with_flush(flush: impl Fn(&dyn Store) -> StoreResult<()> + Send +
 async fn wait_until_stored(relay: &RunningRelay, id: &Value) {
     let id = id.as_str().unwrap();
     for _ in 0..400 {
-        let mail = relay.state.store.fetch("bob", 0, 100).unwrap();
+        let mail = relay.state.store.fetch("bob", 0, 100).await.unwrap();
         if mail.iter().any(|e| e.id.to_string() == id) {
             return;
         }

@@ -1,11 +1,15 @@
-//! One story, run against every `Store` backend: what any backend (sled, memory, a later PostgreSQL)
-//! must do.
+//! One story, run against every backend through the async `Backend` the handlers use: what any backend (memory,
+//! sled, the mailbox log, a later PostgreSQL) must do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use magpie_proto::EnvelopeKind;
+use magpie_relay::metrics::Metrics;
 use magpie_relay::store::{
-    ChallengeRecord, Inserted, LogStore, MailboxQuota, MemoryStore, NewEnvelope, SledStore, Store, SyncMode,
-    TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+    Backend, ChallengeRecord, Embedded, Inserted, LogStore, MailboxQuota, MemoryStore, NewEnvelope, SledStore, Store,
+    SyncMode, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 use uuid::Uuid;
 
@@ -20,41 +24,41 @@ fn envelope(id: Uuid, from: &str, to: &str, body: &str) -> NewEnvelope {
     }
 }
 
-fn story(store: &dyn Store) {
+async fn story(store: &dyn Backend) {
     // Users: first come, first served.
     let alice = UserRecord {
         username: "alice".into(),
         cert_pem: "PEM-A".into(),
         created_at: 1,
     };
-    assert!(store.add_user(&alice).unwrap());
+    assert!(store.add_user(&alice).await.unwrap());
     let squatter = UserRecord {
         cert_pem: "PEM-X".into(),
         ..alice.clone()
     };
-    assert!(!store.add_user(&squatter).unwrap());
-    assert_eq!(store.user("alice").unwrap(), Some(alice));
-    assert_eq!(store.user("bob").unwrap(), None);
-    assert!(store.has_user("alice").unwrap());
-    assert!(!store.has_user("bob").unwrap());
+    assert!(!store.add_user(&squatter).await.unwrap());
+    assert_eq!(store.user("alice").await.unwrap(), Some(alice));
+    assert_eq!(store.user("bob").await.unwrap(), None);
+    assert!(store.has_user("alice").await.unwrap());
+    assert!(!store.has_user("bob").await.unwrap());
 
     // Challenges are single use.
     let challenge = ChallengeRecord {
         username: "alice".into(),
         expires_at: 100,
     };
-    store.put_challenge(b"nonce-1", &challenge).unwrap();
-    assert_eq!(store.take_challenge(b"nonce-1").unwrap(), Some(challenge));
-    assert_eq!(store.take_challenge(b"nonce-1").unwrap(), None);
+    store.put_challenge(b"nonce-1", &challenge).await.unwrap();
+    assert_eq!(store.take_challenge(b"nonce-1").await.unwrap(), Some(challenge));
+    assert_eq!(store.take_challenge(b"nonce-1").await.unwrap(), None);
 
     // Tokens by hash.
     let token = TokenRecord {
         username: "alice".into(),
         expires_at: 100,
     };
-    store.put_token(&[7; 32], &token).unwrap();
-    assert_eq!(store.token(&[7; 32]).unwrap(), Some(token));
-    assert_eq!(store.token(&[8; 32]).unwrap(), None);
+    store.put_token(&[7; 32], &token).await.unwrap();
+    assert_eq!(store.token(&[7; 32]).await.unwrap(), Some(token));
+    assert_eq!(store.token(&[8; 32]).await.unwrap(), None);
 
     // Mailboxes: idempotent insert, oldest first, per recipient.
     let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
@@ -62,6 +66,7 @@ fn story(store: &dyn Store) {
     for (i, id) in ids.iter().enumerate() {
         match store
             .insert_envelope(envelope(*id, "alice", "bob", &format!("b{i}")))
+            .await
             .unwrap()
         {
             Inserted::Stored(e) => seqs.push(e.seq),
@@ -69,40 +74,50 @@ fn story(store: &dyn Store) {
         }
     }
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "sequence increases: {seqs:?}");
-    let retry = store.insert_envelope(envelope(ids[0], "alice", "bob", "b0")).unwrap();
+    let retry = store
+        .insert_envelope(envelope(ids[0], "alice", "bob", "b0"))
+        .await
+        .unwrap();
     assert_eq!(retry, Inserted::Duplicate { seq: seqs[0] });
     let hijack = store
         .insert_envelope(envelope(ids[1], "mallory", "bob", "evil"))
+        .await
         .unwrap();
     assert_eq!(hijack, Inserted::IdTaken);
     let other = Uuid::new_v4();
     assert!(matches!(
-        store.insert_envelope(envelope(other, "bob", "alice", "hi")).unwrap(),
+        store
+            .insert_envelope(envelope(other, "bob", "alice", "hi"))
+            .await
+            .unwrap(),
         Inserted::Stored(_)
     ));
 
-    let all = store.fetch("bob", 0, 100).unwrap();
+    let all = store.fetch("bob", 0, 100).await.unwrap();
     assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
     assert_eq!(all[2].body_b64, "b2");
     assert_eq!(all[2].from, "alice");
-    let page = store.fetch("bob", seqs[1], 2).unwrap();
+    let page = store.fetch("bob", seqs[1], 2).await.unwrap();
     assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), ids[2..4]);
-    assert_eq!(store.fetch("alice", 0, 100).unwrap().len(), 1);
-    assert!(store.fetch("carol", 0, 100).unwrap().is_empty());
+    assert_eq!(store.fetch("alice", 0, 100).await.unwrap().len(), 1);
+    assert!(store.fetch("carol", 0, 100).await.unwrap().is_empty());
     // A name that is a prefix of another does not see its mail.
-    assert!(store.fetch("bo", 0, 100).unwrap().is_empty());
+    assert!(store.fetch("bo", 0, 100).await.unwrap().is_empty());
 
     // Ack: only the recipient's own envelopes, once.
-    assert_eq!(store.ack("alice", &ids[..2], 2_000).unwrap(), 0);
-    assert_eq!(store.ack("bob", &ids[..2], 2_000).unwrap(), 2);
-    assert_eq!(store.ack("bob", &ids[..2], 2_000).unwrap(), 0);
-    assert_eq!(store.fetch("bob", 0, 100).unwrap().len(), 3);
+    assert_eq!(store.ack("alice", &ids[..2], 2_000).await.unwrap(), 0);
+    assert_eq!(store.ack("bob", &ids[..2], 2_000).await.unwrap(), 2);
+    assert_eq!(store.ack("bob", &ids[..2], 2_000).await.unwrap(), 0);
+    assert_eq!(store.fetch("bob", 0, 100).await.unwrap().len(), 3);
     // An acked id is still known: a late retry is not delivered again.
     assert!(matches!(
-        store.insert_envelope(envelope(ids[0], "alice", "bob", "b0")).unwrap(),
+        store
+            .insert_envelope(envelope(ids[0], "alice", "bob", "b0"))
+            .await
+            .unwrap(),
         Inserted::Duplicate { .. }
     ));
-    assert_eq!(store.fetch("bob", 0, 100).unwrap().len(), 3);
+    assert_eq!(store.fetch("bob", 0, 100).await.unwrap().len(), 3);
 
     // Purge: expired challenges and tokens, and ids acked long ago.
     store
@@ -113,6 +128,7 @@ fn story(store: &dyn Store) {
                 expires_at: 50,
             },
         )
+        .await
         .unwrap();
     store
         .put_token(
@@ -122,56 +138,62 @@ fn story(store: &dyn Store) {
                 expires_at: 50,
             },
         )
+        .await
         .unwrap();
-    store.purge_expired(60).unwrap();
-    assert_eq!(store.take_challenge(b"old").unwrap(), None);
-    assert_eq!(store.token(&[9; 32]).unwrap(), None);
-    assert!(store.token(&[7; 32]).unwrap().is_some());
-    store.purge_expired(2_000 + DEDUP_RETENTION_SECS + 1).unwrap();
+    store.purge_expired(60).await.unwrap();
+    assert_eq!(store.take_challenge(b"old").await.unwrap(), None);
+    assert_eq!(store.token(&[9; 32]).await.unwrap(), None);
+    assert!(store.token(&[7; 32]).await.unwrap().is_some());
+    store.purge_expired(2_000 + DEDUP_RETENTION_SECS + 1).await.unwrap();
     assert!(matches!(
         store
             .insert_envelope(envelope(ids[0], "alice", "bob", "again"))
+            .await
             .unwrap(),
         Inserted::Stored(_)
     ));
     // Pending envelopes are never purged.
-    assert_eq!(store.fetch("bob", 0, 100).unwrap().len(), 4);
-    quotas(store);
-    expiry(store);
-    page_budget(store);
-    store.flush().unwrap();
+    assert_eq!(store.fetch("bob", 0, 100).await.unwrap().len(), 4);
+    quotas(store).await;
+    expiry(store).await;
+    page_budget(store).await;
+    store.durable().await.unwrap();
 }
 
 /// A mailbox over its quota takes nothing new, a retry of what it holds is still a duplicate, and a read makes
 /// room; the count and the bytes each bound it.
-fn quotas(store: &dyn Store) {
+async fn quotas(store: &dyn Backend) {
     let two = MailboxQuota {
         envelopes: 2,
         bytes: u64::MAX,
     };
     let first = envelope(Uuid::new_v4(), "alice", "carol", "one");
     assert!(matches!(
-        store.insert_envelope_within(first.clone(), two).unwrap(),
+        store.insert_envelope_within(first.clone(), two).await.unwrap(),
         Inserted::Stored(_)
     ));
     let second = envelope(Uuid::new_v4(), "bob", "carol", "two");
     assert!(matches!(
-        store.insert_envelope_within(second, two).unwrap(),
+        store.insert_envelope_within(second, two).await.unwrap(),
         Inserted::Stored(_)
     ));
     let third = envelope(Uuid::new_v4(), "alice", "carol", "three");
     assert_eq!(
-        store.insert_envelope_within(third.clone(), two).unwrap(),
+        store.insert_envelope_within(third.clone(), two).await.unwrap(),
         Inserted::MailboxFull
     );
     assert!(matches!(
-        store.insert_envelope_within(first.clone(), two).unwrap(),
+        store.insert_envelope_within(first.clone(), two).await.unwrap(),
         Inserted::Duplicate { .. }
     ));
-    assert_eq!(store.fetch("carol", 0, 10).unwrap().len(), 2, "nothing was written");
-    assert_eq!(store.ack("carol", &[first.id], 5).unwrap(), 1);
+    assert_eq!(
+        store.fetch("carol", 0, 10).await.unwrap().len(),
+        2,
+        "nothing was written"
+    );
+    assert_eq!(store.ack("carol", &[first.id], 5).await.unwrap(), 1);
     assert!(matches!(
-        store.insert_envelope_within(third, two).unwrap(),
+        store.insert_envelope_within(third, two).await.unwrap(),
         Inserted::Stored(_)
     ));
 
@@ -182,12 +204,12 @@ fn quotas(store: &dyn Store) {
     };
     let short = envelope(Uuid::new_v4(), "alice", "dave", "short");
     assert!(matches!(
-        store.insert_envelope_within(short, small).unwrap(),
+        store.insert_envelope_within(short, small).await.unwrap(),
         Inserted::Stored(_)
     ));
     let long = envelope(Uuid::new_v4(), "alice", "dave", &"x".repeat(2_000));
     assert_eq!(
-        store.insert_envelope_within(long.clone(), small).unwrap(),
+        store.insert_envelope_within(long.clone(), small).await.unwrap(),
         Inserted::MailboxFull
     );
     let larger = MailboxQuota {
@@ -195,7 +217,7 @@ fn quotas(store: &dyn Store) {
         bytes: 10_000,
     };
     assert!(matches!(
-        store.insert_envelope_within(long, larger).unwrap(),
+        store.insert_envelope_within(long, larger).await.unwrap(),
         Inserted::Stored(_)
     ));
 }
@@ -209,85 +231,100 @@ fn received(at: u64, from: &str, to: &str) -> NewEnvelope {
 
 /// Envelopes unread past the expiry are deleted as if acknowledged (over more than one page of them), newer ones
 /// and other mailboxes wait on, and an expired id is still known: its retry is a duplicate, not stored again.
-fn expiry(store: &dyn Store) {
+async fn expiry(store: &dyn Backend) {
     let old: Vec<NewEnvelope> = (0..300).map(|i| received(100 + i, "alice", "erin")).collect();
     for e in &old {
-        assert!(matches!(store.insert_envelope(e.clone()).unwrap(), Inserted::Stored(_)));
+        assert!(matches!(
+            store.insert_envelope(e.clone()).await.unwrap(),
+            Inserted::Stored(_)
+        ));
     }
     let fresh = received(900, "bob", "erin");
-    store.insert_envelope(fresh.clone()).unwrap();
-    store.insert_envelope(received(200, "bob", "frank")).unwrap();
-    let waiting_elsewhere = store.fetch("carol", 0, 100).unwrap().len();
-    assert!(store.mailboxes().unwrap().contains(&"frank".to_owned()));
+    store.insert_envelope(fresh.clone()).await.unwrap();
+    store.insert_envelope(received(200, "bob", "frank")).await.unwrap();
+    let waiting_elsewhere = store.fetch("carol", 0, 100).await.unwrap().len();
+    assert!(store.mailboxes().await.unwrap().contains(&"frank".to_owned()));
 
-    assert_eq!(store.expire_waiting(500, 2_000).unwrap(), 301);
-    let erin: Vec<Uuid> = store.fetch("erin", 0, 1_000).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(store.expire_waiting(500, 2_000).await.unwrap(), 301);
+    let erin: Vec<Uuid> = store
+        .fetch("erin", 0, 1_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(erin, [fresh.id]);
-    assert!(!store.mailboxes().unwrap().contains(&"frank".to_owned()));
-    assert_eq!(store.fetch("carol", 0, 100).unwrap().len(), waiting_elsewhere);
+    assert!(!store.mailboxes().await.unwrap().contains(&"frank".to_owned()));
+    assert_eq!(store.fetch("carol", 0, 100).await.unwrap().len(), waiting_elsewhere);
     assert!(matches!(
-        store.insert_envelope(old[7].clone()).unwrap(),
+        store.insert_envelope(old[7].clone()).await.unwrap(),
         Inserted::Duplicate { .. }
     ));
-    assert_eq!(store.expire_waiting(500, 2_000).unwrap(), 0, "nothing twice");
-    assert_eq!(store.ack("erin", &[old[0].id], 2_001).unwrap(), 0, "already gone");
+    assert_eq!(store.expire_waiting(500, 2_000).await.unwrap(), 0, "nothing twice");
+    assert_eq!(store.ack("erin", &[old[0].id], 2_001).await.unwrap(), 0, "already gone");
 }
 
 /// A page stops before its bodies pass the budget, but holds at least one envelope however large.
-fn page_budget(store: &dyn Store) {
+async fn page_budget(store: &dyn Backend) {
     for _ in 0..3 {
         let e = envelope(Uuid::new_v4(), "alice", "gina", &"k".repeat(1_000));
-        assert!(matches!(store.insert_envelope(e).unwrap(), Inserted::Stored(_)));
+        assert!(matches!(store.insert_envelope(e).await.unwrap(), Inserted::Stored(_)));
     }
-    assert_eq!(store.fetch_within("gina", 0, 10, 2_500).unwrap().len(), 2);
-    assert_eq!(store.fetch_within("gina", 0, 10, 10).unwrap().len(), 1);
-    assert_eq!(store.fetch_within("gina", 0, 10, usize::MAX).unwrap().len(), 3);
-    assert_eq!(store.fetch_within("gina", 0, 2, usize::MAX).unwrap().len(), 2);
+    assert_eq!(store.fetch_within("gina", 0, 10, 2_500).await.unwrap().len(), 2);
+    assert_eq!(store.fetch_within("gina", 0, 10, 10).await.unwrap().len(), 1);
+    assert_eq!(store.fetch_within("gina", 0, 10, usize::MAX).await.unwrap().len(), 3);
+    assert_eq!(store.fetch_within("gina", 0, 2, usize::MAX).await.unwrap().len(), 2);
 }
 
-#[test]
-fn story_memory() {
-    story(&MemoryStore::new());
+/// `store` as the relay's handlers see it.
+fn embedded(store: impl Store) -> Embedded {
+    Embedded::new(Arc::new(store), Arc::new(Metrics::default()), Duration::ZERO).unwrap()
 }
 
-#[test]
-fn story_sled() {
+#[tokio::test]
+async fn story_memory() {
+    story(&embedded(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn story_sled() {
     let dir = tempfile::tempdir().unwrap();
-    story(&SledStore::open(dir.path(), SyncMode::Flush).unwrap());
+    story(&embedded(SledStore::open(dir.path(), SyncMode::Flush).unwrap())).await;
 }
 
-#[test]
-fn story_sled_fsync() {
+#[tokio::test]
+async fn story_sled_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    story(&SledStore::open(dir.path(), SyncMode::Fsync).unwrap());
+    story(&embedded(SledStore::open(dir.path(), SyncMode::Fsync).unwrap())).await;
 }
 
-#[test]
-fn story_log() {
+#[tokio::test]
+async fn story_log() {
     let dir = tempfile::tempdir().unwrap();
-    story(&LogStore::open(dir.path(), SyncMode::Flush).unwrap());
+    story(&embedded(LogStore::open(dir.path(), SyncMode::Flush).unwrap())).await;
 }
 
-#[test]
-fn story_log_with_tiny_segments_retired_as_it_goes() {
+#[tokio::test]
+async fn story_log_with_tiny_segments_retired_as_it_goes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LogStore::open_with(dir.path(), SyncMode::Fsync, 1 << 20, 200).unwrap();
-    story(&store);
+    let store = Arc::new(LogStore::open_with(dir.path(), SyncMode::Fsync, 1 << 20, 200).unwrap());
+    let backend = Embedded::new(store.clone(), Arc::new(Metrics::default()), Duration::ZERO).unwrap();
+    story(&backend).await;
     store.retire_now().unwrap();
     assert!(store.segments().unwrap().len() <= 3);
 }
 
-#[test]
-fn sled_keeps_everything_across_reopen_and_sequence_stays_monotonic() {
-    keeps_everything_across_reopen(|dir| Box::new(SledStore::open(dir, SyncMode::Flush).unwrap()));
+#[tokio::test]
+async fn sled_keeps_everything_across_reopen_and_sequence_stays_monotonic() {
+    keeps_everything_across_reopen(|dir| embedded(SledStore::open(dir, SyncMode::Flush).unwrap())).await;
 }
 
-#[test]
-fn log_keeps_everything_across_reopen_and_sequence_stays_monotonic() {
-    keeps_everything_across_reopen(|dir| Box::new(LogStore::open(dir, SyncMode::Flush).unwrap()));
+#[tokio::test]
+async fn log_keeps_everything_across_reopen_and_sequence_stays_monotonic() {
+    keeps_everything_across_reopen(|dir| embedded(LogStore::open(dir, SyncMode::Flush).unwrap())).await;
 }
 
-fn keeps_everything_across_reopen(open: impl Fn(&std::path::Path) -> Box<dyn Store>) {
+async fn keeps_everything_across_reopen(open: impl Fn(&std::path::Path) -> Embedded) {
     let dir = tempfile::tempdir().unwrap();
     let id = Uuid::new_v4();
     let first_seq = {
@@ -297,31 +334,32 @@ fn keeps_everything_across_reopen(open: impl Fn(&std::path::Path) -> Box<dyn Sto
             cert_pem: "PEM".into(),
             created_at: 1,
         };
-        assert!(store.add_user(&user).unwrap());
-        let Inserted::Stored(e) = store.insert_envelope(envelope(id, "alice", "bob", "x")).unwrap() else {
+        assert!(store.add_user(&user).await.unwrap());
+        let Inserted::Stored(e) = store.insert_envelope(envelope(id, "alice", "bob", "x")).await.unwrap() else {
             panic!("not stored")
         };
-        store.flush().unwrap();
+        store.durable().await.unwrap();
         e.seq
     };
     // Expired before the reopen: stays expired after it.
     let expired = received(10, "alice", "dan");
     {
         let store = open(dir.path());
-        store.insert_envelope(expired.clone()).unwrap();
-        assert_eq!(store.expire_waiting(500, 600).unwrap(), 1);
-        store.flush().unwrap();
+        store.insert_envelope(expired.clone()).await.unwrap();
+        assert_eq!(store.expire_waiting(500, 600).await.unwrap(), 1);
+        store.durable().await.unwrap();
     }
     let store = open(dir.path());
-    assert!(store.fetch("dan", 0, 10).unwrap().is_empty());
-    assert!(store.user("bob").unwrap().is_some());
-    assert_eq!(store.fetch("bob", 0, 10).unwrap()[0].id, id);
+    assert!(store.fetch("dan", 0, 10).await.unwrap().is_empty());
+    assert!(store.user("bob").await.unwrap().is_some());
+    assert_eq!(store.fetch("bob", 0, 10).await.unwrap()[0].id, id);
     assert!(matches!(
-        store.insert_envelope(envelope(id, "alice", "bob", "x")).unwrap(),
+        store.insert_envelope(envelope(id, "alice", "bob", "x")).await.unwrap(),
         Inserted::Duplicate { .. }
     ));
     let Inserted::Stored(next) = store
         .insert_envelope(envelope(Uuid::new_v4(), "alice", "bob", "y"))
+        .await
         .unwrap()
     else {
         panic!("not stored")

@@ -40,7 +40,7 @@ pub(crate) async fn register(
     check_limit(&state, &state.register_limit, &client)?;
     let csr = Csr::from_pem(req.csr.as_bytes()).map_err(|e| Error::BadCsr(e.to_string()))?;
     let username = csr.verify().map_err(|e| Error::BadCsr(e.to_string()))?;
-    if state.store.user(username.as_str())?.is_some() {
+    if state.store.user(username.as_str()).await?.is_some() {
         return Err(Error::NameTaken(username.to_string()));
     }
     // RSA signing takes milliseconds: keep it off the async workers.
@@ -56,10 +56,10 @@ pub(crate) async fn register(
         cert_pem: cert_pem.clone(),
         created_at: now_secs(),
     };
-    if !state.store.add_user(&record)? {
+    if !state.store.add_user(&record).await? {
         return Err(Error::NameTaken(username.to_string()));
     }
-    state.commit.durable().await?;
+    state.store.durable().await?;
     tracing::info!(user = %username, "registered");
     Ok((
         StatusCode::CREATED,
@@ -100,7 +100,7 @@ pub(crate) async fn challenge(
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> Result<Json<ChallengeResponse>> {
     check_limit(&state, &state.login_limit, &client)?;
-    if state.store.user(req.username.as_str())?.is_none() {
+    if state.store.user(req.username.as_str()).await?.is_none() {
         return Err(Error::NotFound(format!("no user {:?}", req.username.as_str())));
     }
     let nonce: [u8; NONCE_BYTES] = random_bytes()?;
@@ -109,7 +109,7 @@ pub(crate) async fn challenge(
         username: req.username.to_string(),
         expires_at,
     };
-    state.store.put_challenge(&nonce, &record)?;
+    state.store.put_challenge(&nonce, &record).await?;
     Ok(Json(ChallengeResponse {
         nonce: STANDARD.encode(nonce),
         expires_at,
@@ -140,11 +140,11 @@ pub(crate) async fn login(
         .decode(&req.signature)
         .map_err(|_| Error::BadRequest("signature is not base64".into()))?;
     // Taken before checking anything else: a nonce is good for one attempt.
-    let challenge = state.store.take_challenge(&nonce)?.ok_or(FAILED)?;
+    let challenge = state.store.take_challenge(&nonce).await?.ok_or(FAILED)?;
     if challenge.username != username || challenge.expires_at <= now_secs() {
         return Err(FAILED);
     }
-    let user = state.store.user(username)?.ok_or(FAILED)?;
+    let user = state.store.user(username).await?.ok_or(FAILED)?;
     let cert = magpie_proto::Certificate::from_pem(user.cert_pem.as_bytes())
         .map_err(|e| Error::Internal(format!("stored certificate of {username}: {e}")))?;
     if cert
@@ -161,9 +161,9 @@ pub(crate) async fn login(
         username: username.to_owned(),
         expires_at,
     };
-    state.store.put_token(&hash_token(&token), &record)?;
+    state.store.put_token(&hash_token(&token), &record).await?;
     // Durable so a token handed out survives a restart.
-    state.commit.durable().await?;
+    state.store.durable().await?;
     state.metrics.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(user = %username, "logged in");
     Ok(Json(LoginResponse { token, expires_at }))
@@ -195,7 +195,8 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or(Error::Unauthorized("malformed Authorization header"))?;
         let record = state
             .store
-            .token(&hash_token(token))?
+            .token(&hash_token(token))
+            .await?
             .ok_or(Error::Unauthorized("unknown token"))?;
         if record.expires_at <= now_secs() {
             return Err(Error::Unauthorized("expired token"));

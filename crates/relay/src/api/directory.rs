@@ -62,7 +62,8 @@ pub(crate) async fn lookup(
     let username = Username::canonical(&name).map_err(|e| Error::BadRequest(e.to_string()))?;
     let user = state
         .store
-        .user(username.as_str())?
+        .user(username.as_str())
+        .await?
         .ok_or_else(|| Error::NotFound(format!("no user {:?}", username.as_str())))?;
     Ok(Json(DirectoryEntry {
         username: user.username,

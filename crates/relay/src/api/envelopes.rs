@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -53,7 +52,7 @@ pub(crate) async fn send(
     ApiJson(req): ApiJson<SendRequest>,
 ) -> Result<(StatusCode, Json<SendResponse>)> {
     let id = req.id;
-    let inserted = stage(&state, me, req)?;
+    let inserted = stage(&state, me, req).await?;
     Ok((StatusCode::ACCEPTED, Json(commit(&state, id, inserted).await?)))
 }
 
@@ -63,14 +62,14 @@ pub(crate) async fn send(
 /// The push does not wait for the disk: a group commit costs an `fdatasync`, most of a hop's latency. If a
 /// crash loses the envelope before it is durable, its sender got no 202 and sends it again, and the recipient,
 /// who may have it already, drops the second copy by id. The sender's 202 still waits for durability.
-pub(crate) fn stage(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
+pub(crate) async fn stage(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
     state.rate_limit(&state.send_limit, &me)?;
     state.rate_limit_cost(&state.send_bytes, &me, req.body.len() as f64)?;
-    stage_paced(state, me, req)
+    stage_paced(state, me, req).await
 }
 
 /// [`stage`] for a sender already held to its rates (the push socket waits for tokens instead of refusing).
-pub(crate) fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
+pub(crate) async fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
     if req.from.as_deref().is_some_and(|from| from != me) {
         return Err(Error::Forbidden("cannot send as another user"));
     }
@@ -86,7 +85,7 @@ pub(crate) fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Res
             state.config.max_envelope_bytes
         )));
     }
-    if !state.store.has_user(to.as_str())? {
+    if !state.store.has_user(to.as_str()).await? {
         return Err(Error::NotFound(format!("no user {:?}", to.as_str())));
     }
     let envelope = NewEnvelope {
@@ -98,7 +97,10 @@ pub(crate) fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Res
         received_at: now_secs(),
     };
     let to = envelope.to.clone();
-    let inserted = state.store.insert_envelope_within(envelope, state.mailbox_quota())?;
+    let inserted = state
+        .store
+        .insert_envelope_within(envelope, state.mailbox_quota())
+        .await?;
     if inserted == Inserted::MailboxFull {
         return Err(Error::MailboxFull(to));
     }
@@ -111,7 +113,7 @@ pub(crate) fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Res
 
 /// Waits until a staged envelope is durable: the sender's acceptance.
 pub(crate) async fn commit(state: &AppState, id: Uuid, inserted: Inserted) -> Result<SendResponse> {
-    commit_after(state, id, inserted, state.commit.durable()).await
+    commit_after(state, id, inserted, state.store.durable_later()).await
 }
 
 /// [`commit`] with a durability wait registered earlier (the socket registers each frame's as it stages it).
@@ -165,11 +167,9 @@ pub(crate) async fn fetch(
     state.rate_limit_cost(&state.fetch_bytes, &me, 0.0)?;
     let limit = query.limit.unwrap_or(DEFAULT_FETCH).clamp(1, MAX_BATCH);
     let budget = state.config.fetch_budget_kb.saturating_mul(1024);
-    let store = Arc::clone(&state.store);
-    // Reading and serializing megabytes takes milliseconds: off the async workers, which push for everyone.
-    let user = me.clone();
+    let mut stored = state.store.fetch_within(&me, query.after, limit, budget).await?;
+    // Serializing megabytes takes milliseconds: off the async workers, which push for everyone.
     let page = tokio::task::spawn_blocking(move || -> Result<(usize, usize, Response)> {
-        let mut stored = store.fetch_within(&user, query.after, limit, budget)?;
         stored.truncate(within_budget(&stored, budget));
         let bytes = stored.iter().map(|e| e.body_b64.len()).sum();
         let response = FetchResponse {
@@ -213,17 +213,17 @@ pub(crate) async fn ack(
     AuthUser(me): AuthUser,
     ApiJson(req): ApiJson<AckRequest>,
 ) -> Result<Json<AckResponse>> {
-    let acked = acknowledge(&state, &me, &req)?;
+    let acked = acknowledge(&state, &me, &req).await?;
     Ok(Json(AckResponse { acked }))
 }
 
 /// Deletes the acknowledged envelopes from `me`'s mailbox; returns how many were there. Shared by HTTP and the
 /// push socket.
-pub(crate) fn acknowledge(state: &AppState, me: &str, req: &AckRequest) -> Result<usize> {
+pub(crate) async fn acknowledge(state: &AppState, me: &str, req: &AckRequest) -> Result<usize> {
     if req.ids.len() > MAX_BATCH {
         return Err(Error::PayloadTooLarge(format!("at most {MAX_BATCH} ids per ack")));
     }
-    let acked = state.store.ack(me, &req.ids, now_secs())?;
+    let acked = state.store.ack(me, &req.ids, now_secs()).await?;
     state
         .metrics
         .envelopes_acked

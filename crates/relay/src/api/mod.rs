@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
-use crate::store::{GroupCommit, Store};
+use crate::store::{Backend, Embedded, Store};
 
 pub use auth::{hash_token, AuthUser};
 pub use client::PeerAddr;
@@ -44,10 +44,8 @@ pub struct AppState(Arc<Shared>);
 /// What [`AppState`] holds.
 #[derive(Debug)]
 pub struct Shared {
-    /// Users, tokens, mailboxes.
-    pub store: Arc<dyn Store>,
-    /// Makes writes durable in groups.
-    pub commit: GroupCommit,
+    /// Users, tokens, mailboxes, and their durability.
+    pub store: Arc<dyn Backend>,
     /// The CA and its served forms.
     pub ca: CaInfo,
     /// Connected push clients.
@@ -90,17 +88,18 @@ fn fetch_bytes_limit(config: &Config) -> RateLimiter {
 }
 
 impl AppState {
-    /// Builds the state and starts the group-commit thread.
+    /// The state over an embedded store, and its group-commit thread.
     pub fn new(store: Arc<dyn Store>, ca: CaInfo, config: Config) -> std::io::Result<Self> {
         let metrics = Arc::new(Metrics::default());
-        let commit = GroupCommit::start(
-            &store,
-            Arc::clone(&metrics),
-            Duration::from_micros(config.commit_delay_us),
-        )?;
-        Ok(Self(Arc::new(Shared {
+        let delay = Duration::from_micros(config.commit_delay_us);
+        let backend = Embedded::new(store, Arc::clone(&metrics), delay)?;
+        Ok(Self::with_backend(Arc::new(backend), metrics, ca, config))
+    }
+
+    /// The state over any backend.
+    pub fn with_backend(store: Arc<dyn Backend>, metrics: Arc<Metrics>, ca: CaInfo, config: Config) -> Self {
+        Self(Arc::new(Shared {
             store,
-            commit,
             ca,
             hub: Hub::default(),
             metrics,
@@ -113,7 +112,7 @@ impl AppState {
             fetch_bytes: fetch_bytes_limit(&config),
             config,
             shutdown: watch::channel(false).0,
-        })))
+        }))
     }
 
     /// Tells push connections to close (graceful shutdown).

@@ -21,8 +21,6 @@
 //! those envelopes from the caller's mailbox and is answered, in frame order, by `{"type":"acked","acked":n}`.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::RwLock;
 use std::time::Duration;
@@ -87,7 +85,7 @@ enum Staged {
     Send {
         id: Uuid,
         staged: Result<crate::store::Inserted, Error>,
-        durable: Pin<Box<dyn Future<Output = crate::store::StoreResult<()>> + Send>>,
+        durable: crate::store::Durable,
     },
     /// Answered as it is (an ack, an unreadable frame).
     Done(RelayFrame<'static>),
@@ -105,14 +103,15 @@ async fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::Sende
                 .await;
             Staged::Send {
                 id: request.id,
-                staged: stage_paced(state, user.to_owned(), request),
-                durable: Box::pin(state.commit.durable_later()),
+                // Fields are evaluated in order: the wait is joined after the write.
+                staged: stage_paced(state, user.to_owned(), request).await,
+                durable: state.store.durable_later(),
             }
         }
         Ok(ClientFrame::Ack(request)) => {
             // Acks cost store work too: a flood of them is paced like sends.
             state.pace(&state.send_limit, user).await;
-            Staged::Done(match acknowledge(state, user, &request) {
+            Staged::Done(match acknowledge(state, user, &request).await {
                 Ok(acked) => RelayFrame::Acked(AckResponse { acked }),
                 Err(e) => refusal(None, &e),
             })

@@ -5,6 +5,7 @@
 //! Methods are synchronous: each answers in microseconds, and the one slow operation, [`Store::flush`], is called
 //! only from the group-commit thread ([`GroupCommit`]).
 
+mod backend;
 mod commit;
 mod intercept;
 mod log;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use self::sled::{SledStore, SyncMode};
+pub use backend::{Backend, Durable, Embedded};
 pub use commit::GroupCommit;
 pub use intercept::Intercept;
 pub use log::{LogStore, SEGMENT_BYTES, STORE_FORMAT};
@@ -232,34 +234,6 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The recipients with envelopes waiting.
     fn mailboxes(&self) -> StoreResult<Vec<String>>;
-
-    /// Acknowledges, at `now` and for their recipients, the waiting envelopes received before `received_before`:
-    /// they are deleted and their ids stay known for dedup (a late retry is still a duplicate, not a new
-    /// envelope). Returns how many. Costs one read of each non-empty mailbox's oldest envelope, and a page read per
-    /// 256 expired ones (or 4 MiB of them): mailboxes are in receive order.
-    fn expire_waiting(&self, received_before: u64, now: u64) -> StoreResult<usize> {
-        const PAGE: usize = 256;
-        const PAGE_BYTES: usize = 4 << 20;
-        let mut expired = 0;
-        for to in self.mailboxes()? {
-            loop {
-                let page = self.fetch_within(&to, 0, PAGE, PAGE_BYTES)?;
-                let old: Vec<Uuid> = page
-                    .iter()
-                    .take_while(|e| e.received_at < received_before)
-                    .map(|e| e.id)
-                    .collect();
-                if old.is_empty() {
-                    break;
-                }
-                expired += self.ack(&to, &old, now)?;
-                if old.len() < page.len() {
-                    break;
-                }
-            }
-        }
-        Ok(expired)
-    }
 
     /// Drops expired challenges and tokens, and ids acknowledged more than [`DEDUP_RETENTION_SECS`] ago.
     fn purge_expired(&self, now: u64) -> StoreResult<usize>;
