@@ -28,8 +28,8 @@ for part in "${parts[@]}"; do
       npm run --silent ui:test
       ;;
     rust)
-      step "cargo test (real Secret Service in a private D-Bus session)"
-      scripts/keyring-session.sh cargo test --workspace --locked
+      step "cargo test (real Secret Service in a private D-Bus session, a private PostgreSQL server)"
+      scripts/pg-session.sh scripts/keyring-session.sh cargo test --workspace --locked
       ;;
     e2e)
       step "end to end: the real window under Xvfb"

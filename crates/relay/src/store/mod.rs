@@ -10,6 +10,8 @@ mod commit;
 mod intercept;
 mod log;
 mod memory;
+#[cfg(feature = "postgres")]
+mod pg;
 mod sled;
 
 use std::fmt;
@@ -24,6 +26,8 @@ pub use commit::GroupCommit;
 pub use intercept::Intercept;
 pub use log::{LogStore, SEGMENT_BYTES, STORE_FORMAT};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use pg::PgStore;
 
 /// How long the id of an acknowledged envelope is remembered, so a late retry is not delivered again.
 pub const DEDUP_RETENTION_SECS: u64 = 7 * 24 * 3600;
@@ -245,6 +249,31 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn gauges(&self) -> Vec<StoreGauge> {
         Vec::new()
     }
+}
+
+/// An envelope kind as the stores write it (the log's records, PostgreSQL's rows).
+pub(crate) fn kind_tag(kind: EnvelopeKind) -> u8 {
+    match kind {
+        EnvelopeKind::ChatRequest => 1,
+        EnvelopeKind::ChatAccept => 2,
+        EnvelopeKind::ChatDecline => 3,
+        EnvelopeKind::KeyTransfer => 4,
+        EnvelopeKind::KeyConfirm => 5,
+        EnvelopeKind::Message => 6,
+    }
+}
+
+/// [`kind_tag`] read back.
+pub(crate) fn kind_from_tag(tag: u8) -> StoreResult<EnvelopeKind> {
+    Ok(match tag {
+        1 => EnvelopeKind::ChatRequest,
+        2 => EnvelopeKind::ChatAccept,
+        3 => EnvelopeKind::ChatDecline,
+        4 => EnvelopeKind::KeyTransfer,
+        5 => EnvelopeKind::KeyConfirm,
+        6 => EnvelopeKind::Message,
+        other => return Err(StoreError::Corrupt(format!("unknown envelope kind {other}"))),
+    })
 }
 
 fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {

@@ -5,10 +5,9 @@
 //! a count (u32) and that many 16-byte ids. Integers are little-endian. A torn or flipped record fails its
 //! length or CRC check, and the log ends there.
 
-use magpie_proto::EnvelopeKind;
 use uuid::Uuid;
 
-use super::super::{StoreError, StoreResult, StoredEnvelope};
+use super::super::{kind_from_tag, kind_tag, StoreError, StoreResult, StoredEnvelope};
 
 /// Bytes before a payload.
 pub(super) const HEADER: usize = 8;
@@ -154,29 +153,6 @@ pub(super) fn decode(payload: &[u8]) -> StoreResult<Record> {
     }
 }
 
-fn kind_tag(kind: EnvelopeKind) -> u8 {
-    match kind {
-        EnvelopeKind::ChatRequest => 1,
-        EnvelopeKind::ChatAccept => 2,
-        EnvelopeKind::ChatDecline => 3,
-        EnvelopeKind::KeyTransfer => 4,
-        EnvelopeKind::KeyConfirm => 5,
-        EnvelopeKind::Message => 6,
-    }
-}
-
-fn kind_from_tag(tag: u8) -> StoreResult<EnvelopeKind> {
-    Ok(match tag {
-        1 => EnvelopeKind::ChatRequest,
-        2 => EnvelopeKind::ChatAccept,
-        3 => EnvelopeKind::ChatDecline,
-        4 => EnvelopeKind::KeyTransfer,
-        5 => EnvelopeKind::KeyConfirm,
-        6 => EnvelopeKind::Message,
-        other => return Err(StoreError::Corrupt(format!("unknown envelope kind {other}"))),
-    })
-}
-
 fn le_u32(b: &[u8]) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[..4]);
@@ -225,6 +201,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use magpie_proto::EnvelopeKind;
 
     fn envelope() -> StoredEnvelope {
         StoredEnvelope {

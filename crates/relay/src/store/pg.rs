@@ -1,0 +1,418 @@
+//! The PostgreSQL backend: several relays share one database (`--database postgres://…`).
+//!
+//! - **Durability:** every write is its own transaction, committed with the server's `synchronous_commit` (on by
+//!   default): a write that returned is durable, so [`Backend::durable_later`] has nothing to wait for.
+//! - **Names, challenges, tokens:** one row each. A name is taken by `INSERT … ON CONFLICT DO NOTHING`, so of two
+//!   nodes racing exactly one wins; a challenge is taken by `DELETE … RETURNING`, so it is spent once, anywhere.
+//! - **Envelopes:** one row per id, kept after ack (without its body) until [`DEDUP_RETENTION_SECS`], so a retry on
+//!   any node is recognised. An insert takes a transaction lock on its recipient first and draws `seq` under it:
+//!   a recipient's envelopes commit in `seq` order, so a reader paging with `after=` never skips one that commits
+//!   late. The quota is checked under the same lock.
+//! - **Schema:** versioned migrations in this file, applied at start under an advisory lock (several nodes may
+//!   start at once).
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient as _, Pool, PoolConfig, Runtime};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{
+    kind_from_tag, kind_tag, Backend, ChallengeRecord, Durable, Inserted, MailboxQuota, NewEnvelope, StoreError,
+    StoreGauge, StoreResult, StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+};
+
+/// The schema, one migration per version; a database at version N gets the migrations after N.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE users (
+        username text PRIMARY KEY,
+        cert_pem text NOT NULL,
+        created_at bigint NOT NULL
+    );
+    CREATE TABLE challenges (
+        nonce bytea PRIMARY KEY,
+        username text NOT NULL,
+        expires_at bigint NOT NULL
+    );
+    CREATE TABLE tokens (
+        token_hash bytea PRIMARY KEY,
+        username text NOT NULL,
+        expires_at bigint NOT NULL
+    );
+    CREATE SEQUENCE envelope_seq;
+    CREATE TABLE envelopes (
+        id uuid PRIMARY KEY,
+        sender text NOT NULL,
+        recipient text NOT NULL,
+        seq bigint NOT NULL,
+        kind smallint NOT NULL,
+        body text NOT NULL,
+        received_at bigint NOT NULL,
+        acked_at bigint
+    );
+    CREATE INDEX envelopes_waiting ON envelopes (recipient, seq) WHERE acked_at IS NULL;
+    CREATE INDEX envelopes_acked ON envelopes (acked_at) WHERE acked_at IS NOT NULL;
+"];
+
+/// Any number, the same on every node: serializes migrations.
+const MIGRATION_LOCK: i64 = 0x6d61_6770_6965;
+
+/// A [`Backend`] on PostgreSQL (see the module docs).
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+fn db_err(e: impl fmt::Display) -> StoreError {
+    StoreError::Backend(format!("postgresql: {e}"))
+}
+
+fn int(v: u64) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} does not fit a bigint")))
+}
+
+fn uint(v: i64) -> StoreResult<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {v} in the database")))
+}
+
+impl PgStore {
+    /// Connects to `url` (a `postgres://` URL; `sslmode=require` uses OpenSSL) with at most `connections` at once,
+    /// and brings the schema up to date.
+    pub async fn connect(url: &str, connections: usize) -> StoreResult<Self> {
+        let tls = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+            .map_err(db_err)?
+            .build();
+        let mut config = deadpool_postgres::Config::new();
+        config.url = Some(url.to_owned());
+        let mut pool_config = PoolConfig::new(connections.max(1));
+        // A database that does not answer fails requests fast (503) instead of holding them.
+        pool_config.timeouts.wait = Some(Duration::from_secs(5));
+        pool_config.timeouts.create = Some(Duration::from_secs(5));
+        config.pool = Some(pool_config);
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), postgres_openssl::MakeTlsConnector::new(tls))
+            .map_err(db_err)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(db_err)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(db_err)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS magpie_schema (version integer NOT NULL)")
+            .await
+            .map_err(db_err)?;
+        let version: i32 = tx
+            .query_opt("SELECT version FROM magpie_schema", &[])
+            .await
+            .map_err(db_err)?
+            .map_or(0, |row| row.get(0));
+        let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+        if version > known {
+            return Err(StoreError::Format {
+                found: u32::try_from(version).unwrap_or(0),
+                supported: MIGRATIONS.len() as u32,
+            });
+        }
+        for migration in MIGRATIONS.iter().skip(usize::try_from(version).unwrap_or(0)) {
+            tx.batch_execute(migration).await.map_err(db_err)?;
+        }
+        tx.execute("DELETE FROM magpie_schema", &[]).await.map_err(db_err)?;
+        tx.execute("INSERT INTO magpie_schema (version) VALUES ($1)", &[&known])
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+fn envelope_of(row: &Row) -> StoreResult<StoredEnvelope> {
+    let kind: i16 = row.get("kind");
+    Ok(StoredEnvelope {
+        seq: uint(row.get("seq"))?,
+        id: row.get("id"),
+        from: row.get("sender"),
+        to: row.get("recipient"),
+        kind: kind_from_tag(u8::try_from(kind).unwrap_or(0))?,
+        body_b64: row.get("body"),
+        received_at: uint(row.get("received_at"))?,
+    })
+}
+
+#[async_trait]
+impl Backend for PgStore {
+    async fn add_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        let added = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO users (username, cert_pem, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&user.username, &user.cert_pem, &int(user.created_at)?],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(added == 1)
+    }
+
+    async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT cert_pem, created_at FROM users WHERE username = $1",
+                &[&username],
+            )
+            .await
+            .map_err(db_err)?;
+        row.map(|row| {
+            Ok(UserRecord {
+                username: username.to_owned(),
+                cert_pem: row.get(0),
+                created_at: uint(row.get(1))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn has_user(&self, username: &str) -> StoreResult<bool> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT 1 FROM users WHERE username = $1", &[&username])
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
+    async fn put_challenge(&self, nonce: &[u8], challenge: &ChallengeRecord) -> StoreResult<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO challenges (nonce, username, expires_at) VALUES ($1, $2, $3)",
+                &[&nonce, &challenge.username, &int(challenge.expires_at)?],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn take_challenge(&self, nonce: &[u8]) -> StoreResult<Option<ChallengeRecord>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "DELETE FROM challenges WHERE nonce = $1 RETURNING username, expires_at",
+                &[&nonce],
+            )
+            .await
+            .map_err(db_err)?;
+        row.map(|row| {
+            Ok(ChallengeRecord {
+                username: row.get(0),
+                expires_at: uint(row.get(1))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_token(&self, token_hash: &[u8; 32], token: &TokenRecord) -> StoreResult<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO tokens (token_hash, username, expires_at) VALUES ($1, $2, $3)",
+                &[&token_hash.as_slice(), &token.username, &int(token.expires_at)?],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<TokenRecord>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT username, expires_at FROM tokens WHERE token_hash = $1",
+                &[&token_hash.as_slice()],
+            )
+            .await
+            .map_err(db_err)?;
+        row.map(|row| {
+            Ok(TokenRecord {
+                username: row.get(0),
+                expires_at: uint(row.get(1))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_envelope_within(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<Inserted> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        // One writer per recipient at a time, until commit: its seqs commit in order.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&envelope.to])
+            .await
+            .map_err(db_err)?;
+        let known = "SELECT sender, recipient, seq FROM envelopes WHERE id = $1";
+        if let Some(row) = tx.query_opt(known, &[&envelope.id]).await.map_err(db_err)? {
+            return classify_known(&row, &envelope);
+        }
+        if quota != MailboxQuota::UNLIMITED {
+            let row = tx
+                .query_one(
+                    "SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint FROM envelopes
+                     WHERE recipient = $1 AND acked_at IS NULL",
+                    &[&envelope.to],
+                )
+                .await
+                .map_err(db_err)?;
+            let count = usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX);
+            let bytes = uint(row.get(1))?;
+            if !quota.has_room(count, bytes, envelope.body_b64.len() as u64) {
+                return Ok(Inserted::MailboxFull);
+            }
+        }
+        let inserted = tx
+            .query_opt(
+                "INSERT INTO envelopes (id, sender, recipient, seq, kind, body, received_at)
+                 VALUES ($1, $2, $3, nextval('envelope_seq'), $4, $5, $6)
+                 ON CONFLICT (id) DO NOTHING RETURNING seq",
+                &[
+                    &envelope.id,
+                    &envelope.from,
+                    &envelope.to,
+                    &i16::from(kind_tag(envelope.kind)),
+                    &envelope.body_b64,
+                    &int(envelope.received_at)?,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        let Some(row) = inserted else {
+            // Another recipient's writer took this id meanwhile (it is locked under a different name).
+            let row = tx.query_one(known, &[&envelope.id]).await.map_err(db_err)?;
+            return classify_known(&row, &envelope);
+        };
+        let seq = uint(row.get(0))?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Inserted::Stored(StoredEnvelope {
+            seq,
+            id: envelope.id,
+            from: envelope.from,
+            to: envelope.to,
+            kind: envelope.kind,
+            body_b64: envelope.body_b64,
+            received_at: envelope.received_at,
+        }))
+    }
+
+    async fn fetch_within(
+        &self,
+        to: &str,
+        after: u64,
+        limit: usize,
+        budget: usize,
+    ) -> StoreResult<Vec<StoredEnvelope>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, sender, recipient, seq, kind, body, received_at FROM envelopes
+                 WHERE recipient = $1 AND acked_at IS NULL AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&to, &int(after)?, &limit],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        for row in &rows {
+            let e = envelope_of(row)?;
+            bytes = bytes.saturating_add(e.body_b64.len());
+            if !page.is_empty() && bytes > budget {
+                break;
+            }
+            page.push(e);
+        }
+        Ok(page)
+    }
+
+    async fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {
+        // The body goes; the row stays to recognise a late retry.
+        let acked = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE envelopes SET acked_at = $3, body = '' WHERE recipient = $1 AND id = ANY($2)
+                 AND acked_at IS NULL",
+                &[&to, &ids, &int(now)?],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(usize::try_from(acked).unwrap_or(usize::MAX))
+    }
+
+    async fn mailboxes(&self) -> StoreResult<Vec<String>> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT DISTINCT recipient FROM envelopes WHERE acked_at IS NULL", &[])
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    async fn purge_expired(&self, now: u64) -> StoreResult<usize> {
+        let client = self.client().await?;
+        let now_i = int(now)?;
+        let forget_before = int(now.saturating_sub(DEDUP_RETENTION_SECS))?;
+        let mut purged = 0;
+        for (sql, at) in [
+            ("DELETE FROM challenges WHERE expires_at <= $1", now_i),
+            ("DELETE FROM tokens WHERE expires_at <= $1", now_i),
+            ("DELETE FROM envelopes WHERE acked_at < $1", forget_before),
+        ] {
+            purged += client.execute(sql, &[&at]).await.map_err(db_err)?;
+        }
+        Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+    }
+
+    fn gauges(&self) -> Vec<StoreGauge> {
+        let status = self.pool.status();
+        vec![StoreGauge {
+            name: "magpie_database_connections",
+            help: "Connections to PostgreSQL open in the pool.",
+            value: status.size as u64,
+        }]
+    }
+
+    fn durable_later(&self) -> Durable {
+        // Every write committed before it returned.
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// What an insert of `envelope` is when its id is already stored (`row`).
+fn classify_known(row: &Row, envelope: &NewEnvelope) -> StoreResult<Inserted> {
+    let (from, to): (&str, &str) = (row.get(0), row.get(1));
+    Ok(if from == envelope.from && to == envelope.to {
+        Inserted::Duplicate { seq: uint(row.get(2))? }
+    } else {
+        Inserted::IdTaken
+    })
+}
