@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use magpie_proto::{Certificate, CertificateAuthority};
+use magpie_proto::{Certificate, CertificateAuthority, SecretBytes};
 
 /// The CA with what the API serves from it.
 #[derive(Debug, Clone)]
@@ -61,6 +61,42 @@ pub enum CaError {
 
 /// Loads the CA from `data_dir/ca`, or creates it there (RSA-3072 key generation: up to a few seconds).
 pub fn load_or_create(data_dir: &Path) -> Result<CaInfo, CaError> {
+    if let Some(info) = load(data_dir)? {
+        return Ok(info);
+    }
+    let dir = data_dir.join("ca");
+    let (root_path, key_path) = (dir.join("root.pem"), dir.join("key.der"));
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CaError::Io { path, source }
+    };
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let (info, key) = create().map_err(|problem| CaError::Invalid {
+        dir: dir.clone(),
+        problem,
+    })?;
+    // Root first: a crash in between leaves no key, so the next start makes a fresh CA instead of failing.
+    write_atomic(&root_path, info.pem.as_bytes(), false).map_err(io(&root_path))?;
+    write_atomic(&key_path, key.expose_secret(), true).map_err(io(&key_path))?;
+    Ok(info)
+}
+
+/// A new CA, and its key as PKCS#8 DER.
+pub fn create() -> Result<(CaInfo, SecretBytes), String> {
+    let authority = CertificateAuthority::create("Magpie relay CA", SystemTime::now()).map_err(|e| e.to_string())?;
+    let key = authority.key_to_pkcs8_der().map_err(|e| e.to_string())?;
+    Ok((CaInfo::new(authority).map_err(|e| e.to_string())?, key))
+}
+
+/// A CA from its root (PEM) and key (PKCS#8 DER).
+pub fn from_parts(root_pem: &[u8], key_der: &[u8]) -> Result<CaInfo, String> {
+    let root = Certificate::from_pem(root_pem).map_err(|e| e.to_string())?;
+    let authority = CertificateAuthority::from_parts(root, key_der).map_err(|e| e.to_string())?;
+    CaInfo::new(authority).map_err(|e| e.to_string())
+}
+
+/// The CA in `data_dir/ca`, if there is one.
+pub fn load(data_dir: &Path) -> Result<Option<CaInfo>, CaError> {
     let dir = data_dir.join("ca");
     let root_path = dir.join("root.pem");
     let key_path = dir.join("key.der");
@@ -72,23 +108,13 @@ pub fn load_or_create(data_dir: &Path) -> Result<CaInfo, CaError> {
         dir: dir.clone(),
         problem,
     };
-    if key_path.exists() {
-        let key = fs::read(&key_path).map_err(io(&key_path))?;
-        tighten_mode(&key_path).map_err(io(&key_path))?;
-        let root_pem = fs::read(&root_path).map_err(io(&root_path))?;
-        let root = Certificate::from_pem(&root_pem).map_err(|e| invalid(e.to_string()))?;
-        let authority = CertificateAuthority::from_parts(root, &key).map_err(|e| invalid(e.to_string()))?;
-        return CaInfo::new(authority).map_err(|e| invalid(e.to_string()));
+    if !key_path.exists() {
+        return Ok(None);
     }
-    fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let authority =
-        CertificateAuthority::create("Magpie relay CA", SystemTime::now()).map_err(|e| invalid(e.to_string()))?;
-    let key = authority.key_to_pkcs8_der().map_err(|e| invalid(e.to_string()))?;
-    let info = CaInfo::new(authority).map_err(|e| invalid(e.to_string()))?;
-    // Root first: a crash in between leaves no key, so the next start makes a fresh CA instead of failing.
-    write_atomic(&root_path, info.pem.as_bytes(), false).map_err(io(&root_path))?;
-    write_atomic(&key_path, key.expose_secret(), true).map_err(io(&key_path))?;
-    Ok(info)
+    let key = SecretBytes::new(fs::read(&key_path).map_err(io(&key_path))?);
+    tighten_mode(&key_path).map_err(io(&key_path))?;
+    let root_pem = fs::read(&root_path).map_err(io(&root_path))?;
+    from_parts(&root_pem, key.expose_secret()).map(Some).map_err(invalid)
 }
 
 /// Writes via a temporary file and rename, fsynced; `private` files get mode 0600 from creation.

@@ -156,6 +156,17 @@ pub struct Config {
     /// what it holds; pages beyond it are read back from the file (usually the OS cache).
     #[arg(long, env = "MAGPIE_RELAY_CACHE_MB", default_value_t = DEFAULT_CACHE_MB)]
     pub cache_mb: u64,
+
+    /// Keep users, tokens and mailboxes in this PostgreSQL database (`postgres://user:password@host/db`, or libpq's
+    /// `host=… dbname=…`) instead of the data directory, so that several relays can share it behind a load balancer.
+    /// The CA is kept there too: the first relay to start puts its own (from `--data`, or a new one) there, and
+    /// every relay serves that one.
+    #[arg(long, env = "MAGPIE_RELAY_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Connections this relay keeps to --database at most.
+    #[arg(long, env = "MAGPIE_RELAY_DATABASE_CONNECTIONS", default_value_t = 16)]
+    pub database_connections: usize,
 }
 
 /// Default `--segment-kb`: 16 MiB.
@@ -200,6 +211,8 @@ impl Config {
             sync: SyncMode::Flush,
             commit_delay_us: 500,
             cache_mb: DEFAULT_CACHE_MB,
+            database: None,
+            database_connections: 16,
             segment_kb: DEFAULT_SEGMENT_KB,
             tls_cert: None,
             tls_key: None,

@@ -44,9 +44,7 @@ async fn run(config: Config) -> Result<(), StartError> {
     };
     // Bind first: a taken port should fail fast, before a possibly slow CA key generation.
     let listener = server::bind(listen).await?;
-    let state = tokio::task::spawn_blocking(move || server::open_state(config))
-        .await
-        .map_err(std::io::Error::other)??;
+    let state = server::open(config).await?;
     let addr = listener.local_addr()?;
     tracing::info!(
         listen = %addr,

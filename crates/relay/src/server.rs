@@ -87,6 +87,70 @@ pub fn open_state(config: Config) -> Result<AppState, StartError> {
     Ok(AppState::new(Arc::new(store), ca, config)?)
 }
 
+/// Opens the relay's state as `config` says: the store in the data directory, or the PostgreSQL database of
+/// `--database` with the CA kept there (see [`shared_ca`]).
+pub async fn open(config: Config) -> Result<AppState, StartError> {
+    #[cfg(feature = "postgres")]
+    if let Some(url) = config.database.clone() {
+        let store = crate::store::PgStore::connect(&url, config.database_connections).await?;
+        let ca = shared_ca(&store, &config.data_dir).await?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        return Ok(AppState::with_backend(Arc::new(store), metrics, ca, config));
+    }
+    #[cfg(not(feature = "postgres"))]
+    if config.database.is_some() {
+        return Err(StartError::Io(std::io::Error::other(
+            "this magpie-relay was built without PostgreSQL (cargo feature postgres)",
+        )));
+    }
+    tokio::task::spawn_blocking(move || open_state(config))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The CA of the relays on `store`'s database. The first relay to start stores its own there (the one in its data
+/// directory, so a relay moving to PostgreSQL keeps the CA its users pinned, or a new one); every other relay serves
+/// that one, and refuses to start if its data directory holds a different CA, which its users would have pinned.
+#[cfg(feature = "postgres")]
+pub async fn shared_ca(store: &crate::store::PgStore, data_dir: &Path) -> Result<ca::CaInfo, StartError> {
+    let dir = data_dir.to_owned();
+    let local = tokio::task::spawn_blocking(move || ca::load(&dir))
+        .await
+        .map_err(std::io::Error::other)??;
+    let invalid = |problem: String| CaError::Invalid {
+        dir: data_dir.join("ca"),
+        problem,
+    };
+    let (root, key) = match store.stored_ca().await? {
+        Some(stored) => stored,
+        None => {
+            let offer = match &local {
+                Some(info) => info.clone(),
+                None => {
+                    tokio::task::spawn_blocking(ca::create)
+                        .await
+                        .map_err(std::io::Error::other)?
+                        .map_err(invalid)?
+                        .0
+                }
+            };
+            let key = offer.authority.key_to_pkcs8_der().map_err(|e| invalid(e.to_string()))?;
+            store.shared_ca(&offer.pem, key.expose_secret()).await?
+        }
+    };
+    let shared = ca::from_parts(root.as_bytes(), key.expose_secret()).map_err(invalid)?;
+    if let Some(local) = local.filter(|l| l.fingerprint != shared.fingerprint) {
+        return Err(invalid(format!(
+            "it holds CA {}, and the database's relays serve CA {}: users of this relay pinned the first. Move \
+             its ca/ aside to serve the database's CA",
+            local.fingerprint_hex(),
+            shared.fingerprint_hex()
+        ))
+        .into());
+    }
+    Ok(shared)
+}
+
 /// Binds the listen address, with a clear error when it is taken.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)

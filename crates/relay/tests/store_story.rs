@@ -13,6 +13,10 @@ use magpie_relay::store::{
 };
 use uuid::Uuid;
 
+#[cfg(feature = "postgres")]
+#[path = "common/pg.rs"]
+mod pg;
+
 fn envelope(id: Uuid, from: &str, to: &str, body: &str) -> NewEnvelope {
     NewEnvelope {
         id,
@@ -367,36 +371,17 @@ async fn keeps_everything_across_reopen(open: impl Fn(&std::path::Path) -> Embed
     assert!(next.seq > first_seq);
 }
 
-/// A fresh database on the test server (`scripts/pg-session.sh` starts one), or `None` outside CI when there is
-/// none; under CI a missing server fails the test.
-#[cfg(feature = "postgres")]
-async fn fresh_database() -> Option<String> {
-    let Ok(url) = std::env::var("MAGPIE_TEST_DATABASE_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI runs the PostgreSQL stories: run the tests inside scripts/pg-session.sh"
-        );
-        eprintln!("no MAGPIE_TEST_DATABASE_URL: the PostgreSQL story did not run (scripts/pg-session.sh runs it)");
-        return None;
-    };
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    let name = format!("story_{}", Uuid::new_v4().simple());
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    Some(url.replace("dbname=postgres", &format!("dbname={name}")))
-}
-
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn story_postgres() {
-    let Some(url) = fresh_database().await else { return };
+    let Some(url) = pg::fresh_database().await else { return };
     story(&magpie_relay::store::PgStore::connect(&url, 4).await.unwrap()).await;
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_keeps_everything_across_reconnects_and_sequence_stays_monotonic() {
-    let Some(url) = fresh_database().await else { return };
+    let Some(url) = pg::fresh_database().await else { return };
     let first = magpie_relay::store::PgStore::connect(&url, 2).await.unwrap();
     let id = Uuid::new_v4();
     let Inserted::Stored(e) = first.insert_envelope(envelope(id, "alice", "bob", "x")).await.unwrap() else {
@@ -422,7 +407,7 @@ async fn postgres_keeps_everything_across_reconnects_and_sequence_stays_monotoni
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_nodes_race_for_names_and_readers_never_skip_a_late_commit() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    let Some(url) = fresh_database().await else { return };
+    let Some(url) = pg::fresh_database().await else { return };
     let nodes = [
         Arc::new(magpie_relay::store::PgStore::connect(&url, 8).await.unwrap()),
         Arc::new(magpie_relay::store::PgStore::connect(&url, 8).await.unwrap()),

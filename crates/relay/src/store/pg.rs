@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient as _, Pool, PoolConfig, Runtime};
+use magpie_proto::SecretBytes;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -54,6 +55,11 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX envelopes_waiting ON envelopes (recipient, seq) WHERE acked_at IS NULL;
     CREATE INDEX envelopes_acked ON envelopes (acked_at) WHERE acked_at IS NOT NULL;
+    CREATE TABLE ca (
+        only_one boolean PRIMARY KEY DEFAULT true CHECK (only_one),
+        root_pem text NOT NULL,
+        key_der bytea NOT NULL
+    );
 "];
 
 /// Any number, the same on every node: serializes migrations.
@@ -103,6 +109,36 @@ impl PgStore {
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The CA every relay on this database serves: the one stored, or else `root_pem` and `key_der` stored now
+    /// (of relays starting together, the first to commit wins and the others get its CA). Who can read the
+    /// database can read the CA key, as who can read a single relay's data directory can.
+    pub async fn shared_ca(&self, root_pem: &str, key_der: &[u8]) -> StoreResult<(String, SecretBytes)> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO ca (root_pem, key_der) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&root_pem, &key_der],
+            )
+            .await
+            .map_err(db_err)?;
+        let row = client
+            .query_one("SELECT root_pem, key_der FROM ca", &[])
+            .await
+            .map_err(db_err)?;
+        Ok((row.get(0), SecretBytes::new(row.get(1))))
+    }
+
+    /// The stored CA, if a relay stored one.
+    pub async fn stored_ca(&self) -> StoreResult<Option<(String, SecretBytes)>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT root_pem, key_der FROM ca", &[])
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|row| (row.get(0), SecretBytes::new(row.get(1)))))
     }
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Object> {

@@ -1,0 +1,124 @@
+//! Relays sharing one PostgreSQL database (`--database`): what must hold across nodes, over real HTTP.
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+#[path = "common/pg.rs"]
+mod pg;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use common::identity;
+use magpie_api::SendRequest;
+use magpie_proto::EnvelopeKind;
+use magpie_relay::config::Config;
+use magpie_relay::server::{self, RunningRelay, StartError};
+use magpie_tests::relay_api::{challenge_request, login_request, RelayApi};
+
+/// A relay on `database` with its own data directory.
+async fn node(database: &str, data: &std::path::Path) -> RunningRelay {
+    let mut config = Config::with_data_dir(data);
+    config.database = Some(database.to_owned());
+    config.database_connections = 4;
+    RunningRelay::start(server::open(config).await.unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_relays_on_one_database_are_one_relay_to_their_clients() {
+    let Some(db) = pg::fresh_database().await else { return };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for dir in &dirs {
+        nodes.push(node(&db, dir.path()).await);
+    }
+    let http = reqwest::Client::new();
+    let api = |i: usize| RelayApi::new(&http, &nodes[i].url(""));
+
+    // One CA, whichever node answers.
+    let fingerprints: Vec<String> = nodes.iter().map(|n| n.state.ca.fingerprint_hex()).collect();
+    assert!(fingerprints.iter().all(|f| *f == fingerprints[0]), "{fingerprints:?}");
+    let fingerprint = nodes[0].state.ca.fingerprint;
+
+    // A name is registered once, on any node.
+    api(0).register(identity("alice")).await.unwrap();
+    let again = api(1).register(identity("alice")).await.unwrap_err();
+    assert_eq!(again.status, 409);
+    api(2).register(identity("bob")).await.unwrap();
+
+    // A challenge from node 1 is good once on node 2, and refused when replayed on node 3.
+    let challenge: magpie_api::ChallengeResponse = http
+        .post(nodes[0].url(magpie_api::paths::LOGIN_CHALLENGE))
+        .json(&challenge_request(identity("alice")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let login = login_request(identity("alice"), &fingerprint, &challenge);
+    let answer = http
+        .post(nodes[1].url(magpie_api::paths::LOGIN))
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let token = answer.json::<magpie_api::LoginResponse>().await.unwrap().token;
+    let replay = http
+        .post(nodes[2].url(magpie_api::paths::LOGIN))
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 401);
+
+    // The token from node 2 works on every node at once; an envelope sent on node 1 is fetched on node 3 and
+    // acknowledged there; its retry on node 2 is recognised.
+    let alice = |i: usize| api(i).with_token(&token);
+    let bob_token = {
+        let mut bob = api(2);
+        bob.login(identity("bob"), &fingerprint).await.unwrap();
+        bob.token().to_owned()
+    };
+    let bob = |i: usize| api(i).with_token(&bob_token);
+    assert_eq!(alice(2).lookup("bob").await.unwrap().username, "bob");
+    let envelope = SendRequest {
+        id: uuid::Uuid::new_v4(),
+        from: None,
+        to: "bob".into(),
+        kind: EnvelopeKind::Message,
+        body: STANDARD.encode(b"across nodes").into(),
+    };
+    let sent = alice(0).send(&envelope).await.unwrap();
+    assert!(sent.created);
+    let page = bob(2).fetch(0, None).await.unwrap();
+    assert_eq!(page.envelopes.len(), 1);
+    assert_eq!((page.envelopes[0].id, page.cursor), (envelope.id, sent.cursor));
+    assert_eq!(bob(2).ack(&[envelope.id]).await.unwrap().acked, 1);
+    let retry = alice(1).send(&envelope).await.unwrap();
+    assert_eq!((retry.created, retry.cursor), (false, sent.cursor));
+    assert!(bob(0).fetch(0, None).await.unwrap().envelopes.is_empty());
+
+    for node in nodes {
+        node.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_relay_whose_own_ca_differs_from_the_databases_refuses_to_start() {
+    let Some(db) = pg::fresh_database().await else { return };
+    let first = tempfile::tempdir().unwrap();
+    let shared = node(&db, first.path()).await;
+    // A relay that has run alone has its own CA, which its users pinned: it must not silently serve another.
+    let other = tempfile::tempdir().unwrap();
+    magpie_relay::ca::load_or_create(other.path()).unwrap();
+    let mut config = Config::with_data_dir(other.path());
+    config.database = Some(db.clone());
+    let refused = server::open(config).await.unwrap_err();
+    assert!(matches!(refused, StartError::Ca(_)), "{refused}");
+    assert!(
+        refused.to_string().contains(&shared.state.ca.fingerprint_hex()),
+        "{refused}"
+    );
+    shared.stop().await.unwrap();
+}
