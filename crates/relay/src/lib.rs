@@ -62,6 +62,8 @@ pub mod ca;
 pub mod config;
 pub mod connections;
 pub mod error;
+#[cfg(feature = "postgres")]
+pub mod fanout;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;

@@ -104,6 +104,88 @@ async fn three_relays_on_one_database_are_one_relay_to_their_clients() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_socket_on_one_relay_gets_what_is_sent_through_another_in_order() {
+    let Some(db) = pg::fresh_database().await else { return };
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (one, three) = (node(&db, dirs[0].path()).await, node(&db, dirs[1].path()).await);
+    let http = reqwest::Client::new();
+    let fingerprint = one.state.ca.fingerprint;
+    let mut alice = RelayApi::new(&http, &one.url(""));
+    alice.register(identity("alice")).await.unwrap();
+    alice.login(identity("alice"), &fingerprint).await.unwrap();
+    let mut bob = RelayApi::new(&http, &three.url(""));
+    bob.register(identity("bob")).await.unwrap();
+    bob.login(identity("bob"), &fingerprint).await.unwrap();
+    let mut socket = common::push_connect(&three, bob.token()).await;
+
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let envelope = SendRequest {
+            id: uuid::Uuid::new_v4(),
+            from: None,
+            to: "bob".into(),
+            kind: EnvelopeKind::Message,
+            body: STANDARD.encode(format!("message {i}")).into(),
+        };
+        sent.push((envelope.id, alice.send(&envelope).await.unwrap().cursor));
+    }
+    for (id, cursor) in sent {
+        let frame = common::next_text(&mut socket).await;
+        assert_eq!(frame["type"], "envelope", "{frame}");
+        assert_eq!(frame["envelope"]["id"], id.to_string());
+        assert_eq!(frame["cursor"], cursor);
+        assert_eq!(frame["envelope"]["from"], "alice");
+    }
+
+    // The listening connection dies (a database restart, a network cut): announcements made meanwhile are lost,
+    // so node 3 closes Bob's socket for him to catch up, and listens again for the next ones.
+    let (admin, connection) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 2, "each relay listens");
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        use futures_util::StreamExt as _;
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    });
+    closed
+        .await
+        .expect("the socket is closed once its relay stops hearing the others");
+    let mut socket = common::push_connect(&three, bob.token()).await;
+    let mut pushed = false;
+    for _ in 0..50 {
+        // Until node 3 listens again: what is sent before then is fetched, not pushed.
+        let envelope = SendRequest {
+            id: uuid::Uuid::new_v4(),
+            from: None,
+            to: "bob".into(),
+            kind: EnvelopeKind::Message,
+            body: STANDARD.encode(b"after the cut").into(),
+        };
+        alice.send(&envelope).await.unwrap();
+        let next = tokio::time::timeout(std::time::Duration::from_millis(200), common::next_text(&mut socket));
+        if let Ok(frame) = next.await {
+            assert_eq!(frame["type"], "envelope");
+            pushed = true;
+            break;
+        }
+    }
+    assert!(pushed, "node 3 listens again");
+    one.stop().await.unwrap();
+    three.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_relay_whose_own_ca_differs_from_the_databases_refuses_to_start() {
     let Some(db) = pg::fresh_database().await else { return };

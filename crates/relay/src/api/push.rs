@@ -190,6 +190,13 @@ impl Hub {
         delivered
     }
 
+    /// Ends every push connection (their clients reconnect and fetch what they missed).
+    pub fn disconnect_all(&self) {
+        let mut map = self.connections.write().unwrap_or_else(|p| p.into_inner());
+        // Dropping a connection's sender ends it.
+        map.clear();
+    }
+
     /// Open connections of `user`.
     pub fn connections_of(&self, user: &str) -> usize {
         let map = self.connections.read().unwrap_or_else(|p| p.into_inner());

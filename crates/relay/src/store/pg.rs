@@ -65,9 +65,41 @@ const MIGRATIONS: &[&str] = &["
 /// Any number, the same on every node: serializes migrations.
 const MIGRATION_LOCK: i64 = 0x6d61_6770_6965;
 
+/// The channel on which relays announce stored envelopes to each other: `"<node> <recipient> <seq>"`.
+pub const MAIL_CHANNEL: &str = "magpie_mail";
+
 /// A [`Backend`] on PostgreSQL (see the module docs).
 pub struct PgStore {
     pool: Pool,
+    url: String,
+    tls: postgres_openssl::MakeTlsConnector,
+    /// This relay among those on the database: it skips its own announcements.
+    node: u64,
+}
+
+/// Announcements held for a relay that handles them too slowly; past that its listener gives up (see
+/// [`Announcements::next`]).
+const ANNOUNCEMENTS_QUEUED: usize = 16_384;
+
+/// Envelopes other relays stored, as [`MAIL_CHANNEL`] announces them; ends when the connection is lost.
+pub struct Announcements {
+    _client: tokio_postgres::Client,
+    received: tokio::sync::mpsc::Receiver<(String, u64)>,
+}
+
+impl fmt::Debug for Announcements {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Announcements").finish_non_exhaustive()
+    }
+}
+
+impl Announcements {
+    /// The next envelope another relay stored: its recipient and seq, in commit order. `None`: the connection
+    /// to the database is lost (or this relay fell [`ANNOUNCEMENTS_QUEUED`] behind), and announcements made
+    /// meanwhile with it.
+    pub async fn next(&mut self) -> Option<(String, u64)> {
+        self.received.recv().await
+    }
 }
 
 impl fmt::Debug for PgStore {
@@ -103,10 +135,16 @@ impl PgStore {
         pool_config.timeouts.wait = Some(Duration::from_secs(5));
         pool_config.timeouts.create = Some(Duration::from_secs(5));
         config.pool = Some(pool_config);
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1), postgres_openssl::MakeTlsConnector::new(tls))
-            .map_err(db_err)?;
-        let store = Self { pool };
+        let tls = postgres_openssl::MakeTlsConnector::new(tls);
+        let pool = config.create_pool(Some(Runtime::Tokio1), tls.clone()).map_err(db_err)?;
+        let mut node = [0u8; 8];
+        openssl::rand::rand_bytes(&mut node).map_err(db_err)?;
+        let store = Self {
+            pool,
+            url: url.to_owned(),
+            tls,
+            node: u64::from_le_bytes(node),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -139,6 +177,40 @@ impl PgStore {
             .await
             .map_err(db_err)?;
         Ok(row.map(|row| (row.get(0), SecretBytes::new(row.get(1)))))
+    }
+
+    /// Listens on its own connection for the envelopes other relays store.
+    pub async fn announcements(&self) -> StoreResult<Announcements> {
+        use futures_util::StreamExt as _;
+        let (client, mut connection) = tokio_postgres::connect(&self.url, self.tls.clone())
+            .await
+            .map_err(db_err)?;
+        let (sender, received) = tokio::sync::mpsc::channel(ANNOUNCEMENTS_QUEUED);
+        let own = self.node.to_string();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                let tokio_postgres::AsyncMessage::Notification(note) = message else {
+                    continue;
+                };
+                let mut parts = note.payload().split(' ');
+                let (Some(node), Some(to), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                let Ok(seq) = seq.parse::<u64>() else { continue };
+                if node != own && sender.try_send((to.to_owned(), seq)).is_err() {
+                    break;
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {MAIL_CHANNEL}"))
+            .await
+            .map_err(db_err)?;
+        Ok(Announcements {
+            _client: client,
+            received,
+        })
     }
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
@@ -345,6 +417,11 @@ impl Backend for PgStore {
             return classify_known(&row, &envelope);
         };
         let seq = uint(row.get(0))?;
+        // Delivered to the listening relays once this commits, in commit order.
+        let announcement = format!("{} {} {seq}", self.node, envelope.to);
+        tx.execute("SELECT pg_notify($1, $2)", &[&MAIL_CHANNEL, &announcement])
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(Inserted::Stored(StoredEnvelope {
             seq,
