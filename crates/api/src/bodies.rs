@@ -124,7 +124,7 @@ impl fmt::Display for ErrorCode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Health {
-    /// `"ok"`.
+    /// `"ok"`, or `"storage_unavailable"` (with 503) while the relay's store does not answer.
     pub status: String,
     /// The relay's version.
     pub version: String,

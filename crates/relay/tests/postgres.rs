@@ -186,6 +186,67 @@ async fn a_push_socket_on_one_relay_gets_what_is_sent_through_another_in_order()
     three.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_database_is_gone_says_so_and_fails_fast_then_recovers() {
+    let Some(db) = pg::fresh_database().await else { return };
+    let name = db.split("dbname=").nth(1).unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = node(&db, dir.path()).await;
+    let http = reqwest::Client::new();
+    RelayApi::new(&http, &relay.url(""))
+        .register(identity("alice"))
+        .await
+        .unwrap();
+    let health = || async { http.get(relay.url(magpie_api::paths::HEALTH)).send().await.unwrap() };
+    assert_eq!(health().await.status(), 200);
+
+    let admin_url = db.replace(&format!("dbname={name}"), "dbname=postgres");
+    let (admin, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let cut = format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+    );
+    admin.batch_execute(&cut).await.unwrap();
+
+    let answer = health().await;
+    assert_eq!(answer.status(), 503);
+    let body: magpie_api::Health = answer.json().await.unwrap();
+    assert_eq!(body.status, "storage_unavailable");
+    let asked = std::time::Instant::now();
+    let refused = http
+        .post(relay.url(magpie_api::paths::LOGIN_CHALLENGE))
+        .json(&challenge_request(identity("alice")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let error: magpie_api::ApiError = refused.json().await.unwrap();
+    assert_eq!(error.code, magpie_api::ErrorCode::StorageUnavailable);
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if health().await.status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "healthy again once the database answers");
+    relay.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_relay_whose_own_ca_differs_from_the_databases_refuses_to_start() {
     let Some(db) = pg::fresh_database().await else { return };

@@ -3,7 +3,7 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use magpie_api::{paths, ApiError, DirectoryEntry, Health};
@@ -12,15 +12,32 @@ use magpie_proto::Username;
 use super::{AppState, AuthUser};
 use crate::error::{Error, Result};
 
-/// Liveness, version and the CA's fingerprint.
+/// How long the health check waits for the store.
+const HEALTH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Liveness, version and the CA's fingerprint; 503 while the store does not answer (a load balancer then sends
+/// clients to another relay).
 #[utoipa::path(get, path = paths::HEALTH, tag = "relay",
-    responses((status = 200, description = "up", body = Health)))]
-pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
+    responses(
+        (status = 200, description = "up: `status` is `ok`", body = Health),
+        (status = 503, description = "the store does not answer: `status` is `storage_unavailable`", body = Health),
+    ))]
+pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let ready = tokio::time::timeout(HEALTH_PATIENCE, state.store.ready()).await;
+    let (code, status) = match ready {
+        Ok(Ok(())) => (StatusCode::OK, "ok"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+    };
+    let health = Health {
+        status: status.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         ca_fingerprint: state.ca.fingerprint_hex(),
-    })
+    };
+    (code, Json(health))
 }
 
 /// The CA root as PEM, what a client pins at first registration.

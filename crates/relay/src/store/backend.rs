@@ -55,6 +55,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// resolves, so a caller can register several writes in order and await them later, in that order.
     fn durable_later(&self) -> Durable;
 
+    /// Whether the store answers now (the health check). Embedded stores always do.
+    async fn ready(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Resolves once every write made before this call is durable.
     async fn durable(&self) -> StoreResult<()> {
         self.durable_later().await

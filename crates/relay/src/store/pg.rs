@@ -514,6 +514,11 @@ impl Backend for PgStore {
         }]
     }
 
+    async fn ready(&self) -> StoreResult<()> {
+        self.client().await?.simple_query("SELECT 1").await.map_err(db_err)?;
+        Ok(())
+    }
+
     fn durable_later(&self) -> Durable {
         // Every write committed before it returned.
         Box::pin(std::future::ready(Ok(())))
