@@ -72,6 +72,8 @@ pub mod ca;
 pub mod config;
 pub mod connections;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;

@@ -7,7 +7,7 @@
 
 mod commit;
 mod intercept;
-mod log;
+pub(crate) mod log;
 mod memory;
 mod sled;
 
