@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 / Ubuntu machine lacks to build, run and test Magpie. Idempotent: when everything
-# is present it only checks, in a second or two. `--test` adds the test tools (Xvfb, WebKitWebDriver, tauri-driver).
+# is present it only checks, in a second or two. `--test` adds the test tools (Xvfb, WebKitWebDriver, tauri-driver,
+# cargo-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,4 +69,12 @@ fi
 if $want_test_tools && ! command -v tauri-driver >/dev/null; then
   say "installing tauri-driver (about 40 s)"
   cargo install tauri-driver --version '^2' --locked --quiet
+fi
+
+# The fuzz part of scripts/test.sh. Pinned: its build flags are part of what the test runs. It builds the targets
+# with the repository's stable toolchain (no sanitizer, so no nightly flags); libFuzzer's C++ needs build-essential.
+cargo_fuzz_version=0.13.2
+if $want_test_tools && [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]]; then
+  say "installing cargo-fuzz $cargo_fuzz_version (about a minute)"
+  cargo install cargo-fuzz --version "=$cargo_fuzz_version" --locked --quiet
 fi

@@ -64,6 +64,8 @@ pub mod connections;
 pub mod error;
 #[cfg(feature = "postgres")]
 pub mod fanout;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;

@@ -39,6 +39,9 @@ use super::{AppState, AuthUser};
 use crate::error::Error;
 use crate::store::StoredEnvelope;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// Events buffered per connection before it is closed as too slow.
 pub const QUEUE_DEPTH: usize = 4096;
 const PING_EVERY: Duration = Duration::from_secs(30);

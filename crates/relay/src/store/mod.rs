@@ -8,7 +8,7 @@
 mod backend;
 mod commit;
 mod intercept;
-mod log;
+pub(crate) mod log;
 mod memory;
 #[cfg(feature = "postgres")]
 mod pg;

@@ -23,6 +23,8 @@
 //!   client that saw a pushed envelope's cursor never misses one stored after a restart.
 
 mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod record;
 mod recover;

@@ -10,7 +10,7 @@ use magpie_proto::*;
 fn trust() -> &'static TrustAnchor {
     static T: OnceLock<TrustAnchor> = OnceLock::new();
     T.get_or_init(|| {
-        let pem = include_str!("../../tests/vectors/keys/ca1.pem");
+        let pem = include_str!("../../crates/proto/tests/vectors/keys/ca1.pem");
         let der = openssl::pkey::PKey::private_key_from_pem(pem.as_bytes())
             .unwrap()
             .private_key_to_pkcs8()

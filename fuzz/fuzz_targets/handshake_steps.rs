@@ -26,7 +26,10 @@ fn world() -> &'static World {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
         let ca = CertificateAuthority::create_with_key(
             "Fuzz CA",
-            ident(include_str!("../../tests/vectors/keys/ca1.pem"), "magpie-ca"),
+            ident(
+                include_str!("../../crates/proto/tests/vectors/keys/ca1.pem"),
+                "magpie-ca",
+            ),
             t0,
         )
         .unwrap();
@@ -37,8 +40,8 @@ fn world() -> &'static World {
         };
         World {
             trust: ca.trust_anchor().unwrap(),
-            alice: cred(include_str!("../../tests/vectors/keys/alice.pem"), "alice"),
-            bob: cred(include_str!("../../tests/vectors/keys/bob.pem"), "bob"),
+            alice: cred(include_str!("../../crates/proto/tests/vectors/keys/alice.pem"), "alice"),
+            bob: cred(include_str!("../../crates/proto/tests/vectors/keys/bob.pem"), "bob"),
         }
     })
 }
