@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
             relay.app = magpie_relay::router(relay.state.clone());
             relay.served = 0;
         }
-        renew_challenge(&relay.state);
+        relay.runtime.block_on(renew_challenge(&relay.state));
         let app = relay.app.clone();
         let (status, body) = relay.runtime.block_on(async move {
             let response = app.oneshot(request).await.unwrap();

@@ -104,9 +104,8 @@ impl Fixture {
             };
             store.put_token(&hash_token(token), &record).unwrap();
         }
-        let state = AppState::new(store, self.ca.clone(), config()).unwrap();
-        renew_challenge(&state);
-        state
+        store.put_challenge(&NONCE, &challenge()).unwrap();
+        AppState::new(store, self.ca.clone(), config()).unwrap()
     }
 }
 
@@ -116,13 +115,16 @@ impl Default for Fixture {
     }
 }
 
-/// Puts alice's login challenge ([`NONCE`]) back.
-pub fn renew_challenge(state: &AppState) {
-    let record = ChallengeRecord {
+fn challenge() -> ChallengeRecord {
+    ChallengeRecord {
         username: "alice".into(),
         expires_at: u64::MAX,
-    };
-    state.store.put_challenge(&NONCE, &record).unwrap();
+    }
+}
+
+/// Puts alice's login challenge ([`NONCE`]) back.
+pub async fn renew_challenge(state: &AppState) {
+    state.store.put_challenge(&NONCE, &challenge()).await.unwrap();
 }
 
 /// The relay's defaults, but per-user limits a fuzzer does not exhaust (a limited user's requests would all stop
@@ -134,6 +136,7 @@ pub fn config() -> Config {
     config.send_burst = u32::MAX;
     config.send_kb_per_hour = 1 << 40;
     config.fetches_per_minute = u32::MAX;
+    config.fetch_mb_per_hour = 1 << 30;
     config.lookups_per_minute = u32::MAX;
     config.mailbox_max_envelopes = 2000;
     config.mailbox_max_mb = 1;
