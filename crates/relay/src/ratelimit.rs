@@ -37,6 +37,18 @@ impl RateLimiter {
     /// the burst is taken once the bucket is full.
     pub fn check_cost(&self, key: &str, cost: f64) -> Result<(), Duration> {
         let cost = cost.min(self.burst);
+        self.with_bucket(key, |bucket| {
+            if bucket.tokens >= cost {
+                bucket.tokens -= cost;
+                Ok(())
+            } else {
+                Err(Duration::from_secs_f64((cost - bucket.tokens) / self.per_sec))
+            }
+        })
+    }
+
+    /// Runs `f` on `key`'s bucket, refilled up to now.
+    fn with_bucket<T>(&self, key: &str, f: impl FnOnce(&mut Bucket) -> T) -> T {
         let now = Instant::now();
         // A poisoned lock only means another request panicked mid-update; the map is still usable.
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -47,35 +59,22 @@ impl RateLimiter {
         let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_sec;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = now;
-        if bucket.tokens >= cost {
-            bucket.tokens -= cost;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((cost - bucket.tokens) / self.per_sec))
-        }
+        f(bucket)
     }
 
     /// Takes `cost` tokens from `key`'s bucket even when it holds fewer, leaving it in debt: for a cost known only
     /// after the work (bytes served). [`RateLimiter::check_cost`] with a cost of 0 then refuses until the debt is
     /// paid off.
     pub fn charge(&self, key: &str, cost: f64) {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_sec;
-        bucket.tokens = (bucket.tokens + refill).min(self.burst) - cost;
-        bucket.at = now;
+        self.with_bucket(key, |bucket| bucket.tokens -= cost);
     }
 
-    /// Forgets buckets that have been full for a while (bounded memory).
+    /// Forgets buckets that have refilled (bounded memory): a forgotten one is full when it comes back. One in
+    /// debt is kept until it is paid off and full.
     pub fn forget_idle(&self) {
         let now = Instant::now();
-        let full_after = Duration::from_secs_f64(self.burst / self.per_sec);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        buckets.retain(|_, b| now.duration_since(b.at) < full_after);
+        buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_sec < self.burst);
     }
 }
 
@@ -93,6 +92,8 @@ mod tests {
             "{wait:?}"
         );
         assert!(limiter.check_cost("bob", 0.0).is_ok());
+        limiter.forget_idle();
+        assert!(limiter.check_cost("alice", 0.0).is_err(), "a debt is not forgotten");
     }
 
     #[test]
