@@ -167,10 +167,10 @@ pub(crate) async fn fetch(
     state.rate_limit_cost(&state.fetch_bytes, &me, 0.0)?;
     let limit = query.limit.unwrap_or(DEFAULT_FETCH).clamp(1, MAX_BATCH);
     let budget = state.config.fetch_budget_kb.saturating_mul(1024);
-    let mut stored = state.store.fetch_within(&me, query.after, limit, budget).await?;
+    // The store cuts the page at the budget.
+    let stored = state.store.fetch_within(&me, query.after, limit, budget).await?;
     // Serializing megabytes takes milliseconds: off the async workers, which push for everyone.
     let page = tokio::task::spawn_blocking(move || -> Result<(usize, usize, Response)> {
-        stored.truncate(within_budget(&stored, budget));
         let bytes = stored.iter().map(|e| e.body_b64.len()).sum();
         let response = FetchResponse {
             cursor: stored.last().map_or(query.after, |e| e.seq),
@@ -186,17 +186,6 @@ pub(crate) async fn fetch(
         .envelopes_fetched
         .fetch_add(u64::try_from(count).unwrap_or(0), Relaxed);
     Ok(response)
-}
-
-/// How many of `page`'s envelopes fit in `budget` bytes of bodies: at least one, so that an envelope larger than
-/// the budget is still delivered (alone); the client pages on from the cursor for the rest.
-fn within_budget(page: &[StoredEnvelope], budget: usize) -> usize {
-    let mut bytes = 0usize;
-    let over = page.iter().position(|e| {
-        bytes = bytes.saturating_add(e.body_b64.len());
-        bytes > budget
-    });
-    over.map_or(page.len(), |at| at.max(1))
 }
 
 /// Deletes fetched envelopes from the caller's mailbox.

@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::{
-    ChallengeRecord, IdRecord, Inserted, MailboxQuota, NewEnvelope, Store, StoreError, StoreResult, StoredEnvelope,
-    TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+    within_budget, ChallengeRecord, IdRecord, Inserted, MailboxQuota, NewEnvelope, Store, StoreError, StoreResult,
+    StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
 /// A [`Store`] in a mutex-guarded map.
@@ -105,18 +105,13 @@ impl Store for MemoryStore {
     fn fetch_within(&self, to: &str, after: u64, limit: usize, budget: usize) -> StoreResult<Vec<StoredEnvelope>> {
         let g = self.lock()?;
         let start = (to.to_owned(), after.saturating_add(1));
-        let mut bytes = 0usize;
-        Ok(g.mail
+        let page = g
+            .mail
             .range(start..)
             .take_while(|((user, _), _)| user == to)
             .take(limit)
-            .enumerate()
-            .take_while(|(i, (_, e))| {
-                bytes = bytes.saturating_add(e.body_b64.len());
-                *i == 0 || bytes <= budget
-            })
-            .map(|(_, (_, e))| e.clone())
-            .collect())
+            .map(|(_, e)| Ok(e.clone()));
+        within_budget(page, budget)
     }
 
     fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {

@@ -251,6 +251,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// The envelopes of `page`, oldest first, until their bodies would pass `budget` bytes (at least one, however
+/// large): what [`Store::fetch_within`] returns, for a backend that reads its page one envelope at a time.
+pub(crate) fn within_budget(
+    page: impl Iterator<Item = StoreResult<StoredEnvelope>>,
+    budget: usize,
+) -> StoreResult<Vec<StoredEnvelope>> {
+    let mut taken: Vec<StoredEnvelope> = Vec::new();
+    let mut bytes = 0usize;
+    for e in page {
+        let e = e?;
+        bytes = bytes.saturating_add(e.body_b64.len());
+        if !taken.is_empty() && bytes > budget {
+            break;
+        }
+        taken.push(e);
+    }
+    Ok(taken)
+}
+
 /// An envelope kind as the stores write it (the log's records, PostgreSQL's rows).
 pub(crate) fn kind_tag(kind: EnvelopeKind) -> u8 {
     match kind {

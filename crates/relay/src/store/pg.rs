@@ -21,8 +21,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{
-    kind_from_tag, kind_tag, Backend, ChallengeRecord, Durable, Inserted, MailboxQuota, NewEnvelope, StoreError,
-    StoreGauge, StoreResult, StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+    kind_from_tag, kind_tag, within_budget, Backend, ChallengeRecord, Durable, Inserted, MailboxQuota, NewEnvelope,
+    StoreError, StoreGauge, StoreResult, StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
 /// The schema, one migration per version; a database at version N gets the migrations after N.
@@ -452,17 +452,7 @@ impl Backend for PgStore {
             )
             .await
             .map_err(db_err)?;
-        let mut page = Vec::new();
-        let mut bytes = 0usize;
-        for row in &rows {
-            let e = envelope_of(row)?;
-            bytes = bytes.saturating_add(e.body_b64.len());
-            if !page.is_empty() && bytes > budget {
-                break;
-            }
-            page.push(e);
-        }
-        Ok(page)
+        within_budget(rows.iter().map(envelope_of), budget)
     }
 
     async fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {

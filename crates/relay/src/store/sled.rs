@@ -19,8 +19,8 @@ use ::sled::{Db, Tree};
 use uuid::Uuid;
 
 use super::{
-    decode, encode, ChallengeRecord, IdRecord, Inserted, MailboxQuota, NewEnvelope, Store, StoreError, StoreResult,
-    StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+    decode, encode, within_budget, ChallengeRecord, IdRecord, Inserted, MailboxQuota, NewEnvelope, Store, StoreError,
+    StoreResult, StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
 /// How hard [`Store::flush`] pushes data to the disk.
@@ -298,18 +298,8 @@ impl Store for SledStore {
         let start = mail_key(to, after.saturating_add(1));
         let mut end = to.as_bytes().to_vec();
         end.push(1);
-        let mut page: Vec<StoredEnvelope> = Vec::new();
-        let mut bytes = 0usize;
-        for item in self.mail.range(start..end).take(limit) {
-            let (_, v) = item?;
-            let e: StoredEnvelope = decode(&v)?;
-            bytes = bytes.saturating_add(e.body_b64.len());
-            if !page.is_empty() && bytes > budget {
-                break;
-            }
-            page.push(e);
-        }
-        Ok(page)
+        let page = self.mail.range(start..end).take(limit).map(|item| decode(&item?.1));
+        within_budget(page, budget)
     }
 
     fn ack(&self, to: &str, ids: &[Uuid], now: u64) -> StoreResult<usize> {
