@@ -69,25 +69,29 @@ struct Args {
     /// How receivers acknowledge: `ws` (a frame on their push socket, as clients do) or `http` (POST /v1/envelopes/ack)
     #[arg(long, default_value = "ws")]
     ack_via: String,
+    /// Run the relay on this PostgreSQL database (its `--database`) instead of its embedded store.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
     epoch();
-    let relay = Relay::start(
-        args.relay_bin.clone(),
-        &[
-            "--sync",
-            &args.sync,
-            "--send-per-second",
-            "10000000",
-            "--send-burst",
-            "10000000",
-            "--login-per-minute",
-            "1000000",
-        ],
-    );
+    let mut relay_args = vec![
+        "--sync",
+        &args.sync,
+        "--send-per-second",
+        "10000000",
+        "--send-burst",
+        "10000000",
+        "--login-per-minute",
+        "1000000",
+    ];
+    if let Some(database) = &args.database {
+        relay_args.extend(["--database", database]);
+    }
+    let relay = Relay::start(args.relay_bin.clone(), &relay_args);
     let (pid, addr, base) = (relay.pid, relay.addr.clone(), relay.base.clone());
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().unwrap();
     let names: Vec<String> = (0..args.pairs)
