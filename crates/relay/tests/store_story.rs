@@ -474,3 +474,43 @@ async fn postgres_nodes_race_for_names_and_readers_never_skip_a_late_commit() {
     written.sort();
     assert_eq!(seen, written);
 }
+
+/// Inserts that arrive together are stored in one group: a quota still holds envelope by envelope, and an id sent
+/// twice in the group is stored once, the second copy a duplicate with the first's seq.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_groups_keep_quotas_and_duplicates_within_a_group() {
+    let Some(url) = pg::fresh_database().await else { return };
+    let store = Arc::new(magpie_relay::store::PgStore::connect(&url, 8).await.unwrap());
+    let three = MailboxQuota {
+        envelopes: 3,
+        bytes: u64::MAX,
+    };
+    let twice = envelope(Uuid::new_v4(), "alice", "hank", "same");
+    let mut racing = vec![twice.clone(), twice];
+    racing.extend((0..5).map(|i| envelope(Uuid::new_v4(), "bob", "hank", &format!("{i}"))));
+    let answers = futures_util::future::join_all(racing.into_iter().map(|e| {
+        let store = Arc::clone(&store);
+        async move { store.insert_envelope_within(e, three).await.unwrap() }
+    }))
+    .await;
+    let stored: Vec<u64> = answers
+        .iter()
+        .filter_map(|a| match a {
+            Inserted::Stored(e) => Some(e.seq),
+            _ => None,
+        })
+        .collect();
+    let duplicates: Vec<u64> = answers
+        .iter()
+        .filter_map(|a| match a {
+            Inserted::Duplicate { seq } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    let full = answers.iter().filter(|a| **a == Inserted::MailboxFull).count();
+    assert_eq!((stored.len(), full), (3, 3 + 1 - duplicates.len()), "{answers:?}");
+    assert_eq!(duplicates.len(), 1, "{answers:?}");
+    assert!(stored.contains(&duplicates[0]), "the copy names the first's seq");
+    assert_eq!(store.fetch("hank", 0, 10).await.unwrap().len(), 3);
+}

@@ -5,9 +5,9 @@
 //! - **Names, challenges, tokens:** one row each. A name is taken by `INSERT … ON CONFLICT DO NOTHING`, so of two
 //!   nodes racing exactly one wins; a challenge is taken by `DELETE … RETURNING`, so it is spent once, anywhere.
 //! - **Envelopes:** one row per id, kept after ack (without its body) until [`DEDUP_RETENTION_SECS`], so a retry on
-//!   any node is recognised. An insert takes a transaction lock on its recipient first and draws `seq` under it:
-//!   a recipient's envelopes commit in `seq` order, so a reader paging with `after=` never skips one that commits
-//!   late. The quota is checked under the same lock.
+//!   any node is recognised. Inserts go in groups (`writer.rs`): a group takes transaction locks on its recipients
+//!   first and draws seqs under them, so a recipient's envelopes commit in `seq` order and a reader paging with
+//!   `after=` never skips one that commits late. Quotas are counted under the same locks.
 //! - **Schema:** versioned migrations in this file, applied at start under an advisory lock (several nodes may
 //!   start at once).
 
@@ -20,9 +20,11 @@ use magpie_proto::SecretBytes;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+mod writer;
+
 use super::{
-    kind_from_tag, kind_tag, within_budget, Backend, ChallengeRecord, Durable, Inserted, MailboxQuota, NewEnvelope,
-    StoreError, StoreGauge, StoreResult, StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+    kind_from_tag, within_budget, Backend, ChallengeRecord, Durable, Inserted, MailboxQuota, NewEnvelope, StoreError,
+    StoreGauge, StoreResult, StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
 /// The schema, one migration per version; a database at version N gets the migrations after N.
@@ -65,7 +67,7 @@ const MIGRATIONS: &[&str] = &["
 /// Any number, the same on every node: serializes migrations.
 const MIGRATION_LOCK: i64 = 0x6d61_6770_6965;
 
-/// The channel on which relays announce stored envelopes to each other: `"<node> <recipient> <seq>"`.
+/// The channel on which relays announce stored envelopes to each other: `"<node> <recipient>:<seq> …"`.
 pub const MAIL_CHANNEL: &str = "magpie_mail";
 
 /// A [`Backend`] on PostgreSQL (see the module docs).
@@ -75,6 +77,7 @@ pub struct PgStore {
     tls: postgres_openssl::MakeTlsConnector,
     /// This relay among those on the database: it skips its own announcements.
     node: u64,
+    writer: writer::Writer,
 }
 
 /// Announcements held for a relay that handles them too slowly; past that its listener gives up (see
@@ -139,11 +142,13 @@ impl PgStore {
         let pool = config.create_pool(Some(Runtime::Tokio1), tls.clone()).map_err(db_err)?;
         let mut node = [0u8; 8];
         openssl::rand::rand_bytes(&mut node).map_err(db_err)?;
+        let node = u64::from_le_bytes(node);
         let store = Self {
+            writer: writer::Writer::start(pool.clone(), node),
             pool,
             url: url.to_owned(),
             tls,
-            node: u64::from_le_bytes(node),
+            node,
         };
         store.migrate().await?;
         Ok(store)
@@ -193,12 +198,16 @@ impl PgStore {
                 let tokio_postgres::AsyncMessage::Notification(note) = message else {
                     continue;
                 };
+                // "<node> <recipient>:<seq> …", see writer.rs.
                 let mut parts = note.payload().split(' ');
-                let (Some(node), Some(to), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+                if parts.next() == Some(own.as_str()) {
                     continue;
-                };
-                let Ok(seq) = seq.parse::<u64>() else { continue };
-                if node != own && sender.try_send((to.to_owned(), seq)).is_err() {
+                }
+                let announced = parts.filter_map(|entry| {
+                    let (to, seq) = entry.split_once(':')?;
+                    Some((to.to_owned(), seq.parse::<u64>().ok()?))
+                });
+                if announced.map(|a| sender.try_send(a)).any(|sent| sent.is_err()) {
                     break;
                 }
             }
@@ -370,68 +379,7 @@ impl Backend for PgStore {
     }
 
     async fn insert_envelope_within(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<Inserted> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_err)?;
-        // One writer per recipient at a time, until commit: its seqs commit in order.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&envelope.to])
-            .await
-            .map_err(db_err)?;
-        let known = "SELECT sender, recipient, seq FROM envelopes WHERE id = $1";
-        if let Some(row) = tx.query_opt(known, &[&envelope.id]).await.map_err(db_err)? {
-            return classify_known(&row, &envelope);
-        }
-        if quota != MailboxQuota::UNLIMITED {
-            let row = tx
-                .query_one(
-                    "SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint FROM envelopes
-                     WHERE recipient = $1 AND acked_at IS NULL",
-                    &[&envelope.to],
-                )
-                .await
-                .map_err(db_err)?;
-            let count = usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX);
-            let bytes = uint(row.get(1))?;
-            if !quota.has_room(count, bytes, envelope.body_b64.len() as u64) {
-                return Ok(Inserted::MailboxFull);
-            }
-        }
-        let inserted = tx
-            .query_opt(
-                "INSERT INTO envelopes (id, sender, recipient, seq, kind, body, received_at)
-                 VALUES ($1, $2, $3, nextval('envelope_seq'), $4, $5, $6)
-                 ON CONFLICT (id) DO NOTHING RETURNING seq",
-                &[
-                    &envelope.id,
-                    &envelope.from,
-                    &envelope.to,
-                    &i16::from(kind_tag(envelope.kind)),
-                    &envelope.body_b64,
-                    &int(envelope.received_at)?,
-                ],
-            )
-            .await
-            .map_err(db_err)?;
-        let Some(row) = inserted else {
-            // Another recipient's writer took this id meanwhile (it is locked under a different name).
-            let row = tx.query_one(known, &[&envelope.id]).await.map_err(db_err)?;
-            return classify_known(&row, &envelope);
-        };
-        let seq = uint(row.get(0))?;
-        // Delivered to the listening relays once this commits, in commit order.
-        let announcement = format!("{} {} {seq}", self.node, envelope.to);
-        tx.execute("SELECT pg_notify($1, $2)", &[&MAIL_CHANNEL, &announcement])
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(Inserted::Stored(StoredEnvelope {
-            seq,
-            id: envelope.id,
-            from: envelope.from,
-            to: envelope.to,
-            kind: envelope.kind,
-            body_b64: envelope.body_b64,
-            received_at: envelope.received_at,
-        }))
+        self.writer.insert(envelope, quota).await
     }
 
     async fn fetch_within(
@@ -513,14 +461,4 @@ impl Backend for PgStore {
         // Every write committed before it returned.
         Box::pin(std::future::ready(Ok(())))
     }
-}
-
-/// What an insert of `envelope` is when its id is already stored (`row`).
-fn classify_known(row: &Row, envelope: &NewEnvelope) -> StoreResult<Inserted> {
-    let (from, to): (&str, &str) = (row.get(0), row.get(1));
-    Ok(if from == envelope.from && to == envelope.to {
-        Inserted::Duplicate { seq: uint(row.get(2))? }
-    } else {
-        Inserted::IdTaken
-    })
 }
