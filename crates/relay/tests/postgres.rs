@@ -186,6 +186,53 @@ async fn a_push_socket_on_one_relay_gets_what_is_sent_through_another_in_order()
     three.stop().await.unwrap();
 }
 
+/// Sends on the push socket are queued for the database's next group without waiting for each: 300 frames are
+/// answered in order, each accepted once stored, and reach the recipient on another relay in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_on_a_socket_are_stored_in_order_without_waiting_for_each() {
+    use futures_util::SinkExt as _;
+    let Some(db) = pg::fresh_database().await else { return };
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (one, two) = (node(&db, dirs[0].path()).await, node(&db, dirs[1].path()).await);
+    let http = reqwest::Client::new();
+    let fingerprint = one.state.ca.fingerprint;
+    let mut alice = RelayApi::new(&http, &one.url(""));
+    alice.register(identity("alice")).await.unwrap();
+    alice.login(identity("alice"), &fingerprint).await.unwrap();
+    let mut bob = RelayApi::new(&http, &two.url(""));
+    bob.register(identity("bob")).await.unwrap();
+    bob.login(identity("bob"), &fingerprint).await.unwrap();
+    let mut bobs = common::push_connect(&two, bob.token()).await;
+    let mut alices = common::push_connect(&one, alice.token()).await;
+
+    let ids: Vec<uuid::Uuid> = (0..300).map(|_| uuid::Uuid::new_v4()).collect();
+    for id in &ids {
+        let frame = serde_json::json!({"type": "send", "id": id, "to": "bob", "kind": "message",
+            "body": STANDARD.encode(b"queued")});
+        alices
+            .send(tokio_tungstenite::tungstenite::Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+    let mut last = 0;
+    for id in &ids {
+        let answer = common::next_text(&mut alices).await;
+        assert_eq!(
+            (answer["type"].as_str(), answer["id"].as_str()),
+            (Some("accepted"), Some(id.to_string().as_str()))
+        );
+        let cursor = answer["cursor"].as_u64().unwrap();
+        assert!(cursor > last, "seqs rise in frame order");
+        last = cursor;
+    }
+    for id in &ids {
+        let pushed = common::next_text(&mut bobs).await;
+        assert_eq!(pushed["envelope"]["id"], id.to_string());
+    }
+    one.stop().await.unwrap();
+    two.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_whose_database_is_gone_says_so_and_fails_fast_then_recovers() {
     let Some(db) = pg::fresh_database().await else { return };

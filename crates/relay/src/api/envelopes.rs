@@ -19,7 +19,8 @@ use uuid::Uuid;
 use super::push::PushEvent;
 use super::{now_secs, ApiJson, ApiQuery, AppState, AuthUser};
 use crate::error::{Error, Result};
-use crate::store::{Inserted, NewEnvelope, StoredEnvelope};
+use crate::store::{Inserted, NewEnvelope, PendingInsert, StoredEnvelope};
+use futures_util::FutureExt as _;
 
 /// The envelope as delivered, borrowed from the store.
 pub(crate) fn wire(e: &StoredEnvelope) -> WireEnvelope<'_> {
@@ -52,7 +53,7 @@ pub(crate) async fn send(
     ApiJson(req): ApiJson<SendRequest>,
 ) -> Result<(StatusCode, Json<SendResponse>)> {
     let id = req.id;
-    let inserted = stage(&state, me, req).await?;
+    let inserted = stage(&state, me, req).await?.stored(&state).await?;
     Ok((StatusCode::ACCEPTED, Json(commit(&state, id, inserted).await?)))
 }
 
@@ -62,14 +63,33 @@ pub(crate) async fn send(
 /// The push does not wait for the disk: a group commit costs an `fdatasync`, most of a hop's latency. If a
 /// crash loses the envelope before it is durable, its sender got no 202 and sends it again, and the recipient,
 /// who may have it already, drops the second copy by id. The sender's 202 still waits for durability.
-pub(crate) async fn stage(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
+pub(crate) async fn stage(state: &AppState, me: String, req: SendRequest) -> Result<StagedSend> {
     state.rate_limit(&state.send_limit, &me)?;
     state.rate_limit_cost(&state.send_bytes, &me, req.body.len() as f64)?;
     stage_paced(state, me, req).await
 }
 
+/// A send staged in order: stored already (an embedded store), or queued for the store's next group
+/// (PostgreSQL); either way it is pushed to its recipient once stored.
+pub(crate) enum StagedSend {
+    /// Stored and pushed.
+    Stored(Inserted),
+    /// Queued, for this recipient.
+    Queued(PendingInsert, String),
+}
+
+impl StagedSend {
+    /// The store's answer, once it has one (and the envelope is pushed).
+    pub(crate) async fn stored(self, state: &AppState) -> Result<Inserted> {
+        match self {
+            Self::Stored(inserted) => Ok(inserted),
+            Self::Queued(pending, to) => settle(state, pending.await?, to),
+        }
+    }
+}
+
 /// [`stage`] for a sender already held to its rates (the push socket waits for tokens instead of refusing).
-pub(crate) async fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Result<Inserted> {
+pub(crate) async fn stage_paced(state: &AppState, me: String, req: SendRequest) -> Result<StagedSend> {
     if req.from.as_deref().is_some_and(|from| from != me) {
         return Err(Error::Forbidden("cannot send as another user"));
     }
@@ -97,10 +117,16 @@ pub(crate) async fn stage_paced(state: &AppState, me: String, req: SendRequest) 
         received_at: now_secs(),
     };
     let to = envelope.to.clone();
-    let inserted = state
-        .store
-        .insert_envelope_within(envelope, state.mailbox_quota())
-        .await?;
+    let mut pending = state.store.insert_queued(envelope, state.mailbox_quota()).await?;
+    // An embedded store has answered already: push now, before the envelope is durable (see `stage`).
+    match (&mut pending).now_or_never() {
+        Some(inserted) => Ok(StagedSend::Stored(settle(state, inserted?, to)?)),
+        None => Ok(StagedSend::Queued(pending, to)),
+    }
+}
+
+/// What an insert's answer means for the sender, and the push of what was stored.
+fn settle(state: &AppState, inserted: Inserted, to: String) -> Result<Inserted> {
     if inserted == Inserted::MailboxFull {
         return Err(Error::MailboxFull(to));
     }

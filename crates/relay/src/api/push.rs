@@ -87,7 +87,7 @@ enum Staged {
     /// A send, answered once durable.
     Send {
         id: Uuid,
-        staged: Result<crate::store::Inserted, Error>,
+        staged: Result<super::envelopes::StagedSend, Error>,
         durable: crate::store::Durable,
     },
     /// Answered as it is (an ack, an unreadable frame).
@@ -126,18 +126,25 @@ async fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::Sende
 }
 
 /// Answers staged frames in the order they came, once durable: frames of one group commit become durable
-/// together, so waiting in order costs nothing. (Staging already pushed them, in frame order.)
+/// together, so waiting in order costs nothing. (Staging pushed them already, in frame order, where the store
+/// answered at once; a send queued for PostgreSQL's next group is pushed here, in the same order, once stored.)
 async fn commit_in_order(state: AppState, mut staged: mpsc::Receiver<Staged>, replies: mpsc::Sender<Utf8Bytes>) {
     while let Some(handled) = staged.recv().await {
         let reply = match handled {
             Staged::Send {
                 id,
-                staged: Ok(inserted),
+                staged: Ok(staged),
                 durable,
-            } => match commit_after(&state, id, inserted, durable).await {
-                Ok(accepted) => RelayFrame::Accepted(accepted),
-                Err(e) => refusal(Some(id), &e),
-            },
+            } => {
+                let committed = match staged.stored(&state).await {
+                    Ok(inserted) => commit_after(&state, id, inserted, durable).await,
+                    Err(e) => Err(e),
+                };
+                match committed {
+                    Ok(accepted) => RelayFrame::Accepted(accepted),
+                    Err(e) => refusal(Some(id), &e),
+                }
+            }
             Staged::Send { id, staged: Err(e), .. } => refusal(Some(id), &e),
             Staged::Done(reply) => reply,
         };

@@ -20,6 +20,9 @@ use crate::metrics::Metrics;
 /// A wait for durability, registered when it was made (see [`Backend::durable_later`]).
 pub type Durable = Pin<Box<dyn Future<Output = StoreResult<()>> + Send + 'static>>;
 
+/// An insert's answer to come (see [`Backend::insert_queued`]).
+pub type PendingInsert = Pin<Box<dyn Future<Output = StoreResult<Inserted>> + Send + 'static>>;
+
 /// Everything the relay persists, as its handlers see it. The methods are [`Store`]'s, async, plus durability.
 #[async_trait]
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
@@ -63,6 +66,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Resolves once every write made before this call is durable.
     async fn durable(&self) -> StoreResult<()> {
         self.durable_later().await
+    }
+
+    /// Queues an insert behind those queued before it and returns its answer to come, so that a caller that queues
+    /// several in order (the push socket) has them stored in that order without waiting for each. An embedded
+    /// store inserts at once (the answer is ready); PostgreSQL's comes when the insert's group commits.
+    async fn insert_queued(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<PendingInsert> {
+        let inserted = self.insert_envelope_within(envelope, quota).await;
+        Ok(Box::pin(std::future::ready(inserted)))
     }
 
     /// [`Backend::insert_envelope_within`] with no quota.

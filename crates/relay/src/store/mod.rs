@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use self::sled::{SledStore, SyncMode};
-pub use backend::{Backend, Durable, Embedded};
+pub use backend::{Backend, Durable, Embedded, PendingInsert};
 pub use commit::GroupCommit;
 pub use intercept::Intercept;
 pub use log::{LogStore, SEGMENT_BYTES, STORE_FORMAT};

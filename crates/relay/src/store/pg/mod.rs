@@ -23,8 +23,8 @@ use uuid::Uuid;
 mod writer;
 
 use super::{
-    kind_from_tag, within_budget, Backend, ChallengeRecord, Durable, Inserted, MailboxQuota, NewEnvelope, StoreError,
-    StoreGauge, StoreResult, StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
+    kind_from_tag, within_budget, Backend, ChallengeRecord, Durable, Inserted, MailboxQuota, NewEnvelope,
+    PendingInsert, StoreError, StoreGauge, StoreResult, StoredEnvelope, TokenRecord, UserRecord, DEDUP_RETENTION_SECS,
 };
 
 /// The schema, one migration per version; a database at version N gets the migrations after N.
@@ -379,7 +379,11 @@ impl Backend for PgStore {
     }
 
     async fn insert_envelope_within(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<Inserted> {
-        self.writer.insert(envelope, quota).await
+        self.writer.queue(envelope, quota).await?.await
+    }
+
+    async fn insert_queued(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<PendingInsert> {
+        self.writer.queue(envelope, quota).await
     }
 
     async fn fetch_within(

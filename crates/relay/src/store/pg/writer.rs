@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{db_err, int, uint, MAIL_CHANNEL};
-use crate::store::{kind_tag, Inserted, MailboxQuota, NewEnvelope, StoreResult, StoredEnvelope};
+use crate::store::{
+    kind_tag, Inserted, MailboxQuota, NewEnvelope, PendingInsert, StoreError, StoreResult, StoredEnvelope,
+};
 
 /// Most envelopes in one group.
 const MOST_IN_GROUP: usize = 1024;
@@ -40,12 +42,12 @@ impl Writer {
         Self { queue }
     }
 
-    /// Stores `envelope` with the next group; what [`crate::store::Backend::insert_envelope_within`] answers.
-    pub(super) async fn insert(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<Inserted> {
+    /// Queues `envelope` for the next group, behind what was queued before; its answer to come.
+    pub(super) async fn queue(&self, envelope: NewEnvelope, quota: MailboxQuota) -> StoreResult<PendingInsert> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || crate::store::StoreError::Backend("postgresql writer stopped".into());
+        let stopped = || StoreError::Backend("postgresql writer stopped".into());
         self.queue.send((envelope, quota, reply)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        Ok(Box::pin(async move { answer.await.map_err(|_| stopped())? }))
     }
 }
 
