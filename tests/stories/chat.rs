@@ -123,7 +123,7 @@ impl RekeyCounter {
     }
 }
 
-async fn receive(events: &mut tokio::sync::broadcast::Receiver<Event>, n: usize) -> Vec<MessageView> {
+pub async fn receive(events: &mut tokio::sync::broadcast::Receiver<Event>, n: usize) -> Vec<MessageView> {
     let mut got = Vec::with_capacity(n);
     while got.len() < n {
         got.push(
@@ -137,7 +137,7 @@ async fn receive(events: &mut tokio::sync::broadcast::Receiver<Event>, n: usize)
     got
 }
 
-fn assert_in_order(messages: &[MessageView], tag: &str) {
+pub fn assert_in_order(messages: &[MessageView], tag: &str) {
     let bodies: Vec<String> = messages.iter().map(|m| m.body.clone()).collect();
     let expected: Vec<String> = (0..bodies.len()).map(|i| format!("{tag} {i}")).collect();
     assert_eq!(bodies, expected);

@@ -15,5 +15,6 @@ mod faults;
 mod login;
 mod malicious;
 mod offline;
+mod scale;
 mod screens;
 mod trust;
