@@ -1,7 +1,7 @@
 //! What Magpie's tests share, in one place: fixed keys and names, the Alice/Bob fixture, a typed client of the
-//! relay's API with its login, and looking for bytes on disk. magpie-core and magpie-relay use it in their tests
-//! (it depends on magpie-proto and magpie-api only, so neither depends on the other through it), and so do the
-//! stories in `stories/`.
+//! relay's API with its login, a fresh PostgreSQL database, and looking for bytes on disk. magpie-core and
+//! magpie-relay use it in their tests (it depends on neither, so neither depends on the other through it), and so
+//! do the stories in `stories/`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,6 +11,7 @@
 
 pub mod disk;
 pub mod keys;
+pub mod pg;
 pub mod relay_api;
 
 pub use disk::{dir_contains, files_under};

@@ -16,32 +16,10 @@ async fn alice_and_bob_exchange_a_thousand_messages_each_way() {
     let OnlinePair { alice, bob, .. } = online_pair(&relay).await;
 
     let (a, b) = (alice.client.clone(), bob.client.clone());
-    let mut alice_events = a.events();
-    let mut bob_events = b.events();
     let rekeys = count_rekeys(a.events());
     let relay_state = &relay.running.state;
     let http_before = relay_state.metrics.http_requests.load(SeqCst);
-    let send = |from: magpie_core::Client, to: magpie_proto::Username, tag: &'static str| {
-        tokio::spawn(async move {
-            for i in 0..EACH_WAY {
-                from.send_text(&to, &format!("{tag} {i}")).unwrap();
-                if i % 50 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-        })
-    };
-    let sending = [
-        send(a.clone(), b.username().clone(), "from alice"),
-        send(b.clone(), a.username().clone(), "from bob"),
-    ];
-    let (got_by_alice, got_by_bob) =
-        tokio::join!(receive(&mut alice_events, EACH_WAY), receive(&mut bob_events, EACH_WAY));
-    for task in sending {
-        task.await.unwrap();
-    }
-    assert_in_order(&got_by_bob, "from alice");
-    assert_in_order(&got_by_alice, "from bob");
+    exchange(&a, &b, EACH_WAY).await;
 
     let alice_history = a.last_messages(b.username(), 10 * EACH_WAY).unwrap();
     let bob_history = b.last_messages(a.username(), 10 * EACH_WAY).unwrap();
@@ -123,7 +101,32 @@ impl RekeyCounter {
     }
 }
 
-pub async fn receive(events: &mut tokio::sync::broadcast::Receiver<Event>, n: usize) -> Vec<MessageView> {
+/// Alice and Bob send each other `n` messages at once ("from alice 0", …); each receives the other's in order.
+pub async fn exchange(a: &magpie_core::Client, b: &magpie_core::Client, n: usize) {
+    let (mut alice_events, mut bob_events) = (a.events(), b.events());
+    let send = |from: magpie_core::Client, to: magpie_proto::Username, tag: &'static str| {
+        tokio::spawn(async move {
+            for i in 0..n {
+                from.send_text(&to, &format!("{tag} {i}")).unwrap();
+                if i % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let sending = [
+        send(a.clone(), b.username().clone(), "from alice"),
+        send(b.clone(), a.username().clone(), "from bob"),
+    ];
+    let (got_by_alice, got_by_bob) = tokio::join!(receive(&mut alice_events, n), receive(&mut bob_events, n));
+    for task in sending {
+        task.await.unwrap();
+    }
+    assert_in_order(&got_by_bob, "from alice");
+    assert_in_order(&got_by_alice, "from bob");
+}
+
+async fn receive(events: &mut tokio::sync::broadcast::Receiver<Event>, n: usize) -> Vec<MessageView> {
     let mut got = Vec::with_capacity(n);
     while got.len() < n {
         got.push(
@@ -137,7 +140,7 @@ pub async fn receive(events: &mut tokio::sync::broadcast::Receiver<Event>, n: us
     got
 }
 
-pub fn assert_in_order(messages: &[MessageView], tag: &str) {
+fn assert_in_order(messages: &[MessageView], tag: &str) {
     let bodies: Vec<String> = messages.iter().map(|m| m.body.clone()).collect();
     let expected: Vec<String> = (0..bodies.len()).map(|i| format!("{tag} {i}")).collect();
     assert_eq!(bodies, expected);

@@ -4,32 +4,17 @@
 use magpie_relay::server::{self, RunningRelay};
 use magpie_relay::Config;
 
-use crate::chat::{assert_in_order, receive, wait_until_all_delivered};
+use crate::chat::{exchange, wait_until_all_delivered};
 use crate::common::{go_online, handshake, logs, Person};
 
 const EACH_WAY: usize = 1000;
 
-/// A fresh database on the server `scripts/pg-session.sh` starts; `None` outside it (and outside CI).
-async fn fresh_database() -> Option<String> {
-    let Ok(url) = std::env::var("MAGPIE_TEST_DATABASE_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI runs this story: run it inside scripts/pg-session.sh"
-        );
-        eprintln!("no MAGPIE_TEST_DATABASE_URL: the scale-out story did not run (scripts/pg-session.sh runs it)");
-        return None;
-    };
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    let name = format!("story_{}", uuid::Uuid::new_v4().simple());
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    Some(url.replace("dbname=postgres", &format!("dbname={name}")))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alice_on_node_1_and_bob_on_node_3_chat_a_thousand_messages_each_way() {
     logs();
-    let Some(database) = fresh_database().await else { return };
+    let Some(database) = magpie_tests::pg::fresh_database().await else {
+        return;
+    };
     let mut nodes: Vec<(RunningRelay, tempfile::TempDir)> = Vec::new();
     for _ in 0..3 {
         let data = tempfile::tempdir().unwrap();
@@ -47,28 +32,7 @@ async fn alice_on_node_1_and_bob_on_node_3_chat_a_thousand_messages_each_way() {
     handshake(&alice.client, &bob.client).await;
 
     let (a, b) = (alice.client.clone(), bob.client.clone());
-    let (mut alice_events, mut bob_events) = (a.events(), b.events());
-    let send = |from: magpie_core::Client, to: magpie_proto::Username, tag: &'static str| {
-        tokio::spawn(async move {
-            for i in 0..EACH_WAY {
-                from.send_text(&to, &format!("{tag} {i}")).unwrap();
-                if i % 50 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-        })
-    };
-    let sending = [
-        send(a.clone(), b.username().clone(), "from alice"),
-        send(b.clone(), a.username().clone(), "from bob"),
-    ];
-    let (got_by_alice, got_by_bob) =
-        tokio::join!(receive(&mut alice_events, EACH_WAY), receive(&mut bob_events, EACH_WAY));
-    for task in sending {
-        task.await.unwrap();
-    }
-    assert_in_order(&got_by_bob, "from alice");
-    assert_in_order(&got_by_alice, "from bob");
+    exchange(&a, &b, EACH_WAY).await;
     for (client, peer) in [(&a, b.username()), (&b, a.username())] {
         wait_until_all_delivered(client, peer).await;
     }

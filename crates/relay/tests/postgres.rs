@@ -3,8 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-#[path = "common/pg.rs"]
-mod pg;
+use magpie_tests::pg;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

@@ -14,8 +14,7 @@ use magpie_relay::store::{
 use uuid::Uuid;
 
 #[cfg(feature = "postgres")]
-#[path = "common/pg.rs"]
-mod pg;
+use magpie_tests::pg;
 
 fn envelope(id: Uuid, from: &str, to: &str, body: &str) -> NewEnvelope {
     NewEnvelope {
