@@ -43,7 +43,7 @@ pub(crate) fn wire(e: &StoredEnvelope) -> WireEnvelope<'_> {
         (status = 403, description = "`from` is not the caller", body = ApiError),
         (status = 404, description = "no such recipient", body = ApiError),
         (status = 409, description = "`id_taken`: another sender used this id", body = ApiError),
-        (status = 413, description = "body over --max-envelope-kb", body = ApiError),
+        (status = 413, description = "body over --max-envelope-bytes", body = ApiError),
         (status = 429, description = "over the send rates", body = ApiError),
         (status = 507, description = "`mailbox_full`: the recipient's mailbox holds its quota", body = ApiError),
     ))]
