@@ -92,9 +92,9 @@ pub fn open_state(config: Config) -> Result<AppState, StartError> {
 pub async fn open(config: Config) -> Result<AppState, StartError> {
     #[cfg(feature = "postgres")]
     if let Some(url) = config.database.clone() {
-        let store = Arc::new(crate::store::PgStore::connect(&url, config.database_connections).await?);
-        let ca = shared_ca(&store, &config.data_dir).await?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let store = Arc::new(crate::store::PgStore::connect(&url, config.database_connections, metrics.clone()).await?);
+        let ca = shared_ca(&store, &config.data_dir).await?;
         let state = AppState::with_backend(store.clone(), metrics, ca, config);
         crate::fanout::spawn(store, state.clone());
         return Ok(state);

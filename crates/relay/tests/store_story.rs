@@ -374,21 +374,30 @@ async fn keeps_everything_across_reopen(open: impl Fn(&std::path::Path) -> Embed
 #[tokio::test]
 async fn story_postgres() {
     let Some(url) = pg::fresh_database().await else { return };
-    story(&magpie_relay::store::PgStore::connect(&url, 4).await.unwrap()).await;
+    story(
+        &magpie_relay::store::PgStore::connect(&url, 4, Default::default())
+            .await
+            .unwrap(),
+    )
+    .await;
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_keeps_everything_across_reconnects_and_sequence_stays_monotonic() {
     let Some(url) = pg::fresh_database().await else { return };
-    let first = magpie_relay::store::PgStore::connect(&url, 2).await.unwrap();
+    let first = magpie_relay::store::PgStore::connect(&url, 2, Default::default())
+        .await
+        .unwrap();
     let id = Uuid::new_v4();
     let Inserted::Stored(e) = first.insert_envelope(envelope(id, "alice", "bob", "x")).await.unwrap() else {
         panic!("not stored")
     };
     drop(first);
     // A second node (or a restart) finds the schema in place and the envelope, and draws later seqs.
-    let second = magpie_relay::store::PgStore::connect(&url, 2).await.unwrap();
+    let second = magpie_relay::store::PgStore::connect(&url, 2, Default::default())
+        .await
+        .unwrap();
     assert_eq!(second.fetch("bob", 0, 10).await.unwrap()[0].id, id);
     let Inserted::Stored(next) = second
         .insert_envelope(envelope(Uuid::new_v4(), "alice", "bob", "y"))
@@ -408,8 +417,16 @@ async fn postgres_nodes_race_for_names_and_readers_never_skip_a_late_commit() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let Some(url) = pg::fresh_database().await else { return };
     let nodes = [
-        Arc::new(magpie_relay::store::PgStore::connect(&url, 8).await.unwrap()),
-        Arc::new(magpie_relay::store::PgStore::connect(&url, 8).await.unwrap()),
+        Arc::new(
+            magpie_relay::store::PgStore::connect(&url, 8, Default::default())
+                .await
+                .unwrap(),
+        ),
+        Arc::new(
+            magpie_relay::store::PgStore::connect(&url, 8, Default::default())
+                .await
+                .unwrap(),
+        ),
     ];
     let registrations = (0..16).map(|i| {
         let node = Arc::clone(&nodes[i % 2]);
@@ -480,7 +497,11 @@ async fn postgres_nodes_race_for_names_and_readers_never_skip_a_late_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_groups_keep_quotas_and_duplicates_within_a_group() {
     let Some(url) = pg::fresh_database().await else { return };
-    let store = Arc::new(magpie_relay::store::PgStore::connect(&url, 8).await.unwrap());
+    let store = Arc::new(
+        magpie_relay::store::PgStore::connect(&url, 8, Default::default())
+            .await
+            .unwrap(),
+    );
     let three = MailboxQuota {
         envelopes: 3,
         bytes: u64::MAX,
@@ -512,4 +533,45 @@ async fn postgres_groups_keep_quotas_and_duplicates_within_a_group() {
     assert_eq!(duplicates.len(), 1, "{answers:?}");
     assert!(stored.contains(&duplicates[0]), "the copy names the first's seq");
     assert_eq!(store.fetch("hank", 0, 10).await.unwrap().len(), 3);
+}
+
+/// What a relay pushes for a batch of other relays' announcements: the envelopes in the order announced, across
+/// recipients, less one acknowledged meanwhile and one never stored.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_reads_announced_envelopes_in_announcement_order() {
+    let Some(url) = pg::fresh_database().await else { return };
+    let store = magpie_relay::store::PgStore::connect(&url, 2, Default::default())
+        .await
+        .unwrap();
+    let mut announced = Vec::new();
+    let mut ids = Vec::new();
+    for (to, body) in [("bob", "b1"), ("carol", "c1"), ("bob", "b2"), ("carol", "c2")] {
+        let Inserted::Stored(e) = store
+            .insert_envelope(envelope(Uuid::new_v4(), "alice", to, body))
+            .await
+            .unwrap()
+        else {
+            panic!("not stored")
+        };
+        announced.push((to.to_owned(), e.seq));
+        ids.push(e.id);
+    }
+    store.ack("carol", &[ids[1]], 2_000).await.unwrap();
+    // Announced out of recipient order, with a seq nobody stored.
+    let order = [
+        announced[3].clone(),
+        announced[0].clone(),
+        ("bob".to_owned(), 999),
+        announced[1].clone(),
+        announced[2].clone(),
+    ];
+    let got: Vec<String> = store
+        .announced(&order)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.body_b64)
+        .collect();
+    assert_eq!(got, ["c2", "b1", "b2"]);
 }

@@ -12,6 +12,7 @@
 //!   start at once).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 mod writer;
+
+use crate::metrics::Metrics;
 
 use super::{
     kind_from_tag, within_budget, Backend, ChallengeRecord, Durable, Inserted, MailboxQuota, NewEnvelope,
@@ -81,7 +84,7 @@ pub struct PgStore {
 }
 
 /// Announcements held for a relay that handles them too slowly; past that its listener gives up (see
-/// [`Announcements::next`]).
+/// [`Announcements::next_batch`]).
 const ANNOUNCEMENTS_QUEUED: usize = 16_384;
 
 /// Envelopes other relays stored, as [`MAIL_CHANNEL`] announces them; ends when the connection is lost.
@@ -97,11 +100,12 @@ impl fmt::Debug for Announcements {
 }
 
 impl Announcements {
-    /// The next envelope another relay stored: its recipient and seq, in commit order. `None`: the connection
-    /// to the database is lost (or this relay fell [`ANNOUNCEMENTS_QUEUED`] behind), and announcements made
-    /// meanwhile with it.
-    pub async fn next(&mut self) -> Option<(String, u64)> {
-        self.received.recv().await
+    /// The next envelopes other relays stored, at least one and at most `most`: recipient and seq, in commit
+    /// order. `None`: the connection to the database is lost (or this relay fell [`ANNOUNCEMENTS_QUEUED`] behind),
+    /// and announcements made meanwhile with it.
+    pub async fn next_batch(&mut self, most: usize) -> Option<Vec<(String, u64)>> {
+        let mut batch = Vec::new();
+        (self.received.recv_many(&mut batch, most.max(1)).await > 0).then_some(batch)
     }
 }
 
@@ -126,8 +130,8 @@ fn uint(v: i64) -> StoreResult<u64> {
 
 impl PgStore {
     /// Connects to `url` (a `postgres://` URL; `sslmode=require` uses OpenSSL) with at most `connections` at once,
-    /// and brings the schema up to date.
-    pub async fn connect(url: &str, connections: usize) -> StoreResult<Self> {
+    /// and brings the schema up to date. Its insert groups are counted in `metrics`.
+    pub async fn connect(url: &str, connections: usize, metrics: Arc<Metrics>) -> StoreResult<Self> {
         let tls = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
             .map_err(db_err)?
             .build();
@@ -144,7 +148,7 @@ impl PgStore {
         openssl::rand::rand_bytes(&mut node).map_err(db_err)?;
         let node = u64::from_le_bytes(node);
         let store = Self {
-            writer: writer::Writer::start(pool.clone(), node),
+            writer: writer::Writer::start(pool.clone(), node, metrics),
             pool,
             url: url.to_owned(),
             tls,
@@ -220,6 +224,29 @@ impl PgStore {
             _client: client,
             received,
         })
+    }
+
+    /// The envelopes announced as `(recipient, seq)`, in that order, less those acknowledged since: what a
+    /// relay pushes for a batch of announcements, in one query.
+    pub async fn announced(&self, announced: &[(String, u64)]) -> StoreResult<Vec<StoredEnvelope>> {
+        let recipients: Vec<&str> = announced.iter().map(|(to, _)| to.as_str()).collect();
+        let seqs = announced
+            .iter()
+            .map(|(_, seq)| int(*seq))
+            .collect::<StoreResult<Vec<i64>>>()?;
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT e.id, e.sender, e.recipient, e.seq, e.kind, e.body, e.received_at
+                 FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS a(recipient, seq, n)
+                 JOIN envelopes e ON e.recipient = a.recipient AND e.seq = a.seq AND e.acked_at IS NULL
+                 ORDER BY a.n",
+                &[&recipients, &seqs],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(envelope_of).collect()
     }
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Object> {

@@ -10,11 +10,15 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{db_err, int, uint, MAIL_CHANNEL};
+use crate::metrics::Metrics;
 use crate::store::{
     kind_tag, Inserted, MailboxQuota, NewEnvelope, PendingInsert, StoreError, StoreResult, StoredEnvelope,
 };
@@ -35,10 +39,11 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer of the relay `node` on `pool`; it ends when the last handle is dropped.
-    pub(super) fn start(pool: Pool, node: u64) -> Self {
+    /// Starts the writer of the relay `node` on `pool`, counting its groups in `metrics` as the embedded store
+    /// counts its flushes; it ends when the last handle is dropped.
+    pub(super) fn start(pool: Pool, node: u64, metrics: Arc<Metrics>) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, node, waiting));
+        tokio::spawn(run(pool, node, metrics, waiting));
         Self { queue }
     }
 
@@ -51,7 +56,12 @@ impl Writer {
     }
 }
 
-async fn run(pool: Pool, node: u64, mut waiting: mpsc::Receiver<(NewEnvelope, MailboxQuota, Reply)>) {
+async fn run(
+    pool: Pool,
+    node: u64,
+    metrics: Arc<Metrics>,
+    mut waiting: mpsc::Receiver<(NewEnvelope, MailboxQuota, Reply)>,
+) {
     let mut group = Vec::new();
     let mut replies: Vec<Reply> = Vec::new();
     while let Some((envelope, quota, reply)) = waiting.recv().await {
@@ -65,8 +75,10 @@ async fn run(pool: Pool, node: u64, mut waiting: mpsc::Receiver<(NewEnvelope, Ma
             replies.push(reply);
         }
         let size = group.len();
+        let started = Instant::now();
         match write(&pool, node, std::mem::take(&mut group)).await {
             Ok(answers) => {
+                metrics.record_flush(started.elapsed(), size);
                 for (reply, answer) in replies.drain(..).zip(answers) {
                     // A request that went away has nobody to tell.
                     let _ = reply.send(Ok(answer));
