@@ -23,8 +23,10 @@ fi
 # Build: Tauri's WebKitGTK stack. Run: the Secret Service lives in gnome-keyring (or KeePassXC) over D-Bus.
 apt_build=(libwebkit2gtk-4.1-dev build-essential curl wget file libxdo-dev libssl-dev openssl libayatana-appindicator3-dev
   librsvg2-dev pkg-config libdbus-1-dev perl)
-# The relay's PostgreSQL backend is tested against a real server (scripts/pg-session.sh starts a private one).
-apt_test=(xvfb xauth webkit2gtk-driver gnome-keyring libsecret-tools dbus-x11 dbus-bin dbus-daemon postgresql)
+# The relay's PostgreSQL backend is tested against a real server (scripts/pg-session.sh starts a private one), and
+# its failover story behind nginx (the story runs its own nginx in a temporary directory).
+apt_test=(xvfb xauth webkit2gtk-driver gnome-keyring libsecret-tools dbus-x11 dbus-bin dbus-daemon postgresql
+  nginx-light)
 apt_wanted=("${apt_build[@]}")
 $want_test_tools && apt_wanted+=("${apt_test[@]}")
 

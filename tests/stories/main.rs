@@ -11,6 +11,7 @@ mod chat;
 mod cli;
 mod common;
 mod crash;
+mod failover;
 mod faults;
 mod login;
 mod malicious;
