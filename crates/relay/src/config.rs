@@ -1,5 +1,6 @@
 //! Settings, from flags or `MAGPIE_RELAY_*` environment variables.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -160,7 +161,7 @@ pub struct Config {
     /// Keep users, tokens and mailboxes in this PostgreSQL database (`postgres://user:password@host/db`, or libpq's
     /// `host=… dbname=…`) instead of the data directory, so that several relays can share it behind a load balancer.
     /// The CA is kept there too: the first relay to start puts its own (from `--data`, or a new one) there, and
-    /// every relay serves that one.
+    /// every relay serves that one. The limits clients see must be the same on every relay on it.
     #[arg(long, env = "MAGPIE_RELAY_DATABASE", value_name = "URL")]
     pub database: Option<String>,
 
@@ -178,6 +179,28 @@ pub const DEFAULT_SEGMENT_KB: u64 = crate::store::SEGMENT_BYTES >> 10;
 pub const DEFAULT_CACHE_MB: u64 = 16;
 
 impl Config {
+    /// The settings every relay on one database must agree on, by flag: those that decide the answer a client's
+    /// request gets. Per-user rates are among them although each relay counts them for itself (a user spread
+    /// over N relays may go N times as fast), so that one request never meets two limits.
+    pub fn shared_settings(&self) -> BTreeMap<&'static str, u64> {
+        let wide = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        BTreeMap::from([
+            ("max-envelope-bytes", wide(self.max_envelope_bytes)),
+            ("token-ttl-secs", self.token_ttl_secs),
+            ("challenge-ttl-secs", self.challenge_ttl_secs),
+            ("lookups-per-minute", u64::from(self.lookups_per_minute)),
+            ("fetch-budget-kb", wide(self.fetch_budget_kb)),
+            ("fetch-mb-per-hour", self.fetch_mb_per_hour),
+            ("fetches-per-minute", u64::from(self.fetches_per_minute)),
+            ("send-per-second", u64::from(self.send_per_second)),
+            ("send-burst", u64::from(self.send_burst)),
+            ("send-kb-per-hour", self.send_kb_per_hour),
+            ("mailbox-max-envelopes", wide(self.mailbox_max_envelopes)),
+            ("mailbox-max-mb", self.mailbox_max_mb),
+            ("mailbox-expiry-days", self.mailbox_expiry_days),
+        ])
+    }
+
     /// The defaults, with data in `data_dir` (what tests and embedders start from).
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         Self {

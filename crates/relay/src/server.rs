@@ -49,17 +49,21 @@ pub enum StartError {
     /// The TLS certificate or key would not load.
     #[error("cannot load the TLS certificate or key: {0}")]
     Tls(String),
+    /// Other relays on the database run with other settings that clients see.
+    #[error("{0}")]
+    Settings(String),
     /// Anything else at start (thread spawn).
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
 impl StartError {
-    /// The process exit code (sysexits.h): 73 data dir or database, 78 CA or TLS files, 69 bind, 71 other.
+    /// The process exit code (sysexits.h): 73 data dir or database, 78 CA, TLS files or settings the other relays
+    /// do not share, 69 bind, 71 other.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::DataDir { .. } | Self::Store(_) => 73,
-            Self::Ca(_) | Self::Tls(_) => 78,
+            Self::Ca(_) | Self::Tls(_) | Self::Settings(_) => 78,
             Self::Bind { .. } => 69,
             Self::Io(_) => 71,
         }
@@ -95,6 +99,16 @@ pub async fn open(config: Config) -> Result<AppState, StartError> {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let store = Arc::new(crate::store::PgStore::connect(&url, config.database_connections, metrics.clone()).await?);
         let ca = shared_ca(&store, &config.data_dir).await?;
+        let changed = store
+            .share_settings(&config.shared_settings())
+            .await
+            .map_err(|e| match e {
+                crate::store::SharedSettingsError::Store(e) => StartError::Store(e),
+                differ => StartError::Settings(differ.to_string()),
+            })?;
+        if !changed.is_empty() {
+            tracing::warn!(changes = ?changed, "no other relay is connected: this relay's settings are now everyone's");
+        }
         let state = AppState::with_backend(store.clone(), metrics, ca, config);
         crate::fanout::spawn(store, state.clone());
         return Ok(state);

@@ -311,3 +311,66 @@ async fn a_relay_whose_own_ca_differs_from_the_databases_refuses_to_start() {
     );
     shared.stop().await.unwrap();
 }
+
+/// Relays on one database answer a client alike: one started with another value of a setting clients see is
+/// refused while another relay runs, and once it is alone its values become everyone's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_on_one_database_share_the_settings_clients_see() {
+    let Some(db) = pg::fresh_database().await else { return };
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = node(&db, first_dir.path()).await;
+    let smaller = |dir: &std::path::Path| {
+        let mut config = Config::with_data_dir(dir);
+        config.database = Some(db.clone());
+        config.max_envelope_bytes = 1024;
+        config
+    };
+    let refused = server::open(smaller(second_dir.path())).await.unwrap_err();
+    assert!(matches!(refused, StartError::Settings(_)), "{refused}");
+    let said = refused.to_string();
+    assert!(
+        said.contains("--max-envelope-bytes is 1024 here and 262144 on the others"),
+        "{said}"
+    );
+    assert_eq!(refused.exit_code(), 78);
+
+    first.stop().await.unwrap();
+    // Alone (once the stopped relay's connections are gone), its values become the shared ones...
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let second = loop {
+        match server::open(smaller(second_dir.path())).await {
+            Ok(state) => break RunningRelay::start(state).await.unwrap(),
+            Err(StartError::Settings(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // ...and a relay with the old ones is refused in turn.
+    let refused = server::open(Config {
+        database: Some(db.clone()),
+        ..Config::with_data_dir(first_dir.path())
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("--max-envelope-bytes is 262144 here and 1024"),
+        "{refused}"
+    );
+    second.stop().await.unwrap();
+}
+
+/// Every shared setting is named by its real flag.
+#[test]
+fn shared_settings_are_named_by_their_flags() {
+    use clap::CommandFactory as _;
+    let flags: Vec<String> = Config::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect();
+    for flag in Config::with_data_dir("/x").shared_settings().keys() {
+        assert!(flags.iter().any(|f| f == flag), "--{flag} is not a flag");
+    }
+}

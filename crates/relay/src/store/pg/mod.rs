@@ -21,7 +21,10 @@ use magpie_proto::SecretBytes;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+mod settings;
 mod writer;
+
+pub use settings::SharedSettingsError;
 
 use crate::metrics::Metrics;
 
@@ -31,7 +34,8 @@ use super::{
 };
 
 /// The schema, one migration per version; a database at version N gets the migrations after N.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE users (
         username text PRIMARY KEY,
         cert_pem text NOT NULL,
@@ -65,7 +69,17 @@ const MIGRATIONS: &[&str] = &["
         root_pem text NOT NULL,
         key_der bytea NOT NULL
     );
-"];
+",
+    "
+    CREATE TABLE shared_settings (
+        only_one boolean PRIMARY KEY DEFAULT true CHECK (only_one),
+        settings text NOT NULL
+    );
+",
+];
+
+/// The start of every relay connection's `application_name`, followed by the relay's node id.
+const APPLICATION: &str = "magpie-relay";
 
 /// Any number, the same on every node: serializes migrations.
 const MIGRATION_LOCK: i64 = 0x6d61_6770_6965;
@@ -76,7 +90,8 @@ pub const MAIL_CHANNEL: &str = "magpie_mail";
 /// A [`Backend`] on PostgreSQL (see the module docs).
 pub struct PgStore {
     pool: Pool,
-    url: String,
+    /// For the connection that listens, which the pool does not lend.
+    pg_config: tokio_postgres::Config,
     tls: postgres_openssl::MakeTlsConnector,
     /// This relay among those on the database: it skips its own announcements.
     node: u64,
@@ -120,6 +135,11 @@ fn db_err(e: impl fmt::Display) -> StoreError {
     StoreError::Backend(format!("postgresql: {e}"))
 }
 
+/// What a relay's connections call themselves: [`APPLICATION`] and the relay's node id.
+fn application_name(node: u64) -> String {
+    format!("{APPLICATION} {node:016x}")
+}
+
 fn int(v: u64) -> StoreResult<i64> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} does not fit a bigint")))
 }
@@ -135,8 +155,13 @@ impl PgStore {
         let tls = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
             .map_err(db_err)?
             .build();
+        let mut node = [0u8; 8];
+        openssl::rand::rand_bytes(&mut node).map_err(db_err)?;
+        let node = u64::from_le_bytes(node);
         let mut config = deadpool_postgres::Config::new();
         config.url = Some(url.to_owned());
+        // How relays see each other's connections (see settings.rs).
+        config.application_name = Some(application_name(node));
         let mut pool_config = PoolConfig::new(connections.max(1));
         // A database that does not answer fails requests fast (503) instead of holding them.
         pool_config.timeouts.wait = Some(Duration::from_secs(5));
@@ -144,13 +169,10 @@ impl PgStore {
         config.pool = Some(pool_config);
         let tls = postgres_openssl::MakeTlsConnector::new(tls);
         let pool = config.create_pool(Some(Runtime::Tokio1), tls.clone()).map_err(db_err)?;
-        let mut node = [0u8; 8];
-        openssl::rand::rand_bytes(&mut node).map_err(db_err)?;
-        let node = u64::from_le_bytes(node);
         let store = Self {
             writer: writer::Writer::start(pool.clone(), node, metrics),
             pool,
-            url: url.to_owned(),
+            pg_config: config.get_pg_config().map_err(db_err)?,
             tls,
             node,
         };
@@ -191,9 +213,7 @@ impl PgStore {
     /// Listens on its own connection for the envelopes other relays store.
     pub async fn announcements(&self) -> StoreResult<Announcements> {
         use futures_util::StreamExt as _;
-        let (client, mut connection) = tokio_postgres::connect(&self.url, self.tls.clone())
-            .await
-            .map_err(db_err)?;
+        let (client, mut connection) = self.pg_config.connect(self.tls.clone()).await.map_err(db_err)?;
         let (sender, received) = tokio::sync::mpsc::channel(ANNOUNCEMENTS_QUEUED);
         let own = self.node.to_string();
         tokio::spawn(async move {
