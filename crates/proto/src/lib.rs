@@ -11,6 +11,7 @@ mod chain;
 mod crypto;
 pub mod encoding;
 mod error;
+pub mod file;
 mod handshake;
 mod identity;
 pub mod keys;
@@ -34,7 +35,7 @@ pub use plaintext::{
     padded_len, MessageKind, Plaintext, MAX_BODY_LEN, MAX_PADDED_LEN, MIN_PADDED_LEN, PLAINTEXT_FORMAT,
 };
 pub use safety::{SafetyNumber, QR_PREFIX, SAFETY_ITERATIONS, SAFETY_VERSION};
-pub use secret::{ChainKey, ConfirmKey, MessageKey, RootKey, SecretBytes, SessionSecret, SharedSecret};
+pub use secret::{ChainKey, ConfirmKey, FileKey, MessageKey, RootKey, SecretBytes, SessionSecret, SharedSecret};
 pub use session::{
     Role, Session, MAX_SKIP, MAX_STATE_LEN, REKEY_AFTER_MESSAGES, REKEY_AFTER_SECS, SESSION_MAX_MESSAGES,
     SESSION_MAX_SECS,

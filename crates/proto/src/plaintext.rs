@@ -2,9 +2,9 @@
 //! text from a receipt or from a longer text only by bucket.
 //!
 //! ```text
-//! plaintext = 0x02 ‖ kind (1 text, 2 receipt, 3 typing) ‖ id (16 bytes) ‖ u64be(sent_at) ‖ u32be(len) ‖ body (len
-//!             bytes of UTF-8) ‖ zero bytes up to the bucket: the smallest of 256, 512, 1024, … 32768 bytes that holds
-//!             it, or else the largest plaintext (HEADER_LEN + MAX_BODY_LEN = 32798 bytes)
+//! plaintext = 0x02 ‖ kind (1 text, 2 receipt, 3 typing, 4 file) ‖ id (16 bytes) ‖ u64be(sent_at) ‖ u32be(len)
+//!             ‖ body (len bytes of UTF-8) ‖ zero bytes up to the bucket: the smallest of 256, 512, 1024, … 32768
+//!             bytes that holds it, or else the largest plaintext (HEADER_LEN + MAX_BODY_LEN = 32798 bytes)
 //! ```
 //!
 //! [`Plaintext::decode`] still reads the formats sealed before: `0x01 ‖ kind ‖ id ‖ u64be(sent_at) ‖ body (the rest)`
@@ -53,6 +53,8 @@ pub enum MessageKind {
     Receipt,
     /// A typing indicator.
     Typing,
+    /// A file: `body` is the JSON of a [`crate::file::FileDescriptor`] (its blob, key, digest, name, type).
+    File,
 }
 
 /// The plaintext inside a [`SealedMessage`].
@@ -182,6 +184,7 @@ impl MessageKind {
             MessageKind::Text => 1,
             MessageKind::Receipt => 2,
             MessageKind::Typing => 3,
+            MessageKind::File => 4,
         }
     }
 
@@ -190,6 +193,7 @@ impl MessageKind {
             1 => Ok(MessageKind::Text),
             2 => Ok(MessageKind::Receipt),
             3 => Ok(MessageKind::Typing),
+            4 => Ok(MessageKind::File),
             _ => Err(malformed("unknown message kind")),
         }
     }
@@ -210,7 +214,12 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_through_the_byte_format() {
-        for kind in [MessageKind::Text, MessageKind::Receipt, MessageKind::Typing] {
+        for kind in [
+            MessageKind::Text,
+            MessageKind::Receipt,
+            MessageKind::Typing,
+            MessageKind::File,
+        ] {
             for body in ["", "hello", "naïve \"quoted\" {json} \u{1F426}"] {
                 let p = sample(kind, body);
                 let bytes = p.encode().unwrap();

@@ -129,6 +129,10 @@ secret32!(
     /// The key of the KeyConfirm MAC.
     ConfirmKey
 );
+secret32!(
+    /// The key of one file's segments (see `file`).
+    FileKey
+);
 
 /// Serializes 32 secret bytes as base64 without an intermediate `String` (state export).
 pub(crate) struct SecretB64<'a>(pub(crate) &'a [u8; 32]);
@@ -163,7 +167,7 @@ macro_rules! key_in {
         }
     )*};
 }
-key_in!(ChainKey, MessageKey, RootKey);
+key_in!(ChainKey, FileKey, MessageKey, RootKey);
 
 /// Raw 32 secret bytes without a key type (an X25519 private half).
 impl<'de> Deserialize<'de> for KeyIn<Zeroizing<[u8; 32]>> {
@@ -208,6 +212,7 @@ mod tests {
     redaction_test!(debug_redacts_chain_key, ChainKey);
     redaction_test!(debug_redacts_message_key, MessageKey);
     redaction_test!(debug_redacts_confirm_key, ConfirmKey);
+    redaction_test!(debug_redacts_file_key, FileKey);
 
     #[test]
     fn debug_redacts_secret_bytes() {

@@ -321,3 +321,43 @@ fn login_vector() {
         }),
     );
 }
+
+#[test]
+fn file_vector() {
+    use magpie_proto::file::{seal_segment, FileLayout};
+    use openssl::sha::sha256;
+    let key = FileKey::from_bytes(bytes32(0x40));
+    let seal = |plain: &[u8]| -> Vec<Vec<u8>> {
+        let layout = FileLayout::new(plain.len() as u64);
+        let mut start = 0;
+        (0..layout.segments())
+            .map(|i| {
+                let end = start + layout.plain_len(i);
+                let sealed = seal_segment(&key, &layout, i, &plain[start..end]).unwrap();
+                start = end;
+                sealed
+            })
+            .collect()
+    };
+    let pattern: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let segments = seal(&pattern);
+    let blob = segments.concat();
+    check(
+        "file.json",
+        json!({
+            "description": "key = 32 bytes; segment i = plaintext[i*65536, (i+1)*65536) (an empty file is one empty segment); nonce_i = u64be(i) || u32be(1 if last else 0); AD = u32be(14) || \"magpie v1 file\"; blob = AES-256-GCM(key, nonce_i, AD, segment i) || tag_i for each segment in order",
+            "key": hex(key.expose_secret()),
+            "ad": hex(&[&14u32.to_be_bytes()[..], b"magpie v1 file"].concat()),
+            "empty_file": { "blob": hex(&seal(&[]).concat()) },
+            "abc": { "plaintext": hex(b"abc"), "nonce_0": "000000000000000000000001", "blob": hex(&seal(b"abc").concat()) },
+            "pattern_70000": {
+                "plaintext": "byte i = i mod 251, 70000 bytes",
+                "segments": segments.len(),
+                "sealed_len": blob.len(),
+                "nonces": ["000000000000000000000000", "000000000000000100000001"],
+                "segment_sha256": segments.iter().map(|s| hex(&sha256(s))).collect::<Vec<_>>(),
+                "blob_sha256": hex(&sha256(&blob)),
+            },
+        }),
+    );
+}
