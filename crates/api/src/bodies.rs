@@ -78,6 +78,14 @@ pub enum ErrorCode {
     Internal,
     /// 507: the recipient's mailbox holds its quota; it empties as the recipient reads.
     MailboxFull,
+    /// 409: a blob part that does not start where the blob ends (`upload-offset` says where).
+    OffsetMismatch,
+    /// 409: a blob still being uploaded.
+    BlobIncomplete,
+    /// 416: a `Range` that is not one span inside the blob.
+    RangeNotSatisfiable,
+    /// 507: the caller's blobs waiting on the relay hold its quota; they go as their recipients fetch them.
+    FileQuotaFull,
     /// A code this client does not know (a newer relay).
     #[serde(other)]
     Unknown,
@@ -101,6 +109,10 @@ impl ErrorCode {
             Self::StorageUnavailable => "storage_unavailable",
             Self::Internal => "internal",
             Self::MailboxFull => "mailbox_full",
+            Self::OffsetMismatch => "offset_mismatch",
+            Self::BlobIncomplete => "blob_incomplete",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::FileQuotaFull => "file_quota_full",
             Self::Unknown => "unknown",
         }
     }
@@ -350,6 +362,10 @@ mod tests {
             ErrorCode::MailboxFull,
             ErrorCode::RateLimited,
             ErrorCode::IdTaken,
+            ErrorCode::OffsetMismatch,
+            ErrorCode::BlobIncomplete,
+            ErrorCode::RangeNotSatisfiable,
+            ErrorCode::FileQuotaFull,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

@@ -6,9 +6,11 @@
 //! Conventions of the wire: JSON; binary data is standard base64 with padding; UUIDs are lowercase and
 //! hyphenated; times are Unix seconds; request bodies refuse unknown fields.
 
+mod blobs;
 mod bodies;
 mod push;
 
+pub use blobs::*;
 pub use bodies::*;
 pub use magpie_proto::{EnvelopeKind, Username};
 pub use push::{ClientFrame, RelayFrame};
@@ -37,10 +39,17 @@ pub mod paths {
     pub const ACK: &str = "/v1/envelopes/ack";
     /// `GET`: the push WebSocket.
     pub const PUSH: &str = "/v1/push";
+    /// `POST`: create a blob.
+    pub const BLOBS: &str = "/v1/blobs";
 
     /// The directory entry of `username`.
     pub fn directory(username: &str) -> String {
         format!("{DIRECTORY}{username}")
+    }
+
+    /// The blob `id`: `PATCH` a part, `HEAD` its progress, `GET` it, `DELETE` (release) it.
+    pub fn blob(id: impl std::fmt::Display) -> String {
+        format!("{BLOBS}/{id}")
     }
 }
 

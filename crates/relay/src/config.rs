@@ -122,6 +122,19 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_MAILBOX_EXPIRY_DAYS", default_value_t = 30)]
     pub mailbox_expiry_days: u64,
 
+    /// Largest file (blob) a user may upload, MiB; larger ones get 413 before any byte is sent.
+    #[arg(long, env = "MAGPIE_RELAY_MAX_FILE_MB", default_value_t = 100)]
+    pub max_file_mb: u64,
+
+    /// What one user's files waiting on the relay may take, MiB (by their declared sizes, from the start of their
+    /// upload until their recipients have fetched them); more get 507 `file_quota_full`.
+    #[arg(long, env = "MAGPIE_RELAY_FILE_QUOTA_MB", default_value_t = 1024)]
+    pub file_quota_mb: u64,
+
+    /// How many files one user may have waiting on the relay; more get 507 `file_quota_full`.
+    #[arg(long, env = "MAGPIE_RELAY_FILE_QUOTA_FILES", default_value_t = 1000)]
+    pub file_quota_files: usize,
+
     /// Envelope bytes (bodies as stored) a user may send per hour, KiB; the whole hour's may go at once. Over it,
     /// HTTP sends get 429 and push sends wait.
     #[arg(long, env = "MAGPIE_RELAY_SEND_KB_PER_HOUR", default_value_t = 512 * 1024)]
@@ -198,6 +211,9 @@ impl Config {
             ("mailbox-max-envelopes", wide(self.mailbox_max_envelopes)),
             ("mailbox-max-mb", self.mailbox_max_mb),
             ("mailbox-expiry-days", self.mailbox_expiry_days),
+            ("max-file-mb", self.max_file_mb),
+            ("file-quota-mb", self.file_quota_mb),
+            ("file-quota-files", wide(self.file_quota_files)),
         ])
     }
 
@@ -231,6 +247,9 @@ impl Config {
             mailbox_max_envelopes: 10_000,
             mailbox_max_mb: 256,
             mailbox_expiry_days: 30,
+            max_file_mb: 100,
+            file_quota_mb: 1024,
+            file_quota_files: 1000,
             sync: SyncMode::Flush,
             commit_delay_us: 500,
             cache_mb: DEFAULT_CACHE_MB,

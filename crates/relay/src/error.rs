@@ -32,6 +32,24 @@ pub enum Error {
     /// The envelope id was already used by another sender.
     #[error("envelope id already used")]
     IdTaken,
+    /// A blob part that does not start where the blob ends.
+    #[error("the blob holds {received} bytes: a part goes on from there")]
+    OffsetMismatch {
+        /// What the blob holds.
+        received: u64,
+    },
+    /// A download of a blob still being uploaded.
+    #[error("{0}")]
+    BlobIncomplete(String),
+    /// A `Range` that is not one span inside the blob.
+    #[error("a range is one span inside the blob's {size} bytes")]
+    RangeNotSatisfiable {
+        /// The blob's size.
+        size: u64,
+    },
+    /// The caller's blobs hold their quota.
+    #[error("{0}")]
+    FileQuotaFull(String),
     /// No token, an unknown or expired token, or a failed login.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -70,6 +88,10 @@ impl Error {
             Self::NameTaken(_) => (StatusCode::CONFLICT, ErrorCode::NameTaken),
             Self::IdTaken => (StatusCode::CONFLICT, ErrorCode::IdTaken),
             Self::MailboxFull(_) => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::MailboxFull),
+            Self::OffsetMismatch { .. } => (StatusCode::CONFLICT, ErrorCode::OffsetMismatch),
+            Self::BlobIncomplete(_) => (StatusCode::CONFLICT, ErrorCode::BlobIncomplete),
+            Self::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::RangeNotSatisfiable),
+            Self::FileQuotaFull(_) => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::FileQuotaFull),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
@@ -103,6 +125,14 @@ impl IntoResponse for Error {
             }
             Self::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::OffsetMismatch { received } => {
+                headers.insert(magpie_api::UPLOAD_OFFSET, HeaderValue::from(*received));
+            }
+            Self::RangeNotSatisfiable { size } => {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(header::CONTENT_RANGE, value);
+                }
             }
             _ => {}
         }

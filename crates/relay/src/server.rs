@@ -16,6 +16,7 @@ use crate::api::{now_secs, router, AppState};
 use crate::ca::{self, CaError};
 use crate::config::Config;
 use crate::connections::{self, Admission};
+use crate::store::blobs::{FileBlobs, INCOMPLETE_BLOB_SECS};
 use crate::store::{LogStore, StoreError};
 use crate::tls::TlsListener;
 
@@ -87,8 +88,9 @@ pub fn open_state(config: Config) -> Result<AppState, StartError> {
     let cache_bytes = config.cache_mb.saturating_mul(1 << 20);
     let segment_bytes = config.segment_kb.saturating_mul(1 << 10);
     let store = LogStore::open_with(&config.data_dir.join("store"), config.sync, cache_bytes, segment_bytes)?;
+    let blobs = FileBlobs::open(&config.data_dir.join("blobs"))?;
     let ca = ca::load_or_create(&config.data_dir)?;
-    Ok(AppState::new(Arc::new(store), ca, config)?)
+    Ok(AppState::embedded(Arc::new(store), Arc::new(blobs), ca, config)?)
 }
 
 /// Opens the relay's state as `config` says: the store in the data directory, or the PostgreSQL database of
@@ -109,7 +111,7 @@ pub async fn open(config: Config) -> Result<AppState, StartError> {
         if !changed.is_empty() {
             tracing::warn!(changes = ?changed, "no other relay is connected: this relay's settings are now everyone's");
         }
-        let state = AppState::with_backend(store.clone(), metrics, ca, config);
+        let state = AppState::with_backend(store.clone(), store.clone(), metrics, ca, config);
         crate::fanout::spawn(store, state.clone());
         return Ok(state);
     }
@@ -271,8 +273,9 @@ async fn purge_loop(state: AppState) {
     }
 }
 
-/// What the relay does every minute: deletes envelopes unread past `--mailbox-expiry-days`, purges expired
-/// challenges, tokens and old ids, and forgets idle rate-limit buckets.
+/// What the relay does every minute: deletes envelopes unread past `--mailbox-expiry-days` (and blobs as old, and
+/// uploads left incomplete for a day), purges expired challenges, tokens and old ids, and forgets idle rate-limit
+/// buckets.
 pub async fn sweep(state: &AppState) {
     let now = now_secs();
     let expired = match state.config.mailbox_expiry_days {
@@ -293,6 +296,19 @@ pub async fn sweep(state: &AppState) {
                 .fetch_add(expired, std::sync::atomic::Ordering::Relaxed);
         }
         Err(e) => tracing::warn!(error = %e, "expiry failed"),
+    }
+    let complete_before = match state.config.mailbox_expiry_days {
+        0 => 0,
+        days => now.saturating_sub(days.saturating_mul(86_400)),
+    };
+    match state
+        .blobs
+        .expire(complete_before, now.saturating_sub(INCOMPLETE_BLOB_SECS))
+        .await
+    {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "blobs past their expiry or left half-uploaded deleted"),
+        Err(e) => tracing::warn!(error = %e, "blob expiry failed"),
     }
     match state.store.purge_expired(now).await {
         Ok(0) => {}

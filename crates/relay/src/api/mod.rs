@@ -1,6 +1,7 @@
 //! The HTTP API: `router(state)` with the store and everything else behind [`AppState`].
 
 mod auth;
+mod blobs;
 mod client;
 mod directory;
 mod envelopes;
@@ -28,6 +29,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::store::blobs::{BlobQuota, Blobs, MemoryBlobs};
 use crate::store::{Backend, Embedded, Store};
 
 pub use auth::{hash_token, AuthUser};
@@ -46,6 +48,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     /// Users, tokens, mailboxes, and their durability.
     pub store: Arc<dyn Backend>,
+    /// Files' sealed bytes.
+    pub blobs: Arc<dyn Blobs>,
     /// The CA and its served forms.
     pub ca: CaInfo,
     /// Connected push clients.
@@ -88,18 +92,30 @@ fn fetch_bytes_limit(config: &Config) -> RateLimiter {
 }
 
 impl AppState {
-    /// The state over an embedded store, and its group-commit thread.
+    /// The state over an embedded store, and its group-commit thread, with blobs in memory (tests, tools).
     pub fn new(store: Arc<dyn Store>, ca: CaInfo, config: Config) -> std::io::Result<Self> {
+        Self::embedded(store, Arc::new(MemoryBlobs::default()), ca, config)
+    }
+
+    /// The state over an embedded store, and its group-commit thread, and `blobs`.
+    pub fn embedded(store: Arc<dyn Store>, blobs: Arc<dyn Blobs>, ca: CaInfo, config: Config) -> std::io::Result<Self> {
         let metrics = Arc::new(Metrics::default());
         let delay = Duration::from_micros(config.commit_delay_us);
         let backend = Embedded::new(store, Arc::clone(&metrics), delay)?;
-        Ok(Self::with_backend(Arc::new(backend), metrics, ca, config))
+        Ok(Self::with_backend(Arc::new(backend), blobs, metrics, ca, config))
     }
 
     /// The state over any backend.
-    pub fn with_backend(store: Arc<dyn Backend>, metrics: Arc<Metrics>, ca: CaInfo, config: Config) -> Self {
+    pub fn with_backend(
+        store: Arc<dyn Backend>,
+        blobs: Arc<dyn Blobs>,
+        metrics: Arc<Metrics>,
+        ca: CaInfo,
+        config: Config,
+    ) -> Self {
         Self(Arc::new(Shared {
             store,
+            blobs,
             ca,
             hub: Hub::default(),
             metrics,
@@ -154,6 +170,18 @@ pub fn api(envelope_body_limit: usize) -> OpenApiRouter<AppState> {
         .routes(limited(routes!(envelopes::send, envelopes::fetch), envelope_body_limit))
         .routes(small(routes!(envelopes::ack)))
         .routes(small(routes!(push::connect)))
+        .routes(small(routes!(blobs::create)))
+        // Parts stream into the store whatever their size; the blob's declared size bounds them.
+        .routes(unlimited(routes!(
+            blobs::upload,
+            blobs::status,
+            blobs::download,
+            blobs::release
+        )))
+}
+
+fn unlimited((schemas, paths, handler): UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
+    (schemas, paths, handler.layer(DefaultBodyLimit::disable()))
 }
 
 fn limited((schemas, paths, handler): UtoipaMethodRouter<AppState>, body_limit: usize) -> UtoipaMethodRouter<AppState> {
@@ -231,7 +259,9 @@ async fn metrics(State(state): State<AppState>, request: Request) -> Result<Resp
     }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&state.store.gauges()),
+        state
+            .metrics
+            .render(&[state.store.gauges(), state.blobs.gauges()].concat()),
     )
         .into_response())
 }
@@ -296,6 +326,14 @@ impl AppState {
         crate::store::MailboxQuota {
             envelopes: self.config.mailbox_max_envelopes,
             bytes: self.config.mailbox_max_mb.saturating_mul(1 << 20),
+        }
+    }
+
+    /// What one user's blobs may take (`--file-quota-mb`, `--file-quota-files`).
+    pub(crate) fn blob_quota(&self) -> BlobQuota {
+        BlobQuota {
+            blobs: self.config.file_quota_files,
+            bytes: self.config.file_quota_mb.saturating_mul(1 << 20),
         }
     }
 

@@ -6,6 +6,7 @@
 //! only from the group-commit thread ([`GroupCommit`]).
 
 mod backend;
+pub mod blobs;
 mod commit;
 mod intercept;
 pub(crate) mod log;

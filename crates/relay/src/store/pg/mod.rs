@@ -21,6 +21,7 @@ use magpie_proto::SecretBytes;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+mod blobs;
 mod settings;
 mod writer;
 
@@ -76,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
         settings text NOT NULL
     );
 ",
+    blobs::MIGRATION,
 ];
 
 /// The start of every relay connection's `application_name`, followed by the relay's node id.
