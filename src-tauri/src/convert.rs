@@ -20,7 +20,11 @@ pub fn message_item(view: &MessageView) -> MessageItem {
             CoreDirection::Outgoing => Direction::Outgoing,
             CoreDirection::Incoming => Direction::Incoming,
         },
-        body: view.body.clone(),
+        // Until the window shows files as cards: what it is, so a file never looks like an empty text.
+        body: match &view.file {
+            Some(file) => format!("File: {} ({}, {} bytes)", file.name, file.media_type, file.size),
+            None => view.body.clone(),
+        },
         sent_at: view.sent_at,
         delivery: delivery(view.delivery),
         cursor: view.cursor,
@@ -35,6 +39,7 @@ pub fn delivery(delivery: CoreDelivery) -> Delivery {
         CoreDelivery::Failed => Delivery::Failed,
         CoreDelivery::Received => Delivery::Received,
         CoreDelivery::Waiting => Delivery::Waiting,
+        CoreDelivery::Uploading => Delivery::Uploading,
     }
 }
 

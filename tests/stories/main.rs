@@ -13,6 +13,7 @@ mod common;
 mod crash;
 mod failover;
 mod faults;
+mod files;
 mod login;
 mod malicious;
 mod offline;

@@ -9,6 +9,8 @@ use uuid::Uuid;
 pub const UPLOAD_OFFSET: &str = "upload-offset";
 /// The response header holding a blob's declared size.
 pub const UPLOAD_LENGTH: &str = "upload-length";
+/// The header of a 413 to `POST /v1/blobs`: the largest blob the relay takes, in bytes.
+pub const UPLOAD_MAX_LENGTH: &str = "upload-max-length";
 /// The content type of a part.
 pub const PART_CONTENT_TYPE: &str = "application/offset+octet-stream";
 

@@ -114,6 +114,33 @@ async fn command(
             }
             Ok(())
         }
+        Command::SendFile { peer, path } => {
+            let peer = username(&peer)?;
+            client.sync().await?;
+            client.check_key(&peer).await?;
+            let message = client.send_file(&peer, &path, None).await?;
+            client.finish_transfers().await?;
+            println!("Sent {} ({}) to {peer}.", path.display(), message.id);
+            Ok(())
+        }
+        Command::SaveFile { peer, message_id, path } => {
+            let peer = username(&peer)?;
+            if path.exists() {
+                return Err(Failure::Usage(format!(
+                    "{} exists already: choose another path",
+                    path.display()
+                )));
+            }
+            let record = client.file_state(message_id)?;
+            if record.as_ref().is_none_or(|r| r.peer != peer) {
+                return Err(Failure::Usage(format!(
+                    "There is no file {message_id} in the chat with {peer}."
+                )));
+            }
+            client.save_file(message_id, &path).await?;
+            println!("Saved {} from {peer}.", path.display());
+            Ok(())
+        }
         Command::History { peer, json, last } => {
             let peer = username(&peer)?;
             for entry in client.last_messages(&peer, last)? {

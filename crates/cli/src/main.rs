@@ -86,6 +86,23 @@ pub enum Command {
         /// The message.
         text: String,
     },
+    /// Sends the file at PATH to PEER, end to end encrypted: sealed, uploaded (resuming an upload a stopped run
+    /// left), then announced to PEER in a message.
+    SendFile {
+        /// To whom.
+        peer: String,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// Saves the file of message MESSAGE_ID in the chat with PEER to PATH (downloading it first if need be).
+    SaveFile {
+        /// The chat.
+        peer: String,
+        /// The file message's id (`history --json` shows it).
+        message_id: uuid::Uuid,
+        /// Where to write it; refused if something is there already.
+        path: std::path::PathBuf,
+    },
     /// Prints the chat with PEER from the local history (no network).
     History {
         /// With whom.

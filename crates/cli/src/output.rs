@@ -24,7 +24,17 @@ pub fn message(m: &MessageView, json: bool) {
     };
     let state = serde_json::to_value(m.delivery).ok();
     let state = state.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
-    println!("[{}] {who}: {}  ({state})", time(m.sent_at), m.body);
+    match &m.file {
+        Some(file) => println!(
+            "[{}] {who}: file {} ({}, {} bytes, message {})  ({state})",
+            time(m.sent_at),
+            file.name,
+            file.media_type,
+            file.size,
+            m.id
+        ),
+        None => println!("[{}] {who}: {}  ({state})", time(m.sent_at), m.body),
+    }
 }
 
 pub fn requests(incoming: &[RequestView], outgoing: &[(Username, uuid::Uuid)], json: bool) {

@@ -181,6 +181,44 @@ pub enum Error {
     /// No such message to act on (or not one that can be resent).
     #[error("There is no failed message {0} to send again.")]
     NoMessage(String),
+    /// A file to send, or a kept copy, could not be read.
+    #[error("Could not read {path}: {source}.")]
+    FileRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file could not be written (a full disk, a folder without permission).
+    #[error("Could not write {path}: {source}. Check the free space and permissions there; nothing else was lost.")]
+    FileWrite {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file changed size while it was being sealed.
+    #[error("{0} changed while Magpie was preparing it. Send it again once it is finished.")]
+    FileChanged(PathBuf),
+    /// The relay does not take a file this large.
+    #[error("This file is {size} bytes; the relay takes files of up to {limit} bytes. Nothing was sent.")]
+    FileTooLarge {
+        /// The file's size once sealed.
+        size: u64,
+        /// The relay's limit.
+        limit: u64,
+    },
+    /// A received file failed its integrity check.
+    #[error(
+        "A received file failed its integrity check: {0}. It was changed on its way (by the relay or on disk) and          was not saved."
+    )]
+    FileTampered(String),
+    /// The relay no longer holds a file.
+    #[error("The relay no longer has this file (it expired or was deleted). Ask {0} to send it again.")]
+    FileLost(String),
+    /// No file message with this id, or not one that has arrived whole yet.
+    #[error("There is no received file {0} to save yet.")]
+    NoFile(uuid::Uuid),
     /// A lock was poisoned by a panic in another thread.
     #[error("Internal error: a lock was poisoned.")]
     Poisoned,

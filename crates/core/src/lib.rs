@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod history;
 pub mod keystore;
 mod lock_order;

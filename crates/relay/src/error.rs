@@ -47,6 +47,14 @@ pub enum Error {
         /// The blob's size.
         size: u64,
     },
+    /// A blob larger than the relay takes.
+    #[error("a file of {size} bytes; this relay takes files of up to {limit} bytes")]
+    FileTooLarge {
+        /// The size asked for.
+        size: u64,
+        /// The most the relay takes.
+        limit: u64,
+    },
     /// The caller's blobs hold their quota.
     #[error("{0}")]
     FileQuotaFull(String),
@@ -91,6 +99,7 @@ impl Error {
             Self::OffsetMismatch { .. } => (StatusCode::CONFLICT, ErrorCode::OffsetMismatch),
             Self::BlobIncomplete(_) => (StatusCode::CONFLICT, ErrorCode::BlobIncomplete),
             Self::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::RangeNotSatisfiable),
+            Self::FileTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
             Self::FileQuotaFull(_) => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::FileQuotaFull),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
@@ -128,6 +137,9 @@ impl IntoResponse for Error {
             }
             Self::OffsetMismatch { received } => {
                 headers.insert(magpie_api::UPLOAD_OFFSET, HeaderValue::from(*received));
+            }
+            Self::FileTooLarge { limit, .. } => {
+                headers.insert(magpie_api::UPLOAD_MAX_LENGTH, HeaderValue::from(*limit));
             }
             Self::RangeNotSatisfiable { size } => {
                 if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {

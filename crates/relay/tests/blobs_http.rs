@@ -234,9 +234,18 @@ async fn sizes_recipients_and_quotas_are_checked_before_any_byte() {
     })
     .await;
     let [alice, bob, _] = relay.users().await;
-    let (status, body) = relay.create(&alice, (1 << 20) + 1, &["bob"]).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(body["message"].as_str().unwrap().contains("up to 1 MiB"), "{body}");
+    let over = relay
+        .request(Method::POST, "/v1/blobs", &alice)
+        .json(&json!({"size": (1 << 20) + 1, "recipients": ["bob"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        over.headers()["upload-max-length"],
+        "1048576",
+        "the limit, for the client to say"
+    );
     assert_eq!(relay.create(&alice, 0, &["bob"]).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(relay.create(&alice, 10, &[]).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(relay.create(&alice, 10, &["nobody"]).await.0, StatusCode::NOT_FOUND);

@@ -93,6 +93,8 @@ pub enum Delivery {
     Received,
     /// Written while the session was being set up: sent once it exists.
     Waiting,
+    /// A file being uploaded: its message is sent once the relay holds it whole.
+    Uploading,
 }
 
 /// One message as the chat shows it. `Debug` shows the text's length, never the text.

@@ -58,7 +58,7 @@ key_store: string, };
 
 export type Direction = "outgoing" | "incoming";
 
-export type Delivery = "sending" | "sent" | "delivered" | "failed" | "received" | "waiting";
+export type Delivery = "sending" | "sent" | "delivered" | "failed" | "received" | "waiting" | "uploading";
 
 export type MessageItem = { id: string, peer: string, direction: Direction, body: string, 
 /**

@@ -125,6 +125,63 @@ pub struct MessageView {
     pub delivery: Delivery,
     /// Position in the chat, for paging.
     pub cursor: Option<u64>,
+    /// For a file message: what the chat shows of the file (its `body` is then empty: the message carries the
+    /// file's key, which never leaves the engine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileView>,
+}
+
+/// A file as a chat shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileView {
+    /// The name to save it under ([`magpie_proto::file::FileDescriptor::safe_name`]).
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// The sender's guess, `type/subtype`.
+    pub media_type: String,
+    /// An image's small preview, carried in the message.
+    pub thumbnail: Option<ThumbnailView>,
+}
+
+/// An image's preview.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct ThumbnailView {
+    /// `image/jpeg` or `image/png`.
+    pub media_type: String,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+    /// The image, standard base64.
+    pub data: String,
+}
+
+impl std::fmt::Debug for ThumbnailView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThumbnailView")
+            .field("media_type", &self.media_type)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&magpie_proto::file::FileDescriptor> for FileView {
+    fn from(d: &magpie_proto::file::FileDescriptor) -> Self {
+        use base64::Engine as _;
+        Self {
+            name: d.safe_name(),
+            size: d.size,
+            media_type: d.media_type.clone(),
+            thumbnail: d.thumbnail.as_ref().map(|t| ThumbnailView {
+                media_type: t.media_type.clone(),
+                width: t.width,
+                height: t.height,
+                data: base64::engine::general_purpose::STANDARD.encode(&t.data),
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for MessageView {
@@ -150,11 +207,18 @@ impl From<&Entry> for MessageView {
 
 impl From<&crate::history::Message> for MessageView {
     fn from(m: &crate::history::Message) -> Self {
+        let file = (m.kind == magpie_proto::MessageKind::File)
+            .then(|| magpie_proto::file::FileDescriptor::from_body(&m.body).ok())
+            .flatten();
         Self {
             id: m.id,
             peer: m.peer.to_string(),
             direction: m.direction,
-            body: m.body.clone(),
+            body: match m.kind {
+                magpie_proto::MessageKind::File => String::new(),
+                _ => m.body.clone(),
+            },
+            file: file.as_ref().map(FileView::from),
             sent_at: m.sent_at,
             received_at: m.received_at,
             delivery: m.delivery,
@@ -282,6 +346,26 @@ pub enum Event {
         /// The message as stored.
         message: MessageView,
     },
+    /// A file's transfer moved on: `done` of `total` bytes of its blob are uploaded or downloaded.
+    FileProgress {
+        /// The chat.
+        peer: String,
+        /// The file message.
+        id: Uuid,
+        /// Bytes moved so far.
+        done: u64,
+        /// Bytes in all.
+        total: u64,
+    },
+    /// A file's transfer reached a new state (kept and ready, or failed and why).
+    FileStateChanged {
+        /// The chat.
+        peer: String,
+        /// The file message.
+        id: Uuid,
+        /// Its state now.
+        state: crate::history::FileState,
+    },
     /// An envelope was refused (tampered, forged, unknown session, malformed) and dropped; a contact's count of
     /// them ([`crate::history::Contact::discarded`]) went up. Ordinary duplicates are not reported.
     Rejected {
@@ -308,6 +392,7 @@ mod tests {
             received_at: Some(2),
             delivery: Delivery::Received,
             cursor: Some(3),
+            file: None,
         }
     }
 

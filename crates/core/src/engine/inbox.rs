@@ -225,13 +225,19 @@ impl<H: Home> Client<H> {
                 }
             };
             match plaintext.kind {
-                MessageKind::Text => {
+                // A file message is stored like a text, its download recorded with it (see `files.rs`).
+                MessageKind::File if magpie_proto::file::FileDescriptor::from_body(&plaintext.body).is_err() => {
+                    outcomes.push(Some(Opened::Failed(magpie_proto::Error::Malformed(
+                        "a file message that does not describe a file".into(),
+                    ))));
+                }
+                kind @ (MessageKind::Text | MessageKind::File) => {
                     outcomes.push(None);
                     texts.push(Message {
                         id: plaintext.id,
                         peer: peer.clone(),
                         direction: Direction::Incoming,
-                        kind: MessageKind::Text,
+                        kind,
                         body: plaintext.body.clone(),
                         sent_at: plaintext.sent_at,
                         received_at: Some(now_secs()),
@@ -313,7 +319,7 @@ impl<H: Home> Client<H> {
 
     /// Moves the chat's last activity (whole seconds) to now. Within a second that is stored already the contact is
     /// neither read nor written: a burst of texts costs one write, not one each.
-    fn note_activity(&self, peer: &Username) -> Result<()> {
+    pub(super) fn note_activity(&self, peer: &Username) -> Result<()> {
         let now = now_secs();
         let stored_already = self.activity_noted()?.get(peer) == Some(&now);
         if stored_already {
@@ -348,6 +354,9 @@ impl<H: Home> Client<H> {
 
     /// After a text arrived and was stored: tell the UI.
     fn after_receive(&self, message: Message, appended: Appended) {
+        if message.kind == MessageKind::File {
+            self.inner.transfers_wake.notify_one();
+        }
         if let Appended::New(cursor) = appended {
             let mut view = MessageView::from(&message);
             view.cursor = Some(cursor.value());

@@ -14,6 +14,7 @@
 mod chats;
 mod discard;
 mod events;
+mod files;
 mod handshake;
 mod handshake_state;
 mod handshake_worker;
@@ -35,7 +36,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use magpie_proto::{Certificate, Credential, Fingerprint, Identity, Session, TrustAnchor, Username};
 use tokio::sync::{broadcast, Notify};
 
-pub use events::{ConnectionState, Discard, Event, HandshakeData, HandshakeStep, MessageView, Refusal};
+pub use events::{
+    ConnectionState, Discard, Event, FileView, HandshakeData, HandshakeStep, MessageView, Refusal, ThumbnailView,
+};
 pub use handshake_state::HandshakeState;
 pub use outbox::Flushed;
 pub use rekey::REKEY_RETRY_AFTER;
@@ -82,6 +85,10 @@ struct Inner<H> {
     /// Serializes handshake steps (they read, advance and store one state).
     handshakes: tokio::sync::Mutex<()>,
     outbox_wake: Notify,
+    /// A file transfer was added (see `files.rs`).
+    transfers_wake: Notify,
+    /// Held by the transfer under way: one at a time.
+    transfers_running: tokio::sync::Mutex<()>,
     /// Asks the connection to read the mailbox again (envelopes were parked waiting for a session).
     resync: Notify,
     /// Envelopes were left in the mailbox for later since the last re-read: a new session reads it again.
@@ -215,6 +222,8 @@ impl<H: Home> Client<H> {
                 sessions: Ranked::new(Rank::Sessions, HashMap::new()),
                 handshakes: tokio::sync::Mutex::new(()),
                 outbox_wake: Notify::new(),
+                transfers_wake: Notify::new(),
+                transfers_running: tokio::sync::Mutex::new(()),
                 resync: Notify::new(),
                 parked: std::sync::atomic::AtomicBool::new(false),
                 outbox_running: tokio::sync::Mutex::new(()),

@@ -196,6 +196,8 @@ impl<H: Home> Client<H> {
         let client = self.clone();
         // Dropping `run` (the face closes the profile) must stop the outbox too: it holds the client.
         let _outbox = AbortOnDrop(tokio::spawn(async move { client.outbox_loop().await }));
+        let client = self.clone();
+        let _transfers = AbortOnDrop(tokio::spawn(async move { client.transfer_loop().await }));
         self.connection_loop().await
     }
 

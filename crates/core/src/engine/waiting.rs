@@ -164,7 +164,8 @@ impl<H: Home> Client<H> {
         while let Some(oldest) = page.first().map(|e| e.cursor) {
             let full = page.len() == WAITING_PAGE;
             for entry in page.into_iter().rev() {
-                if entry.message.direction != Direction::Outgoing {
+                // Files wait for their upload, not for the session: they are sent on their own (see `files.rs`).
+                if entry.message.direction != Direction::Outgoing || entry.message.kind != MessageKind::Text {
                     continue;
                 }
                 if entry.message.delivery != Delivery::Waiting {

@@ -40,6 +40,8 @@ pub enum Delivery {
     Waiting,
     /// An incoming message.
     Received,
+    /// A file of ours being uploaded: its message is sealed and sent once the relay holds it whole.
+    Uploading,
 }
 
 impl Delivery {

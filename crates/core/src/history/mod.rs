@@ -21,6 +21,7 @@
 //! | `message_blocks` | `H("chat", peer)`                 | the first seq of the chat's newest block    |
 //! | `message_index`  | first 2 bytes of `H("message", id)` | where each message of that bucket is      |
 //! | `outbox`      | seq (u64 BE)                         | [`OutboxItem`]: an envelope awaiting a 202  |
+//! | `files`       | `H("file", message id)`              | [`FileRecord`]: a file's transfer, as JSON  |
 //! | `steps`       | counter (u64 BE)                     | a step's writes while they are made         |
 //!
 //! `sessions` also holds, under `H("chat", peer) ‖ "previous" ‖ counter ‖ session id`, the last 16 sessions re-keys
@@ -52,6 +53,7 @@
 mod blocks;
 mod contacts;
 pub mod crypt;
+pub(crate) mod files;
 mod messages;
 mod meta;
 mod outbox;
@@ -68,6 +70,7 @@ use zeroize::Zeroizing;
 
 pub use contacts::{Contact, Discarded, REKEY_MARKS};
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
+pub use files::{FileRecord, FileState};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};
 pub use meta::RegistrationRecord;
 pub use outbox::{OutboxItem, OutboxKey};
@@ -117,6 +120,8 @@ pub struct History {
     finished_handshakes: sled::Tree,
     /// Summaries of the incoming requests among `handshakes` (see [`requests`]).
     requests: sled::Tree,
+    /// Where each file's transfer stands (see [`files`]).
+    files: sled::Tree,
     blocks: sled::Tree,
     message_index: sled::Tree,
     steps: sled::Tree,
@@ -179,6 +184,7 @@ impl History {
             handshakes: db.open_tree(HANDSHAKES)?,
             finished_handshakes: db.open_tree(FINISHED_HANDSHAKES)?,
             requests: db.open_tree(requests::REQUESTS)?,
+            files: db.open_tree(files::FILES)?,
             blocks: db.open_tree(MESSAGE_BLOCKS)?,
             message_index: db.open_tree(MESSAGE_INDEX)?,
             outbox: db.open_tree(OUTBOX)?,

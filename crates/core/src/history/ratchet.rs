@@ -119,6 +119,11 @@ impl History {
             .iter()
             .map(|row| row.append_to(&mut writer))
             .collect::<Result<Vec<_>>>()?;
+        for (message, appended) in messages.iter().zip(&appended) {
+            if matches!(appended, Appended::New(_)) {
+                self.record_incoming_file(&step, message)?;
+            }
+        }
         let states = change_deliveries(&mut writer, &delivered, state)?;
         writer.finish()?;
         step.commit()?;

@@ -34,10 +34,11 @@ pub(super) enum Tree {
     Blocks,
     Index,
     Outbox,
+    Files,
 }
 
 impl Tree {
-    const ALL: [Self; 4] = [Self::Sessions, Self::Blocks, Self::Index, Self::Outbox];
+    const ALL: [Self; 5] = [Self::Sessions, Self::Blocks, Self::Index, Self::Outbox, Self::Files];
 
     /// The tree's name: also the first part of its values' additional data (see [`super::crypt`]).
     pub(super) fn name(self) -> &'static str {
@@ -46,6 +47,7 @@ impl Tree {
             Self::Blocks => MESSAGE_BLOCKS,
             Self::Index => MESSAGE_INDEX,
             Self::Outbox => OUTBOX,
+            Self::Files => super::files::FILES,
         }
     }
 
@@ -55,6 +57,7 @@ impl Tree {
             Self::Blocks => 2,
             Self::Index => 3,
             Self::Outbox => 4,
+            Self::Files => 5,
         }
     }
 
@@ -140,6 +143,7 @@ impl History {
             Tree::Blocks => &self.blocks,
             Tree::Index => &self.message_index,
             Tree::Outbox => &self.outbox,
+            Tree::Files => &self.files,
         }
     }
 

@@ -5,6 +5,7 @@
 //! [`Error::Relay`] when it answered with an error, and the few answers the engine acts on by name
 //! ([`Error::NameTaken`], [`Error::UnknownUser`]).
 
+mod blobs;
 mod push;
 
 use std::sync::RwLock;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+pub use blobs::{BlobProgress, TRANSFER_PART};
 pub use push::{Outgoing, PushConnection, PushEvent, PushReceiver, PushSender};
 
 use crate::error::{Error, Result};
@@ -255,6 +257,11 @@ impl RelayClient {
 
     async fn execute(&self, request: RequestBuilder) -> Result<Response> {
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        self.success(response).await
+    }
+
+    /// The response if it is a success, else the relay's error.
+    async fn success(&self, response: Response) -> Result<Response> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -275,7 +282,12 @@ impl RelayClient {
     }
 
     async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
-        let response = self.execute(request).await?;
+        self.json_of(request.send().await.map_err(|e| self.unreachable(&e))?)
+            .await
+    }
+
+    async fn json_of<T: DeserializeOwned>(&self, response: Response) -> Result<T> {
+        let response = self.success(response).await?;
         let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
         serde_json::from_slice(&body).map_err(|e| Error::RelayProtocol(e.to_string()))
     }

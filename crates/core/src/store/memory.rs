@@ -10,11 +10,11 @@ use magpie_proto::{Session, Username};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{Contacts, Durable, Handshakes, Home, Messages, Outbox, RatchetSteps, RelayFacts, Sessions};
+use super::{Contacts, Durable, FileRecords, Handshakes, Home, Messages, Outbox, RatchetSteps, RelayFacts, Sessions};
 use crate::error::{Error, Result};
 use crate::history::{
-    Appended, Contact, Cursor, Delivery, Entry, Message, OutboxItem, OutboxKey, RegistrationRecord, RequestSummary,
-    SessionSlot, PREVIOUS_SESSIONS,
+    Appended, Contact, Cursor, Delivery, Entry, FileRecord, Message, OutboxItem, OutboxKey, RegistrationRecord,
+    RequestSummary, SessionSlot, PREVIOUS_SESSIONS,
 };
 use crate::keystore::SecretBytes;
 
@@ -46,6 +46,7 @@ struct State {
     finished: HashMap<String, u64>,
     requests: HashMap<Uuid, RequestSummary>,
     requests_indexed: bool,
+    files: HashMap<Uuid, FileRecord>,
     registration: Option<RegistrationRecord>,
     relay_login: Option<(Zeroizing<String>, u64)>,
 }
@@ -216,7 +217,16 @@ impl RatchetSteps for MemoryStore {
             }
             SessionSlot::Previous => state.keep_previous(session),
         }
-        let appended = messages.iter().map(|m| state.append(m)).collect();
+        let appended: Vec<Appended> = messages.iter().map(|m| state.append(m)).collect();
+        for (message, appended) in messages.iter().zip(&appended) {
+            let incoming_file = message.kind == magpie_proto::MessageKind::File
+                && message.direction == crate::history::Direction::Incoming;
+            if incoming_file && matches!(appended, Appended::New(_)) && !state.files.contains_key(&message.id) {
+                state
+                    .files
+                    .insert(message.id, crate::history::files::incoming_file_record(message)?);
+            }
+        }
         if let Some(item) = outgoing {
             let key = state.next();
             state.outbox.insert(key, item.clone());
@@ -323,6 +333,22 @@ impl Handshakes for MemoryStore {
     fn mark_requests_indexed(&self) -> Result<()> {
         self.state()?.requests_indexed = true;
         Ok(())
+    }
+}
+
+impl FileRecords for MemoryStore {
+    fn put_file_record(&self, record: &FileRecord) -> Result<()> {
+        self.state()?.files.insert(record.message_id, record.clone());
+        Ok(())
+    }
+    fn file_record(&self, message_id: Uuid) -> Result<Option<FileRecord>> {
+        Ok(self.state()?.files.get(&message_id).cloned())
+    }
+    fn file_records(&self) -> Result<Vec<FileRecord>> {
+        Ok(self.state()?.files.values().cloned().collect())
+    }
+    fn remove_file_record(&self, message_id: Uuid) -> Result<bool> {
+        Ok(self.state()?.files.remove(&message_id).is_some())
     }
 }
 

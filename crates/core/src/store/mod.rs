@@ -7,7 +7,9 @@ mod memory;
 
 /// The traits, to bring their methods into scope where the engine calls them.
 pub mod prelude {
-    pub use super::{Contacts, Durable, Handshakes, Home, Messages, Outbox, RatchetSteps, RelayFacts, Sessions, Store};
+    pub use super::{
+        Contacts, Durable, FileRecords, Handshakes, Home, Messages, Outbox, RatchetSteps, RelayFacts, Sessions, Store,
+    };
 }
 
 use std::future::Future;
@@ -19,8 +21,8 @@ pub use memory::{MemoryHome, MemoryStore};
 
 use crate::error::Result;
 use crate::history::{
-    Appended, Contact, Cursor, Delivery, Entry, History, Message, OutboxItem, OutboxKey, RegistrationRecord,
-    RequestSummary, SessionSlot,
+    Appended, Contact, Cursor, Delivery, Entry, FileRecord, History, Message, OutboxItem, OutboxKey,
+    RegistrationRecord, RequestSummary, SessionSlot,
 };
 use crate::keystore::SecretBytes;
 use crate::profile::Profile;
@@ -154,6 +156,18 @@ pub trait RelayFacts {
     fn set_relay_login(&self, token: &str, expires_at: u64) -> Result<()>;
 }
 
+/// Where each file message's transfer stands.
+pub trait FileRecords {
+    /// Stores a file's record, replacing the one with its message id.
+    fn put_file_record(&self, record: &FileRecord) -> Result<()>;
+    /// The record of the file message `message_id`, if it is one.
+    fn file_record(&self, message_id: Uuid) -> Result<Option<FileRecord>>;
+    /// Every file's record.
+    fn file_records(&self) -> Result<Vec<FileRecord>>;
+    /// Forgets a file's record; `false` if there was none.
+    fn remove_file_record(&self, message_id: Uuid) -> Result<bool>;
+}
+
 /// Making what was written durable.
 pub trait Durable {
     /// Everything written so far is on disk when this returns; the bytes written.
@@ -165,7 +179,18 @@ pub trait Durable {
 
 /// Everything the engine keeps.
 pub trait Store:
-    Sessions + Messages + RatchetSteps + Outbox + Contacts + Handshakes + RelayFacts + Durable + Send + Sync + 'static
+    Sessions
+    + Messages
+    + RatchetSteps
+    + Outbox
+    + Contacts
+    + Handshakes
+    + FileRecords
+    + RelayFacts
+    + Durable
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -176,6 +201,7 @@ impl<T> Store for T where
         + Outbox
         + Contacts
         + Handshakes
+        + FileRecords
         + RelayFacts
         + Durable
         + Send
@@ -189,6 +215,10 @@ pub trait Home: std::fmt::Debug + Send + Sync + 'static {
     type Store: Store;
     fn username(&self) -> &Username;
     fn store(&self) -> &Self::Store;
+    /// Where files' blobs are kept; `None` where files are not sent or received (the engine's unit tests).
+    fn files_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 impl Home for Profile {
@@ -200,6 +230,10 @@ impl Home for Profile {
 
     fn store(&self) -> &History {
         self.history()
+    }
+
+    fn files_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir().join("files"))
     }
 }
 
@@ -332,6 +366,21 @@ impl Handshakes for History {
     }
     fn mark_requests_indexed(&self) -> Result<()> {
         History::mark_requests_indexed(self)
+    }
+}
+
+impl FileRecords for History {
+    fn put_file_record(&self, record: &FileRecord) -> Result<()> {
+        History::put_file_record(self, record)
+    }
+    fn file_record(&self, message_id: Uuid) -> Result<Option<FileRecord>> {
+        History::file_record(self, message_id)
+    }
+    fn file_records(&self) -> Result<Vec<FileRecord>> {
+        History::file_records(self)
+    }
+    fn remove_file_record(&self, message_id: Uuid) -> Result<bool> {
+        History::remove_file_record(self, message_id)
     }
 }
 

@@ -33,7 +33,8 @@ const PART_IDLE: Duration = Duration::from_secs(30);
         (status = 400, description = "a size of 0, no or too many recipients, a bad name", body = ApiError),
         (status = 401, description = "no or a bad token", body = ApiError),
         (status = 404, description = "no such recipient", body = ApiError),
-        (status = 413, description = "larger than --max-file-mb", body = ApiError),
+        (status = 413, description = "larger than --max-file-mb; `upload-max-length` says the limit in bytes",
+            body = ApiError),
         (status = 429, description = "over --send-per-second", body = ApiError),
         (status = 507, description = "`file_quota_full`: the caller's blobs hold --file-quota-mb or \
             --file-quota-files", body = ApiError),
@@ -49,10 +50,10 @@ pub(crate) async fn create(
         return Err(Error::BadRequest("a blob holds at least one byte".into()));
     }
     if req.size > max {
-        return Err(Error::PayloadTooLarge(format!(
-            "a file of {} bytes; this relay takes files of up to {} MiB",
-            req.size, state.config.max_file_mb
-        )));
+        return Err(Error::FileTooLarge {
+            size: req.size,
+            limit: max,
+        });
     }
     if req.recipients.is_empty() || req.recipients.len() > MAX_BLOB_RECIPIENTS {
         return Err(Error::BadRequest(format!(
