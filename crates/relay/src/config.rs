@@ -135,6 +135,11 @@ pub struct Config {
     #[arg(long, env = "MAGPIE_RELAY_FILE_QUOTA_FILES", default_value_t = 1000)]
     pub file_quota_files: usize,
 
+    /// File bytes a user may upload per hour, and download per hour, MiB; the whole hour's may go at once. Over it,
+    /// transfers are slowed, not refused.
+    #[arg(long, env = "MAGPIE_RELAY_FILE_MB_PER_HOUR", default_value_t = 4096)]
+    pub file_mb_per_hour: u64,
+
     /// Envelope bytes (bodies as stored) a user may send per hour, KiB; the whole hour's may go at once. Over it,
     /// HTTP sends get 429 and push sends wait.
     #[arg(long, env = "MAGPIE_RELAY_SEND_KB_PER_HOUR", default_value_t = 512 * 1024)]
@@ -214,6 +219,7 @@ impl Config {
             ("max-file-mb", self.max_file_mb),
             ("file-quota-mb", self.file_quota_mb),
             ("file-quota-files", wide(self.file_quota_files)),
+            ("file-mb-per-hour", self.file_mb_per_hour),
         ])
     }
 
@@ -250,6 +256,7 @@ impl Config {
             max_file_mb: 100,
             file_quota_mb: 1024,
             file_quota_files: 1000,
+            file_mb_per_hour: 4096,
             sync: SyncMode::Flush,
             commit_delay_us: 500,
             cache_mb: DEFAULT_CACHE_MB,

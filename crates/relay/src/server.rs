@@ -322,6 +322,8 @@ pub async fn sweep(state: &AppState) {
     state.fetch_limit.forget_idle();
     state.send_bytes.forget_idle();
     state.fetch_bytes.forget_idle();
+    state.file_kib_up.forget_idle();
+    state.file_kib_down.forget_idle();
 }
 
 /// A relay serving on an ephemeral loopback port inside this process (tests, embedders).

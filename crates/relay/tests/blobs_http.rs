@@ -253,6 +253,8 @@ async fn sizes_recipients_and_quotas_are_checked_before_any_byte() {
         relay.create(&alice, 10, &["Not A Name"]).await.0,
         StatusCode::BAD_REQUEST
     );
+    let to_oneself = relay.create(&alice, 10, &["bob", "alice"]).await.0;
+    assert_eq!(to_oneself, StatusCode::BAD_REQUEST, "the uploader is not a recipient");
     assert_eq!(relay.create(&alice, 10, &["bob"]).await.0, StatusCode::CREATED);
     let (_, second) = relay.create(&alice, 10, &["bob"]).await;
     let (status, body) = relay.create(&alice, 10, &["bob"]).await;
@@ -292,4 +294,68 @@ async fn sizes_recipients_and_quotas_are_checked_before_any_byte() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn parts_come_one_at_a_time_at_least_64_kib_and_recipients_release_only_whole_blobs() {
+    use tokio::io::AsyncWriteExt as _;
+    let relay = Relay::start(|_| {}).await;
+    let [alice, bob, _] = relay.users().await;
+    let bytes = pattern(200_000);
+    let (_, created) = relay.create(&alice, bytes.len() as u64, &["bob"]).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // A tiny part that does not complete the blob keeps nothing.
+    let tiny = relay.patch(&alice, &id, 0, bytes[..1000].to_vec()).await;
+    assert_eq!(tiny.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(relay.held(&alice, &id).await.0, 0);
+
+    // While one part streams in, a second is refused with where the blob ends.
+    let mut first = tokio::net::TcpStream::connect(relay.relay.addr).await.unwrap();
+    let head = format!(
+        "PATCH /v1/blobs/{id} HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {alice}\r\n\
+         content-type: application/offset+octet-stream\r\nupload-offset: 0\r\ncontent-length: 100000\r\n\r\n"
+    );
+    first.write_all(head.as_bytes()).await.unwrap();
+    first.write_all(&bytes[..50_000]).await.unwrap();
+    first.flush().await.unwrap();
+    let mut refused = None;
+    for _ in 0..100 {
+        let second = relay.patch(&alice, &id, 0, bytes[..100_000].to_vec()).await;
+        if second.status() == StatusCode::CONFLICT {
+            refused = Some(second);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let refused = refused.expect("the second part is refused while the first streams");
+    assert_eq!(refused.headers()["upload-offset"], "0");
+    first.write_all(&bytes[50_000..100_000]).await.unwrap();
+    let mut answer = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut first, &mut answer)
+        .await
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 204", "the first part is taken whole");
+    assert_eq!(relay.held(&alice, &id).await.0, 100_000);
+
+    // Bob cannot release what he does not have yet; a short last part completes the blob.
+    let early = relay
+        .request(Method::DELETE, &format!("/v1/blobs/{id}"), &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), StatusCode::CONFLICT);
+    assert_eq!(code(&early.json().await.unwrap()), "blob_incomplete");
+    let last = relay.patch(&alice, &id, 100_000, bytes[100_000..].to_vec()).await;
+    assert_eq!(last.status(), StatusCode::NO_CONTENT);
+    let (_, small) = relay.create(&alice, 10, &["bob"]).await;
+    let small_id = small["id"].as_str().unwrap();
+    let whole = relay.patch(&alice, small_id, 0, vec![1; 10]).await;
+    assert_eq!(whole.status(), StatusCode::NO_CONTENT, "10 bytes complete it");
+    let release = relay
+        .request(Method::DELETE, &format!("/v1/blobs/{id}"), &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(release.status(), StatusCode::NO_CONTENT);
 }

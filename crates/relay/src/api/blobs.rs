@@ -25,12 +25,16 @@ use crate::store::blobs::{Appended, BlobInfo, Created, NewBlob, Released, BLOB_C
 /// How long an upload may send nothing before the relay keeps what arrived and ends the request.
 const PART_IDLE: Duration = Duration::from_secs(30);
 
+/// The smallest part, but for the one that completes a blob: many tiny parts would cost the store a record each.
+pub(crate) const MIN_PART: usize = 64 * 1024;
+
 /// Creates an empty blob of a declared size that the named recipients may read.
 #[utoipa::path(post, path = paths::BLOBS, tag = "files", security(("bearer" = [])),
     request_body = NewBlobRequest,
     responses(
         (status = 201, description = "created, empty: upload it with PATCH", body = BlobCreated),
-        (status = 400, description = "a size of 0, no or too many recipients, a bad name", body = ApiError),
+        (status = 400, description = "a size of 0, no or too many recipients, a bad name, the caller among them",
+            body = ApiError),
         (status = 401, description = "no or a bad token", body = ApiError),
         (status = 404, description = "no such recipient", body = ApiError),
         (status = 413, description = "larger than --max-file-mb; `upload-max-length` says the limit in bytes",
@@ -63,6 +67,11 @@ pub(crate) async fn create(
     let mut recipients: Vec<String> = Vec::with_capacity(req.recipients.len());
     for name in &req.recipients {
         let name = Username::canonical(name).map_err(|e| Error::BadRequest(format!("recipients: {e}")))?;
+        if name.as_str() == me {
+            return Err(Error::BadRequest(
+                "recipients are the others: the uploader reads its blob anyway".into(),
+            ));
+        }
         if !state.store.has_user(name.as_str()).await? {
             return Err(Error::NotFound(format!("no user {:?}", name.as_str())));
         }
@@ -128,14 +137,16 @@ fn offset_header(value: u64) -> (header::HeaderName, HeaderValue) {
         description = "the next bytes of the blob"),
     responses(
         (status = 204, description = "appended; `upload-offset` says what the blob now holds"),
-        (status = 400, description = "no or a bad `upload-offset`, a bad id, a part that ended early", body = ApiError),
+        (status = 400, description = "no or a bad `upload-offset`, a bad id, a part that ended early, a part under 64 \
+            KiB that does not complete the blob", body = ApiError),
         (status = 401, description = "no or a bad token", body = ApiError),
         (status = 403, description = "a recipient, not the uploader", body = ApiError),
         (status = 404, description = "no such blob, or not the caller's", body = ApiError),
-        (status = 409, description = "`offset_mismatch`: the blob holds other than `upload-offset` bytes; the \
-            answer's `upload-offset` says how many", body = ApiError),
+        (status = 409, description = "`offset_mismatch`: the blob holds other than `upload-offset` bytes, or \
+            another part is being appended; the answer's `upload-offset` says how many it holds", body = ApiError),
         (status = 413, description = "the part passes the blob's declared size", body = ApiError),
         (status = 415, description = "not application/offset+octet-stream", body = ApiError),
+        (status = 429, description = "over --send-per-second", body = ApiError),
     ))]
 pub(crate) async fn upload(
     State(state): State<AppState>,
@@ -144,6 +155,7 @@ pub(crate) async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    state.rate_limit(&state.send_limit, &me)?;
     let id = blob_id(path)?;
     if headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some(PART_CONTENT_TYPE) {
         return Err(Error::UnsupportedMediaType(format!("a part is {PART_CONTENT_TYPE}")));
@@ -157,6 +169,10 @@ pub(crate) async fn upload(
     if info.owner != me {
         return Err(Error::Forbidden("only its uploader appends to a blob"));
     }
+    // One part at a time: a second would find the blob's end moving under it.
+    let _uploading = Uploading::start(&state, id).ok_or(Error::OffsetMismatch {
+        received: info.received,
+    })?;
     if offset != info.received {
         return Err(Error::OffsetMismatch {
             received: info.received,
@@ -169,7 +185,7 @@ pub(crate) async fn upload(
     if announced.is_some_and(|length| offset.saturating_add(length) > info.size) {
         return Err(too_long(info.size));
     }
-    let appended = append_body(&state, id, offset, body).await;
+    let appended = append_body(&state, &me, (id, info.size), offset, body).await;
     // What arrived is kept, whatever ended the request.
     state.blobs.sync(id).await?;
     let held = appended?;
@@ -180,20 +196,51 @@ fn too_long(size: u64) -> Error {
     Error::PayloadTooLarge(format!("the part passes the blob's declared size of {size} bytes"))
 }
 
-/// Appends `body` in parts of [`BLOB_CHUNK`]; returns what the blob holds after.
-async fn append_body(state: &AppState, id: Uuid, mut offset: u64, body: Body) -> Result<u64> {
+/// Marks a blob's upload as under way while it lives.
+struct Uploading<'a>(&'a AppState, Uuid);
+
+impl<'a> Uploading<'a> {
+    fn start(state: &'a AppState, id: Uuid) -> Option<Self> {
+        let mut uploading = state.uploading.lock().unwrap_or_else(|p| p.into_inner());
+        // Lazily: a guard made and dropped here would unmark the upload under way (and wait on this lock).
+        uploading.insert(id).then(|| Self(state, id))
+    }
+}
+
+impl Drop for Uploading<'_> {
+    fn drop(&mut self) {
+        self.0
+            .uploading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
+}
+
+/// Appends `body` to blob `id` of `size` bytes in parts of [`BLOB_CHUNK`], paced to `me`'s upload rate; returns
+/// what the blob holds after. A request that brings less than [`MIN_PART`] keeps nothing, unless it completes the
+/// blob.
+async fn append_body(state: &AppState, me: &str, (id, size): (Uuid, u64), start: u64, body: Body) -> Result<u64> {
     let mut frames = body.into_data_stream();
     let mut pending = BytesMut::new();
+    let mut offset = start;
+    let keep_rest = |offset: u64, pending: &BytesMut| {
+        offset > start || pending.len() >= MIN_PART || offset + pending.len() as u64 == size
+    };
     loop {
         let frame = match tokio::time::timeout(PART_IDLE, frames.next()).await {
             Ok(Some(Ok(frame))) => Some(frame),
             Ok(None) => None,
             Ok(Some(Err(e))) => {
-                append(state, id, &mut offset, pending.split().freeze()).await?;
+                if keep_rest(offset, &pending) {
+                    append(state, me, id, &mut offset, pending.split().freeze()).await?;
+                }
                 return Err(Error::BadRequest(format!("the part ended early: {e}")));
             }
             Err(_) => {
-                append(state, id, &mut offset, pending.split().freeze()).await?;
+                if keep_rest(offset, &pending) {
+                    append(state, me, id, &mut offset, pending.split().freeze()).await?;
+                }
                 return Err(Error::BadRequest(format!(
                     "the part sent nothing for {} s",
                     PART_IDLE.as_secs()
@@ -205,18 +252,27 @@ async fn append_body(state: &AppState, id: Uuid, mut offset: u64, body: Body) ->
             let room = BLOB_CHUNK - pending.len();
             pending.extend_from_slice(&frame.split_to(room.min(frame.len())));
             if pending.len() == BLOB_CHUNK {
-                append(state, id, &mut offset, pending.split().freeze()).await?;
+                append(state, me, id, &mut offset, pending.split().freeze()).await?;
             }
         }
     }
-    append(state, id, &mut offset, pending.freeze()).await?;
+    if !keep_rest(offset, &pending) {
+        return Err(Error::BadRequest(format!(
+            "a part holds at least {} KiB, but for the one that completes the blob",
+            MIN_PART / 1024
+        )));
+    }
+    append(state, me, id, &mut offset, pending.freeze()).await?;
     Ok(offset)
 }
 
-async fn append(state: &AppState, id: Uuid, offset: &mut u64, part: Bytes) -> Result<()> {
+async fn append(state: &AppState, me: &str, id: Uuid, offset: &mut u64, part: Bytes) -> Result<()> {
     if part.is_empty() {
         return Ok(());
     }
+    state
+        .pace_cost(&state.file_kib_up, me, part.len() as f64 / 1024.0)
+        .await;
     match state.blobs.append(id, *offset, part).await? {
         Appended::At(held) => {
             *offset = held;
@@ -236,12 +292,14 @@ async fn append(state: &AppState, id: Uuid, offset: &mut u64, part: Bytes) -> Re
         (status = 400, description = "a bad id"),
         (status = 401, description = "no or a bad token"),
         (status = 404, description = "no such blob, or not the caller's"),
+        (status = 429, description = "over --fetches-per-minute"),
     ))]
 pub(crate) async fn status(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     path: std::result::Result<Path<Uuid>, PathRejection>,
 ) -> Result<Response> {
+    state.rate_limit(&state.fetch_limit, &me)?;
     let info = visible(&state, &me, blob_id(path)?).await?;
     Ok((
         StatusCode::OK,
@@ -272,6 +330,7 @@ pub(crate) async fn status(
         (status = 404, description = "no such blob, or not the caller's", body = ApiError),
         (status = 409, description = "`blob_incomplete`: still being uploaded", body = ApiError),
         (status = 416, description = "`range_not_satisfiable`: not one range within the blob", body = ApiError),
+        (status = 429, description = "over --fetches-per-minute", body = ApiError),
     ))]
 pub(crate) async fn download(
     State(state): State<AppState>,
@@ -279,6 +338,7 @@ pub(crate) async fn download(
     path: std::result::Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {
+    state.rate_limit(&state.fetch_limit, &me)?;
     let id = blob_id(path)?;
     let info = visible(&state, &me, id).await?;
     if !info.complete() {
@@ -303,11 +363,19 @@ pub(crate) async fn download(
         .read(id, start, end)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no blob {id}")))?;
-    let body = Body::from_stream(pieces.map(|piece| {
-        piece.map_err(|e| {
-            tracing::error!(error = %e, "blob read failed mid-download");
-            std::io::Error::other("blob read failed")
-        })
+    let paced = state.clone();
+    let body = Body::from_stream(pieces.then(move |piece| {
+        let (state, me) = (paced.clone(), me.clone());
+        async move {
+            let piece = piece.map_err(|e| {
+                tracing::error!(error = %e, "blob read failed mid-download");
+                std::io::Error::other("blob read failed")
+            })?;
+            state
+                .pace_cost(&state.file_kib_down, &me, piece.len() as f64 / 1024.0)
+                .await;
+            Ok::<_, std::io::Error>(piece)
+        }
     }));
     let mut response = Response::new(body);
     let response_headers = response.headers_mut();
@@ -360,13 +428,23 @@ pub(crate) fn byte_range(value: &str, size: u64) -> Option<(u64, u64)> {
         (status = 400, description = "a bad id", body = ApiError),
         (status = 401, description = "no or a bad token", body = ApiError),
         (status = 404, description = "no such blob, or not the caller's", body = ApiError),
+        (status = 409, description = "`blob_incomplete`: a recipient's release of a blob still being uploaded",
+            body = ApiError),
+        (status = 429, description = "over --send-per-second", body = ApiError),
     ))]
 pub(crate) async fn release(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     path: std::result::Result<Path<Uuid>, PathRejection>,
 ) -> Result<StatusCode> {
+    state.rate_limit(&state.send_limit, &me)?;
     let id = blob_id(path)?;
+    let info = visible(&state, &me, id).await?;
+    if info.owner != me && !info.complete() {
+        return Err(Error::BlobIncomplete(
+            "a recipient releases a blob it has: this one is still being uploaded".into(),
+        ));
+    }
     match state.blobs.release(id, &me).await? {
         Released::Kept | Released::Deleted => Ok(StatusCode::NO_CONTENT),
         Released::NotYours | Released::Missing => Err(Error::NotFound(format!("no blob {id}"))),

@@ -70,6 +70,12 @@ pub struct Shared {
     pub send_bytes: RateLimiter,
     /// Per-user bytes fetched (envelope bodies as stored).
     pub fetch_bytes: RateLimiter,
+    /// Per-user file bytes uploaded, KiB.
+    pub file_kib_up: RateLimiter,
+    /// Per-user file bytes downloaded, KiB.
+    pub file_kib_down: RateLimiter,
+    /// Blobs with an upload under way: one at a time each.
+    pub uploading: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
     /// Settings.
     pub config: Config,
     /// Flips to true at shutdown so long-lived push connections close.
@@ -79,6 +85,12 @@ pub struct Shared {
 /// `--send-kb-per-hour`, sustained, with the whole hour's bytes as the burst.
 fn send_bytes_limit(config: &Config) -> RateLimiter {
     let per_hour = config.send_kb_per_hour.saturating_mul(1024);
+    RateLimiter::new(per_hour as f64 / 3600.0, u32::try_from(per_hour).unwrap_or(u32::MAX))
+}
+
+/// `--file-mb-per-hour` in KiB, sustained, with the whole hour's as the burst.
+fn file_kib_limit(config: &Config) -> RateLimiter {
+    let per_hour = config.file_mb_per_hour.saturating_mul(1024);
     RateLimiter::new(per_hour as f64 / 3600.0, u32::try_from(per_hour).unwrap_or(u32::MAX))
 }
 
@@ -126,6 +138,9 @@ impl AppState {
             fetch_limit: RateLimiter::new(f64::from(config.fetches_per_minute) / 60.0, config.fetches_per_minute),
             send_bytes: send_bytes_limit(&config),
             fetch_bytes: fetch_bytes_limit(&config),
+            file_kib_up: file_kib_limit(&config),
+            file_kib_down: file_kib_limit(&config),
+            uploading: std::sync::Mutex::default(),
             config,
             shutdown: watch::channel(false).0,
         }))

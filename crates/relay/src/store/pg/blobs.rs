@@ -7,13 +7,12 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::GenericClient as _;
-use futures_util::TryStreamExt as _;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{db_err, int, uint, PgStore};
 use crate::store::blobs::{Appended, BlobInfo, BlobQuota, BlobStream, Blobs, Created, NewBlob, Released};
-use crate::store::{StoreError, StoreGauge, StoreResult};
+use crate::store::{StoreGauge, StoreResult};
 
 /// Migration v3: the blobs' tables. Ciphertext does not compress: `EXTERNAL` keeps PostgreSQL from trying.
 pub(super) const MIGRATION: &str = "
@@ -39,9 +38,6 @@ pub(super) const MIGRATION: &str = "
 
 /// Any number, the same on every node: with the owner's name, serializes the quota checks of one owner.
 const QUOTA_LOCK: i32 = 0x626c_6f62;
-
-/// Parts a download reads per query.
-const PARTS_PER_READ: i64 = 4;
 
 fn info_of(row: &Row) -> StoreResult<BlobInfo> {
     Ok(BlobInfo {
@@ -154,43 +150,38 @@ impl Blobs for PgStore {
             return Ok(None);
         }
         let pool = self.pool.clone();
-        // Each step reads the next few parts that overlap [at, end), cut to it.
-        let batches = futures_util::stream::try_unfold(start, move |at| {
+        // Each step reads the part holding byte `at` (the last starting at or before it: found through the
+        // primary key, however many parts the blob has), cut to [at, end).
+        let pieces = futures_util::stream::try_unfold(start, move |at| {
             let pool = pool.clone();
             async move {
                 if at >= end {
                     return Ok(None);
                 }
                 let client = pool.get().await.map_err(db_err)?;
-                let rows = client
-                    .query(
-                        "SELECT at, data FROM blob_chunks
-                         WHERE blob = $1 AND at + octet_length(data) > $2 AND at < $3
-                         ORDER BY at LIMIT $4",
-                        &[&id, &int(at)?, &int(end)?, &PARTS_PER_READ],
+                let row = client
+                    .query_opt(
+                        "SELECT at, data FROM blob_chunks WHERE blob = $1 AND at <= $2 ORDER BY at DESC LIMIT 1",
+                        &[&id, &int(at)?],
                     )
                     .await
                     .map_err(db_err)?;
-                if rows.is_empty() {
-                    return Err(StoreError::Corrupt(format!("blob {id} lacks bytes from {at}")));
+                let Some(row) = row else {
+                    // Deleted while it was read (released, cancelled, expired): the download ends short.
+                    return Ok(None);
+                };
+                let part_at = uint(row.get(0))?;
+                let data = Bytes::from(row.get::<_, Vec<u8>>(1));
+                let part_end = part_at.saturating_add(data.len() as u64);
+                if part_end <= at {
+                    return Ok(None);
                 }
-                let mut next = at;
-                let mut pieces = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let part_at = uint(row.get(0))?;
-                    let data = Bytes::from(row.get::<_, Vec<u8>>(1));
-                    if part_at > next {
-                        return Err(StoreError::Corrupt(format!("blob {id} lacks bytes {next}..{part_at}")));
-                    }
-                    let cut = |offset: u64| usize::try_from(offset - part_at).unwrap_or(usize::MAX).min(data.len());
-                    let (from, to) = (cut(next), cut(end.max(next)));
-                    pieces.push(Ok(data.slice(from..to)));
-                    next = part_at + to as u64;
-                }
-                Ok(Some((futures_util::stream::iter(pieces), next)))
+                let cut = |offset: u64| usize::try_from(offset - part_at).unwrap_or(usize::MAX).min(data.len());
+                let to = part_end.min(end);
+                Ok(Some((data.slice(cut(at)..cut(to)), to)))
             }
         });
-        Ok(Some(Box::pin(batches.try_flatten())))
+        Ok(Some(Box::pin(pieces)))
     }
 
     async fn release(&self, id: Uuid, user: &str) -> StoreResult<Released> {
