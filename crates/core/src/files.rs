@@ -91,13 +91,16 @@ pub fn part_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-/// Writes `dest` through a `.part` file that is synced and renamed into place, so `dest` is whole or absent.
-fn write_atomically(dest: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+/// Writes `dest` through a `.part` file renamed into place, so `dest` is whole or absent; with `sync`, the file is
+/// on disk before it is renamed.
+fn write_atomically(dest: &Path, sync: bool, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
     let part = part_path(dest);
     let result = (|| {
         let mut file = File::create(&part).map_err(write_err(&part))?;
         fill(&mut file)?;
-        file.sync_all().map_err(write_err(&part))?;
+        if sync {
+            file.sync_all().map_err(write_err(&part))?;
+        }
         std::fs::rename(&part, dest).map_err(write_err(dest))
     })();
     if result.is_err() {
@@ -106,73 +109,88 @@ fn write_atomically(dest: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> 
     result
 }
 
-/// Seals the file at `source` (of `size` bytes, as measured before) into the blob `dest` with a fresh key.
+/// Segments on their way from one thread to another: how far one may run ahead.
+const SEGMENTS_IN_FLIGHT: usize = 16;
+
+/// Seals the file at `source` (of `size` bytes, as measured before) into the blob `dest` with a fresh key, on two
+/// threads: one reads and seals, the other hashes and writes (SHA-256 costs as much as the rest together). `dest`
+/// is not synced here: the upload syncs it before the file is announced ([`sync_file`]), while the first parts go.
 pub fn seal_into(source: &Path, size: u64, dest: &Path) -> Result<Sealed> {
     let layout = FileLayout::new(size);
     let key = FileKey::generate()?;
     let mut input = File::open(source).map_err(read_err(source))?;
-    let mut hasher = Sha256::new();
-    let mut plain = zeroize::Zeroizing::new(Vec::new());
-    write_atomically(dest, |out| {
-        for index in 0..layout.segments() {
-            plain.resize(layout.plain_len(index), 0);
-            input.read_exact(&mut plain).map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => Error::FileChanged(source.to_owned()),
-                _ => Error::FileRead {
-                    path: source.to_owned(),
-                    source: e,
-                },
-            })?;
-            let sealed = seal_segment(&key, &layout, index, &plain)?;
-            hasher.update(&sealed);
-            out.write_all(&sealed).map_err(write_err(dest))?;
-        }
-        // A file that grew since it was measured is not the file the user chose.
-        if input.read(&mut [0u8; 1]).map_err(read_err(source))? != 0 {
-            return Err(Error::FileChanged(source.to_owned()));
-        }
-        Ok(())
+    let mut sha256 = [0u8; 32];
+    write_atomically(dest, false, |out| {
+        let (segments, sealed_ones) = std::sync::mpsc::sync_channel::<Vec<u8>>(SEGMENTS_IN_FLIGHT);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> Result<[u8; 32]> {
+                let mut hasher = Sha256::new();
+                for sealed in sealed_ones {
+                    hasher.update(&sealed);
+                    out.write_all(&sealed).map_err(write_err(dest))?;
+                }
+                Ok(hasher.finish())
+            });
+            let sealed = (|| {
+                let mut plain = zeroize::Zeroizing::new(Vec::new());
+                for index in 0..layout.segments() {
+                    plain.resize(layout.plain_len(index), 0);
+                    input.read_exact(&mut plain).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => Error::FileChanged(source.to_owned()),
+                        _ => Error::FileRead {
+                            path: source.to_owned(),
+                            source: e,
+                        },
+                    })?;
+                    // A closed channel: the writer failed, and says why below.
+                    if segments.send(seal_segment(&key, &layout, index, &plain)?).is_err() {
+                        return Ok(());
+                    }
+                }
+                // A file that grew since it was measured is not the file the user chose.
+                if input.read(&mut [0u8; 1]).map_err(read_err(source))? != 0 {
+                    return Err(Error::FileChanged(source.to_owned()));
+                }
+                Ok(())
+            })();
+            drop(segments);
+            let written = writer.join().map_err(|_| Error::Crypto("the writing thread failed"))?;
+            sealed?;
+            sha256 = written?;
+            Ok(())
+        })
     })?;
-    Ok(Sealed {
-        key,
-        sha256: hasher.finish(),
-        size,
-    })
+    Ok(Sealed { key, sha256, size })
 }
 
-/// Checks a blob as its bytes arrive: every segment must open, and the whole must have the digest the file
-/// message names. Nothing it opens is kept.
-pub struct BlobCheck {
+/// `len` bytes of the file at `path` from byte `at`: one part of an upload.
+pub fn read_part(path: &Path, at: u64, len: usize) -> Result<Vec<u8>> {
+    use std::io::Seek as _;
+    let mut file = File::open(path).map_err(read_err(path))?;
+    let mut part = vec![0u8; len];
+    file.seek(std::io::SeekFrom::Start(at))
+        .and_then(|_| file.read_exact(&mut part))
+        .map_err(read_err(path))?;
+    Ok(part)
+}
+
+/// Puts the file at `path` on disk.
+pub fn sync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(write_err(path))
+}
+
+/// Opens a blob's segments as they come, in whatever pieces: each must open with the file's key at its index.
+struct SegmentCheck {
     descriptor: FileDescriptor,
     layout: FileLayout,
-    hasher: Sha256,
     index: u64,
     pending: Vec<u8>,
 }
 
-impl std::fmt::Debug for BlobCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobCheck")
-            .field("segment", &self.index)
-            .finish_non_exhaustive()
-    }
-}
-
-impl BlobCheck {
-    /// A check of the blob `descriptor` names, from its start.
-    pub fn new(descriptor: FileDescriptor) -> Self {
-        Self {
-            layout: FileLayout::new(descriptor.size),
-            descriptor,
-            hasher: Sha256::new(),
-            index: 0,
-            pending: Vec::with_capacity(SEALED_SEGMENT_BYTES),
-        }
-    }
-
-    /// Takes the next bytes of the blob.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<()> {
-        self.hasher.update(bytes);
+impl SegmentCheck {
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<()> {
         while !bytes.is_empty() {
             if self.index > self.layout.last_index() {
                 return Err(tampered("it is longer than its message says"));
@@ -191,12 +209,53 @@ impl BlobCheck {
         Ok(())
     }
 
-    /// Ends the check: every segment came, and the digest is the one named.
-    pub fn finish(self) -> Result<()> {
+    fn finish(&self) -> Result<()> {
         if self.index != self.layout.segments() || !self.pending.is_empty() {
             return Err(tampered("it is shorter than its message says"));
         }
-        if self.hasher.finish() != self.descriptor.sha256 {
+        Ok(())
+    }
+}
+
+/// Checks a blob as its bytes arrive: every segment must open, and the whole must have the digest the file
+/// message names. Nothing it opens is kept.
+pub struct BlobCheck {
+    hasher: Sha256,
+    segments: SegmentCheck,
+}
+
+impl std::fmt::Debug for BlobCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobCheck")
+            .field("segment", &self.segments.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobCheck {
+    /// A check of the blob `descriptor` names, from its start.
+    pub fn new(descriptor: FileDescriptor) -> Self {
+        Self {
+            hasher: Sha256::new(),
+            segments: SegmentCheck {
+                layout: FileLayout::new(descriptor.size),
+                descriptor,
+                index: 0,
+                pending: Vec::with_capacity(SEALED_SEGMENT_BYTES),
+            },
+        }
+    }
+
+    /// Takes the next bytes of the blob.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.segments.feed(bytes)
+    }
+
+    /// Ends the check: every segment came, and the digest is the one named.
+    pub fn finish(self) -> Result<()> {
+        self.segments.finish()?;
+        if self.hasher.finish() != self.segments.descriptor.sha256 {
             return Err(tampered("its SHA-256 is not the one its message names"));
         }
         Ok(())
@@ -222,13 +281,102 @@ pub fn check_file(check: &mut BlobCheck, path: &Path) -> Result<u64> {
     }
 }
 
+/// Checks and writes a blob's bytes as they arrive, so that a download's network reads and its checks run at
+/// once: one thread hashes and writes, another opens the segments. Send the bytes with [`BlobWriter::send`]; then
+/// [`BlobWriter::finish`] says how many were written (synced, whether or not the blob is whole) and gives the
+/// check back.
+pub struct BlobWriter {
+    to_writer: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    to_checker: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    writer: tokio::task::JoinHandle<Result<(Sha256, u64)>>,
+    checker: tokio::task::JoinHandle<Result<SegmentCheck>>,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SegmentCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentCheck")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobWriter {
+    /// Writes on at byte `held` of `part` (cutting off anything after it), fed through `check`.
+    pub fn start(part: PathBuf, held: u64, check: BlobCheck) -> Self {
+        let BlobCheck {
+            mut hasher,
+            mut segments,
+        } = check;
+        let (to_writer, mut for_writer) = tokio::sync::mpsc::channel::<bytes::Bytes>(SEGMENTS_IN_FLIGHT);
+        let (to_checker, mut for_checker) = tokio::sync::mpsc::channel::<bytes::Bytes>(SEGMENTS_IN_FLIGHT);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut out = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&part)
+                .map_err(write_err(&part))?;
+            out.set_len(held).map_err(write_err(&part))?;
+            std::io::Seek::seek(&mut out, std::io::SeekFrom::Start(held)).map_err(write_err(&part))?;
+            let mut written = held;
+            let fed = (|| {
+                while let Some(piece) = for_writer.blocking_recv() {
+                    hasher.update(&piece);
+                    out.write_all(&piece).map_err(write_err(&part))?;
+                    written += piece.len() as u64;
+                }
+                Ok(())
+            })();
+            // What arrived is kept for the next try, whatever ended this one.
+            out.sync_all().map_err(write_err(&part))?;
+            fed.map(|()| (hasher, written))
+        });
+        let checker = tokio::task::spawn_blocking(move || {
+            while let Some(piece) = for_checker.blocking_recv() {
+                segments.feed(&piece)?;
+            }
+            Ok(segments)
+        });
+        Self {
+            to_writer,
+            to_checker,
+            writer,
+            checker,
+        }
+    }
+
+    /// Passes the next bytes on; `false` once either thread has stopped (a failed check or write, which
+    /// [`BlobWriter::finish`] reports).
+    pub async fn send(&self, piece: bytes::Bytes) -> bool {
+        self.to_checker.send(piece.clone()).await.is_ok() && self.to_writer.send(piece).await.is_ok()
+    }
+
+    /// Waits for both threads: the check so far and the bytes written. A failed check is reported before a failed
+    /// write, and the bytes written before it are synced all the same.
+    pub async fn finish(self) -> Result<(BlobCheck, u64)> {
+        drop((self.to_writer, self.to_checker));
+        let ended = |_| Error::Crypto("a download task failed");
+        let segments = self.checker.await.map_err(ended)?;
+        let written = self.writer.await.map_err(ended)?;
+        let segments = segments?;
+        let (hasher, written) = written?;
+        Ok((BlobCheck { hasher, segments }, written))
+    }
+}
+
 /// Opens the kept blob at `blob` to `dest` (written whole or not at all): every segment is checked again, so a
 /// blob changed on disk since its download is refused too.
 pub fn open_to(blob: &Path, descriptor: &FileDescriptor, dest: &Path) -> Result<()> {
     let layout = FileLayout::new(descriptor.size);
     let mut input = File::open(blob).map_err(read_err(blob))?;
     let mut hasher = Sha256::new();
-    write_atomically(dest, |out| {
+    write_atomically(dest, true, |out| {
         for index in 0..layout.segments() {
             let mut sealed = vec![0u8; layout.sealed_segment_len(index)];
             input

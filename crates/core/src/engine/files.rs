@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt as _;
 use magpie_proto::file::{FileDescriptor, FileLayout, Thumbnail, MAX_NAME_BYTES};
 use magpie_proto::{EnvelopeKind, MessageKind, Plaintext, Username};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use uuid::Uuid;
 
 use super::events::{Event, MessageView};
@@ -206,21 +205,28 @@ impl<H: Home> Client<H> {
             Err(Error::Relay { status: 404, .. }) => return Err(Error::FileLost(record.peer.to_string())),
             other => other?.held,
         };
-        let mut file = tokio::fs::File::open(&path).await.map_err(|source| Error::FileRead {
-            path: path.clone(),
-            source,
-        })?;
+        // Sealed without a sync (see `files::seal_into`): a crash may have cut it short.
+        let prepared = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+        if prepared != total {
+            return self.fail_file(
+                record,
+                "its sealed copy was lost when the computer stopped while it was prepared; send it again".into(),
+            );
+        }
+        // On disk before it is announced (the sender's copy is what "Open" and "Save as" read): synced while the
+        // parts go.
+        let synced = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || files::sync_file(&path))
+        };
         while held < total {
             let want = usize::try_from(total - held)
                 .unwrap_or(TRANSFER_PART)
                 .min(TRANSFER_PART);
-            let mut part = vec![0u8; want];
-            let read_err = |source| Error::FileRead {
-                path: path.clone(),
-                source,
-            };
-            file.seek(std::io::SeekFrom::Start(held)).await.map_err(read_err)?;
-            file.read_exact(&mut part).await.map_err(read_err)?;
+            let from = path.clone();
+            let part = tokio::task::spawn_blocking(move || files::read_part(&from, held, want))
+                .await
+                .map_err(|_| Error::Crypto("the reading task ended"))??;
             held = match relay.upload_part(record.blob, held, part).await {
                 Err(Error::Relay { status: 409, .. }) => relay.blob_progress(record.blob).await?.held,
                 Err(e) if e.is_unauthorized() => {
@@ -236,6 +242,7 @@ impl<H: Home> Client<H> {
                 total,
             });
         }
+        synced.await.map_err(|_| Error::Crypto("the syncing task ended"))??;
         self.set_file_state(record, FileState::Uploaded)?;
         self.send_file_message(record).await
     }
@@ -297,7 +304,7 @@ impl<H: Home> Client<H> {
         let part = files::part_path(&kept);
         let total = FileLayout::new(descriptor.size).sealed_len();
         // What an earlier run downloaded is checked again; if it does not pass, the download starts over.
-        let (mut check, mut held) = {
+        let (check, held) = {
             let (descriptor, part) = (descriptor.clone(), part.clone());
             tokio::task::spawn_blocking(move || {
                 let mut check = files::BlobCheck::new(descriptor.clone());
@@ -309,26 +316,34 @@ impl<H: Home> Client<H> {
             .await
             .map_err(|_| Error::Crypto("the checking task ended"))?
         };
-        let mut out = tokio::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&part)
+        let writer = files::BlobWriter::start(part.clone(), held, check);
+        let fetched = self.fetch_into(record, &writer, held, total).await;
+        // The writer's word first: a failed check explains a network read cut short by it.
+        let (check, written) = writer.finish().await?;
+        fetched?;
+        if written != total {
+            return Err(Error::FileTampered("the relay sent less than was asked".into()));
+        }
+        check.finish()?;
+        tokio::fs::rename(&part, &kept)
             .await
             .map_err(|source| Error::FileWrite {
-                path: part.clone(),
+                path: kept.clone(),
                 source,
             })?;
-        out.set_len(held).await.map_err(|source| Error::FileWrite {
-            path: part.clone(),
-            source,
-        })?;
-        out.seek(std::io::SeekFrom::Start(held))
-            .await
-            .map_err(|source| Error::FileWrite {
-                path: part.clone(),
-                source,
-            })?;
+        self.set_file_state(record, FileState::Downloaded)?;
+        self.release(record).await
+    }
+
+    /// Reads the blob of `record` from byte `held` to `total` in ranges into `writer`, reporting progress; stops
+    /// early (without an error) when the writer stops taking bytes.
+    async fn fetch_into(
+        &self,
+        record: &FileRecord,
+        writer: &files::BlobWriter,
+        mut held: u64,
+        total: u64,
+    ) -> Result<()> {
         let relay = &self.inner.relay;
         while held < total {
             let end = held.saturating_add(TRANSFER_PART as u64).min(total);
@@ -343,12 +358,13 @@ impl<H: Home> Client<H> {
                 if held.saturating_add(piece.len() as u64) > end {
                     return Err(Error::FileTampered("the relay sent more than was asked".into()));
                 }
-                check.feed(&piece)?;
-                out.write_all(&piece).await.map_err(|source| Error::FileWrite {
-                    path: part.clone(),
-                    source,
-                })?;
                 held += piece.len() as u64;
+                if !writer.send(piece).await {
+                    return Ok(());
+                }
+            }
+            if held < end {
+                return Err(Error::FileTampered("the relay sent less than was asked".into()));
             }
             self.emit(Event::FileProgress {
                 peer: record.peer.to_string(),
@@ -357,20 +373,7 @@ impl<H: Home> Client<H> {
                 total,
             });
         }
-        check.finish()?;
-        out.sync_all().await.map_err(|source| Error::FileWrite {
-            path: part.clone(),
-            source,
-        })?;
-        drop(out);
-        tokio::fs::rename(&part, &kept)
-            .await
-            .map_err(|source| Error::FileWrite {
-                path: kept.clone(),
-                source,
-            })?;
-        self.set_file_state(record, FileState::Downloaded)?;
-        self.release(record).await
+        Ok(())
     }
 
     /// Tells the relay it may delete its copy of a file we keep.

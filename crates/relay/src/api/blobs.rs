@@ -185,10 +185,13 @@ pub(crate) async fn upload(
     if announced.is_some_and(|length| offset.saturating_add(length) > info.size) {
         return Err(too_long(info.size));
     }
-    let appended = append_body(&state, &me, (id, info.size), offset, body).await;
-    // What arrived is kept, whatever ended the request.
-    state.blobs.sync(id).await?;
-    let held = appended?;
+    // What arrives is kept, whatever ends the request. It is synced once the blob is whole, before the answer
+    // that lets the uploader announce it; a crash before then may lose an unsynced tail, which the relay then does
+    // not count (a blob holds its file's length), and the uploader sends again from where HEAD says.
+    let held = append_body(&state, &me, (id, info.size), offset, body).await?;
+    if held == info.size {
+        state.blobs.sync(id).await?;
+    }
     Ok((StatusCode::NO_CONTENT, [offset_header(held)]).into_response())
 }
 

@@ -3,13 +3,12 @@
 //! records are kept in memory too (a few hundred bytes each, bounded by the quotas), with each owner's totals.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, SeekFrom};
+use std::io::{ErrorKind, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use super::{
@@ -244,19 +243,24 @@ impl Blobs for FileBlobs {
             return Ok(Appended::TooLong { size: info.size });
         }
         let path = self.path(id);
-        let mut file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
-            Ok(file) => file,
-            // Deleted since it was looked up (cancelled, released, expired).
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Appended::Missing),
-            Err(e) => return Err(io_err("cannot open", &path, e)),
-        };
-        file.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(|e| io_err("cannot seek", &path, e))?;
-        file.write_all(&data)
-            .await
-            .map_err(|e| io_err("cannot write", &path, e))?;
-        file.flush().await.map_err(|e| io_err("cannot write", &path, e))?;
+        // Written from the part's own buffer (tokio's file would copy it into one of its own first).
+        let written = tokio::task::spawn_blocking(move || -> StoreResult<bool> {
+            let mut file = match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(file) => file,
+                // Deleted since it was looked up (cancelled, released, expired).
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(io_err("cannot open", &path, e)),
+            };
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.write_all(&data))
+                .map_err(|e| io_err("cannot write", &path, e))?;
+            Ok(true)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("blob task: {e}")))??;
+        if !written {
+            return Ok(Appended::Missing);
+        }
         entry.set_received(end);
         Ok(Appended::At(end))
     }
@@ -278,27 +282,32 @@ impl Blobs for FileBlobs {
             return Ok(None);
         }
         let path = self.path(id);
-        // Once open, a deletion does not cut the read short: the file lives on until it is closed.
-        let mut file = match tokio::fs::File::open(&path).await {
+        // Once open, a deletion does not cut the read short: the file lives on until it is closed. Read on the
+        // blocking pool straight into each piece (tokio's file would read into a buffer of its own first).
+        let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("cannot open", &path, e)),
         };
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(|e| io_err("cannot seek", &path, e))?;
-        let pieces =
-            futures_util::stream::try_unfold((file, start, end, path), |(mut file, at, end, path)| async move {
+        let pieces = futures_util::stream::try_unfold((file, start), move |(mut file, at)| {
+            let path = path.clone();
+            async move {
                 if at >= end {
                     return Ok(None);
                 }
                 let want = usize::try_from(end - at).unwrap_or(BLOB_CHUNK).min(BLOB_CHUNK);
-                let mut piece = vec![0u8; want];
-                file.read_exact(&mut piece)
-                    .await
-                    .map_err(|e| io_err("cannot read", &path, e))?;
-                Ok(Some((Bytes::from(piece), (file, at + want as u64, end, path))))
-            });
+                let (file, piece) = tokio::task::spawn_blocking(move || {
+                    let mut piece = vec![0u8; want];
+                    file.seek(SeekFrom::Start(at))
+                        .and_then(|_| file.read_exact(&mut piece))
+                        .map_err(|e| io_err("cannot read", &path, e))
+                        .map(|()| (file, piece))
+                })
+                .await
+                .map_err(|e| StoreError::Backend(format!("blob task: {e}")))??;
+                Ok(Some((Bytes::from(piece), (file, at + want as u64))))
+            }
+        });
         Ok(Some(Box::pin(pieces)))
     }
 
