@@ -25,6 +25,15 @@ const COMMANDS: &[&str] = &[
     "mark_verified",
     "accept_new_key",
     "dismiss_discarded",
+    "attach_file",
+    "send_dropped",
+    "send_pasted",
+    "file_status",
+    "save_file_as",
+    "open_file",
+    "image_data",
+    "cancel_file",
+    "retry_file",
     "run_demo",
 ];
 

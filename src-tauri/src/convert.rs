@@ -6,7 +6,8 @@ use magpie_core::Client;
 
 use crate::error::IpcError;
 use crate::ipc_types::{
-    ChatSummary, ConnectionState, Delivery, Direction, DiscardedView, IdentityView, MessageItem, SendRefusal, UiEvent,
+    ChatSummary, ConnectionState, Delivery, Direction, DiscardedView, FileItem, IdentityView, MessageItem, SendRefusal,
+    ThumbnailItem, UiEvent,
 };
 
 /// Unread counts stop here; the badge shows "99+".
@@ -20,14 +21,20 @@ pub fn message_item(view: &MessageView) -> MessageItem {
             CoreDirection::Outgoing => Direction::Outgoing,
             CoreDirection::Incoming => Direction::Incoming,
         },
-        // Until the window shows files as cards: what it is, so a file never looks like an empty text.
-        body: match &view.file {
-            Some(file) => format!("File: {} ({}, {} bytes)", file.name, file.media_type, file.size),
-            None => view.body.clone(),
-        },
+        body: view.body.clone(),
         sent_at: view.sent_at,
         delivery: delivery(view.delivery),
         cursor: view.cursor,
+        file: view.file.as_ref().map(|f| FileItem {
+            name: f.name.clone(),
+            size: f.size,
+            media_type: f.media_type.clone(),
+            thumbnail: f.thumbnail.as_ref().map(|t| ThumbnailItem {
+                url: format!("data:{};base64,{}", t.media_type, t.data),
+                width: t.width,
+                height: t.height,
+            }),
+        }),
     }
 }
 
@@ -153,6 +160,17 @@ pub fn ui_event(event: &Event) -> Option<UiEvent> {
             peer: peer.clone(),
             step: *what == magpie_core::engine::Discard::Step,
             reason: reason.clone(),
+        },
+        Event::FileProgress { peer, id, done, total } => UiEvent::FileProgress {
+            peer: peer.clone(),
+            id: id.to_string(),
+            done: *done,
+            total: *total,
+        },
+        Event::FileStateChanged { peer, id, state } => UiEvent::FileStatusChanged {
+            peer: peer.clone(),
+            id: id.to_string(),
+            status: crate::commands::files::file_status_of(Some(state.clone())),
         },
         _ => return None,
     })

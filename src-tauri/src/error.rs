@@ -59,6 +59,10 @@ impl IpcError {
         Self::new(IpcErrorCode::InvalidInput, message)
     }
 
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(IpcErrorCode::Internal, message)
+    }
+
     pub fn no_profile() -> Self {
         Self::new(
             IpcErrorCode::NoProfile,

@@ -12,6 +12,7 @@ mod qr;
 mod rendering;
 mod session;
 pub mod state;
+mod thumbnail;
 
 use std::path::PathBuf;
 
@@ -64,6 +65,8 @@ pub fn run() {
         }
     };
     perf::moment("built");
+    // Files "Open" decrypted for other apps in a run that did not end cleanly.
+    let _ = std::fs::remove_dir_all(commands::files::open_dir());
     // Open last time's profile (its history may be large) while the window is still starting.
     let handle = app.handle().clone();
     tauri::async_runtime::spawn(async move {
@@ -108,6 +111,15 @@ macro_rules! handler {
             commands::chats::mark_verified,
             commands::chats::accept_new_key,
             commands::chats::dismiss_discarded,
+            commands::files::attach_file,
+            commands::files::send_dropped,
+            commands::files::send_pasted,
+            commands::files::file_status,
+            commands::files::save_file_as,
+            commands::files::open_file,
+            commands::files::image_data,
+            commands::files::cancel_file,
+            commands::files::retry_file,
             demo::run_demo,
             $($perf),*
         ]
@@ -116,7 +128,16 @@ macro_rules! handler {
 
 /// Builds the app on any runtime, so tests can use `tauri::test::mock_builder()`.
 pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri::Result<App<R>> {
-    let builder = builder.plugin(tauri_plugin_notification::init());
+    let builder = builder
+        .plugin(tauri_plugin_notification::init())
+        // Used from Rust only (the window has no permission for either): pickers, and "Open" with the system's app.
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_opener::init())
+        .on_window_event(|window, event| {
+            if let tauri::WindowEvent::DragDrop(tauri::DragDropEvent::Drop { paths, .. }) = event {
+                files_dropped(window.app_handle(), paths.clone());
+            }
+        });
     #[cfg(feature = "perf")]
     let builder = builder.invoke_handler(handler!(perf::perf_open_chat, perf::perf_mark));
     #[cfg(not(feature = "perf"))]
@@ -128,6 +149,25 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
     Ok(app)
 }
 
+/// Keeps the files dropped on the window for `send_dropped` and tells the window their names.
+fn files_dropped<R: Runtime>(app: &AppHandle<R>, paths: Vec<PathBuf>) {
+    use tauri::Emitter as _;
+    let files: Vec<PathBuf> = paths.into_iter().filter(|p| p.is_file()).collect();
+    if files.is_empty() {
+        return;
+    }
+    let names = files
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    app.state::<AppState>().set_dropped(files);
+    let _ = app.emit(ipc_types::EVENT, ipc_types::UiEvent::FilesDropped { names });
+}
+
 /// Closes the open profile (flushing its history) and stops the embedded relay before the process ends.
 fn shut_down<R: Runtime>(handle: &AppHandle<R>) {
     let state = handle.state::<AppState>();
@@ -137,6 +177,8 @@ fn shut_down<R: Runtime>(handle: &AppHandle<R>) {
         }
         state.stop_local_relay().await;
     });
+    // What "Open" decrypted for other apps goes with us.
+    let _ = std::fs::remove_dir_all(commands::files::open_dir());
 }
 
 fn data_dir<R: Runtime>(app: &AppHandle<R>) -> Result<PathBuf, IpcError> {

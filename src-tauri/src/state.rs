@@ -24,6 +24,8 @@ pub struct AppState {
     opening: AsyncMutex<()>,
     connection: Mutex<ConnectionState>,
     settings: Mutex<Settings>,
+    /// The files last dropped on the window, until the window sends them or another drop replaces them.
+    dropped: Mutex<Vec<PathBuf>>,
 }
 
 /// How long closing a profile waits for the engine's last tasks (a send, a re-key) to let go of it.
@@ -86,6 +88,7 @@ impl AppState {
             opening: AsyncMutex::new(()),
             connection: Mutex::new(ConnectionState::Connecting),
             settings: Mutex::new(settings),
+            dropped: Mutex::default(),
         }
     }
 
@@ -111,6 +114,16 @@ impl AppState {
     }
 
     /// The open profile's client, or a "no profile" error.
+    /// Keeps the paths of files dropped on the window (a later drop replaces them).
+    pub fn set_dropped(&self, paths: Vec<PathBuf>) {
+        *self.dropped.lock().unwrap_or_else(|p| p.into_inner()) = paths;
+    }
+
+    /// Takes the paths of the files last dropped.
+    pub fn take_dropped(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     pub async fn client(&self) -> Result<Client, IpcError> {
         self.active
             .lock()

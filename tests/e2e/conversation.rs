@@ -159,6 +159,8 @@ pub async fn with_the_terminal(client: &Client, me: &str, them: &Terminal, relay
     .await;
     picture(client, "conversation-reply.png").await;
 
+    files_both_ways(client, me, them).await;
+
     // Deleting the messages asks first, empties the window's list and leaves the terminal's copy alone.
     click(client, "conversation-menu").await;
     click(client, "menu-clear-chat").await;
@@ -176,4 +178,84 @@ pub async fn with_the_terminal(client: &Client, me: &str, them: &Terminal, relay
     .await;
     picture(client, "messages-deleted.png").await;
     assert!(find(&them.history(me).await, "outgoing", FROM_TERMINAL).is_some());
+}
+
+/// A picture pasted into the window goes to the terminal (with its preview inline in the window), and a file from
+/// the terminal arrives in the window, ready to open, and saves byte for byte at the terminal.
+async fn files_both_ways(client: &Client, me: &str, them: &Terminal) {
+    let picture_bytes = crate::pictures::landscape_png(960, 600);
+    let script = r#"
+        const [b64, name] = arguments;
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], name, { type: 'image/png' }));
+        const box = document.querySelector('[data-testid="compose-input"]');
+        box.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    "#;
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&picture_bytes);
+    client
+        .execute(script, vec![encoded.into(), "lake.png".into()])
+        .await
+        .unwrap();
+    // Shown at once with its preview; uploaded, then sent.
+    let preview = element(client, "file-preview").await;
+    let size = preview.rectangle().await.unwrap();
+    assert!(size.2 >= 100.0 && size.3 >= 60.0, "the preview is drawn: {size:?}");
+    eventually("the picture's upload to finish", WAIT, || async {
+        let state = client
+            .execute(
+                "return document.querySelector('[data-testid^=\"file-\"][data-state]')?.dataset.state ?? null",
+                vec![],
+            )
+            .await
+            .unwrap();
+        (state == "ready").then_some(())
+    })
+    .await;
+    let saved = tempfile::tempdir().unwrap();
+    let at_terminal = saved.path().join("lake.png");
+    let id = eventually("the picture in the terminal's history", WAIT, || async {
+        them.ok(&["sync"]).await;
+        let history = them.history(me).await;
+        history
+            .iter()
+            .find(|m| m["file"]["name"] == "lake.png")
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    them.ok(&["save-file", me, &id, at_terminal.to_str().unwrap()]).await;
+    assert!(
+        std::fs::read(&at_terminal).unwrap() == picture_bytes,
+        "the terminal saved the very picture"
+    );
+
+    // And back: the terminal sends a file; the window downloads and checks it.
+    let report = saved.path().join("minutes.txt");
+    std::fs::write(
+        &report,
+        "Minutes of the meeting: files now travel end to end encrypted.\n",
+    )
+    .unwrap();
+    let sent = them.ok(&["send-file", me, report.to_str().unwrap()]).await;
+    assert!(sent.starts_with("Sent "), "{sent}");
+    eventually("the terminal's file ready in the window", WAIT, || async {
+        let ready = client
+            .execute(
+                "return [...document.querySelectorAll('[data-testid^=\"file-\"][data-state]')]\
+                   .filter((card) => card.dataset.state === 'ready').length",
+                vec![],
+            )
+            .await
+            .unwrap();
+        (ready.as_u64() == Some(2)).then_some(())
+    })
+    .await;
+    assert_eq!(content_of(client, "file-name").await, "lake.png");
+    picture(client, "files.png").await;
+    click(client, "file-preview").await;
+    element(client, "image-viewer-image").await;
+    picture(client, "file-viewer.png").await;
+    click(client, "image-viewer-close").await;
+    gone(client, "image-viewer", "the viewer to close").await;
 }

@@ -20,6 +20,7 @@ mod conversation;
 mod demo;
 mod key_change;
 mod onboarding;
+mod pictures;
 mod terminal;
 mod window;
 

@@ -373,25 +373,49 @@ impl BlobWriter {
 /// Opens the kept blob at `blob` to `dest` (written whole or not at all): every segment is checked again, so a
 /// blob changed on disk since its download is refused too.
 pub fn open_to(blob: &Path, descriptor: &FileDescriptor, dest: &Path) -> Result<()> {
+    write_atomically(dest, true, |out| {
+        open_into(blob, descriptor, &mut |plain| {
+            out.write_all(plain).map_err(write_err(dest))
+        })
+    })
+}
+
+/// Opens the kept blob at `blob` into memory, if its file is at most `most` bytes (an image to show).
+pub fn open_to_memory(blob: &Path, descriptor: &FileDescriptor, most: u64) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    if descriptor.size > most {
+        return Err(Error::FileRead {
+            path: blob.to_owned(),
+            source: std::io::Error::other(format!("it is larger than the {most} bytes shown")),
+        });
+    }
+    let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(usize::try_from(descriptor.size).unwrap_or(0)));
+    open_into(blob, descriptor, &mut |piece| {
+        plain.extend_from_slice(piece);
+        Ok(())
+    })?;
+    Ok(plain)
+}
+
+/// Opens every segment of the kept blob at `blob` in order into `out`, checking each and then the digest; what
+/// `out` took before a failed check is the caller's to throw away.
+fn open_into(blob: &Path, descriptor: &FileDescriptor, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
     let layout = FileLayout::new(descriptor.size);
     let mut input = File::open(blob).map_err(read_err(blob))?;
     let mut hasher = Sha256::new();
-    write_atomically(dest, true, |out| {
-        for index in 0..layout.segments() {
-            let mut sealed = vec![0u8; layout.sealed_segment_len(index)];
-            input
-                .read_exact(&mut sealed)
-                .map_err(|_| tampered("the kept copy is shorter than its message says"))?;
-            hasher.update(&sealed);
-            let plain = open_segment(&descriptor.key, &layout, index, sealed)
-                .map_err(|_| tampered(&format!("segment {index} of the kept copy does not open")))?;
-            out.write_all(&plain).map_err(write_err(dest))?;
-        }
-        if hasher.finish() != descriptor.sha256 {
-            return Err(tampered("the kept copy's SHA-256 is not the one its message names"));
-        }
-        Ok(())
-    })
+    for index in 0..layout.segments() {
+        let mut sealed = vec![0u8; layout.sealed_segment_len(index)];
+        input
+            .read_exact(&mut sealed)
+            .map_err(|_| tampered("the kept copy is shorter than its message says"))?;
+        hasher.update(&sealed);
+        let plain = open_segment(&descriptor.key, &layout, index, sealed)
+            .map_err(|_| tampered(&format!("segment {index} of the kept copy does not open")))?;
+        out(&plain)?;
+    }
+    if hasher.finish() != descriptor.sha256 {
+        return Err(tampered("the kept copy's SHA-256 is not the one its message names"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod chats;
+pub mod files;
 pub mod profiles;
 
 use magpie_proto::Username;

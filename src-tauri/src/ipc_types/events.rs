@@ -3,7 +3,7 @@
 use serde::Serialize;
 use ts_rs::TS;
 
-use super::views::{ConnectionState, Delivery, MessageItem};
+use super::views::{ConnectionState, Delivery, FileStatus, MessageItem};
 
 /// The event name the UI listens on.
 pub const EVENT: &str = "magpie://event";
@@ -49,6 +49,23 @@ pub enum UiEvent {
     /// An envelope claiming to come from `peer` did not verify (tampered, forged, malformed) and was discarded;
     /// `step` when it was a handshake step rather than a message. The chat's count went up.
     Rejected { peer: String, step: bool, reason: String },
+    /// A file's transfer moved on: `done` of `total` bytes.
+    FileProgress {
+        peer: String,
+        id: String,
+        #[ts(type = "number")]
+        done: u64,
+        #[ts(type = "number")]
+        total: u64,
+    },
+    /// A file's transfer reached a new state.
+    FileStatusChanged {
+        peer: String,
+        id: String,
+        status: FileStatus,
+    },
+    /// Files were dropped on the window: `send_dropped` sends them to the open chat.
+    FilesDropped { names: Vec<String> },
 }
 
 /// Why the relay refused a message.

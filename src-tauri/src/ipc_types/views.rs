@@ -111,6 +111,55 @@ pub struct MessageItem {
     /// Position in the chat (for paging and read marks); `null` until stored.
     #[ts(type = "number | null")]
     pub cursor: Option<u64>,
+    /// A file message's file (its `body` is then empty).
+    pub file: Option<FileItem>,
+}
+
+/// A file as a chat shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct FileItem {
+    /// The name to save it under.
+    pub name: String,
+    /// Bytes.
+    #[ts(type = "number")]
+    pub size: u64,
+    /// `type/subtype`, as the sender guessed it.
+    pub media_type: String,
+    /// An image's preview, carried in the message.
+    pub thumbnail: Option<ThumbnailItem>,
+}
+
+/// An image's preview: a data URL of at most 20 KiB and its size in pixels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct ThumbnailItem {
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Where a file's transfer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferState {
+    /// Ours, going up to the relay.
+    Uploading,
+    /// Ours, up; its message goes once the session allows.
+    Uploaded,
+    /// Theirs, coming down.
+    Downloading,
+    /// Here, checked: it can be opened and saved.
+    Ready,
+    /// Given up (`reason` says why).
+    Failed,
+    /// Not known here (a file message from before this profile kept files).
+    Unknown,
+}
+
+/// A file's transfer state, and why it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct FileStatus {
+    pub state: TransferState,
+    pub reason: Option<String>,
 }
 
 /// One page of a chat, oldest first.

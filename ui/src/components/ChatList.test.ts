@@ -14,6 +14,7 @@ function last(direction: MessageItem['direction'], body: string): MessageItem {
     sent_at: NOW - 60,
     delivery: direction === 'incoming' ? 'received' : 'delivered',
     cursor: 1,
+    file: null,
   };
 }
 

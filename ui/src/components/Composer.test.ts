@@ -127,3 +127,42 @@ describe('Composer', () => {
     expect(input.value).toBe('keep me');
   });
 });
+
+describe('Composer and files', () => {
+  function fileMessage(peer: string, name: string): MessageItem {
+    return sentMessage(peer, '', {
+      id: 'f1',
+      delivery: 'uploading',
+      file: { name, size: 3, media_type: 'image/png', thumbnail: null },
+    });
+  }
+
+  it('sends a pasted picture as a file, and leaves pasted text to the box', async () => {
+    const pasted: Record<string, unknown>[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd !== 'send_pasted') return null;
+      pasted.push(args as Record<string, unknown>);
+      return fileMessage('bob', 'shot.png');
+    });
+    const received: MessageItem[] = [];
+    render(Composer, { peer: 'bob', chat: chat(), connection: 'online', onSent: (m) => received.push(m) });
+    const input = screen.getByTestId('compose-input');
+    const picture = new File([new Uint8Array([1, 2, 3])], 'shot.png', { type: 'image/png' });
+    const withPicture = await fireEvent.paste(input, { clipboardData: { files: [picture] } });
+    expect(withPicture).toBe(false); // taken: the picture does not land in the box
+    await waitFor(() => expect(pasted).toEqual([{ peer: 'bob', name: 'shot.png', data: 'AQID' }]));
+    expect(received.map((m) => m.file?.name)).toEqual(['shot.png']);
+    const withText = await fireEvent.paste(input, { clipboardData: { files: [] } });
+    expect(withText).toBe(true);
+  });
+
+  it('offers files only once the session is there', async () => {
+    mockIPC(() => null);
+    render(Composer, {
+      peer: 'bob',
+      chat: chat({ has_session: false, session_coming: true }),
+      connection: 'online',
+    });
+    expect((screen.getByTestId('compose-attach') as HTMLButtonElement).disabled).toBe(true);
+  });
+});

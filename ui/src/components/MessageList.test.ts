@@ -19,6 +19,7 @@ function message(i: number, overrides: Partial<MessageItem> = {}): MessageItem {
     sent_at: START + i,
     delivery: incoming ? 'received' : 'delivered',
     cursor: i,
+    file: null,
     ...overrides,
   };
 }

@@ -1,4 +1,5 @@
 // The app's reactive state: what the shell shows, loaded from the backend and kept fresh by its events.
+import { transfers } from './transfers.svelte';
 import { getContext, setContext } from 'svelte';
 import {
   appInfo,
@@ -183,6 +184,7 @@ export class AppState {
   }
 
   handleEvent(event: UiEvent): void {
+    transfers.handle(event);
     switch (event.type) {
       case 'connection':
         this.connection = event.state;

@@ -68,7 +68,35 @@ sent_at: number, delivery: Delivery,
 /**
  * Position in the chat (for paging and read marks); `null` until stored.
  */
-cursor: number | null, };
+cursor: number | null, 
+/**
+ * A file message's file (its `body` is then empty).
+ */
+file: FileItem | null, };
+
+export type FileItem = { 
+/**
+ * The name to save it under.
+ */
+name: string, 
+/**
+ * Bytes.
+ */
+size: number, 
+/**
+ * `type/subtype`, as the sender guessed it.
+ */
+media_type: string, 
+/**
+ * An image's preview, carried in the message.
+ */
+thumbnail: ThumbnailItem | null, };
+
+export type ThumbnailItem = { url: string, width: number, height: number, };
+
+export type TransferState = "uploading" | "uploaded" | "downloading" | "ready" | "failed" | "unknown";
+
+export type FileStatus = { state: TransferState, reason: string | null, };
 
 export type MessagePage = { messages: Array<MessageItem>, 
 /**
@@ -165,7 +193,7 @@ key_changed: boolean, };
 
 export type ConnectionState = "connecting" | "online" | "offline";
 
-export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "send_refused", peer: string, id: string, reason: SendRefusal, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, step: boolean, reason: string, };
+export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "send_refused", peer: string, id: string, reason: SendRefusal, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, step: boolean, reason: string, } | { "type": "file_progress", peer: string, id: string, done: number, total: number, } | { "type": "file_status_changed", peer: string, id: string, status: FileStatus, } | { "type": "files_dropped", names: Array<string>, };
 
 export type SendRefusal = "mailbox_full" | "refused";
 

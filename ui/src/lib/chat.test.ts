@@ -35,6 +35,7 @@ function message(id: string, sentAt: number, overrides: Partial<MessageItem> = {
     sent_at: sentAt,
     delivery: 'received',
     cursor: Number(id.replace(/\D/g, '')) || 0,
+    file: null,
     ...overrides,
   };
 }

@@ -69,7 +69,9 @@ export function truncate(text: string, max: number): string {
 export function messagePreview(message: MessageItem | null, max = 60): string {
   if (!message) return '';
   const prefix = message.direction === 'outgoing' ? 'You: ' : '';
-  return prefix + truncate(message.body, max - prefix.length);
+  const file = message.file;
+  const text = file ? `${file.media_type.startsWith('image/') ? 'Photo' : 'File'}: ${file.name}` : message.body;
+  return prefix + truncate(text, max - prefix.length);
 }
 
 /** The chat's security notice: what was discarded from `peer` because it did not verify, counted, never shown. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatDate, groupHex, normaliseUsername, usernameProblem } from './format';
+import { formatBytes, formatDate, groupHex, normaliseUsername, usernameProblem } from './format';
 
 describe('groupHex', () => {
   it('groups a fingerprint in blocks of four, lower-case', () => {
@@ -31,5 +31,16 @@ describe('formatDate', () => {
   it('reads Unix seconds as number or bigint', () => {
     expect(formatDate(0n)).toBe(formatDate(0));
     expect(formatDate(1_767_225_600)).toMatch(/2026/);
+  });
+});
+
+describe('formatBytes', () => {
+  it('says bytes, then decimal units with one decimal below ten', () => {
+    expect(formatBytes(1)).toBe('1 byte');
+    expect(formatBytes(820)).toBe('820 bytes');
+    expect(formatBytes(14_200)).toBe('14 KB');
+    expect(formatBytes(3_240_000)).toBe('3.2 MB');
+    expect(formatBytes(209_715_200)).toBe('210 MB');
+    expect(formatBytes(5e12)).toBe('5.0 TB');
   });
 });

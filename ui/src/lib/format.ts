@@ -34,3 +34,16 @@ export function usernameProblem(name: string): string | null {
   if (!USERNAME.test(name)) return 'Use only letters a–z, digits, dot, underscore or hyphen.';
   return null;
 }
+
+/** A file size as people read it: "820 bytes", "14 KB", "3.2 MB" (decimal units, as file managers show). */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} ${bytes === 1 ? 'byte' : 'bytes'}`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let value = bytes / 1000;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}

@@ -6,6 +6,7 @@ import type {
   ChatSummary,
   ConnectionState,
   DemoRun,
+  FileStatus,
   IdentityView,
   IpcErrorCode,
   MessageItem,
@@ -137,6 +138,53 @@ export function sendMessage(peer: string, text: string): Promise<MessageItem> {
 /** Sends a failed message's text again as a new message; the failed one is removed. */
 export function retryMessage(peer: string, id: string): Promise<MessageItem> {
   return call<MessageItem>('retry_message', { peer, id });
+}
+
+// --- files ---
+
+/** Asks the user for a file (a native dialog) and sends it to `peer`; null when they cancel. */
+export function attachFile(peer: string): Promise<MessageItem | null> {
+  return call<MessageItem | null>('attach_file', { peer });
+}
+
+/** Sends the files last dropped on the window (announced by a `files_dropped` event) to `peer`. */
+export function sendDropped(peer: string): Promise<MessageItem[]> {
+  return call<MessageItem[]>('send_dropped', { peer });
+}
+
+/** Sends a pasted image (`data` in standard base64) to `peer` as `name`. */
+export function sendPasted(peer: string, name: string, data: string): Promise<MessageItem> {
+  return call<MessageItem>('send_pasted', { peer, name, data });
+}
+
+/** Where the transfer of file message `id` stands. */
+export function fileStatus(id: string): Promise<FileStatus> {
+  return call<FileStatus>('file_status', { id });
+}
+
+/** Asks where to save the file of message `id` (a native dialog) and saves it; false when cancelled. */
+export function saveFileAs(id: string): Promise<boolean> {
+  return call<boolean>('save_file_as', { id });
+}
+
+/** Opens the file of message `id` with the system's app for it. */
+export function openFile(id: string): Promise<void> {
+  return call<void>('open_file', { id });
+}
+
+/** The image of message `id` as a data URL, for the viewer. */
+export function imageData(id: string): Promise<string> {
+  return call<string>('image_data', { id });
+}
+
+/** Stops the transfer of file message `id`. */
+export function cancelFile(id: string): Promise<void> {
+  return call<void>('cancel_file', { id });
+}
+
+/** Downloads again a received file whose download failed or was cancelled. */
+export function retryFile(id: string): Promise<void> {
+  return call<void>('retry_file', { id });
 }
 
 /** Everything up to `cursor` in this chat has been seen. */

@@ -28,6 +28,7 @@ export function sentMessage(peer: string, body: string, overrides: Partial<Messa
     body,
     sent_at: 1_790_000_000,
     delivery: 'sending',
+    file: null,
     cursor: 1,
     ...overrides,
   };

@@ -23,6 +23,9 @@ use crate::history::{Delivery, Direction, FileRecord, FileState, Message, Outbox
 use crate::relay::TRANSFER_PART;
 use crate::store::prelude::*;
 
+/// The reason a cancelled transfer gives.
+const CANCELLED: &str = "cancelled";
+
 /// How long the transfer loop waits after a failure that retrying may fix, at most.
 const MOST_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -107,23 +110,60 @@ impl<H: Home> Client<H> {
     /// Writes the received (or sent) file of message `id` to `dest`, whole or not at all, after checking every
     /// segment again. A file still downloading is downloaded first.
     pub async fn save_file(&self, id: Uuid, dest: &Path) -> Result<()> {
-        let dir = self.files_dir()?;
         let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
         if record.state == FileState::Downloading {
-            self.transfer(record.clone()).await?;
+            self.transfer(record).await?;
         }
-        let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
-        if !matches!(
-            record.state,
-            FileState::Kept | FileState::Downloaded | FileState::Uploading | FileState::Uploaded
-        ) {
-            return Err(Error::NoFile(id));
-        }
-        let descriptor = self.descriptor(id)?.ok_or(Error::NoFile(id))?;
-        let (blob, dest) = (dir.join(record.blob.to_string()), dest.to_owned());
+        let (blob, descriptor) = self.kept_blob(id)?;
+        let dest = dest.to_owned();
         tokio::task::spawn_blocking(move || files::open_to(&blob, &descriptor, &dest))
             .await
             .map_err(|_| Error::Crypto("the opening task ended"))?
+    }
+
+    /// The file of message `id` in memory, if it is kept and at most `most` bytes (an image the window shows).
+    pub async fn file_bytes(&self, id: Uuid, most: u64) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let (blob, descriptor) = self.kept_blob(id)?;
+        tokio::task::spawn_blocking(move || files::open_to_memory(&blob, &descriptor, most))
+            .await
+            .map_err(|_| Error::Crypto("the opening task ended"))?
+    }
+
+    /// Stops the transfer of file message `id`. Ours: the relay's copy is deleted and the message fails (send
+    /// the file again to retry). Theirs: the download stops and can be resumed with [`Client::retry_file`].
+    pub async fn cancel_file(&self, id: Uuid) -> Result<()> {
+        let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
+        if !record.state.pending() {
+            return Ok(());
+        }
+        let _running = self.inner.transfers_running.lock().await;
+        if record.direction == Direction::Outgoing {
+            let _ = self.inner.relay.release_blob(record.blob).await;
+        }
+        self.fail_file(&record, CANCELLED.into())
+    }
+
+    /// Downloads again a received file whose download was cancelled or failed on the way (a tampered or lost
+    /// blob fails again, with its reason).
+    pub fn retry_file(&self, id: Uuid) -> Result<()> {
+        let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
+        if record.direction != Direction::Incoming || !matches!(record.state, FileState::Failed(_)) {
+            return Ok(());
+        }
+        self.set_file_state(&record, FileState::Downloading)?;
+        self.inner.transfers_wake.notify_one();
+        Ok(())
+    }
+
+    /// The kept blob of file message `id` and the descriptor that opens it.
+    fn kept_blob(&self, id: Uuid) -> Result<(PathBuf, FileDescriptor)> {
+        let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
+        let kept = matches!(
+            record.state,
+            FileState::Kept | FileState::Downloaded | FileState::Uploading | FileState::Uploaded
+        );
+        let descriptor = self.descriptor(id)?.filter(|_| kept).ok_or(Error::NoFile(id))?;
+        Ok((self.files_dir()?.join(record.blob.to_string()), descriptor))
     }
 
     /// The record of file message `id`: where its transfer stands.

@@ -307,7 +307,7 @@ impl<H: Home> Client<H> {
             return Ok(());
         }
         let receipt = Plaintext::new(MessageKind::Receipt, ids.join(","), SystemTime::now())?;
-        match self.seal_and_queue(peer, &receipt, None) {
+        match self.seal_and_queue(peer, &receipt, None).map(|(sealed, _)| sealed) {
             Ok(_) => Ok(()),
             Err(Error::NoSession(_)) => {
                 tracing::debug!(%peer, texts = ids.len(), "late texts left unanswered: no current session");
@@ -365,13 +365,13 @@ impl<H: Home> Client<H> {
     }
 
     /// Seals `plaintext` with the session to `peer` and commits the session, the message (if given) and the
-    /// envelope in one step.
+    /// envelope in one step; with the message's place in its chat.
     pub(super) fn seal_and_queue(
         &self,
         peer: &Username,
         plaintext: &Plaintext,
         message: Option<&Message>,
-    ) -> Result<SealedMessage> {
+    ) -> Result<(SealedMessage, Option<Appended>)> {
         let sealed = self
             .with_session(peer, |session| {
                 let mut next = session.clone();
@@ -382,9 +382,9 @@ impl<H: Home> Client<H> {
                     envelope,
                     message_id: message.map(|m| m.id),
                 };
-                self.store().record_step(&next, message, Some(&item))?;
+                let appended = self.store().record_step(&next, message, Some(&item))?;
                 *session = next;
-                Ok(sealed)
+                Ok((sealed, appended))
             })?
             .ok_or_else(|| Error::NoSession(peer.to_string()))?;
         self.inner.outbox_wake.notify_one();

@@ -58,9 +58,13 @@ impl<H: Home> Client<H> {
             }
             return self.keep_waiting(waiting, message, usable == Some(true));
         }
-        let sealed = self.seal_and_queue(peer, &plaintext, Some(&message))?;
+        let (sealed, appended) = self.seal_and_queue(peer, &plaintext, Some(&message))?;
         drop(waiting);
-        let view = MessageView::from(&message);
+        let mut view = MessageView::from(&message);
+        // Its place in the chat, so a window puts later messages (a reply) after it.
+        if let Some(crate::history::Appended::New(cursor)) = appended {
+            view.cursor = Some(cursor.value());
+        }
         self.emit(Event::MessageSent {
             message: view.clone(),
             ciphertext_len: sealed.ciphertext.len(),
