@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(descriptor) = FileDescriptor::from_body(body) {
             let name = descriptor.safe_name();
             assert!(!name.is_empty() && !name.starts_with('.'), "{name:?}");
-            assert!(!name.contains(['/', '\\', ':']) && !name.chars().any(char::is_control), "{name:?}");
+            assert!(
+                !name.contains(['/', '\\', ':']) && !name.chars().any(char::is_control),
+                "{name:?}"
+            );
             let again = FileDescriptor::from_body(&descriptor.to_body().unwrap()).unwrap();
             assert!(again == descriptor);
         }

@@ -230,16 +230,18 @@ async fn files_both_ways(client: &Client, me: &str, them: &Terminal) {
         "the terminal saved the very picture"
     );
 
-    // And back: the terminal sends a file; the window downloads and checks it.
+    // And back: the terminal sends the picture it saved, and a document; the window downloads and checks both.
     let report = saved.path().join("minutes.txt");
     std::fs::write(
         &report,
         "Minutes of the meeting: files now travel end to end encrypted.\n",
     )
     .unwrap();
-    let sent = them.ok(&["send-file", me, report.to_str().unwrap()]).await;
-    assert!(sent.starts_with("Sent "), "{sent}");
-    eventually("the terminal's file ready in the window", WAIT, || async {
+    for file in [&at_terminal, &report] {
+        let sent = them.ok(&["send-file", me, file.to_str().unwrap()]).await;
+        assert!(sent.starts_with("Sent "), "{sent}");
+    }
+    eventually("the terminal's files ready in the window", WAIT, || async {
         let ready = client
             .execute(
                 "return [...document.querySelectorAll('[data-testid^=\"file-\"][data-state]')]\
@@ -248,7 +250,7 @@ async fn files_both_ways(client: &Client, me: &str, them: &Terminal) {
             )
             .await
             .unwrap();
-        (ready.as_u64() == Some(2)).then_some(())
+        (ready.as_u64() == Some(3)).then_some(())
     })
     .await;
     assert_eq!(content_of(client, "file-name").await, "lake.png");

@@ -65,4 +65,12 @@ describe('FileCard', () => {
     await fireEvent.click(screen.getByTestId('file-retry'));
     await waitFor(() => expect(calls.some((c) => c.cmd === 'retry_file')).toBe(true));
   });
+
+  it('shows a small picture that came without a preview once it is here', async () => {
+    const calls = mockFiles({ state: 'ready', reason: null });
+    render(FileCard, { id: 'c1', file: { ...photo, size: 40_000, thumbnail: null }, outgoing: false });
+    const shown = await screen.findByTestId('file-inline');
+    expect((shown.querySelector('img') as HTMLImageElement).src).toBe('data:image/jpeg;base64,AA==');
+    expect(calls.filter((c) => c.cmd === 'image_data')).toEqual([{ cmd: 'image_data', args: { id: 'c1' } }]);
+  });
 });
