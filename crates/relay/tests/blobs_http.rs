@@ -64,6 +64,29 @@ impl Relay {
             .unwrap()
     }
 
+    /// `method` on the blob `id` as `token`, with nothing more.
+    async fn on_blob(&self, method: Method, token: &str, id: &str) -> reqwest::Response {
+        self.request(method, &format!("/v1/blobs/{id}"), token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A part announced as `length` bytes over a raw connection, of which only `first` is sent so far: what a
+    /// client cut off, or still sending, looks like to the relay.
+    async fn raw_patch(&self, token: &str, id: &str, length: usize, first: &[u8]) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt as _;
+        let mut tcp = tokio::net::TcpStream::connect(self.relay.addr).await.unwrap();
+        let head = format!(
+            "PATCH /v1/blobs/{id} HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/offset+octet-stream\r\nupload-offset: 0\r\ncontent-length: {length}\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(first).await.unwrap();
+        tcp.flush().await.unwrap();
+        tcp
+    }
+
     async fn held(&self, token: &str, id: &str) -> (u64, u64) {
         let response = self
             .request(Method::HEAD, &format!("/v1/blobs/{id}"), token)
@@ -120,11 +143,7 @@ async fn a_blob_is_uploaded_in_parts_by_its_owner_and_read_in_ranges_by_its_reci
     assert_eq!(relay.held(&bob, &id).await, (300_000, 700_000));
 
     // Not readable until complete.
-    let early = relay
-        .request(Method::GET, &format!("/v1/blobs/{id}"), &bob)
-        .send()
-        .await
-        .unwrap();
+    let early = relay.on_blob(Method::GET, &bob, &id).await;
     assert_eq!(early.status(), StatusCode::CONFLICT);
     assert_eq!(code(&early.json().await.unwrap()), "blob_incomplete");
     assert_eq!(
@@ -136,11 +155,7 @@ async fn a_blob_is_uploaded_in_parts_by_its_owner_and_read_in_ranges_by_its_reci
     );
 
     // Whole, in a range, and not for strangers.
-    let whole = relay
-        .request(Method::GET, &format!("/v1/blobs/{id}"), &bob)
-        .send()
-        .await
-        .unwrap();
+    let whole = relay.on_blob(Method::GET, &bob, &id).await;
     assert_eq!(whole.status(), StatusCode::OK);
     assert_eq!(whole.headers()["accept-ranges"], "bytes");
     assert_eq!(whole.bytes().await.unwrap(), bytes);
@@ -161,28 +176,16 @@ async fn a_blob_is_uploaded_in_parts_by_its_owner_and_read_in_ranges_by_its_reci
         .unwrap();
     assert_eq!(outside.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(outside.headers()["content-range"], "bytes */700000");
-    let stranger = relay
-        .request(Method::GET, &format!("/v1/blobs/{id}"), &carol)
-        .send()
-        .await
-        .unwrap();
+    let stranger = relay.on_blob(Method::GET, &carol, &id).await;
     assert_eq!(stranger.status(), StatusCode::NOT_FOUND);
 
     // The recipient's release deletes it, file and all.
     let blob_file = relay.relay.state.config.data_dir.join("blobs").join(&id);
     assert_eq!(std::fs::metadata(&blob_file).unwrap().len(), 700_000);
-    let release = relay
-        .request(Method::DELETE, &format!("/v1/blobs/{id}"), &bob)
-        .send()
-        .await
-        .unwrap();
+    let release = relay.on_blob(Method::DELETE, &bob, &id).await;
     assert_eq!(release.status(), StatusCode::NO_CONTENT);
     assert!(!blob_file.exists());
-    let gone = relay
-        .request(Method::GET, &format!("/v1/blobs/{id}"), &bob)
-        .send()
-        .await
-        .unwrap();
+    let gone = relay.on_blob(Method::GET, &bob, &id).await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
 
@@ -194,18 +197,7 @@ async fn a_part_cut_off_midway_keeps_what_arrived_and_the_upload_resumes_there()
     let (_, created) = relay.create(&alice, bytes.len() as u64, &["bob"]).await;
     let id = created["id"].as_str().unwrap().to_owned();
     // A part announced as the whole rest, of which 600,000 bytes arrive before the connection drops.
-    {
-        use tokio::io::AsyncWriteExt as _;
-        let mut tcp = tokio::net::TcpStream::connect(relay.relay.addr).await.unwrap();
-        let head = format!(
-            "PATCH /v1/blobs/{id} HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {alice}\r\n\
-             content-type: application/offset+octet-stream\r\nupload-offset: 0\r\ncontent-length: {}\r\n\r\n",
-            bytes.len()
-        );
-        tcp.write_all(head.as_bytes()).await.unwrap();
-        tcp.write_all(&bytes[..600_000]).await.unwrap();
-        tcp.flush().await.unwrap();
-    }
+    drop(relay.raw_patch(&alice, &id, bytes.len(), &bytes[..600_000]).await);
     // The relay may still be reading; its count settles on what arrived.
     let mut held = 0;
     for _ in 0..100 {
@@ -218,11 +210,7 @@ async fn a_part_cut_off_midway_keeps_what_arrived_and_the_upload_resumes_there()
     assert_eq!(held, 600_000, "every byte that arrived is kept");
     let rest = relay.patch(&alice, &id, held, bytes[held as usize..].to_vec()).await;
     assert_eq!(rest.status(), StatusCode::NO_CONTENT);
-    let whole = relay
-        .request(Method::GET, &format!("/v1/blobs/{id}"), &bob)
-        .send()
-        .await
-        .unwrap();
+    let whole = relay.on_blob(Method::GET, &bob, &id).await;
     assert_eq!(whole.bytes().await.unwrap(), bytes);
 }
 
@@ -267,11 +255,7 @@ async fn sizes_recipients_and_quotas_are_checked_before_any_byte() {
     );
     // Cancelling gives the room back.
     let id = second["id"].as_str().unwrap();
-    let cancel = relay
-        .request(Method::DELETE, &format!("/v1/blobs/{id}"), &alice)
-        .send()
-        .await
-        .unwrap();
+    let cancel = relay.on_blob(Method::DELETE, &alice, id).await;
     assert_eq!(cancel.status(), StatusCode::NO_CONTENT);
     assert_eq!(relay.create(&alice, 10, &["bob"]).await.0, StatusCode::CREATED);
     // A bad id is a 400, an unknown one a 404.
@@ -311,14 +295,7 @@ async fn parts_come_one_at_a_time_at_least_64_kib_and_recipients_release_only_wh
     assert_eq!(relay.held(&alice, &id).await.0, 0);
 
     // While one part streams in, a second is refused with where the blob ends.
-    let mut first = tokio::net::TcpStream::connect(relay.relay.addr).await.unwrap();
-    let head = format!(
-        "PATCH /v1/blobs/{id} HTTP/1.1\r\nhost: relay\r\nauthorization: Bearer {alice}\r\n\
-         content-type: application/offset+octet-stream\r\nupload-offset: 0\r\ncontent-length: 100000\r\n\r\n"
-    );
-    first.write_all(head.as_bytes()).await.unwrap();
-    first.write_all(&bytes[..50_000]).await.unwrap();
-    first.flush().await.unwrap();
+    let mut first = relay.raw_patch(&alice, &id, 100_000, &bytes[..50_000]).await;
     let mut refused = None;
     for _ in 0..100 {
         let second = relay.patch(&alice, &id, 0, bytes[..100_000].to_vec()).await;
@@ -339,11 +316,7 @@ async fn parts_come_one_at_a_time_at_least_64_kib_and_recipients_release_only_wh
     assert_eq!(relay.held(&alice, &id).await.0, 100_000);
 
     // Bob cannot release what he does not have yet; a short last part completes the blob.
-    let early = relay
-        .request(Method::DELETE, &format!("/v1/blobs/{id}"), &bob)
-        .send()
-        .await
-        .unwrap();
+    let early = relay.on_blob(Method::DELETE, &bob, &id).await;
     assert_eq!(early.status(), StatusCode::CONFLICT);
     assert_eq!(code(&early.json().await.unwrap()), "blob_incomplete");
     let last = relay.patch(&alice, &id, 100_000, bytes[100_000..].to_vec()).await;
@@ -352,10 +325,6 @@ async fn parts_come_one_at_a_time_at_least_64_kib_and_recipients_release_only_wh
     let small_id = small["id"].as_str().unwrap();
     let whole = relay.patch(&alice, small_id, 0, vec![1; 10]).await;
     assert_eq!(whole.status(), StatusCode::NO_CONTENT, "10 bytes complete it");
-    let release = relay
-        .request(Method::DELETE, &format!("/v1/blobs/{id}"), &bob)
-        .send()
-        .await
-        .unwrap();
+    let release = relay.on_blob(Method::DELETE, &bob, &id).await;
     assert_eq!(release.status(), StatusCode::NO_CONTENT);
 }

@@ -12,14 +12,14 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
 use magpie_proto::file::{FileDescriptor, FileLayout, Thumbnail, MAX_NAME_BYTES};
-use magpie_proto::{EnvelopeKind, MessageKind, Plaintext, Username};
+use magpie_proto::{MessageKind, Plaintext, Username};
 use uuid::Uuid;
 
 use super::events::{Event, MessageView};
 use super::Client;
 use crate::error::{Error, Result};
 use crate::files;
-use crate::history::{Delivery, Direction, FileRecord, FileState, Message, OutboxItem};
+use crate::history::{Delivery, Direction, FileRecord, FileState, Message};
 use crate::relay::TRANSFER_PART;
 use crate::store::prelude::*;
 
@@ -50,12 +50,7 @@ impl<H: Home> Client<H> {
         let created = self.logged_in(|| relay.create_blob(sealed_len, &recipients)).await?;
         let blob = created.id;
         let sealed = async {
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|source| Error::FileWrite {
-                    path: dir.clone(),
-                    source,
-                })?;
+            make_dir(&dir).await?;
             let (source, dest) = (path.to_owned(), dir.join(blob.to_string()));
             tokio::task::spawn_blocking(move || files::seal_into(&source, size, &dest))
                 .await
@@ -295,29 +290,7 @@ impl<H: Home> Client<H> {
         };
         let message = entry.message;
         if message.delivery == Delivery::Uploading {
-            let plaintext = Plaintext {
-                id: message.id,
-                kind: MessageKind::File,
-                body: message.body.clone(),
-                sent_at: message.sent_at,
-            };
-            let sealed = self
-                .with_session(&record.peer, |session| {
-                    if session.exhausted(SystemTime::now()) {
-                        return Ok(false);
-                    }
-                    let mut next = session.clone();
-                    self.store().reserve_send(&next)?;
-                    let sealed = next.seal(&plaintext)?;
-                    let item = OutboxItem {
-                        envelope: self.envelope(&record.peer, EnvelopeKind::Message, sealed.to_json()?),
-                        message_id: Some(message.id),
-                    };
-                    self.store().record_waiting_sealed(&next, &item, message.id)?;
-                    *session = next;
-                    Ok(true)
-                })?
-                .unwrap_or(false);
+            let sealed = self.seal_stored(&message)?;
             if !sealed {
                 self.maybe_rekey(&record.peer);
                 return Err(Error::NoSession(record.peer.to_string()));
@@ -334,12 +307,7 @@ impl<H: Home> Client<H> {
 
     async fn download(&self, record: &FileRecord, descriptor: &FileDescriptor) -> Result<()> {
         let dir = self.files_dir()?;
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|source| Error::FileWrite {
-                path: dir.clone(),
-                source,
-            })?;
+        make_dir(&dir).await?;
         let kept = dir.join(record.blob.to_string());
         let part = files::part_path(&kept);
         let total = FileLayout::new(descriptor.size).sealed_len();
@@ -501,6 +469,14 @@ impl<H: Home> Client<H> {
             other => other,
         }
     }
+}
+
+/// Creates the folder `dir` (and those above it) if need be.
+async fn make_dir(dir: &Path) -> Result<()> {
+    tokio::fs::create_dir_all(dir).await.map_err(|source| Error::FileWrite {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// The name a file goes by in its message: its own, cut to the protocol's 255 bytes at a character boundary.

@@ -67,30 +67,7 @@ impl<H: Home> Client<H> {
         }
         for entry in self.waiting_texts(peer)? {
             let message = &entry.message;
-            let plaintext = Plaintext {
-                id: message.id,
-                kind: MessageKind::Text,
-                body: message.body.clone(),
-                sent_at: message.sent_at,
-            };
-            let sealed = self
-                .with_session(peer, |session| {
-                    if session.exhausted(SystemTime::now()) {
-                        return Ok(false);
-                    }
-                    let mut next = session.clone();
-                    self.store().reserve_send(&next)?;
-                    let sealed = next.seal(&plaintext)?;
-                    let item = OutboxItem {
-                        envelope: self.envelope(peer, EnvelopeKind::Message, sealed.to_json()?),
-                        message_id: Some(message.id),
-                    };
-                    self.store().record_waiting_sealed(&next, &item, message.id)?;
-                    *session = next;
-                    Ok(true)
-                })?
-                .unwrap_or(false);
-            if !sealed {
+            if !self.seal_stored(message)? {
                 // No usable session (yet): the rest keeps waiting, in order.
                 self.inner.outbox_wake.notify_one();
                 return Ok(());
@@ -104,6 +81,33 @@ impl<H: Home> Client<H> {
         waiting.insert(peer.clone(), false);
         self.inner.outbox_wake.notify_one();
         Ok(())
+    }
+
+    /// Seals and queues `message`, stored unsealed (a text that waited, a file now uploaded), with the session in
+    /// use, moving it to "sending" in the same step; `false` when there is no usable session.
+    pub(super) fn seal_stored(&self, message: &Message) -> Result<bool> {
+        let plaintext = Plaintext {
+            id: message.id,
+            kind: message.kind,
+            body: message.body.clone(),
+            sent_at: message.sent_at,
+        };
+        let sealed = self.with_session(&message.peer, |session| {
+            if session.exhausted(SystemTime::now()) {
+                return Ok(false);
+            }
+            let mut next = session.clone();
+            self.store().reserve_send(&next)?;
+            let sealed = next.seal(&plaintext)?;
+            let item = OutboxItem {
+                envelope: self.envelope(&message.peer, EnvelopeKind::Message, sealed.to_json()?),
+                message_id: Some(message.id),
+            };
+            self.store().record_waiting_sealed(&next, &item, message.id)?;
+            *session = next;
+            Ok(true)
+        })?;
+        Ok(sealed.unwrap_or(false))
     }
 
     /// The handshake that `peer`'s waiting texts were for ended without a session (or the key changed): they

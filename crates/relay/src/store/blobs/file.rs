@@ -232,16 +232,10 @@ impl Blobs for FileBlobs {
             return Ok(Appended::Missing);
         };
         let _writing = entry.writing.lock().await;
-        let info = entry.info();
-        if info.received != offset {
-            return Ok(Appended::Mismatch {
-                received: info.received,
-            });
-        }
-        let end = offset.saturating_add(data.len() as u64);
-        if end > info.size {
-            return Ok(Appended::TooLong { size: info.size });
-        }
+        let end = match entry.info().append_end(offset, data.len()) {
+            Ok(end) => end,
+            Err(refused) => return Ok(refused),
+        };
         let path = self.path(id);
         // Written from the part's own buffer (tokio's file would copy it into one of its own first).
         let written = tokio::task::spawn_blocking(move || -> StoreResult<bool> {

@@ -48,15 +48,10 @@ impl Blobs for MemoryBlobs {
         let Some((info, bytes)) = map.get_mut(&id) else {
             return Ok(Appended::Missing);
         };
-        if info.received != offset {
-            return Ok(Appended::Mismatch {
-                received: info.received,
-            });
-        }
-        let end = offset.saturating_add(data.len() as u64);
-        if end > info.size {
-            return Ok(Appended::TooLong { size: info.size });
-        }
+        let end = match info.append_end(offset, data.len()) {
+            Ok(end) => end,
+            Err(refused) => return Ok(refused),
+        };
         bytes.extend_from_slice(&data);
         info.received = end;
         Ok(Appended::At(end))

@@ -83,6 +83,20 @@ impl BlobInfo {
         self.received == self.size
     }
 
+    /// Where an append of `len` bytes at `offset` would end, or why it may not be made (see [`Blobs::append`]).
+    pub(crate) fn append_end(&self, offset: u64, len: usize) -> Result<u64, Appended> {
+        if self.received != offset {
+            return Err(Appended::Mismatch {
+                received: self.received,
+            });
+        }
+        let end = offset.saturating_add(len as u64);
+        if end > self.size {
+            return Err(Appended::TooLong { size: self.size });
+        }
+        Ok(end)
+    }
+
     /// Whether `user` may read it: its owner or one of its recipients.
     pub fn readable_by(&self, user: &str) -> bool {
         self.owner == user || self.recipients.iter().any(|r| r == user)
