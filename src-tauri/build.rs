@@ -33,7 +33,7 @@ const COMMANDS: &[&str] = &[
     "open_file",
     "image_data",
     "cancel_file",
-    "retry_file",
+    "download_file",
     "run_demo",
 ];
 

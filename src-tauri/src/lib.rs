@@ -66,7 +66,7 @@ pub fn run() {
     };
     perf::moment("built");
     // Files "Open" decrypted for other apps in a run that did not end cleanly.
-    let _ = std::fs::remove_dir_all(commands::files::open_dir());
+    let _ = std::fs::remove_dir_all(commands::files::open_dir(app.state::<AppState>().data_dir()));
     // Open last time's profile (its history may be large) while the window is still starting.
     let handle = app.handle().clone();
     tauri::async_runtime::spawn(async move {
@@ -119,7 +119,7 @@ macro_rules! handler {
             commands::files::open_file,
             commands::files::image_data,
             commands::files::cancel_file,
-            commands::files::retry_file,
+            commands::files::download_file,
             demo::run_demo,
             $($perf),*
         ]
@@ -178,7 +178,7 @@ fn shut_down<R: Runtime>(handle: &AppHandle<R>) {
         state.stop_local_relay().await;
     });
     // What "Open" decrypted for other apps goes with us.
-    let _ = std::fs::remove_dir_all(commands::files::open_dir());
+    let _ = std::fs::remove_dir_all(commands::files::open_dir(state.data_dir()));
 }
 
 fn data_dir<R: Runtime>(app: &AppHandle<R>) -> Result<PathBuf, IpcError> {

@@ -24,8 +24,8 @@ pub struct AppState {
     opening: AsyncMutex<()>,
     connection: Mutex<ConnectionState>,
     settings: Mutex<Settings>,
-    /// The files last dropped on the window, until the window sends them or another drop replaces them.
-    dropped: Mutex<Vec<PathBuf>>,
+    /// The files last dropped on the window and when, until the window sends them or another drop replaces them.
+    dropped: Mutex<(Vec<PathBuf>, Option<std::time::Instant>)>,
 }
 
 /// How long closing a profile waits for the engine's last tasks (a send, a re-key) to let go of it.
@@ -116,12 +116,17 @@ impl AppState {
     /// The open profile's client, or a "no profile" error.
     /// Keeps the paths of files dropped on the window (a later drop replaces them).
     pub fn set_dropped(&self, paths: Vec<PathBuf>) {
-        *self.dropped.lock().unwrap_or_else(|p| p.into_inner()) = paths;
+        *self.dropped.lock().unwrap_or_else(|p| p.into_inner()) = (paths, Some(std::time::Instant::now()));
     }
 
-    /// Takes the paths of the files last dropped.
+    /// Takes the paths of the files dropped within the last minute (the window sends them at once: older ones were
+    /// dropped where no chat could take them).
     pub fn take_dropped(&self) -> Vec<PathBuf> {
-        std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()))
+        let (paths, at) = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()));
+        match at.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(60)) {
+            true => paths,
+            false => Vec::new(),
+        }
     }
 
     pub async fn client(&self) -> Result<Client, IpcError> {

@@ -90,6 +90,8 @@ async fn main() {
     });
     loop {
         match bob_events.recv().await.unwrap() {
+            // Over 25 MiB, a file waits for the user to ask for it: Bob asks as soon as it is offered.
+            Event::MessageReceived { message } if message.id == sent.id => bob.download_file(sent.id).unwrap(),
             Event::FileStateChanged { id, state, .. } if id == sent.id => match state {
                 FileState::Kept => break,
                 FileState::Failed(reason) => panic!("the transfer failed: {reason}"),
@@ -114,10 +116,7 @@ async fn main() {
     let save = save_started.elapsed();
     assert!(same_file(&original, &saved), "the file arrived as sent");
 
-    let blob = data
-        .path()
-        .join("alice/files")
-        .join(alice.file_state(sent.id).unwrap().unwrap().blob.to_string());
+    let blob = data.path().join("alice/files").join(sent.id.to_string());
     let (put, get) = raw_transfer(&raw_url, &blob, &data.path().join("raw-back.bin")).await;
     let raw = put + get;
 

@@ -138,6 +138,17 @@ async fn a_50_mib_file_goes_each_way_and_no_profile_holds_it_in_the_clear() {
         assert_eq!(sent.file.as_ref().unwrap().size, 50 * MIB as u64);
         assert!(sent.body.is_empty(), "the message's body (with the key) is not shown");
         kept(&mut from_events, sent.id).await;
+        // Over 25 MiB: offered, and fetched when the user asks.
+        wait_for(&mut to_events, |e| match e {
+            Event::MessageReceived { message } if message.id == sent.id => Some(()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            to.client.file_state(sent.id).unwrap().unwrap().state,
+            FileState::Offered
+        );
+        to.client.download_file(sent.id).unwrap();
         kept(&mut to_events, sent.id).await;
         let saved = work.path().join(format!("saved-{seed}.bin"));
         to.client.save_file(sent.id, &saved).await.unwrap();
@@ -186,7 +197,7 @@ async fn an_upload_and_a_download_resume_after_a_restart_of_the_app_and_of_the_r
         .await
         .unwrap();
     let blob = blob_of(&alice.client, sent.id);
-    let sealed = std::fs::read(alice.profile_dir().join("files").join(blob.to_string())).unwrap();
+    let sealed = std::fs::read(alice.profile_dir().join("files").join(sent.id.to_string())).unwrap();
     let earlier_run = RelayClient::new(&relay.url()).unwrap();
     earlier_run
         .login(&identity("alice"), &relay.ca_fingerprint())
@@ -218,7 +229,7 @@ async fn an_upload_and_a_download_resume_after_a_restart_of_the_app_and_of_the_r
     );
     let bob_files = bob.profile_dir().join("files");
     std::fs::create_dir_all(&bob_files).unwrap();
-    let part = bob_files.join(format!("{blob}.part"));
+    let part = bob_files.join(format!("{}.part", sent.id));
     std::fs::write(&part, &sealed[..8 * MIB]).unwrap();
     relay.restart().await;
     let bob = bob.reopen().await;
@@ -247,11 +258,10 @@ async fn an_upload_and_a_download_resume_after_a_restart_of_the_app_and_of_the_r
     kept(&mut alice_events, again.id).await;
     message_sent(&mut alice_events, again.id).await;
     bob.client.sync().await.unwrap();
-    let again_blob = blob_of(&bob.client, again.id);
-    let mut damaged = std::fs::read(alice.profile_dir().join("files").join(again_blob.to_string())).unwrap();
+    let mut damaged = std::fs::read(alice.profile_dir().join("files").join(again.id.to_string())).unwrap();
     damaged.truncate(6 * MIB);
     damaged[100] ^= 1;
-    std::fs::write(bob_files.join(format!("{again_blob}.part")), &damaged).unwrap();
+    std::fs::write(bob_files.join(format!("{}.part", again.id)), &damaged).unwrap();
     let finishing = tokio::spawn({
         let client = bob.client.clone();
         async move { client.finish_transfers().await }
@@ -339,4 +349,74 @@ async fn blobs_a_lying_relay_changed_cut_or_swapped_are_refused_and_nothing_is_s
     bob.client.sync().await.unwrap();
     let last = bob.client.last_messages(alice.client.username(), 1).unwrap();
     assert_eq!(last[0].message.body, "did the photos come?");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_download_keeps_what_arrived_and_a_cancelled_upload_frees_the_relay() {
+    let relay = OwnRelay::start().await;
+    let alice = Person::register("alice", &relay.url()).await;
+    let bob = Person::register("bob", &relay.url()).await;
+    let (alice_online, bob_online) = (go_online(&alice.client), go_online(&bob.client));
+    handshake(&alice.client, &bob.client).await;
+    bob_online.abort();
+    let _ = bob_online.await;
+    let work = tempfile::tempdir().unwrap();
+    let mut alice_events = alice.client.events();
+    let original = write_file(work.path(), "talk.mp4", 12 * MIB, 5);
+    let sent = alice
+        .client
+        .send_file(bob.client.username(), &original, None)
+        .await
+        .unwrap();
+    kept(&mut alice_events, sent.id).await;
+    message_sent(&mut alice_events, sent.id).await;
+
+    // Bob had 8 MiB of it when he cancelled: the part stays, and the download goes on from it when he asks.
+    bob.client.sync().await.unwrap();
+    let sealed = std::fs::read(alice.profile_dir().join("files").join(sent.id.to_string())).unwrap();
+    let part = bob.profile_dir().join("files").join(format!("{}.part", sent.id));
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, &sealed[..8 * MIB]).unwrap();
+    bob.client.cancel_file(sent.id).unwrap();
+    bob.client.finish_transfers().await.unwrap();
+    assert_eq!(
+        bob.client.file_state(sent.id).unwrap().unwrap().state,
+        FileState::Failed(magpie_core::engine::CANCELLED.into())
+    );
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        8 * MIB as u64,
+        "what arrived is kept"
+    );
+    let mut bob_events = bob.client.events();
+    bob.client.download_file(sent.id).unwrap();
+    let finishing = tokio::spawn({
+        let client = bob.client.clone();
+        async move { client.finish_transfers().await }
+    });
+    assert_eq!(
+        first_progress(&mut bob_events, sent.id).await,
+        (8 * MIB + TRANSFER_PART) as u64
+    );
+    finishing.await.unwrap().unwrap();
+    assert_eq!(bob.client.file_state(sent.id).unwrap().unwrap().state, FileState::Kept);
+
+    // Alice cancels an upload before it went: the relay's copy goes, the message fails, and it is not sent as a
+    // text either (its body holds the file's key).
+    alice_online.abort();
+    let _ = alice_online.await;
+    let other = alice
+        .client
+        .send_file(bob.client.username(), &original, None)
+        .await
+        .unwrap();
+    let other_blob = blob_of(&alice.client, other.id);
+    assert!(relay.blob(other_blob).exists());
+    alice.client.cancel_file(other.id).unwrap();
+    alice.client.finish_transfers().await.unwrap();
+    assert!(!relay.blob(other_blob).exists(), "the relay's copy is gone");
+    let stored = alice.client.last_messages(bob.client.username(), 1).unwrap();
+    assert_eq!(stored[0].message.delivery, magpie_core::history::Delivery::Failed);
+    let refused = alice.client.retry_message(bob.client.username(), other.id).unwrap_err();
+    assert!(matches!(refused, Error::NoMessage(_)), "{refused}");
 }

@@ -216,6 +216,9 @@ pub enum Error {
     /// The relay no longer holds a file.
     #[error("The relay no longer has this file (it expired or was deleted). Ask {0} to send it again.")]
     FileLost(String),
+    /// The user cancelled the transfer.
+    #[error("The transfer was cancelled.")]
+    TransferCancelled,
     /// No file message with this id, or not one that has arrived whole yet.
     #[error("There is no received file {0} to save yet.")]
     NoFile(uuid::Uuid),

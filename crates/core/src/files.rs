@@ -91,22 +91,24 @@ pub fn part_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-/// Writes `dest` through a `.part` file renamed into place, so `dest` is whole or absent; with `sync`, the file is
-/// on disk before it is renamed.
+/// Writes `dest` through a new temporary file beside it (a name of its own, so nothing already there is touched)
+/// renamed into place, so `dest` is whole or absent; with `sync`, the file is on disk before it is renamed.
 fn write_atomically(dest: &Path, sync: bool, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let part = part_path(dest);
-    let result = (|| {
-        let mut file = File::create(&part).map_err(write_err(&part))?;
-        fill(&mut file)?;
-        if sync {
-            file.sync_all().map_err(write_err(&part))?;
-        }
-        std::fs::rename(&part, dest).map_err(write_err(dest))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&part);
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut part = tempfile::Builder::new()
+        .prefix(".magpie-")
+        .suffix(".part")
+        .tempfile_in(dir)
+        .map_err(write_err(dest))?;
+    fill(part.as_file_mut())?;
+    if sync {
+        part.as_file().sync_all().map_err(write_err(dest))?;
     }
-    result
+    part.persist(dest).map_err(|e| write_err(dest)(e.error))?;
+    Ok(())
 }
 
 /// Segments on their way from one thread to another: how far one may run ahead.
@@ -172,6 +174,20 @@ pub fn read_part(path: &Path, at: u64, len: usize) -> Result<Vec<u8>> {
         .and_then(|_| file.read_exact(&mut part))
         .map_err(read_err(path))?;
     Ok(part)
+}
+
+/// SHA-256 of the file at `path`.
+pub fn sha256_of(path: &Path) -> Result<[u8; 32]> {
+    let mut file = File::open(path).map_err(read_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; SEALED_SEGMENT_BYTES];
+    loop {
+        let n = file.read(&mut buf).map_err(read_err(path))?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 /// Puts the file at `path` on disk.
@@ -498,7 +514,12 @@ mod tests {
         std::fs::write(&blob, &flipped).unwrap();
         let out = dir.path().join("saved.bin");
         assert!(matches!(open_to(&blob, &descriptor, &out), Err(Error::FileTampered(_))));
-        assert!(!out.exists() && !part_path(&out).exists(), "no partial file is left");
+        assert!(!out.exists(), "no partial file is left");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.iter().all(|n| !n.to_string_lossy().ends_with(".part")), "{left:?}");
     }
 
     #[test]
@@ -509,7 +530,12 @@ mod tests {
         let blob = dir.path().join("blob");
         assert!(matches!(seal_into(&source, 2000, &blob), Err(Error::FileChanged(_))));
         assert!(matches!(seal_into(&source, 500, &blob), Err(Error::FileChanged(_))));
-        assert!(!blob.exists() && !part_path(&blob).exists());
+        assert!(!blob.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["source"], "no partial copy is left");
         let missing = dir.path().join("missing");
         assert!(matches!(file_size(&missing), Err(Error::FileRead { .. })));
         assert!(matches!(file_size(dir.path()), Err(Error::FileRead { .. })));

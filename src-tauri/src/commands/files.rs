@@ -25,19 +25,25 @@ use crate::thumbnail;
 /// The largest image the viewer shows (a data URL in the page).
 const MOST_SHOWN_BYTES: u64 = 32 << 20;
 
-/// Where "Open" puts a file for the system's app to read: cleared at start and at exit.
-pub fn open_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("magpie-open-{}", whoami()))
+/// Where "Open" puts a file for the system's app to read: in the user's own data folder (not the shared temporary
+/// one, where another account could prepare the path), cleared at start and at exit.
+pub fn open_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("open")
 }
 
-/// Someone's own name on this machine, so two users' open folders do not meet.
-fn whoami() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "user".into())
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect()
+/// Extensions of programs and scripts a system runs when asked to open them: "Open" refuses them (a peer names the
+/// file), and says to save it instead.
+const RUNNABLE: &[&str] = &[
+    "exe", "msi", "msp", "bat", "cmd", "com", "scr", "pif", "cpl", "lnk", "url", "reg", "ps1", "psm1", "vbs", "vbe",
+    "js", "jse", "wsf", "wsh", "hta", "jar", "app", "command", "terminal", "tool", "pkg", "dmg", "sh", "bash", "zsh",
+    "desktop", "appimage", "run", "deb", "rpm", "py", "pl", "rb", "workflow", "scpt", "xpi", "crx",
+];
+
+fn runnable(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| RUNNABLE.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn message_id(id: &str) -> Result<Uuid, IpcError> {
@@ -76,15 +82,21 @@ pub async fn attach_file<R: Runtime>(
     send_path(&client, &peer, path).await.map(Some)
 }
 
-/// Sends the files last dropped on the window (the window learns their names from `files_dropped`).
+/// Sends the files last dropped on the window (the window learns their names from `files_dropped`), each whatever
+/// happens to the others; the first refusal is the answer then (those sent show through their events).
 #[tauri::command]
 pub async fn send_dropped(state: State<'_, AppState>, peer: String) -> Result<Vec<MessageItem>, IpcError> {
     let client = state.client().await?;
-    let mut sent = Vec::new();
+    let (mut sent, mut refused) = (Vec::new(), None);
     for path in state.take_dropped() {
-        sent.push(send_path(&client, &peer, path).await?);
+        match send_path(&client, &peer, path).await {
+            Ok(message) => sent.push(message),
+            Err(error) => {
+                refused.get_or_insert(error);
+            }
+        }
     }
-    Ok(sent)
+    refused.map_or(Ok(sent), Err)
 }
 
 /// Sends an image pasted into the window (its bytes, standard base64), as `name`.
@@ -129,6 +141,7 @@ pub fn file_status_of(state: Option<FileState>) -> FileStatus {
         Some(FileState::Uploading) => (TransferState::Uploading, None),
         Some(FileState::Uploaded) => (TransferState::Uploaded, None),
         Some(FileState::Downloading) => (TransferState::Downloading, None),
+        Some(FileState::Offered) => (TransferState::Offered, None),
         Some(FileState::Downloaded | FileState::Kept) => (TransferState::Ready, None),
         Some(FileState::Failed(reason)) => (TransferState::Failed, Some(reason)),
         None => (TransferState::Unknown, None),
@@ -161,21 +174,34 @@ pub async fn save_file_as<R: Runtime>(
     Ok(true)
 }
 
-/// Opens the file of message `id` with the system's app for it, from a temporary copy removed when Magpie closes.
+/// Opens the file of message `id` with the system's app for it, from a copy in a private folder removed when Magpie
+/// closes. Programs and scripts are not opened (see [`RUNNABLE`]).
 #[tauri::command]
 pub async fn open_file<R: Runtime>(app: AppHandle<R>, state: State<'_, AppState>, id: String) -> Result<(), IpcError> {
     let client = state.client().await?;
     let id = message_id(&id)?;
-    let dir = open_dir().join(Uuid::new_v4().simple().to_string());
-    std::fs::create_dir_all(&dir).map_err(|e| IpcError::internal(format!("No temporary folder: {e}")))?;
+    let name = file_name(&client, id)?;
+    if runnable(&name) {
+        return Err(IpcError::invalid(format!(
+            "Magpie does not open programs or scripts someone sent ({name}). Save it, and open it yourself only if \
+             you trust it."
+        )));
+    }
+    let root = open_dir(state.data_dir());
+    std::fs::create_dir_all(&root).map_err(|e| IpcError::internal(format!("No folder to open it from: {e}")))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let private = std::fs::Permissions::from_mode(0o700);
-        let _ = std::fs::set_permissions(open_dir(), private.clone());
-        let _ = std::fs::set_permissions(&dir, private);
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| IpcError::internal(format!("The folder to open it from is not private: {e}")))?;
     }
-    let path = dir.join(file_name(&client, id)?);
+    // A folder of its own per opening, so two files of one name do not meet.
+    let dir = tempfile::Builder::new()
+        .prefix("")
+        .tempdir_in(&root)
+        .map_err(|e| IpcError::internal(format!("No folder to open it from: {e}")))?
+        .keep();
+    let path = dir.join(name);
     client.save_file(id, &path).await?;
     app.opener()
         .open_path(path.to_string_lossy(), None::<&str>)
@@ -204,14 +230,14 @@ pub async fn image_data(state: State<'_, AppState>, id: String) -> Result<String
 #[tauri::command]
 pub async fn cancel_file(state: State<'_, AppState>, id: String) -> Result<(), IpcError> {
     let client = state.client().await?;
-    Ok(client.cancel_file(message_id(&id)?).await?)
+    Ok(client.cancel_file(message_id(&id)?)?)
 }
 
-/// Downloads again a received file whose download failed or was cancelled.
+/// Downloads a received file: one too large to fetch unasked, or one cancelled or failed on the way.
 #[tauri::command]
-pub async fn retry_file(state: State<'_, AppState>, id: String) -> Result<(), IpcError> {
+pub async fn download_file(state: State<'_, AppState>, id: String) -> Result<(), IpcError> {
     let client = state.client().await?;
-    Ok(client.retry_file(message_id(&id)?)?)
+    Ok(client.download_file(message_id(&id)?)?)
 }
 
 fn file_view(client: &Client, id: Uuid) -> Result<magpie_core::engine::FileView, IpcError> {

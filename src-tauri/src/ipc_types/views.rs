@@ -145,6 +145,8 @@ pub enum TransferState {
     Uploading,
     /// Ours, up; its message goes once the session allows.
     Uploaded,
+    /// Theirs, too large to fetch unasked: it comes when the user asks.
+    Offered,
     /// Theirs, coming down.
     Downloading,
     /// Here, checked: it can be opened and saved.

@@ -63,7 +63,7 @@ describe('FileCard', () => {
     });
     expect(await screen.findByText('Failed: failed its integrity check: segment 3 does not open')).toBeTruthy();
     await fireEvent.click(screen.getByTestId('file-retry'));
-    await waitFor(() => expect(calls.some((c) => c.cmd === 'retry_file')).toBe(true));
+    await waitFor(() => expect(calls.some((c) => c.cmd === 'download_file')).toBe(true));
   });
 
   it('shows a small picture that came without a preview once it is here', async () => {

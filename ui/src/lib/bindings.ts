@@ -94,7 +94,7 @@ thumbnail: ThumbnailItem | null, };
 
 export type ThumbnailItem = { url: string, width: number, height: number, };
 
-export type TransferState = "uploading" | "uploaded" | "downloading" | "ready" | "failed" | "unknown";
+export type TransferState = "uploading" | "uploaded" | "offered" | "downloading" | "ready" | "failed" | "unknown";
 
 export type FileStatus = { state: TransferState, reason: string | null, };
 

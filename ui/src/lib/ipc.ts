@@ -183,8 +183,8 @@ export function cancelFile(id: string): Promise<void> {
 }
 
 /** Downloads again a received file whose download failed or was cancelled. */
-export function retryFile(id: string): Promise<void> {
-  return call<void>('retry_file', { id });
+export function downloadFile(id: string): Promise<void> {
+  return call<void>('download_file', { id });
 }
 
 /** Everything up to `cursor` in this chat has been seen. */

@@ -6,10 +6,16 @@ export interface Progress {
   total: number;
 }
 
+/** Pictures without a preview kept open (each at most 2 MB, in base64). */
+const KEPT_PICTURES = 16;
+
 export class Transfers {
   status = $state<Record<string, FileStatus>>({});
   progress = $state<Record<string, Progress>>({});
   #asked = new Set<string>();
+  /** Pictures shown without a preview, newest last: a row scrolled back into view shows it without opening it
+   *  again. */
+  #pictures = new Map<string, Promise<string>>();
 
   /** The status of file message `id`, asking the backend the first time. */
   of(id: string): FileStatus | undefined {
@@ -32,6 +38,22 @@ export class Transfers {
     } else if (event.type === 'file_status_changed') {
       this.status = { ...this.status, [event.id]: event.status };
     }
+  }
+
+  /** The picture of `id` as a data URL, opened by `open` the first time; the last few are kept. */
+  picture(id: string, open: () => Promise<string>): Promise<string> {
+    let shown = this.#pictures.get(id);
+    if (!shown) {
+      shown = open();
+      shown.catch(() => this.#pictures.delete(id));
+      this.#pictures.set(id, shown);
+      while (this.#pictures.size > KEPT_PICTURES) {
+        const oldest = this.#pictures.keys().next().value;
+        if (oldest === undefined) break;
+        this.#pictures.delete(oldest);
+      }
+    }
+    return shown;
   }
 
   /** Forgets what is known of `id` (after a retry, say), so it is asked again. */

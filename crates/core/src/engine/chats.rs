@@ -52,7 +52,9 @@ impl<H: Home> Client<H> {
             .get_message(id)?
             .filter(|entry| &entry.message.peer == peer)
             .ok_or_else(|| Error::NoMessage(id.to_string()))?;
-        if entry.message.direction != Direction::Outgoing || entry.message.delivery != Delivery::Failed {
+        // A file's message holds its key, never to be sent as a text: a file is sent again by sending the file.
+        let text = entry.message.kind == magpie_proto::MessageKind::Text;
+        if !text || entry.message.direction != Direction::Outgoing || entry.message.delivery != Delivery::Failed {
             return Err(Error::NoMessage(id.to_string()));
         }
         let resent = self.send_text(peer, &entry.message.body)?;

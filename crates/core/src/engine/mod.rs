@@ -39,6 +39,7 @@ use tokio::sync::{broadcast, Notify};
 pub use events::{
     ConnectionState, Discard, Event, FileView, HandshakeData, HandshakeStep, MessageView, Refusal, ThumbnailView,
 };
+pub use files::CANCELLED;
 pub use handshake_state::HandshakeState;
 pub use outbox::Flushed;
 pub use rekey::REKEY_RETRY_AFTER;
@@ -89,6 +90,8 @@ struct Inner<H> {
     transfers_wake: Notify,
     /// Held by the transfer under way: one at a time.
     transfers_running: tokio::sync::Mutex<()>,
+    /// Files cancelled, and files sealed by this run (see `files/`).
+    file_flags: Ranked<files::FileFlags>,
     /// Asks the connection to read the mailbox again (envelopes were parked waiting for a session).
     resync: Notify,
     /// Envelopes were left in the mailbox for later since the last re-read: a new session reads it again.
@@ -224,6 +227,7 @@ impl<H: Home> Client<H> {
                 outbox_wake: Notify::new(),
                 transfers_wake: Notify::new(),
                 transfers_running: tokio::sync::Mutex::new(()),
+                file_flags: Ranked::with_default(Rank::FileFlags),
                 resync: Notify::new(),
                 parked: std::sync::atomic::AtomicBool::new(false),
                 outbox_running: tokio::sync::Mutex::new(()),

@@ -57,6 +57,8 @@ impl<H: Home> Client<H> {
 
     /// Seals and queues, in order, the texts that waited for the session just installed with `peer`.
     pub(super) fn send_waiting(&self, peer: &Username) -> Result<()> {
+        // Files uploaded while there was no usable session are sent now too (see `files/`).
+        self.inner.transfers_wake.notify_one();
         let mut waiting = self.waiting_texts_lock()?;
         self.seal_waiting(&mut waiting, peer)
     }

@@ -14,14 +14,22 @@ use super::step::{Step, Tree};
 use super::{Direction, History, Message};
 use crate::error::{Error, Result};
 
+/// Received files up to this size are downloaded as they arrive; larger ones when the user asks, so that a contact
+/// cannot fill the disk unasked.
+pub const AUTO_DOWNLOAD_BYTES: u64 = 25 << 20;
+
 /// The record of a received file message's download to come.
 pub(crate) fn incoming_file_record(message: &Message) -> Result<FileRecord> {
+    let descriptor = FileDescriptor::from_body(&message.body)?;
     Ok(FileRecord {
         message_id: message.id,
         peer: message.peer.clone(),
         direction: Direction::Incoming,
-        blob: FileDescriptor::from_body(&message.body)?.blob,
-        state: FileState::Downloading,
+        blob: descriptor.blob,
+        state: match descriptor.size > AUTO_DOWNLOAD_BYTES {
+            true => FileState::Offered,
+            false => FileState::Downloading,
+        },
     })
 }
 
@@ -35,6 +43,8 @@ pub enum FileState {
     Uploading,
     /// Ours, uploaded whole: its message is to be sealed and sent.
     Uploaded,
+    /// Theirs, too large to fetch unasked ([`AUTO_DOWNLOAD_BYTES`]): downloaded when the user asks for it.
+    Offered,
     /// Theirs, being downloaded.
     Downloading,
     /// Theirs, downloaded and checked: the relay is to be told it may delete its copy.

@@ -70,7 +70,7 @@ use zeroize::Zeroizing;
 
 pub use contacts::{Contact, Discarded, REKEY_MARKS};
 pub use crypt::{HistoryKey, HISTORY_KEY_LEN};
-pub use files::{FileRecord, FileState};
+pub use files::{FileRecord, FileState, AUTO_DOWNLOAD_BYTES};
 pub use messages::{Appended, Cursor, Delivery, Direction, Entry, Message};
 pub use meta::RegistrationRecord;
 pub use outbox::{OutboxItem, OutboxKey};

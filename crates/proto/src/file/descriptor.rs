@@ -23,6 +23,8 @@ pub const MAX_NAME_BYTES: usize = 255;
 pub const MAX_MEDIA_TYPE_BYTES: usize = 255;
 /// Largest thumbnail, in bytes, so that a descriptor with the longest name still fits one message.
 pub const MAX_THUMBNAIL_BYTES: usize = 20 * 1024;
+/// Largest file a message may describe (1 TiB): far above any relay's limit, and a bound on every sum over it.
+pub const MAX_FILE_BYTES: u64 = 1 << 40;
 /// Largest thumbnail side, in pixels.
 pub const MAX_THUMBNAIL_SIDE: u32 = 512;
 
@@ -84,6 +86,9 @@ impl FileDescriptor {
         if self.name.is_empty() || self.name.len() > MAX_NAME_BYTES {
             return Err(malformed("file name must be 1 to 255 bytes"));
         }
+        if self.size > MAX_FILE_BYTES {
+            return Err(malformed("file size must be at most 2^40 bytes"));
+        }
         if self.media_type.len() > MAX_MEDIA_TYPE_BYTES || !self.media_type.contains('/') {
             return Err(malformed("media type must be type/subtype"));
         }
@@ -103,8 +108,11 @@ impl FileDescriptor {
     /// path separators or a leading dot (so it can neither climb out of a folder nor hide), never empty.
     pub fn safe_name(&self) -> String {
         let last = self.name.rsplit(['/', '\\']).next().unwrap_or_default();
+        // Control characters, and the invisible ones that reorder or hide text (an "invoice\u{202e}fdp.exe" reads
+        // as invoiceexe.pdf), are no part of a name anyone meant to read.
         let cleaned: String = last
             .chars()
+            .filter(|c| !is_invisible(*c))
             .map(|c| if c.is_control() || c == ':' { '_' } else { c })
             .collect();
         let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
@@ -114,6 +122,12 @@ impl FileDescriptor {
             cleaned
         }
     }
+}
+
+/// Unicode format characters that change how a name reads without being seen: bidirectional controls, zero-width
+/// characters, the byte-order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// Shows sizes and types only: the name is the user's content, the key a secret.
@@ -206,8 +220,9 @@ mod tests {
 
     #[test]
     fn out_of_bounds_descriptors_are_malformed() {
-        let cases: [fn(&mut FileDescriptor); 5] = [
+        let cases: [fn(&mut FileDescriptor); 6] = [
             |d| d.name.clear(),
+            |d| d.size = MAX_FILE_BYTES + 1,
             |d| d.name = "x".repeat(256),
             |d| d.media_type = "jpeg".into(),
             |d| d.thumbnail.as_mut().unwrap().width = 4000,
@@ -238,6 +253,12 @@ mod tests {
         assert_eq!(named("a\u{0}b\nc.txt").safe_name(), "a_b_c.txt");
         assert_eq!(named("..").safe_name(), "file");
         assert_eq!(named("report.pdf").safe_name(), "report.pdf");
+        assert_eq!(
+            named("invoice\u{202e}fdp.exe").safe_name(),
+            "invoicefdp.exe",
+            "the real extension shows"
+        );
+        assert_eq!(named("\u{200b}\u{feff}.profile").safe_name(), "profile");
     }
 
     #[test]

@@ -1,16 +1,22 @@
 //! Files. Sending one: the relay is asked for a blob of its sealed size (a file over the relay's limit is refused
 //! here, before any work), the file is sealed into the profile's `files/` folder, its message is stored as
 //! "uploading", the blob is uploaded in parts, and only then is the message (with the file's key) sealed and sent.
-//! Receiving one: its message is stored like a text and answered with a receipt; its blob is downloaded in ranges
-//! into the profile, each segment and the digest checked, and the relay told it may delete its copy. Each file has
-//! a record in the history ([`FileRecord`]); after a restart, a transfer resumes where the relay's copy (upload) or
-//! the profile's copy (download) ends. Transfers run one at a time, in the background of [`Client::run`].
+//! Receiving one: its message is stored like a text, with the record of its download, and answered with a receipt;
+//! its blob is downloaded in ranges into the profile, each segment and the digest checked, and the relay told it may
+//! delete its copy (`transfer.rs`). Each file has a record in the history ([`FileRecord`]); after a restart, a
+//! transfer resumes where the relay's copy (upload) or the profile's copy (download) ends. Transfers run one at a
+//! time, in the background of [`Client::run`]; one that keeps failing does not hold up the others.
+//!
+//! The profile keeps each file as `files/<message id>`: named by us, never by a peer, so that no message can make
+//! the client overwrite or delete another file.
 
+mod transfer;
+
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use futures_util::StreamExt as _;
 use magpie_proto::file::{FileDescriptor, FileLayout, Thumbnail, MAX_NAME_BYTES};
 use magpie_proto::{MessageKind, Plaintext, Username};
 use uuid::Uuid;
@@ -20,14 +26,22 @@ use super::Client;
 use crate::error::{Error, Result};
 use crate::files;
 use crate::history::{Delivery, Direction, FileRecord, FileState, Message};
-use crate::relay::TRANSFER_PART;
 use crate::store::prelude::*;
 
 /// The reason a cancelled transfer gives.
-const CANCELLED: &str = "cancelled";
+pub const CANCELLED: &str = "cancelled";
 
 /// How long the transfer loop waits after a failure that retrying may fix, at most.
 const MOST_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What this run knows of its files beside their records.
+#[derive(Debug, Default)]
+pub(super) struct FileFlags {
+    /// Transfers the user cancelled, until the transfer loop has stopped them.
+    cancelled: HashSet<Uuid>,
+    /// Files sealed by this run (their copies need no check before their upload: nothing crashed since).
+    sealed_here: HashSet<Uuid>,
+}
 
 impl<H: Home> Client<H> {
     /// Sends the file at `path` to `peer`, with `thumbnail` (a small preview the face made of an image) inline.
@@ -48,10 +62,11 @@ impl<H: Home> Client<H> {
         let relay = &self.inner.relay;
         let recipients = [peer.clone()];
         let created = self.logged_in(|| relay.create_blob(sealed_len, &recipients)).await?;
-        let blob = created.id;
+        // Its id names the kept copy; its body comes once the file is sealed.
+        let mut plaintext = Plaintext::new(MessageKind::File, String::new(), SystemTime::now())?;
         let sealed = async {
             make_dir(&dir).await?;
-            let (source, dest) = (path.to_owned(), dir.join(blob.to_string()));
+            let (source, dest) = (path.to_owned(), dir.join(plaintext.id.to_string()));
             tokio::task::spawn_blocking(move || files::seal_into(&source, size, &dest))
                 .await
                 .map_err(|_| Error::Crypto("the sealing task ended"))?
@@ -60,12 +75,13 @@ impl<H: Home> Client<H> {
             Ok(sealed) => sealed,
             Err(e) => {
                 // The relay's empty blob would count against our quota for a day.
-                let _ = relay.release_blob(blob).await;
+                let _ = relay.release_blob(created.id).await;
                 return Err(e);
             }
         };
+        self.flags()?.sealed_here.insert(plaintext.id);
         let descriptor = FileDescriptor {
-            blob,
+            blob: created.id,
             key: sealed.key,
             sha256: sealed.sha256,
             size,
@@ -73,7 +89,7 @@ impl<H: Home> Client<H> {
             media_type: files::media_type_of(path).to_owned(),
             thumbnail,
         };
-        let plaintext = Plaintext::new(MessageKind::File, descriptor.to_body()?, SystemTime::now())?;
+        plaintext.body = descriptor.to_body()?;
         let message = Message {
             id: plaintext.id,
             peer: peer.clone(),
@@ -89,7 +105,7 @@ impl<H: Home> Client<H> {
             message_id: message.id,
             peer: peer.clone(),
             direction: Direction::Outgoing,
-            blob,
+            blob: created.id,
             state: FileState::Uploading,
         })?;
         let mut view = MessageView::from(&message);
@@ -103,11 +119,12 @@ impl<H: Home> Client<H> {
     }
 
     /// Writes the received (or sent) file of message `id` to `dest`, whole or not at all, after checking every
-    /// segment again. A file still downloading is downloaded first.
+    /// segment again. A received file not here yet is downloaded first (the user asked for it).
     pub async fn save_file(&self, id: Uuid, dest: &Path) -> Result<()> {
         let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
-        if record.state == FileState::Downloading {
-            self.transfer(record).await?;
+        if matches!(record.state, FileState::Offered | FileState::Downloading) {
+            self.set_file_state(&record, FileState::Downloading)?;
+            self.transfer(id).await?;
         }
         let (blob, descriptor) = self.kept_blob(id)?;
         let dest = dest.to_owned();
@@ -124,25 +141,24 @@ impl<H: Home> Client<H> {
             .map_err(|_| Error::Crypto("the opening task ended"))?
     }
 
-    /// Stops the transfer of file message `id`. Ours: the relay's copy is deleted and the message fails (send
-    /// the file again to retry). Theirs: the download stops and can be resumed with [`Client::retry_file`].
-    pub async fn cancel_file(&self, id: Uuid) -> Result<()> {
+    /// Stops the upload or download of file message `id`, between two parts, and returns at once. Ours: the
+    /// relay's copy is deleted and the message fails (send the file again to retry). Theirs: what arrived is kept,
+    /// and [`Client::download_file`] goes on from there. A file uploaded or downloaded whole is not affected.
+    pub fn cancel_file(&self, id: Uuid) -> Result<()> {
         let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
-        if !record.state.pending() {
-            return Ok(());
+        if matches!(record.state, FileState::Uploading | FileState::Downloading) {
+            self.flags()?.cancelled.insert(id);
+            self.inner.transfers_wake.notify_one();
         }
-        let _running = self.inner.transfers_running.lock().await;
-        if record.direction == Direction::Outgoing {
-            let _ = self.inner.relay.release_blob(record.blob).await;
-        }
-        self.fail_file(&record, CANCELLED.into())
+        Ok(())
     }
 
-    /// Downloads again a received file whose download was cancelled or failed on the way (a tampered or lost
-    /// blob fails again, with its reason).
-    pub fn retry_file(&self, id: Uuid) -> Result<()> {
+    /// Downloads a received file: one offered (too large to fetch unasked), cancelled, or failed on the way (a
+    /// tampered or lost blob fails again, with its reason).
+    pub fn download_file(&self, id: Uuid) -> Result<()> {
         let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
-        if record.direction != Direction::Incoming || !matches!(record.state, FileState::Failed(_)) {
+        if record.direction != Direction::Incoming || !matches!(record.state, FileState::Failed(_) | FileState::Offered)
+        {
             return Ok(());
         }
         self.set_file_state(&record, FileState::Downloading)?;
@@ -150,35 +166,29 @@ impl<H: Home> Client<H> {
         Ok(())
     }
 
-    /// The kept blob of file message `id` and the descriptor that opens it.
-    fn kept_blob(&self, id: Uuid) -> Result<(PathBuf, FileDescriptor)> {
-        let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
-        let kept = matches!(
-            record.state,
-            FileState::Kept | FileState::Downloaded | FileState::Uploading | FileState::Uploaded
-        );
-        let descriptor = self.descriptor(id)?.filter(|_| kept).ok_or(Error::NoFile(id))?;
-        Ok((self.files_dir()?.join(record.blob.to_string()), descriptor))
-    }
-
     /// The record of file message `id`: where its transfer stands.
     pub fn file_state(&self, id: Uuid) -> Result<Option<FileRecord>> {
         self.store().file_record(id)
     }
 
-    /// Runs every pending transfer to its end (what a one-shot command does before it exits); stops at the first
-    /// that fails in a way a retry may fix.
+    /// Takes every pending transfer as far as it goes (what a one-shot command does before it exits), each in turn
+    /// whatever happens to the others; then posts the outbox. The first failure that retrying may fix is returned.
     pub async fn finish_transfers(&self) -> Result<()> {
+        let mut first_failure = None;
         for record in self.store().file_records()? {
             if record.state.pending() {
-                self.transfer(record).await?;
+                if let Err(e) = self.transfer(record.message_id).await {
+                    tracing::info!(id = %record.message_id, error = %e, "file transfer waits");
+                    first_failure.get_or_insert(e);
+                }
             }
         }
-        self.flush_outbox().await.map(drop)
+        self.flush_outbox().await?;
+        first_failure.map_or(Ok(()), Err)
     }
 
-    /// Works on pending transfers whenever one is added, retrying with a backoff after transient failures. Part of
-    /// [`Client::run`].
+    /// Works on pending transfers whenever one is added (or a session comes), retrying with a backoff after
+    /// failures that may pass. Part of [`Client::run`].
     pub(super) async fn transfer_loop(&self) {
         if self.inner.home.files_dir().is_none() {
             return;
@@ -202,11 +212,10 @@ impl<H: Home> Client<H> {
         }
     }
 
-    /// Takes one transfer as far as it goes. Failures that retrying cannot fix (a tampered or lost blob) fail the
-    /// file and are not returned: the other transfers go on.
-    async fn transfer(&self, record: FileRecord) -> Result<()> {
-        let id = record.message_id;
-        // One at a time; another pass may have moved this one on meanwhile.
+    /// Takes the transfer of file message `id` as far as it goes, as its record says now. A cancel is carried out
+    /// here; failures that retrying cannot fix (a tampered or lost blob, a refusal) fail the file and are not
+    /// returned.
+    async fn transfer(&self, id: Uuid) -> Result<()> {
         let _running = self.inner.transfers_running.lock().await;
         let Some(record) = self.store().file_record(id)? else {
             return Ok(());
@@ -217,187 +226,70 @@ impl<H: Home> Client<H> {
             return Ok(());
         };
         let outcome = match record.state {
+            _ if self.take_cancel(id)? => Err(Error::TransferCancelled),
             FileState::Uploading => self.upload(&record, &descriptor).await,
             FileState::Uploaded => self.send_file_message(&record).await,
             FileState::Downloading => self.download(&record, &descriptor).await,
             FileState::Downloaded => self.release(&record).await,
-            FileState::Kept | FileState::Failed(_) => Ok(()),
+            FileState::Offered | FileState::Kept | FileState::Failed(_) => Ok(()),
         };
         match outcome {
+            Err(Error::TransferCancelled) => self.cancelled(&record).await,
             Err(Error::FileTampered(reason)) => {
                 self.fail_file(&record, format!("failed its integrity check: {reason}"))
             }
             Err(Error::FileLost(_)) => self.fail_file(&record, "the relay no longer has it".into()),
+            Err(Error::Relay { status, code, .. }) if refused_for_good(status) => {
+                // The relay's own words are not shown as ours.
+                self.fail_file(&record, format!("the relay refused it ({status} {code})"))
+            }
+            Err(Error::RelayProtocol(_)) => self.fail_file(
+                &record,
+                "the relay answered something Magpie does not understand".into(),
+            ),
             other => other,
         }
     }
 
-    async fn upload(&self, record: &FileRecord, descriptor: &FileDescriptor) -> Result<()> {
-        let path = self.files_dir()?.join(record.blob.to_string());
-        let total = FileLayout::new(descriptor.size).sealed_len();
-        let relay = &self.inner.relay;
-        let mut held = match self.logged_in(|| relay.blob_progress(record.blob)).await {
-            Err(Error::Relay { status: 404, .. }) => return Err(Error::FileLost(record.peer.to_string())),
-            other => other?.held,
-        };
-        // Sealed without a sync (see `files::seal_into`): a crash may have cut it short.
-        let prepared = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
-        if prepared != total {
-            return self.fail_file(
-                record,
-                "its sealed copy was lost when the computer stopped while it was prepared; send it again".into(),
-            );
-        }
-        // On disk before it is announced (the sender's copy is what "Open" and "Save as" read): synced while the
-        // parts go.
-        let synced = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || files::sync_file(&path))
-        };
-        while held < total {
-            let want = usize::try_from(total - held)
-                .unwrap_or(TRANSFER_PART)
-                .min(TRANSFER_PART);
-            let from = path.clone();
-            let part = tokio::task::spawn_blocking(move || files::read_part(&from, held, want))
-                .await
-                .map_err(|_| Error::Crypto("the reading task ended"))??;
-            held = match relay.upload_part(record.blob, held, part).await {
-                Err(Error::Relay { status: 409, .. }) => relay.blob_progress(record.blob).await?.held,
-                Err(e) if e.is_unauthorized() => {
-                    self.login().await?;
-                    continue;
-                }
-                other => other?,
-            };
-            self.emit(Event::FileProgress {
-                peer: record.peer.to_string(),
-                id: record.message_id,
-                done: held,
-                total,
-            });
-        }
-        synced.await.map_err(|_| Error::Crypto("the syncing task ended"))??;
-        self.set_file_state(record, FileState::Uploaded)?;
-        self.send_file_message(record).await
-    }
-
-    /// Seals and queues the message of a file the relay holds whole, with the session in use now; without a usable
-    /// one it stays "uploaded" and is sent by a later pass.
-    async fn send_file_message(&self, record: &FileRecord) -> Result<()> {
-        let Some(entry) = self.store().get_message(record.message_id)? else {
-            return Ok(());
-        };
-        let message = entry.message;
-        if message.delivery == Delivery::Uploading {
-            let sealed = self.seal_stored(&message)?;
-            if !sealed {
-                self.maybe_rekey(&record.peer);
-                return Err(Error::NoSession(record.peer.to_string()));
+    /// Carries out a cancel of `record`, if it is still under way.
+    async fn cancelled(&self, record: &FileRecord) -> Result<()> {
+        self.take_cancel(record.message_id)?;
+        match (&record.state, record.direction) {
+            (FileState::Uploading, _) => {
+                let _ = self.inner.relay.release_blob(record.blob).await;
+                self.fail_file(record, CANCELLED.into())
             }
-            self.emit(Event::DeliveryChanged {
-                peer: record.peer.to_string(),
-                id: message.id,
-                delivery: Delivery::Sending,
-            });
-            self.inner.outbox_wake.notify_one();
+            (FileState::Downloading, _) => self.fail_file(record, CANCELLED.into()),
+            _ => Ok(()),
         }
-        self.set_file_state(record, FileState::Kept)
     }
 
-    async fn download(&self, record: &FileRecord, descriptor: &FileDescriptor) -> Result<()> {
-        let dir = self.files_dir()?;
-        make_dir(&dir).await?;
-        let kept = dir.join(record.blob.to_string());
-        let part = files::part_path(&kept);
-        let total = FileLayout::new(descriptor.size).sealed_len();
-        // What an earlier run downloaded is checked again; if it does not pass, the download starts over.
-        let (check, held) = {
-            let (descriptor, part) = (descriptor.clone(), part.clone());
-            tokio::task::spawn_blocking(move || {
-                let mut check = files::BlobCheck::new(descriptor.clone());
-                match part.exists().then(|| files::check_file(&mut check, &part)) {
-                    Some(Ok(held)) => (check, held),
-                    _ => (files::BlobCheck::new(descriptor), 0),
-                }
-            })
-            .await
-            .map_err(|_| Error::Crypto("the checking task ended"))?
-        };
-        let writer = files::BlobWriter::start(part.clone(), held, check);
-        let fetched = self.fetch_into(record, &writer, held, total).await;
-        // The writer's word first: a failed check explains a network read cut short by it.
-        let (check, written) = writer.finish().await?;
-        fetched?;
-        if written != total {
-            return Err(Error::FileTampered("the relay sent less than was asked".into()));
-        }
-        check.finish()?;
-        tokio::fs::rename(&part, &kept)
-            .await
-            .map_err(|source| Error::FileWrite {
-                path: kept.clone(),
-                source,
-            })?;
-        self.set_file_state(record, FileState::Downloaded)?;
-        self.release(record).await
+    /// Whether the user cancelled file `id` (and forgets that they did).
+    fn take_cancel(&self, id: Uuid) -> Result<bool> {
+        Ok(self.flags()?.cancelled.remove(&id))
     }
 
-    /// Reads the blob of `record` from byte `held` to `total` in ranges into `writer`, reporting progress; stops
-    /// early (without an error) when the writer stops taking bytes.
-    async fn fetch_into(
-        &self,
-        record: &FileRecord,
-        writer: &files::BlobWriter,
-        mut held: u64,
-        total: u64,
-    ) -> Result<()> {
-        let relay = &self.inner.relay;
-        while held < total {
-            let end = held.saturating_add(TRANSFER_PART as u64).min(total);
-            let pieces = match self.logged_in(|| relay.download_range(record.blob, held, end)).await {
-                // Gone, or no longer whole: the sender's message is only sent once it was.
-                Err(Error::Relay { status: 404 | 409, .. }) => return Err(Error::FileLost(record.peer.to_string())),
-                other => other?,
-            };
-            futures_util::pin_mut!(pieces);
-            while let Some(piece) = pieces.next().await {
-                let piece = piece?;
-                if held.saturating_add(piece.len() as u64) > end {
-                    return Err(Error::FileTampered("the relay sent more than was asked".into()));
-                }
-                held += piece.len() as u64;
-                if !writer.send(piece).await {
-                    return Ok(());
-                }
-            }
-            if held < end {
-                return Err(Error::FileTampered("the relay sent less than was asked".into()));
-            }
-            self.emit(Event::FileProgress {
-                peer: record.peer.to_string(),
-                id: record.message_id,
-                done: held,
-                total,
-            });
-        }
-        Ok(())
+    /// Whether file `id` was cancelled and not yet stopped.
+    fn is_cancelled(&self, id: Uuid) -> Result<bool> {
+        Ok(self.flags()?.cancelled.contains(&id))
     }
 
-    /// Tells the relay it may delete its copy of a file we keep.
-    async fn release(&self, record: &FileRecord) -> Result<()> {
-        let relay = &self.inner.relay;
-        self.logged_in(|| relay.release_blob(record.blob)).await?;
-        self.set_file_state(record, FileState::Kept)
+    /// Whether file `id` was sealed by this run.
+    fn sealed_here(&self, id: Uuid) -> Result<bool> {
+        Ok(self.flags()?.sealed_here.contains(&id))
     }
 
+    fn flags(&self) -> Result<crate::lock_order::Guard<'_, FileFlags>> {
+        self.inner.file_flags.lock().map_err(|_| Error::Poisoned)
+    }
+
+    /// Gives the file up, for `reason`. A download's checked parts stay for a later try after a cancel, and are
+    /// deleted after a failed check; a copy kept whole is never deleted here.
     fn fail_file(&self, record: &FileRecord, reason: String) -> Result<()> {
-        tracing::warn!(peer = %record.peer, id = %record.message_id, %reason, "file transfer failed");
-        if let Ok(dir) = self.files_dir() {
-            let kept = dir.join(record.blob.to_string());
-            let _ = std::fs::remove_file(files::part_path(&kept));
-            if record.direction == Direction::Incoming {
-                let _ = std::fs::remove_file(&kept);
+        tracing::warn!(peer = %record.peer, id = %record.message_id, %reason, "file transfer stopped");
+        if reason != CANCELLED {
+            if let Ok(kept) = self.kept_path(record.message_id) {
+                let _ = std::fs::remove_file(files::part_path(&kept));
             }
         }
         if record.direction == Direction::Outgoing {
@@ -413,10 +305,9 @@ impl<H: Home> Client<H> {
         self.set_file_state(record, FileState::Failed(reason))
     }
 
-    /// Drops a record whose message is gone, with its kept copy and the relay's (if ours).
+    /// Drops a record whose message is gone, with its kept copy and the relay's.
     async fn forget_file(&self, record: &FileRecord) {
-        if let Ok(dir) = self.files_dir() {
-            let kept = dir.join(record.blob.to_string());
+        if let Ok(kept) = self.kept_path(record.message_id) {
             let _ = tokio::fs::remove_file(files::part_path(&kept)).await;
             let _ = tokio::fs::remove_file(&kept).await;
         }
@@ -437,6 +328,17 @@ impl<H: Home> Client<H> {
         Ok(())
     }
 
+    /// The kept blob of file message `id` and the descriptor that opens it.
+    fn kept_blob(&self, id: Uuid) -> Result<(PathBuf, FileDescriptor)> {
+        let record = self.store().file_record(id)?.ok_or(Error::NoFile(id))?;
+        let kept = matches!(
+            record.state,
+            FileState::Kept | FileState::Downloaded | FileState::Uploading | FileState::Uploaded
+        );
+        let descriptor = self.descriptor(id)?.filter(|_| kept).ok_or(Error::NoFile(id))?;
+        Ok((self.kept_path(id)?, descriptor))
+    }
+
     /// The descriptor in file message `id`, if it is stored.
     fn descriptor(&self, id: Uuid) -> Result<Option<FileDescriptor>> {
         let Some(entry) = self.store().get_message(id)? else {
@@ -455,6 +357,11 @@ impl<H: Home> Client<H> {
         })
     }
 
+    /// Where the file of message `id` is kept.
+    fn kept_path(&self, id: Uuid) -> Result<PathBuf> {
+        Ok(self.files_dir()?.join(id.to_string()))
+    }
+
     /// Runs `call` logged in: after a login if there is no token yet, and once more after a fresh login if the
     /// relay no longer takes the token.
     async fn logged_in<T, Fut: Future<Output = Result<T>>>(&self, call: impl Fn() -> Fut) -> Result<T> {
@@ -469,6 +376,11 @@ impl<H: Home> Client<H> {
             other => other,
         }
     }
+}
+
+/// Whether a relay's refusal will not change if asked again (a 4xx other than a login, a timeout or a rate).
+fn refused_for_good(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 401 | 408 | 429)
 }
 
 /// Creates the folder `dir` (and those above it) if need be.
