@@ -225,8 +225,10 @@ impl<H: Home> Client<H> {
             self.forget_file(&record).await;
             return Ok(());
         };
+        // A cancel that came too late (the transfer had ended) is forgotten, and the file goes on.
+        let cancelled = self.take_cancel(id)?;
         let outcome = match record.state {
-            _ if self.take_cancel(id)? => Err(Error::TransferCancelled),
+            FileState::Uploading | FileState::Downloading if cancelled => Err(Error::TransferCancelled),
             FileState::Uploading => self.upload(&record, &descriptor).await,
             FileState::Uploaded => self.send_file_message(&record).await,
             FileState::Downloading => self.download(&record, &descriptor).await,
