@@ -18,10 +18,13 @@ use crate::error::{Error, Result};
 /// cannot fill the disk unasked.
 pub const AUTO_DOWNLOAD_BYTES: u64 = 25 << 20;
 
-/// The record of a received file message's download to come.
-pub(crate) fn incoming_file_record(message: &Message) -> Result<FileRecord> {
+/// The record of a received file message's download to come; `None` for any other message.
+pub(crate) fn incoming_file_record(message: &Message) -> Result<Option<FileRecord>> {
+    if message.kind != MessageKind::File || message.direction != Direction::Incoming {
+        return Ok(None);
+    }
     let descriptor = FileDescriptor::from_body(&message.body)?;
-    Ok(FileRecord {
+    Ok(Some(FileRecord {
         message_id: message.id,
         peer: message.peer.clone(),
         direction: Direction::Incoming,
@@ -30,7 +33,7 @@ pub(crate) fn incoming_file_record(message: &Message) -> Result<FileRecord> {
             true => FileState::Offered,
             false => FileState::Downloading,
         },
-    })
+    }))
 }
 
 pub(super) const FILES: &str = "files";
@@ -97,13 +100,13 @@ impl History {
     /// In the step that stores `message`, a received file message, the record of its download to come (unless it
     /// has one): stored with the message or not at all, so that no file message is left without its download.
     pub(super) fn record_incoming_file(&self, step: &Step<'_>, message: &Message) -> Result<()> {
-        if message.kind != MessageKind::File || message.direction != Direction::Incoming {
+        let Some(record) = incoming_file_record(message)? else {
             return Ok(());
-        }
+        };
         if step.get(Tree::Files, &self.file_key(message.id)?)?.is_some() {
             return Ok(());
         }
-        self.put_file_record_in(step, &incoming_file_record(message)?)
+        self.put_file_record_in(step, &record)
     }
 
     /// The record of the file message `message_id`, if it is one.

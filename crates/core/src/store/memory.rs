@@ -219,12 +219,11 @@ impl RatchetSteps for MemoryStore {
         }
         let appended: Vec<Appended> = messages.iter().map(|m| state.append(m)).collect();
         for (message, appended) in messages.iter().zip(&appended) {
-            let incoming_file = message.kind == magpie_proto::MessageKind::File
-                && message.direction == crate::history::Direction::Incoming;
-            if incoming_file && matches!(appended, Appended::New(_)) && !state.files.contains_key(&message.id) {
-                state
-                    .files
-                    .insert(message.id, crate::history::files::incoming_file_record(message)?);
+            if !matches!(appended, Appended::New(_)) || state.files.contains_key(&message.id) {
+                continue;
+            }
+            if let Some(record) = crate::history::files::incoming_file_record(message)? {
+                state.files.insert(message.id, record);
             }
         }
         if let Some(item) = outgoing {

@@ -231,33 +231,25 @@ async fn append_body(state: &AppState, me: &str, (id, size): (Uuid, u64), start:
         offset > start || pending.len() >= MIN_PART || offset + pending.len() as u64 == size
     };
     loop {
-        let frame = match tokio::time::timeout(PART_IDLE, frames.next()).await {
-            Ok(Some(Ok(frame))) => Some(frame),
-            Ok(None) => None,
-            Ok(Some(Err(e))) => {
-                if keep_rest(offset, &pending) {
-                    append(state, me, id, &mut offset, pending.split().freeze()).await?;
+        let cut_short = match tokio::time::timeout(PART_IDLE, frames.next()).await {
+            Ok(Some(Ok(mut frame))) => {
+                while !frame.is_empty() {
+                    let room = BLOB_CHUNK - pending.len();
+                    pending.extend_from_slice(&frame.split_to(room.min(frame.len())));
+                    if pending.len() == BLOB_CHUNK {
+                        append(state, me, id, &mut offset, pending.split().freeze()).await?;
+                    }
                 }
-                return Err(Error::BadRequest(format!("the part ended early: {e}")));
+                continue;
             }
-            Err(_) => {
-                if keep_rest(offset, &pending) {
-                    append(state, me, id, &mut offset, pending.split().freeze()).await?;
-                }
-                return Err(Error::BadRequest(format!(
-                    "the part sent nothing for {} s",
-                    PART_IDLE.as_secs()
-                )));
-            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => format!("the part ended early: {e}"),
+            Err(_) => format!("the part sent nothing for {} s", PART_IDLE.as_secs()),
         };
-        let Some(mut frame) = frame else { break };
-        while !frame.is_empty() {
-            let room = BLOB_CHUNK - pending.len();
-            pending.extend_from_slice(&frame.split_to(room.min(frame.len())));
-            if pending.len() == BLOB_CHUNK {
-                append(state, me, id, &mut offset, pending.split().freeze()).await?;
-            }
+        if keep_rest(offset, &pending) {
+            append(state, me, id, &mut offset, pending.split().freeze()).await?;
         }
+        return Err(Error::BadRequest(cut_short));
     }
     if !keep_rest(offset, &pending) {
         return Err(Error::BadRequest(format!(

@@ -256,12 +256,12 @@ impl<H: Home> Client<H> {
     /// Carries out a cancel of `record`, if it is still under way.
     async fn cancelled(&self, record: &FileRecord) -> Result<()> {
         self.take_cancel(record.message_id)?;
-        match (&record.state, record.direction) {
-            (FileState::Uploading, _) => {
+        match record.state {
+            FileState::Uploading => {
                 let _ = self.inner.relay.release_blob(record.blob).await;
                 self.fail_file(record, CANCELLED.into())
             }
-            (FileState::Downloading, _) => self.fail_file(record, CANCELLED.into()),
+            FileState::Downloading => self.fail_file(record, CANCELLED.into()),
             _ => Ok(()),
         }
     }
