@@ -34,6 +34,10 @@ const COMMANDS: &[&str] = &[
     "image_data",
     "cancel_file",
     "download_file",
+    "search",
+    "search_more",
+    "messages_around",
+    "messages_after",
     "run_demo",
 ];
 

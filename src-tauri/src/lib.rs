@@ -120,6 +120,10 @@ macro_rules! handler {
             commands::files::image_data,
             commands::files::cancel_file,
             commands::files::download_file,
+            commands::search::search,
+            commands::search::search_more,
+            commands::search::messages_around,
+            commands::search::messages_after,
             demo::run_demo,
             $($perf),*
         ]

@@ -26,6 +26,8 @@ pub struct AppState {
     settings: Mutex<Settings>,
     /// The files last dropped on the window and when, until the window sends them or another drop replaces them.
     dropped: Mutex<(Vec<PathBuf>, Option<std::time::Instant>)>,
+    /// The running search's flag: a new search sets it, so the one before stops.
+    search: Mutex<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// How long closing a profile waits for the engine's last tasks (a send, a re-key) to let go of it.
@@ -86,6 +88,7 @@ impl AppState {
             local_relay: AsyncMutex::new(None),
             active: AsyncMutex::new(None),
             opening: AsyncMutex::new(()),
+            search: Mutex::default(),
             connection: Mutex::new(ConnectionState::Connecting),
             settings: Mutex::new(settings),
             dropped: Mutex::default(),
@@ -155,6 +158,16 @@ impl AppState {
         if let Some(relay) = relay.and_then(|relay| Arc::try_unwrap(relay).ok()) {
             relay.stop().await;
         }
+    }
+
+    /// A flag for a new search, the one before cancelled.
+    pub fn start_search(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        let fresh = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Ok(mut running) = self.search.lock() {
+            running.store(true, std::sync::atomic::Ordering::Relaxed);
+            *running = Arc::clone(&fresh);
+        }
+        fresh
     }
 
     pub fn connection(&self) -> ConnectionState {

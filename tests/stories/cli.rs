@@ -151,6 +151,32 @@ async fn the_first_story_through_the_cli() {
             ["typed in a chat", "and another line"]
         );
 
+        // Search reads the sealed history: every word, as a word or its beginning, case ignored.
+        assert!(
+            ok(&bob, &["search", "TYPED lin", "--json"]).is_empty(),
+            "no one message has both"
+        );
+        let found = json_lines(&ok(&bob, &["search", "TYPED", "--json"]));
+        assert_eq!(
+            (found[0]["peer"].as_str(), found[0]["total"].as_u64()),
+            (Some("alice"), Some(1))
+        );
+        let snippet = &found[0]["found"][0]["snippet"];
+        assert_eq!(snippet[0]["text"], "typed");
+        assert_eq!(snippet[0]["matched"], true);
+        assert_eq!(found[0]["found"][0]["message"]["body"], "typed in a chat");
+        let plain = ok(&alice, &["search", "bob 3", "--peer", "bob"]);
+        assert!(plain.starts_with("bob (1 match)\n"), "{plain}");
+        assert!(plain.contains("bob: bob 3"), "{plain}");
+        let none = magpie(&alice, &["search", "nowhere"]);
+        assert!(none.status.success() && none.stdout.is_empty());
+        assert!(String::from_utf8_lossy(&none.stderr).contains("no message matches"));
+        assert_eq!(
+            magpie(&alice, &["search", " ?! "]).status.code(),
+            Some(2),
+            "no word to search for"
+        );
+
         let unknown = magpie(&alice, &["send", "carol", "hi"]);
         assert_eq!(unknown.status.code(), Some(1));
         let unknown_stderr = String::from_utf8_lossy(&unknown.stderr);

@@ -1,10 +1,12 @@
 //! What each command does, over magpie-core's [`Client`].
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use magpie_core::engine::MessageView;
 use magpie_core::keystore::{Keystore, PlatformKeystore};
+use magpie_core::search::Query;
 use magpie_core::{Client, Error, Profile, Result};
 use magpie_proto::{Identity, Username};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -154,6 +156,29 @@ async fn command(
                     discarded.steps,
                     output::time(discarded.last)
                 );
+            }
+            Ok(())
+        }
+        Command::Search {
+            query,
+            peer,
+            limit,
+            json,
+        } => {
+            let parsed =
+                Query::parse(&query).ok_or_else(|| Failure::Usage(format!("{query:?} holds no word to search for")))?;
+            let never = AtomicBool::new(false);
+            let total = match peer {
+                Some(peer) => {
+                    let results = client.search_chat(&username(&peer)?, &parsed, None, limit, &never)?;
+                    let total = results.total;
+                    output::search_results(&results, json);
+                    total
+                }
+                None => client.search(&parsed, limit, &never, |results| output::search_results(&results, json))?,
+            };
+            if total == 0 && !json {
+                eprintln!("magpie: no message matches {query:?}.");
             }
             Ok(())
         }

@@ -114,6 +114,21 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         last: usize,
     },
+    /// Searches the local history (no network): messages holding every word of QUERY, as words or their
+    /// beginnings, case and accents ignored; newest first, grouped by chat.
+    Search {
+        /// The words to find.
+        query: String,
+        /// Only the chat with this peer.
+        #[arg(long)]
+        peer: Option<String>,
+        /// How many messages per chat.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON object per chat and line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Shows the safety number with PEER, to compare in person or on a call.
     SafetyNumber {
         /// With whom.

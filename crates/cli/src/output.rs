@@ -1,9 +1,10 @@
 //! How the CLI prints: plain lines for people, one JSON object per line for scripts.
 
+use std::io::IsTerminal;
 use std::time::{Duration, UNIX_EPOCH};
 
 use magpie_core::engine::RequestView;
-use magpie_core::engine::{Discard, Event, MessageView, Refusal};
+use magpie_core::engine::{ChatResults, Discard, Event, MessageView, Refusal};
 use magpie_core::history::Direction;
 use magpie_proto::Username;
 use tokio::sync::broadcast::{error::TryRecvError, Receiver};
@@ -34,6 +35,41 @@ pub fn message(m: &MessageView, json: bool) {
             m.id
         ),
         None => println!("[{}] {who}: {}  ({state})", time(m.sent_at), m.body),
+    }
+}
+
+/// One chat's search results: a heading, then a line per message with the matches in bold on a terminal.
+pub fn search_results(results: &ChatResults, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(results).unwrap_or_default());
+        return;
+    }
+    let bold = std::io::stdout().is_terminal();
+    let more = results.total - results.found.len();
+    let plural = if results.total == 1 { "" } else { "es" };
+    println!("{} ({} match{plural})", results.peer, results.total);
+    for found in &results.found {
+        let who = match found.message.direction {
+            Direction::Outgoing => "me",
+            Direction::Incoming => found.message.peer.as_str(),
+        };
+        let text: String = found
+            .snippet
+            .iter()
+            .map(|part| match (part.matched, bold) {
+                (true, true) => format!("\x1b[1m{}\x1b[0m", part.text),
+                _ => part.text.clone(),
+            })
+            .collect();
+        let what = if found.message.file.is_some() { "file " } else { "" };
+        println!(
+            "  [{}] {who}: {what}{text}  (message {})",
+            time(found.message.sent_at),
+            found.message.id
+        );
+    }
+    if more > 0 {
+        println!("  … and {more} older");
     }
 }
 

@@ -219,6 +219,9 @@ pub enum Error {
     /// The user cancelled the transfer.
     #[error("The transfer was cancelled.")]
     TransferCancelled,
+    /// A newer search took this one's place.
+    #[error("The search was cancelled.")]
+    SearchCancelled,
     /// No file message with this id, or not one that has arrived whole yet.
     #[error("There is no received file {0} to save yet.")]
     NoFile(uuid::Uuid),

@@ -8,6 +8,7 @@ pub mod keystore;
 mod lock_order;
 pub mod profile;
 pub mod relay;
+pub mod search;
 pub mod store;
 
 pub use engine::{Client, Event};

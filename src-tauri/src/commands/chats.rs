@@ -50,6 +50,7 @@ pub async fn messages(
             .map(|entry| message_item(&magpie_core::engine::MessageView::from(entry)))
             .collect(),
         has_more,
+        has_newer: false,
         rekeys: client.contact(&peer)?.map(|c| c.rekeys).unwrap_or_default(),
     })
 }

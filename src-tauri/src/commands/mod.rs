@@ -5,6 +5,7 @@ pub mod app;
 pub mod chats;
 pub mod files;
 pub mod profiles;
+pub mod search;
 
 use magpie_proto::Username;
 

@@ -170,10 +170,56 @@ pub struct MessagePage {
     pub messages: Vec<MessageItem>,
     /// More messages exist before the first one here.
     pub has_more: bool,
+    /// More messages exist after the last one here (a page around a search result, not the chat's end).
+    pub has_newer: bool,
     /// Where the chat's re-keys fell, oldest first: each comes after every message with a smaller cursor and
     /// before every message with a larger one (the "new session keys" dividers).
     #[ts(type = "number[]")]
     pub rekeys: Vec<u64>,
+}
+
+/// One chat's search results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct SearchChat {
+    pub peer: String,
+    /// How many of its messages match (older than the cursor asked for).
+    #[ts(type = "number")]
+    pub total: usize,
+    /// The newest of them, newest first.
+    pub found: Vec<SearchHit>,
+}
+
+/// A message that matched: the message, and the text around the first match cut into plain and matched pieces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct SearchHit {
+    pub message: MessageItem,
+    pub snippet: Vec<SnippetPiece>,
+}
+
+/// A piece of a result's text. `Debug` shows its length, never the text.
+#[derive(Clone, PartialEq, Eq, Serialize, TS)]
+pub struct SnippetPiece {
+    pub text: String,
+    pub matched: bool,
+}
+
+impl std::fmt::Debug for SnippetPiece {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnippetPiece")
+            .field("len", &self.text.len())
+            .field("matched", &self.matched)
+            .finish()
+    }
+}
+
+/// How a search ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+pub struct SearchSummary {
+    /// Messages that matched, in all chats searched.
+    #[ts(type = "number")]
+    pub total: usize,
+    /// A newer search took its place before it finished.
+    pub cancelled: bool,
 }
 
 /// A chat in the list.

@@ -74,6 +74,30 @@ cursor: number | null,
  */
 file: FileItem | null, };
 
+export type SearchChat = { peer: string, 
+/**
+ * How many of its messages match (older than the cursor asked for).
+ */
+total: number, 
+/**
+ * The newest of them, newest first.
+ */
+found: Array<SearchHit>, };
+
+export type SearchHit = { message: MessageItem, snippet: Array<SnippetPiece>, };
+
+export type SnippetPiece = { text: string, matched: boolean, };
+
+export type SearchSummary = { 
+/**
+ * Messages that matched, in all chats searched.
+ */
+total: number, 
+/**
+ * A newer search took its place before it finished.
+ */
+cancelled: boolean, };
+
 export type FileItem = { 
 /**
  * The name to save it under.
@@ -103,6 +127,10 @@ export type MessagePage = { messages: Array<MessageItem>,
  * More messages exist before the first one here.
  */
 has_more: boolean, 
+/**
+ * More messages exist after the last one here (a page around a search result, not the chat's end).
+ */
+has_newer: boolean, 
 /**
  * Where the chat's re-keys fell, oldest first: each comes after every message with a smaller cursor and
  * before every message with a larger one (the "new session keys" dividers).

@@ -23,6 +23,7 @@ mod outbox;
 mod rekey;
 mod requests;
 mod run;
+mod search;
 mod trust;
 mod waiting;
 
@@ -47,6 +48,7 @@ pub use requests::{
     RequestView, AUTO_ACCEPTS_PER_SEC, AUTO_ACCEPT_BURST, MAX_INCOMING_REQUESTS, MAX_REQUESTS_PER_PEER,
 };
 pub use run::Synced;
+pub use search::{ChatResults, Found, SNIPPET_CHARS};
 pub use trust::SafetyCheck;
 
 use crate::error::{Error, Result};

@@ -379,7 +379,7 @@ impl Row {
     }
 }
 
-fn decode(block: &[u8], slot: &Slot) -> Result<Entry> {
+pub(super) fn decode(block: &[u8], slot: &Slot) -> Result<Entry> {
     let json = block.get(slot.json.clone()).ok_or_else(corrupt_blocks)?;
     let message: Message = serde_json::from_slice(json).map_err(|_| corrupt_blocks())?;
     if message.id != slot.id {

@@ -61,6 +61,7 @@ mod ratchet;
 mod requests;
 mod reserve;
 mod rewrite;
+mod search;
 mod step;
 mod writer;
 
@@ -376,5 +377,7 @@ fn split_handshake(plain: &[u8]) -> Result<(String, &[u8])> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_search;
 #[cfg(test)]
 mod tests_step;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use magpie_proto::{Session, Username};
@@ -17,6 +18,7 @@ use crate::history::{
     RequestSummary, SessionSlot, PREVIOUS_SESSIONS,
 };
 use crate::keystore::SecretBytes;
+use crate::search::{ChatMatches, Query};
 
 /// A [`super::Store`] in memory.
 #[derive(Default)]
@@ -198,6 +200,31 @@ impl Messages for MemoryStore {
         };
         let newer = state.chat(peer).map(|chat| chat.range(from..));
         Ok(State::entries(newer.into_iter().flatten().take(n)))
+    }
+    fn search_chat(
+        &self,
+        peer: &Username,
+        query: &Query,
+        before: Option<Cursor>,
+        limit: usize,
+        cancelled: &AtomicBool,
+    ) -> Result<ChatMatches> {
+        let state = self.state()?;
+        let end = before.map_or(u64::MAX, Cursor::value);
+        let mut found = ChatMatches::collect(query, limit);
+        for (seq, message) in state.chat(peer).into_iter().flat_map(|chat| chat.range(..end).rev()) {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(Error::SearchCancelled);
+            }
+            let entry = || {
+                Ok(Entry {
+                    cursor: Cursor::from_value(*seq),
+                    message: message.clone(),
+                })
+            };
+            found.consider(message.kind, &message.body, entry)?;
+        }
+        Ok(found.done())
     }
 }
 

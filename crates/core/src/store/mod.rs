@@ -13,6 +13,7 @@ pub mod prelude {
 }
 
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 
 use magpie_proto::{Session, Username};
 use uuid::Uuid;
@@ -26,6 +27,7 @@ use crate::history::{
 };
 use crate::keystore::SecretBytes;
 use crate::profile::Profile;
+use crate::search::{ChatMatches, Query};
 
 /// The ratchet sessions with each peer.
 pub trait Sessions {
@@ -63,6 +65,16 @@ pub trait Messages {
     fn messages_before(&self, peer: &Username, before: Cursor, n: usize) -> Result<Vec<Entry>>;
     /// Up to `n` messages with `peer` newer than `after` (from the start if `None`), oldest first.
     fn messages_after(&self, peer: &Username, after: Option<Cursor>, n: usize) -> Result<Vec<Entry>>;
+    /// Messages with `peer` older than `before` (all if `None`) matching `query`, newest first: up to `limit`
+    /// with highlights, and the count of all; [`crate::Error::SearchCancelled`] once `cancelled` is set.
+    fn search_chat(
+        &self,
+        peer: &Username,
+        query: &Query,
+        before: Option<Cursor>,
+        limit: usize,
+        cancelled: &AtomicBool,
+    ) -> Result<ChatMatches>;
 
     /// [`Messages::update_deliveries`] for one message.
     fn update_delivery(&self, id: Uuid, update: Delivery) -> Result<Option<Delivery>> {
@@ -287,6 +299,16 @@ impl Messages for History {
     }
     fn messages_after(&self, peer: &Username, after: Option<Cursor>, n: usize) -> Result<Vec<Entry>> {
         History::messages_after(self, peer, after, n)
+    }
+    fn search_chat(
+        &self,
+        peer: &Username,
+        query: &Query,
+        before: Option<Cursor>,
+        limit: usize,
+        cancelled: &AtomicBool,
+    ) -> Result<ChatMatches> {
+        History::search_chat(self, peer, query, before, limit, cancelled)
     }
 }
 

@@ -104,23 +104,28 @@ impl FileDescriptor {
         Ok(())
     }
 
-    /// The name to save the file as: the last path component of the sender's name, without control characters,
-    /// path separators or a leading dot (so it can neither climb out of a folder nor hide), never empty.
+    /// The name to save the file as: see [`safe_file_name`].
     pub fn safe_name(&self) -> String {
-        let last = self.name.rsplit(['/', '\\']).next().unwrap_or_default();
-        // Control characters, and the invisible ones that reorder or hide text (an "invoice\u{202e}fdp.exe" reads
-        // as invoiceexe.pdf), are no part of a name anyone meant to read.
-        let cleaned: String = last
-            .chars()
-            .filter(|c| !is_invisible(*c))
-            .map(|c| if c.is_control() || c == ':' { '_' } else { c })
-            .collect();
-        let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
-        if cleaned.is_empty() {
-            "file".to_owned()
-        } else {
-            cleaned
-        }
+        safe_file_name(&self.name)
+    }
+}
+
+/// The name to save a file as: the last path component of the sender's name, without control characters, path
+/// separators or a leading dot (so it can neither climb out of a folder nor hide), never empty.
+pub fn safe_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    // Control characters, and the invisible ones that reorder or hide text (an "invoice\u{202e}fdp.exe" reads
+    // as invoiceexe.pdf), are no part of a name anyone meant to read.
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !is_invisible(*c))
+        .map(|c| if c.is_control() || c == ':' { '_' } else { c })
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
+    if cleaned.is_empty() {
+        "file".to_owned()
+    } else {
+        cleaned
     }
 }
 

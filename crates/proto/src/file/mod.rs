@@ -15,7 +15,9 @@
 
 mod descriptor;
 
-pub use descriptor::{FileDescriptor, Thumbnail, MAX_NAME_BYTES, MAX_THUMBNAIL_BYTES, MAX_THUMBNAIL_SIDE};
+pub use descriptor::{
+    safe_file_name, FileDescriptor, Thumbnail, MAX_NAME_BYTES, MAX_THUMBNAIL_BYTES, MAX_THUMBNAIL_SIDE,
+};
 
 use crate::crypto::{random_array, TAG_LEN};
 use crate::encoding::Canon;

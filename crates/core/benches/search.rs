@@ -1,0 +1,265 @@
+//! Search at scale: 1,000,000 messages (env `MAGPIE_BENCH_MESSAGES`) across 100 chats of varied text, then a fresh
+//! process opens the history and searches every chat, newest chat first, as the window does. Per query it prints
+//! the time to the first chat with a match (`first_ms`) and to the end of all chats (`full_ms`), warm (the second
+//! run of each query); then the process's peak RSS. The last line is
+//! `search_first_ms=… search_full_ms=… peak_rss_mb=…` (the slowest query's figures).
+//!
+//! `MAGPIE_BENCH_DIR=path` keeps the filled history and reuses it (fill once, measure often).
+//!
+//!     cargo bench -p magpie-core --bench search
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "a benchmark prints its figures and fails loudly"
+)]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use magpie_core::history::{Delivery, Direction, HistoryKey, Message};
+use magpie_core::search::Query;
+use magpie_core::History;
+use magpie_proto::{MessageKind, Username};
+
+const CHATS: usize = 100;
+const BATCH: usize = 1_000;
+const HITS_PER_CHAT: usize = 20;
+const REOPEN_ENV: &str = "MAGPIE_BENCH_REOPEN_DIR";
+/// Common words (one in 60 messages has "lunch"), a rare one, a prefix, accents, and a word in no message.
+const QUERIES: &[&str] = &["lunch", "zurich", "caf", "Straße morgen", "xylophone"];
+
+fn main() {
+    let key = HistoryKey::from_slice(&[7; 32]).unwrap();
+    if let Ok(dir) = std::env::var(REOPEN_ENV) {
+        measure(Path::new(&dir), &key);
+        return;
+    }
+    let n: usize = std::env::var("MAGPIE_BENCH_MESSAGES").map_or(1_000_000, |v| v.parse().unwrap());
+    let temp = tempfile::tempdir().unwrap();
+    let dir = std::env::var("MAGPIE_BENCH_DIR").map_or(temp.path().to_owned(), std::path::PathBuf::from);
+    if dir.join("conf").exists() {
+        println!("reusing the history in {}", dir.display());
+    } else {
+        fill(&dir, &key, n);
+    }
+    let status = Command::new(std::env::current_exe().unwrap())
+        .env(REOPEN_ENV, &dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn peers() -> Vec<Username> {
+    (0..CHATS)
+        .map(|i| Username::parse(&format!("friend{i:03}")).unwrap())
+        .collect()
+}
+
+fn fill(dir: &Path, key: &HistoryKey, n: usize) {
+    let history = History::open(dir, key).unwrap();
+    let peers = peers();
+    let mut words = Words(0x9E37_79B9_7F4A_7C15);
+    let started = Instant::now();
+    let mut written = 0;
+    while written < n {
+        let batch: Vec<Message> = (written..(written + BATCH).min(n))
+            .map(|i| message(&peers[i % CHATS], i, words.sentence(i)))
+            .collect();
+        history.append_messages(&batch).unwrap();
+        written += batch.len();
+    }
+    history.flush().unwrap();
+    println!(
+        "filled messages={n} chats={CHATS} fill_s={:.1}",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn measure(dir: &Path, key: &HistoryKey) {
+    let cache_mb: u64 = std::env::var("MAGPIE_BENCH_CACHE_MB").map_or(16, |v| v.parse().unwrap());
+    let history = History::open_with_cache(dir, key, cache_mb << 20).unwrap();
+    println!("rss_after_open_mb={:.0}", status_kb("VmRSS") as f64 / 1024.0);
+    // The window lists chats newest first: the last filled is the newest.
+    let mut peers = peers();
+    peers.reverse();
+    let mut slowest = (Duration::ZERO, Duration::ZERO);
+    for text in QUERIES {
+        let query = Query::parse(text).unwrap();
+        search_all(&history, &peers, &query);
+        let (first, full, total, shown) = search_all(&history, &peers, &query);
+        let first_ms = first.map_or(f64::NAN, |first| first.as_secs_f64() * 1e3);
+        println!(
+            "query={text:?} matches={total} shown={shown} first_ms={first_ms:.1} full_ms={:.0} rss_mb={:.0} hwm_mb={:.0}",
+            full.as_secs_f64() * 1e3,
+            status_kb("VmRSS") as f64 / 1024.0,
+            status_kb("VmHWM") as f64 / 1024.0
+        );
+        slowest.0 = slowest.0.max(first.unwrap_or_default());
+        slowest.1 = slowest.1.max(full);
+    }
+    println!(
+        "search_first_ms={:.1} search_full_ms={:.0} peak_rss_mb={:.0}",
+        slowest.0.as_secs_f64() * 1e3,
+        slowest.1.as_secs_f64() * 1e3,
+        status_kb("VmHWM") as f64 / 1024.0
+    );
+}
+
+/// Every chat in turn: when the first chat with a match was done, when all were, how many matched, how many kept.
+fn search_all(history: &History, peers: &[Username], query: &Query) -> (Option<Duration>, Duration, usize, usize) {
+    let never = AtomicBool::new(false);
+    let started = Instant::now();
+    let (mut first, mut total, mut shown) = (None, 0, 0);
+    for peer in peers {
+        let found = history.search_chat(peer, query, None, HITS_PER_CHAT, &never).unwrap();
+        if !found.hits.is_empty() && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        total += found.total;
+        shown += found.hits.len();
+    }
+    (first, started.elapsed(), total, shown)
+}
+
+/// Chat-like sentences from a fixed vocabulary, reproducible.
+struct Words(u64);
+
+const VOCABULARY: &[&str] = &[
+    "the",
+    "a",
+    "and",
+    "to",
+    "of",
+    "in",
+    "is",
+    "it",
+    "you",
+    "that",
+    "we",
+    "for",
+    "on",
+    "with",
+    "are",
+    "this",
+    "be",
+    "at",
+    "have",
+    "not",
+    "see",
+    "tomorrow",
+    "tonight",
+    "later",
+    "call",
+    "meet",
+    "office",
+    "train",
+    "late",
+    "sorry",
+    "thanks",
+    "great",
+    "idea",
+    "coffee",
+    "café",
+    "tea",
+    "dinner",
+    "weekend",
+    "holiday",
+    "photos",
+    "sent",
+    "file",
+    "meeting",
+    "project",
+    "deadline",
+    "review",
+    "draft",
+    "budget",
+    "Berlin",
+    "Paris",
+    "München",
+    "Straße",
+    "morgen",
+    "très",
+    "bien",
+    "naïve",
+    "señor",
+    "mañana",
+    "smørrebrød",
+    "Ελλάδα",
+    "Москва",
+    "東京",
+    "😀",
+    "👍",
+    "ok",
+    "yes",
+    "no",
+    "maybe",
+    "why",
+    "how",
+    "when",
+    "where",
+    "what",
+    "who",
+    "good",
+    "bad",
+    "fine",
+    "busy",
+    "free",
+    "home",
+];
+
+impl Words {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn sentence(&mut self, i: usize) -> String {
+        let len = 4 + (self.next() % 14) as usize;
+        let mut words: Vec<&str> = (0..len)
+            .map(|_| VOCABULARY[(self.next() % VOCABULARY.len() as u64) as usize])
+            .collect();
+        if i % 61 == 7 {
+            words.push("lunch");
+        }
+        if i % 9_973 == 11 {
+            words.push("Zürich");
+        }
+        words.join(" ")
+    }
+}
+
+fn message(peer: &Username, i: usize, body: String) -> Message {
+    let outgoing = i.is_multiple_of(2);
+    Message {
+        id: uuid::Uuid::new_v4(),
+        peer: peer.clone(),
+        direction: if outgoing {
+            Direction::Outgoing
+        } else {
+            Direction::Incoming
+        },
+        kind: MessageKind::Text,
+        body,
+        sent_at: 1_700_000_000 + i as u64,
+        received_at: (!outgoing).then_some(1_700_000_001 + i as u64),
+        delivery: if outgoing {
+            Delivery::Delivered
+        } else {
+            Delivery::Received
+        },
+    }
+}
+
+fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
