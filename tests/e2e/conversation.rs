@@ -160,6 +160,7 @@ pub async fn with_the_terminal(client: &Client, me: &str, them: &Terminal, relay
     picture(client, "conversation-reply.png").await;
 
     files_both_ways(client, me, them).await;
+    crate::search::finds_a_message(client, me, them).await;
 
     // Deleting the messages asks first, empties the window's list and leaves the terminal's copy alone.
     click(client, "conversation-menu").await;

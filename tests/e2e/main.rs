@@ -21,6 +21,7 @@ mod demo;
 mod key_change;
 mod onboarding;
 mod pictures;
+mod search;
 mod terminal;
 mod window;
 

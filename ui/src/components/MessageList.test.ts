@@ -38,7 +38,23 @@ function mockChat(total: number, rekeys: number[] = []) {
         const start = Math.max(0, before - (a.limit as number));
         const messages: MessageItem[] = [];
         for (let i = start; i < before; i++) messages.push(message(i));
-        return { messages, has_more: start > 0, rekeys } satisfies MessagePage;
+        return { messages, has_more: start > 0, has_newer: false, rekeys } satisfies MessagePage;
+      }
+      if (cmd === 'messages_around') {
+        const cursor = a.cursor as number;
+        const half = (a.limit as number) / 2;
+        const start = Math.max(0, cursor + 1 - half);
+        const end = Math.min(total, cursor + 1 + half);
+        const messages: MessageItem[] = [];
+        for (let i = start; i < end; i++) messages.push(message(i));
+        return { messages, has_more: start > 0, has_newer: end < total, rekeys } satisfies MessagePage;
+      }
+      if (cmd === 'messages_after') {
+        const start = (a.after as number) + 1;
+        const end = Math.min(total, start + (a.limit as number));
+        const messages: MessageItem[] = [];
+        for (let i = start; i < end; i++) messages.push(message(i));
+        return { messages, has_more: true, has_newer: end < total, rekeys } satisfies MessagePage;
       }
       if (cmd === 'retry_message') return message(total + 1, { delivery: 'sending', body: 'again', direction: 'outgoing' });
       return null;
@@ -176,6 +192,36 @@ describe('MessageList', () => {
 
     await fireEvent.click(jump);
     await waitFor(() => expect(rowIds()).toContain(`m${TOTAL + 1}`));
+    expect(screen.queryByTestId('jump-to-latest')).toBeNull();
+  });
+
+  it('opens at a search result, marks it, loads newer pages downwards and leaves for the latest', async () => {
+    const calls = mockChat(TOTAL);
+    const focus = { peer: 'alice', id: 'm500000', cursor: 500_000 };
+    render(MessageList, { peer: 'alice', viewportHeight: 600, estimatedRowHeight: 60, focus });
+
+    await waitFor(() => expect(rowIds()).toContain('m500000'));
+    expect(calls.find((c) => c.cmd === 'messages_around')!.args).toEqual({ peer: 'alice', cursor: 500_000, limit: 100 });
+    expect(calls.some((c) => c.cmd === 'messages')).toBe(false);
+    expect(screen.getByTestId('message-m500000').getAttribute('aria-current')).toBe('true');
+    const jump = screen.getByTestId('jump-to-latest');
+    expect(jump.textContent).toContain('Latest messages');
+
+    // A live incoming message waits (it is far below); the button counts it.
+    await send({ type: 'message', message: message(TOTAL + 1) });
+    await waitFor(() => expect(screen.getByTestId('jump-to-latest').textContent).toContain('1 new message'));
+    expect(rowIds()).not.toContain(`m${TOTAL + 1}`);
+
+    // Scrolling to the bottom of what is loaded fetches the next page after it.
+    const list = screen.getByTestId('message-list');
+    list.scrollTop = 1_000_000;
+    await fireEvent.scroll(list);
+    await waitFor(() => expect(calls.some((c) => c.cmd === 'messages_after')).toBe(true));
+    expect(calls.find((c) => c.cmd === 'messages_after')!.args).toMatchObject({ peer: 'alice', after: 500_050 });
+
+    await fireEvent.click(screen.getByTestId('jump-to-latest'));
+    await waitFor(() => expect(rowIds()).toContain(`m${TOTAL - 1}`));
+    expect(calls.filter((c) => c.cmd === 'messages')[0]!.args).toEqual({ peer: 'alice', before: null, limit: 50 });
     expect(screen.queryByTestId('jump-to-latest')).toBeNull();
   });
 

@@ -16,6 +16,7 @@ import {
   type ChatSummary,
   type ConnectionState,
   type IdentityView,
+  type MessageItem,
   type ProfilesView,
   type RequestsView,
   type Settings,
@@ -49,6 +50,13 @@ const REFRESHING_EVENTS: ReadonlySet<UiEvent['type']> = new Set([
 /** How long to gather a burst of events into one refresh. */
 export const REFRESH_DELAY_MS = 50;
 
+/** A message to open a chat at: a new object each time, so opening the same result again scrolls to it again. */
+export interface MessageFocus {
+  peer: string;
+  id: string;
+  cursor: number;
+}
+
 export class AppState {
   info = $state<AppInfo | null>(null);
   /** Why `info` could not be read (a sentence). */
@@ -59,6 +67,8 @@ export class AppState {
   requests = $state<RequestsView>({ incoming: [], outgoing: [] });
   connection = $state<ConnectionState>('connecting');
   selectedPeer = $state<string | null>(null);
+  /** A message the conversation should open at (a search result), for the selected chat. */
+  focus = $state.raw<MessageFocus | null>(null);
   settings = $state<Settings>({ theme: 'system', notifications: true });
   /** Peers whose handshake is under way, with the last step reported. */
   handshakes = $state<Record<string, string>>({});
@@ -158,6 +168,17 @@ export class AppState {
 
   select(peer: string | null): void {
     this.selectedPeer = peer;
+    this.focus = null;
+  }
+
+  /** Opens the chat with `peer` at `message` (a search result). */
+  openAt(peer: string, message: MessageItem): void {
+    if (message.cursor === null) {
+      this.select(peer);
+      return;
+    }
+    this.selectedPeer = peer;
+    this.focus = { peer, id: message.id, cursor: message.cursor };
   }
 
   /** Lets other parts of the UI (the conversation) see every backend event. Returns the unsubscribe function. */

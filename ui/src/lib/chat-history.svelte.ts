@@ -1,8 +1,8 @@
-// The messages of one chat as its list shows them: read a page at a time from the newest back, with the messages,
-// delivery changes and re-keys that arrive live merged in. Every change to the rows goes through the view's
+// The messages of one chat as its list shows them: read a page at a time from the newest back (or around a search
+// result, then both ways), with the messages, delivery changes and re-keys that arrive live merged in. Every change to the rows goes through the view's
 // `change`, which keeps the user's place.
 import { tick } from 'svelte';
-import { messages as loadPage, retryMessage, type MessageItem } from './ipc';
+import { messages as loadPage, messagesAfter, messagesAround, retryMessage, type MessageItem } from './ipc';
 import { describeError } from './errors';
 import { buildRows, mergeMessages, rekeysAfter, type Row } from './chat';
 
@@ -14,17 +14,24 @@ export interface HistoryOptions {
   change: (apply: () => void, toBottom?: boolean) => void;
   /** The view is near enough to the top to want the page before. */
   nearTop: () => boolean;
+  /** The view is near enough to the bottom to want the page after (when opened at a search result). */
+  nearBottom: () => boolean;
 }
 
 export class ChatHistory {
   items: MessageItem[] = $state.raw([]);
   hasMore = $state(false);
+  /** Newer messages than the loaded ones exist (opened at a search result): live ones wait until scrolled to. */
+  hasNewer = $state(false);
   loading = $state(false);
   loaded = $state(false);
   /** Why a page could not be read, as a sentence. */
   loadError = $state<string | null>(null);
   readonly rows: Row[] = $derived.by(() =>
-    buildRows(this.items, [...rekeysAfter(this.items, this.#rekeyPositions, this.hasMore), ...this.#liveRekeys]),
+    buildRows(this.items, [
+      ...rekeysAfter(this.items, this.#rekeyPositions, this.hasMore, this.hasNewer),
+      ...this.#liveRekeys,
+    ]),
   );
 
   #options: HistoryOptions;
@@ -33,65 +40,136 @@ export class ChatHistory {
   /** Re-keys seen live since the last page load: the id of the message each follows ('' = before all). */
   #liveRekeys: string[] = $state.raw([]);
   #destroyed = false;
+  /** Bumped when the loaded window is replaced (opened at a result, or back to the newest). */
+  #epoch = 0;
 
   constructor(options: HistoryOptions) {
     this.#options = options;
   }
 
   async loadNewest() {
-    const { peer, pageSize, change } = this.#options;
-    this.loading = true;
+    const { peer, pageSize } = this.#options;
     this.loadError = null;
-    try {
-      const page = await loadPage(peer(), null, pageSize());
-      if (this.#destroyed) return;
-      change(() => {
+    const loaded = await this.#fetch(
+      () => loadPage(peer(), null, pageSize()),
+      (page) => {
         this.items = mergeMessages(this.items, page.messages);
         this.hasMore = page.has_more;
         this.#rekeyPositions = page.rekeys;
-      }, true);
-      this.loaded = true;
-    } catch (error) {
-      if (!this.#destroyed) this.loadError = describeError(error);
-    } finally {
-      this.loading = false;
-    }
+        this.loaded = true;
+      },
+      true,
+    );
+    if (!loaded) return;
     await tick();
     void this.loadOlder();
   }
 
+  /** Loads the messages around the one at `cursor` instead of the newest (a search result). */
+  async loadAround(cursor: number) {
+    const { peer, pageSize } = this.#options;
+    this.#replaceWindow();
+    await this.#fetch(
+      () => messagesAround(peer(), cursor, pageSize() * 2),
+      (page) => {
+        this.items = page.messages;
+        this.hasMore = page.has_more;
+        this.hasNewer = page.has_newer;
+        this.#rekeyPositions = page.rekeys;
+        this.#liveRekeys = [];
+        this.loaded = true;
+      },
+    );
+  }
+
+  /** Leaves a search result for the newest messages. */
+  async jumpToNewest() {
+    this.#replaceWindow();
+    this.#options.change(() => {
+      this.items = [];
+      this.hasMore = false;
+      this.hasNewer = false;
+      this.#liveRekeys = [];
+    }, true);
+    await this.loadNewest();
+  }
+
   /** Loads the page before the oldest loaded message when the view is near the top. */
   async loadOlder() {
-    const { peer, pageSize, change, nearTop } = this.#options;
-    if (!this.loaded || this.loading || !this.hasMore || this.#destroyed) return;
-    if (!nearTop()) return;
+    const { peer, pageSize, nearTop } = this.#options;
+    if (!this.loaded || this.loading || !this.hasMore || this.#destroyed || !nearTop()) return;
     const before = this.items[0]?.cursor;
     if (before === null || before === undefined) {
       this.hasMore = false;
       return;
     }
-    this.loading = true;
-    try {
-      const page = await loadPage(peer(), before, pageSize());
-      if (this.#destroyed) return;
-      const known = new Set(this.items.map((m) => m.id));
-      const older = page.messages.filter((m) => !known.has(m.id));
-      change(() => {
+    const loaded = await this.#fetch(
+      () => loadPage(peer(), before, pageSize()),
+      (page) => {
+        const known = new Set(this.items.map((m) => m.id));
+        const older = page.messages.filter((m) => !known.has(m.id));
         this.items = [...older, ...this.items];
         this.hasMore = page.has_more && older.length > 0;
         this.#rekeyPositions = page.rekeys;
-      });
-    } catch (error) {
-      if (!this.#destroyed) this.loadError = describeError(error);
-      return;
-    } finally {
-      this.loading = false;
-    }
+      },
+    );
+    if (!loaded) return;
     await tick();
     void this.loadOlder();
   }
 
-  /** Adds or updates a message of this chat; true when it is new. Own new messages take the view to the bottom. */
+  /** Loads the page after the newest loaded message when newer ones exist and the view is near the bottom. */
+  async loadNewer() {
+    const { peer, pageSize, nearBottom } = this.#options;
+    if (!this.loaded || this.loading || !this.hasNewer || this.#destroyed || !nearBottom()) return;
+    const after = [...this.items].reverse().find((m) => m.cursor !== null)?.cursor;
+    if (after === null || after === undefined) {
+      this.hasNewer = false;
+      return;
+    }
+    const loaded = await this.#fetch(
+      () => messagesAfter(peer(), after, pageSize()),
+      (page) => {
+        this.items = mergeMessages(this.items, page.messages);
+        this.hasNewer = page.has_newer && page.messages.length > 0;
+        this.#rekeyPositions = page.rekeys;
+      },
+    );
+    if (!loaded) return;
+    await tick();
+    void this.loadNewer();
+  }
+
+  /** The loaded messages are about to be replaced: answers to requests made before are dropped. */
+  #replaceWindow() {
+    this.#epoch++;
+    this.loading = false;
+    this.loadError = null;
+  }
+
+  /** Runs one page request and applies its answer, unless the list went away or its window was replaced
+   *  meanwhile; true when applied. */
+  async #fetch<T>(request: () => Promise<T>, apply: (page: T) => void, toBottom = false): Promise<boolean> {
+    const epoch = this.#epoch;
+    const current = () => !this.#destroyed && epoch === this.#epoch;
+    this.loading = true;
+    try {
+      const page = await request();
+      if (!current()) return false;
+      this.#options.change(() => apply(page), toBottom);
+      return true;
+    } catch (error) {
+      if (current()) this.loadError = describeError(error);
+      return false;
+    } finally {
+      if (epoch === this.#epoch) this.loading = false;
+    }
+  }
+
+  /**
+   * Adds or updates a message of this chat; true when it is new. Own new messages take the view to the bottom (to
+   * the newest messages, when opened at a search result, where new incoming ones wait until scrolled to).
+   */
   add(message: MessageItem): boolean {
     const index = this.items.findIndex((m) => m.id === message.id);
     if (index >= 0) {
@@ -99,6 +177,10 @@ export class ChatHistory {
       next[index] = message;
       this.items = next;
       return false;
+    }
+    if (this.hasNewer) {
+      if (message.direction === 'outgoing') void this.jumpToNewest();
+      return message.direction === 'incoming';
     }
     this.#options.change(() => {
       this.items = mergeMessages(this.items, [message]);
@@ -112,6 +194,7 @@ export class ChatHistory {
 
   /** The session was replaced by a new one: a divider after the newest message. */
   rekeyed() {
+    if (this.hasNewer) return; // The reloaded positions place it once the newest messages load.
     this.#options.change(() => {
       this.#liveRekeys = [...this.#liveRekeys, this.items.at(-1)?.id ?? ''];
     });

@@ -143,12 +143,13 @@ export function buildRows(
 /**
  * For `buildRows`: the id of the message each re-key position (ascending) follows, i.e. the newest loaded message with a smaller
  * cursor; `''` when it comes before every message. A position older than the loaded messages while older ones are
- * still unloaded is left out until they load.
+ * still unloaded, or newer while newer ones are, is left out until they load.
  */
 export function rekeysAfter(
   messages: readonly MessageItem[],
   positions: readonly number[],
   hasMore: boolean,
+  hasNewer = false,
 ): string[] {
   // One pass: positions ascend, and messages are in cursor order (unsent ones, without a cursor, last).
   const after: string[] = [];
@@ -161,6 +162,8 @@ export function rekeysAfter(
       before = m;
       next++;
     }
+    // Past the newest loaded message while newer ones are not loaded: its place is not known yet.
+    if (hasNewer && next === messages.length) break;
     if (before) after.push(before.id);
     else if (!hasMore) after.push('');
   }

@@ -1,5 +1,5 @@
 // The only module that talks to the Rust backend. Everything else imports typed functions from here.
-import { invoke } from '@tauri-apps/api/core';
+import { Channel, invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 import type {
   AppInfo,
@@ -17,6 +17,8 @@ import type {
   RelayProbe,
   RequestsView,
   SafetyNumberView,
+  SearchChat,
+  SearchSummary,
   Settings,
   UiEvent,
 } from './bindings';
@@ -128,6 +130,37 @@ export function chats(): Promise<ChatSummary[]> {
 /** A page of messages, oldest first: the last `limit` before `before` (or the newest when null). */
 export function messages(peer: string, before: number | null, limit: number): Promise<MessagePage> {
   return call<MessagePage>('messages', { peer, before, limit });
+}
+
+/** Messages around the one at `cursor` (itself included), oldest first: a chat opened at a search result. */
+export function messagesAround(peer: string, cursor: number, limit: number): Promise<MessagePage> {
+  return call<MessagePage>('messages_around', { peer, cursor, limit });
+}
+
+/** Up to `limit` messages after `after`, oldest first (scrolling down from a search result). */
+export function messagesAfter(peer: string, after: number, limit: number): Promise<MessagePage> {
+  return call<MessagePage>('messages_after', { peer, after, limit });
+}
+
+// --- search ---
+
+/**
+ * Searches every chat (or only `peer`'s) for the words of `query`; each chat's results arrive through `onChat` as
+ * soon as that chat is searched, most recently active chat first. A newer search cancels this one.
+ */
+export function search(
+  query: string,
+  peer: string | null,
+  onChat: (chat: SearchChat) => void,
+): Promise<SearchSummary> {
+  const results = new Channel<SearchChat>();
+  results.onmessage = onChat;
+  return call<SearchSummary>('search', { query, peer, results });
+}
+
+/** The next `limit` results in one chat, older than `before`. */
+export function searchMore(query: string, peer: string, before: number, limit: number): Promise<SearchChat> {
+  return call<SearchChat>('search_more', { query, peer, before, limit });
 }
 
 /** Queues a message; it is in history (state "sending") when this returns. */

@@ -104,6 +104,16 @@ export class VirtualList<R extends { key: string }> {
     return true;
   }
 
+  /** Scrolls the row with `key` to a third of the way down the view; false when no row has that key. */
+  scrollToKey(key: string): boolean {
+    const index = this.#keys.indexOf(key);
+    if (index < 0) return false;
+    this.stick = false;
+    const top = (this.offsets[index] ?? 0) - this.viewport / 3;
+    this.setScroll(Math.max(0, Math.min(maxScroll(this.offsets, this.viewport), top)));
+    return true;
+  }
+
   scrollToBottom() {
     this.stick = true;
     this.setScroll(maxScroll(this.offsets, this.viewport));
