@@ -6,7 +6,7 @@ use fantoccini::{Client, Locator};
 use serde_json::Value;
 
 use crate::terminal::Terminal;
-use crate::window::{click, element, eventually, gone, picture, settled, text_of, type_into, WAIT};
+use crate::window::{click, eventually, gone, picture, settled, text_of, type_into, WAIT};
 
 const NEEDLE: &str = "Shall we meet at the Café Müller on Thursday?";
 

@@ -151,6 +151,7 @@ async fn the_first_story_through_the_cli() {
             ["typed in a chat", "and another line"]
         );
 
+        let alice_now = json_lines(&ok(&alice, &["history", "bob", "--json", "--last", "100"]));
         // Search reads the sealed history: every word, as a word or its beginning, case ignored.
         assert!(
             ok(&bob, &["search", "TYPED lin", "--json"]).is_empty(),
@@ -176,6 +177,49 @@ async fn the_first_story_through_the_cli() {
             Some(2),
             "no word to search for"
         );
+
+        // A backup with the passphrase from a file, restored into a new folder: the same chat comes back.
+        let secret = dir.path().join("passphrase");
+        std::fs::write(&secret, "a passphrase for the test\n").unwrap();
+        let backup = dir.path().join("alice.backup");
+        let with_passphrase = |profile: &Path, args: &[&str]| {
+            Command::new(binary("magpie", "magpie"))
+                .arg("--profile")
+                .arg(profile)
+                .args(args)
+                .env("MAGPIE_PASSPHRASE_FILE", &secret)
+                .output()
+                .unwrap()
+        };
+        let made = with_passphrase(&alice, &["backup", "--out", backup.to_str().unwrap()]);
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        assert!(String::from_utf8_lossy(&made.stdout).contains("Backed up 1 contacts and 12 messages"));
+        let moved = dir.path().join("alice-on-a-new-computer");
+        let restored = with_passphrase(&moved, &["restore", backup.to_str().unwrap()]);
+        assert!(
+            restored.status.success(),
+            "{}",
+            String::from_utf8_lossy(&restored.stderr)
+        );
+        let again = json_lines(&ok(&moved, &["history", "bob", "--json", "--last", "100"]));
+        // The same messages; their places are numbered anew.
+        let without_cursor = |lines: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+            lines
+                .into_iter()
+                .map(|mut m| {
+                    m.as_object_mut().unwrap().remove("cursor");
+                    m
+                })
+                .collect()
+        };
+        assert_eq!(again.len(), 12);
+        assert_eq!(
+            without_cursor(again),
+            without_cursor(alice_now),
+            "the restored chat is the chat"
+        );
+        let unasked = magpie(&moved, &["backup", "--out", backup.to_str().unwrap()]);
+        assert_eq!(unasked.status.code(), Some(2), "no terminal and no passphrase file");
 
         let unknown = magpie(&alice, &["send", "carol", "hi"]);
         assert_eq!(unknown.status.code(), Some(1));

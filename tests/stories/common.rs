@@ -88,6 +88,12 @@ pub struct Person {
 /// the tests would otherwise leave keys in the developer's own keyring).
 pub struct ForgetKeys(Arc<dyn Keystore>, uuid::Uuid);
 
+impl ForgetKeys {
+    pub fn new(keystore: Arc<dyn Keystore>, profile_id: uuid::Uuid) -> Self {
+        Self(keystore, profile_id)
+    }
+}
+
 impl Drop for ForgetKeys {
     fn drop(&mut self) {
         let _ = self.0.delete(&magpie_core::profile::identity_account(self.1));

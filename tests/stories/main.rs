@@ -6,6 +6,7 @@
     reason = "tests say what must hold by panicking"
 )]
 
+mod backup;
 mod binaries;
 mod chat;
 mod cli;

@@ -21,7 +21,7 @@ use tempfile::TempDir;
 use crate::common::{accept_from, identity, name, wait_for, Person};
 
 /// A real relay over HTTP on loopback whose operator also acts behind it, with its own CA and store.
-struct Operator {
+pub(crate) struct Operator {
     running: RunningRelay,
     store: Arc<dyn Store>,
     ca: CaInfo,
@@ -29,7 +29,7 @@ struct Operator {
 }
 
 impl Operator {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         crate::common::logs();
         let dir = tempfile::tempdir().unwrap();
         let ca = magpie_relay::ca::load_or_create(dir.path()).unwrap();
@@ -44,7 +44,7 @@ impl Operator {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.running.url("")
     }
 
@@ -97,7 +97,7 @@ impl Operator {
     }
 
     /// The bodies of the envelopes of `kind` waiting in `to`'s mailbox.
-    fn read(&self, to: &str, kind: EnvelopeKind) -> Vec<Vec<u8>> {
+    pub(crate) fn read(&self, to: &str, kind: EnvelopeKind) -> Vec<Vec<u8>> {
         self.store
             .fetch(to, 0, 100_000)
             .unwrap()
@@ -128,7 +128,7 @@ async fn handshake_by_sync(alice: &Person, bob: &Person) {
 }
 
 /// Alice and Bob with a session at a lying relay, Bob's key pinned on Alice's side.
-async fn pair_at(operator: &Operator) -> (Person, Person) {
+pub(crate) async fn pair_at(operator: &Operator) -> (Person, Person) {
     let alice = Person::register("alice", &operator.url()).await;
     let bob = Person::register("bob", &operator.url()).await;
     handshake_by_sync(&alice, &bob).await;

@@ -1,5 +1,6 @@
 //! What each command does, over magpie-core's [`Client`].
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use magpie_core::{Client, Error, Profile, Result};
 use magpie_proto::{Identity, Username};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-use crate::{confirm, output};
+use crate::{confirm, output, passphrase};
 use crate::{Cli, Command};
 
 /// Why a command failed: the engine's error (exit 1), or a command line that cannot be carried out (exit 2).
@@ -39,6 +40,9 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
         )
         .await;
     }
+    if let Command::Restore { file } = &cli.command {
+        return restore(&cli.profile, file, keystore).await;
+    }
     let client = open(&cli.profile, cli.relay.as_deref(), keystore).await?;
     // What this command's catch-ups discard is warned of when it ends (`listen` and `chat` warn as it happens).
     let live = matches!(cli.command, Command::Listen { .. } | Command::Chat { .. });
@@ -56,7 +60,30 @@ async fn command(
     watched: &mut tokio::sync::broadcast::Receiver<magpie_core::engine::Event>,
 ) -> std::result::Result<(), Failure> {
     match command {
-        Command::Register { .. } => Ok(()),
+        Command::Register { .. } | Command::Restore { .. } => Ok(()),
+        Command::Backup { out } => {
+            let passphrase = passphrase::read(true)?;
+            magpie_core::backup::check_passphrase(&passphrase)?;
+            eprintln!("Deriving the key from the passphrase (a second or two)...");
+            let client = client.clone();
+            let target = out.clone();
+            let summary = blocking(move || {
+                let never = AtomicBool::new(false);
+                let mut shown = Percent::default();
+                let profile = client.profile();
+                magpie_core::backup::write_backup(profile, &target, &passphrase, &never, &mut |p| shown.show(p))
+            })
+            .await?;
+            println!(
+                "Backed up {} contacts and {} messages to {} ({} bytes).",
+                summary.contacts,
+                summary.messages,
+                out.display(),
+                summary.bytes
+            );
+            println!("Keep the passphrase: without it the backup cannot be opened, by anyone.");
+            Ok(())
+        }
         Command::Whoami => Ok(whoami(client)?),
         Command::Request { peer } => {
             let peer = username(&peer)?;
@@ -281,6 +308,45 @@ async fn register(
                 blocking(move || Profile::remove(&profile_dir, keys.as_ref())).await?;
             }
             Err(e.into())
+        }
+    }
+}
+
+async fn restore(dir: &Path, file: &Path, keystore: Arc<dyn Keystore>) -> std::result::Result<(), Failure> {
+    let passphrase = passphrase::read(false)?;
+    eprintln!("Deriving the key from the passphrase (a second or two)...");
+    let (dir, file) = (dir.to_owned(), file.to_owned());
+    let profile = blocking(move || {
+        let never = AtomicBool::new(false);
+        let mut shown = Percent::default();
+        magpie_core::backup::restore(&file, &passphrase, &dir, keystore, &never, &mut |p| shown.show(p))
+    })
+    .await?;
+    let contacts = profile.history().contacts()?.len();
+    println!(
+        "Restored {} into {} with {contacts} contacts.",
+        profile.username(),
+        profile.dir().display()
+    );
+    println!("The next `magpie sync` starts a fresh handshake with each contact; messages wait until it completes.");
+    Ok(())
+}
+
+/// Progress on stderr, a line per tenth when not on a terminal.
+#[derive(Default)]
+struct Percent(Option<u64>);
+
+impl Percent {
+    fn show(&mut self, progress: magpie_core::backup::Progress) {
+        let percent = (progress.done * 100).checked_div(progress.total).unwrap_or(100);
+        let step = if std::io::stderr().is_terminal() {
+            percent
+        } else {
+            percent / 10 * 10
+        };
+        if self.0 != Some(step) {
+            self.0 = Some(step);
+            eprint!("{step}%{}", if std::io::stderr().is_terminal() { "\r" } else { "\n" });
         }
     }
 }

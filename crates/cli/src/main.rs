@@ -13,6 +13,7 @@
 mod commands;
 mod confirm;
 mod output;
+mod passphrase;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,6 +114,19 @@ pub enum Command {
         /// How many of the latest messages.
         #[arg(long, default_value_t = 50)]
         last: usize,
+    },
+    /// Writes an encrypted backup of this profile (identity key, contacts, messages) to FILE, sealed with a
+    /// passphrase typed twice (or read from the file named by MAGPIE_PASSPHRASE_FILE).
+    Backup {
+        /// Where to write it (replaced only once the new backup is whole).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restores a backup into --profile DIR (which must not hold a profile): the identity key goes into the
+    /// credential store, the history comes back, and every contact gets a fresh handshake at the next sync.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
     },
     /// Searches the local history (no network): messages holding every word of QUERY, as words or their
     /// beginnings, case and accents ignored; newest first, grouped by chat.

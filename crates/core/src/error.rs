@@ -219,6 +219,32 @@ pub enum Error {
     /// The user cancelled the transfer.
     #[error("The transfer was cancelled.")]
     TransferCancelled,
+    /// The passphrase does not open this backup.
+    #[error("That passphrase does not open this backup.")]
+    BackupWrongPassphrase,
+    /// The file is not a backup at all.
+    #[error("This file is not a Magpie backup.")]
+    NotABackup,
+    /// A backup made by a newer Magpie.
+    #[error("This backup was made by a newer Magpie (format {0}): update Magpie to restore it.")]
+    BackupNewerFormat(u16),
+    /// The backup's bytes are not what was written. Nothing was restored.
+    #[error("The backup is damaged ({0}); nothing was restored.")]
+    BackupDamaged(String),
+    /// Reading or writing the backup file failed.
+    #[error("Could not {action} the backup file: {reason}")]
+    BackupIo {
+        /// "read", "write", ...
+        action: &'static str,
+        /// The system's words.
+        reason: String,
+    },
+    /// The user cancelled the backup or the restore; nothing was left behind.
+    #[error("Cancelled; nothing was written.")]
+    BackupCancelled,
+    /// A passphrase too short to protect a backup.
+    #[error("A passphrase needs at least {0} characters.")]
+    PassphraseTooShort(usize),
     /// A newer search took this one's place.
     #[error("The search was cancelled.")]
     SearchCancelled,

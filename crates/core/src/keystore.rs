@@ -113,6 +113,11 @@ pub struct MemoryKeystore {
 }
 
 impl MemoryKeystore {
+    /// Whether it holds no entry (a test's check that nothing was left behind).
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Zeroizing<Vec<u8>>>> {
         // A panic elsewhere while holding the lock cannot leave a HashMap half-written: keep going.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)

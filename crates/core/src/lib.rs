@@ -1,5 +1,6 @@
 //! Magpie's client engine. The desktop shell and the CLI are thin faces over it.
 
+pub mod backup;
 pub mod engine;
 pub mod error;
 pub mod files;

@@ -6,6 +6,7 @@
 //! See `docs/PROTOCOL.md` for the byte-level specification and test vectors.
 #![warn(missing_docs)]
 
+pub mod backup;
 mod ca;
 mod chain;
 mod crypto;

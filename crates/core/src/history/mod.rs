@@ -53,6 +53,7 @@
 mod blocks;
 mod contacts;
 pub mod crypt;
+mod export;
 pub(crate) mod files;
 mod messages;
 mod meta;

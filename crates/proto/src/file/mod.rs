@@ -92,7 +92,8 @@ impl FileKey {
     }
 }
 
-fn nonce(index: u64, last: bool) -> [u8; 12] {
+/// A segment's nonce, for files and backups alike: its index and whether it is the last.
+pub(crate) fn segment_nonce(index: u64, last: bool) -> [u8; 12] {
     let mut nonce = [0u8; 12];
     nonce[..8].copy_from_slice(&index.to_be_bytes());
     nonce[8..].copy_from_slice(&u32::from(last).to_be_bytes());
@@ -116,7 +117,7 @@ pub fn seal_segment(key: &FileKey, layout: &FileLayout, index: u64, plain: &[u8]
     let mut buf = Zeroizing::new(Vec::with_capacity(plain.len() + TAG_LEN));
     buf.extend_from_slice(plain);
     let last = index == layout.last_index();
-    aes_gcm_seal_in_place(key.expose_secret(), &nonce(index, last), &file_ad(), buf)
+    aes_gcm_seal_in_place(key.expose_secret(), &segment_nonce(index, last), &file_ad(), buf)
 }
 
 /// Opens segment `index` of a file laid out as `layout`. A segment of the wrong length is `Malformed`; one that
@@ -132,7 +133,7 @@ pub fn open_segment(key: &FileKey, layout: &FileLayout, index: u64, sealed: Vec<
         )));
     }
     let last = index == layout.last_index();
-    aes_gcm_open_in_place(key.expose_secret(), &nonce(index, last), &file_ad(), sealed)
+    aes_gcm_open_in_place(key.expose_secret(), &segment_nonce(index, last), &file_ad(), sealed)
 }
 
 #[cfg(test)]

@@ -1,0 +1,233 @@
+//! Restoring a backup into a new profile directory: built beside it under a temporary name and renamed into place
+//! once whole, so a wrong passphrase, a damaged file or a cancel leaves nothing behind (the half-made profile and
+//! its credential-store entries are deleted).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use magpie_proto::backup::{BackupHeader, BackupKey, HeaderProblem, BACKUP_HEADER_LEN};
+use magpie_proto::{Identity, MessageKind, Username};
+use zeroize::Zeroizing;
+
+use super::stream::SealedReader;
+use super::{damaged, io, Progress, Record};
+use crate::error::{Error, Result};
+use crate::history::{Appended, Contact, Delivery, FileRecord, FileState, History, Message};
+use crate::keystore::Keystore;
+use crate::profile::{Profile, PROFILE_FILE};
+
+/// Why a restored file message has no file.
+const FILE_NOT_CARRIED: &str = "Its contents are not in backups: save files you want to keep before moving.";
+
+/// Restores the backup at `backup` into `dir` (which must not hold a profile) and opens it. Its identity key and
+/// a new history key go into `keystore`; every contact is due a fresh handshake. Blocks: scrypt, then the whole
+/// history is written.
+pub fn restore(
+    backup: &Path,
+    passphrase: &str,
+    dir: &Path,
+    keystore: Arc<dyn Keystore>,
+    cancelled: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Profile> {
+    if dir.join(PROFILE_FILE).exists() {
+        return Err(Error::ProfileExists(dir.to_owned()));
+    }
+    let file = File::open(backup).map_err(|e| io("open", &e))?;
+    let total = file.metadata().map_err(|e| io("read", &e))?.len();
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    let mut header = [0u8; BACKUP_HEADER_LEN];
+    input.read_exact(&mut header).map_err(|_| Error::NotABackup)?;
+    let header = BackupHeader::decode(&header).map_err(|problem| match problem {
+        HeaderProblem::NotABackup => Error::NotABackup,
+        HeaderProblem::NewerFormat(version) => Error::BackupNewerFormat(version),
+        HeaderProblem::Malformed(what) => Error::BackupDamaged(what),
+    })?;
+    let key = BackupKey::derive(passphrase, &header.kdf)?;
+    if !header.accepts(&key)? {
+        return Err(Error::BackupWrongPassphrase);
+    }
+    let mut reader = SealedReader::new(input, header, key);
+
+    let staging = staging_dir(dir)?;
+    let restored = match read_into(&mut reader, &staging, keystore.clone(), cancelled, &mut |read| {
+        progress(Progress { done: read, total })
+    }) {
+        Ok(profile) => profile,
+        Err(error) => {
+            // Nothing half-restored stays: not the directory, not the keys.
+            let _ = Profile::remove(&staging, keystore.as_ref());
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(error);
+        }
+    };
+    drop(restored);
+    if dir.exists() {
+        // An empty folder the user chose: the restored one takes its place.
+        std::fs::remove_dir(dir).map_err(|e| io("replace", &e))?;
+    }
+    std::fs::rename(&staging, dir).map_err(|e| io("move", &e))?;
+    progress(Progress { done: total, total });
+    Profile::open(dir, keystore)
+}
+
+/// A new directory beside `dir` for the profile while it is made.
+fn staging_dir(dir: &Path) -> Result<PathBuf> {
+    let name = dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::BackupIo {
+            action: "use",
+            reason: format!("{} names no folder", dir.display()),
+        })?;
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io("create", &e))?;
+    Ok(parent.join(format!(".{name}.restoring-{}", uuid::Uuid::new_v4())))
+}
+
+/// Per chat, what the read mark and re-key dividers were, to be moved onto the restored messages' positions.
+#[derive(Default)]
+struct Marks {
+    read_up_to: Option<u64>,
+    new_read_up_to: Option<u64>,
+    /// Old positions, ascending, not yet placed.
+    rekeys: std::collections::VecDeque<u64>,
+    new_rekeys: Vec<u64>,
+}
+
+fn read_into<R: Read>(
+    reader: &mut SealedReader<R>,
+    staging: &Path,
+    keystore: Arc<dyn Keystore>,
+    cancelled: &AtomicBool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Profile> {
+    let Record::Profile {
+        username,
+        relay_url,
+        registration,
+        identity_key,
+        ..
+    } = reader.record()?
+    else {
+        return Err(damaged("it does not start with its profile"));
+    };
+    let der = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(identity_key.as_bytes())
+            .map_err(|_| damaged("its identity key does not decode"))?,
+    );
+    let identity = Identity::from_pkcs8_der(username, &der)?;
+    let mut profile = Profile::create_with_identity(staging, identity, keystore)?;
+    profile.set_relay_url(relay_url)?;
+    let history = profile.history();
+    if let Some(registration) = registration {
+        history.set_registration(&registration)?;
+    }
+
+    let mut contacts: Vec<Contact> = Vec::new();
+    let mut marks: HashMap<Username, Marks> = HashMap::new();
+    let mut messages = 0u64;
+    loop {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(Error::BackupCancelled);
+        }
+        match reader.record()? {
+            Record::Contact(contact) => {
+                let mut contact = *contact;
+                marks.insert(
+                    contact.username.clone(),
+                    Marks {
+                        read_up_to: contact.read_up_to.take(),
+                        rekeys: std::mem::take(&mut contact.rekeys).into(),
+                        ..Marks::default()
+                    },
+                );
+                // No session comes back: a new handshake before anything is sealed for this contact.
+                contact.rehandshake = true;
+                contacts.push(contact);
+            }
+            Record::Messages {
+                messages: batch,
+                cursors,
+            } => {
+                if batch.len() != cursors.len() {
+                    return Err(damaged("a batch of messages without their places"));
+                }
+                messages += batch.len() as u64;
+                restore_batch(history, batch, &cursors, &mut marks)?;
+                progress(reader.read);
+            }
+            Record::End {
+                contacts: contact_count,
+                messages: message_count,
+            } => {
+                if contact_count != contacts.len() as u64 || message_count != messages || !reader.at_end()? {
+                    return Err(damaged("it does not hold what its end says"));
+                }
+                break;
+            }
+            Record::Profile { .. } => return Err(damaged("it holds two profiles")),
+        }
+    }
+    for mut contact in contacts {
+        let mark = marks.remove(&contact.username).unwrap_or_default();
+        contact.read_up_to = mark.new_read_up_to;
+        contact.rekeys = mark.new_rekeys;
+        // Dividers after the last message restored go after it.
+        for _ in mark.rekeys {
+            contact.rekeys.push(history.mark_position()?);
+        }
+        history.put_contact(&contact)?;
+    }
+    history.flush()?;
+    Ok(profile)
+}
+
+fn restore_batch(
+    history: &History,
+    mut batch: Vec<Message>,
+    cursors: &[u64],
+    marks: &mut HashMap<Username, Marks>,
+) -> Result<()> {
+    for message in &mut batch {
+        // Their envelopes are not carried: what had not gone out is shown as not sent (texts can be sent again).
+        if matches!(
+            message.delivery,
+            Delivery::Sending | Delivery::Waiting | Delivery::Uploading
+        ) {
+            message.delivery = Delivery::Failed;
+        }
+    }
+    let appended = history.append_messages(&batch)?;
+    for ((message, old), outcome) in batch.iter().zip(cursors).zip(appended) {
+        let Appended::New(new) = outcome else {
+            return Err(damaged("a message in it twice"));
+        };
+        let new = new.value();
+        let mark = marks.entry(message.peer.clone()).or_default();
+        if mark.read_up_to.is_some_and(|read| *old <= read) {
+            mark.new_read_up_to = Some(new);
+        }
+        // A divider sits before every message at or after its position.
+        while mark.rekeys.front().is_some_and(|position| position <= old) {
+            mark.rekeys.pop_front();
+            mark.new_rekeys.push(new);
+        }
+        if message.kind == MessageKind::File {
+            history.put_file_record(&FileRecord {
+                message_id: message.id,
+                peer: message.peer.clone(),
+                direction: message.direction,
+                blob: magpie_proto::file::FileDescriptor::from_body(&message.body)?.blob,
+                state: FileState::Failed(FILE_NOT_CARRIED.to_owned()),
+            })?;
+        }
+    }
+    Ok(())
+}
