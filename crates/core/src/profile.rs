@@ -132,6 +132,17 @@ impl Profile {
     /// Creates a profile in `dir` for an already generated identity. Fails with [`Error::ProfileExists`] if `dir`
     /// holds a profile. On failure nothing is left behind in the credential store.
     pub fn create_with_identity(dir: &Path, identity: Identity, keystore: Arc<dyn Keystore>) -> Result<Self> {
+        Self::create_with_cache(dir, identity, keystore, crate::history::CACHE_CAPACITY)
+    }
+
+    /// [`Profile::create_with_identity`] with the history's page cache bound chosen (a restore writes the whole
+    /// history at once and gains from a larger one).
+    pub(crate) fn create_with_cache(
+        dir: &Path,
+        identity: Identity,
+        keystore: Arc<dyn Keystore>,
+        cache_capacity: u64,
+    ) -> Result<Self> {
         if dir.join(PROFILE_FILE).exists() {
             return Err(Error::ProfileExists(dir.to_owned()));
         }
@@ -143,7 +154,7 @@ impl Profile {
             relay_url: None,
             created_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         };
-        let created = Self::store_and_open(dir, &info, &identity, keystore.as_ref());
+        let created = Self::store_and_open(dir, &info, &identity, keystore.as_ref(), cache_capacity);
         match created {
             Ok(history) => {
                 tracing::info!(profile = %info.profile_id, username = %info.username, "profile created");
@@ -167,14 +178,20 @@ impl Profile {
         }
     }
 
-    fn store_and_open(dir: &Path, info: &ProfileInfo, identity: &Identity, keystore: &dyn Keystore) -> Result<History> {
+    fn store_and_open(
+        dir: &Path,
+        info: &ProfileInfo,
+        identity: &Identity,
+        keystore: &dyn Keystore,
+        cache_capacity: u64,
+    ) -> Result<History> {
         let history_key = HistoryKey::generate()?;
         keystore.store(
             &identity_account(info.profile_id),
             identity.to_pkcs8_der()?.expose_secret(),
         )?;
         keystore.store(&history_account(info.profile_id), history_key.expose())?;
-        let history = History::open(&dir.join(HISTORY_DIR), &history_key)?;
+        let history = History::open_with_cache(&dir.join(HISTORY_DIR), &history_key, cache_capacity)?;
         // profile.json last: its presence means the profile is complete.
         info.write(dir)?;
         Ok(history)

@@ -361,3 +361,40 @@ fn file_vector() {
         }),
     );
 }
+
+#[test]
+fn backup_vector() {
+    use magpie_proto::backup::{BackupHeader, BackupKey, KdfParams};
+    let kdf = KdfParams {
+        log2_n: 10,
+        r: 8,
+        p: 1,
+        salt: std::array::from_fn(|i| 0x10 + i as u8),
+    };
+    let passphrase = "correct horse battery staple";
+    let key = BackupKey::derive(passphrase, &kdf).unwrap();
+    let mut header = BackupHeader::new(kdf, &key).unwrap();
+    header.segment_bytes = 16;
+    let payload = b"forty bytes of payload, in 3 segments!!!"; // 16 + 16 + 8
+    assert_eq!(payload.len(), 40);
+    let segments: Vec<Vec<u8>> = payload
+        .chunks(16)
+        .enumerate()
+        .map(|(i, part)| header.seal_segment(&key, i as u64, i == 2, part).unwrap())
+        .collect();
+    let mut file = header.encode().to_vec();
+    file.extend(segments.concat());
+    check(
+        "backup.json",
+        json!({
+            "description": "header = \"MAGPIEBK\" || u16be(1) || u8(1: scrypt) || u8(log2 N) || u32be(r) || u32be(p) || salt(16) || u32be(segment bytes) || key check(16); key = scrypt(passphrase, salt, N, r, p, 32); key check = HMAC-SHA256(key, \"magpie v1 backup key check\")[0..16]; nonce_i = u64be(i) || u32be(1 if last else 0); AD = u32be(16) || \"magpie v1 backup\" || header; file = header || AES-256-GCM(key, nonce_i, AD, segment i) || tag_i ...",
+            "passphrase": passphrase,
+            "scrypt": { "n": 1024, "r": 8, "p": 1, "salt": hex(&kdf.salt) },
+            "key_check": hex(&key.check_value().unwrap()),
+            "segment_bytes": 16,
+            "header": hex(&header.encode()),
+            "payload": hex(payload),
+            "file": hex(&file),
+        }),
+    );
+}
