@@ -38,6 +38,11 @@ const COMMANDS: &[&str] = &[
     "search_more",
     "messages_around",
     "messages_after",
+    "backup_now",
+    "cancel_backup",
+    "pick_backup",
+    "restore_backup",
+    "export_chat",
     "run_demo",
 ];
 

@@ -101,6 +101,13 @@ impl From<magpie_core::Error> for IpcError {
             E::SeveralRequests { .. } => IpcErrorCode::InvalidInput,
             E::FingerprintMismatch { .. } => IpcErrorCode::FingerprintMismatch,
             E::NoMessage(_) => IpcErrorCode::InvalidInput,
+            E::BackupWrongPassphrase
+            | E::NotABackup
+            | E::BackupNewerFormat(_)
+            | E::BackupDamaged(_)
+            | E::BackupIo { .. }
+            | E::BackupCancelled
+            | E::PassphraseTooShort(_) => IpcErrorCode::InvalidInput,
             E::Proto(magpie_proto::Error::Malformed(_) | magpie_proto::Error::InvalidUsername(_)) => {
                 IpcErrorCode::InvalidInput
             }

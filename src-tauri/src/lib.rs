@@ -3,6 +3,7 @@
 mod commands;
 mod convert;
 mod demo;
+mod dialogs;
 mod error;
 pub mod ipc_types;
 pub mod local_relay;
@@ -124,6 +125,11 @@ macro_rules! handler {
             commands::search::search_more,
             commands::search::messages_around,
             commands::search::messages_after,
+            commands::backup::backup_now,
+            commands::backup::cancel_backup,
+            commands::backup::pick_backup,
+            commands::backup::restore_backup,
+            commands::backup::export_chat,
             demo::run_demo,
             $($perf),*
         ]

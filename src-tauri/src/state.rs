@@ -28,6 +28,10 @@ pub struct AppState {
     dropped: Mutex<(Vec<PathBuf>, Option<std::time::Instant>)>,
     /// The running search's flag: a new search sets it, so the one before stops.
     search: Mutex<Arc<std::sync::atomic::AtomicBool>>,
+    /// The backup or restore under way: Cancel sets its flag.
+    long_task: Mutex<Arc<std::sync::atomic::AtomicBool>>,
+    /// The backup file the user picked to restore (the page only ever sees its name).
+    picked_backup: Mutex<Option<PathBuf>>,
 }
 
 /// How long closing a profile waits for the engine's last tasks (a send, a re-key) to let go of it.
@@ -89,6 +93,8 @@ impl AppState {
             active: AsyncMutex::new(None),
             opening: AsyncMutex::new(()),
             search: Mutex::default(),
+            long_task: Mutex::default(),
+            picked_backup: Mutex::default(),
             connection: Mutex::new(ConnectionState::Connecting),
             settings: Mutex::new(settings),
             dropped: Mutex::default(),
@@ -168,6 +174,32 @@ impl AppState {
             *running = Arc::clone(&fresh);
         }
         fresh
+    }
+
+    /// A flag for a new backup or restore.
+    pub fn start_long_task(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        let fresh = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Ok(mut running) = self.long_task.lock() {
+            *running = Arc::clone(&fresh);
+        }
+        fresh
+    }
+
+    /// Stops the backup or restore under way.
+    pub fn cancel_long_task(&self) {
+        if let Ok(running) = self.long_task.lock() {
+            running.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn picked_backup(&self) -> Option<PathBuf> {
+        self.picked_backup.lock().ok().and_then(|picked| picked.clone())
+    }
+
+    pub fn set_picked_backup(&self, path: Option<PathBuf>) {
+        if let Ok(mut picked) = self.picked_backup.lock() {
+            *picked = path;
+        }
     }
 
     pub fn connection(&self) -> ConnectionState {

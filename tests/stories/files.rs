@@ -420,3 +420,58 @@ async fn a_cancelled_download_keeps_what_arrived_and_a_cancelled_upload_frees_th
     let refused = alice.client.retry_message(bob.client.username(), other.id).unwrap_err();
     assert!(matches!(refused, Error::NoMessage(_)), "{refused}");
 }
+
+/// "Export chat": the chat as text and JSON, and the files kept on this computer in a folder beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_exports_to_text_and_json_with_its_files_beside_them() {
+    let relay = OwnRelay::start().await;
+    let alice = Person::register("alice", &relay.url()).await;
+    let bob = Person::register("bob", &relay.url()).await;
+    let (_alice_online, _bob_online) = (go_online(&alice.client), go_online(&bob.client));
+    handshake(&alice.client, &bob.client).await;
+    let work = tempfile::tempdir().unwrap();
+    let original = write_file(work.path(), "minutes.txt", 3000, 9);
+    let mut alice_events = alice.client.events();
+    bob.client
+        .send_text(alice.client.username(), "the minutes\nare attached")
+        .unwrap();
+    let sent = bob
+        .client
+        .send_file(alice.client.username(), &original, None)
+        .await
+        .unwrap();
+    kept(&mut alice_events, sent.id).await;
+
+    let out = work.path().join("export").join("chat with bob.txt");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let summary = alice.client.export_chat(bob.client.username(), &out).await.unwrap();
+    assert_eq!((summary.messages, summary.files), (2, 1));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].ends_with("] bob: the minutes"), "{text}");
+    assert_eq!(lines[1], "    are attached");
+    assert!(
+        lines[2].ends_with("] bob: [file minutes.txt, 3000 bytes: chat with bob files/minutes.txt]"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary.json).unwrap()).unwrap();
+    assert_eq!(json[0]["body"], "the minutes\nare attached");
+    assert_eq!(json[1]["saved_as"], "chat with bob files/minutes.txt");
+    assert_eq!(json[1]["file"]["name"], "minutes.txt");
+    assert!(
+        json[1].get("key").is_none() && json[1]["body"] == "",
+        "the file's key stays in Magpie"
+    );
+    let copied = out.parent().unwrap().join("chat with bob files").join("minutes.txt");
+    assert!(std::fs::read(&copied).unwrap() == std::fs::read(&original).unwrap());
+
+    // Exporting again replaces the text and JSON whole and keeps the earlier copy of the file beside the new one.
+    let again = alice.client.export_chat(bob.client.username(), &out).await.unwrap();
+    assert_eq!(again.files, 1);
+    assert!(out
+        .parent()
+        .unwrap()
+        .join("chat with bob files")
+        .join("minutes (2).txt")
+        .exists());
+}

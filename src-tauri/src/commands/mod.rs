@@ -2,6 +2,7 @@
 //! worker threads; everything else is quick sled reads.
 
 pub mod app;
+pub mod backup;
 pub mod chats;
 pub mod files;
 pub mod profiles;

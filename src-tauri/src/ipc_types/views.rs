@@ -222,6 +222,46 @@ pub struct SearchSummary {
     pub cancelled: bool,
 }
 
+/// How far a backup (blocks of messages written) or a restore (bytes read) has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+pub struct BackupProgress {
+    #[ts(type = "number")]
+    pub done: u64,
+    #[ts(type = "number")]
+    pub total: u64,
+}
+
+/// A backup written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct BackupDone {
+    /// The file's name (not its folder).
+    pub file_name: String,
+    #[ts(type = "number")]
+    pub contacts: u64,
+    #[ts(type = "number")]
+    pub messages: u64,
+    #[ts(type = "number")]
+    pub bytes: u64,
+}
+
+/// A chat exported: the text file's name, with a `.json` and (when `files` > 0) a folder of files beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct ExportDone {
+    pub file_name: String,
+    #[ts(type = "number")]
+    pub messages: u64,
+    #[ts(type = "number")]
+    pub files: u64,
+}
+
+/// The backup file chosen to restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct PickedBackup {
+    pub file_name: String,
+    #[ts(type = "number")]
+    pub bytes: u64,
+}
+
 /// A chat in the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct ChatSummary {

@@ -98,6 +98,18 @@ total: number,
  */
 cancelled: boolean, };
 
+export type BackupProgress = { done: number, total: number, };
+
+export type BackupDone = { 
+/**
+ * The file's name (not its folder).
+ */
+file_name: string, contacts: number, messages: number, bytes: number, };
+
+export type PickedBackup = { file_name: string, bytes: number, };
+
+export type ExportDone = { file_name: string, messages: number, files: number, };
+
 export type FileItem = { 
 /**
  * The name to save it under.

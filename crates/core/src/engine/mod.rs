@@ -14,6 +14,7 @@
 mod chats;
 mod discard;
 mod events;
+mod export;
 mod files;
 mod handshake;
 mod handshake_state;
@@ -40,6 +41,7 @@ use tokio::sync::{broadcast, Notify};
 pub use events::{
     ConnectionState, Discard, Event, FileView, HandshakeData, HandshakeStep, MessageView, Refusal, ThumbnailView,
 };
+pub use export::ExportSummary;
 pub use files::CANCELLED;
 pub use handshake_state::HandshakeState;
 pub use outbox::Flushed;
