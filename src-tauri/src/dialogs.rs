@@ -1,8 +1,9 @@
 //! Native file dialogs for backups and exports, answered in Rust so the page never names a path.
 //!
-//! `MAGPIE_E2E_DIALOG_PATH`, when set, is the answer every one of these dialogs gives without showing: WebDriver
-//! cannot reach a native dialog, and the end-to-end stories must still go through restore and export. Whoever can
-//! set this process's environment controls it anyway.
+//! `MAGPIE_E2E_DIALOG_DIR`, when set, answers these dialogs without showing them: a save goes to that folder under
+//! the suggested name, and a pick takes the first `.magpie-backup` file there (by name). WebDriver cannot reach a
+//! native dialog, and the end-to-end stories must still go through backup, restore and export. Whoever can set
+//! this process's environment controls it anyway.
 
 use std::path::PathBuf;
 
@@ -11,12 +12,12 @@ use tauri_plugin_dialog::DialogExt as _;
 
 use crate::error::IpcError;
 
-const ANSWER_ENV: &str = "MAGPIE_E2E_DIALOG_PATH";
+const ANSWER_ENV: &str = "MAGPIE_E2E_DIALOG_DIR";
 
 /// Asks where to save, suggesting `name`; `None` when the user cancels.
 pub async fn save_as<R: Runtime>(app: &AppHandle<R>, title: &str, name: &str) -> Result<Option<PathBuf>, IpcError> {
-    if let Some(answer) = std::env::var_os(ANSWER_ENV) {
-        return Ok(Some(PathBuf::from(answer)));
+    if let Some(dir) = std::env::var_os(ANSWER_ENV) {
+        return Ok(Some(PathBuf::from(dir).join(name)));
     }
     let (chosen, picked) = tokio::sync::oneshot::channel();
     app.dialog()
@@ -31,8 +32,13 @@ pub async fn save_as<R: Runtime>(app: &AppHandle<R>, title: &str, name: &str) ->
 
 /// Asks for a file to open; `None` when the user cancels.
 pub async fn pick<R: Runtime>(app: &AppHandle<R>, title: &str) -> Result<Option<PathBuf>, IpcError> {
-    if let Some(answer) = std::env::var_os(ANSWER_ENV) {
-        return Ok(Some(PathBuf::from(answer)));
+    if let Some(dir) = std::env::var_os(ANSWER_ENV) {
+        let mut backups: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        backups.retain(|path| path.extension().is_some_and(|ext| ext == "magpie-backup"));
+        backups.sort();
+        return Ok(backups.into_iter().next());
     }
     let (chosen, picked) = tokio::sync::oneshot::channel();
     app.dialog().file().set_title(title).pick_file(move |path| {

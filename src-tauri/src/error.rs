@@ -37,6 +37,8 @@ pub enum IpcErrorCode {
     NoRequest,
     /// The key the user compared or accepted is no longer the one that would be pinned: reload and compare again.
     FingerprintMismatch,
+    /// A backup could not be written or restored (a wrong passphrase, a damaged file): the message says which.
+    Backup,
 }
 
 /// An error as sent over IPC. `message` is a sentence for a person, never a secret.
@@ -107,7 +109,7 @@ impl From<magpie_core::Error> for IpcError {
             | E::BackupDamaged(_)
             | E::BackupIo { .. }
             | E::BackupCancelled
-            | E::PassphraseTooShort(_) => IpcErrorCode::InvalidInput,
+            | E::PassphraseTooShort(_) => IpcErrorCode::Backup,
             E::Proto(magpie_proto::Error::Malformed(_) | magpie_proto::Error::InvalidUsername(_)) => {
                 IpcErrorCode::InvalidInput
             }

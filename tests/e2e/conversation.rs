@@ -33,7 +33,7 @@ fn find<'a>(messages: &'a [Value], direction: &str, body: &str) -> Option<&'a Va
 }
 
 /// `me` (the window's user, already on the chat list) and `them` at the terminal, on the relay at `relay_url`.
-pub async fn with_the_terminal(client: &Client, me: &str, them: &Terminal, relay_url: &str) {
+pub async fn with_the_terminal(client: &Client, me: &str, them: &Terminal, relay_url: &str, dialogs: &std::path::Path) {
     let peer = "erin";
     let registered = them.ok(&["--relay", relay_url, "register", peer]).await;
     assert!(
@@ -161,6 +161,7 @@ pub async fn with_the_terminal(client: &Client, me: &str, them: &Terminal, relay
 
     files_both_ways(client, me, them).await;
     crate::search::finds_a_message(client, me, them).await;
+    crate::backup::exports_backs_up_and_restores(client, me, peer, FROM_TERMINAL, dialogs).await;
 
     // Deleting the messages asks first, empties the window's list and leaves the terminal's copy alone.
     click(client, "conversation-menu").await;

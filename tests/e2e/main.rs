@@ -14,6 +14,7 @@
     reason = "tests say what must hold by panicking, and report what they saw"
 )]
 
+mod backup;
 #[path = "../stories/binaries.rs"]
 mod binaries;
 mod conversation;
@@ -36,12 +37,19 @@ async fn a_new_user_onboards_and_chats_with_someone_at_a_terminal() {
     let relay_url = format!("http://127.0.0.1:{}", required_env("MAGPIE_LOCAL_RELAY_PORT"));
     // Built before the window opens: the first build takes a while and nothing should time out meanwhile.
     let erin = Terminal::new().await;
+    // Where the app's file dialogs answer (backup, restore, export).
+    let dialogs = tempfile::tempdir().unwrap();
+    let dialog_dir = dialogs.path().to_string_lossy().into_owned();
 
-    with_app("onboarding", &[], |client| async move {
-        let fingerprint = onboarding::create_profile(&client, "dana").await;
-        onboarding::about_and_settings(&client, &data_dir, &relay_url, &fingerprint).await;
-        conversation::with_the_terminal(&client, "dana", &erin, &relay_url).await;
-    })
+    with_app(
+        "onboarding",
+        &[("MAGPIE_E2E_DIALOG_DIR", &dialog_dir)],
+        |client| async move {
+            let fingerprint = onboarding::create_profile(&client, "dana").await;
+            onboarding::about_and_settings(&client, &data_dir, &relay_url, &fingerprint).await;
+            conversation::with_the_terminal(&client, "dana", &erin, &relay_url, dialogs.path()).await;
+        },
+    )
     .await;
 }
 

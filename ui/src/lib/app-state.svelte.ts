@@ -121,7 +121,7 @@ export class AppState {
     if (profiles.value.active === null || reopened === null || profileState === null) {
       this.#clearProfileState();
     } else {
-      this.identity = reopened;
+      this.#setIdentity(reopened);
       this.#applyProfileState(await profileState);
     }
     this.loaded = true;
@@ -151,7 +151,7 @@ export class AppState {
   async switchProfile(id: string): Promise<void> {
     const opened = await openProfile(id);
     this.selectedPeer = null;
-    this.identity = opened;
+    this.#setIdentity(opened);
     try {
       this.profiles = await listProfiles();
     } catch {
@@ -248,8 +248,17 @@ export class AppState {
     if (this.selectedPeer && !this.chats.some((chat) => chat.peer === this.selectedPeer)) this.selectedPeer = null;
   }
 
+  /** The open profile; what the window knew of another profile's chats (a search result, transfers) goes. */
+  #setIdentity(identity: IdentityView | null): void {
+    if (identity?.profile_id !== this.identity?.profile_id) {
+      this.focus = null;
+      transfers.clear();
+    }
+    this.identity = identity;
+  }
+
   #clearProfileState(): void {
-    this.identity = null;
+    this.#setIdentity(null);
     this.chats = [];
     this.requests = { incoming: [], outgoing: [] };
     this.connection = 'connecting';

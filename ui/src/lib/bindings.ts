@@ -10,7 +10,7 @@ export type CredentialStore = { backend: string, available: boolean, problem: st
 
 export type IpcError = { code: IpcErrorCode, message: string, };
 
-export type IpcErrorCode = "data_directory" | "internal" | "credential_store" | "invalid_input" | "name_taken" | "unknown_user" | "relay_unreachable" | "relay_ca_changed" | "relay" | "no_profile" | "profile" | "no_session" | "key_changed" | "no_request" | "fingerprint_mismatch";
+export type IpcErrorCode = "data_directory" | "internal" | "credential_store" | "invalid_input" | "name_taken" | "unknown_user" | "relay_unreachable" | "relay_ca_changed" | "relay" | "no_profile" | "profile" | "no_session" | "key_changed" | "no_request" | "fingerprint_mismatch" | "backup";
 
 export type ProfileSummary = { 
 /**

@@ -18,6 +18,7 @@ const CODES = [
   'key_changed',
   'no_request',
   'fingerprint_mismatch',
+  'backup',
   'unknown',
 ] as const;
 

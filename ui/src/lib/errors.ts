@@ -33,6 +33,9 @@ export function describeError(error: unknown, context: ErrorContext = {}): strin
       );
     case 'invalid_input':
       return `Magpie could not accept that: ${sentence(error.message)} Check what you entered and try again.`;
+    case 'backup':
+      // Rust's sentence says what went wrong and that nothing was left half-done.
+      return sentence(error.message);
     case 'name_taken':
       return 'That name is taken on this relay; choose another.';
     case 'unknown_user':

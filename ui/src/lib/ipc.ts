@@ -19,6 +19,10 @@ import type {
   SafetyNumberView,
   SearchChat,
   SearchSummary,
+  BackupDone,
+  BackupProgress,
+  ExportDone,
+  PickedBackup,
   Settings,
   UiEvent,
 } from './bindings';
@@ -53,6 +57,7 @@ const KNOWN_CODES: Record<IpcErrorCode, true> = {
   key_changed: true,
   no_request: true,
   fingerprint_mismatch: true,
+  backup: true,
 };
 
 function isKnownCode(value: unknown): value is IpcErrorCode {
@@ -156,6 +161,37 @@ export function search(
   const results = new Channel<SearchChat>();
   results.onmessage = onChat;
   return call<SearchSummary>('search', { query, peer, results });
+}
+
+// --- backups and exports ---
+
+/** Asks where to save (a native dialog) and writes a backup sealed with `passphrase`; null when the user cancels. */
+export function backupNow(passphrase: string, onProgress: (p: BackupProgress) => void): Promise<BackupDone | null> {
+  const progress = new Channel<BackupProgress>();
+  progress.onmessage = onProgress;
+  return call<BackupDone | null>('backup_now', { passphrase, progress });
+}
+
+/** Stops the backup or restore under way; it rejects with a sentence saying so. */
+export function cancelBackup(): Promise<void> {
+  return call<void>('cancel_backup');
+}
+
+/** Asks for a backup file (a native dialog); its name and size, or null when the user cancels. */
+export function pickBackup(): Promise<PickedBackup | null> {
+  return call<PickedBackup | null>('pick_backup');
+}
+
+/** Restores the picked backup as a new profile and opens it. */
+export function restoreBackup(passphrase: string, onProgress: (p: BackupProgress) => void): Promise<IdentityView> {
+  const progress = new Channel<BackupProgress>();
+  progress.onmessage = onProgress;
+  return call<IdentityView>('restore_backup', { passphrase, progress });
+}
+
+/** Asks where to export the chat with `peer` and writes it there, not encrypted; null when the user cancels. */
+export function exportChat(peer: string): Promise<ExportDone | null> {
+  return call<ExportDone | null>('export_chat', { peer });
 }
 
 /** The next `limit` results in one chat, older than `before`. */

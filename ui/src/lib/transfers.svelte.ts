@@ -56,6 +56,14 @@ export class Transfers {
     return shown;
   }
 
+  /** Forgets everything (another profile was opened: a restored one has the same message ids). */
+  clear(): void {
+    this.#asked.clear();
+    this.#pictures.clear();
+    this.status = {};
+    this.progress = {};
+  }
+
   /** Forgets what is known of `id` (after a retry, say), so it is asked again. */
   forget(id: string): void {
     this.#asked.delete(id);
