@@ -72,6 +72,11 @@ pub fn run() {
     let handle = app.handle().clone();
     tauri::async_runtime::spawn(async move {
         let state = handle.state::<AppState>();
+        // Restores a crash or a quit left unfinished, with their credential-store entries (off the start's path).
+        let (profiles, keystore) = (state.profiles_dir(), state.keystore());
+        tauri::async_runtime::spawn_blocking(move || {
+            magpie_core::backup::sweep_unfinished(&profiles, keystore.as_ref());
+        });
         match commands::profiles::current_or_last(&handle, &state).await {
             Ok(_) => perf::moment("reopened"),
             Err(error) => tracing::warn!(%error, "could not reopen last time's profile"),

@@ -176,10 +176,11 @@ impl AppState {
         fresh
     }
 
-    /// A flag for a new backup or restore.
+    /// A flag for a new backup or restore; the one before, if still running, is cancelled (one at a time).
     pub fn start_long_task(&self) -> Arc<std::sync::atomic::AtomicBool> {
         let fresh = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Ok(mut running) = self.long_task.lock() {
+            running.store(true, std::sync::atomic::Ordering::Relaxed);
             *running = Arc::clone(&fresh);
         }
         fresh
@@ -254,6 +255,14 @@ impl AppState {
         };
         let mut out: Vec<_> = entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            // A restore under way (or left by a crash) is not a profile yet.
+            .filter(|dir| {
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                !magpie_core::backup::is_unfinished_restore(&name)
+            })
             .filter_map(|dir| match ProfileInfo::read(&dir) {
                 Ok(info) => Some((dir, info)),
                 Err(error) => {

@@ -35,8 +35,10 @@ pub const BACKUP_HEADER_LEN: usize = 56;
 pub const BACKUP_SEGMENT_BYTES: u32 = 1 << 20;
 /// The largest segment a reader accepts: it holds one in memory.
 pub const MAX_SEGMENT_BYTES: u32 = 16 << 20;
+/// The smallest: a segment costs a tag and an AES-GCM call, so a file of tiny ones costs more work per byte.
+pub const MIN_SEGMENT_BYTES: u32 = 16;
 /// The most memory scrypt may ask for (128 · r · N bytes): a file cannot make a reader allocate more.
-pub const MAX_KDF_MEMORY: u64 = 1 << 30;
+pub const MAX_KDF_MEMORY: u64 = 256 << 20;
 const KDF_SCRYPT: u8 = 1;
 const AD_LABEL: &str = "magpie v1 backup";
 const KEY_CHECK_LABEL: &[u8] = b"magpie v1 backup key check";
@@ -74,9 +76,11 @@ impl KdfParams {
     }
 
     fn check(&self) -> Result<()> {
+        // scrypt itself wants N < 2^(16·r); p lanes run one after another here, so p bounds the time.
         let sane = (1..=30).contains(&self.log2_n)
             && (1..=64).contains(&self.r)
-            && (1..=16).contains(&self.p)
+            && u32::from(self.log2_n) < 16 * self.r
+            && (1..=4).contains(&self.p)
             && self.memory() <= MAX_KDF_MEMORY;
         match sane {
             true => Ok(()),
@@ -210,7 +214,7 @@ impl BackupHeader {
         };
         kdf.check().map_err(|e| HeaderProblem::Malformed(e.to_string()))?;
         let segment_bytes = u32_at(36);
-        if segment_bytes == 0 || segment_bytes > MAX_SEGMENT_BYTES {
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes) {
             return Err(HeaderProblem::Malformed(format!("segments of {segment_bytes} bytes")));
         }
         let mut key_check = [0u8; 16];

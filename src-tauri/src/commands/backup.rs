@@ -5,6 +5,7 @@
 use magpie_core::backup::{self, Progress};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
+use zeroize::Zeroizing;
 
 use super::blocking;
 use crate::dialogs;
@@ -22,6 +23,7 @@ pub async fn backup_now<R: Runtime>(
     passphrase: String,
     progress: Channel<BackupProgress>,
 ) -> Result<Option<BackupDone>, IpcError> {
+    let passphrase = Zeroizing::new(passphrase);
     let client = state.client().await?;
     backup::check_passphrase(&passphrase)?;
     let suggested = format!("magpie-{}.magpie-backup", client.username());
@@ -77,6 +79,7 @@ pub async fn restore_backup<R: Runtime>(
     passphrase: String,
     progress: Channel<BackupProgress>,
 ) -> Result<IdentityView, IpcError> {
+    let passphrase = Zeroizing::new(passphrase);
     let path = state
         .picked_backup()
         .ok_or_else(|| IpcError::invalid("Choose a backup file first."))?;

@@ -19,7 +19,7 @@ use magpie_proto::backup::{BackupHeader, BackupKey, KdfParams, BACKUP_SEGMENT_BY
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-pub use restore::restore;
+pub use restore::{is_unfinished_restore, restore, sweep_unfinished};
 
 use crate::error::{Error, Result};
 use crate::history::{Contact, Message, RegistrationRecord};
@@ -28,8 +28,11 @@ use stream::SealedWriter;
 
 /// A passphrase shorter than this is refused.
 pub const MIN_PASSPHRASE_CHARS: usize = 8;
-/// Messages per record.
+/// Messages per record, at most...
 const BATCH: usize = 500;
+/// ...and about this much JSON at most (a text's JSON is at most six bytes per byte of text, plus its fields).
+const BATCH_BYTES: usize = 4 << 20;
+const MESSAGE_FIELDS_BYTES: usize = 512;
 
 /// How far a backup or a restore has come: `done` of `total` (blocks written, or bytes read).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,15 +147,18 @@ pub fn write_backup_with(
     let mut messages = 0u64;
     let mut batch: Vec<Message> = Vec::with_capacity(BATCH);
     let mut cursors: Vec<u64> = Vec::with_capacity(BATCH);
+    let mut batch_bytes = 0;
     history.for_each_message_block(|entries| {
         if cancelled.load(Ordering::Relaxed) {
             return Err(Error::BackupCancelled);
         }
         for entry in entries {
             cursors.push(entry.cursor.value());
+            batch_bytes += entry.message.body.len() * 6 + MESSAGE_FIELDS_BYTES;
             batch.push(entry.message);
-            if batch.len() == BATCH {
-                messages += BATCH as u64;
+            if batch.len() == BATCH || batch_bytes >= BATCH_BYTES {
+                batch_bytes = 0;
+                messages += batch.len() as u64;
                 writer.record(&Record::Messages {
                     messages: std::mem::take(&mut batch),
                     cursors: std::mem::take(&mut cursors),

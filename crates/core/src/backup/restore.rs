@@ -2,7 +2,7 @@
 //! once whole, so a wrong passphrase, a damaged file or a cancel leaves nothing behind (the half-made profile and
 //! its credential-store entries are deleted).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use super::stream::SealedReader;
 use super::{damaged, io, Progress, Record};
 use crate::error::{Error, Result};
-use crate::history::{Appended, Contact, Delivery, FileRecord, FileState, History, Message};
+use crate::history::{Appended, Delivery, FileRecord, FileState, History, Message, REKEY_MARKS};
 use crate::keystore::Keystore;
 use crate::profile::{Profile, PROFILE_FILE};
 
@@ -28,6 +28,8 @@ const WRITE_BATCH: usize = 500;
 /// 20.1 s with 64, 15.4 s with 128; the peak RSS stays scrypt's 134 MB). The profile is opened again with the
 /// usual bound afterwards.
 const RESTORE_CACHE: u64 = 128 << 20;
+/// Contacts a backup may hold: far more than anyone has, few enough that their names fit in memory.
+const MAX_CONTACTS: usize = 100_000;
 /// Why a restored file message has no file.
 const FILE_NOT_CARRIED: &str = "Its contents are not in backups: save files you want to keep before moving.";
 
@@ -42,19 +44,11 @@ pub fn restore(
     cancelled: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Profile> {
-    if dir.join(PROFILE_FILE).exists() {
-        return Err(Error::ProfileExists(dir.to_owned()));
-    }
+    check_target(dir)?;
     let file = File::open(backup).map_err(|e| io("open", &e))?;
     let total = file.metadata().map_err(|e| io("read", &e))?.len();
     let mut input = BufReader::with_capacity(1 << 20, file);
-    let mut header = [0u8; BACKUP_HEADER_LEN];
-    input.read_exact(&mut header).map_err(|_| Error::NotABackup)?;
-    let header = BackupHeader::decode(&header).map_err(|problem| match problem {
-        HeaderProblem::NotABackup => Error::NotABackup,
-        HeaderProblem::NewerFormat(version) => Error::BackupNewerFormat(version),
-        HeaderProblem::Malformed(what) => Error::BackupDamaged(what),
-    })?;
+    let header = read_header(&mut input)?;
     let key = BackupKey::derive(passphrase, &header.kdf)?;
     if !header.accepts(&key)? {
         return Err(Error::BackupWrongPassphrase);
@@ -62,25 +56,90 @@ pub fn restore(
     let mut reader = SealedReader::new(input, header, key);
 
     let staging = staging_dir(dir)?;
-    let restored = match read_into(&mut reader, &staging, keystore.clone(), cancelled, &mut |read| {
+    let made = read_into(&mut reader, &staging, keystore.clone(), cancelled, &mut |read| {
         progress(Progress { done: read, total })
-    }) {
-        Ok(profile) => profile,
-        Err(error) => {
-            // Nothing half-restored stays: not the directory, not the keys.
-            let _ = Profile::remove(&staging, keystore.as_ref());
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(error);
+    })
+    .and_then(|profile| {
+        drop(profile);
+        if dir.exists() {
+            // An empty folder the user chose: the restored one takes its place.
+            std::fs::remove_dir(dir).map_err(|e| io("replace", &e))?;
         }
-    };
-    drop(restored);
-    if dir.exists() {
-        // An empty folder the user chose: the restored one takes its place.
-        std::fs::remove_dir(dir).map_err(|e| io("replace", &e))?;
+        std::fs::rename(&staging, dir).map_err(|e| io("move", &e))
+    });
+    if let Err(error) = made {
+        discard(&staging, keystore.as_ref());
+        return Err(error);
     }
-    std::fs::rename(&staging, dir).map_err(|e| io("move", &e))?;
     progress(Progress { done: total, total });
     Profile::open(dir, keystore)
+}
+
+/// Deletes a half-made restore: its credential-store entries, then its folder. Should the store refuse, the folder
+/// stays (it names the entries), and [`sweep_unfinished`] tries again at the next start.
+pub(super) fn discard(staging: &Path, keystore: &dyn Keystore) {
+    let forgotten = match staging.join(PROFILE_FILE).exists() {
+        true => Profile::remove(staging, keystore).map_err(|e| e.to_string()),
+        false => Ok(()),
+    };
+    match forgotten {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(staging);
+        }
+        Err(error) => {
+            tracing::warn!(dir = %staging.display(), %error, "a half-made restore stays until its keys can go")
+        }
+    }
+}
+
+/// Whether `name` is a folder a restore was making (see [`staging_dir`]): never a profile to list.
+pub fn is_unfinished_restore(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".restoring-")
+}
+
+/// Deletes the restores a crash or a quit left unfinished in `parent` (with their credential-store entries).
+pub fn sweep_unfinished(parent: &Path, keystore: &dyn Keystore) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        if is_unfinished_restore(&entry.file_name().to_string_lossy()) {
+            discard(&entry.path(), keystore);
+        }
+    }
+}
+
+/// A restore goes into a folder that does not exist, or an empty one: never over anything.
+fn check_target(dir: &Path) -> Result<()> {
+    if dir.join(PROFILE_FILE).exists() {
+        return Err(Error::ProfileExists(dir.to_owned()));
+    }
+    let empty = match std::fs::read_dir(dir) {
+        Err(error) => error.kind() == std::io::ErrorKind::NotFound,
+        Ok(mut entries) => entries.next().is_none(),
+    };
+    match empty {
+        true => Ok(()),
+        false => Err(Error::BackupIo {
+            action: "restore into",
+            reason: format!("{} is not an empty folder", dir.display()),
+        }),
+    }
+}
+
+/// The header, or why the file is not one to restore.
+fn read_header<R: Read>(input: &mut R) -> Result<BackupHeader> {
+    let mut header = Vec::with_capacity(BACKUP_HEADER_LEN);
+    input
+        .take(BACKUP_HEADER_LEN as u64)
+        .read_to_end(&mut header)
+        .map_err(|e| io("read", &e))?;
+    if header.len() < BACKUP_HEADER_LEN && header.starts_with(&magpie_proto::backup::BACKUP_MAGIC[..]) {
+        return Err(damaged("the file ends early: it was cut short"));
+    }
+    BackupHeader::decode(&header).map_err(|problem| match problem {
+        HeaderProblem::NotABackup => Error::NotABackup,
+        HeaderProblem::NewerFormat(version) => Error::BackupNewerFormat(version),
+        HeaderProblem::Malformed(what) => Error::BackupDamaged(what),
+    })
 }
 
 /// A new directory beside `dir` for the profile while it is made.
@@ -137,7 +196,7 @@ fn read_into<R: Read>(
         history.set_registration(&registration)?;
     }
 
-    let mut contacts: Vec<Contact> = Vec::new();
+    let mut contacts: HashSet<Username> = HashSet::new();
     let mut marks: HashMap<Username, Marks> = HashMap::new();
     let mut messages = 0u64;
     // Messages with their old places, written a few records at a time.
@@ -148,19 +207,29 @@ fn read_into<R: Read>(
         }
         match reader.record()? {
             Record::Contact(_) if messages > 0 => return Err(damaged("a contact after the messages")),
+            Record::Contact(_) if contacts.len() >= MAX_CONTACTS => {
+                return Err(damaged("more contacts than any Magpie backs up"))
+            }
             Record::Contact(contact) => {
                 let mut contact = *contact;
-                marks.insert(
-                    contact.username.clone(),
-                    Marks {
-                        read_up_to: contact.read_up_to.take(),
-                        rekeys: std::mem::take(&mut contact.rekeys).into(),
+                if !contacts.insert(contact.username.clone()) {
+                    return Err(damaged("a contact in it twice"));
+                }
+                let mut rekeys = std::mem::take(&mut contact.rekeys);
+                rekeys.drain(..rekeys.len().saturating_sub(REKEY_MARKS));
+                if contact.read_up_to.is_some() || !rekeys.is_empty() {
+                    let mark = Marks {
+                        read_up_to: contact.read_up_to,
+                        rekeys: rekeys.into(),
                         ..Marks::default()
-                    },
-                );
-                // No session comes back: a new handshake before anything is sealed for this contact.
+                    };
+                    marks.insert(contact.username.clone(), mark);
+                }
+                // No session comes back: a new handshake before anything is sealed for this contact. Its read mark
+                // and dividers are set once the messages have their new places.
+                contact.read_up_to = None;
                 contact.rehandshake = true;
-                contacts.push(contact);
+                history.put_contact(&contact)?;
             }
             Record::Messages {
                 messages: batch,
@@ -189,15 +258,19 @@ fn read_into<R: Read>(
             Record::Profile { .. } => return Err(damaged("it holds two profiles")),
         }
     }
-    for mut contact in contacts {
-        let mark = marks.remove(&contact.username).unwrap_or_default();
-        contact.read_up_to = mark.new_read_up_to;
-        contact.rekeys = mark.new_rekeys;
+    for (peer, mark) in marks {
+        let mut rekeys = mark.new_rekeys;
         // Dividers after the last message restored go after it.
         for _ in mark.rekeys {
-            contact.rekeys.push(history.mark_position()?);
+            rekeys.push(history.mark_position()?);
         }
-        history.put_contact(&contact)?;
+        history.update_contact(&peer, |slot| {
+            if let Some(contact) = slot {
+                contact.read_up_to = mark.new_read_up_to;
+                contact.rekeys = rekeys;
+            }
+            Ok(())
+        })?;
     }
     history.flush()?;
     Ok(profile)
@@ -219,15 +292,16 @@ fn restore_batch(history: &History, pending: Vec<(Message, u64)>, marks: &mut Ha
         let Appended::New(new) = outcome else {
             return Err(damaged("a message in it twice"));
         };
-        let new = new.value();
-        let mark = marks.entry(message.peer.clone()).or_default();
-        if mark.read_up_to.is_some_and(|read| old <= read) {
-            mark.new_read_up_to = Some(new);
-        }
-        // A divider sits before every message at or after its position.
-        while mark.rekeys.front().is_some_and(|&position| position <= old) {
-            mark.rekeys.pop_front();
-            mark.new_rekeys.push(new);
+        if let Some(mark) = marks.get_mut(&message.peer) {
+            let new = new.value();
+            if mark.read_up_to.is_some_and(|read| old <= read) {
+                mark.new_read_up_to = Some(new);
+            }
+            // A divider sits before every message at or after its position.
+            while mark.rekeys.front().is_some_and(|&position| position <= old) {
+                mark.rekeys.pop_front();
+                mark.new_rekeys.push(new);
+            }
         }
         if message.kind == MessageKind::File {
             history.put_file_record(&FileRecord {

@@ -10,8 +10,9 @@ use zeroize::Zeroizing;
 use super::{damaged, Record};
 use crate::error::{Error, Result};
 
-/// The largest record a reader accepts (a batch of messages with their previews stays far below).
-pub(super) const MAX_RECORD_BYTES: usize = 64 << 20;
+/// The largest record a reader accepts: writers keep a batch of messages near 4 MiB (a message is at most 32 KiB of
+/// text), and what a hostile record costs while it is parsed stays bounded.
+pub(super) const MAX_RECORD_BYTES: usize = 8 << 20;
 
 /// Seals what is written into segments and writes them to `out`.
 pub(super) struct SealedWriter<W: Write> {
@@ -19,6 +20,8 @@ pub(super) struct SealedWriter<W: Write> {
     header: BackupHeader,
     key: BackupKey,
     buffer: Zeroizing<Vec<u8>>,
+    /// A record's JSON while it is written (room for the largest: it never grows, so never leaves a copy).
+    json: Zeroizing<Vec<u8>>,
     index: u64,
     written: u64,
 }
@@ -32,19 +35,32 @@ impl<W: Write> SealedWriter<W> {
             header,
             key,
             buffer: Zeroizing::new(Vec::with_capacity(header.segment_bytes as usize)),
+            json: Zeroizing::new(Vec::with_capacity(MAX_RECORD_BYTES + 1)),
             index: 0,
             written: 0,
         })
     }
 
     pub(super) fn record(&mut self, record: &Record) -> Result<()> {
-        let json = Zeroizing::new(serde_json::to_vec(record).map_err(|_| Error::Crypto("encoding failed"))?);
+        // Into one buffer that never moves (a growing one would leave copies of the text, unwiped, behind).
+        let mut json = std::mem::take(&mut self.json);
+        json.clear();
+        let encoded = serde_json::to_writer(&mut *json, record).map_err(|_| Error::Crypto("encoding failed"));
+        let written = encoded.and_then(|()| self.frame(&json));
+        self.json = json;
+        written
+    }
+
+    fn frame(&mut self, json: &[u8]) -> Result<()> {
         let len = u32::try_from(json.len())
             .ok()
             .filter(|&len| len as usize <= MAX_RECORD_BYTES)
-            .ok_or(Error::Crypto("a backup record too large"))?;
+            .ok_or_else(|| Error::BackupIo {
+                action: "write",
+                reason: "a batch of messages grew larger than a backup record may be".into(),
+            })?;
         self.write(&len.to_be_bytes())?;
-        self.write(&json)
+        self.write(json)
     }
 
     fn write(&mut self, mut data: &[u8]) -> Result<()> {

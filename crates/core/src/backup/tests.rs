@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::*;
 use crate::history::{Appended, Cursor, Delivery, Direction, FileState, Message};
 use crate::keystore::{Keystore, MemoryKeystore};
+use base64::Engine as _;
 use magpie_tests::{identity, username};
 
 const PASSPHRASE: &str = "correct horse battery";
@@ -275,4 +276,123 @@ fn short_passphrases_and_cancels_write_nothing() {
         })
         .count();
     assert_eq!(temps, 0, "the temporary file went with the cancel");
+}
+
+/// A backup made of `records` as given (a hostile or broken writer), sealed like any other.
+fn crafted(dir: &std::path::Path, records: &[Record]) -> std::path::PathBuf {
+    let (kdf, segment) = quick();
+    let key = magpie_proto::backup::BackupKey::derive(PASSPHRASE, &kdf).unwrap();
+    let mut header = BackupHeader::new(kdf, &key).unwrap();
+    header.segment_bytes = segment;
+    let path = dir.join("crafted.magpie-backup");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = stream::SealedWriter::new(file, header, key).unwrap();
+    for record in records {
+        writer.record(record).unwrap();
+    }
+    writer.finish().unwrap();
+    path
+}
+
+fn profile_record() -> Record {
+    let der = identity("alice").to_pkcs8_der().unwrap();
+    Record::Profile {
+        username: username("alice"),
+        relay_url: None,
+        created_at: 0,
+        registration: None,
+        identity_key: zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der.expose_secret())),
+    }
+}
+
+#[test]
+fn contacts_twice_or_after_messages_are_refused_and_nothing_stays() {
+    let root = tempfile::tempdir().unwrap();
+    let bob = || {
+        Record::Contact(Box::new(Contact::new(
+            username("bob"),
+            identity("bob").fingerprint().unwrap(),
+        )))
+    };
+    let text = || Record::Messages {
+        messages: vec![message("bob", "hi", Direction::Incoming, Delivery::Received)],
+        cursors: vec![1],
+    };
+    let cases: Vec<(&str, Vec<Record>)> = vec![
+        (
+            "twice",
+            vec![
+                profile_record(),
+                bob(),
+                bob(),
+                Record::End {
+                    contacts: 2,
+                    messages: 0,
+                },
+            ],
+        ),
+        (
+            "after a message",
+            vec![
+                profile_record(),
+                text(),
+                bob(),
+                Record::End {
+                    contacts: 1,
+                    messages: 1,
+                },
+            ],
+        ),
+        (
+            "no profile first",
+            vec![
+                bob(),
+                Record::End {
+                    contacts: 1,
+                    messages: 0,
+                },
+            ],
+        ),
+    ];
+    for (what, records) in cases {
+        let path = crafted(root.path(), &records);
+        let keystore = Arc::new(MemoryKeystore::default());
+        let keys: Arc<dyn Keystore> = keystore.clone();
+        let target = root.path().join("restored");
+        let never = AtomicBool::new(false);
+        let refused = restore(&path, PASSPHRASE, &target, keys, &never, &mut |_| {}).unwrap_err();
+        assert!(matches!(refused, Error::BackupDamaged(_)), "{what}: {refused:?}");
+        assert!(!target.exists() && keystore.is_empty(), "{what}: nothing stays");
+        let leftovers = std::fs::read_dir(root.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "{what}: only the backup file is left");
+    }
+}
+
+#[test]
+fn a_restore_never_goes_into_a_folder_with_something_in_it() {
+    let fixture = backed_up();
+    std::fs::create_dir_all(&fixture.restored_dir).unwrap();
+    std::fs::write(fixture.restored_dir.join("notes.txt"), b"mine").unwrap();
+    let keystore = Arc::new(MemoryKeystore::default());
+    let refused = restore_with(&fixture, PASSPHRASE, &keystore).unwrap_err();
+    assert!(matches!(refused, Error::BackupIo { .. }), "{refused:?}");
+    assert_eq!(std::fs::read(fixture.restored_dir.join("notes.txt")).unwrap(), b"mine");
+    assert!(keystore.is_empty());
+    // An empty folder is taken.
+    std::fs::remove_file(fixture.restored_dir.join("notes.txt")).unwrap();
+    restore_with(&fixture, PASSPHRASE, &keystore).unwrap();
+}
+
+#[test]
+fn restores_a_crash_left_unfinished_are_swept_with_their_keys() {
+    let root = tempfile::tempdir().unwrap();
+    let keystore = Arc::new(MemoryKeystore::default());
+    let keys: Arc<dyn Keystore> = keystore.clone();
+    let staging = root.path().join(".alice.restoring-1234");
+    drop(Profile::create_with_identity(&staging, identity("alice"), keys).unwrap());
+    std::fs::create_dir(root.path().join("a-real-profile")).unwrap();
+    assert!(is_unfinished_restore(".alice.restoring-1234") && !is_unfinished_restore("alice"));
+    sweep_unfinished(root.path(), keystore.as_ref());
+    assert!(!staging.exists() && keystore.is_empty());
+    assert!(root.path().join("a-real-profile").exists());
 }

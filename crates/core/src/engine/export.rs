@@ -46,7 +46,11 @@ impl<H: Home> Client<H> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| format!("chat with {peer}"));
         let dir = text.parent().unwrap_or(Path::new("."));
-        let json_path = dir.join(format!("{stem}.json"));
+        // Beside the text, never over it (a name chosen as "chat.json").
+        let json_path = match dir.join(format!("{stem}.json")) {
+            same if same == text => dir.join(format!("{stem}.messages.json")),
+            other => other,
+        };
         let files_dir = dir.join(format!("{stem} files"));
         let mut lines = String::new();
         let mut exported = Vec::new();
