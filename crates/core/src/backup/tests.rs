@@ -11,7 +11,6 @@ use uuid::Uuid;
 use super::*;
 use crate::history::{Appended, Cursor, Delivery, Direction, FileState, Message};
 use crate::keystore::{Keystore, MemoryKeystore};
-use base64::Engine as _;
 use magpie_tests::{identity, username};
 
 const PASSPHRASE: &str = "correct horse battery";
