@@ -15,6 +15,8 @@ use memchr::memmem::Finder;
 use serde::Deserialize;
 use unicode_normalization::char::{decompose_canonical, is_combining_mark};
 
+use zeroize::Zeroizing;
+
 use crate::error::Result;
 use crate::history::Entry;
 
@@ -22,6 +24,8 @@ use crate::history::Entry;
 pub const MAX_QUERY_WORDS: usize = 16;
 /// A query word is cut to this many bytes once folded.
 const MAX_WORD_BYTES: usize = 128;
+/// Only this much of what was typed is read (a pasted page is not a query).
+const MAX_QUERY_BYTES: usize = 1024;
 
 /// A parsed search: the folded words to find. `Debug` shows how many, never which.
 #[derive(Clone)]
@@ -46,7 +50,7 @@ impl Query {
     /// The query in `text`, or `None` if it holds no word.
     pub fn parse(text: &str) -> Option<Self> {
         let mut folded = String::new();
-        fold_into(text, &mut folded, None);
+        fold_into(truncate(text, MAX_QUERY_BYTES), &mut folded, None);
         let mut words: Vec<String> = folded
             .split(|c: char| !c.is_alphanumeric())
             .filter(|word| !word.is_empty())
@@ -79,16 +83,24 @@ impl Query {
     pub fn matcher(&self) -> Matcher<'_> {
         Matcher {
             query: self,
-            folded: String::new(),
+            folded: Zeroizing::new(String::new()),
         }
     }
 }
 
-/// Tests texts against a [`Query`], reusing one buffer for the folded text.
-#[derive(Debug)]
+/// Tests texts against a [`Query`], reusing one buffer for the folded text (wiped when dropped). `Debug` shows no
+/// text.
 pub struct Matcher<'q> {
     query: &'q Query,
-    folded: String,
+    folded: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Matcher<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matcher")
+            .field("query", self.query)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Matcher<'_> {
@@ -116,7 +128,9 @@ impl Matcher<'_> {
             for at in find_word(folded, word) {
                 let end = at + word.finder.needle().len();
                 if let (Some(first), Some(last)) = (origin.get(at), origin.get(end - 1)) {
-                    ranges.push(first.start..last.end);
+                    // Through the marks that follow (they fold to nothing): never half of "é" or of "ते".
+                    let marks = text[last.end..].chars().take_while(|c| is_combining_mark(*c));
+                    ranges.push(first.start..last.end + marks.map(char::len_utf8).sum::<usize>());
                 }
             }
             if ranges.len() == before {
@@ -154,7 +168,6 @@ pub struct Hit {
 }
 
 /// Gathers a chat's matches as a store walks its messages newest first.
-#[derive(Debug)]
 pub(crate) struct Collector<'q> {
     matcher: Matcher<'q>,
     limit: usize,
@@ -293,7 +306,14 @@ pub fn snippet(text: &str, highlights: &[Range<usize>], width: usize) -> Vec<Sni
 fn find_word<'a>(folded: &'a str, word: &'a Word) -> impl Iterator<Item = usize> + 'a {
     word.finder
         .find_iter(folded.as_bytes())
-        .filter(move |&at| word.anywhere || folded[..at].chars().next_back().is_none_or(|c| !c.is_alphanumeric()))
+        // A word starts after a non-letter, or right after a character of a script without spaces ("用Python").
+        .filter(move |&at| {
+            word.anywhere
+                || folded[..at]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !c.is_alphanumeric() || is_unspaced(c))
+        })
 }
 
 /// Appends the fold of `text` to `out`; with `origin`, also the range of `text` each byte of `out` came from.
@@ -386,6 +406,8 @@ mod tests {
 
     #[test]
     fn scripts_without_spaces_match_inside_words() {
+        assert!(hits("python", "用Python写"));
+        assert!(hits("iphone", "私はiPhoneを買った"));
         assert!(hits("中文", "我们说中文吧"));
         assert!(hits("カタカナ", "これはカタカナです"));
         assert!(!hits("中国", "我们说中文吧"));
@@ -399,6 +421,8 @@ mod tests {
         assert_eq!(query.words.len(), 1);
         let many = (0..40).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
         assert_eq!(Query::parse(&many).unwrap().words.len(), MAX_QUERY_WORDS);
+        let pasted = "lorem ipsum ".repeat(100_000);
+        assert!(Query::parse(&pasted).unwrap().words.len() <= MAX_QUERY_WORDS);
         assert_eq!(format!("{query:?}"), "Query { words: 1 }");
     }
 
@@ -409,6 +433,9 @@ mod tests {
         assert_eq!(marked("lun no", "Lunch at noon, not now"), ["Lun", "no", "no", "no"]);
         assert_eq!(marked("e\u{301}t", "un été"), ["ét"]);
         assert!(marked("lunch dinner", "lunch").is_empty());
+        // A highlight takes the marks that follow its last letter: never half a character on screen.
+        assert_eq!(marked("cafe", "cafe\u{301} noir"), ["cafe\u{301}"]);
+        assert_eq!(marked("नमस्त", "नमस्ते दोस्त"), ["नमस्ते"]);
         // Overlapping words merge into one range.
         assert_eq!(marked("中文 文吧", "我们说中文吧"), ["中文吧"]);
     }

@@ -21,24 +21,23 @@ const PER_CHAT: usize = 5;
 /// The most a "Show more" or a page around a result may ask for.
 const MAX_PAGE: usize = 200;
 
-/// Searches every chat (or only `peer`'s) for `query`, sending each chat's results on `results`, most recently
-/// active chat first.
+/// Searches every chat for `query`, sending each chat's results on `results`, most recently active chat first. A
+/// newer search cancels this one.
 #[tauri::command]
 pub async fn search(
     state: State<'_, AppState>,
     query: String,
-    peer: Option<String>,
     results: Channel<SearchChat>,
 ) -> Result<SearchSummary, IpcError> {
-    let client = state.client().await?;
+    // Before anything is awaited: a search started later must always be the one that runs on.
     let cancelled = state.start_search();
+    let client = state.client().await?;
     let Some(query) = Query::parse(&query) else {
         return Ok(SearchSummary {
             total: 0,
             cancelled: false,
         });
     };
-    let peer = peer.map(|peer| username(&peer)).transpose()?;
     let flag = Arc::clone(&cancelled);
     let outcome = blocking(move || {
         let send = |chat: ChatResults| {
@@ -47,16 +46,7 @@ pub async fn search(
                 flag.store(true, Ordering::Relaxed);
             }
         };
-        let total = match &peer {
-            Some(peer) => {
-                let chat = client.search_chat(peer, &query, None, MAX_PAGE, &flag)?;
-                let total = chat.total;
-                send(chat);
-                total
-            }
-            None => client.search(&query, PER_CHAT, &flag, send)?,
-        };
-        Ok(total)
+        Ok(client.search(&query, PER_CHAT, &flag, send)?)
     })
     .await;
     match outcome {
@@ -75,13 +65,14 @@ pub async fn search(
     }
 }
 
-/// The next `limit` results in the chat with `peer` older than `before`.
+/// Up to `limit` results in the chat with `peer`, older than `before` (from the newest when `None`), in the answer
+/// itself: "Show more", and find in a chat.
 #[tauri::command]
 pub async fn search_more(
     state: State<'_, AppState>,
     query: String,
     peer: String,
-    before: u64,
+    before: Option<u64>,
     limit: usize,
 ) -> Result<SearchChat, IpcError> {
     let client = state.client().await?;
@@ -90,13 +81,7 @@ pub async fn search_more(
     let limit = limit.clamp(1, MAX_PAGE);
     blocking(move || {
         let never = AtomicBool::new(false);
-        Ok(search_chat(client.search_chat(
-            &peer,
-            &query,
-            Some(before),
-            limit,
-            &never,
-        )?))
+        Ok(search_chat(client.search_chat(&peer, &query, before, limit, &never)?))
     })
     .await
 }

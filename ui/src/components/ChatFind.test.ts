@@ -31,10 +31,8 @@ describe('ChatFind', () => {
     mockIPC((cmd, args) => {
       const a = (args ?? {}) as Args;
       calls.push({ cmd, args: a });
-      if (cmd === 'search') {
-        const send = (a.results as { onmessage: (chat: SearchChat) => void }).onmessage;
-        send({ peer: 'bob', total: 3, found: [found(30), found(20)] });
-        return { total: 3, cancelled: false };
+      if (cmd === 'search_more' && a.before === null) {
+        return { peer: 'bob', total: 3, found: [found(30), found(20)] } satisfies SearchChat;
       }
       if (cmd === 'search_more') return { peer: 'bob', total: 1, found: [found(10)] } satisfies SearchChat;
       return null;
@@ -48,7 +46,7 @@ describe('ChatFind', () => {
     await fireEvent.input(input, { target: { value: 'LUN' } });
     await fireEvent.keyDown(input, { key: 'Enter' });
     await waitFor(() => expect(screen.getByTestId('chat-find-status').textContent).toBe('1 of 3'));
-    expect(calls[0]).toMatchObject({ cmd: 'search', args: { query: 'LUN', peer: 'bob' } });
+    expect(calls[0]).toEqual({ cmd: 'search_more', args: { query: 'LUN', peer: 'bob', before: null, limit: 50 } });
     expect(shown).toEqual(['m30']);
 
     await fireEvent.keyDown(input, { key: 'Enter' });
@@ -63,7 +61,7 @@ describe('ChatFind', () => {
   });
 
   it('says when nothing matches', async () => {
-    mockIPC(() => ({ total: 0, cancelled: false }));
+    mockIPC(() => ({ peer: 'bob', total: 0, found: [] }) satisfies SearchChat);
     render(ChatFind, { peer: 'bob', onShow: () => {}, onClose: () => {} });
     const input = screen.getByTestId('chat-find-input');
     await fireEvent.input(input, { target: { value: 'zebra' } });

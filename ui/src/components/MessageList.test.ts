@@ -64,6 +64,10 @@ function mockChat(total: number, rekeys: number[] = []) {
   return calls;
 }
 
+function history(calls: { cmd: string }[]): string[] {
+  return calls.map((c) => c.cmd);
+}
+
 function rowIds(): string[] {
   return screen.queryAllByTestId(/^message-m\d+$/).map((el) => el.dataset.testid!.slice('message-'.length));
 }
@@ -223,6 +227,29 @@ describe('MessageList', () => {
     await waitFor(() => expect(rowIds()).toContain(`m${TOTAL - 1}`));
     expect(calls.filter((c) => c.cmd === 'messages')[0]!.args).toEqual({ peer: 'alice', before: null, limit: 50 });
     expect(screen.queryByTestId('jump-to-latest')).toBeNull();
+  });
+
+  it('keeps a live message that came while a result was shown, and shows it once the chat\'s end is loaded', async () => {
+    const calls = mockChat(TOTAL);
+    const focus = { peer: 'alice', id: `m${TOTAL - 60}`, cursor: TOTAL - 60 };
+    render(MessageList, { peer: 'alice', viewportHeight: 600, estimatedRowHeight: 60, focus });
+    await waitFor(() => expect(rowIds()).toContain(`m${TOTAL - 60}`));
+    await send({ type: 'message', message: message(TOTAL + 1) });
+    await waitFor(() => expect(screen.getByTestId('jump-to-latest').textContent).toContain('1 new message'));
+
+    const list = screen.getByTestId('message-list');
+    for (let i = 0; i < 5 && !rowIds().includes(`m${TOTAL + 1}`); i++) {
+      list.scrollTop = 1_000_000;
+      await fireEvent.scroll(list);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await waitFor(() => expect(history(calls)).toContain('messages_after'));
+    await waitFor(() => {
+      list.scrollTop = 1_000_000;
+      void fireEvent.scroll(list);
+      expect(rowIds()).toContain(`m${TOTAL + 1}`);
+    });
+    expect(rowIds().filter((id) => id === `m${TOTAL + 1}`)).toHaveLength(1);
   });
 
   it('shows a "new session keys" divider after a re-key', async () => {

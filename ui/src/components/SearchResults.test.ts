@@ -67,7 +67,8 @@ describe('SearchResults', () => {
     expect(screen.getByTestId('search-status').textContent).toBe('Searching messages…');
     const marks = [...document.querySelectorAll('mark')].map((m) => m.textContent);
     expect(marks).toEqual(['Café', 'café']);
-    expect(calls[0]!.args).toMatchObject({ query: 'cafe', peer: null });
+    expect(calls[0]!.args).toMatchObject({ query: 'cafe' });
+    expect(calls[0]!.args).not.toHaveProperty('peer');
 
     release();
     await waitFor(() => expect(screen.getByTestId('search-status').textContent).toBe('4 messages found.'));
@@ -91,6 +92,17 @@ describe('SearchResults', () => {
       args: { query: 'cafe', peer: 'bob', before: 7, limit: 20 },
     });
     expect(screen.queryByTestId('search-more')).toBeNull();
+  });
+
+  it('asks for one page at a time however often "Show more" is clicked', async () => {
+    const calls = mockSearch();
+    const search = new MessageSearch(0);
+    render(SearchResults, { search, onOpen: () => {} });
+    await search.run('cafe');
+    const more = screen.getByTestId('search-more');
+    await Promise.all([fireEvent.click(more), fireEvent.click(more), search.more('bob')]);
+    await waitFor(() => expect(screen.getAllByTestId('search-hit')).toHaveLength(4));
+    expect(calls.filter((c) => c.cmd === 'search_more')).toHaveLength(1);
   });
 
   it('drops results of a search a newer one replaced, and says when nothing matched', async () => {

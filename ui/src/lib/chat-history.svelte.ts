@@ -10,8 +10,9 @@ export interface HistoryOptions {
   peer: () => string;
   /** Messages fetched per request. */
   pageSize: () => number;
-  /** Applies a change to the rows, keeping the view in place (or at the bottom, with `toBottom`). */
-  change: (apply: () => void, toBottom?: boolean) => void;
+  /** Applies a change to the rows, keeping the view in place (or at the bottom, with `toBottom`; held where it is
+   *  even at the bottom, with `anchored`). */
+  change: (apply: () => void, toBottom?: boolean, anchored?: boolean) => void;
   /** The view is near enough to the top to want the page before. */
   nearTop: () => boolean;
   /** The view is near enough to the bottom to want the page after (when opened at a search result). */
@@ -42,6 +43,9 @@ export class ChatHistory {
   #destroyed = false;
   /** Bumped when the loaded window is replaced (opened at a result, or back to the newest). */
   #epoch = 0;
+  /** Live messages that arrived while newer ones were not loaded (a search result's window): they join when the
+   *  window reaches the chat's end, so none is lost to a page read just before it was stored. */
+  #waiting: MessageItem[] = [];
 
   constructor(options: HistoryOptions) {
     this.#options = options;
@@ -58,7 +62,7 @@ export class ChatHistory {
         this.#rekeyPositions = page.rekeys;
         this.loaded = true;
       },
-      true,
+      'bottom',
     );
     if (!loaded) return;
     await tick();
@@ -130,10 +134,14 @@ export class ChatHistory {
     const loaded = await this.#fetch(
       () => messagesAfter(peer(), after, pageSize()),
       (page) => {
-        this.items = mergeMessages(this.items, page.messages);
         this.hasNewer = page.has_newer && page.messages.length > 0;
+        // At the chat's end: the live messages that waited meanwhile join (each once).
+        const waited = this.hasNewer ? [] : this.#waiting;
+        this.items = mergeMessages(this.items, [...page.messages, ...waited]);
+        if (!this.hasNewer) this.#waiting = [];
         this.#rekeyPositions = page.rekeys;
       },
+      'anchored',
     );
     if (!loaded) return;
     await tick();
@@ -143,20 +151,25 @@ export class ChatHistory {
   /** The loaded messages are about to be replaced: answers to requests made before are dropped. */
   #replaceWindow() {
     this.#epoch++;
+    this.#waiting = [];
     this.loading = false;
     this.loadError = null;
   }
 
   /** Runs one page request and applies its answer, unless the list went away or its window was replaced
    *  meanwhile; true when applied. */
-  async #fetch<T>(request: () => Promise<T>, apply: (page: T) => void, toBottom = false): Promise<boolean> {
+  async #fetch<T>(
+    request: () => Promise<T>,
+    apply: (page: T) => void,
+    place: 'kept' | 'bottom' | 'anchored' = 'kept',
+  ): Promise<boolean> {
     const epoch = this.#epoch;
     const current = () => !this.#destroyed && epoch === this.#epoch;
     this.loading = true;
     try {
       const page = await request();
       if (!current()) return false;
-      this.#options.change(() => apply(page), toBottom);
+      this.#options.change(() => apply(page), place === 'bottom', place === 'anchored');
       return true;
     } catch (error) {
       if (current()) this.loadError = describeError(error);
@@ -180,6 +193,7 @@ export class ChatHistory {
     }
     if (this.hasNewer) {
       if (message.direction === 'outgoing') void this.jumpToNewest();
+      else if (!this.#waiting.some((m) => m.id === message.id)) this.#waiting = [...this.#waiting, message];
       return message.direction === 'incoming';
     }
     this.#options.change(() => {
@@ -200,9 +214,14 @@ export class ChatHistory {
     });
   }
 
-  /** Sends a failed message again; rejects with a MagpieError. */
+  /** Sends a failed message again; rejects with a MagpieError. The new message is at the chat's end: away from a
+   *  search result's window, the list goes there. */
   async retry(id: string) {
     const fresh = await retryMessage(this.#options.peer(), id);
+    if (this.hasNewer) {
+      await this.jumpToNewest();
+      return;
+    }
     this.#options.change(() => {
       this.items = mergeMessages(
         this.items.filter((m) => m.id !== id),

@@ -150,17 +150,19 @@ export function messagesAfter(peer: string, after: number, limit: number): Promi
 // --- search ---
 
 /**
- * Searches every chat (or only `peer`'s) for the words of `query`; each chat's results arrive through `onChat` as
- * soon as that chat is searched, most recently active chat first. A newer search cancels this one.
+ * Searches every chat for the words of `query`; each chat's results arrive through `onChat` as soon as that chat
+ * is searched, most recently active chat first (the last may come just after the answer). A newer search cancels
+ * this one.
  */
-export function search(
-  query: string,
-  peer: string | null,
-  onChat: (chat: SearchChat) => void,
-): Promise<SearchSummary> {
+export function search(query: string, onChat: (chat: SearchChat) => void): Promise<SearchSummary> {
   const results = new Channel<SearchChat>();
   results.onmessage = onChat;
-  return call<SearchSummary>('search', { query, peer, results });
+  return call<SearchSummary>('search', { query, results });
+}
+
+/** Up to `limit` results in one chat, older than `before` (the newest when null), in the answer itself. */
+export function searchMore(query: string, peer: string, before: number | null, limit: number): Promise<SearchChat> {
+  return call<SearchChat>('search_more', { query, peer, before, limit });
 }
 
 // --- backups and exports ---
@@ -192,11 +194,6 @@ export function restoreBackup(passphrase: string, onProgress: (p: BackupProgress
 /** Asks where to export the chat with `peer` and writes it there, not encrypted; null when the user cancels. */
 export function exportChat(peer: string): Promise<ExportDone | null> {
   return call<ExportDone | null>('export_chat', { peer });
-}
-
-/** The next `limit` results in one chat, older than `before`. */
-export function searchMore(query: string, peer: string, before: number, limit: number): Promise<SearchChat> {
-  return call<SearchChat>('search_more', { query, peer, before, limit });
 }
 
 /** Queues a message; it is in history (state "sending") when this returns. */

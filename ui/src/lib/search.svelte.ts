@@ -16,6 +16,8 @@ export class MessageSearch {
   error = $state<string | null>(null);
 
   #generation = 0;
+  /** Chats whose "Show more" is under way. */
+  #loadingMore = new Set<string>();
   #timer: ReturnType<typeof setTimeout> | null = null;
   #delay: number;
 
@@ -42,7 +44,7 @@ export class MessageSearch {
     this.error = null;
     this.running = true;
     try {
-      const summary = await search(query, null, (chat) => {
+      const summary = await search(query, (chat) => {
         if (generation === this.#generation) this.chats = [...this.chats, chat];
       });
       if (generation === this.#generation && !summary.cancelled) this.total = summary.total;
@@ -53,18 +55,25 @@ export class MessageSearch {
     }
   }
 
-  /** Loads the next results of one chat. */
+  /** Loads the next results of one chat (once at a time per chat). */
   async more(peer: string): Promise<void> {
     const chat = this.chats.find((c) => c.peer === peer);
     const before = chat?.found.at(-1)?.message.cursor;
-    if (!chat || before === null || before === undefined) return;
+    if (!chat || before === null || before === undefined || this.#loadingMore.has(peer)) return;
     const generation = this.#generation;
+    this.#loadingMore.add(peer);
     try {
       const next = await searchMore(this.query, peer, before, MORE);
       if (generation !== this.#generation) return;
-      this.chats = this.chats.map((c) => (c.peer === peer ? { ...c, found: [...c.found, ...next.found] } : c));
+      this.chats = this.chats.map((c) => {
+        if (c.peer !== peer) return c;
+        const shown = new Set(c.found.map((hit) => hit.message.id));
+        return { ...c, found: [...c.found, ...next.found.filter((hit) => !shown.has(hit.message.id))] };
+      });
     } catch (error) {
       if (generation === this.#generation) this.error = describeError(error);
+    } finally {
+      this.#loadingMore.delete(peer);
     }
   }
 

@@ -76,9 +76,13 @@ export class VirtualList<R extends { key: string }> {
     });
   }
 
-  /** Applies a change to the rows or their heights while keeping what the user looks at in place. */
-  change(apply: () => void, forceBottom = false) {
-    const atBottom = this.stick || forceBottom;
+  /**
+   * Applies a change to the rows or their heights while keeping what the user looks at in place: at the bottom
+   * when it was there (or `forceBottom`), unless `anchored` (rows added below a search result's window, where the
+   * bottom is not the chat's end).
+   */
+  change(apply: () => void, forceBottom = false, anchored = false) {
+    const atBottom = !anchored && (this.stick || forceBottom);
     const rows = this.#options.rows();
     const anchor = atBottom
       ? null
