@@ -317,7 +317,10 @@ fn find_word<'a>(folded: &'a str, word: &'a Word) -> impl Iterator<Item = usize>
 }
 
 /// Appends the fold of `text` to `out`; with `origin`, also the range of `text` each byte of `out` came from.
-fn fold_into(text: &str, out: &mut String, mut origin: Option<&mut Vec<Range<usize>>>) {
+fn fold_into(text: &str, out: &mut String, origin: Option<&mut Vec<Range<usize>>>) {
+    let Some(origin) = origin else {
+        return fold_fast(text, out);
+    };
     for (at, c) in text.char_indices() {
         let from = out.len();
         if c.is_ascii() {
@@ -329,10 +332,28 @@ fn fold_into(text: &str, out: &mut String, mut origin: Option<&mut Vec<Range<usi
                 }
             });
         }
-        if let Some(origin) = origin.as_deref_mut() {
-            let source = at..at + c.len_utf8();
-            origin.extend(std::iter::repeat_n(source, out.len() - from));
-        }
+        let source = at..at + c.len_utf8();
+        origin.extend(std::iter::repeat_n(source, out.len() - from));
+    }
+}
+
+/// [`fold_into`] without the origins, for testing every message: runs of ASCII are copied and lower-cased whole
+/// (a fifth of a million-message search went to folding a character at a time).
+fn fold_fast(mut text: &str, out: &mut String) {
+    while !text.is_empty() {
+        let ascii = text.bytes().position(|b| !b.is_ascii()).unwrap_or(text.len());
+        let from = out.len();
+        out.push_str(&text[..ascii]);
+        out[from..].make_ascii_lowercase();
+        text = &text[ascii..];
+        let mut rest = text.chars();
+        let Some(c) = rest.next() else { break };
+        decompose_canonical(c, |part| {
+            if !is_combining_mark(part) {
+                push_lower(part, out);
+            }
+        });
+        text = rest.as_str();
     }
 }
 
@@ -473,6 +494,24 @@ mod tests {
             }]
         );
         assert_eq!(format!("{parts:?}"), "[SnippetPart { len: 3, matched: false }]");
+    }
+
+    #[test]
+    fn the_fast_fold_folds_as_the_one_that_keeps_origins() {
+        for text in [
+            "",
+            "ASCII only",
+            "Café Müller, STRASSE ß ẞ ς",
+            "中文 and 日本語",
+            "e\u{301}te\u{301} 🙂",
+            "İstanbul ǅ ﬁ",
+        ] {
+            let (mut fast, mut slow, mut origin) = (String::new(), String::new(), Vec::new());
+            fold_into(text, &mut fast, None);
+            fold_into(text, &mut slow, Some(&mut origin));
+            assert_eq!(fast, slow, "{text}");
+            assert_eq!(origin.len(), slow.len(), "{text}");
+        }
     }
 
     #[test]
