@@ -8,10 +8,9 @@ use std::sync::atomic::AtomicBool;
 use magpie_api::EnvelopeKind;
 use magpie_core::history::Delivery;
 use magpie_core::{Client, Error};
-use magpie_proto::SealedMessage;
 
 use crate::common::{keystore, name, ForgetKeys};
-use crate::trust::{pair_at, Operator};
+use crate::trust::{assert_sealed_once, pair_at, Operator};
 
 const PASSPHRASE: &str = "a long and memorable passphrase";
 
@@ -98,20 +97,8 @@ async fn alice_restores_her_backup_on_a_new_computer_and_chats_on() {
     collect(&mut sent);
     bob.client.sync().await.unwrap();
 
-    let counters: Vec<(Vec<u8>, u64)> = sent
-        .iter()
-        .map(|body| SealedMessage::from_json(body).unwrap())
-        .filter(|sealed| sealed.from == "alice")
-        .map(|sealed| (sealed.session_id, sealed.n))
-        .collect();
     // One, two, the receipt for Bob's hello, three; then the new session's two texts.
-    assert_eq!(counters.len(), 6, "{counters:?}");
-    let unique: std::collections::HashSet<_> = counters.iter().collect();
-    assert_eq!(
-        unique.len(),
-        counters.len(),
-        "a (session, counter) sealed twice: {counters:?}"
-    );
+    assert_sealed_once(sent.iter(), "alice", 6);
     let received: Vec<String> = bob
         .client
         .last_messages(&alice_name, 10)

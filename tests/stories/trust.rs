@@ -631,19 +631,7 @@ async fn item09_a_restored_copy_never_reuses_a_send_counter() {
     sent.extend(operator.read("bob", EnvelopeKind::Message));
     bob.client.sync().await.unwrap();
 
-    let counters: Vec<(Vec<u8>, u64)> = sent
-        .iter()
-        .map(|body| SealedMessage::from_json(body).unwrap())
-        .filter(|sealed| sealed.from == "alice")
-        .map(|sealed| (sealed.session_id, sealed.n))
-        .collect();
-    assert_eq!(counters.len(), 5, "{counters:?}");
-    let unique: std::collections::HashSet<_> = counters.iter().collect();
-    assert_eq!(
-        unique.len(),
-        counters.len(),
-        "a (session, counter) sealed twice: {counters:?}"
-    );
+    assert_sealed_once(sent.iter(), "alice", 5);
     let received: Vec<String> = bob
         .client
         .last_messages(&name("alice"), 10)
@@ -652,6 +640,22 @@ async fn item09_a_restored_copy_never_reuses_a_send_counter() {
         .map(|entry| entry.message.body)
         .collect();
     assert_eq!(received, ["one", "two", "three", "too soon", "four"]);
+}
+
+/// Checks that `from` sealed `count` of the envelopes `sent` and no two with one (session, counter).
+pub(crate) fn assert_sealed_once<'a>(sent: impl Iterator<Item = &'a Vec<u8>>, from: &str, count: usize) {
+    let counters: Vec<(Vec<u8>, u64)> = sent
+        .map(|body| SealedMessage::from_json(body).unwrap())
+        .filter(|sealed| sealed.from == from)
+        .map(|sealed| (sealed.session_id, sealed.n))
+        .collect();
+    assert_eq!(counters.len(), count, "{counters:?}");
+    let unique: std::collections::HashSet<_> = counters.iter().collect();
+    assert_eq!(
+        unique.len(),
+        counters.len(),
+        "a (session, counter) sealed twice: {counters:?}"
+    );
 }
 
 /// Alice asked Bob and Bob accepted; the rest of the handshake has not happened yet.

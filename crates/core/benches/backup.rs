@@ -26,6 +26,10 @@ use magpie_proto::{Identity, Username};
 
 #[path = "common/fill.rs"]
 mod fill;
+#[path = "common/process.rs"]
+mod process;
+
+use process::{dir_size, status_kb};
 
 const PASSPHRASE: &str = "a passphrase for the benchmark";
 const STEP_ENV: &str = "MAGPIE_BENCH_STEP";
@@ -63,7 +67,7 @@ fn main() {
     step("backup");
     step("restore");
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
-    let history_bytes = size_of(&profile_dir.join(HISTORY_DIR));
+    let history_bytes = dir_size(&profile_dir.join(HISTORY_DIR));
     let backup_bytes = std::fs::metadata(dir.join("alice.backup")).unwrap().len();
     println!(
         "history_mb={:.0} backup_mb={:.0} (history on disk is sled's files, with the space it keeps)",
@@ -92,7 +96,7 @@ fn run_step(step: &str, dir: &Path) {
                 "backup_s={:.1} backup_messages={} backup_rss_mb={:.0}",
                 started.elapsed().as_secs_f64(),
                 summary.messages,
-                peak_rss_mb()
+                status_kb("VmHWM") as f64 / 1024.0
             )
         }
         _ => {
@@ -113,7 +117,7 @@ fn run_step(step: &str, dir: &Path) {
             format!(
                 "restore_s={:.1} restored_messages={messages} restore_rss_mb={:.0}",
                 elapsed.as_secs_f64(),
-                peak_rss_mb()
+                status_kb("VmHWM") as f64 / 1024.0
             )
         }
     };
@@ -136,29 +140,4 @@ fn load_keys(dir: &Path, keystore: &dyn Keystore) {
             .store(&account, &std::fs::read(dir.join(KEYS).join(&account)).unwrap())
             .unwrap();
     }
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
-fn size_of(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                size_of(&entry.path())
-            } else {
-                meta.len()
-            }
-        })
-        .sum()
 }

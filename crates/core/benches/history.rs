@@ -20,6 +20,11 @@ use magpie_core::history::{Delivery, Direction, HistoryKey, Message};
 use magpie_core::History;
 use magpie_proto::{MessageKind, Username};
 
+#[path = "common/process.rs"]
+mod process;
+
+use process::{dir_size, status_kb};
+
 const BATCH: usize = 1_000;
 const WARM_LOADS: usize = 2_000;
 const REOPEN_ENV: &str = "MAGPIE_BENCH_REOPEN_DIR";
@@ -61,7 +66,7 @@ fn fill(dir: &Path, key: &HistoryKey, n: usize) {
     }
     history.flush().unwrap();
     let fill = started.elapsed();
-    let size: u64 = walk(dir);
+    let size: u64 = dir_size(dir);
     println!(
         "filled messages={n} (99% bob, 1% carol) fill_s={:.1} per_msg_us={:.1} disk_mb={:.0} fill_rss_mb={:.0} \
          fill_peak_rss_mb={:.0}",
@@ -149,28 +154,4 @@ fn message(peer: &Username, i: usize) -> Message {
             Delivery::Received
         },
     }
-}
-
-fn status_kb(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn walk(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                walk(&entry.path())
-            } else {
-                meta.len()
-            }
-        })
-        .sum()
 }

@@ -25,6 +25,10 @@ use magpie_proto::Username;
 
 #[path = "common/fill.rs"]
 mod fill;
+#[path = "common/process.rs"]
+mod process;
+
+use process::status_kb;
 
 use fill::{fill, peers};
 
@@ -99,13 +103,4 @@ fn search_all(history: &History, peers: &[Username], query: &Query) -> (Option<D
         shown += found.hits.len();
     }
     (first, started.elapsed(), total, shown)
-}
-
-fn status_kb(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
