@@ -87,4 +87,18 @@ pub async fn finds_a_message(client: &Client, me: &str, them: &Terminal) {
     picture(client, "find-in-chat.png").await;
     type_into(client, "chat-find-input", &char::from(Key::Escape).to_string()).await;
     gone(client, "chat-find", "the find bar to close").await;
+
+    // Ctrl+/ lists the shortcuts.
+    let keys = format!("{}/{}", char::from(Key::Control), char::from(Key::Null));
+    crate::window::element(client, "compose-input")
+        .await
+        .send_keys(&keys)
+        .await
+        .unwrap();
+    let shortcuts = text_of(client, "shortcuts-dialog").await;
+    assert!(shortcuts.contains("Find in the open chat"), "{shortcuts}");
+    settled(client).await;
+    picture(client, "shortcuts.png").await;
+    click(client, "shortcuts-close").await;
+    gone(client, "shortcuts-dialog", "the shortcuts to close").await;
 }

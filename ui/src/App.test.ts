@@ -124,6 +124,29 @@ describe('with a profile', () => {
   });
 });
 
+describe('keyboard', () => {
+  it('lists the shortcuts on Ctrl+/, opens Settings on Ctrl+, and moves between chats with Alt+arrows', async () => {
+    start({ profiles: ['alice'], chats: [makeChat('bob'), makeChat('carol')] });
+    await waitFor(() => expect(screen.getByTestId('sidebar').textContent).toContain('carol'));
+
+    await fireEvent.keyDown(window, { key: '/', ctrlKey: true });
+    const dialog = await screen.findByTestId('shortcuts-dialog');
+    expect(dialog.textContent).toContain('Find in the open chat');
+    await fireEvent.keyDown(window, { key: 'Escape' });
+    await waitFor(() => expect(screen.queryByTestId('shortcuts-dialog')).toBeNull());
+
+    await fireEvent.keyDown(window, { key: 'ArrowDown', altKey: true });
+    await waitFor(() => expect(screen.getByTestId('conversation-peer').textContent).toBe('bob'));
+    await fireEvent.keyDown(window, { key: 'ArrowDown', altKey: true });
+    await waitFor(() => expect(screen.getByTestId('conversation-peer').textContent).toBe('carol'));
+    await fireEvent.keyDown(window, { key: 'ArrowUp', altKey: true });
+    await waitFor(() => expect(screen.getByTestId('conversation-peer').textContent).toBe('bob'));
+
+    await fireEvent.keyDown(window, { key: ',', ctrlKey: true });
+    expect(await screen.findByTestId('settings-dialog')).toBeTruthy();
+  });
+});
+
 describe('events', () => {
   it('shows the relay connection state as it changes', async () => {
     start({ profiles: ['alice'], connection: 'connecting' });
