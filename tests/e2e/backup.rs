@@ -59,6 +59,7 @@ pub async fn exports_backs_up_and_restores(client: &Client, me: &str, peer: &str
     assert_eq!(refused, "That passphrase does not open this backup.");
     settled(client).await;
     picture(client, "restore.png").await;
+    crate::axe::check(client, "restore").await;
     let field = crate::window::element(client, "restore-passphrase").await;
     field.clear().await.unwrap();
     type_into(client, "restore-passphrase", PASSPHRASE).await;

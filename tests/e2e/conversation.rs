@@ -92,6 +92,12 @@ pub async fn with_the_terminal(client: &Client, me: &str, them: &Terminal, relay
     .await;
     assert_eq!(text_of(client, "verification-badge").await, "Not verified");
     picture(client, "conversation.png").await;
+    crate::axe::check(client, "conversation").await;
+    // Text contrast in the dark theme too.
+    crate::axe::choose_theme(client, "dark").await;
+    picture(client, "conversation-dark.png").await;
+    crate::axe::check(client, "conversation-dark").await;
+    crate::axe::choose_theme(client, "system").await;
 
     // Both ends compute the same safety number: the window's dialog and the terminal's `safety-number`.
     let terminal_number: Vec<String> = them

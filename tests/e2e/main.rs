@@ -14,6 +14,7 @@
     reason = "tests say what must hold by panicking, and report what they saw"
 )]
 
+mod axe;
 mod backup;
 #[path = "../stories/binaries.rs"]
 mod binaries;

@@ -33,6 +33,7 @@ pub async fn first_screen(client: &Client, picture_name: Option<&str>) {
 /// the onboarding showed it (hex in groups of four).
 pub async fn create_profile(client: &Client, name: &str) -> String {
     first_screen(client, Some("onboarding.png")).await;
+    crate::axe::check(client, "onboarding").await;
     type_into(client, "onboarding-username", name).await;
     click(client, "onboarding-create").await;
 
@@ -121,6 +122,7 @@ pub async fn about_and_settings(client: &Client, data_dir: &str, relay_url: &str
     let key_store = text_of(client, "settings-key-store").await;
     assert!(key_store.starts_with("Stored in Secret Service"), "{key_store:?}");
     picture(client, "settings.png").await;
+    crate::axe::check(client, "settings").await;
     click(client, "settings-close").await;
     gone(client, "settings-dialog", "Settings to close on Done").await;
 }

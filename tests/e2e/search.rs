@@ -53,6 +53,7 @@ pub async fn finds_a_message(client: &Client, me: &str, them: &Terminal) {
     assert_eq!(text_of(client, "search-status").await, "1 message found.");
     settled(client).await;
     picture(client, "search.png").await;
+    crate::axe::check(client, "search").await;
 
     // Choosing it opens the chat there, the message marked.
     click(client, "search-hit").await;
