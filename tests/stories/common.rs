@@ -222,8 +222,13 @@ pub struct OnlinePair {
 }
 
 pub async fn online_pair(relay: &Relay) -> OnlinePair {
-    let alice = Person::register("alice", &relay.url()).await;
-    let bob = Person::register("bob", &relay.url()).await;
+    online_pair_at(&relay.url()).await
+}
+
+/// [`online_pair`] at the relay at `url` (one a story runs its own way).
+pub async fn online_pair_at(url: &str) -> OnlinePair {
+    let alice = Person::register("alice", url).await;
+    let bob = Person::register("bob", url).await;
     // Alice's connection task runs detached for the rest of the test.
     drop(go_online(&alice.client));
     let bob_online = go_online(&bob.client);

@@ -13,7 +13,7 @@ use magpie_relay::Config;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::common::{go_online, handshake, identity, wait_for, Person};
+use crate::common::{go_online, handshake, identity, online_pair_at, wait_for, OnlinePair, Person};
 
 const MIB: usize = 1 << 20;
 
@@ -120,10 +120,7 @@ async fn first_progress(events: &mut tokio::sync::broadcast::Receiver<Event>, id
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50_mib_file_goes_each_way_and_no_profile_holds_it_in_the_clear() {
     let relay = OwnRelay::start().await;
-    let alice = Person::register("alice", &relay.url()).await;
-    let bob = Person::register("bob", &relay.url()).await;
-    let (_alice_online, _bob_online) = (go_online(&alice.client), go_online(&bob.client));
-    handshake(&alice.client, &bob.client).await;
+    let OnlinePair { alice, bob, .. } = online_pair_at(&relay.url()).await;
     let work = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     for (from, to, seed) in [(&alice, &bob, 1u8), (&bob, &alice, 2u8)] {
@@ -425,10 +422,7 @@ async fn a_cancelled_download_keeps_what_arrived_and_a_cancelled_upload_frees_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_exports_to_text_and_json_with_its_files_beside_them() {
     let relay = OwnRelay::start().await;
-    let alice = Person::register("alice", &relay.url()).await;
-    let bob = Person::register("bob", &relay.url()).await;
-    let (_alice_online, _bob_online) = (go_online(&alice.client), go_online(&bob.client));
-    handshake(&alice.client, &bob.client).await;
+    let OnlinePair { alice, bob, .. } = online_pair_at(&relay.url()).await;
     let work = tempfile::tempdir().unwrap();
     let original = write_file(work.path(), "minutes.txt", 3000, 9);
     let mut alice_events = alice.client.events();

@@ -13,7 +13,6 @@
 )]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use magpie_core::history::{Delivery, Direction, HistoryKey, Message};
@@ -27,28 +26,11 @@ use process::{dir_size, status_kb};
 
 const BATCH: usize = 1_000;
 const WARM_LOADS: usize = 2_000;
-const REOPEN_ENV: &str = "MAGPIE_BENCH_REOPEN_DIR";
 
 fn main() {
     // A fixed key: this history is a throwaway, and the measuring child must open it.
     let key = HistoryKey::from_slice(&[7; 32]).unwrap();
-    if let Ok(dir) = std::env::var(REOPEN_ENV) {
-        measure(Path::new(&dir), &key);
-        return;
-    }
-    let n: usize = std::env::var("MAGPIE_BENCH_MESSAGES").map_or(1_000_000, |v| v.parse().unwrap());
-    let temp = tempfile::tempdir().unwrap();
-    let dir = std::env::var("MAGPIE_BENCH_DIR").map_or(temp.path().to_owned(), std::path::PathBuf::from);
-    if dir.join("conf").exists() {
-        println!("reusing the history in {}", dir.display());
-    } else {
-        fill(&dir, &key, n);
-    }
-    let status = Command::new(std::env::current_exe().unwrap())
-        .env(REOPEN_ENV, &dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    process::fill_then_measure(|dir, n| fill(dir, &key, n), |dir| measure(dir, &key));
 }
 
 fn fill(dir: &Path, key: &HistoryKey, n: usize) {

@@ -14,7 +14,6 @@
 )]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -33,30 +32,15 @@ use process::status_kb;
 use fill::{fill, peers};
 
 const HITS_PER_CHAT: usize = 20;
-const REOPEN_ENV: &str = "MAGPIE_BENCH_REOPEN_DIR";
 /// Common words (one in 60 messages has "lunch"), a rare one, a prefix, accents, and a word in no message.
 const QUERIES: &[&str] = &["lunch", "zurich", "caf", "Straße morgen", "xylophone"];
 
 fn main() {
     let key = HistoryKey::from_slice(&[7; 32]).unwrap();
-    if let Ok(dir) = std::env::var(REOPEN_ENV) {
-        measure(Path::new(&dir), &key);
-        return;
-    }
-    let n: usize = std::env::var("MAGPIE_BENCH_MESSAGES").map_or(1_000_000, |v| v.parse().unwrap());
-    let temp = tempfile::tempdir().unwrap();
-    let dir = std::env::var("MAGPIE_BENCH_DIR").map_or(temp.path().to_owned(), std::path::PathBuf::from);
-    if dir.join("conf").exists() {
-        println!("reusing the history in {}", dir.display());
-    } else {
-        let history = History::open(&dir, &key).unwrap();
-        fill(&history, n);
-    }
-    let status = Command::new(std::env::current_exe().unwrap())
-        .env(REOPEN_ENV, &dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    process::fill_then_measure(
+        |dir, n| fill(&History::open(dir, &key).unwrap(), n),
+        |dir| measure(dir, &key),
+    );
 }
 
 fn measure(dir: &Path, key: &HistoryKey) {
