@@ -143,7 +143,9 @@ async fn a_push_socket_on_one_relay_gets_what_is_sent_through_another_in_order()
     tokio::spawn(connection);
     let killed = admin
         .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
+            // This test's database only: other tests run relays on the same server at the same time.
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE 'LISTEN%' AND datname = current_database()",
             &[],
         )
         .await
