@@ -49,4 +49,12 @@ secrets_up || { cat "$scratch/keyring.log" >&2; echo "the Secret Service did not
 # shellcheck disable=SC1091
 set -a && . "$scratch/keyring.env" && set +a
 
-"$@"
+status=0
+"$@" || status=$?
+if ! kill -0 "$daemon_pid" 2>/dev/null; then
+  # Seen once in a full run (a SIGTRAP inside the daemon): every credential-store call after it fails. Say so.
+  echo "keyring-session: gnome-keyring-daemon stopped while the command ran; its log:" >&2
+  cat "$scratch/keyring.log" >&2
+  ((status)) || status=1
+fi
+exit "$status"
