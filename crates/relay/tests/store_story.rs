@@ -539,7 +539,7 @@ async fn postgres_groups_keep_quotas_and_duplicates_within_a_group() {
 /// recipients, less one acknowledged meanwhile and one never stored.
 #[cfg(feature = "postgres")]
 #[tokio::test]
-async fn postgres_reads_announced_envelopes_in_announcement_order() {
+async fn postgres_pushes_announced_envelopes_in_announcement_order() {
     let Some(url) = pg::fresh_database().await else { return };
     let store = magpie_relay::store::PgStore::connect(&url, 2, Default::default())
         .await
@@ -566,12 +566,22 @@ async fn postgres_reads_announced_envelopes_in_announcement_order() {
         announced[1].clone(),
         announced[2].clone(),
     ];
-    let got: Vec<String> = store
-        .announced(&order)
+    let bodies = |envelopes: Vec<magpie_relay::store::StoredEnvelope>| {
+        envelopes.into_iter().map(|e| e.body_b64).collect::<Vec<String>>()
+    };
+    // Another relay holds none of them: it reads them, less the acknowledged one.
+    let other = magpie_relay::store::PgStore::connect(&url, 2, Default::default())
         .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.body_b64)
-        .collect();
-    assert_eq!(got, ["c2", "b1", "b2"]);
+        .unwrap();
+    assert_eq!(
+        bodies(other.to_push(&order, |_| true).await.unwrap()),
+        ["c2", "b1", "b2"]
+    );
+    // The relay that stored them pushes those it held, only to recipients connected to it, and lets go of all.
+    let held = store.to_push(&order, |to| to == "bob").await.unwrap();
+    assert_eq!(bodies(held), ["b1", "b2"]);
+    assert_eq!(
+        bodies(store.to_push(&order, |_| true).await.unwrap()),
+        ["c2", "b1", "b2"]
+    );
 }

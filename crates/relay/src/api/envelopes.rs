@@ -130,7 +130,8 @@ fn settle(state: &AppState, inserted: Inserted, to: String) -> Result<Inserted> 
     if inserted == Inserted::MailboxFull {
         return Err(Error::MailboxFull(to));
     }
-    if let Inserted::Stored(stored) = &inserted {
+    // On PostgreSQL every relay pushes what is announced, in commit order (fanout.rs).
+    if let (Inserted::Stored(stored), false) = (&inserted, state.store.announces()) {
         let pushed = state.hub.publish(&stored.to, &PushEvent::envelope(stored));
         state.metrics.envelopes_pushed.fetch_add(pushed, Relaxed);
     }

@@ -1,8 +1,8 @@
 //! The push channel: a WebSocket at `GET /v1/push` (bearer token in the upgrade request).
 //!
 //! Each stored envelope is sent, as JSON text `{"type":"envelope","cursor":…,"envelope":{…}}`, to every
-//! push connection of its recipient as soon as it is stored, before it is durable (see
-//! [`super::envelopes::stage`] for why that loses nothing). Push is a hint, not the delivery
+//! push connection of its recipient as soon as it is stored: before it is durable on an embedded store (see
+//! [`super::envelopes::stage`] for why that loses nothing), once announced on PostgreSQL (`fanout.rs`). Push is a hint, not the delivery
 //! guarantee: a client that was offline, or whose connection lagged, catches up with `GET /v1/envelopes`.
 //! A connection that falls more than [`QUEUE_DEPTH`] events behind is closed rather than silently skipping,
 //! so the client knows to catch up; so is one whose client takes nothing for `--push-write-timeout`. What a
@@ -127,7 +127,7 @@ async fn on_frame(state: &AppState, user: &str, text: &str, staged: &mpsc::Sende
 
 /// Answers staged frames in the order they came, once durable: frames of one group commit become durable
 /// together, so waiting in order costs nothing. (Staging pushed them already, in frame order, where the store
-/// answered at once; a send queued for PostgreSQL's next group is pushed here, in the same order, once stored.)
+/// answered at once; on PostgreSQL they are pushed as their group is announced.)
 async fn commit_in_order(state: AppState, mut staged: mpsc::Receiver<Staged>, replies: mpsc::Sender<Utf8Bytes>) {
     while let Some(handled) = staged.recv().await {
         let reply = match handled {
@@ -198,6 +198,13 @@ impl Hub {
             self.unsubscribe(user, id);
         }
         delivered
+    }
+
+    /// Ends `user`'s push connections (their clients reconnect and fetch what they missed).
+    pub fn disconnect(&self, user: &str) {
+        let mut map = self.connections.write().unwrap_or_else(|p| p.into_inner());
+        // Dropping a connection's sender ends it.
+        map.remove(user);
     }
 
     /// Ends every push connection (their clients reconnect and fetch what they missed).

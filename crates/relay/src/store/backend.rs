@@ -58,6 +58,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// resolves, so a caller can register several writes in order and await them later, in that order.
     fn durable_later(&self) -> Durable;
 
+    /// Whether what it stores reaches push sockets through its announcements, in commit order (`fanout.rs`),
+    /// rather than from the request that stored it.
+    fn announces(&self) -> bool {
+        false
+    }
+
     /// Whether the store answers now (the health check). Embedded stores always do.
     async fn ready(&self) -> StoreResult<()> {
         Ok(())

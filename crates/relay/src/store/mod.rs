@@ -28,7 +28,7 @@ pub use intercept::Intercept;
 pub use log::{LogStore, SEGMENT_BYTES, STORE_FORMAT};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use pg::{PgStore, SharedSettingsError};
+pub use pg::{Announced, PgStore, SharedSettingsError};
 
 /// How long the id of an acknowledged envelope is remembered, so a late retry is not delivered again.
 pub const DEDUP_RETENTION_SECS: u64 = 7 * 24 * 3600;

@@ -22,8 +22,11 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 mod blobs;
+mod held;
 mod settings;
 mod writer;
+
+pub use held::Announced;
 
 pub use settings::SharedSettingsError;
 
@@ -95,19 +98,22 @@ pub struct PgStore {
     /// For the connection that listens, which the pool does not lend.
     pg_config: tokio_postgres::Config,
     tls: postgres_openssl::MakeTlsConnector,
-    /// This relay among those on the database: it skips its own announcements.
+    /// This relay among those on the database.
     node: u64,
     writer: writer::Writer,
+    /// What the writer committed, until announced.
+    held: Arc<held::Held>,
 }
 
 /// Announcements held for a relay that handles them too slowly; past that its listener gives up (see
 /// [`Announcements::next_batch`]).
 const ANNOUNCEMENTS_QUEUED: usize = 16_384;
 
-/// Envelopes other relays stored, as [`MAIL_CHANNEL`] announces them; ends when the connection is lost.
+/// Envelopes stored through any relay, this one included, as [`MAIL_CHANNEL`] announces them; ends when the
+/// connection is lost.
 pub struct Announcements {
     _client: tokio_postgres::Client,
-    received: tokio::sync::mpsc::Receiver<(String, u64)>,
+    received: tokio::sync::mpsc::Receiver<Announced>,
 }
 
 impl fmt::Debug for Announcements {
@@ -117,10 +123,10 @@ impl fmt::Debug for Announcements {
 }
 
 impl Announcements {
-    /// The next envelopes other relays stored, at least one and at most `most`: recipient and seq, in commit
-    /// order. `None`: the connection to the database is lost (or this relay fell [`ANNOUNCEMENTS_QUEUED`] behind),
-    /// and announcements made meanwhile with it.
-    pub async fn next_batch(&mut self, most: usize) -> Option<Vec<(String, u64)>> {
+    /// The next envelopes stored, at least one and at most `most`: recipient and seq, in commit order. `None`: the
+    /// connection to the database is lost (or this relay fell [`ANNOUNCEMENTS_QUEUED`] behind), and announcements
+    /// made meanwhile with it.
+    pub async fn next_batch(&mut self, most: usize) -> Option<Vec<Announced>> {
         let mut batch = Vec::new();
         (self.received.recv_many(&mut batch, most.max(1)).await > 0).then_some(batch)
     }
@@ -171,8 +177,10 @@ impl PgStore {
         config.pool = Some(pool_config);
         let tls = postgres_openssl::MakeTlsConnector::new(tls);
         let pool = config.create_pool(Some(Runtime::Tokio1), tls.clone()).map_err(db_err)?;
+        let held = Arc::new(held::Held::default());
         let store = Self {
-            writer: writer::Writer::start(pool.clone(), node, metrics),
+            writer: writer::Writer::start(pool.clone(), node, metrics, held.clone()),
+            held,
             pool,
             pg_config: config.get_pg_config().map_err(db_err)?,
             tls,
@@ -212,12 +220,14 @@ impl PgStore {
         Ok(row.map(|row| (row.get(0), SecretBytes::new(row.get(1)))))
     }
 
-    /// Listens on its own connection for the envelopes other relays store.
+    /// Listens on its own connection for the envelopes every relay stores. What this relay held for an earlier
+    /// listener is let go: its announcements are lost.
     pub async fn announcements(&self) -> StoreResult<Announcements> {
         use futures_util::StreamExt as _;
+        self.held.clear();
         let (client, mut connection) = self.pg_config.connect(self.tls.clone()).await.map_err(db_err)?;
         let (sender, received) = tokio::sync::mpsc::channel(ANNOUNCEMENTS_QUEUED);
-        let own = self.node.to_string();
+        let held = self.held.clone();
         tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(Ok(message)) = messages.next().await {
@@ -225,11 +235,7 @@ impl PgStore {
                     continue;
                 };
                 // "<node> <recipient>:<seq> …", see writer.rs.
-                let mut parts = note.payload().split(' ');
-                if parts.next() == Some(own.as_str()) {
-                    continue;
-                }
-                let announced = parts.filter_map(|entry| {
+                let announced = note.payload().split(' ').skip(1).filter_map(|entry| {
                     let (to, seq) = entry.split_once(':')?;
                     Some((to.to_owned(), seq.parse::<u64>().ok()?))
                 });
@@ -237,6 +243,7 @@ impl PgStore {
                     break;
                 }
             }
+            held.clear();
         });
         client
             .batch_execute(&format!("LISTEN {MAIL_CHANNEL}"))
@@ -248,9 +255,50 @@ impl PgStore {
         })
     }
 
-    /// The envelopes announced as `(recipient, seq)`, in that order, less those acknowledged since: what a
-    /// relay pushes for a batch of announcements, in one query.
-    pub async fn announced(&self, announced: &[(String, u64)]) -> StoreResult<Vec<StoredEnvelope>> {
+    /// What to push for a batch of announcements: the envelopes announced for recipients that are `connected`
+    /// here, in announcement order; those this relay held, and the others read in one query (less those
+    /// acknowledged since). Every held one announced is let go, pushed or not.
+    pub async fn to_push(
+        &self,
+        announced: &[Announced],
+        connected: impl Fn(&str) -> bool,
+    ) -> StoreResult<Vec<StoredEnvelope>> {
+        let mut slots = Vec::with_capacity(announced.len());
+        let mut missing = Vec::new();
+        for key in announced {
+            let held = self.held.take(key);
+            if !connected(&key.0) {
+                continue;
+            }
+            if held.is_none() {
+                missing.push(key.clone());
+            }
+            slots.push(held);
+        }
+        let mut read = match missing.is_empty() {
+            true => Vec::new(),
+            false => self.announced(&missing).await?,
+        }
+        .into_iter()
+        .peekable();
+        let mut missing = missing.iter();
+        let mut envelopes = Vec::with_capacity(slots.len());
+        for slot in slots {
+            match slot {
+                Some(held) => envelopes.push(held),
+                None => {
+                    let key = missing.next();
+                    if let Some(e) = read.next_if(|e| key.is_some_and(|(to, seq)| &e.to == to && e.seq == *seq)) {
+                        envelopes.push(e);
+                    }
+                }
+            }
+        }
+        Ok(envelopes)
+    }
+
+    /// The envelopes announced as `(recipient, seq)`, in that order, less those acknowledged since, in one query.
+    pub async fn announced(&self, announced: &[Announced]) -> StoreResult<Vec<StoredEnvelope>> {
         let recipients: Vec<&str> = announced.iter().map(|(to, _)| to.as_str()).collect();
         let seqs = announced
             .iter()
@@ -508,6 +556,10 @@ impl Backend for PgStore {
     async fn ready(&self) -> StoreResult<()> {
         self.client().await?.simple_query("SELECT 1").await.map_err(db_err)?;
         Ok(())
+    }
+
+    fn announces(&self) -> bool {
+        true
     }
 
     fn durable_later(&self) -> Durable {

@@ -17,6 +17,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::held::Held;
 use super::{db_err, int, uint, MAIL_CHANNEL};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -41,9 +42,10 @@ pub(super) struct Writer {
 impl Writer {
     /// Starts the writer of the relay `node` on `pool`, counting its groups in `metrics` as the embedded store
     /// counts its flushes; it ends when the last handle is dropped.
-    pub(super) fn start(pool: Pool, node: u64, metrics: Arc<Metrics>) -> Self {
+    /// What it stores is held in `held` until announced.
+    pub(super) fn start(pool: Pool, node: u64, metrics: Arc<Metrics>, held: Arc<Held>) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, node, metrics, waiting));
+        tokio::spawn(run(pool, node, metrics, held, waiting));
         Self { queue }
     }
 
@@ -60,6 +62,7 @@ async fn run(
     pool: Pool,
     node: u64,
     metrics: Arc<Metrics>,
+    held: Arc<Held>,
     mut waiting: mpsc::Receiver<(NewEnvelope, MailboxQuota, Reply)>,
 ) {
     let mut group = Vec::new();
@@ -76,7 +79,7 @@ async fn run(
         }
         let size = group.len();
         let started = Instant::now();
-        match write(&pool, node, std::mem::take(&mut group)).await {
+        match write(&pool, node, &held, std::mem::take(&mut group)).await {
             Ok(answers) => {
                 metrics.record_flush(started.elapsed(), size);
                 for (reply, answer) in replies.drain(..).zip(answers) {
@@ -103,7 +106,12 @@ enum Fate {
     CopyOf(usize),
 }
 
-async fn write(pool: &Pool, node: u64, group: Vec<(NewEnvelope, MailboxQuota)>) -> StoreResult<Vec<Inserted>> {
+async fn write(
+    pool: &Pool,
+    node: u64,
+    held: &Held,
+    group: Vec<(NewEnvelope, MailboxQuota)>,
+) -> StoreResult<Vec<Inserted>> {
     let mut client = pool.get().await.map_err(db_err)?;
     let tx = client.transaction().await.map_err(db_err)?;
     let mut recipients: Vec<&str> = group.iter().map(|(e, _)| e.to.as_str()).collect();
@@ -184,8 +192,6 @@ async fn write(pool: &Pool, node: u64, group: Vec<(NewEnvelope, MailboxQuota)>) 
     let seqs = draw_seqs(&tx, new.len()).await?;
     let stored = insert(&tx, &new, &seqs).await?;
     announce(&tx, node, &new, &seqs, &stored).await?;
-    tx.commit().await.map_err(db_err)?;
-
     let stored_envelope = |i: usize| {
         let e = new[i];
         StoredEnvelope {
@@ -198,6 +204,12 @@ async fn write(pool: &Pool, node: u64, group: Vec<(NewEnvelope, MailboxQuota)>) 
             received_at: e.received_at,
         }
     };
+    // Held before the commit, since the announcement may come back before `commit` returns.
+    let holding = held.hold((0..new.len()).filter(|&i| stored[i]).map(stored_envelope));
+    if let Err(e) = tx.commit().await {
+        held.release(&holding);
+        return Err(db_err(e));
+    }
     Ok(fates
         .into_iter()
         .map(|fate| match fate {
@@ -257,7 +269,7 @@ async fn insert(tx: &deadpool_postgres::Transaction<'_>, new: &[&NewEnvelope], s
     Ok(ids.iter().map(|id| stored.contains(id)).collect())
 }
 
-/// Tells the other relays what the group stored, `"<node> <recipient>:<seq> …"`, in seq order, in as few
+/// Tells every relay (this one too: see held.rs) what the group stored, `"<node> <recipient>:<seq> …"`, in seq order, in as few
 /// notifications as the payload limit allows; delivered when the group commits.
 async fn announce(
     tx: &deadpool_postgres::Transaction<'_>,
