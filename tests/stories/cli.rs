@@ -221,6 +221,8 @@ async fn the_first_story_through_the_cli() {
         let unasked = magpie(&moved, &["backup", "--out", backup.to_str().unwrap()]);
         assert_eq!(unasked.status.code(), Some(2), "no terminal and no passphrase file");
 
+        a_locked_profile_asks_for_its_passphrase(&moved, dir.path());
+
         let unknown = magpie(&alice, &["send", "carol", "hi"]);
         assert_eq!(unknown.status.code(), Some(1));
         let unknown_stderr = String::from_utf8_lossy(&unknown.stderr);
@@ -230,6 +232,66 @@ async fn the_first_story_through_the_cli() {
     })
     .await
     .unwrap();
+}
+
+/// `magpie lock` wraps the profile's keys in the real credential store; every command then needs the passphrase,
+/// and `lock --off` puts the keys back as they were.
+fn a_locked_profile_asks_for_its_passphrase(profile: &Path, dir: &Path) {
+    use magpie_core::keystore::{Keystore as _, PlatformKeystore};
+    use magpie_core::profile::{history_account, identity_account, lock::lock_account, ProfileInfo};
+    let id = ProfileInfo::read(profile).unwrap().profile_id;
+    let store = PlatformKeystore::new();
+    let entry = |account: String| store.load(&account).unwrap().map(|s| s.expose().to_vec());
+    let raw_identity = entry(identity_account(id)).unwrap();
+    let raw_history = entry(history_account(id)).unwrap();
+    let with = |file: &Path, var: &str, args: &[&str]| {
+        Command::new(binary("magpie", "magpie"))
+            .arg("--profile")
+            .arg(profile)
+            .args(args)
+            .env(var, file)
+            .output()
+            .unwrap()
+    };
+    let (right, wrong) = (dir.join("lock-right"), dir.join("lock-wrong"));
+    std::fs::write(&right, "the lock's passphrase\n").unwrap();
+    std::fs::write(&wrong, "not the lock's passphrase\n").unwrap();
+
+    let locked = with(&right, "MAGPIE_NEW_PASSPHRASE_FILE", &["lock"]);
+    assert!(locked.status.success(), "{}", String::from_utf8_lossy(&locked.stderr));
+    assert!(String::from_utf8_lossy(&locked.stdout).contains("Locked"));
+    assert!(entry(lock_account(id)).is_some());
+    for (account, raw) in [
+        (identity_account(id), &raw_identity),
+        (history_account(id), &raw_history),
+    ] {
+        let wrapped = entry(account.clone()).unwrap();
+        assert!(
+            wrapped.starts_with(b"MGWK") && wrapped.len() > raw.len(),
+            "{account} is wrapped"
+        );
+    }
+
+    let unasked = magpie(profile, &["whoami"]);
+    assert_eq!(unasked.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unasked.stderr).contains("no terminal"));
+    let refused = with(&wrong, "MAGPIE_PASSPHRASE_FILE", &["whoami"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not unlock"));
+    let read = with(
+        &right,
+        "MAGPIE_PASSPHRASE_FILE",
+        &["history", "bob", "--json", "--last", "100"],
+    );
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    assert_eq!(json_lines(&String::from_utf8(read.stdout).unwrap()).len(), 12);
+
+    let off = with(&right, "MAGPIE_PASSPHRASE_FILE", &["lock", "--off"]);
+    assert!(off.status.success(), "{}", String::from_utf8_lossy(&off.stderr));
+    assert!(entry(lock_account(id)).is_none());
+    assert_eq!(entry(identity_account(id)).unwrap(), raw_identity);
+    assert_eq!(entry(history_account(id)).unwrap(), raw_history);
+    assert!(ok(profile, &["whoami"]).contains("alice"));
 }
 
 fn json_lines(out: &str) -> Vec<serde_json::Value> {

@@ -12,6 +12,8 @@ use magpie_core::{Client, Error, Profile, Result};
 use magpie_proto::{Identity, Username};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
+use zeroize::Zeroizing;
+
 use crate::{confirm, output, passphrase};
 use crate::{Cli, Command};
 
@@ -43,6 +45,9 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
     if let Command::Restore { file } = &cli.command {
         return restore(&cli.profile, file, keystore).await;
     }
+    if let Command::Lock { off } = &cli.command {
+        return lock(&cli.profile, *off, keystore).await;
+    }
     let client = open(&cli.profile, cli.relay.as_deref(), keystore).await?;
     // What this command's catch-ups discard is warned of when it ends (`listen` and `chat` warn as it happens).
     let live = matches!(cli.command, Command::Listen { .. } | Command::Chat { .. });
@@ -60,7 +65,7 @@ async fn command(
     watched: &mut tokio::sync::broadcast::Receiver<magpie_core::engine::Event>,
 ) -> std::result::Result<(), Failure> {
     match command {
-        Command::Register { .. } | Command::Restore { .. } => Ok(()),
+        Command::Register { .. } | Command::Restore { .. } | Command::Lock { .. } => Ok(()),
         Command::Backup { out } => {
             let passphrase = passphrase::read(true)?;
             magpie_core::backup::check_passphrase(&passphrase)?;
@@ -351,7 +356,7 @@ impl Percent {
     }
 }
 
-async fn open(dir: &Path, relay: Option<&str>, keystore: Arc<dyn Keystore>) -> Result<Client> {
+async fn open(dir: &Path, relay: Option<&str>, keystore: Arc<dyn Keystore>) -> std::result::Result<Client, Failure> {
     let profile = open_profile(dir, keystore).await?;
     let client = Client::open(profile)?;
     if let Some(relay) = relay {
@@ -360,15 +365,58 @@ async fn open(dir: &Path, relay: Option<&str>, keystore: Arc<dyn Keystore>) -> R
             return Err(Error::BadRelayUrl(format!(
                 "{relay}: this profile is registered with {}",
                 client.relay_url()
-            )));
+            ))
+            .into());
         }
     }
     Ok(client)
 }
 
-async fn open_profile(dir: &Path, keystore: Arc<dyn Keystore>) -> Result<Profile> {
+async fn open_profile(dir: &Path, keystore: Arc<dyn Keystore>) -> std::result::Result<Profile, Failure> {
+    Ok(unlocked(dir, keystore).await?.0)
+}
+
+/// The profile in `dir`, unlocked with its passphrase (returned) when it is locked.
+async fn unlocked(
+    dir: &Path,
+    keystore: Arc<dyn Keystore>,
+) -> std::result::Result<(Profile, Option<Zeroizing<String>>), Failure> {
     let dir = dir.to_owned();
-    blocking(move || Profile::open(&dir, keystore)).await
+    let keys = keystore.clone();
+    let at = dir.clone();
+    if !blocking(move || Profile::is_locked(&at, keys.as_ref())).await? {
+        return Ok((blocking(move || Profile::open(&dir, keystore)).await?, None));
+    }
+    let passphrase = passphrase::unlock()?;
+    let given = passphrase.clone();
+    let profile = blocking(move || Profile::unlock(&dir, keystore, &given)).await?;
+    Ok((profile, Some(passphrase)))
+}
+
+/// Turns the lock on, changes its passphrase, or (`off`) turns it off.
+async fn lock(dir: &Path, off: bool, keystore: Arc<dyn Keystore>) -> std::result::Result<(), Failure> {
+    let (profile, current) = unlocked(dir, keystore).await?;
+    match (off, current) {
+        (true, None) => Err(Failure::Usage("this profile is not locked".into())),
+        (true, Some(current)) => {
+            blocking(move || profile.remove_passphrase(&current)).await?;
+            println!("The lock is off: the profile's keys are in the credential store unwrapped again.");
+            Ok(())
+        }
+        (false, current) => {
+            let new = passphrase::new_lock()?;
+            let changed = current.is_some();
+            blocking(move || profile.set_passphrase(current.as_deref().map(String::as_str), &new)).await?;
+            match changed {
+                true => println!("The passphrase is changed."),
+                false => println!(
+                    "Locked: the profile's keys are kept wrapped with the passphrase, and every command asks for \
+                     it. Nobody can recover it: without it, only a backup brings this profile back."
+                ),
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The credential store and key generation block: keep them off the async workers.

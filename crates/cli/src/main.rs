@@ -128,6 +128,15 @@ pub enum Command {
         /// The backup file.
         file: PathBuf,
     },
+    /// Locks this profile with a passphrase, or changes it: its keys are then kept in the credential store
+    /// wrapped with a key derived from it (scrypt), and every command asks for it (or reads the first line of the
+    /// file named by MAGPIE_PASSPHRASE_FILE). The new passphrase is typed twice, or read from the file named by
+    /// MAGPIE_NEW_PASSPHRASE_FILE. Nobody can recover it: keep a backup.
+    Lock {
+        /// Removes the lock instead.
+        #[arg(long)]
+        off: bool,
+    },
     /// Searches the local history (no network): messages holding every word of QUERY, as words or their
     /// beginnings, case and accents ignored; newest first, grouped by chat.
     Search {

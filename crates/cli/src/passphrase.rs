@@ -1,5 +1,6 @@
-//! Passphrases for backups: from the file named by `MAGPIE_PASSPHRASE_FILE` (scripts, tests), or typed on the
-//! terminal without echo.
+//! Passphrases: from a file named by an environment variable (scripts, tests), or typed on the terminal without
+//! echo. `MAGPIE_PASSPHRASE_FILE`'s first line unlocks a locked profile; a backup or a restore takes its second
+//! line, or its first when it has one line. A new lock passphrase comes from `MAGPIE_NEW_PASSPHRASE_FILE`.
 
 use std::io::IsTerminal;
 
@@ -9,26 +10,58 @@ use crate::commands::Failure;
 
 /// The environment variable naming a file whose first line is the passphrase.
 pub const PASSPHRASE_FILE: &str = "MAGPIE_PASSPHRASE_FILE";
+/// The environment variable naming a file whose first line is a new lock passphrase (`magpie lock`).
+pub const NEW_PASSPHRASE_FILE: &str = "MAGPIE_NEW_PASSPHRASE_FILE";
 
-/// The passphrase; typed twice on a terminal when `twice` (a new backup), so a typo does not lock it away.
+/// A backup's or a restore's passphrase; typed twice on a terminal when `twice` (a new backup), so a typo does
+/// not lock it away.
 pub fn read(twice: bool) -> Result<Zeroizing<String>, Failure> {
-    if let Some(path) = std::env::var_os(PASSPHRASE_FILE) {
-        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
-            Failure::Usage(format!(
-                "cannot read the passphrase from {}: {e}",
-                path.to_string_lossy()
-            ))
-        })?);
-        let line = text.lines().next().unwrap_or_default();
-        return Ok(Zeroizing::new(line.to_owned()));
+    match from_file(PASSPHRASE_FILE, 1)? {
+        Some(passphrase) => Ok(passphrase),
+        None => typed("Passphrase: ", twice),
     }
+}
+
+/// The passphrase that unlocks this profile.
+pub fn unlock() -> Result<Zeroizing<String>, Failure> {
+    match from_file(PASSPHRASE_FILE, 0)? {
+        Some(passphrase) => Ok(passphrase),
+        None => typed("This profile is locked. Passphrase: ", false),
+    }
+}
+
+/// A new lock passphrase, typed twice.
+pub fn new_lock() -> Result<Zeroizing<String>, Failure> {
+    match from_file(NEW_PASSPHRASE_FILE, 0)? {
+        Some(passphrase) => Ok(passphrase),
+        None => typed("New passphrase: ", true),
+    }
+}
+
+/// Line `index` (from 0) of the file named by `var`, or its last line when it has fewer; `None` without `var`.
+fn from_file(var: &str, index: usize) -> Result<Option<Zeroizing<String>>, Failure> {
+    let Some(path) = std::env::var_os(var) else {
+        return Ok(None);
+    };
+    let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+        Failure::Usage(format!(
+            "cannot read the passphrase from {}: {e}",
+            path.to_string_lossy()
+        ))
+    })?);
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines.get(index).or(lines.last()).copied().unwrap_or_default();
+    Ok(Some(Zeroizing::new(line.to_owned())))
+}
+
+fn typed(text: &str, twice: bool) -> Result<Zeroizing<String>, Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::Usage(format!(
             "no terminal to ask for the passphrase on: set {PASSPHRASE_FILE} to a file holding it"
         )));
     }
-    let first = prompt("Passphrase: ")?;
-    if twice && *prompt("Passphrase again: ")? != *first {
+    let first = prompt(text)?;
+    if twice && *prompt("Again: ")? != *first {
         return Err(Failure::Usage("the two passphrases differ".into()));
     }
     Ok(first)

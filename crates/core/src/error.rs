@@ -245,6 +245,21 @@ pub enum Error {
     /// A passphrase too short to protect a backup.
     #[error("A passphrase needs at least {0} characters.")]
     PassphraseTooShort(usize),
+    /// The profile is locked with a passphrase: it opens with [`crate::Profile::unlock`].
+    #[error("This profile is locked: enter its passphrase.")]
+    ProfileLocked,
+    /// The passphrase does not unlock this profile. After a few, each try waits longer.
+    #[error("That passphrase does not unlock this profile.")]
+    WrongPassphrase {
+        /// Seconds before the next try is taken (0: at once).
+        wait_secs: u64,
+    },
+    /// Too many wrong passphrases in a row: the next try waits.
+    #[error("Too many wrong passphrases: try again in {wait_secs} s.")]
+    UnlockWait {
+        /// Seconds left.
+        wait_secs: u64,
+    },
     /// A newer search took this one's place.
     #[error("The search was cancelled.")]
     SearchCancelled,

@@ -7,7 +7,9 @@
 //!
 //! The credential store (service [`crate::keystore::SERVICE`] for [`PlatformKeystore`]) holds, per profile:
 //! - `<profile_id>:identity-key`: the RSA-3072 identity private key, PKCS#8 DER;
-//! - `<profile_id>:history-key`: the 256-bit history key, raw bytes.
+//! - `<profile_id>:history-key`: the 256-bit history key, raw bytes;
+//! - `<profile_id>:history-generation`: how many times the history was opened (see [`Profile::restored`]);
+//! - with the app lock on, `<profile_id>:lock`, and the two keys wrapped ([`lock`]).
 //!
 //! No secret is ever written to the directory in clear. Every call here blocks (keygen, D-Bus, disk): run it on a
 //! worker thread (`tokio::task::spawn_blocking`), never on a UI or async thread.
@@ -26,7 +28,11 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::history::{History, HistoryKey};
-use crate::keystore::Keystore;
+use crate::keystore::{Keystore, SecretBytes};
+
+pub mod lock;
+
+use lock::{is_wrapped, lock_account, WrappingKey};
 
 /// The profile's description file, inside its directory.
 pub const PROFILE_FILE: &str = "profile.json";
@@ -172,6 +178,7 @@ impl Profile {
                 let _ = keystore.delete(&identity_account(info.profile_id));
                 let _ = keystore.delete(&history_account(info.profile_id));
                 let _ = keystore.delete(&generation_account(info.profile_id));
+                let _ = keystore.delete(&lock_account(info.profile_id));
                 let _ = fs::remove_dir_all(dir.join(HISTORY_DIR));
                 Err(error)
             }
@@ -197,12 +204,42 @@ impl Profile {
         Ok(history)
     }
 
-    /// Opens the profile in `dir`. A key missing from the credential store is [`Error::ProfileKeyMissing`].
+    /// Opens the profile in `dir`. A key missing from the credential store is [`Error::ProfileKeyMissing`]; a
+    /// profile locked with a passphrase is [`Error::ProfileLocked`] (see [`Profile::unlock`]).
     pub fn open(dir: &Path, keystore: Arc<dyn Keystore>) -> Result<Self> {
+        Self::open_with(dir, keystore, None)
+    }
+
+    /// Opens the profile in `dir` with its passphrase (one without a lock opens as with [`Profile::open`]). A wrong
+    /// one is [`Error::WrongPassphrase`]; after a few, tries wait ([`Error::UnlockWait`]). Blocks for scrypt.
+    pub fn unlock(dir: &Path, keystore: Arc<dyn Keystore>, passphrase: &str) -> Result<Self> {
+        Self::open_with(dir, keystore, Some(passphrase))
+    }
+
+    /// Whether the profile in `dir` is locked with a passphrase (it then opens with [`Profile::unlock`] only).
+    pub fn is_locked(dir: &Path, keystore: &dyn Keystore) -> Result<bool> {
         let info = ProfileInfo::read(dir)?;
-        let identity_der = load_required(keystore.as_ref(), "identity key", identity_account(info.profile_id))?;
+        Ok(keystore.load(&lock_account(info.profile_id))?.is_some())
+    }
+
+    fn open_with(dir: &Path, keystore: Arc<dyn Keystore>, passphrase: Option<&str>) -> Result<Self> {
+        let info = ProfileInfo::read(dir)?;
+        let id = info.profile_id;
+        let lock = match keystore.load(&lock_account(id))? {
+            None => None,
+            Some(_) => {
+                let passphrase = passphrase.ok_or(Error::ProfileLocked)?;
+                Some(lock::open_lock(dir, keystore.as_ref(), id, passphrase)?)
+            }
+        };
+        let keys = KeyEntries {
+            keystore: keystore.as_ref(),
+            profile_id: id,
+            lock: lock.as_ref(),
+        };
+        let identity_der = keys.load("identity key", identity_account(id))?;
         let identity = Identity::from_pkcs8_der(info.username.clone(), identity_der.expose())?;
-        let key_bytes = load_required(keystore.as_ref(), "history key", history_account(info.profile_id))?;
+        let key_bytes = keys.load("history key", history_account(id))?;
         let history = History::open(&dir.join(HISTORY_DIR), &HistoryKey::from_slice(key_bytes.expose())?)?;
         let restored = count_open(&history, keystore.as_ref(), info.profile_id)?;
         tracing::debug!(profile = %info.profile_id, username = %info.username, restored, "profile opened");
@@ -241,6 +278,8 @@ impl Profile {
         keystore.delete(&identity_account(info.profile_id))?;
         keystore.delete(&history_account(info.profile_id))?;
         keystore.delete(&generation_account(info.profile_id))?;
+        keystore.delete(&lock_account(info.profile_id))?;
+        let _ = fs::remove_file(dir.join(lock::ATTEMPTS_FILE));
         let history = dir.join(HISTORY_DIR);
         match fs::remove_dir_all(&history) {
             Err(error) if error.kind() != ErrorKind::NotFound => return Err(io_error("remove", &history, error)),
@@ -328,10 +367,37 @@ fn count_open(history: &History, keystore: &dyn Keystore, profile_id: Uuid) -> R
     Ok(restored)
 }
 
-fn load_required(keystore: &dyn Keystore, what: &'static str, account: String) -> Result<crate::keystore::SecretBytes> {
+fn load_required(keystore: &dyn Keystore, what: &'static str, account: String) -> Result<SecretBytes> {
     keystore
         .load(&account)?
         .ok_or(Error::ProfileKeyMissing { what, account })
+}
+
+/// A profile's key entries, read through its lock when it has one.
+struct KeyEntries<'a> {
+    keystore: &'a dyn Keystore,
+    profile_id: Uuid,
+    lock: Option<&'a WrappingKey>,
+}
+
+impl KeyEntries<'_> {
+    /// The key in entry `account`. One found raw while the lock is on (a crash while the lock was set or removed)
+    /// is wrapped now.
+    fn load(&self, what: &'static str, account: String) -> Result<SecretBytes> {
+        let value = load_required(self.keystore, what, account.clone())?;
+        match (self.lock, is_wrapped(value.expose())) {
+            (Some(lock), true) => lock.unwrap(&account, value.expose()),
+            (Some(lock), false) => {
+                self.keystore.store(&account, &lock.wrap(&account, value.expose())?)?;
+                Ok(value)
+            }
+            (None, true) => Err(Error::ProfileKeyMissing {
+                what: "lock",
+                account: lock_account(self.profile_id),
+            }),
+            (None, false) => Ok(value),
+        }
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
@@ -352,3 +418,5 @@ fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> Error 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lock;

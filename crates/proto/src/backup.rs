@@ -85,11 +85,30 @@ impl KdfParams {
         match sane {
             true => Ok(()),
             false => Err(malformed(format!(
-                "scrypt parameters N=2^{} r={} p={} are outside what a backup may ask for",
+                "scrypt parameters N=2^{} r={} p={} are outside what Magpie accepts",
                 self.log2_n, self.r, self.p
             ))),
         }
     }
+}
+
+/// scrypt of the passphrase (its UTF-8 bytes) under `kdf`, 32 bytes: a backup's key, or the app lock's key
+/// (`magpie_core::profile::lock`). Refuses parameters outside [`KdfParams`]' bounds.
+pub fn passphrase_key(passphrase: &str, kdf: &KdfParams) -> Result<Zeroizing<[u8; 32]>> {
+    kdf.check()?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    let n = 1u64 << kdf.log2_n;
+    openssl::pkcs5::scrypt(
+        passphrase.as_bytes(),
+        &kdf.salt,
+        n,
+        u64::from(kdf.r),
+        u64::from(kdf.p),
+        kdf.memory() + (1 << 20),
+        key.as_mut_slice(),
+    )
+    .map_err(|e| Error::Crypto(format!("scrypt: {e}")))?;
+    Ok(key)
 }
 
 /// The key a backup is sealed with. Wiped when dropped; never printed.
@@ -105,20 +124,7 @@ impl BackupKey {
     /// scrypt of the passphrase (as typed: its UTF-8 bytes) under `kdf`. Takes about a second with the
     /// recommended parameters: call it off any UI thread.
     pub fn derive(passphrase: &str, kdf: &KdfParams) -> Result<Self> {
-        kdf.check()?;
-        let mut key = Zeroizing::new([0u8; 32]);
-        let n = 1u64 << kdf.log2_n;
-        openssl::pkcs5::scrypt(
-            passphrase.as_bytes(),
-            &kdf.salt,
-            n,
-            u64::from(kdf.r),
-            u64::from(kdf.p),
-            kdf.memory() + (1 << 20),
-            key.as_mut_slice(),
-        )
-        .map_err(|e| Error::Crypto(format!("scrypt: {e}")))?;
-        Ok(Self(key))
+        passphrase_key(passphrase, kdf).map(Self)
     }
 
     /// The header's key check for this key.

@@ -177,7 +177,7 @@ fn profile_debug_leaks_no_key() {
     );
 }
 
-fn message(peer: &str, body: &str) -> Message {
+pub(super) fn message(peer: &str, body: &str) -> Message {
     Message {
         id: Uuid::new_v4(),
         peer: username(peer),
