@@ -39,6 +39,10 @@ pub enum IpcErrorCode {
     FingerprintMismatch,
     /// A backup could not be written or restored (a wrong passphrase, a damaged file): the message says which.
     Backup,
+    /// The profile is locked: the window shows the lock screen.
+    Locked,
+    /// The passphrase does not unlock the profile, or tries wait (`wait_secs`).
+    WrongPassphrase,
 }
 
 /// An error as sent over IPC. `message` is a sentence for a person, never a secret.
@@ -47,6 +51,10 @@ pub enum IpcErrorCode {
 pub struct IpcError {
     pub code: IpcErrorCode,
     pub message: String,
+    /// Seconds before another passphrase is taken (with `wrong_passphrase`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub wait_secs: Option<u64>,
 }
 
 impl IpcError {
@@ -54,7 +62,12 @@ impl IpcError {
         Self {
             code,
             message: message.into(),
+            wait_secs: None,
         }
+    }
+
+    pub fn locked() -> Self {
+        Self::new(IpcErrorCode::Locked, "Magpie is locked: enter the passphrase first.")
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -110,6 +123,12 @@ impl From<magpie_core::Error> for IpcError {
             | E::BackupIo { .. }
             | E::BackupCancelled
             | E::PassphraseTooShort(_) => IpcErrorCode::Backup,
+            E::ProfileLocked => IpcErrorCode::Locked,
+            E::WrongPassphrase { wait_secs } | E::UnlockWait { wait_secs } => {
+                let mut wrong = Self::new(IpcErrorCode::WrongPassphrase, error.to_string());
+                wrong.wait_secs = Some(*wait_secs);
+                return wrong;
+            }
             E::Proto(magpie_proto::Error::Malformed(_) | magpie_proto::Error::InvalidUsername(_)) => {
                 IpcErrorCode::InvalidInput
             }

@@ -5,8 +5,9 @@ use tauri_plugin_notification::NotificationExt as _;
 
 use crate::state::AppState;
 
-/// "New message from alice" — never the text: notification daemons log and sync what they show.
-pub fn message_received<R: Runtime>(app: &AppHandle<R>, peer: &str) {
+/// "New message from alice" — never the text: notification daemons log and sync what they show. `None` while
+/// locked: "New message", naming nobody.
+pub fn message_received<R: Runtime>(app: &AppHandle<R>, peer: Option<&str>) {
     if !app.state::<AppState>().settings().notifications {
         return;
     }
@@ -21,7 +22,10 @@ pub fn message_received<R: Runtime>(app: &AppHandle<R>, peer: &str) {
         .notification()
         .builder()
         .title("Magpie")
-        .body(format!("New message from {peer}"))
+        .body(match peer {
+            Some(peer) => format!("New message from {peer}"),
+            None => "New message".to_owned(),
+        })
         .show();
     if let Err(error) = shown {
         tracing::debug!(%error, "notification not shown");

@@ -76,12 +76,17 @@ async fn forward_events<R: Runtime>(
             }
             Err(RecvError::Closed) => return,
         };
+        let locked = app.state::<AppState>().window_locked();
         if let magpie_core::Event::MessageReceived { message } = &event {
-            notify::message_received(&app, &message.peer);
+            notify::message_received(&app, (!locked).then_some(message.peer.as_str()));
         }
         let Some(ui_event) = convert::ui_event(&event) else {
             continue;
         };
+        // Behind the lock screen the window learns nothing but the connection's state; it reloads at unlock.
+        if locked && !matches!(ui_event, UiEvent::Connection { .. }) {
+            continue;
+        }
         if let UiEvent::Connection { state } = &ui_event {
             app.state::<AppState>().set_connection(*state);
         }

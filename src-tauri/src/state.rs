@@ -10,7 +10,7 @@ use tauri::async_runtime::JoinHandle;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::error::{IpcError, IpcErrorCode};
-use crate::ipc_types::{ConnectionState, ProfileSummary, Settings};
+use crate::ipc_types::{ConnectionState, LockedView, ProfileSummary, ProfilesView, Settings};
 use crate::local_relay::LocalRelay;
 
 /// Everything the commands share (Tauri-managed).
@@ -32,6 +32,8 @@ pub struct AppState {
     long_task: Mutex<Arc<std::sync::atomic::AtomicBool>>,
     /// The backup file the user picked to restore (the page only ever sees its name).
     picked_backup: Mutex<Option<PathBuf>>,
+    /// The profile behind the lock screen: waiting to be opened, or open with the window locked.
+    lock: Mutex<Option<LockedView>>,
 }
 
 /// How long closing a profile waits for the engine's last tasks (a send, a re-key) to let go of it.
@@ -95,6 +97,7 @@ impl AppState {
             search: Mutex::default(),
             long_task: Mutex::default(),
             picked_backup: Mutex::default(),
+            lock: Mutex::default(),
             connection: Mutex::new(ConnectionState::Connecting),
             settings: Mutex::new(settings),
             dropped: Mutex::default(),
@@ -138,7 +141,11 @@ impl AppState {
         }
     }
 
+    /// The open profile's client; refused while the window is locked, so no command shows what the lock hides.
     pub async fn client(&self) -> Result<Client, IpcError> {
+        if self.window_locked() {
+            return Err(IpcError::locked());
+        }
         self.active
             .lock()
             .await
@@ -200,6 +207,37 @@ impl AppState {
     pub fn set_picked_backup(&self, path: Option<PathBuf>) {
         if let Ok(mut picked) = self.picked_backup.lock() {
             *picked = path;
+        }
+    }
+
+    /// The profile behind the lock screen, if any.
+    pub fn locked(&self) -> Option<LockedView> {
+        self.lock.lock().ok().and_then(|lock| lock.clone())
+    }
+
+    pub fn set_locked(&self, view: Option<LockedView>) {
+        if let Ok(mut lock) = self.lock.lock() {
+            *lock = view;
+        }
+    }
+
+    /// The open profile is behind the lock screen: nothing of it goes to the window.
+    pub fn window_locked(&self) -> bool {
+        self.locked().is_some_and(|view| view.open)
+    }
+
+    /// The profiles, the open one and the locked one, for the window.
+    pub async fn profiles_view(&self) -> ProfilesView {
+        let active = self
+            .active
+            .lock()
+            .await
+            .as_ref()
+            .map(|a| a.client.profile().id().to_string());
+        ProfilesView {
+            profiles: self.summaries(),
+            active,
+            locked: self.locked(),
         }
     }
 

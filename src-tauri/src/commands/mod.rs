@@ -5,6 +5,7 @@ pub mod app;
 pub mod backup;
 pub mod chats;
 pub mod files;
+pub mod lock;
 pub mod profiles;
 pub mod search;
 

@@ -7,23 +7,16 @@ use tauri::{AppHandle, Emitter as _, Runtime, State};
 
 use super::blocking;
 use crate::convert;
-use crate::error::IpcError;
-use crate::ipc_types::{IdentityView, OnboardingStage, ProfilesView, RelayChoice, RelayProbe, ONBOARDING_EVENT};
+use crate::error::{IpcError, IpcErrorCode};
+use crate::ipc_types::{
+    IdentityView, LockedView, OnboardingStage, ProfilesView, RelayChoice, RelayProbe, ONBOARDING_EVENT,
+};
 use crate::session::{activate, activate_in, close_logged};
 use crate::state::{mark_local_relay, open_profile_dir, uses_local_relay, AppState};
 
 #[tauri::command]
 pub async fn list_profiles(state: State<'_, AppState>) -> Result<ProfilesView, IpcError> {
-    let active = state
-        .active()
-        .lock()
-        .await
-        .as_ref()
-        .map(|a| a.client.profile().id().to_string());
-    Ok(ProfilesView {
-        profiles: state.summaries(),
-        active,
-    })
+    Ok(state.profiles_view().await)
 }
 
 /// The CA a relay presents, for the user to compare with what its operator published.
@@ -95,6 +88,9 @@ pub async fn open_profile<R: Runtime>(
     id: String,
 ) -> Result<IdentityView, IpcError> {
     let _one_at_a_time = state.opening().lock().await;
+    if state.window_locked() {
+        return Err(IpcError::locked());
+    }
     if let Some(active) = state.active().lock().await.as_ref() {
         if active.client.profile().id().to_string() == id {
             return convert::identity(&active.client, active.local_relay);
@@ -120,6 +116,9 @@ pub async fn current_or_last<R: Runtime>(
     state: &AppState,
 ) -> Result<Option<IdentityView>, IpcError> {
     let _one_at_a_time = state.opening().lock().await;
+    if state.window_locked() {
+        return Err(IpcError::locked());
+    }
     if let Some(active) = state.active().lock().await.as_ref() {
         return convert::identity(&active.client, active.local_relay).map(Some);
     }
@@ -133,23 +132,51 @@ pub async fn current_or_last<R: Runtime>(
     open_dir(app, state, dir).await.map(Some)
 }
 
+/// Opens and activates the profile in `dir`; a locked one goes behind the lock screen (the error says so).
 async fn open_dir<R: Runtime>(
     app: &AppHandle<R>,
     state: &AppState,
     dir: std::path::PathBuf,
 ) -> Result<IdentityView, IpcError> {
-    let (client, local) = open_client(state, dir).await?;
+    let opened = open_profile_dir(dir.clone(), state.keystore()).await;
+    if let Err(IpcError {
+        code: IpcErrorCode::Locked,
+        ..
+    }) = &opened
+    {
+        if let Ok(info) = magpie_core::profile::ProfileInfo::read(&dir) {
+            state.set_locked(Some(LockedView {
+                profile_id: info.profile_id.to_string(),
+                username: info.username.to_string(),
+                open: false,
+            }));
+        }
+    }
+    activate_profile(app, state, opened?).await
+}
+
+/// Connects an opened profile (to the embedded relay for a local one) and makes it the active one.
+pub async fn activate_profile<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    profile: Profile,
+) -> Result<IdentityView, IpcError> {
+    let (client, local) = client_of(state, profile).await?;
     activate(app, state, client, local).await
 }
 
-/// The profile in `dir`, opened (off the async workers) with its relay: the embedded one for a local profile.
+/// The profile in `dir`, opened (off the async workers) with its relay.
 async fn open_client(state: &AppState, dir: std::path::PathBuf) -> Result<(Client, bool), IpcError> {
-    let local = uses_local_relay(&dir);
+    client_of(state, open_profile_dir(dir, state.keystore()).await?).await
+}
+
+/// A client for `profile` on its relay: the embedded one for a local profile.
+async fn client_of(state: &AppState, profile: Profile) -> Result<(Client, bool), IpcError> {
+    let local = uses_local_relay(profile.dir());
     let relay_url = match local {
         true => Some(state.local_relay().await?.url().to_owned()),
         false => None,
     };
-    let profile = open_profile_dir(dir, state.keystore()).await?;
     Ok((Client::open_at(profile, relay_url.as_deref())?, local))
 }
 
@@ -180,6 +207,9 @@ pub async fn reopen_active<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> 
 /// Deletes a profile's credential-store entries and data (the UI asked for confirmation).
 #[tauri::command]
 pub async fn delete_profile(state: State<'_, AppState>, id: String) -> Result<ProfilesView, IpcError> {
+    if state.locked().is_some() {
+        return Err(IpcError::locked());
+    }
     let dir = state.profile_dir(&id)?;
     {
         let mut active = state.active().lock().await;
@@ -197,13 +227,5 @@ pub async fn delete_profile(state: State<'_, AppState>, id: String) -> Result<Pr
     }
     let keystore = state.keystore();
     blocking(move || Profile::remove(&dir, keystore.as_ref()).map_err(IpcError::from)).await?;
-    Ok(ProfilesView {
-        profiles: state.summaries(),
-        active: state
-            .active()
-            .lock()
-            .await
-            .as_ref()
-            .map(|a| a.client.profile().id().to_string()),
-    })
+    Ok(state.profiles_view().await)
 }

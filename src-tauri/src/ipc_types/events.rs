@@ -16,6 +16,9 @@ pub const ONBOARDING_EVENT: &str = "magpie://onboarding";
 pub enum UiEvent {
     /// The relay connection changed.
     Connection { state: ConnectionState },
+    /// The window was locked (idle, Ctrl+L, the tray, the system going to sleep): show the lock screen and
+    /// forget what is shown. No other event comes until it is unlocked.
+    Locked,
     /// Someone asks for an encrypted chat; `key_changed` when with another key than the pinned one.
     RequestReceived {
         peer: String,

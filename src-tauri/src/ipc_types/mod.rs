@@ -50,6 +50,8 @@ pub fn typescript_bindings() -> String {
         IpcErrorCode::decl(&cfg),
         ProfileSummary::decl(&cfg),
         ProfilesView::decl(&cfg),
+        LockedView::decl(&cfg),
+        LockStatus::decl(&cfg),
         RelayChoice::decl(&cfg),
         RelayProbe::decl(&cfg),
         OnboardingStage::decl(&cfg),

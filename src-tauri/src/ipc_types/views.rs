@@ -15,11 +15,28 @@ pub struct ProfileSummary {
     pub local_relay: bool,
 }
 
-/// Every profile, and the one open now.
+/// Every profile, the one open now, and the one waiting for its passphrase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct ProfilesView {
     pub profiles: Vec<ProfileSummary>,
     pub active: Option<String>,
+    pub locked: Option<LockedView>,
+}
+
+/// A profile behind the lock screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct LockedView {
+    pub profile_id: String,
+    pub username: String,
+    /// Open behind the lock (its connection keeps receiving), rather than waiting to be opened.
+    pub open: bool,
+}
+
+/// The app lock of the open profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct LockStatus {
+    /// A passphrase is set: the keys are wrapped with it.
+    pub on: bool,
 }
 
 /// Where a new profile registers.
@@ -374,6 +391,8 @@ pub struct Settings {
     pub theme: Theme,
     /// Native notifications for messages that arrive while the window is not focused.
     pub notifications: bool,
+    /// With a lock passphrase set, lock after this many minutes without input (0: never).
+    pub lock_after_minutes: u32,
 }
 
 impl Default for Settings {
@@ -381,6 +400,7 @@ impl Default for Settings {
         Self {
             theme: Theme::System,
             notifications: true,
+            lock_after_minutes: 15,
         }
     }
 }

@@ -11,6 +11,7 @@ const profiles: ProfilesView = {
     { id: 'id-carol', username: 'carol', relay_url: null, local_relay: false },
   ],
   active: 'id-alice',
+  locked: null,
 };
 
 function setup() {

@@ -8,6 +8,7 @@ import {
   getSettings,
   identity as fetchIdentity,
   listProfiles,
+  MagpieError,
   onEvent,
   openProfile,
   requests as fetchRequests,
@@ -61,7 +62,7 @@ export class AppState {
   info = $state<AppInfo | null>(null);
   /** Why `info` could not be read (a sentence). */
   infoError = $state<string | null>(null);
-  profiles = $state<ProfilesView>({ profiles: [], active: null });
+  profiles = $state<ProfilesView>({ profiles: [], active: null, locked: null });
   identity = $state<IdentityView | null>(null);
   chats = $state<ChatSummary[]>([]);
   requests = $state<RequestsView>({ incoming: [], outgoing: [] });
@@ -69,7 +70,7 @@ export class AppState {
   selectedPeer = $state<string | null>(null);
   /** A message the conversation should open at (a search result), for the selected chat. */
   focus = $state.raw<MessageFocus | null>(null);
-  settings = $state<Settings>({ theme: 'system', notifications: true });
+  settings = $state<Settings>({ theme: 'system', notifications: true, lock_after_minutes: 15 });
   /** Peers whose handshake is under way, with the last step reported. */
   handshakes = $state<Record<string, string>>({});
   /** The first load finished (successfully or not). */
@@ -117,7 +118,8 @@ export class AppState {
     this.loadError = null;
     this.profiles = profiles.value;
     moment('profiles');
-    if (reopenError !== null) this.notice = describeError(reopenError);
+    // A locked profile is not an error: `profiles.locked` puts the lock screen up.
+    if (reopenError !== null && !isLocked(reopenError)) this.notice = describeError(reopenError);
     if (profiles.value.active === null || reopened === null || profileState === null) {
       this.#clearProfileState();
     } else {
@@ -149,7 +151,15 @@ export class AppState {
 
   /** Switches to another profile on this computer. Throws a MagpieError when it cannot be opened. */
   async switchProfile(id: string): Promise<void> {
-    const opened = await openProfile(id);
+    let opened: IdentityView;
+    try {
+      opened = await openProfile(id);
+    } catch (error) {
+      if (!isLocked(error)) throw error;
+      // It waits behind the lock screen; the open profile, if any, stays open.
+      this.profiles = await listProfiles();
+      return;
+    }
     this.selectedPeer = null;
     this.#setIdentity(opened);
     try {
@@ -210,6 +220,9 @@ export class AppState {
       case 'connection':
         this.connection = event.state;
         break;
+      case 'locked':
+        this.#lock();
+        break;
       case 'handshake_progress':
         this.handshakes = { ...this.handshakes, [event.peer]: event.step };
         break;
@@ -257,6 +270,19 @@ export class AppState {
     this.identity = identity;
   }
 
+  /** The window was locked: what it showed goes, and the lock screen comes up. */
+  #lock(): void {
+    const identity = this.identity;
+    if (identity) {
+      this.profiles = {
+        ...this.profiles,
+        locked: { profile_id: identity.profile_id, username: identity.username, open: true },
+      };
+    }
+    this.notice = null;
+    this.#clearProfileState();
+  }
+
   #clearProfileState(): void {
     this.#setIdentity(null);
     this.chats = [];
@@ -265,6 +291,10 @@ export class AppState {
     this.selectedPeer = null;
     this.handshakes = {};
   }
+}
+
+function isLocked(error: unknown): boolean {
+  return error instanceof MagpieError && error.code === 'locked';
 }
 
 export function createAppState(): AppState {

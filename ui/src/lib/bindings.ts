@@ -8,9 +8,13 @@ data_dir: string, credential_store: CredentialStore, };
 
 export type CredentialStore = { backend: string, available: boolean, problem: string | null, };
 
-export type IpcError = { code: IpcErrorCode, message: string, };
+export type IpcError = { code: IpcErrorCode, message: string, 
+/**
+ * Seconds before another passphrase is taken (with `wrong_passphrase`).
+ */
+wait_secs?: bigint, };
 
-export type IpcErrorCode = "data_directory" | "internal" | "credential_store" | "invalid_input" | "name_taken" | "unknown_user" | "relay_unreachable" | "relay_ca_changed" | "relay" | "no_profile" | "profile" | "no_session" | "key_changed" | "no_request" | "fingerprint_mismatch" | "backup";
+export type IpcErrorCode = "data_directory" | "internal" | "credential_store" | "invalid_input" | "name_taken" | "unknown_user" | "relay_unreachable" | "relay_ca_changed" | "relay" | "no_profile" | "profile" | "no_session" | "key_changed" | "no_request" | "fingerprint_mismatch" | "backup" | "locked" | "wrong_passphrase";
 
 export type ProfileSummary = { 
 /**
@@ -26,7 +30,19 @@ relay_url: string | null,
  */
 local_relay: boolean, };
 
-export type ProfilesView = { profiles: Array<ProfileSummary>, active: string | null, };
+export type ProfilesView = { profiles: Array<ProfileSummary>, active: string | null, locked: LockedView | null, };
+
+export type LockedView = { profile_id: string, username: string, 
+/**
+ * Open behind the lock (its connection keeps receiving), rather than waiting to be opened.
+ */
+open: boolean, };
+
+export type LockStatus = { 
+/**
+ * A passphrase is set: the keys are wrapped with it.
+ */
+on: boolean, };
 
 export type RelayChoice = { "kind": "local" } | { "kind": "remote", url: string, ca_fingerprint: string, };
 
@@ -233,7 +249,7 @@ key_changed: boolean, };
 
 export type ConnectionState = "connecting" | "online" | "offline";
 
-export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "send_refused", peer: string, id: string, reason: SendRefusal, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, step: boolean, reason: string, } | { "type": "file_progress", peer: string, id: string, done: number, total: number, } | { "type": "file_status_changed", peer: string, id: string, status: FileStatus, } | { "type": "files_dropped", names: Array<string>, };
+export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "locked" } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "send_refused", peer: string, id: string, reason: SendRefusal, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, step: boolean, reason: string, } | { "type": "file_progress", peer: string, id: string, done: number, total: number, } | { "type": "file_status_changed", peer: string, id: string, status: FileStatus, } | { "type": "files_dropped", names: Array<string>, };
 
 export type SendRefusal = "mailbox_full" | "refused";
 
@@ -243,7 +259,11 @@ export type Settings = { theme: Theme,
 /**
  * Native notifications for messages that arrive while the window is not focused.
  */
-notifications: boolean, };
+notifications: boolean, 
+/**
+ * With a lock passphrase set, lock after this many minutes without input (0: never).
+ */
+lock_after_minutes: number, };
 
 export type DemoParty = { username: string, 
 /**

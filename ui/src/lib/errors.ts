@@ -36,6 +36,12 @@ export function describeError(error: unknown, context: ErrorContext = {}): strin
     case 'backup':
       // Rust's sentence says what went wrong and that nothing was left half-done.
       return sentence(error.message);
+    case 'locked':
+      return 'Magpie is locked. Enter the passphrase to go on.';
+    case 'wrong_passphrase':
+      return error.waitSecs
+        ? `That passphrase is not the right one. Try again in ${error.waitSecs} s.`
+        : 'That passphrase is not the right one.';
     case 'name_taken':
       return 'That name is taken on this relay; choose another.';
     case 'unknown_user':

@@ -9,6 +9,7 @@ import type {
   FileStatus,
   IdentityView,
   IpcErrorCode,
+  LockStatus,
   MessageItem,
   MessagePage,
   OnboardingStage,
@@ -32,11 +33,14 @@ export type * from './bindings';
 /** A failed backend call: `code` is one of Rust's IpcErrorCode values, or 'unknown' for anything malformed. */
 export class MagpieError extends Error {
   readonly code: IpcErrorCode | 'unknown';
+  /** Seconds before another passphrase is taken (a `wrong_passphrase`), else null. */
+  readonly waitSecs: number | null;
 
-  constructor(code: IpcErrorCode | 'unknown', message: string) {
+  constructor(code: IpcErrorCode | 'unknown', message: string, waitSecs: number | null = null) {
     super(message);
     this.name = 'MagpieError';
     this.code = code;
+    this.waitSecs = waitSecs;
   }
 }
 
@@ -58,6 +62,8 @@ const KNOWN_CODES: Record<IpcErrorCode, true> = {
   no_request: true,
   fingerprint_mismatch: true,
   backup: true,
+  locked: true,
+  wrong_passphrase: true,
 };
 
 function isKnownCode(value: unknown): value is IpcErrorCode {
@@ -68,8 +74,10 @@ function isKnownCode(value: unknown): value is IpcErrorCode {
 export function toMagpieError(raw: unknown): MagpieError {
   if (raw instanceof MagpieError) return raw;
   if (typeof raw === 'object' && raw !== null) {
-    const { code, message } = raw as Record<string, unknown>;
-    if (isKnownCode(code) && typeof message === 'string') return new MagpieError(code, message);
+    const { code, message, wait_secs: waitSecs } = raw as Record<string, unknown>;
+    if (isKnownCode(code) && typeof message === 'string') {
+      return new MagpieError(code, message, typeof waitSecs === 'number' ? waitSecs : null);
+    }
   }
   const text = raw instanceof Error ? raw.message : String(raw);
   return new MagpieError('unknown', text);
@@ -104,6 +112,39 @@ export function probeRelay(url: string): Promise<RelayProbe> {
  *  Progress arrives through `onOnboarding`. */
 export function createProfile(username: string, relay: RelayChoice): Promise<IdentityView> {
   return call<IdentityView>('create_profile', { username, relay });
+}
+
+// --- the app lock ---
+
+/** Unlocks the profile behind the lock screen (opening it, or the window it is open behind). A wrong passphrase
+ *  rejects with code `wrong_passphrase` and `waitSecs` before the next try is taken. */
+export function unlock(passphrase: string): Promise<IdentityView> {
+  return call<IdentityView>('unlock', { passphrase });
+}
+
+/** Leaves the lock screen of a profile not opened yet, to choose another. */
+export function cancelUnlock(): Promise<ProfilesView> {
+  return call<ProfilesView>('cancel_unlock');
+}
+
+/** Locks the window now; the open profile keeps receiving behind it. Needs a passphrase set. */
+export function lockNow(): Promise<void> {
+  return call<void>('lock_now');
+}
+
+/** Whether the open profile has a lock passphrase. */
+export function lockStatus(): Promise<LockStatus> {
+  return call<LockStatus>('lock_status');
+}
+
+/** Sets the lock passphrase (`current` null), or changes it. */
+export function setLockPassphrase(current: string | null, passphrase: string): Promise<LockStatus> {
+  return call<LockStatus>('set_lock_passphrase', { current, passphrase });
+}
+
+/** Removes the lock; `current` must open it. */
+export function removeLockPassphrase(current: string): Promise<LockStatus> {
+  return call<LockStatus>('remove_lock_passphrase', { current });
 }
 
 /** Opens (switches to) a profile and connects it to its relay. */

@@ -5,6 +5,7 @@ import type {
   ChatSummary,
   ConnectionState,
   IdentityView,
+  LockedView,
   ProfileSummary,
   RequestsView,
   Settings,
@@ -58,6 +59,9 @@ export interface FakeOptions {
   connection?: ConnectionState;
   info?: Partial<AppInfo>;
   overrides?: Record<string, Override>;
+  /** The open (or first) profile's lock passphrase; with `locked`, it starts behind the lock screen. */
+  lockPassphrase?: string;
+  locked?: boolean;
 }
 
 export function fakeBackend(options: FakeOptions = {}) {
@@ -73,10 +77,17 @@ export function fakeBackend(options: FakeOptions = {}) {
           : null,
     chats: options.chats ?? [],
     requests: options.requests ?? { incoming: [], outgoing: [] },
-    settings: options.settings ?? { theme: 'system', notifications: true },
+    settings: options.settings ?? { theme: 'system', notifications: true, lock_after_minutes: 15 },
     connection: options.connection ?? 'online',
     overrides: { ...options.overrides } as Record<string, Override>,
+    lockPassphrase: options.lockPassphrase ?? null,
+    locked: null as LockedView | null,
+    wrongPassphrases: 0,
   };
+  if (options.locked && state.active) {
+    state.locked = { profile_id: state.active, username: identities.get(state.active)!.username, open: false };
+    state.active = null;
+  }
   const info: AppInfo = {
     name: 'magpie-desktop',
     version: '9.8.7',
@@ -95,15 +106,45 @@ export function fakeBackend(options: FakeOptions = {}) {
   }
 
   function profilesView() {
-    return { profiles: [...identities.values()].map(summary), active: state.active };
+    return { profiles: [...identities.values()].map(summary), active: state.active, locked: state.locked };
   }
+
+  const refusedWhileLocked = new Set(['identity', 'chats', 'requests', 'messages', 'lock_status', 'open_profile']);
 
   function handler(cmd: string, raw?: unknown): unknown {
     const args = (raw ?? {}) as Args;
     calls.push({ cmd, args });
     const override = state.overrides[cmd];
     if (override) return override(args);
+    if (state.locked && refusedWhileLocked.has(cmd)) throw { code: 'locked', message: 'Magpie is locked.' };
     switch (cmd) {
+      case 'unlock': {
+        if (!state.locked) throw { code: 'invalid_input', message: 'Magpie is not locked.' };
+        if (args.passphrase !== state.lockPassphrase) {
+          state.wrongPassphrases += 1;
+          const wait_secs = state.wrongPassphrases >= 3 ? 2 : 0;
+          throw { code: 'wrong_passphrase', message: 'That passphrase does not unlock this profile.', wait_secs };
+        }
+        state.wrongPassphrases = 0;
+        state.active = state.locked.profile_id;
+        state.locked = null;
+        return identities.get(state.active);
+      }
+      case 'cancel_unlock':
+        state.locked = null;
+        return profilesView();
+      case 'lock_now':
+        if (!state.lockPassphrase || !state.active) throw { code: 'invalid_input', message: 'Set a passphrase first.' };
+        state.locked = { profile_id: state.active, username: identities.get(state.active)!.username, open: true };
+        return null;
+      case 'lock_status':
+        return { on: state.lockPassphrase !== null };
+      case 'set_lock_passphrase':
+        state.lockPassphrase = String(args.passphrase);
+        return { on: true };
+      case 'remove_lock_passphrase':
+        state.lockPassphrase = null;
+        return { on: false };
       case 'app_info':
         return info;
       case 'list_profiles':
