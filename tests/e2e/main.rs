@@ -21,6 +21,7 @@ mod binaries;
 mod conversation;
 mod demo;
 mod key_change;
+mod lock;
 mod onboarding;
 mod pictures;
 mod search;
@@ -108,6 +109,25 @@ async fn a_key_change_in_the_directory_is_flagged_after_reconnecting() {
     let mut relay = key_change::LyingRelay::start().await;
     with_app("key-change", &own.env(), |client| async move {
         key_change::through_a_lying_relay(&client, "gwen", &mut relay, &frank).await;
+    })
+    .await;
+}
+
+/// The app lock: set in Settings, Ctrl+L while a message arrives, then a restart behind the lock screen.
+#[tokio::test(flavor = "current_thread")]
+async fn a_locked_profile_asks_for_its_passphrase_after_a_restart() {
+    let own = OwnData::new();
+    let kim = Terminal::new().await;
+    let relay_url = own.relay_url();
+    with_app("lock", &own.env(), |client| async move {
+        onboarding::local_profile(&client, "lena").await;
+        lock::a_chat_with(&client, "lena", &kim, &relay_url).await;
+        lock::set_passphrase_and_lock(&client, "lena", &kim).await;
+    })
+    .await;
+    lock::keys_are_wrapped(own.data_dir());
+    with_app("lock-restart", &own.env(), |client| async move {
+        lock::unlock_after_restart(&client, "lena").await;
     })
     .await;
 }

@@ -94,6 +94,11 @@ describe('the app lock', () => {
     await fireEvent.click(await screen.findByTestId('lock-set'));
     const dialog = await screen.findByTestId('lock-dialog');
     expect(dialog.textContent).toMatch(/Nobody can recover a forgotten passphrase/);
+    // Drawn outside Settings, which goes inert under it (jsdom keeps `inert` as a property only).
+    const inertAround = (node: HTMLElement | null): boolean =>
+      node !== null && ((node as HTMLElement & { inert?: boolean }).inert === true || inertAround(node.parentElement));
+    expect(inertAround(dialog)).toBe(false);
+    expect(inertAround(screen.getByTestId('settings-dialog'))).toBe(true);
     await fireEvent.input(screen.getByTestId('lock-new'), { target: { value: 'correct horse' } });
     await fireEvent.input(screen.getByTestId('lock-again'), { target: { value: 'correct hors' } });
     await fireEvent.click(screen.getByTestId('lock-save'));
