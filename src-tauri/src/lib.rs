@@ -14,6 +14,7 @@ mod rendering;
 mod session;
 pub mod state;
 mod thumbnail;
+mod tray;
 
 use std::path::PathBuf;
 
@@ -66,6 +67,7 @@ pub fn run() {
         }
     };
     perf::moment("built");
+    tray::create(app.handle());
     // Files "Open" decrypted for other apps in a run that did not end cleanly.
     let _ = std::fs::remove_dir_all(commands::files::open_dir(app.state::<AppState>().data_dir()));
     // Open last time's profile (its history may be large) while the window is still starting.
@@ -154,10 +156,19 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
         // Used from Rust only (the window has no permission for either): pickers, and "Open" with the system's app.
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_opener::init())
-        .on_window_event(|window, event| {
-            if let tauri::WindowEvent::DragDrop(tauri::DragDropEvent::Drop { paths, .. }) = event {
+        .on_window_event(|window, event| match event {
+            tauri::WindowEvent::DragDrop(tauri::DragDropEvent::Drop { paths, .. }) => {
                 files_dropped(window.app_handle(), paths.clone());
             }
+            tauri::WindowEvent::CloseRequested { api, .. } => {
+                let app = window.app_handle();
+                let keep = app.state::<AppState>().settings().keep_running_in_tray;
+                if keep && app.tray_by_id(tray::TRAY_ID).is_some() {
+                    api.prevent_close();
+                    let _ = window.hide();
+                }
+            }
+            _ => {}
         });
     #[cfg(feature = "perf")]
     let builder = builder.invoke_handler(handler!(perf::perf_open_chat, perf::perf_mark));
@@ -167,6 +178,7 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
     // Managed before the window can call anything: the first command needs the data folder.
     let dir = data_dir(app.handle()).map_err(|error| tauri::Error::Anyhow(error.into()))?;
     app.manage(AppState::new(dir));
+    notify::init(app.handle());
     Ok(app)
 }
 

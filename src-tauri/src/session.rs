@@ -52,6 +52,9 @@ pub async fn activate_in<R: Runtime>(
     };
     state.remember_profile(Some(&view.profile_id));
     *active = Some(ActiveProfile::new(client, local_relay, vec![run, forward]));
+    let app = app.clone();
+    // After the slot is released: the count reads the open profile.
+    tauri::async_runtime::spawn(async move { crate::tray::refresh_unread(&app).await });
     Ok(view)
 }
 
@@ -79,6 +82,7 @@ async fn forward_events<R: Runtime>(
         let locked = app.state::<AppState>().window_locked();
         if let magpie_core::Event::MessageReceived { message } = &event {
             notify::message_received(&app, (!locked).then_some(message.peer.as_str()));
+            crate::tray::refresh_unread(&app).await;
         }
         let Some(ui_event) = convert::ui_event(&event) else {
             continue;

@@ -368,11 +368,10 @@ pub async fn open_profile_dir(dir: PathBuf, keystore: Arc<dyn Keystore>) -> Resu
 const SETTINGS_FILE: &str = "settings.json";
 const LAST_PROFILE_FILE: &str = "last-profile";
 
+/// The saved settings; at first start (no file) the defaults, with those that depend on the desktop asked of it.
 fn read_settings(data_dir: &Path) -> Settings {
-    std::fs::read(data_dir.join(SETTINGS_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+    let saved = std::fs::read(data_dir.join(SETTINGS_FILE)).unwrap_or_else(|_| b"{}".to_vec());
+    serde_json::from_slice(&saved).unwrap_or_default()
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), IpcError> {

@@ -6,131 +6,16 @@
     reason = "helpers of tests: any error must fail the test loudly"
 )]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{error_code, notification_daemon, wait_event, Desktop};
 use magpie_core::keystore::MemoryKeystore;
 use magpie_core::{Client, Event, Profile};
-use magpie_desktop::state::AppState;
 use magpie_proto::Username;
 use serde_json::{json, Value};
-use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{get_ipc_response, mock_builder, MockRuntime, INVOKE_KEY};
-use tauri::webview::InvokeRequest;
-use tauri::{App, Manager as _, WebviewWindow};
-
-const APP_ORIGIN: &str = "http://localhost:1420";
-const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Desktop {
-    app: App<MockRuntime>,
-    window: WebviewWindow<MockRuntime>,
-}
-
-impl Desktop {
-    fn start() -> Self {
-        let app = magpie_desktop::build_app(mock_builder(), tauri::generate_context!(test = true)).unwrap();
-        let window = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
-            .build()
-            .unwrap();
-        Self { app, window }
-    }
-
-    /// The open profile's client, as the commands see it.
-    fn client(&self) -> Client {
-        tauri::async_runtime::block_on(self.app.state::<AppState>().client()).unwrap()
-    }
-
-    fn call(&self, command: &str, args: Value) -> Result<Value, Value> {
-        let request = InvokeRequest {
-            cmd: command.into(),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: APP_ORIGIN.parse().unwrap(),
-            body: InvokeBody::Json(args),
-            headers: Default::default(),
-            invoke_key: INVOKE_KEY.to_string(),
-        };
-        get_ipc_response(&self.window, request).map(|body| body.deserialize::<Value>().unwrap())
-    }
-
-    fn ok(&self, command: &str, args: Value) -> Value {
-        self.call(command, args.clone())
-            .map_err(|error| format!("{command} {args} failed: {error}"))
-            .unwrap()
-    }
-
-    /// Polls `command` until `done` holds.
-    fn wait_for(&self, command: &str, args: Value, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let answer = self.ok(command, args.clone());
-            if done(&answer) {
-                return answer;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{command} never became what was awaited: {answer}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-/// What a freedesktop notification daemon was asked to show: (summary, body).
-type Shown = Arc<std::sync::Mutex<Vec<(String, String)>>>;
-
-/// Records notifications instead of showing them; owns org.freedesktop.Notifications on the test's private session
-/// bus, where the app's notification plugin finds it like a desktop's daemon.
-struct FakeNotificationDaemon(Shown);
-
-#[zbus::interface(name = "org.freedesktop.Notifications")]
-impl FakeNotificationDaemon {
-    #[allow(clippy::too_many_arguments, reason = "the freedesktop Notify signature")]
-    fn notify(
-        &self,
-        _app_name: String,
-        _replaces_id: u32,
-        _app_icon: String,
-        summary: String,
-        body: String,
-        _actions: Vec<String>,
-        _hints: std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
-        _expire_timeout: i32,
-    ) -> u32 {
-        let mut shown = self.0.lock().unwrap();
-        shown.push((summary, body));
-        u32::try_from(shown.len()).unwrap()
-    }
-
-    fn get_capabilities(&self) -> Vec<String> {
-        vec!["body".into()]
-    }
-
-    fn get_server_information(&self) -> (String, String, String, String) {
-        ("fake".into(), "magpie tests".into(), "1".into(), "1.2".into())
-    }
-
-    fn close_notification(&self, _id: u32) {}
-}
-
-async fn notification_daemon() -> (zbus::Connection, Shown) {
-    let shown = Shown::default();
-    let connection = zbus::connection::Builder::session()
-        .unwrap()
-        .name("org.freedesktop.Notifications")
-        .unwrap()
-        .serve_at("/org/freedesktop/Notifications", FakeNotificationDaemon(shown.clone()))
-        .unwrap()
-        .build()
-        .await
-        .expect("the notification name is free on the test's private D-Bus session");
-    (connection, shown)
-}
-
-fn error_code(error: Value) -> String {
-    error["code"].as_str().unwrap_or_default().to_owned()
-}
 
 #[test]
 fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
@@ -221,13 +106,10 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     assert_eq!(page["messages"][1]["body"], "hello alice");
     assert_eq!(page["messages"][1]["direction"], "incoming");
     // The (unfocused) window announced it natively: who, never what.
-    let deadline = Instant::now() + PATIENCE;
-    while notifications.lock().unwrap().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let shown = common::wait_shown(&notifications, 1);
     assert_eq!(
-        *notifications.lock().unwrap(),
-        [("Magpie".to_owned(), "New message from bob".to_owned())]
+        (shown[0].summary.as_str(), shown[0].body.as_str()),
+        ("Magpie", "New message from bob")
     );
     // Paging: the one message before the newest.
     let newest = page["messages"][1]["cursor"].as_u64().unwrap();
@@ -301,7 +183,7 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     assert_eq!(page["messages"][0]["body"], "after clearing");
     // The notification would follow the history write within moments.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(notifications.lock().unwrap().len(), 1, "notifications are off");
+    assert_eq!(notifications.lock().unwrap().shown.len(), 1, "notifications are off");
 
     // Deleting the profile removes it from the list and its folder from the disk.
     let id = me["profile_id"].as_str().unwrap().to_owned();
@@ -309,17 +191,4 @@ fn onboarding_on_the_embedded_relay_then_a_chat_both_ways_with_a_core_client() {
     assert_eq!(left["profiles"], json!([]));
     assert_eq!(left["active"], Value::Null);
     assert_eq!(error_code(desktop.call("chats", json!({})).unwrap_err()), "no_profile");
-}
-
-async fn wait_event(events: &mut tokio::sync::broadcast::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Event {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let event = events.recv().await.unwrap();
-            if want(&event) {
-                return event;
-            }
-        }
-    })
-    .await
-    .expect("the awaited event came")
 }

@@ -37,6 +37,19 @@ pub async fn a_chat_with(client: &Client, me: &str, them: &Terminal, relay_url: 
 /// Sets the passphrase in Settings, then locks with Ctrl+L while `them` keeps writing.
 pub async fn set_passphrase_and_lock(client: &Client, me: &str, them: &Terminal) {
     click(client, "settings-button").await;
+    // This desktop has a tray (the test's panel): closing the window would keep Magpie running. Turned off, so
+    // that the test's closing the window ends the app.
+    let keep = element(client, "settings-tray").await;
+    assert_eq!(
+        keep.prop("checked").await.unwrap().as_deref(),
+        Some("true"),
+        "kept in the tray by default"
+    );
+    keep.click().await.unwrap();
+    eventually("the setting to be saved", WAIT, || async {
+        (text_of(client, "settings-status").await == "Saved.").then_some(())
+    })
+    .await;
     click(client, "lock-set").await;
     let dialog = text_of(client, "lock-dialog").await;
     assert!(dialog.contains("Nobody can recover a forgotten passphrase"), "{dialog}");

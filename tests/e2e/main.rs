@@ -26,6 +26,7 @@ mod onboarding;
 mod pictures;
 mod search;
 mod terminal;
+mod tray;
 mod window;
 
 use terminal::Terminal;
@@ -113,21 +114,33 @@ async fn a_key_change_in_the_directory_is_flagged_after_reconnecting() {
     .await;
 }
 
-/// The app lock: set in Settings, Ctrl+L while a message arrives, then a restart behind the lock screen.
+/// The app lock: set in Settings, Ctrl+L while a message arrives (the tray counts it), then a restart behind the
+/// lock screen, and the tray menu's Lock.
 #[tokio::test(flavor = "current_thread")]
 async fn a_locked_profile_asks_for_its_passphrase_after_a_restart() {
     let own = OwnData::new();
     let kim = Terminal::new().await;
     let relay_url = own.relay_url();
+    let panel = std::sync::Arc::new(tray::Panel::start().await);
+    let tray = panel.clone();
     with_app("lock", &own.env(), |client| async move {
         onboarding::local_profile(&client, "lena").await;
         lock::a_chat_with(&client, "lena", &kim, &relay_url).await;
         lock::set_passphrase_and_lock(&client, "lena", &kim).await;
+        window::eventually(
+            "the tray to count the message that came while locked",
+            window::WAIT,
+            || async { (tray.label().await == "1").then_some(()) },
+        )
+        .await;
     })
     .await;
     lock::keys_are_wrapped(own.data_dir());
     with_app("lock-restart", &own.env(), |client| async move {
         lock::unlock_after_restart(&client, "lena").await;
+        panel.click("Lock").await;
+        window::element(&client, "lock-screen").await;
+        window::picture(&client, "lock-tray.png").await;
     })
     .await;
 }

@@ -112,3 +112,14 @@ describe('the app lock', () => {
     expect(screen.getByTestId('lock-idle')).toBeTruthy();
   });
 });
+
+describe('from the tray and notifications', () => {
+  it('opens the chat of a clicked notification and shows what the tray could not do', async () => {
+    start({ profiles: ['alice'], chats: [makeChat('bob'), makeChat('carol')] });
+    await screen.findByTestId('sidebar');
+    await emit('magpie://event', { type: 'open_chat', peer: 'carol' });
+    await waitFor(() => expect(screen.getByTestId('conversation-peer').textContent).toBe('carol'));
+    await emit('magpie://event', { type: 'notice', message: 'Set a passphrase first.' });
+    expect((await screen.findByTestId('notice')).textContent).toContain('Set a passphrase first.');
+  });
+});

@@ -194,16 +194,16 @@ describe('settings', () => {
     expect(document.documentElement.dataset.theme).toBeUndefined();
     await fireEvent.change(screen.getByTestId('settings-theme'), { target: { value: 'dark' } });
     await waitFor(() => expect(document.documentElement.dataset.theme).toBe('dark'));
-    expect(backend.argsOf('save_settings')).toEqual([{ settings: { theme: 'dark', notifications: true, lock_after_minutes: 15 } }]);
+    expect(backend.argsOf('save_settings')).toEqual([{ settings: { theme: 'dark', notifications: true, lock_after_minutes: 15, keep_running_in_tray: false } }]);
     await fireEvent.click(screen.getByTestId('settings-notifications'));
     await waitFor(() => expect(backend.count('save_settings')).toBe(2));
     expect(backend.argsOf('save_settings')[1]).toEqual({
-      settings: { theme: 'dark', notifications: false, lock_after_minutes: 15 },
+      settings: { theme: 'dark', notifications: false, lock_after_minutes: 15, keep_running_in_tray: false },
     });
   });
 
   it('applies the saved theme at start', async () => {
-    start({ profiles: ['alice'], settings: { theme: 'light', notifications: true, lock_after_minutes: 15 } });
+    start({ profiles: ['alice'], settings: { theme: 'light', notifications: true, lock_after_minutes: 15, keep_running_in_tray: false } });
     await screen.findByTestId('sidebar');
     await waitFor(() => expect(document.documentElement.dataset.theme).toBe('light'));
   });

@@ -74,9 +74,17 @@ pub async fn retry_message(state: State<'_, AppState>, peer: String, id: String)
 }
 
 #[tauri::command]
-pub async fn mark_read(state: State<'_, AppState>, peer: String, cursor: u64) -> Result<(), IpcError> {
+pub async fn mark_read<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    peer: String,
+    cursor: u64,
+) -> Result<(), IpcError> {
     let client = state.client().await?;
-    Ok(client.mark_read(&username(&peer)?, cursor)?)
+    client.mark_read(&username(&peer)?, cursor)?;
+    crate::notify::chat_opened(&app, &peer);
+    crate::tray::refresh_unread(&app).await;
+    Ok(())
 }
 
 #[tauri::command]

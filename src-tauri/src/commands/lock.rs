@@ -35,6 +35,7 @@ pub async fn unlock<R: Runtime>(
         let client = active.client.clone();
         blocking(move || client.profile().check_passphrase(&passphrase).map_err(IpcError::from)).await?;
         state.set_locked(None);
+        crate::notify::unlocked(&app);
         return convert::identity(&active.client, active.local_relay);
     }
     let dir = state.profile_dir(&locked.profile_id)?;

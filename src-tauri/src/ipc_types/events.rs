@@ -19,6 +19,10 @@ pub enum UiEvent {
     /// The window was locked (idle, Ctrl+L, the tray, the system going to sleep): show the lock screen and
     /// forget what is shown. No other event comes until it is unlocked.
     Locked,
+    /// Open the chat with `peer` (its notification was clicked).
+    OpenChat { peer: String },
+    /// Something the user should know that no open dialog says (a sentence).
+    Notice { message: String },
     /// Someone asks for an encrypted chat; `key_changed` when with another key than the pinned one.
     RequestReceived {
         peer: String,

@@ -393,6 +393,10 @@ pub struct Settings {
     pub notifications: bool,
     /// With a lock passphrase set, lock after this many minutes without input (0: never).
     pub lock_after_minutes: u32,
+    /// Closing the window leaves Magpie running in the tray. Where a settings file predates it: on where the
+    /// desktop shows tray icons.
+    #[serde(default = "crate::tray::desktop_has_tray")]
+    pub keep_running_in_tray: bool,
 }
 
 impl Default for Settings {
@@ -401,6 +405,8 @@ impl Default for Settings {
             theme: Theme::System,
             notifications: true,
             lock_after_minutes: 15,
+            // Decided by `read_settings` at first start (it asks the desktop); no tray is the safe guess.
+            keep_running_in_tray: false,
         }
     }
 }

@@ -11,7 +11,7 @@ function setup(identity: IdentityView = makeIdentity('alice'), onSave = vi.fn(as
   const onClose = vi.fn();
   render(SettingsDialog, {
     identity,
-    settings: { theme: 'system', notifications: true, lock_after_minutes: 15 },
+    settings: { theme: 'system', notifications: true, lock_after_minutes: 15, keep_running_in_tray: false },
     onSave,
     onDelete,
     onClose,

@@ -70,7 +70,12 @@ export class AppState {
   selectedPeer = $state<string | null>(null);
   /** A message the conversation should open at (a search result), for the selected chat. */
   focus = $state.raw<MessageFocus | null>(null);
-  settings = $state<Settings>({ theme: 'system', notifications: true, lock_after_minutes: 15 });
+  settings = $state<Settings>({
+    theme: 'system',
+    notifications: true,
+    lock_after_minutes: 15,
+    keep_running_in_tray: false,
+  });
   /** Peers whose handshake is under way, with the last step reported. */
   handshakes = $state<Record<string, string>>({});
   /** The first load finished (successfully or not). */
@@ -222,6 +227,12 @@ export class AppState {
         break;
       case 'locked':
         this.#lock();
+        break;
+      case 'open_chat':
+        if (this.identity) this.select(event.peer);
+        break;
+      case 'notice':
+        this.notice = event.message;
         break;
       case 'handshake_progress':
         this.handshakes = { ...this.handshakes, [event.peer]: event.step };

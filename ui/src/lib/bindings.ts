@@ -249,7 +249,7 @@ key_changed: boolean, };
 
 export type ConnectionState = "connecting" | "online" | "offline";
 
-export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "locked" } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "send_refused", peer: string, id: string, reason: SendRefusal, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, step: boolean, reason: string, } | { "type": "file_progress", peer: string, id: string, done: number, total: number, } | { "type": "file_status_changed", peer: string, id: string, status: FileStatus, } | { "type": "files_dropped", names: Array<string>, };
+export type UiEvent = { "type": "connection", state: ConnectionState, } | { "type": "locked" } | { "type": "open_chat", peer: string, } | { "type": "notice", message: string, } | { "type": "request_received", peer: string, fingerprint: string, key_changed: boolean, } | { "type": "request_declined", peer: string, } | { "type": "handshake_progress", peer: string, step: string, } | { "type": "handshake_failed", peer: string, reason: string, } | { "type": "session_established", peer: string, rekey: boolean, } | { "type": "message", message: MessageItem, } | { "type": "delivery_changed", peer: string, id: string, delivery: Delivery, } | { "type": "send_refused", peer: string, id: string, reason: SendRefusal, } | { "type": "key_changed", peer: string, } | { "type": "rejected", peer: string, step: boolean, reason: string, } | { "type": "file_progress", peer: string, id: string, done: number, total: number, } | { "type": "file_status_changed", peer: string, id: string, status: FileStatus, } | { "type": "files_dropped", names: Array<string>, };
 
 export type SendRefusal = "mailbox_full" | "refused";
 
@@ -263,7 +263,12 @@ notifications: boolean,
 /**
  * With a lock passphrase set, lock after this many minutes without input (0: never).
  */
-lock_after_minutes: number, };
+lock_after_minutes: number, 
+/**
+ * Closing the window leaves Magpie running in the tray. Where a settings file predates it: on where the
+ * desktop shows tray icons.
+ */
+keep_running_in_tray: boolean, };
 
 export type DemoParty = { username: string, 
 /**

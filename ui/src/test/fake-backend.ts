@@ -77,7 +77,7 @@ export function fakeBackend(options: FakeOptions = {}) {
           : null,
     chats: options.chats ?? [],
     requests: options.requests ?? { incoming: [], outgoing: [] },
-    settings: options.settings ?? { theme: 'system', notifications: true, lock_after_minutes: 15 },
+    settings: options.settings ?? { theme: 'system', notifications: true, lock_after_minutes: 15, keep_running_in_tray: false },
     connection: options.connection ?? 'online',
     overrides: { ...options.overrides } as Record<string, Override>,
     lockPassphrase: options.lockPassphrase ?? null,
