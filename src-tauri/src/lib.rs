@@ -12,6 +12,7 @@ mod perf;
 mod qr;
 mod rendering;
 mod session;
+mod sleep;
 pub mod state;
 mod thumbnail;
 mod tray;
@@ -179,6 +180,7 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
     let dir = data_dir(app.handle()).map_err(|error| tauri::Error::Anyhow(error.into()))?;
     app.manage(AppState::new(dir));
     notify::init(app.handle());
+    sleep::watch(app.handle());
     Ok(app)
 }
 

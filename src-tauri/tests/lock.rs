@@ -26,6 +26,9 @@ fn notifications_group_per_chat_open_it_and_name_nobody_while_locked() {
     let data = tempfile::tempdir().unwrap();
     std::env::set_var("MAGPIE_DATA_DIR", data.path());
     std::env::set_var(magpie_desktop::LOCAL_RELAY_PORT_ENV, "0");
+    // logind's signals, played by the test on its private session bus (see the end).
+    let session_bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").expect("a D-Bus session (keyring-session.sh)");
+    std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &session_bus);
     let desktop = Desktop::start();
     let events: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen = events.clone();
@@ -132,6 +135,36 @@ fn notifications_group_per_chat_open_it_and_name_nobody_while_locked() {
         page["messages"][2]["body"], "while locked",
         "it arrived behind the lock"
     );
+
+    // The computer going to sleep locks it too (logind's PrepareForSleep(true)).
+    let locks = || events.lock().unwrap().iter().filter(|e| e["type"] == "locked").count();
+    assert_eq!(locks(), 1);
+    runtime.block_on(async {
+        let logind = zbus::connection::Builder::session()
+            .unwrap()
+            .name("org.freedesktop.login1")
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        // Again until heard: the app's listener may still be subscribing.
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        while locks() < 2 {
+            assert!(std::time::Instant::now() < deadline, "sleep did not lock");
+            logind
+                .emit_signal(
+                    None::<&str>,
+                    "/org/freedesktop/login1",
+                    "org.freedesktop.login1.Manager",
+                    "PrepareForSleep",
+                    &(true,),
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    assert_eq!(error_code(desktop.call("chats", json!({})).unwrap_err()), "locked");
 }
 
 /// Waits for an event the window was sent that `want` matches.
