@@ -128,6 +128,7 @@ pub async fn walk_through(client: &Client) {
     scroll_into_view(client, "demo-ending").await;
     settled(client).await;
     picture(client, "demo-end.png").await;
+    crate::axe::check(client, "demo").await;
 
     // The relay flips a bit of the wrapped key: Bob's check of Alice's signature fails at step 6.
     click(client, "demo-tamper").await;
@@ -173,6 +174,7 @@ pub async fn walk_through(client: &Client) {
     scroll_into_view(client, "demo-failure").await;
     settled(client).await;
     picture(client, "demo-tampered.png").await;
+    crate::axe::check(client, "demo-tampered").await;
 
     click(client, "demo-close").await;
     gone(client, "handshake-demo", "the demo to close").await;

@@ -57,6 +57,7 @@ pub async fn set_passphrase_and_lock(client: &Client, me: &str, them: &Terminal)
     type_into(client, "lock-again", PASSPHRASE).await;
     settled(client).await;
     picture(client, "lock-set.png").await;
+    crate::axe::check(client, "lock-dialog").await;
     click(client, "lock-save").await;
     eventually("Settings to say the lock is on", WAIT, || async {
         text_of(client, "lock-state")
@@ -115,6 +116,7 @@ pub async fn unlock_after_restart(client: &Client, me: &str) {
     assert!(wait.starts_with("Next try in"), "{wait}");
     settled(client).await;
     picture(client, "lock-wrong.png").await;
+    crate::axe::check(client, "lock-wrong").await;
     gone(client, "lock-wait", "the wait to end").await;
     type_into(client, "lock-passphrase", PASSPHRASE).await;
     click(client, "lock-unlock").await;

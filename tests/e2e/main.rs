@@ -21,6 +21,7 @@ mod binaries;
 mod conversation;
 mod demo;
 mod key_change;
+mod keyboard;
 mod lock;
 mod onboarding;
 mod pictures;
@@ -141,6 +142,18 @@ async fn a_locked_profile_asks_for_its_passphrase_after_a_restart() {
         panel.click("Lock").await;
         window::element(&client, "lock-screen").await;
         window::picture(&client, "lock-tray.png").await;
+    })
+    .await;
+}
+
+/// From the first screen to a sent message with the keyboard alone.
+#[tokio::test(flavor = "current_thread")]
+async fn a_new_user_gets_to_a_sent_message_with_the_keyboard_alone() {
+    let own = OwnData::new();
+    let lou = Terminal::new().await;
+    let relay_url = own.relay_url();
+    with_app("keyboard", &own.env(), |client| async move {
+        keyboard::onboard_and_write(&client, "kai", &lou, &relay_url).await;
     })
     .await;
 }

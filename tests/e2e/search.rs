@@ -100,6 +100,7 @@ pub async fn finds_a_message(client: &Client, me: &str, them: &Terminal) {
     assert!(shortcuts.contains("Find in the open chat"), "{shortcuts}");
     settled(client).await;
     picture(client, "shortcuts.png").await;
+    crate::axe::check(client, "shortcuts").await;
     click(client, "shortcuts-close").await;
     gone(client, "shortcuts-dialog", "the shortcuts to close").await;
 }

@@ -139,6 +139,8 @@ describe('keyboard', () => {
     await waitFor(() => expect(screen.getByTestId('conversation-peer').textContent).toBe('bob'));
     await fireEvent.keyDown(window, { key: 'ArrowDown', altKey: true });
     await waitFor(() => expect(screen.getByTestId('conversation-peer').textContent).toBe('carol'));
+    // Ready to type to carol.
+    await waitFor(() => expect(document.activeElement?.id).toBe('compose-input'));
     await fireEvent.keyDown(window, { key: 'ArrowUp', altKey: true });
     await waitFor(() => expect(screen.getByTestId('conversation-peer').textContent).toBe('bob'));
 

@@ -155,6 +155,10 @@ describe('MessageList', () => {
     const bubble = screen.getByTestId('message-m7').querySelector('[data-testid="message-body"]')!;
     expect(bubble.textContent).toBe('https://example.com is just text');
     expect(bubble.querySelector('a')).toBeNull();
+    // Screen readers hear it once, from the log beside the (virtualized) list.
+    const log = screen.getByTestId('message-log');
+    expect(log.getAttribute('role')).toBe('log');
+    expect([...log.querySelectorAll('p')].map((p) => p.textContent)).toEqual(['alice: https://example.com is just text']);
     await waitFor(() =>
       expect(calls.filter((c) => c.cmd === 'mark_read').at(-1)?.args).toEqual({ peer: 'alice', cursor: 7 }),
     );
