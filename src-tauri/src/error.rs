@@ -41,8 +41,10 @@ pub enum IpcErrorCode {
     Backup,
     /// The profile is locked: the window shows the lock screen.
     Locked,
-    /// The passphrase does not unlock the profile, or tries wait (`wait_secs`).
+    /// The passphrase does not unlock the profile; the next try waits `wait_secs`.
     WrongPassphrase,
+    /// Too many wrong passphrases: no try is taken for `wait_secs`.
+    UnlockWait,
 }
 
 /// An error as sent over IPC. `message` is a sentence for a person, never a secret.
@@ -125,7 +127,11 @@ impl From<magpie_core::Error> for IpcError {
             | E::PassphraseTooShort(_) => IpcErrorCode::Backup,
             E::ProfileLocked => IpcErrorCode::Locked,
             E::WrongPassphrase { wait_secs } | E::UnlockWait { wait_secs } => {
-                let mut wrong = Self::new(IpcErrorCode::WrongPassphrase, error.to_string());
+                let code = match &error {
+                    E::UnlockWait { .. } => IpcErrorCode::UnlockWait,
+                    _ => IpcErrorCode::WrongPassphrase,
+                };
+                let mut wrong = Self::new(code, error.to_string());
                 wrong.wait_secs = Some(*wait_secs);
                 return wrong;
             }

@@ -84,6 +84,23 @@ pub fn chat_opened<R: Runtime>(app: &AppHandle<R>, peer: &str) {
     withdraw(app, peer);
 }
 
+/// Magpie was locked: the notifications naming senders go.
+pub fn withdraw_all<R: Runtime>(app: &AppHandle<R>) {
+    let Some(announced) = app.try_state::<Announced>() else {
+        return;
+    };
+    let keys: Vec<String> = announced
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .keys()
+        .cloned()
+        .collect();
+    for key in keys {
+        withdraw(app, &key);
+    }
+}
+
 /// Magpie was unlocked: the notification naming nobody goes.
 pub fn unlocked<R: Runtime>(app: &AppHandle<R>) {
     withdraw(app, LOCKED);

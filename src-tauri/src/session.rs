@@ -33,6 +33,15 @@ pub async fn activate_in<R: Runtime>(
     if let Some(previous) = active.take() {
         close_logged(previous).await;
     }
+    // A profile made or restored while the window locked takes the lock screen's place: behind it if its own lock
+    // is on, else in the open (it has no passphrase to ask for).
+    if state.window_locked() {
+        state.set_locked(client.profile().lock_on().then(|| crate::ipc_types::LockedView {
+            profile_id: view.profile_id.clone(),
+            username: view.username.clone(),
+            open: true,
+        }));
+    }
     state.set_connection(ConnectionState::Connecting);
     // Subscribe before the connection starts, so its first events are not missed.
     let events = client.events();
@@ -87,7 +96,9 @@ async fn forward_events<R: Runtime>(
         let Some(ui_event) = convert::ui_event(&event) else {
             continue;
         };
-        // Behind the lock screen the window learns nothing but the connection's state; it reloads at unlock.
+        // Behind the lock screen the window learns nothing but the connection's state; it reloads at unlock. (Asked
+        // again: the window may have locked while the count was read.)
+        let locked = app.state::<AppState>().window_locked();
         if locked && !matches!(ui_event, UiEvent::Connection { .. }) {
             continue;
         }

@@ -143,15 +143,25 @@ impl AppState {
 
     /// The open profile's client; refused while the window is locked, so no command shows what the lock hides.
     pub async fn client(&self) -> Result<Client, IpcError> {
+        let active = self.active.lock().await;
+        // Asked with the slot held: a lock taken meanwhile is seen.
         if self.window_locked() {
             return Err(IpcError::locked());
         }
-        self.active
-            .lock()
-            .await
+        active
             .as_ref()
             .map(|active| active.client.clone())
             .ok_or_else(IpcError::no_profile)
+    }
+
+    /// Refuses to go on with `client` once the window is locked or another profile is open: what a command checks
+    /// after waiting on the user (a native dialog is a window of its own, which the lock screen does not cover).
+    pub async fn still_open(&self, client: &Client) -> Result<(), IpcError> {
+        let now = self.client().await?;
+        match now.profile().id() == client.profile().id() {
+            true => Ok(()),
+            false => Err(IpcError::no_profile()),
+        }
     }
 
     /// The embedded relay, started on first use.

@@ -123,3 +123,30 @@ describe('from the tray and notifications', () => {
     expect((await screen.findByTestId('notice')).textContent).toContain('Set a passphrase first.');
   });
 });
+
+describe('locking while loading', () => {
+  it('keeps the lock screen when the window locks while the chats are still being read', async () => {
+    let release: () => void = () => {};
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const backend = start({
+      profiles: ['alice'],
+      lockPassphrase: 'correct horse',
+      chats: [makeChat('bob')],
+    });
+    const info = backend.handler('app_info');
+    backend.state.overrides.app_info = () => slow.then(() => info);
+    cleanup();
+    render(App);
+    // The profiles and chats were read (unlocked), the app's info not yet.
+    await waitFor(() => expect(backend.count('list_profiles')).toBeGreaterThan(1));
+    await waitFor(() => expect(backend.count('chats')).toBeGreaterThan(1));
+    // Rust locks the window before the first load has finished.
+    backend.handler('lock_now');
+    await emit('magpie://event', { type: 'locked' });
+    release();
+    expect(await screen.findByTestId('lock-screen')).toBeTruthy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(screen.queryByTestId('sidebar')).toBeNull();
+    expect(document.body.textContent).not.toContain('bob');
+  });
+});

@@ -18,7 +18,7 @@ pub const NEW_PASSPHRASE_FILE: &str = "MAGPIE_NEW_PASSPHRASE_FILE";
 pub fn read(twice: bool) -> Result<Zeroizing<String>, Failure> {
     match from_file(PASSPHRASE_FILE, 1)? {
         Some(passphrase) => Ok(passphrase),
-        None => typed("Passphrase: ", twice),
+        None => typed("Passphrase: ", twice, PASSPHRASE_FILE),
     }
 }
 
@@ -26,7 +26,7 @@ pub fn read(twice: bool) -> Result<Zeroizing<String>, Failure> {
 pub fn unlock() -> Result<Zeroizing<String>, Failure> {
     match from_file(PASSPHRASE_FILE, 0)? {
         Some(passphrase) => Ok(passphrase),
-        None => typed("This profile is locked. Passphrase: ", false),
+        None => typed("This profile is locked. Passphrase: ", false, PASSPHRASE_FILE),
     }
 }
 
@@ -34,7 +34,7 @@ pub fn unlock() -> Result<Zeroizing<String>, Failure> {
 pub fn new_lock() -> Result<Zeroizing<String>, Failure> {
     match from_file(NEW_PASSPHRASE_FILE, 0)? {
         Some(passphrase) => Ok(passphrase),
-        None => typed("New passphrase: ", true),
+        None => typed("New passphrase: ", true, NEW_PASSPHRASE_FILE),
     }
 }
 
@@ -54,10 +54,11 @@ fn from_file(var: &str, index: usize) -> Result<Option<Zeroizing<String>>, Failu
     Ok(Some(Zeroizing::new(line.to_owned())))
 }
 
-fn typed(text: &str, twice: bool) -> Result<Zeroizing<String>, Failure> {
+/// Asks on the terminal; without one, names the variable `file_var` that would give it instead.
+fn typed(text: &str, twice: bool, file_var: &str) -> Result<Zeroizing<String>, Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::Usage(format!(
-            "no terminal to ask for the passphrase on: set {PASSPHRASE_FILE} to a file holding it"
+            "no terminal to ask for the passphrase on: set {file_var} to a file holding it"
         )));
     }
     let first = prompt(text)?;

@@ -114,6 +114,9 @@ pub struct Profile {
     keystore: Arc<dyn Keystore>,
     /// The history is an older copy than the one last opened (see [`Profile::restored`]).
     restored: bool,
+    /// The app lock is on (its entry exists): known at open, kept by [`Profile::set_passphrase`] and
+    /// [`Profile::remove_passphrase`]. One process at a time opens a profile, so nothing else changes it meanwhile.
+    lock_on: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Profile {
@@ -171,6 +174,7 @@ impl Profile {
                     history,
                     keystore,
                     restored: false,
+                    lock_on: false.into(),
                 })
             }
             Err(error) => {
@@ -250,6 +254,7 @@ impl Profile {
             history,
             keystore,
             restored,
+            lock_on: lock.is_some().into(),
         })
     }
 

@@ -30,6 +30,7 @@ pub async fn backup_now<R: Runtime>(
     let Some(path) = dialogs::save_as(&app, "Save the backup", &suggested).await? else {
         return Ok(None);
     };
+    state.still_open(&client).await?;
     let cancelled = state.start_long_task();
     let name = file_name(&path);
     let summary = blocking(move || {
@@ -122,6 +123,7 @@ pub async fn export_chat<R: Runtime>(
     let Some(path) = dialogs::save_as(&app, "Export the chat", &suggested).await? else {
         return Ok(None);
     };
+    state.still_open(&client).await?;
     let summary = client.export_chat(&peer, &path).await?;
     Ok(Some(ExportDone {
         file_name: file_name(&path),

@@ -79,6 +79,7 @@ pub async fn attach_file<R: Runtime>(
     let path = path
         .into_path()
         .map_err(|_| IpcError::invalid("That file is not on this computer's disk."))?;
+    state.still_open(&client).await?;
     send_path(&client, &peer, path).await.map(Some)
 }
 
@@ -170,6 +171,7 @@ pub async fn save_file_as<R: Runtime>(
     let path = path
         .into_path()
         .map_err(|_| IpcError::invalid("Choose a folder on this computer's disk."))?;
+    state.still_open(&client).await?;
     client.save_file(id, &path).await?;
     Ok(true)
 }

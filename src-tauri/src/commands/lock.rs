@@ -31,7 +31,10 @@ pub async fn unlock<R: Runtime>(
     };
     if locked.open {
         let active = state.active().lock().await;
-        let active = active.as_ref().ok_or_else(IpcError::no_profile)?;
+        let active = active
+            .as_ref()
+            .filter(|active| active.client.profile().id().to_string() == locked.profile_id)
+            .ok_or_else(IpcError::no_profile)?;
         let client = active.client.clone();
         blocking(move || client.profile().check_passphrase(&passphrase).map_err(IpcError::from)).await?;
         state.set_locked(None);
@@ -61,14 +64,16 @@ pub async fn lock_now<R: Runtime>(app: AppHandle<R>, state: State<'_, AppState>)
     lock_window(&app, &state).await
 }
 
-/// Locks the window of the open profile, if its lock is on; `Ok` if it is locked already.
+/// Locks the window of the open profile, if its lock is on; `Ok` if it is locked already. Quick (no I/O), so it
+/// can run as the computer goes to sleep.
 pub async fn lock_window<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> Result<(), IpcError> {
+    // Not while a profile is being opened or switched: the lock names the one open after.
+    let _one_at_a_time = state.opening().lock().await;
     if state.window_locked() {
         return Ok(());
     }
     let client = state.client().await?;
-    let profile = client.clone();
-    if !blocking(move || profile.profile().lock_on().map_err(IpcError::from)).await? {
+    if !client.profile().lock_on() {
         return Err(IpcError::invalid(
             "Set a passphrase first (Settings → Lock) to lock Magpie.",
         ));
@@ -78,6 +83,9 @@ pub async fn lock_window<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> Re
         username: client.username().to_string(),
         open: true,
     }));
+    // A search under way stops sending what it finds; named notifications go.
+    state.start_search();
+    crate::notify::withdraw_all(app);
     let _ = app.emit(EVENT, UiEvent::Locked);
     Ok(())
 }
@@ -86,8 +94,9 @@ pub async fn lock_window<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> Re
 #[tauri::command]
 pub async fn lock_status(state: State<'_, AppState>) -> Result<LockStatus, IpcError> {
     let client = state.client().await?;
-    let on = blocking(move || client.profile().lock_on().map_err(IpcError::from)).await?;
-    Ok(LockStatus { on })
+    Ok(LockStatus {
+        on: client.profile().lock_on(),
+    })
 }
 
 /// Turns the lock on (`current` is `None`) or changes its passphrase.
@@ -98,6 +107,8 @@ pub async fn set_lock_passphrase(
     passphrase: String,
 ) -> Result<LockStatus, IpcError> {
     let (current, passphrase) = (current.map(Zeroizing::new), Zeroizing::new(passphrase));
+    // One change at a time: two at once could wrap the keys with one key and seal the other.
+    let _one_at_a_time = state.opening().lock().await;
     let client = state.client().await?;
     blocking(move || {
         client
@@ -113,6 +124,7 @@ pub async fn set_lock_passphrase(
 #[tauri::command]
 pub async fn remove_lock_passphrase(state: State<'_, AppState>, current: String) -> Result<LockStatus, IpcError> {
     let current = Zeroizing::new(current);
+    let _one_at_a_time = state.opening().lock().await;
     let client = state.client().await?;
     blocking(move || client.profile().remove_passphrase(&current).map_err(IpcError::from)).await?;
     Ok(LockStatus { on: false })

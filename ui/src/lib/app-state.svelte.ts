@@ -90,12 +90,15 @@ export class AppState {
   hasProfile = $derived(this.profiles.active !== null && this.identity !== null);
 
   #listeners = new Set<EventListener>();
+  /** Counts the times the window locked: what a load started before the last lock read must not be shown. */
+  #locks = 0;
   #unlisten: (() => void) | null = null;
   #refreshTimer: ReturnType<typeof setTimeout> | null = null;
   #stopped = false;
 
   /** Reads everything the shell shows. Safe to call again (after creating, opening or deleting a profile). */
   async load(): Promise<void> {
+    const locks = this.#locks;
     // `identity` first: at start it reopens the profile that was open last time, which `listProfiles` then reports.
     let reopened: IdentityView | null = null;
     let reopenError: unknown = null;
@@ -108,6 +111,11 @@ export class AppState {
     // A reopened profile's chats load alongside, not after: one round trip less before the list is drawn.
     const profileState = reopened === null ? null : this.#fetchProfileState();
     const [info, profiles, settings] = await Promise.allSettled([appInfo(), listProfiles(), getSettings()]);
+    // Locked meanwhile: what was read goes unshown; the lock screen (#lock) shows instead.
+    if (locks !== this.#locks) {
+      this.loaded = true;
+      return;
+    }
     if (info.status === 'fulfilled') {
       this.info = info.value;
       this.infoError = null;
@@ -129,7 +137,9 @@ export class AppState {
       this.#clearProfileState();
     } else {
       this.#setIdentity(reopened);
-      this.#applyProfileState(await profileState);
+      const state = await profileState;
+      if (locks !== this.#locks) return;
+      this.#applyProfileState(state);
     }
     this.loaded = true;
     moment('chats');
@@ -138,7 +148,9 @@ export class AppState {
   /** Re-reads the chat list and the requests. */
   async refresh(): Promise<void> {
     if (!this.identity) return;
+    const locks = this.#locks;
     const [chats, requests] = await Promise.allSettled([fetchChats(), fetchRequests()]);
+    if (locks !== this.#locks) return;
     if (chats.status === 'fulfilled') this.chats = chats.value;
     if (requests.status === 'fulfilled') this.requests = requests.value;
     const failed = [chats, requests].find((result) => result.status === 'rejected');
@@ -156,6 +168,7 @@ export class AppState {
 
   /** Switches to another profile on this computer. Throws a MagpieError when it cannot be opened. */
   async switchProfile(id: string): Promise<void> {
+    const locks = this.#locks;
     let opened: IdentityView;
     try {
       opened = await openProfile(id);
@@ -165,6 +178,8 @@ export class AppState {
       this.profiles = await listProfiles();
       return;
     }
+    // The window locked meanwhile: the lock screen stays (the unlock loads what is open then).
+    if (locks !== this.#locks) return;
     this.selectedPeer = null;
     this.#setIdentity(opened);
     try {
@@ -256,7 +271,9 @@ export class AppState {
   }
 
   async #loadProfileState(): Promise<void> {
-    this.#applyProfileState(await this.#fetchProfileState());
+    const locks = this.#locks;
+    const state = await this.#fetchProfileState();
+    if (locks === this.#locks) this.#applyProfileState(state);
   }
 
   #fetchProfileState(): Promise<ProfileState> {
@@ -283,6 +300,7 @@ export class AppState {
 
   /** The window was locked: what it showed goes, and the lock screen comes up. */
   #lock(): void {
+    this.#locks += 1;
     const identity = this.identity;
     if (identity) {
       this.profiles = {
@@ -292,6 +310,13 @@ export class AppState {
     }
     this.notice = null;
     this.#clearProfileState();
+    // The backend says which profile is behind the lock (the window may not have known it yet, at start).
+    const locks = this.#locks;
+    void listProfiles()
+      .then((profiles) => {
+        if (locks === this.#locks && profiles.locked) this.profiles = profiles;
+      })
+      .catch(() => {});
   }
 
   #clearProfileState(): void {

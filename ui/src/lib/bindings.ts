@@ -14,7 +14,7 @@ export type IpcError = { code: IpcErrorCode, message: string,
  */
 wait_secs?: bigint, };
 
-export type IpcErrorCode = "data_directory" | "internal" | "credential_store" | "invalid_input" | "name_taken" | "unknown_user" | "relay_unreachable" | "relay_ca_changed" | "relay" | "no_profile" | "profile" | "no_session" | "key_changed" | "no_request" | "fingerprint_mismatch" | "backup" | "locked" | "wrong_passphrase";
+export type IpcErrorCode = "data_directory" | "internal" | "credential_store" | "invalid_input" | "name_taken" | "unknown_user" | "relay_unreachable" | "relay_ca_changed" | "relay" | "no_profile" | "profile" | "no_session" | "key_changed" | "no_request" | "fingerprint_mismatch" | "backup" | "locked" | "wrong_passphrase" | "unlock_wait";
 
 export type ProfileSummary = { 
 /**

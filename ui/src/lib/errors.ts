@@ -38,6 +38,8 @@ export function describeError(error: unknown, context: ErrorContext = {}): strin
       return sentence(error.message);
     case 'locked':
       return 'Magpie is locked. Enter the passphrase to go on.';
+    case 'unlock_wait':
+      return `Too many wrong passphrases: try again in ${error.waitSecs ?? 'a few'} s.`;
     case 'wrong_passphrase':
       return error.waitSecs
         ? `That passphrase is not the right one. Try again in ${error.waitSecs} s.`

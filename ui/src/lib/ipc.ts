@@ -64,6 +64,7 @@ const KNOWN_CODES: Record<IpcErrorCode, true> = {
   backup: true,
   locked: true,
   wrong_passphrase: true,
+  unlock_wait: true,
 };
 
 function isKnownCode(value: unknown): value is IpcErrorCode {

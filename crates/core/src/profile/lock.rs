@@ -21,6 +21,7 @@
 //! who copied the entries, scrypt's cost per guess is the defence, and the passphrase's length.
 
 use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use magpie_proto::backup::{passphrase_key, KdfParams};
@@ -110,8 +111,12 @@ impl WrappingKey {
         let Some(opened) = open(kek.as_slice(), &ad, sealed) else {
             return Ok(None);
         };
-        let key: [u8; 32] = opened.as_slice().try_into().map_err(|_| malformed())?;
-        Ok(Some(Self(Zeroizing::new(key))))
+        if opened.len() != 32 {
+            return Err(malformed());
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&opened);
+        Ok(Some(Self(key)))
     }
 
     /// `secret` wrapped for the entry `account`.
@@ -136,8 +141,8 @@ impl WrappingKey {
 
 impl super::Profile {
     /// Whether the app lock is on.
-    pub fn lock_on(&self) -> Result<bool> {
-        Ok(self.keystore.load(&lock_account(self.id()))?.is_some())
+    pub fn lock_on(&self) -> bool {
+        self.lock_on.load(Relaxed)
     }
 
     /// Sets the passphrase: turns the lock on (`current` is `None`), or changes it (`current` must open it, with
@@ -149,13 +154,10 @@ impl super::Profile {
     pub(crate) fn set_passphrase_with(&self, current: Option<&str>, new: &str, kdf: &KdfParams) -> Result<()> {
         crate::backup::check_passphrase(new)?;
         let account = lock_account(self.id());
-        if self.lock_on()? {
-            let key = open_lock(
-                &self.dir,
-                self.keystore.as_ref(),
-                self.id(),
-                current.unwrap_or_default(),
-            )?;
+        if self.lock_on() {
+            // Changing it needs the current one; none given is not a wrong try.
+            let current = current.ok_or(Error::ProfileLocked)?;
+            let key = open_lock(&self.dir, self.keystore.as_ref(), self.id(), current)?;
             // One write: the old passphrase opens it until it lands, the new one after.
             self.keystore.store(&account, &key.lock_entry(&account, new, kdf)?)?;
             tracing::info!(profile = %self.id(), "lock passphrase changed");
@@ -170,6 +172,7 @@ impl super::Profile {
                 self.keystore.store(&account, &key.wrap(&account, raw.expose())?)?;
             }
         }
+        self.lock_on.store(true, Relaxed);
         tracing::info!(profile = %self.id(), "lock turned on");
         Ok(())
     }
@@ -186,6 +189,7 @@ impl super::Profile {
         }
         // The lock entry last: until it goes, an unlock wraps the keys again.
         self.keystore.delete(&lock_account(self.id()))?;
+        self.lock_on.store(false, Relaxed);
         tracing::info!(profile = %self.id(), "lock turned off");
         Ok(())
     }

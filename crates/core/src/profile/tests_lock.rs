@@ -39,13 +39,19 @@ fn a_locked_profile_opens_with_its_passphrase_only_and_the_store_holds_no_key_in
         .append_message(&message("bob", "before the lock"))
         .unwrap();
     let (identity_der, history_key) = raw_keys(keystore.as_ref(), id);
-    assert!(!profile.lock_on().unwrap());
+    assert!(!profile.lock_on());
     assert!(matches!(
         profile.set_passphrase_with(None, "short", &quick()),
         Err(Error::PassphraseTooShort(8))
     ));
     profile.set_passphrase_with(None, "correct horse", &quick()).unwrap();
-    assert!(profile.lock_on().unwrap());
+    assert!(profile.lock_on());
+    // Changing it asks for the current one; none given is refused without counting as a wrong try.
+    assert!(matches!(
+        profile.set_passphrase_with(None, "other horse", &quick()),
+        Err(Error::ProfileLocked)
+    ));
+    assert!(!dir.path().join(lock::ATTEMPTS_FILE).exists());
     drop(profile);
 
     let (wrapped_identity, wrapped_history) = raw_keys(keystore.as_ref(), id);
@@ -88,7 +94,7 @@ fn a_locked_profile_opens_with_its_passphrase_only_and_the_store_holds_no_key_in
     let profile = Profile::unlock(dir.path(), keystore.clone(), "battery staple").unwrap();
 
     profile.remove_passphrase("battery staple").unwrap();
-    assert!(!profile.lock_on().unwrap());
+    assert!(!profile.lock_on());
     assert_eq!(raw_keys(keystore.as_ref(), id), (identity_der, history_key));
     drop(profile);
     assert_eq!(
