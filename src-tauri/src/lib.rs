@@ -69,6 +69,7 @@ pub fn run() {
     };
     perf::moment("built");
     tray::create(app.handle());
+    perf::moment("tray");
     // Files "Open" decrypted for other apps in a run that did not end cleanly.
     let _ = std::fs::remove_dir_all(commands::files::open_dir(app.state::<AppState>().data_dir()));
     // Open last time's profile (its history may be large) while the window is still starting.

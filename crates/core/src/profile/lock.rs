@@ -309,18 +309,20 @@ impl Attempts {
     }
 }
 
+/// scrypt parameters that take a millisecond, for tests.
+#[cfg(test)]
+pub(crate) fn quick_kdf() -> KdfParams {
+    KdfParams {
+        log2_n: 10,
+        r: 8,
+        p: 1,
+        salt: [7; 16],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn quick_kdf() -> KdfParams {
-        KdfParams {
-            log2_n: 10,
-            r: 8,
-            p: 1,
-            salt: [7; 16],
-        }
-    }
 
     #[test]
     fn the_lock_entry_opens_with_its_passphrase_and_account_only() {

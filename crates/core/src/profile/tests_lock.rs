@@ -1,20 +1,10 @@
 //! The app lock over a real sled history and the in-memory credential store (the real one: the stories and e2e).
 
-use magpie_proto::backup::KdfParams;
-
+use super::lock::quick_kdf;
 use super::tests::message;
 use super::*;
 use crate::keystore::MemoryKeystore;
 use magpie_tests::{identity, username};
-
-fn quick() -> KdfParams {
-    KdfParams {
-        log2_n: 10,
-        r: 8,
-        p: 1,
-        salt: [3; 16],
-    }
-}
 
 fn raw_keys(keystore: &dyn Keystore, id: Uuid) -> (Vec<u8>, Vec<u8>) {
     let load = |account: String| keystore.load(&account).unwrap().unwrap().expose().to_vec();
@@ -41,14 +31,16 @@ fn a_locked_profile_opens_with_its_passphrase_only_and_the_store_holds_no_key_in
     let (identity_der, history_key) = raw_keys(keystore.as_ref(), id);
     assert!(!profile.lock_on());
     assert!(matches!(
-        profile.set_passphrase_with(None, "short", &quick()),
+        profile.set_passphrase_with(None, "short", &quick_kdf()),
         Err(Error::PassphraseTooShort(8))
     ));
-    profile.set_passphrase_with(None, "correct horse", &quick()).unwrap();
+    profile
+        .set_passphrase_with(None, "correct horse", &quick_kdf())
+        .unwrap();
     assert!(profile.lock_on());
     // Changing it asks for the current one; none given is refused without counting as a wrong try.
     assert!(matches!(
-        profile.set_passphrase_with(None, "other horse", &quick()),
+        profile.set_passphrase_with(None, "other horse", &quick_kdf()),
         Err(Error::ProfileLocked)
     ));
     assert!(!dir.path().join(lock::ATTEMPTS_FILE).exists());
@@ -80,11 +72,11 @@ fn a_locked_profile_opens_with_its_passphrase_only_and_the_store_holds_no_key_in
 
     // Changing rewrites the lock entry alone; the wrapped keys stay as they are.
     assert!(matches!(
-        profile.set_passphrase_with(Some("wrong horse"), "battery staple", &quick()),
+        profile.set_passphrase_with(Some("wrong horse"), "battery staple", &quick_kdf()),
         Err(Error::WrongPassphrase { .. })
     ));
     profile
-        .set_passphrase_with(Some("correct horse"), "battery staple", &quick())
+        .set_passphrase_with(Some("correct horse"), "battery staple", &quick_kdf())
         .unwrap();
     assert_eq!(raw_keys(keystore.as_ref(), id), (wrapped_identity, wrapped_history));
     assert!(profile.check_passphrase("correct horse").is_err());
@@ -111,7 +103,9 @@ fn a_lock_interrupted_halfway_is_finished_at_the_next_unlock_and_nothing_is_lost
     let id = profile.id();
     profile.history().append_message(&message("bob", "kept")).unwrap();
     let raw = raw_keys(keystore.as_ref(), id);
-    profile.set_passphrase_with(None, "correct horse", &quick()).unwrap();
+    profile
+        .set_passphrase_with(None, "correct horse", &quick_kdf())
+        .unwrap();
     drop(profile);
     // As if the machine stopped after the lock entry and the history key were written, before the identity key.
     keystore.store(&identity_account(id), &raw.0).unwrap();
@@ -138,7 +132,9 @@ fn deleting_a_locked_profile_leaves_no_entry_and_no_file() {
     let dir = root.path().join("alice");
     let keystore = Arc::new(MemoryKeystore::default());
     let profile = Profile::create_with_identity(&dir, identity("alice"), keystore.clone()).unwrap();
-    profile.set_passphrase_with(None, "correct horse", &quick()).unwrap();
+    profile
+        .set_passphrase_with(None, "correct horse", &quick_kdf())
+        .unwrap();
     assert!(
         profile.check_passphrase("wrong horse").is_err(),
         "leaves an attempts file"
