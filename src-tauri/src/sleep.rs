@@ -1,6 +1,7 @@
 //! Locks Magpie when the computer goes to sleep or its session is locked, where the platform tells us: on Linux,
-//! systemd-logind's `PrepareForSleep(true)` and this session's `Lock` signals on the system bus. (Elsewhere the
-//! idle time and Ctrl+L remain.) Without a passphrase set, nothing happens.
+//! systemd-logind's `PrepareForSleep(true)` and this session's `Lock` signals on the system bus, with a delay lock
+//! on sleep so the lock screen is drawn before the computer sleeps. (Elsewhere the idle time and Ctrl+L remain.)
+//! Without a passphrase set, nothing happens.
 
 use tauri::{AppHandle, Manager as _, Runtime};
 
@@ -22,35 +23,65 @@ pub fn watch<R: Runtime>(app: &AppHandle<R>) {
     let _ = app;
 }
 
-/// Locks the window, if a passphrase is set (the lock screen needs one).
-fn lock<R: Runtime>(app: &AppHandle<R>, why: &'static str) {
+/// Locks the window, if a passphrase is set (the lock screen needs one); `hold` (a delay on sleep) is let go once
+/// the lock screen had time to be drawn.
+fn lock<R: Runtime>(app: &AppHandle<R>, why: &'static str, hold: impl Send + 'static) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let state = app.state::<crate::state::AppState>();
         match crate::commands::lock::lock_window(&app, &state).await {
-            Ok(()) => tracing::info!(why, "locked"),
+            Ok(()) => {
+                tracing::info!(why, "locked");
+                // A few frames for the lock screen, so the screen does not sleep showing the chats.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
             Err(error) => tracing::debug!(why, %error, "not locked"),
         }
+        drop(hold);
     });
 }
 
 #[cfg(target_os = "linux")]
 mod linux {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    use dbus::arg::OwnedFd;
     use dbus::blocking::Connection;
     use dbus::message::MatchRule;
     use tauri::{AppHandle, Runtime};
 
     const LOGIN1: &str = "org.freedesktop.login1";
 
+    /// A delay lock on sleep: logind waits for its release (at most its InhibitDelayMaxSec, 5 s by default) before
+    /// the computer sleeps, so the lock screen is up first.
+    fn inhibit(bus: &Connection) -> Option<OwnedFd> {
+        let manager = bus.with_proxy(LOGIN1, "/org/freedesktop/login1", Duration::from_secs(2));
+        let why = ("sleep", "Magpie", "Locking Magpie before the computer sleeps", "delay");
+        match manager.method_call::<(OwnedFd,), _, _, _>("org.freedesktop.login1.Manager", "Inhibit", why) {
+            Ok((fd,)) => Some(fd),
+            Err(error) => {
+                tracing::debug!(%error, "no delay on sleep");
+                None
+            }
+        }
+    }
+
     pub fn listen<R: Runtime>(app: &AppHandle<R>) -> Result<(), dbus::Error> {
         let bus = Connection::new_system()?;
+        let held = Arc::new(Mutex::new(inhibit(&bus)));
+        let resumed = Arc::new(AtomicBool::new(false));
         let sleeping = MatchRule::new_signal("org.freedesktop.login1.Manager", "PrepareForSleep").with_sender(LOGIN1);
-        let handle = app.clone();
+        let (handle, hold, woke) = (app.clone(), held.clone(), resumed.clone());
         bus.add_match(sleeping, move |(starting,): (bool,), _, _| {
-            if starting {
-                super::lock(&handle, "the computer is going to sleep");
+            match starting {
+                true => {
+                    let delay = hold.lock().ok().and_then(|mut held| held.take());
+                    super::lock(&handle, "the computer is going to sleep", delay);
+                }
+                // Taken again outside this callback (a call from inside one would wait on itself).
+                false => woke.store(true, Relaxed),
             }
             true
         })?;
@@ -67,12 +98,17 @@ mod linux {
                 .with_path(path);
             let handle = app.clone();
             bus.add_match(locking, move |(): (), _, _| {
-                super::lock(&handle, "the session was locked");
+                super::lock(&handle, "the session was locked", ());
                 true
             })?;
         }
         loop {
             bus.process(Duration::from_secs(3600))?;
+            if resumed.swap(false, Relaxed) {
+                if let Ok(mut held) = held.lock() {
+                    *held = inhibit(&bus);
+                }
+            }
         }
     }
 }

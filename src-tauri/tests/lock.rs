@@ -29,6 +29,8 @@ fn notifications_group_per_chat_open_it_and_name_nobody_while_locked() {
     // logind's signals, played by the test on its private session bus (see the end).
     let session_bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").expect("a D-Bus session (keyring-session.sh)");
     std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &session_bus);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (logind, inhibitors) = runtime.block_on(fake_logind());
     let desktop = Desktop::start();
     let events: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen = events.clone();
@@ -43,7 +45,6 @@ fn notifications_group_per_chat_open_it_and_name_nobody_while_locked() {
     );
     let relay_url = me["relay_url"].as_str().unwrap().to_owned();
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let (daemon, notifications) = runtime.block_on(notification_daemon());
     let bob_dir = tempfile::tempdir().unwrap();
     let bob = runtime.block_on(async {
@@ -136,35 +137,92 @@ fn notifications_group_per_chat_open_it_and_name_nobody_while_locked() {
         "it arrived behind the lock"
     );
 
-    // The computer going to sleep locks it too (logind's PrepareForSleep(true)).
+    // The computer going to sleep locks it too (logind's PrepareForSleep(true)), the app holding the sleep back
+    // (a delay lock taken at start) until the lock screen is up.
+    wait_for(|| (inhibitors.lock().unwrap().len() == 1).then_some(()));
+    let delay = inhibitors.lock().unwrap()[0].try_clone().unwrap();
+    delay.set_nonblocking(true).unwrap();
+    assert!(!released(&delay), "held while awake");
     let locks = || events.lock().unwrap().iter().filter(|e| e["type"] == "locked").count();
     assert_eq!(locks(), 1);
-    runtime.block_on(async {
-        let logind = zbus::connection::Builder::session()
-            .unwrap()
-            .name("org.freedesktop.login1")
-            .unwrap()
-            .build()
-            .await
-            .unwrap();
-        // Again until heard: the app's listener may still be subscribing.
-        let deadline = std::time::Instant::now() + common::PATIENCE;
-        while locks() < 2 {
-            assert!(std::time::Instant::now() < deadline, "sleep did not lock");
+    let sleep_signal = |starting: bool| {
+        let logind = logind.clone();
+        async move {
             logind
                 .emit_signal(
                     None::<&str>,
                     "/org/freedesktop/login1",
                     "org.freedesktop.login1.Manager",
                     "PrepareForSleep",
-                    &(true,),
+                    &(starting,),
                 )
                 .await
-                .unwrap();
+        }
+    };
+    runtime.block_on(async {
+        // Again until heard: the app's listener may still be subscribing.
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        while locks() < 2 {
+            assert!(std::time::Instant::now() < deadline, "sleep did not lock");
+            sleep_signal(true).await.unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+    wait_for(|| released(&delay).then_some(()));
     assert_eq!(error_code(desktop.call("chats", json!({})).unwrap_err()), "locked");
+    // Awake again: the delay lock is taken anew for the next sleep.
+    runtime.block_on(sleep_signal(false)).unwrap();
+    wait_for(|| (inhibitors.lock().unwrap().len() == 2).then_some(()));
+    assert_eq!(error_code(desktop.call("chats", json!({})).unwrap_err()), "locked");
+}
+
+/// The far ends of the delay locks logind handed out.
+type Inhibitors = Arc<Mutex<Vec<std::os::unix::net::UnixStream>>>;
+
+/// Plays systemd-logind on the test's private bus (the app's system bus here): hands out delay locks.
+struct FakeLogind(Inhibitors);
+
+#[zbus::interface(name = "org.freedesktop.login1.Manager")]
+impl FakeLogind {
+    fn inhibit(&self, what: String, _who: String, _why: String, mode: String) -> zbus::zvariant::OwnedFd {
+        assert_eq!((what.as_str(), mode.as_str()), ("sleep", "delay"));
+        let (kept, given) = std::os::unix::net::UnixStream::pair().unwrap();
+        self.0.lock().unwrap().push(kept);
+        std::os::fd::OwnedFd::from(given).into()
+    }
+}
+
+async fn fake_logind() -> (zbus::Connection, Inhibitors) {
+    let inhibitors = Inhibitors::default();
+    let connection = zbus::connection::Builder::session()
+        .unwrap()
+        .name("org.freedesktop.login1")
+        .unwrap()
+        .serve_at("/org/freedesktop/login1", FakeLogind(inhibitors.clone()))
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    (connection, inhibitors)
+}
+
+/// Whether the app let go of the delay lock whose far end is `kept` (its end closed).
+fn released(kept: &std::os::unix::net::UnixStream) -> bool {
+    use std::io::Read as _;
+    let mut byte = [0u8; 1];
+    matches!((&*kept).read(&mut byte), Ok(0))
+}
+
+/// Polls `done` until it gives a value.
+fn wait_for<T>(mut done: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    loop {
+        if let Some(found) = done() {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "waited too long");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits for an event the window was sent that `want` matches.
