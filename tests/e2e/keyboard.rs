@@ -119,4 +119,6 @@ pub async fn onboard_and_write(client: &Client, me: &str, them: &Terminal, relay
     settled(client).await;
     picture(client, "keyboard.png").await;
     crate::axe::check(client, "chat-list").await;
+    crate::axe::choose_theme(client, "dark").await;
+    crate::axe::check(client, "chat-list-dark").await;
 }
