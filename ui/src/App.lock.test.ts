@@ -133,11 +133,11 @@ describe('locking while loading', () => {
       lockPassphrase: 'correct horse',
       chats: [makeChat('bob')],
     });
-    const info = backend.handler('app_info');
-    backend.state.overrides.app_info = () => slow.then(() => info);
+    const settings = backend.handler('get_settings');
+    backend.state.overrides.get_settings = () => slow.then(() => settings);
     cleanup();
     render(App);
-    // The profiles and chats were read (unlocked), the app's info not yet.
+    // The profiles and chats were read (unlocked), the settings not yet.
     await waitFor(() => expect(backend.count('list_profiles')).toBeGreaterThan(1));
     await waitFor(() => expect(backend.count('chats')).toBeGreaterThan(1));
     // Rust locks the window before the first load has finished.

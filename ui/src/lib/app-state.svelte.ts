@@ -110,17 +110,19 @@ export class AppState {
     }
     // A reopened profile's chats load alongside, not after: one round trip less before the list is drawn.
     const profileState = reopened === null ? null : this.#fetchProfileState();
-    const [info, profiles, settings] = await Promise.allSettled([appInfo(), listProfiles(), getSettings()]);
+    // The app's info asks the credential store (a D-Bus round trip): shown when it comes, not waited for.
+    void appInfo().then(
+      (info) => {
+        this.info = info;
+        this.infoError = null;
+      },
+      (error: unknown) => (this.infoError = describeError(error)),
+    );
+    const [profiles, settings] = await Promise.allSettled([listProfiles(), getSettings()]);
     // Locked meanwhile: what was read goes unshown; the lock screen (#lock) shows instead.
     if (locks !== this.#locks) {
       this.loaded = true;
       return;
-    }
-    if (info.status === 'fulfilled') {
-      this.info = info.value;
-      this.infoError = null;
-    } else {
-      this.infoError = describeError(info.reason);
     }
     if (settings.status === 'fulfilled') this.settings = settings.value;
     if (profiles.status === 'rejected') {
