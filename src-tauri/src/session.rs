@@ -91,13 +91,13 @@ async fn forward_events<R: Runtime>(
         let locked = app.state::<AppState>().window_locked();
         if let magpie_core::Event::MessageReceived { message } = &event {
             notify::message_received(&app, (!locked).then_some(message.peer.as_str()));
-            crate::tray::refresh_unread(&app).await;
+            crate::tray::refresh_unread_soon(&app);
         }
         let Some(ui_event) = convert::ui_event(&event) else {
             continue;
         };
         // Behind the lock screen the window learns nothing but the connection's state; it reloads at unlock. (Asked
-        // again: the window may have locked while the count was read.)
+        // again, as close to sending as can be.)
         let locked = app.state::<AppState>().window_locked();
         if locked && !matches!(ui_event, UiEvent::Connection { .. }) {
             continue;

@@ -2,8 +2,10 @@
 //! window's badge where the desktop shows one) and a menu: Open Magpie, Lock, Quit. With "Keep running in the tray"
 //! on, closing the window hides it and Magpie keeps receiving.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
+
 use tauri::{AppHandle, Emitter as _, Manager as _, Runtime};
 
 use crate::ipc_types::{UiEvent, EVENT};
@@ -98,6 +100,23 @@ pub fn show_unread<R: Runtime>(app: &AppHandle<R>, count: usize) {
     if let Some(window) = app.get_webview_window("main") {
         let _ = window.set_badge_count(i64::try_from(count).ok().filter(|n| *n > 0));
     }
+}
+
+/// A count is due or under way: others asked meanwhile join it.
+static COUNT_DUE: AtomicBool = AtomicBool::new(false);
+
+/// Counts the open profile's unread messages again soon, once for a burst of arrivals (a catch-up brings
+/// hundreds; each count reads every chat).
+pub fn refresh_unread_soon<R: Runtime>(app: &AppHandle<R>) {
+    if COUNT_DUE.swap(true, Relaxed) {
+        return;
+    }
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        COUNT_DUE.store(false, Relaxed);
+        refresh_unread(&app).await;
+    });
 }
 
 /// Counts the open profile's unread messages (up to 100 per chat) and shows the count.

@@ -83,7 +83,7 @@ pub async fn mark_read<R: Runtime>(
     let client = state.client().await?;
     client.mark_read(&username(&peer)?, cursor)?;
     crate::notify::chat_opened(&app, &peer);
-    crate::tray::refresh_unread(&app).await;
+    crate::tray::refresh_unread_soon(&app);
     Ok(())
 }
 
