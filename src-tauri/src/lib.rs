@@ -73,7 +73,12 @@ pub fn run() {
     tauri::async_runtime::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let on_main = handle.clone();
-        if let Err(error) = handle.run_on_main_thread(move || tray::create(&on_main)) {
+        let shown = handle.run_on_main_thread(move || {
+            tray::create(&on_main);
+            // The count made at start found no icon yet.
+            tray::refresh_unread_soon(&on_main);
+        });
+        if let Err(error) = shown {
             tracing::warn!(%error, "no tray icon");
         }
     });

@@ -45,9 +45,12 @@ pub fn init<R: Runtime>(app: &AppHandle<R>) {
 /// A message from `peer` arrived (`None` while locked): shows or updates that chat's notification, unless the
 /// window is in front or notifications are off.
 pub fn message_received<R: Runtime>(app: &AppHandle<R>, peer: Option<&str>) {
-    if !app.state::<AppState>().settings().notifications {
+    let state = app.state::<AppState>();
+    if !state.settings().notifications {
         return;
     }
+    // Asked again here: the window may have locked since the caller looked.
+    let peer = peer.filter(|_| !state.window_locked());
     let focused = app
         .get_webview_window("main")
         .and_then(|window| window.is_focused().ok())

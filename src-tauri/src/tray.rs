@@ -119,8 +119,12 @@ pub fn refresh_unread_soon<R: Runtime>(app: &AppHandle<R>) {
     });
 }
 
+/// One count at a time, so a later one lands last.
+static COUNTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Counts the open profile's unread messages (up to 100 per chat) and shows the count.
 pub async fn refresh_unread<R: Runtime>(app: &AppHandle<R>) {
+    let _one_at_a_time = COUNTING.lock().await;
     let client = match app.state::<AppState>().active().lock().await.as_ref() {
         Some(active) => active.client.clone(),
         None => return show_unread(app, 0),

@@ -164,6 +164,7 @@ fn notifications_group_per_chat_open_it_and_name_nobody_while_locked() {
         let deadline = std::time::Instant::now() + common::PATIENCE;
         while locks() < 2 {
             assert!(std::time::Instant::now() < deadline, "sleep did not lock");
+            assert!(!released(&delay), "the sleep was let go before the window locked");
             sleep_signal(true).await.unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

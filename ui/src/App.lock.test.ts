@@ -149,4 +149,22 @@ describe('locking while loading', () => {
     expect(screen.queryByTestId('sidebar')).toBeNull();
     expect(document.body.textContent).not.toContain('bob');
   });
+
+  it('comes to the lock screen, not a stuck start, when the lock falls while the chats are read', async () => {
+    let release: () => void = () => {};
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const backend = start({ profiles: ['alice'], lockPassphrase: 'correct horse', chats: [makeChat('bob')] });
+    const chats = backend.handler('chats');
+    backend.state.overrides.chats = () => slow.then(() => chats);
+    cleanup();
+    render(App);
+    await waitFor(() => expect(backend.count('chats')).toBeGreaterThan(1));
+    await waitFor(() => expect(backend.count('get_settings')).toBeGreaterThan(1));
+    backend.handler('lock_now');
+    await emit('magpie://event', { type: 'locked' });
+    release();
+    expect(await screen.findByTestId('lock-screen')).toBeTruthy();
+    expect(screen.queryByTestId('loading')).toBeNull();
+    expect(document.body.textContent).not.toContain('bob');
+  });
 });

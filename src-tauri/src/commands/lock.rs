@@ -64,15 +64,19 @@ pub async fn lock_now<R: Runtime>(app: AppHandle<R>, state: State<'_, AppState>)
     lock_window(&app, &state).await
 }
 
-/// Locks the window of the open profile, if its lock is on; `Ok` if it is locked already. Quick (no I/O), so it
-/// can run as the computer goes to sleep.
+/// Locks the window of the open profile, if its lock is on; `Ok` if it is locked already. No I/O: it waits only
+/// for the open-profile slot, which a profile switch holds while the old profile closes (rarely seconds).
 pub async fn lock_window<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> Result<(), IpcError> {
-    // Not while a profile is being opened or switched: the lock names the one open after.
-    let _one_at_a_time = state.opening().lock().await;
+    // The slot held from the check to the lock: no profile is swapped in between (a swap while locked moves the
+    // lock itself, see `activate_in`).
+    let active = state.active().lock().await;
     if state.window_locked() {
         return Ok(());
     }
-    let client = state.client().await?;
+    let client = active
+        .as_ref()
+        .map(|a| a.client.clone())
+        .ok_or_else(IpcError::no_profile)?;
     if !client.profile().lock_on() {
         return Err(IpcError::invalid(
             "Set a passphrase first (Settings → Lock) to lock Magpie.",
@@ -83,6 +87,7 @@ pub async fn lock_window<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> Re
         username: client.username().to_string(),
         open: true,
     }));
+    drop(active);
     // A search under way stops sending what it finds; named notifications go.
     state.start_search();
     crate::notify::withdraw_all(app);

@@ -140,7 +140,10 @@ export class AppState {
     } else {
       this.#setIdentity(reopened);
       const state = await profileState;
-      if (locks !== this.#locks) return;
+      if (locks !== this.#locks) {
+        this.loaded = true;
+        return;
+      }
       this.#applyProfileState(state);
     }
     this.loaded = true;

@@ -154,26 +154,36 @@ impl super::Profile {
     pub(crate) fn set_passphrase_with(&self, current: Option<&str>, new: &str, kdf: &KdfParams) -> Result<()> {
         crate::backup::check_passphrase(new)?;
         let account = lock_account(self.id());
-        if self.lock_on() {
+        // The entry, not only the flag: a turn-on that failed halfway left one, and a second key made now would
+        // leave what the first wrapped unopenable.
+        if self.lock_on() || self.keystore.load(&account)?.is_some() {
             // Changing it needs the current one; none given is not a wrong try.
             let current = current.ok_or(Error::ProfileLocked)?;
             let key = open_lock(&self.dir, self.keystore.as_ref(), self.id(), current)?;
+            self.lock_on.store(true, Relaxed);
             // One write: the old passphrase opens it until it lands, the new one after.
             self.keystore.store(&account, &key.lock_entry(&account, new, kdf)?)?;
+            self.wrap_raw_keys(&key)?;
             tracing::info!(profile = %self.id(), "lock passphrase changed");
             return Ok(());
         }
         let key = WrappingKey::generate()?;
-        // The lock entry first: from here an unlock wraps whatever is still raw.
+        // The lock entry first: from here the lock is on, and an unlock wraps whatever is still raw.
         self.keystore.store(&account, &key.lock_entry(&account, new, kdf)?)?;
+        self.lock_on.store(true, Relaxed);
+        self.wrap_raw_keys(&key)?;
+        tracing::info!(profile = %self.id(), "lock turned on");
+        Ok(())
+    }
+
+    /// Wraps with `key` whichever of the two keys is still raw in the credential store.
+    fn wrap_raw_keys(&self, key: &WrappingKey) -> Result<()> {
         for account in [super::history_account(self.id()), super::identity_account(self.id())] {
-            let raw = super::load_required(self.keystore.as_ref(), "key", account.clone())?;
-            if !is_wrapped(raw.expose()) {
-                self.keystore.store(&account, &key.wrap(&account, raw.expose())?)?;
+            let value = super::load_required(self.keystore.as_ref(), "key", account.clone())?;
+            if !is_wrapped(value.expose()) {
+                self.keystore.store(&account, &key.wrap(&account, value.expose())?)?;
             }
         }
-        self.lock_on.store(true, Relaxed);
-        tracing::info!(profile = %self.id(), "lock turned on");
         Ok(())
     }
 

@@ -118,6 +118,24 @@ fn a_lock_interrupted_halfway_is_finished_at_the_next_unlock_and_nothing_is_lost
     );
     drop(profile);
 
+    // Turning the lock on again while its entry exists (a turn-on that failed halfway, the flag never set) is a
+    // change: it needs the passphrase, and makes no second key.
+    let profile = Profile::unlock(dir.path(), keystore.clone(), "correct horse").unwrap();
+    profile.lock_on.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(matches!(
+        profile.set_passphrase_with(None, "other horse", &quick_kdf()),
+        Err(Error::ProfileLocked)
+    ));
+    profile
+        .set_passphrase_with(Some("correct horse"), "other horse", &quick_kdf())
+        .unwrap();
+    assert!(profile.lock_on());
+    drop(profile);
+    assert_eq!(
+        first_body(&Profile::unlock(dir.path(), keystore.clone(), "other horse").unwrap()),
+        "kept"
+    );
+
     // A wrapped key without its lock entry (deleted behind Magpie's back) is named, not misread.
     keystore.delete(&lock::lock_account(id)).unwrap();
     match Profile::open(dir.path(), keystore.clone()) {
