@@ -9,8 +9,8 @@ use base64::Engine as _;
 use magpie_core::engine::{Discard, Event};
 use magpie_core::Error;
 use magpie_proto::{
-    AwaitingAccept, Certificate, ChatAccept, ChatRequest, Credential, EnvelopeKind, Fingerprint, Identity, Initiator,
-    KeyConfirm, SealedMessage, TrustAnchor,
+    AwaitingAccept, Certificate, ChatAccept, ChatRequest, Credential, Envelope, EnvelopeKind, Fingerprint, Identity,
+    Initiator, KeyConfirm, SealedMessage, TrustAnchor,
 };
 use magpie_relay::ca::CaInfo;
 use magpie_relay::server::RunningRelay;
@@ -61,11 +61,13 @@ impl Operator {
     }
 
     /// Puts an envelope in `to`'s mailbox as if `from` had sent it.
-    fn deliver(&self, from: &str, to: &str, kind: EnvelopeKind, body: &[u8]) {
+    /// Stores an envelope under a new id; the id.
+    fn deliver(&self, from: &str, to: &str, kind: EnvelopeKind, body: &[u8]) -> uuid::Uuid {
         let received_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let id = uuid::Uuid::new_v4();
         self.store
             .insert_envelope(NewEnvelope {
-                id: uuid::Uuid::new_v4(),
+                id,
                 from: from.to_owned(),
                 to: to.to_owned(),
                 kind,
@@ -73,6 +75,7 @@ impl Operator {
                 received_at,
             })
             .unwrap();
+        id
     }
 
     /// A chat request to `to` in the name `as_name`, signed with `key_owner`'s key; the state to go on with.
@@ -354,10 +357,10 @@ async fn item03_a_request_with_a_changed_key_is_kept_and_shown() {
     ));
 }
 
-/// Item 4: what does not verify is discarded, counted on the chat and reported, never shown; ordinary duplicates
-/// from at-least-once delivery stay silent.
+/// Item 4: what does not verify is discarded, counted on the chat and reported, never shown, and so is a copy of a
+/// message the relay makes under a new envelope id; ordinary duplicates from at-least-once delivery stay silent.
 #[tokio::test(flavor = "multi_thread")]
-async fn item04_forgeries_are_counted_on_the_chat_and_duplicates_stay_silent() {
+async fn item04_forgeries_and_replays_are_counted_on_the_chat_and_duplicates_stay_silent() {
     let operator = Operator::start().await;
     let (alice, bob) = pair_at(&operator).await;
     let (alice_name, bob_name) = (name("alice"), name("bob"));
@@ -370,16 +373,35 @@ async fn item04_forgeries_are_counted_on_the_chat_and_duplicates_stay_silent() {
     let mut sealed = SealedMessage::from_json(&genuine).unwrap();
     sealed.ciphertext[3] ^= 0x01;
     operator.deliver("alice", "bob", EnvelopeKind::Message, &sealed.to_json().unwrap());
-    operator.deliver("alice", "bob", EnvelopeKind::Message, &genuine);
+    let genuine_id = operator.deliver("alice", "bob", EnvelopeKind::Message, &genuine);
     bob.client.sync().await.unwrap();
-    // The genuine text again (the relay redelivers): a duplicate, silent.
+    // The genuine envelope again, as the relay redelivers what was not acknowledged yet: a duplicate, silent.
+    let redelivered = Envelope {
+        id: genuine_id,
+        from: "alice".into(),
+        to: "bob".into(),
+        kind: EnvelopeKind::Message,
+        body: genuine.clone(),
+    };
+    bob.client.handle_envelopes(&[redelivered]).await.unwrap();
+    assert_eq!(
+        bob.client
+            .contact(&alice_name)
+            .unwrap()
+            .unwrap()
+            .discarded
+            .unwrap()
+            .messages,
+        1
+    );
+    // The genuine text under a new envelope id: only the relay makes those, a replay.
     operator.deliver("alice", "bob", EnvelopeKind::Message, &genuine);
     bob.client.sync().await.unwrap();
     let stored = bob.client.last_messages(&alice_name, 10).unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].message.body, "genuine");
     let discarded = bob.client.contact(&alice_name).unwrap().unwrap().discarded.unwrap();
-    assert_eq!((discarded.messages, discarded.steps), (1, 0));
+    assert_eq!((discarded.messages, discarded.steps), (2, 0));
 
     // A key exchange step for a handshake Bob never had.
     let confirm = KeyConfirm {
@@ -392,20 +414,21 @@ async fn item04_forgeries_are_counted_on_the_chat_and_duplicates_stay_silent() {
     operator.deliver("alice", "bob", EnvelopeKind::KeyConfirm, &confirm.to_json().unwrap());
     bob.client.sync().await.unwrap();
     let discarded = bob.client.contact(&alice_name).unwrap().unwrap().discarded.unwrap();
-    assert_eq!((discarded.messages, discarded.steps), (1, 1));
+    assert_eq!((discarded.messages, discarded.steps), (2, 1));
     let mut reported = Vec::new();
     while let Ok(event) = bob_events.try_recv() {
-        if let Event::Rejected { peer, what, .. } = event {
-            reported.push((peer, what));
+        if let Event::Rejected { peer, what, reason } = event {
+            reported.push((peer, what, reason.contains("the relay sent it again")));
         }
     }
     assert_eq!(
         reported,
         [
-            ("alice".to_owned(), Discard::Message),
-            ("alice".to_owned(), Discard::Step)
+            ("alice".to_owned(), Discard::Message, false),
+            ("alice".to_owned(), Discard::Message, true),
+            ("alice".to_owned(), Discard::Step, false)
         ],
-        "each forgery reported once, the duplicate not at all"
+        "each forgery and the replay reported once, the redelivery not at all"
     );
 
     // A re-key whose accept the relay swaps for one with a broken signature: the handshake fails, counted on

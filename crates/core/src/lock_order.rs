@@ -40,6 +40,8 @@ pub(crate) enum Rank {
     RecentChains,
     /// `Inner::activity_noted`: when each chat's last activity was stored.
     ActivityNoted,
+    /// `Inner::recently_opened`: the envelope ids of recently opened messages.
+    RecentlyOpened,
     /// `Inner::file_flags`: files cancelled and files sealed by this run.
     FileFlags,
     /// `History::key_changed`: each contact's key-change flag; also serializes contact writes.

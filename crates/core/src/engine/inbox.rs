@@ -138,7 +138,7 @@ impl<H: Home> Client<H> {
                 Err(e) => return Err(e),
             };
             for ((place, sealed), outcome) in places.into_iter().zip(&sealed).zip(opened) {
-                dispositions[place] = self.after_open(&peer, sealed, outcome)?;
+                dispositions[place] = self.after_open(&peer, sealed, envelopes[place].id, outcome)?;
             }
         }
         Ok(())
@@ -186,15 +186,33 @@ impl<H: Home> Client<H> {
                 }
             },
         };
-        self.after_open(&peer, &sealed, outcome)
+        self.after_open(&peer, &sealed, envelope.id, outcome)
     }
 
-    fn after_open(&self, peer: &Username, sealed: &SealedMessage, outcome: Opened) -> Result<Disposition> {
+    fn after_open(
+        &self,
+        peer: &Username,
+        sealed: &SealedMessage,
+        envelope: Uuid,
+        outcome: Opened,
+    ) -> Result<Disposition> {
+        if matches!(outcome, Opened::Text(..) | Opened::Other) {
+            self.recently_opened()?.note(&sealed.session_id, sealed.n, envelope);
+        }
         match outcome {
             Opened::Text(message, appended) => self.after_receive(message, appended),
             Opened::Other => {}
-            // A second copy of something already received: the relay or we crashed before the ack.
             Opened::Failed(magpie_proto::Error::Replay) => {
+                let first = self.recently_opened()?.replayed(&sealed.session_id, sealed.n, envelope);
+                if let Some(first) = first {
+                    let reason = format!(
+                        "message {} of this session was opened already (envelope {first}); this copy came in envelope \
+                         {envelope}, so the relay sent it again",
+                        sealed.n
+                    );
+                    return Ok(self.discard(peer.as_str(), Discard::Message, &reason));
+                }
+                // A redelivery (we had not acknowledged it yet) or a retry: at-least-once delivery.
                 tracing::debug!(%peer, n = sealed.n, "duplicate message dropped");
             }
             // Older than the skip window: its key is gone. An old copy, or a message that arrived too late to open.
@@ -333,6 +351,10 @@ impl<H: Home> Client<H> {
         })?;
         self.activity_noted()?.insert(peer.clone(), now);
         Ok(())
+    }
+
+    fn recently_opened(&self) -> Result<crate::lock_order::Guard<'_, super::replays::RecentlyOpened>> {
+        self.inner.recently_opened.lock().map_err(|_| Error::Poisoned)
     }
 
     fn activity_noted(&self) -> Result<crate::lock_order::Guard<'_, HashMap<Username, u64>>> {

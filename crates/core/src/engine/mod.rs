@@ -22,6 +22,7 @@ mod handshake_worker;
 mod inbox;
 mod outbox;
 mod rekey;
+mod replays;
 mod requests;
 mod run;
 mod search;
@@ -116,6 +117,8 @@ struct Inner<H> {
     recent_chains: Ranked<HashMap<Username, (std::time::Instant, Vec<magpie_proto::Certificate>)>>,
     /// The second each chat's last activity was last stored at (see `Client::note_activity`).
     activity_noted: Ranked<HashMap<Username, u64>>,
+    /// Which envelope each recent message came in (see `replays.rs`).
+    recently_opened: Ranked<replays::RecentlyOpened>,
     /// Which peers have texts waiting for a session (see `waiting.rs`); also the order of texts to one peer.
     waiting: Ranked<HashMap<Username, bool>>,
     /// Re-keys each contact may still have accepted without asking (see `requests.rs`).
@@ -244,6 +247,7 @@ impl<H: Home> Client<H> {
                 in_flight: Ranked::new(Rank::InFlight, HashMap::new()),
                 recent_chains: Ranked::new(Rank::RecentChains, HashMap::new()),
                 activity_noted: Ranked::new(Rank::ActivityNoted, HashMap::new()),
+                recently_opened: Ranked::with_default(Rank::RecentlyOpened),
                 auto_accepts: Ranked::with_default(Rank::AutoAccepts),
                 waiting: Ranked::new(Rank::Waiting, HashMap::new()),
             }),
