@@ -1,6 +1,7 @@
 //! The handshake demo, from the shell: the backend really runs the seven steps between two throwaway profiles on a
-//! relay inside the app; the window walks through them. Then again with the relay flipping a bit of the wrapped
-//! key: Bob's signature check stops the handshake at step 6.
+//! relay inside the app; the window walks through them. Then once with each attack the relay can play: the window
+//! shows the check that stopped it (or, for a first contact's man in the middle, that none could), with a picture
+//! of each.
 
 use std::time::Duration;
 
@@ -11,7 +12,18 @@ use crate::window::{
 };
 
 const STEPS: usize = 7;
-/// A run makes three RSA-3072 keys and runs the handshake: seconds, more on a busy machine.
+/// Every attack the demo offers: its value, the heading of its verdict, and where the seven steps stop (`None`: all
+/// pass).
+const ATTACKS: [(&str, &str, Option<usize>); 7] = [
+    ("flip_wrapped_key", "Caught: Bob stopped it at step 6", Some(6)),
+    ("substitute_known_contact", "Caught: Alice stopped it", None),
+    ("substitute_first_contact", "Not caught by any automatic check", None),
+    ("replay_old_request", "Caught: Bob stopped it", None),
+    ("forge_key_confirm", "Caught: Alice stopped it at step 7", Some(7)),
+    ("drop_key_confirm", "Caught: Alice stopped it at step 7", Some(7)),
+    ("replay_message", "Caught: Bob stopped it", None),
+];
+/// A run makes three or four RSA-3072 keys and runs the handshake: seconds, more on a busy machine.
 const RUN_PATIENCE: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_secs(10);
 
@@ -25,8 +37,9 @@ async fn statuses(client: &Client) -> Vec<String> {
     all
 }
 
-/// Waits for the run Start or Restart began, `tampered` or not, to be on screen; returns its "Ran for real" line.
-async fn wait_for_run(client: &Client, tampered: bool) -> String {
+/// Waits for the run Start or Restart began to be on screen: with the relay's attack named `attack` (its label), or
+/// none; returns its "Ran for real" line.
+async fn wait_for_run(client: &Client, attack: Option<&str>) -> String {
     let info = eventually("the demo's handshake to run", RUN_PATIENCE, || async {
         if present(client, "demo-error").await {
             panic!("the demo failed to run: {}", text_of(client, "demo-error").await);
@@ -35,7 +48,11 @@ async fn wait_for_run(client: &Client, tampered: bool) -> String {
             return None;
         }
         let info = content_of(client, "demo-run-info").await;
-        (info.contains("relay tampering on") == tampered).then_some(info)
+        let shown = match attack {
+            Some(label) => info.contains(&format!("relay attack: {label}")),
+            None => !info.contains("relay attack"),
+        };
+        shown.then_some(info)
     })
     .await;
     assert!(info.starts_with("Ran for real in"), "{info:?}");
@@ -85,11 +102,15 @@ pub async fn walk_through(client: &Client) {
     click(client, "demo-open").await;
     element(client, "handshake-demo").await;
     assert_eq!(statuses(client).await, vec!["pending"; STEPS]);
-    let tamper = element(client, "demo-tamper").await;
-    assert!(!tamper.is_selected().await.unwrap(), "tampering starts off");
+    let picker = element(client, "demo-attack").await;
+    assert_eq!(
+        picker.prop("value").await.unwrap().as_deref(),
+        Some("none"),
+        "an honest relay first"
+    );
 
     click(client, "demo-start").await;
-    let info = wait_for_run(client, false).await;
+    let info = wait_for_run(client, None).await;
     println!("demo: {info}");
     let revealed = reveal_all(client, Some((4, "demo-step-4.png"))).await;
     assert_eq!(
@@ -130,52 +151,91 @@ pub async fn walk_through(client: &Client) {
     picture(client, "demo-end.png").await;
     crate::axe::check(client, "demo").await;
 
-    // The relay flips a bit of the wrapped key: Bob's check of Alice's signature fails at step 6.
-    click(client, "demo-tamper").await;
-    assert!(
-        element(client, "demo-tamper").await.is_selected().await.unwrap(),
-        "the tamper switch is on"
-    );
-    let hint = text_of(client, "demo-restart-hint").await;
-    assert_eq!(hint, "Restart to use it.");
-    click(client, "demo-restart").await;
-    let info = wait_for_run(client, true).await;
-    println!("demo, tampered: {info}");
-    let revealed = reveal_all(client, None).await;
-    let mut expected = vec!["passed"; 5];
-    expected.push("failed");
-    assert_eq!(revealed, expected, "the story stops at the failed step");
-    expected.push("not_reached");
-    assert_eq!(statuses(client).await, expected);
-
-    let failure = element(client, "demo-failure").await;
-    assert!(failure.is_displayed().await.unwrap());
-    let failure_text = failure.text().await.unwrap();
-    assert!(
-        failure_text.contains("The handshake stopped; no session was made"),
-        "{failure_text:?}"
-    );
-    assert!(
-        failure_text.to_lowercase().contains("signature"),
-        "the failure names the signature check: {failure_text:?}"
-    );
-    let rail_reason = content_of(client, "demo-rail-reason").await;
-    assert!(rail_reason.to_lowercase().contains("signature"), "{rail_reason:?}");
-    assert!(
-        !present(client, "demo-ending").await,
-        "no chat after a failed handshake"
-    );
-    assert!(
-        present(client, "demo-tampered").await,
-        "the wire marks the tampered envelope"
-    );
-    // The picture shows the tampered envelope on the wire and the failure under the columns.
-    scroll_into_view(client, "demo-tampered").await;
-    scroll_into_view(client, "demo-failure").await;
-    settled(client).await;
-    picture(client, "demo-tampered.png").await;
-    crate::axe::check(client, "demo-tampered").await;
+    for (attack, heading, stops_at) in ATTACKS {
+        run_attack(client, attack, heading, stops_at).await;
+    }
 
     click(client, "demo-close").await;
     gone(client, "handshake-demo", "the demo to close").await;
+}
+
+/// Has the relay play `attack`, walks the run through, and checks the verdict: `heading`, and the steps stopping at
+/// `stops_at` (the failure panel naming the check) or all passing (the chat ending before the verdict).
+async fn run_attack(client: &Client, attack: &str, heading: &str, stops_at: Option<usize>) {
+    element(client, "demo-attack")
+        .await
+        .select_by_value(attack)
+        .await
+        .unwrap();
+    assert_eq!(text_of(client, "demo-restart-hint").await, "Restart to use it.");
+    let label = element(client, "demo-attack")
+        .await
+        .find(Locator::Css("option:checked"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    click(client, "demo-restart").await;
+    let info = wait_for_run(client, Some(label.trim())).await;
+    println!("demo, {attack}: {info}");
+    let revealed = reveal_all(client, None).await;
+    let expected: Vec<&str> = match stops_at {
+        Some(step) => (1..=STEPS)
+            .map(|n| match n.cmp(&step) {
+                std::cmp::Ordering::Less => "passed",
+                std::cmp::Ordering::Equal => "failed",
+                std::cmp::Ordering::Greater => "not_reached",
+            })
+            .collect(),
+        None => vec!["passed"; STEPS],
+    };
+    assert_eq!(statuses(client).await, expected, "{attack}");
+    assert_eq!(
+        revealed,
+        expected[..revealed.len()],
+        "{attack}: the story stops at the failed step"
+    );
+    match stops_at {
+        Some(_) => {
+            let failure = content_of(client, "demo-failure").await;
+            assert!(
+                failure.contains("The handshake stopped; no session was made"),
+                "{failure:?}"
+            );
+            assert!(
+                !present(client, "demo-ending").await,
+                "{attack}: no chat after a failed handshake"
+            );
+        }
+        None => {
+            element(client, "demo-ending").await;
+        }
+    }
+    let verdict = element(client, "demo-verdict").await;
+    let title = verdict.find(Locator::Css("h4")).await.unwrap().text().await.unwrap();
+    assert_eq!(title.trim(), heading, "{attack}");
+    let check = content_of(client, "demo-verdict-check").await;
+    assert!(!check.is_empty(), "{attack}: the verdict names its check");
+    let values = verdict.find_all(Locator::Css("dd")).await.unwrap();
+    assert!(values.len() >= 2, "{attack}: the verdict shows the values it compared");
+    if attack == "flip_wrapped_key" {
+        assert!(
+            present(client, "demo-wire-action").await,
+            "the wire marks the tampered envelope"
+        );
+        scroll_into_view(client, "demo-wire-action").await;
+    }
+    scroll_into_view(client, "demo-verdict").await;
+    settled(client).await;
+    let picture_name = match attack {
+        "flip_wrapped_key" => "demo-tampered.png".to_owned(),
+        _ => format!("demo-{}.png", attack.replace('_', "-")),
+    };
+    picture(client, &picture_name).await;
+    match attack {
+        "flip_wrapped_key" => crate::axe::check(client, "demo-tampered").await,
+        "substitute_first_contact" => crate::axe::check(client, "demo-verdict").await,
+        _ => {}
+    }
 }

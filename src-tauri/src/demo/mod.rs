@@ -4,6 +4,9 @@
 //! Nothing is canned: the values are what magpie-core computed this run, and a failure is shown as it happened.
 //! The demo's keys live in memory (they are thrown away with the run), not in the credential store.
 
+mod attacks;
+mod mitm;
+mod relay;
 mod steps;
 mod wire;
 
@@ -14,55 +17,86 @@ use magpie_core::engine::ConnectionState;
 use magpie_core::keystore::MemoryKeystore;
 use magpie_core::{Client, Event, Profile};
 use magpie_proto::{CertificateAuthority, Identity, Username};
-use magpie_relay::ca::CaInfo;
-use magpie_relay::config::Config;
-use magpie_relay::server::RunningRelay;
-use magpie_relay::store::MemoryStore;
-use magpie_relay::AppState as RelayState;
 use tokio::sync::mpsc;
 
 use crate::commands::blocking;
 use crate::error::{IpcError, IpcErrorCode};
-use crate::ipc_types::{DemoActor, DemoParty, DemoRun};
-use wire::WireLog;
+use crate::ipc_types::{DemoActor, DemoAttack, DemoParty, DemoRun};
+use relay::DemoRelay;
+use wire::{Tap, WireLog};
 
 /// What Alice says once the keys are agreed.
 pub const DEMO_MESSAGE: &str = "Hi Bob! Only you can read this.";
 /// How long one stage of the demo may take before it is reported as stuck.
 const PATIENCE: Duration = Duration::from_secs(20);
+/// How long Alice waits for a key confirmation the relay dropped before the demo says so.
+const DROPPED_CONFIRM_WAIT: Duration = Duration::from_secs(3);
 
 #[tauri::command]
-pub async fn run_demo(tamper: bool) -> Result<DemoRun, IpcError> {
-    run(tamper).await
+pub async fn run_demo(attack: DemoAttack) -> Result<DemoRun, IpcError> {
+    run(attack).await
 }
 
-/// Runs the demo once.
-pub async fn run(tamper: bool) -> Result<DemoRun, IpcError> {
+/// Runs the demo once, with the relay playing `attack`.
+pub async fn run(attack: DemoAttack) -> Result<DemoRun, IpcError> {
     let started = Instant::now();
     let scratch = tempfile::tempdir().map_err(|e| failed(format!("no scratch folder: {e}")))?;
-    // Three RSA-3072 keys (the relay's CA, Alice, Bob), made in parallel.
-    let (ca, alice_id, bob_id) = tokio::try_join!(
+    let impostor_needed = matches!(
+        attack,
+        DemoAttack::SubstituteKnownContact | DemoAttack::SubstituteFirstContact
+    );
+    // The RSA-3072 keys (the relay's CA, Alice, Bob, and the relay's impostor if it plays one), made in parallel.
+    let (ca, alice_id, bob_id, impostor_key) = tokio::try_join!(
         blocking(
             || CertificateAuthority::create("Magpie demo relay CA", std::time::SystemTime::now())
                 .map_err(IpcError::from)
         ),
         blocking(|| Identity::generate(name("alice")?).map_err(IpcError::from)),
         blocking(|| Identity::generate(name("bob")?).map_err(IpcError::from)),
+        blocking(move || match impostor_needed {
+            true => Identity::generate(name("mallory")?).map(Some).map_err(IpcError::from),
+            false => Ok(None),
+        }),
     )?;
+    let relay_ca_fingerprint = magpie_proto::TrustAnchor::new(ca.certificate().clone())?
+        .fingerprint()?
+        .to_hex();
+    let issuer = format!("CN={}", ca.certificate().common_name().unwrap_or_default());
+    let substitute = match (attack, &impostor_key) {
+        (DemoAttack::SubstituteKnownContact, Some(key)) => Some(attacks::certificate_for(&ca, "bob", key)?),
+        _ => None,
+    };
     let log: WireLog = Arc::new(Mutex::new(Vec::new()));
-    let store = wire::wire_tap(Arc::new(MemoryStore::new()), Arc::clone(&log), tamper);
-    let ca = CaInfo::new(ca)?;
-    let relay_ca_fingerprint = ca.fingerprint_hex();
-    let issuer = format!("CN={}", ca.authority.certificate().common_name().unwrap_or_default());
-    let state = RelayState::new(Arc::new(store), ca, Config::with_data_dir(scratch.path().join("relay")))
-        .map_err(|e| failed(format!("the demo relay did not start: {e}")))?;
-    let relay = RunningRelay::start(state)
-        .await
-        .map_err(|e| failed(format!("the demo relay could not listen: {e}")))?;
-    let relay_url = relay.url("");
+    let first_contact_mitm = attack == DemoAttack::SubstituteFirstContact;
+    // A man in the middle shows Bob a relay of its own, with the same CA.
+    let bob_relay = match first_contact_mitm {
+        true => Some(
+            DemoRelay::start(
+                copy_of(&ca)?,
+                Tap::new(Arc::clone(&log), attack, Some("alice")),
+                &scratch.path().join("relay-bob"),
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let impostor = first_contact_mitm.then_some("bob");
+    let relay = DemoRelay::start(
+        ca,
+        Tap::new(Arc::clone(&log), attack, impostor),
+        &scratch.path().join("relay"),
+    )
+    .await?;
+    let bob_url = bob_relay.as_ref().map_or(relay.url.clone(), |r| r.url.clone());
 
-    let alice = register(alice_id, &scratch.path().join("alice"), &relay_url).await?;
-    let bob = register(bob_id, &scratch.path().join("bob"), &relay_url).await?;
+    let alice = register(alice_id.clone(), &scratch.path().join("alice"), &relay.url).await?;
+    let bob = register(bob_id, &scratch.path().join("bob"), &bob_url).await?;
+    let mallory = match (first_contact_mitm, &impostor_key) {
+        (true, Some(key)) => {
+            Some(mitm::Mallory::start(key, &relay.url, &bob_url, &scratch.path().join("mallory")).await?)
+        }
+        _ => None,
+    };
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let tasks = [
         follow(&alice, DemoActor::Alice, events_tx.clone()),
@@ -71,21 +105,47 @@ pub async fn run(tamper: bool) -> Result<DemoRun, IpcError> {
         tokio::spawn(run_client(bob.clone())),
     ];
     let mut recorded = Vec::new();
-    let outcome = drive(&alice, &bob, &mut events, &mut recorded).await;
+    let mut outcome = drive(&alice, &bob, attack, &mut events, &mut recorded).await;
+    let stage = attacks::Stage {
+        attack,
+        alice: &alice,
+        bob: &bob,
+        relay: &relay,
+        alice_identity: &alice_id,
+        substitute: substitute.as_deref(),
+        mallory: mallory.as_ref(),
+    };
+    let verdict = match &outcome {
+        Ok(()) => match attacks::after_handshake(&stage, &mut events, &mut recorded).await {
+            Ok(verdict) => verdict,
+            Err(reason) => {
+                outcome = Err(reason);
+                None
+            }
+        },
+        Err(reason) => attacks::in_handshake(attack, &recorded, &log, reason),
+    };
     for task in &tasks {
         task.abort();
+    }
+    if let Some(mallory) = &mallory {
+        mallory.stop();
     }
     // Whatever arrived after the last wait still belongs to the story.
     while let Ok(event) = events.try_recv() {
         recorded.push(event);
     }
-    let _ = relay.stop().await;
+    let relay_url = relay.url.clone();
+    relay.stop().await;
+    if let Some(bob_relay) = bob_relay {
+        bob_relay.stop().await;
+    }
 
     let wire = log.lock().map(|log| log.clone()).unwrap_or_default();
     let failure = outcome.err();
     let built = steps::build(&recorded, &wire, failure.as_deref());
     Ok(DemoRun {
-        tampered: tamper,
+        attack,
         relay_url,
         relay_ca_fingerprint,
         alice: party(&alice, &issuer)?,
@@ -94,6 +154,7 @@ pub async fn run(tamper: bool) -> Result<DemoRun, IpcError> {
         message: built.message,
         wire,
         failure: built.failure,
+        verdict,
         elapsed_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
     })
 }
@@ -104,6 +165,7 @@ type Recorded = (DemoActor, Event);
 async fn drive(
     alice: &Client,
     bob: &Client,
+    attack: DemoAttack,
     events: &mut mpsc::UnboundedReceiver<Recorded>,
     recorded: &mut Vec<Recorded>,
 ) -> Result<(), String> {
@@ -133,8 +195,12 @@ async fn drive(
         .await
         .map_err(|e| e.to_string())?;
     // Bob installs his session at step 6, Alice hers at step 7; a failure on either side ends the story.
+    let patience = match attack {
+        DemoAttack::DropKeyConfirm => DROPPED_CONFIRM_WAIT,
+        _ => PATIENCE,
+    };
     loop {
-        let (actor, event) = wait(events, recorded, |(_, event)| {
+        let (actor, event) = wait_for(patience, events, recorded, |(_, event)| {
             matches!(event, Event::HandshakeFailed { .. } | Event::SessionEstablished { .. })
         })
         .await?;
@@ -162,16 +228,26 @@ async fn drive(
 async fn wait(
     events: &mut mpsc::UnboundedReceiver<Recorded>,
     recorded: &mut Vec<Recorded>,
+    want: impl FnMut(&Recorded) -> bool,
+) -> Result<Recorded, String> {
+    wait_for(PATIENCE, events, recorded, want).await
+}
+
+/// [`wait`], for at most `patience`.
+async fn wait_for(
+    patience: Duration,
+    events: &mut mpsc::UnboundedReceiver<Recorded>,
+    recorded: &mut Vec<Recorded>,
     mut want: impl FnMut(&Recorded) -> bool,
 ) -> Result<Recorded, String> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         let next = tokio::time::timeout_at(deadline, events.recv())
             .await
             .map_err(|_| {
                 format!(
                     "Nothing happened for {} seconds: the demo stopped here.",
-                    PATIENCE.as_secs()
+                    patience.as_secs()
                 )
             })?
             .ok_or_else(|| "The demo's clients stopped.".to_owned())?;
@@ -193,13 +269,13 @@ fn follow(client: &Client, actor: DemoActor, out: mpsc::UnboundedSender<Recorded
     })
 }
 
-async fn run_client(client: Client) {
+pub(super) async fn run_client(client: Client) {
     if let Err(error) = client.run().await {
         tracing::warn!(%error, "a demo client stopped");
     }
 }
 
-async fn register(identity: Identity, dir: &std::path::Path, relay_url: &str) -> Result<Client, IpcError> {
+pub(super) async fn register(identity: Identity, dir: &std::path::Path, relay_url: &str) -> Result<Client, IpcError> {
     let dir = dir.to_owned();
     let profile = blocking(move || {
         Profile::create_with_identity(&dir, identity, Arc::new(MemoryKeystore::default())).map_err(IpcError::from)
@@ -219,8 +295,22 @@ fn party(client: &Client, issuer: &str) -> Result<DemoParty, IpcError> {
     })
 }
 
-fn name(name: &str) -> Result<Username, IpcError> {
+pub(super) fn name(name: &str) -> Result<Username, IpcError> {
     Username::parse(name).map_err(IpcError::from)
+}
+
+/// A second handle on the CA: the man in the middle's two relays sign with the one key.
+fn copy_of(ca: &CertificateAuthority) -> Result<CertificateAuthority, IpcError> {
+    Ok(CertificateAuthority::from_parts(
+        ca.certificate().clone(),
+        ca.key_to_pkcs8_der()?.expose_secret(),
+    )?)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn failed(message: String) -> IpcError {

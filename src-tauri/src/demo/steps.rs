@@ -212,7 +212,7 @@ fn mark_failure(steps: &mut [DemoStep], reason: Option<&str>) -> Option<String> 
         step.summary = "This check failed, so the handshake stopped here and nothing of it was kept.".into();
         step.checks = vec![format!("{who} refused it: {reason}")];
         sentence = Some(format!(
-            "{who} stopped the handshake at step {} ({}): {reason}. Nothing of it was kept and no chat was opened.",
+            "{who} stopped the handshake at step {} ({}): {reason}. No chat was opened.",
             step.number, step.title
         ));
     }
@@ -251,7 +251,7 @@ fn step(number: u8, title: &str, actor: DemoActor, card: Option<Card>) -> DemoSt
     }
 }
 
-fn field(label: &str, value: String) -> DemoField {
+pub(super) fn field(label: &str, value: String) -> DemoField {
     DemoField {
         label: label.into(),
         value,
@@ -263,7 +263,7 @@ fn opt_field(label: &str, value: Option<&str>) -> DemoField {
     field(label, value.unwrap_or_default().to_owned())
 }
 
-fn hex_field(label: &str, hex: &str) -> DemoField {
+pub(super) fn hex_field(label: &str, hex: &str) -> DemoField {
     let shortened = hex.len() > SHOWN_HEX;
     DemoField {
         label: label.into(),

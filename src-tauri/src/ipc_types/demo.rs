@@ -1,7 +1,65 @@
 //! The handshake demo: what really happened between two throwaway profiles, step by step.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ts_rs::TS;
+
+/// What the demo's relay does to the handshake (or the chat after it), as a relay that lies could.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum DemoAttack {
+    /// Nothing: an honest relay.
+    None,
+    /// Flips a bit of the wrapped key in the key transfer.
+    FlipWrappedKey,
+    /// Answers Alice's directory lookup, after a first chat, with a certificate for "bob" its CA issued for
+    /// another key.
+    SubstituteKnownContact,
+    /// The same on a first contact, as a full man in the middle: another key for each of them, two handshakes.
+    SubstituteFirstContact,
+    /// Delivers to Bob a chat request Alice signed eight days ago.
+    ReplayOldRequest,
+    /// Flips a bit of Bob's key confirmation MAC.
+    ForgeKeyConfirm,
+    /// Takes Bob's key confirmation and never delivers it.
+    DropKeyConfirm,
+    /// Delivers Alice's message to Bob a second time, under a new envelope id.
+    ReplayMessage,
+}
+
+/// What the relay did to an envelope it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum WireAction {
+    /// Stored and delivered as sent.
+    Carried,
+    /// Changed on the way.
+    Tampered,
+    /// Taken and never delivered (the sender was told it was stored).
+    Dropped,
+    /// A copy the relay made and delivered again.
+    Replayed,
+    /// Routed to or from the relay's own impostor instead of the named person.
+    Diverted,
+}
+
+/// How an attack ended: which check stopped it and why, with the values it compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct DemoVerdict {
+    /// What the relay did, one sentence.
+    pub relay_did: String,
+    /// Who stopped it; `None` when no automatic check can (a first contact's man in the middle).
+    pub caught_by: Option<DemoActor>,
+    /// The step it was stopped at (1–7), when it was stopped inside the handshake.
+    pub step: Option<u8>,
+    /// The check, named.
+    pub check: String,
+    /// Why the check holds.
+    pub why: String,
+    /// The real values the check compared.
+    pub fields: Vec<DemoField>,
+    /// What the user is left with.
+    pub outcome: String,
+}
 
 /// One side of the demo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
@@ -54,8 +112,8 @@ pub struct WireEnvelope {
     pub bytes: u32,
     /// The first bytes of what it hides (a message's ciphertext, the wrapped key), else of its body, hex.
     pub preview_hex: String,
-    /// The relay flipped a bit in it (tamper switch).
-    pub tampered: bool,
+    /// What the relay did with it.
+    pub action: WireAction,
 }
 
 /// One of the seven steps.
@@ -90,7 +148,7 @@ pub struct DemoMessage {
 /// A whole demo run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct DemoRun {
-    pub tampered: bool,
+    pub attack: DemoAttack,
     pub relay_url: String,
     pub relay_ca_fingerprint: String,
     pub alice: DemoParty,
@@ -102,6 +160,8 @@ pub struct DemoRun {
     pub wire: Vec<WireEnvelope>,
     /// Why the handshake stopped, when it did.
     pub failure: Option<String>,
+    /// How the attack ended, when there was one.
+    pub verdict: Option<DemoVerdict>,
     /// How long the real run took, milliseconds (key generation included).
     pub elapsed_ms: u32,
 }

@@ -4,7 +4,8 @@ import { clearMocks, mockIPC } from '@tauri-apps/api/mocks';
 import HandshakeDemo from './HandshakeDemo.svelte';
 import App from '../App.svelte';
 import { fakeBackend } from '../test/fake-backend';
-import { CIPHERTEXT_PREVIEW, DEMO_TEXT, TAMPER_REASON, demoRun } from '../test/demo-fixture';
+import { CIPHERTEXT_PREVIEW, DEMO_TEXT, REPLAY_CHECK, TAMPER_REASON, demoRun } from '../test/demo-fixture';
+import type { DemoAttack } from '../lib/ipc';
 
 interface MockOptions {
   /** Thrown by run_demo instead of answering. */
@@ -21,7 +22,7 @@ function mockDemo(options: MockOptions = {}) {
     calls.push(args);
     if (options.fail) throw options.fail;
     if (options.hold) await new Promise<void>((resolve) => (release = resolve));
-    return demoRun({ tampered: Boolean((args as { tamper?: boolean }).tamper) });
+    return demoRun({ attack: (args as { attack: DemoAttack }).attack });
   });
   return { calls, release: () => release() };
 }
@@ -57,14 +58,25 @@ describe('HandshakeDemo', () => {
       /real handshake between two throwaway profiles, Alice and Bob, on a relay inside this app/,
     );
     expect(statuses()).toEqual(Array(7).fill('pending'));
-    expect(screen.getByRole('switch', { name: 'Tamper with the key transfer' })).toBe(
-      screen.getByTestId('demo-tamper'),
-    );
+    const picker = screen.getByRole('combobox', { name: 'What the relay does' }) as HTMLSelectElement;
+    expect(picker).toBe(screen.getByTestId('demo-attack'));
+    expect(picker.value).toBe('none');
+    // Every attack the relay can play is offered.
+    expect([...picker.options].map((o) => o.value)).toEqual([
+      'none',
+      'flip_wrapped_key',
+      'substitute_known_contact',
+      'substitute_first_contact',
+      'replay_old_request',
+      'forge_key_confirm',
+      'drop_key_confirm',
+      'replay_message',
+    ]);
     expect(document.activeElement).toBe(screen.getByTestId('demo-start'));
     expect(screen.getByTestId('demo-step-6').textContent).toContain('Verify & unwrap');
   });
 
-  it('Start runs the real handshake without tampering, showing progress meanwhile', async () => {
+  it('Start runs the real handshake with an honest relay, showing progress meanwhile', async () => {
     const backend = mockDemo({ hold: true });
     open();
     await fireEvent.click(screen.getByTestId('demo-start'));
@@ -72,7 +84,7 @@ describe('HandshakeDemo', () => {
     expect(progress.textContent).toMatch(/Generating Alice.s and Bob.s keys and running the handshake…/);
     expect(screen.getByTestId('demo-live').textContent).toBe(progress.textContent?.trim());
     expect((screen.getByTestId('demo-start') as HTMLButtonElement).disabled).toBe(true);
-    await waitFor(() => expect(backend.calls).toEqual([{ tamper: false }]));
+    await waitFor(() => expect(backend.calls).toEqual([{ attack: 'none' }]));
 
     backend.release();
     const nextButton = await screen.findByTestId('demo-next');
@@ -157,19 +169,20 @@ describe('HandshakeDemo', () => {
     expect(screen.getByTestId('demo-wire-log').textContent).toContain('5 envelopes');
   });
 
-  it('with tampering, Bob rejects the key transfer at step 6 and the reason is shown', async () => {
+  it('with a flipped bit, Bob rejects the key transfer at step 6 and the reason is shown', async () => {
     const backend = mockDemo();
     open();
-    const tamper = screen.getByTestId('demo-tamper') as HTMLInputElement;
-    await fireEvent.click(tamper);
-    expect(tamper.checked).toBe(true);
+    const picker = screen.getByTestId('demo-attack') as HTMLSelectElement;
+    await fireEvent.change(picker, { target: { value: 'flip_wrapped_key' } });
+    expect(screen.getByTestId('demo-attack-help').textContent).toContain('flips one bit in the wrapped session key');
     await startRun();
-    expect(backend.calls).toEqual([{ tamper: true }]);
-    expect(screen.getByTestId('demo-run-info').textContent).toContain('relay tampering on');
+    expect(backend.calls).toEqual([{ attack: 'flip_wrapped_key' }]);
+    expect(screen.getByTestId('demo-run-info').textContent).toContain('relay attack: Flip a bit in the wrapped key');
 
     await next(4);
     const transfer = screen.getByTestId('demo-envelope-4');
-    expect(within(transfer).getByTestId('demo-tampered').textContent).toBe('tampered by the relay');
+    expect(within(transfer).getByTestId('demo-wire-action').textContent).toBe('tampered by the relay');
+    expect(screen.queryByTestId('demo-verdict')).toBeNull();
     await next(2);
 
     expect(statuses()).toEqual(['passed', 'passed', 'passed', 'passed', 'passed', 'failed', 'not_reached']);
@@ -187,20 +200,43 @@ describe('HandshakeDemo', () => {
     expect(screen.queryByTestId('demo-card-7')).toBeNull();
     expect((screen.getByTestId('demo-next') as HTMLButtonElement).disabled).toBe(true);
     expect(screen.getByTestId('demo-live').textContent).toContain(TAMPER_REASON);
+    // The verdict names who stopped it, the check, and the values it compared side by side.
+    const verdict = screen.getByTestId('demo-verdict');
+    expect(within(verdict).getByRole('heading').textContent).toBe('Caught: Bob stopped it at step 6');
+    expect(within(verdict).getByTestId('demo-verdict-check').textContent).toBe('Alice’s signature over the transcript');
+    expect(verdict.textContent).toContain('Wrapped K as Alice sent it');
+    expect(verdict.textContent).toContain('a6f3a7f3…');
   });
 
-  it('Restart runs the handshake again with the current tamper setting', async () => {
+  it('after a replayed message, the chat still ends and the verdict follows it', async () => {
+    mockDemo();
+    open();
+    await fireEvent.change(screen.getByTestId('demo-attack'), { target: { value: 'replay_message' } });
+    await startRun();
+    await next(6);
+    expect(screen.queryByTestId('demo-verdict')).toBeNull();
+    await next();
+    expect(statuses()).toEqual(Array(7).fill('passed'));
+    expect(screen.getByTestId('demo-ending')).toBeTruthy();
+    const verdict = screen.getByTestId('demo-verdict');
+    expect(within(verdict).getByRole('heading').textContent).toBe('Caught: Bob stopped it');
+    expect(within(verdict).getByTestId('demo-verdict-check').textContent).toBe(REPLAY_CHECK);
+    expect(screen.getByTestId('demo-wire-log').textContent).toContain('replayed by the relay');
+  });
+
+  it('Restart runs the handshake again with the attack chosen now', async () => {
     const backend = mockDemo();
     open();
     await startRun();
     await next(3);
-    await fireEvent.click(screen.getByTestId('demo-tamper'));
+    expect(screen.queryByTestId('demo-restart-hint')).toBeNull();
+    await fireEvent.change(screen.getByTestId('demo-attack'), { target: { value: 'flip_wrapped_key' } });
     expect(screen.getByTestId('demo-restart-hint')).toBeTruthy();
     await fireEvent.click(screen.getByTestId('demo-restart'));
     await screen.findByTestId('demo-next');
-    expect(backend.calls).toEqual([{ tamper: false }, { tamper: true }]);
+    expect(backend.calls).toEqual([{ attack: 'none' }, { attack: 'flip_wrapped_key' }]);
     expect(statuses()).toEqual(Array(7).fill('pending'));
-    expect(screen.getByTestId('demo-run-info').textContent).toContain('relay tampering on');
+    expect(screen.getByTestId('demo-run-info').textContent).toContain('relay attack');
   });
 
   it('Auto-play reveals the steps one after another and stops at the end', async () => {
@@ -255,7 +291,7 @@ describe('HandshakeDemo in the app', () => {
   function startApp() {
     const backend = fakeBackend({
       profiles: ['ana'],
-      overrides: { run_demo: (args) => demoRun({ tampered: Boolean(args.tamper) }) },
+      overrides: { run_demo: (args) => demoRun({ attack: args.attack as DemoAttack }) },
     });
     mockIPC(backend.handler, { shouldMockEvents: true });
     render(App);
@@ -270,7 +306,7 @@ describe('HandshakeDemo in the app', () => {
     await fireEvent.click(opener);
     screen.getByRole('dialog', { name: 'Handshake demo' });
     await startRun();
-    expect(backend.argsOf('run_demo')).toEqual([{ tamper: false }]);
+    expect(backend.argsOf('run_demo')).toEqual([{ attack: 'none' }]);
     await fireEvent.keyDown(window, { key: 'Escape' });
     expect(screen.queryByTestId('handshake-demo')).toBeNull();
     expect(document.activeElement).toBe(opener);

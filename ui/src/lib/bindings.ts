@@ -270,6 +270,40 @@ lock_after_minutes: number,
  */
 keep_running_in_tray: boolean, };
 
+export type DemoAttack = "none" | "flip_wrapped_key" | "substitute_known_contact" | "substitute_first_contact" | "replay_old_request" | "forge_key_confirm" | "drop_key_confirm" | "replay_message";
+
+export type WireAction = "carried" | "tampered" | "dropped" | "replayed" | "diverted";
+
+export type DemoVerdict = { 
+/**
+ * What the relay did, one sentence.
+ */
+relay_did: string, 
+/**
+ * Who stopped it; `None` when no automatic check can (a first contact's man in the middle).
+ */
+caught_by: DemoActor | null, 
+/**
+ * The step it was stopped at (1–7), when it was stopped inside the handshake.
+ */
+step: number | null, 
+/**
+ * The check, named.
+ */
+check: string, 
+/**
+ * Why the check holds.
+ */
+why: string, 
+/**
+ * The real values the check compared.
+ */
+fields: Array<DemoField>, 
+/**
+ * What the user is left with.
+ */
+outcome: string, };
+
 export type DemoParty = { username: string, 
 /**
  * "CN=alice".
@@ -308,9 +342,9 @@ bytes: number,
  */
 preview_hex: string, 
 /**
- * The relay flipped a bit in it (tamper switch).
+ * What the relay did with it.
  */
-tampered: boolean, };
+action: WireAction, };
 
 export type DemoStep = { 
 /**
@@ -344,7 +378,7 @@ plaintext_received: string, ciphertext_bytes: number,
  */
 ciphertext_preview_hex: string, };
 
-export type DemoRun = { tampered: boolean, relay_url: string, relay_ca_fingerprint: string, alice: DemoParty, bob: DemoParty, 
+export type DemoRun = { attack: DemoAttack, relay_url: string, relay_ca_fingerprint: string, alice: DemoParty, bob: DemoParty, 
 /**
  * Always seven, in order.
  */
@@ -357,6 +391,10 @@ wire: Array<WireEnvelope>,
  * Why the handshake stopped, when it did.
  */
 failure: string | null, 
+/**
+ * How the attack ended, when there was one.
+ */
+verdict: DemoVerdict | null, 
 /**
  * How long the real run took, milliseconds (key generation included).
  */

@@ -24,7 +24,7 @@ describe('revealing steps', () => {
   });
 
   it('stops at the failed step and shows the rest as not reached', () => {
-    const run = demoRun({ tampered: true });
+    const run = demoRun({ attack: 'flip_wrapped_key' });
     expect(isFinished(run, 5)).toBe(false);
     expect(isFinished(run, 6)).toBe(true);
     expect(shownStatus(run, 5, 6)).toBe('pending');
@@ -34,12 +34,12 @@ describe('revealing steps', () => {
 
   it('takes the reason from the run, or from the failed step', () => {
     expect(failureReason(demoRun())).toBeNull();
-    expect(failureReason(demoRun({ tampered: true }))).toBe(TAMPER_REASON);
-    expect(failureReason({ ...demoRun({ tampered: true }), failure: null })).toBe(TAMPER_REASON);
+    expect(failureReason(demoRun({ attack: 'flip_wrapped_key' }))).toBe(TAMPER_REASON);
+    expect(failureReason({ ...demoRun({ attack: 'flip_wrapped_key' }), failure: null })).toBe(TAMPER_REASON);
   });
 
   it('marks the last check of a failed step as the one that failed', () => {
-    const run = demoRun({ tampered: true });
+    const run = demoRun({ attack: 'flip_wrapped_key' });
     expect(checkOutcomes(run.steps[5]!)).toEqual([{ text: TAMPER_REASON, passed: false }]);
     expect(checkOutcomes(run.steps[0]!).every((check) => check.passed)).toBe(true);
   });
@@ -50,7 +50,7 @@ describe('revealing steps', () => {
       'Step 1 of 7, Request: passed. Alice signs a chat request for bob and sends it through the relay.',
     );
     expect(announceStep(run, run.steps[6]!)).toContain(`Bob’s window shows: ${DEMO_TEXT}`);
-    const tampered = demoRun({ tampered: true });
+    const tampered = demoRun({ attack: 'flip_wrapped_key' });
     expect(announceStep(tampered, tampered.steps[5]!)).toBe(
       `Step 6 of 7, Verify & unwrap: failed. ${TAMPER_REASON}`,
     );

@@ -1,6 +1,6 @@
 // Small pure helpers for the handshake demo: which steps are shown, how, and what they mean.
 // Every value the demo shows comes from the DemoRun that Rust returned; this module only decides how to show it.
-import type { DemoParty, DemoRun, DemoStep, WireEnvelope } from './ipc';
+import type { DemoAttack, DemoParty, DemoRun, DemoStep, WireAction, WireEnvelope } from './ipc';
 import { groupHex } from './format';
 
 export const STEP_COUNT = 7;
@@ -44,6 +44,75 @@ export const STEP_EXPLANATIONS: Readonly<Record<number, string>> = {
     'Alice checks Bob’s confirm MAC and deletes eA’s private half: both sides hold the same keys. Each message is ' +
     'sealed with AES-256-GCM under its own key, which ratchets forward; the relay only ever carries ciphertext.',
 };
+
+/** What the demo's relay can do, in the order offered, with what it does in a sentence. */
+export const ATTACKS: readonly { value: DemoAttack; label: string; help: string }[] = [
+  {
+    value: 'none',
+    label: 'Nothing: an honest relay',
+    help: 'The relay stores and forwards every envelope as it was sent.',
+  },
+  {
+    value: 'flip_wrapped_key',
+    label: 'Flip a bit in the wrapped key',
+    help: 'The relay flips one bit in the wrapped session key on its way to Bob.',
+  },
+  {
+    value: 'substitute_known_contact',
+    label: 'Substitute bob’s certificate (known contact)',
+    help:
+      'After a first chat, the relay’s directory answers Alice with a certificate its own CA issued for bob, ' +
+      'for a key of the relay’s.',
+  },
+  {
+    value: 'substitute_first_contact',
+    label: 'Substitute both certificates (first contact)',
+    help:
+      'A full man in the middle: on a first contact the relay gives each of them a certificate of its own for ' +
+      'the other’s name, and runs a handshake with each.',
+  },
+  {
+    value: 'replay_old_request',
+    label: 'Replay an old chat request',
+    help: 'After the chat opens, the relay delivers to Bob a chat request Alice signed eight days ago.',
+  },
+  {
+    value: 'forge_key_confirm',
+    label: 'Forge Bob’s key confirmation',
+    help: 'The relay flips one bit of the MAC in Bob’s key confirmation (step 6) on its way to Alice.',
+  },
+  {
+    value: 'drop_key_confirm',
+    label: 'Drop Bob’s key confirmation',
+    help: 'The relay tells Bob it stored his key confirmation, then never delivers it.',
+  },
+  {
+    value: 'replay_message',
+    label: 'Replay Alice’s message',
+    help: 'After the chat opens, the relay delivers Alice’s message to Bob again, under a new envelope id.',
+  },
+];
+
+/** The choice for `attack`. */
+export function attackOf(attack: DemoAttack): (typeof ATTACKS)[number] {
+  return ATTACKS.find((choice) => choice.value === attack) ?? ATTACKS[0]!;
+}
+
+/** What the wire column says of an envelope the relay did not simply carry; null when it did. */
+export function actionLabel(action: WireAction): string | null {
+  switch (action) {
+    case 'tampered':
+      return 'tampered by the relay';
+    case 'dropped':
+      return 'dropped by the relay';
+    case 'replayed':
+      return 'replayed by the relay';
+    case 'diverted':
+      return 'to or from the relay’s impostor';
+    case 'carried':
+      return null;
+  }
+}
 
 /** How the rail shows a step: its real status once revealed, `pending` before. */
 export type ShownStatus = DemoStep['status'] | 'pending';

@@ -5,6 +5,7 @@ import type {
   AppInfo,
   ChatSummary,
   ConnectionState,
+  DemoAttack,
   DemoRun,
   FileStatus,
   IdentityView,
@@ -372,9 +373,9 @@ export function onOnboarding(handler: (stage: OnboardingStage) => void): Promise
 // --- handshake demo ---
 
 /** Runs the seven-step handshake for real between two throwaway profiles (Alice and Bob) on a relay inside the
- *  app, then returns every step's real data. With `tamper`, the relay flips a bit in the key transfer. */
-export function runDemo(tamper: boolean): Promise<DemoRun> {
-  return call<DemoRun>('run_demo', { tamper });
+ *  app, then returns every step's real data, with the relay playing `attack` and how that ended. */
+export function runDemo(attack: DemoAttack): Promise<DemoRun> {
+  return call<DemoRun>('run_demo', { attack });
 }
 
 // --- measurement (scripts/perf-app.sh); no-ops unless the script started the app ---

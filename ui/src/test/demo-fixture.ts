@@ -1,7 +1,7 @@
 // A DemoRun shaped like the one the Rust side builds (src-tauri/src/demo/steps.rs): seven steps, real-looking hex,
-// the wire as the relay stored it; with `tampered`, the relay flipped a bit of the key transfer and Bob's check at
-// step 6 failed.
-import type { DemoParty, DemoRun, DemoStep, WireEnvelope } from '../lib/ipc';
+// the wire as the relay handled it. With `flip_wrapped_key` the relay flipped a bit of the key transfer and Bob's
+// check at step 6 failed; with `replay_message` the chat opened and Bob dropped the relay's copy of the message.
+import type { DemoAttack, DemoParty, DemoRun, DemoStep, DemoVerdict, WireAction, WireEnvelope } from '../lib/ipc';
 
 const hex = (seed: string, bytes: number) => seed.repeat(Math.ceil((bytes * 2) / seed.length)).slice(0, bytes * 2);
 
@@ -21,8 +21,9 @@ function party(username: string, fingerprint: string): DemoParty {
   };
 }
 
-function envelope(from: string, to: string, kind: string, bytes: number, preview: string, tampered = false) {
-  return { from, to, kind, bytes, preview_hex: preview, tampered } satisfies WireEnvelope;
+function envelope(from: string, to: string, kind: string, bytes: number, preview: string) {
+  const action: WireAction = 'carried';
+  return { from, to, kind, bytes, preview_hex: preview, action } satisfies WireEnvelope;
 }
 
 export const DEMO_TEXT = 'Hello Bob, this is Alice. Only you can read this.';
@@ -30,13 +31,44 @@ export const CIPHERTEXT_PREVIEW = '9f3c21d0a7b84e55c1f20a9de376b1c04f8a2e61d93b7
 export const TAMPER_REASON =
   'Bob rejected the key transfer: its signature does not match what alice signed (the message was changed on the way).';
 
-export function demoRun({ tampered = false }: { tampered?: boolean } = {}): DemoRun {
+export const REPLAY_CHECK = 'Bob’s ratchet, and the envelope id';
+
+const VERDICTS: Partial<Record<DemoAttack, DemoVerdict>> = {
+  flip_wrapped_key: {
+    relay_did: 'The relay flipped one bit of the wrapped session secret K in Alice’s key transfer.',
+    caught_by: 'bob',
+    step: 6,
+    check: 'Alice’s signature over the transcript',
+    why: 'Alice signed the hash of the whole handshake, the wrapped K included.',
+    fields: [
+      { label: 'Wrapped K as Alice sent it', value: 'a7f3a7f3…', full: 'a7f3a7f3' },
+      { label: 'Wrapped K as the relay delivered it', value: 'a6f3a7f3…', full: 'a6f3a7f3' },
+    ],
+    outcome: 'Bob refused the key transfer and kept nothing of it.',
+  },
+  replay_message: {
+    relay_did: 'Once the chat was open, the relay delivered Alice’s message to Bob again.',
+    caught_by: 'bob',
+    step: null,
+    check: REPLAY_CHECK,
+    why: 'Each message key opens one message and is deleted once used.',
+    fields: [
+      { label: 'Envelope it first came in', value: '0b8e…', full: null },
+      { label: 'Envelope of the copy', value: '77c1…', full: null },
+      { label: 'Times it shows in Bob’s chat', value: '1', full: null },
+    ],
+    outcome: 'Bob’s chat shows the message once.',
+  },
+};
+
+export function demoRun({ attack = 'none' }: { attack?: DemoAttack } = {}): DemoRun {
+  const tampered = attack === 'flip_wrapped_key';
   const alice = party('alice', hex('a1c3e5', 32));
   const bob = party('bob', hex('b0d2f4', 32));
   const request = envelope('alice', 'bob', 'chat_request', 2214, '7b2276223a312c22726571756573745f6964223a2236');
   const accept = envelope('bob', 'alice', 'chat_accept', 873, '7b2276223a312c22726571756573745f6964223a2236');
   const transfer = envelope('alice', 'bob', 'key_transfer', 1131, '7b2276223a312c2277726170706564');
-  const tamperedTransfer = { ...transfer, preview_hex: '7b2276223a312c2277726170706565', tampered: true };
+  const tamperedTransfer = { ...transfer, preview_hex: '7b2276223a312c2277726170706565', action: 'tampered' as const };
   const confirm = envelope('bob', 'alice', 'key_confirm', 214, '7b2276223a312c22636f6e6669726d');
   const message = envelope('alice', 'bob', 'message', 181, CIPHERTEXT_PREVIEW);
 
@@ -167,8 +199,9 @@ export function demoRun({ tampered = false }: { tampered?: boolean } = {}): Demo
         },
   ];
 
+  const replayed = { ...message, action: 'replayed' as const };
   return {
-    tampered,
+    attack,
     relay_url: 'http://127.0.0.1:41877',
     relay_ca_fingerprint: hex('ca7e', 32),
     alice,
@@ -182,8 +215,11 @@ export function demoRun({ tampered = false }: { tampered?: boolean } = {}): Demo
           ciphertext_bytes: 181,
           ciphertext_preview_hex: CIPHERTEXT_PREVIEW,
         },
-    wire: tampered ? [request, accept, tamperedTransfer] : [request, accept, transfer, confirm, message],
+    wire: tampered
+      ? [request, accept, tamperedTransfer]
+      : [request, accept, transfer, confirm, message, ...(attack === 'replay_message' ? [replayed] : [])],
     failure: tampered ? TAMPER_REASON : null,
+    verdict: VERDICTS[attack] ?? null,
     elapsed_ms: tampered ? 1874 : 2391,
   };
 }

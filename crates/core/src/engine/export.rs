@@ -116,7 +116,7 @@ fn line(view: &MessageView, peer: &Username, saved_as: Option<&str>) -> String {
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM UTC` (days to a civil date: Howard Hinnant's algorithm).
-fn utc_minute(secs: u64) -> String {
+pub fn utc_minute(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let minutes = (secs % 86_400) / 60;
     let z = days + 719_468;

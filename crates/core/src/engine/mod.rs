@@ -42,7 +42,7 @@ use tokio::sync::{broadcast, Notify};
 pub use events::{
     ConnectionState, Discard, Event, FileView, HandshakeData, HandshakeStep, MessageView, Refusal, ThumbnailView,
 };
-pub use export::ExportSummary;
+pub use export::{utc_minute, ExportSummary};
 pub use files::CANCELLED;
 pub use handshake_state::HandshakeState;
 pub use outbox::Flushed;

@@ -7,12 +7,12 @@ use std::collections::{HashMap, VecDeque};
 
 use uuid::Uuid;
 
-/// Messages whose envelope id is remembered (about 100 kB). A copy of an older one, or one after a restart, is
+/// Messages whose envelope id is remembered (under 200 kB). A copy of an older one, or one after a restart, is
 /// dropped silently as before: its key is gone either way.
 const REMEMBERED: usize = 2048;
 
-/// A message: its session id and number.
-type MessageKey = (Vec<u8>, u64);
+/// A message: its session id (16 bytes) and number.
+type MessageKey = ([u8; 16], u64);
 
 /// The envelope ids of the last [`REMEMBERED`] messages opened, oldest first out.
 #[derive(Debug, Default)]
@@ -24,8 +24,10 @@ pub(crate) struct RecentlyOpened {
 impl RecentlyOpened {
     /// Message `n` of `session_id` was opened from envelope `envelope`.
     pub(crate) fn note(&mut self, session_id: &[u8], n: u64, envelope: Uuid) {
-        let key = (session_id.to_vec(), n);
-        if self.envelope_of.insert(key.clone(), envelope).is_some() {
+        let Some(key) = key(session_id, n) else {
+            return;
+        };
+        if self.envelope_of.insert(key, envelope).is_some() {
             return;
         }
         self.order.push_back(key);
@@ -40,10 +42,15 @@ impl RecentlyOpened {
     /// from, when that differs (a replay); `None` for a redelivery or a message not remembered.
     pub(crate) fn replayed(&self, session_id: &[u8], n: u64, envelope: Uuid) -> Option<Uuid> {
         self.envelope_of
-            .get(&(session_id.to_vec(), n))
+            .get(&key(session_id, n)?)
             .copied()
             .filter(|first| *first != envelope)
     }
+}
+
+/// `None` for a session id of another length (no session has one).
+fn key(session_id: &[u8], n: u64) -> Option<MessageKey> {
+    Some((<[u8; 16]>::try_from(session_id).ok()?, n))
 }
 
 #[cfg(test)]
@@ -54,16 +61,21 @@ mod tests {
     fn a_copy_under_another_envelope_id_is_a_replay_and_the_memory_is_bounded() {
         let mut opened = RecentlyOpened::default();
         let (first, other) = (Uuid::new_v4(), Uuid::new_v4());
-        opened.note(b"session", 0, first);
-        assert_eq!(opened.replayed(b"session", 0, first), None, "a redelivery");
-        assert_eq!(opened.replayed(b"session", 0, other), Some(first));
-        assert_eq!(opened.replayed(b"session", 1, other), None, "never opened");
-        assert_eq!(opened.replayed(b"another", 0, other), None);
+        opened.note(b"session-16-bytes", 0, first);
+        assert_eq!(opened.replayed(b"session-16-bytes", 0, first), None, "a redelivery");
+        assert_eq!(opened.replayed(b"session-16-bytes", 0, other), Some(first));
+        assert_eq!(opened.replayed(b"session-16-bytes", 1, other), None, "never opened");
+        assert_eq!(opened.replayed(b"another-16-byte!", 0, other), None);
+        assert_eq!(opened.replayed(b"short", 0, other), None, "no session has such an id");
         for n in 1..=REMEMBERED as u64 {
-            opened.note(b"session", n, Uuid::new_v4());
+            opened.note(b"session-16-bytes", n, Uuid::new_v4());
         }
         assert_eq!(opened.order.len(), REMEMBERED);
         assert_eq!(opened.envelope_of.len(), REMEMBERED);
-        assert_eq!(opened.replayed(b"session", 0, other), None, "forgotten, oldest first");
+        assert_eq!(
+            opened.replayed(b"session-16-bytes", 0, other),
+            None,
+            "forgotten, oldest first"
+        );
     }
 }
