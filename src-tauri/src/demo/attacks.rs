@@ -4,9 +4,12 @@
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use magpie_core::engine::{utc_minute, HandshakeData, HandshakeStep};
+use magpie_core::engine::{utc_minute, HandshakeStep};
 use magpie_core::{Client, Event};
-use magpie_proto::{CertificateAuthority, Credential, EnvelopeKind, Identity, Initiator, SafetyNumber, SealedMessage};
+use magpie_proto::{
+    CertificateAuthority, Credential, EnvelopeKind, Identity, Initiator, KeyConfirm, KeyTransfer, SafetyNumber,
+    SealedMessage,
+};
 use magpie_relay::store::NewEnvelope;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -17,7 +20,7 @@ use super::steps::{field, hex_field};
 use super::wire::WireLog;
 use super::{name, now_secs, wait, Recorded, DEMO_MESSAGE};
 use crate::error::IpcError;
-use crate::ipc_types::{DemoActor, DemoAttack, DemoField, DemoVerdict, WireAction};
+use crate::ipc_types::{DemoActor, DemoAttack, DemoField, DemoVerdict, VerdictKind, WireAction};
 
 /// How old the replayed request is: past the seven days Bob accepts.
 const OLD_REQUEST_AGE: Duration = Duration::from_secs(8 * 24 * 3600);
@@ -60,21 +63,40 @@ pub async fn after_handshake(
     }
 }
 
-/// The verdict on an attack inside the handshake, which stopped it with `reason`.
-pub fn in_handshake(attack: DemoAttack, recorded: &[Recorded], log: &WireLog, reason: &str) -> Option<DemoVerdict> {
+/// The verdict on an attack inside the handshake, which ended with `reason`: `None` unless the relay's move and the
+/// check that answered it are both on record (a run that failed for another reason is shown as it failed).
+pub fn in_handshake(stage: &Stage<'_>, recorded: &[Recorded], log: &WireLog, reason: &str) -> Option<DemoVerdict> {
     let wire = log.lock().ok()?;
-    let delivered = |kind: &str| wire.iter().find(|e| e.kind == kind).cloned();
-    let data = |actor: DemoActor, step: HandshakeStep| -> Option<&HandshakeData> {
-        recorded.iter().find_map(|(who, event)| match event {
-            Event::Handshake { step: s, data, .. } if *who == actor && *s == step => Some(data.as_ref()),
-            _ => None,
-        })
+    let action = |kind: &str| {
+        wire.iter()
+            .find(|e| e.kind == kind)
+            .map(|e| (e.action, e.preview_hex.clone()))
     };
-    let bob_mac = data(DemoActor::Bob, HandshakeStep::KeyTransferVerified).and_then(|d| d.confirm_mac.clone());
-    match attack {
-        DemoAttack::FlipWrappedKey => {
-            let sent = data(DemoActor::Alice, HandshakeStep::KeyTransferSent)?;
+    let failed = |actor: DemoActor| {
+        recorded
+            .iter()
+            .any(|(who, event)| *who == actor && matches!(event, Event::HandshakeFailed { .. }))
+    };
+    let tap = &stage.relay.tap;
+    let bob_mac = tap
+        .kept_body("bob", EnvelopeKind::KeyConfirm)
+        .and_then(|body| KeyConfirm::from_json(&body).ok())
+        .map(|confirm| magpie_proto::encoding::hex(&confirm.mac));
+    match (stage.attack, action("key_transfer"), action("key_confirm")) {
+        (DemoAttack::FlipWrappedKey, Some((WireAction::Tampered, delivered)), _) if failed(DemoActor::Bob) => {
+            let sent = tap
+                .kept_body("alice", EnvelopeKind::KeyTransfer)
+                .and_then(|body| KeyTransfer::from_json(&body).ok())?;
+            let signed = recorded.iter().find_map(|(who, event)| match event {
+                Event::Handshake {
+                    step: HandshakeStep::KeyTransferSent,
+                    data,
+                    ..
+                } if *who == DemoActor::Alice => data.transcript_hash.clone(),
+                _ => None,
+            });
             Some(DemoVerdict {
+                kind: VerdictKind::Caught,
                 relay_did: "The relay flipped one bit of the wrapped session secret K in Alice's key transfer.".into(),
                 caught_by: Some(DemoActor::Bob),
                 step: Some(6),
@@ -83,15 +105,12 @@ pub fn in_handshake(attack: DemoAttack, recorded: &[Recorded], log: &WireLog, re
                       One changed bit changes the hash, and no one without her key can sign the new one."
                     .into(),
                 fields: vec![
-                    compared("Wrapped K as Alice sent it", sent.wrapped_key.as_deref()),
                     compared(
-                        "Wrapped K as the relay delivered it",
-                        delivered("key_transfer").map(|e| e.preview_hex).as_deref(),
+                        "Wrapped K as Alice sent it",
+                        &magpie_proto::encoding::hex(&sent.wrapped_key),
                     ),
-                    hex_field(
-                        "Transcript hash Alice signed",
-                        sent.transcript_hash.as_deref().unwrap_or_default(),
-                    ),
+                    preview("Wrapped K as the relay delivered it", &delivered),
+                    hex_field("Transcript hash Alice signed", signed.as_deref().unwrap_or_default()),
                     field("Bob's engine", reason.to_owned()),
                 ],
                 outcome:
@@ -99,51 +118,82 @@ pub fn in_handshake(attack: DemoAttack, recorded: &[Recorded], log: &WireLog, re
                         .into(),
             })
         }
-        DemoAttack::ForgeKeyConfirm => Some(DemoVerdict {
-            relay_did: "The relay flipped one bit of the MAC in Bob's key confirmation.".into(),
-            caught_by: Some(DemoActor::Alice),
-            step: Some(7),
-            check: "Bob's key confirmation MAC".into(),
-            why: "The MAC is HMAC-SHA256 over the transcript under a key derived from K and the X25519 secret: only \
-                  someone holding the session's keys can make it. Alice computes it herself and compares."
-                .into(),
-            fields: vec![
-                compared("MAC Bob sent", bob_mac.as_deref()),
-                compared(
-                    "MAC the relay delivered",
-                    delivered("key_confirm").map(|e| e.preview_hex).as_deref(),
-                ),
-                field("Alice's engine", reason.to_owned()),
-            ],
-            outcome: "Alice installed no session and sealed nothing: Alice's message was never encrypted.".into(),
-        }),
-        DemoAttack::DropKeyConfirm => {
-            let dropped = delivered("key_confirm").is_some_and(|e| e.action == WireAction::Dropped);
+        (DemoAttack::ForgeKeyConfirm, _, Some((WireAction::Tampered, delivered))) if failed(DemoActor::Alice) => {
             Some(DemoVerdict {
-                relay_did: "The relay told Bob it stored his key confirmation, then threw it away.".into(),
+                kind: VerdictKind::Caught,
+                relay_did: "The relay flipped one bit of the MAC in Bob's key confirmation.".into(),
                 caught_by: Some(DemoActor::Alice),
+                step: Some(7),
+                check: "Bob's key confirmation MAC".into(),
+                why: "The MAC is HMAC-SHA256 over the transcript under a key derived from K and the X25519 secret: \
+                      only someone holding the session's keys can make it. Alice computes it herself and compares."
+                    .into(),
+                fields: vec![
+                    compared("MAC Bob sent", bob_mac.as_deref().unwrap_or_default()),
+                    preview("MAC the relay delivered", &delivered),
+                    field("Alice's engine", reason.to_owned()),
+                    field("Messages Alice sealed", sealed_by(&wire, "alice")),
+                ],
+                outcome: "Alice installed no session and sealed nothing: her message was never encrypted.".into(),
+            })
+        }
+        (DemoAttack::DropKeyConfirm, _, Some((WireAction::Dropped, _))) if !failed(DemoActor::Alice) => {
+            let waiting = stage
+                .alice
+                .outgoing_requests()
+                .is_ok_and(|under_way| under_way.iter().any(|(peer, _)| peer == stage.bob.username()));
+            Some(DemoVerdict {
+                kind: VerdictKind::Stalled,
+                relay_did: "The relay told Bob it stored his key confirmation, then threw it away.".into(),
+                caught_by: None,
                 step: Some(7),
                 check: "A chat opens only on a verified key confirmation".into(),
                 why: "Alice installs her session only after checking Bob's confirmation MAC, so without it she \
-                      seals nothing. Dropping envelopes is the one thing a relay can always do; it can stall a chat, \
+                      seals nothing. Dropping envelopes is the one thing a relay can always do: it can stall a chat, \
                       never open one on keys that were not agreed."
                     .into(),
                 fields: vec![
-                    compared("MAC Bob sent", bob_mac.as_deref()),
+                    compared("MAC Bob sent", bob_mac.as_deref().unwrap_or_default()),
+                    field("Delivered to Alice", "nothing".into()),
                     field(
-                        "Delivered to Alice",
-                        if dropped { "nothing" } else { "the confirmation" }.into(),
+                        "Alice's handshake with bob",
+                        match waiting {
+                            true => "under way, waiting for his confirmation",
+                            false => "not under way",
+                        }
+                        .into(),
                     ),
-                    field("Alice's handshake", "still waiting for step 7".into()),
-                    field("Messages Alice sealed", "0".into()),
+                    field("Messages Alice sealed", sealed_by(&wire, "alice")),
                 ],
-                outcome: "Alice's chat never opened, so no message went out under keys she had not confirmed. Bob \
-                          held his keys from step 6, but a session is only used once both sides hold it."
+                outcome: "Alice's chat never opened, so she sealed nothing. Bob installed his keys at step 6; what he \
+                          seals with them only Alice could open, once her side has his confirmation."
                     .into(),
             })
         }
         _ => None,
     }
+}
+
+/// The verdict when no check was seen to stop an attack made after the handshake: `reason` says what happened.
+pub fn missed(reason: &str) -> DemoVerdict {
+    DemoVerdict {
+        kind: VerdictKind::Missed,
+        relay_did: "The relay attacked the chat after the handshake.".into(),
+        caught_by: None,
+        step: None,
+        check: "None was seen".into(),
+        why: reason.to_owned(),
+        fields: Vec::new(),
+        outcome: "This run did not show the attack stopped.".into(),
+    }
+}
+
+/// How many messages `from` sealed, as the relay's log has them.
+fn sealed_by(wire: &[crate::ipc_types::WireEnvelope], from: &str) -> String {
+    wire.iter()
+        .filter(|e| e.kind == "message" && e.from == from)
+        .count()
+        .to_string()
 }
 
 async fn replay_message(
@@ -162,9 +212,10 @@ async fn replay_message(
         .and_then(|body| SealedMessage::from_json(&body).ok())
         .ok_or("The relay's copy of Alice's message does not parse.")?;
     let first = sent.id;
+    let alice = stage.alice.username();
+    let counted_before = discarded_messages(stage.bob, alice);
     let copy = stage.relay.replay(sent).await?;
     let reason = bob_rejects(events, recorded).await?;
-    let alice = stage.alice.username();
     let shown = stage
         .bob
         .last_messages(alice, 10)
@@ -172,8 +223,9 @@ async fn replay_message(
         .iter()
         .filter(|entry| entry.message.body == DEMO_MESSAGE)
         .count();
-    let counted = discarded_messages(stage.bob, alice);
+    let counted = discarded_messages(stage.bob, alice).saturating_sub(counted_before);
     Ok(DemoVerdict {
+        kind: VerdictKind::Caught,
         relay_did: "Once the chat was open, the relay delivered Alice's message to Bob again: a copy it kept, under \
                     a new envelope id."
             .into(),
@@ -181,8 +233,8 @@ async fn replay_message(
         step: None,
         check: "Bob's ratchet, and the envelope id".into(),
         why: "Each message key opens one message and is deleted once used, so the copy does not open. The relay \
-              redelivers only under the id the sender chose (until Bob acknowledges it), so a copy under a new id \
-              is the relay's own doing: Bob drops it and counts it."
+              redelivers only under the id the sender chose (until Bob acknowledges it), and so does a sender that \
+              retries, so a copy under a new id is not ordinary delivery: Bob drops it and reports it."
             .into(),
         fields: vec![
             hex_field("Session id", &magpie_proto::encoding::hex(&sealed.session_id)),
@@ -192,11 +244,11 @@ async fn replay_message(
             field("Bob's engine", reason),
             field("Times it shows in Bob's chat", shown.to_string()),
         ],
-        outcome: format!(
-            "Bob's chat shows the message once; the copy is counted in the chat's security notice ({counted} \
-             discarded message{}).",
-            if counted == 1 { "" } else { "s" }
-        ),
+        outcome: match counted {
+            0 => "Bob's chat shows the message once.".into(),
+            _ => "Bob's chat shows the message once, and its security notice counts the copy as a discarded message."
+                .into(),
+        },
     })
 }
 
@@ -224,7 +276,10 @@ async fn replay_old_request(
     let reason = bob_rejects(events, recorded).await?;
     let max_age_days = magpie_proto::REQUEST_MAX_AGE_SECS / 86_400;
     Ok(DemoVerdict {
-        relay_did: "The relay delivered to Bob a chat request Alice really signed, eight days ago.".into(),
+        kind: VerdictKind::Caught,
+        relay_did: "The relay delivered to Bob a chat request signed with Alice's key and dated eight days ago, as \
+                    a relay that kept one since then could. (The demo signs it now, with the date set back.)"
+            .into(),
         caught_by: Some(DemoActor::Bob),
         step: None,
         check: "The request's freshness (step 1)".into(),
@@ -241,8 +296,8 @@ async fn replay_old_request(
             field("Oldest request Bob takes", format!("{max_age_days} days")),
             field("Bob's engine", reason),
         ],
-        outcome: "Bob was shown nothing: no request, no new handshake. The attempt is counted in his chat with \
-                  alice's security notice."
+        outcome: "Bob was shown no request and no handshake started; only his chat's security notice counts the \
+                  attempt."
             .into(),
     })
 }
@@ -271,6 +326,7 @@ async fn substitute_known(
         return Err("Alice's engine raised no key change.".into());
     };
     Ok(DemoVerdict {
+        kind: VerdictKind::Caught,
         relay_did: "Alice and Bob had chatted, so Alice holds bob's key. Then the relay answered her directory \
                     lookup of bob with a certificate its own CA issued for bob, for a key of the relay's."
             .into(),
@@ -291,7 +347,7 @@ async fn substitute_known(
             field("Alice's request", "not sent".into()),
         ],
         outcome: "Alice sent nothing to the relay's key: her chat with bob shows a key-change banner, and sending \
-                  waits until she compares safety numbers with Bob or knowingly accepts the new key."
+                  is paused until she compares safety numbers with Bob or knowingly accepts the new key."
             .into(),
     })
 }
@@ -319,6 +375,7 @@ fn man_in_the_middle(stage: &Stage<'_>) -> Result<DemoVerdict, String> {
         .and_then(|read| read.first().cloned())
         .unwrap_or_default();
     Ok(DemoVerdict {
+        kind: VerdictKind::Missed,
         relay_did: "Alice and Bob had never spoken. The relay showed each of them a world of its own: to Alice, a \
                     \"bob\" with the relay's key; to Bob, an \"alice\" with the relay's key. Each handshake was with \
                     the relay, which read Alice's message and passed it on."
@@ -376,13 +433,24 @@ fn discarded_messages(client: &Client, peer: &magpie_proto::Username) -> u64 {
         .unwrap_or(0)
 }
 
-/// The first bytes of a hex value, to set two side by side.
-fn compared(label: &str, hex: Option<&str>) -> DemoField {
-    let hex = hex.unwrap_or_default();
-    let shown = &hex[..hex.len().min(COMPARED_BYTES * 2)];
+/// The first bytes of a hex value, to set two side by side; all of it when that is longer.
+fn compared(label: &str, hex: &str) -> DemoField {
+    let cut = hex.len() > COMPARED_BYTES * 2;
     DemoField {
         label: label.into(),
-        value: format!("{shown}…"),
-        full: Some(hex.to_owned()),
+        value: match cut {
+            true => format!("{}…", &hex[..COMPARED_BYTES * 2]),
+            false => hex.to_owned(),
+        },
+        full: cut.then(|| hex.to_owned()),
+    }
+}
+
+/// The wire column's first bytes of a longer value, set beside [`compared`]'s.
+fn preview(label: &str, hex: &str) -> DemoField {
+    DemoField {
+        label: label.into(),
+        value: format!("{hex}…"),
+        full: None,
     }
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use magpie_core::{Client, Event};
-use magpie_proto::Identity;
+use magpie_proto::{Identity, Username};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
 use tokio::task::JoinHandle;
 
 use super::{name, register, run_client};
@@ -27,9 +29,9 @@ impl Mallory {
         let as_bob = register(as_bob, &dir.join("as-bob"), alice_side).await?;
         let as_alice = register(as_alice, &dir.join("as-alice"), bob_side).await?;
         let read = Arc::new(Mutex::new(Vec::new()));
-        let events = as_bob.events();
+        let heard = (as_bob.events(), as_alice.events());
         let tasks = vec![
-            tokio::spawn(bridge(as_bob.clone(), as_alice.clone(), events, Arc::clone(&read))),
+            tokio::spawn(bridge(as_bob.clone(), as_alice.clone(), heard, Arc::clone(&read))),
             tokio::spawn(run_client(as_bob)),
             tokio::spawn(run_client(as_alice)),
         ];
@@ -44,36 +46,64 @@ impl Mallory {
 }
 
 /// Alice's request to "bob" is accepted by the impostor, which asks Bob in Alice's name; what Alice says is read
-/// and said again to Bob.
+/// and, once the impostor "alice" holds a session with Bob, said again to him.
 async fn bridge(
     as_bob: Client,
     as_alice: Client,
-    mut events: tokio::sync::broadcast::Receiver<Event>,
+    (mut from_alice, mut from_bob): (Receiver<Event>, Receiver<Event>),
     read: Arc<Mutex<Vec<String>>>,
 ) {
     let (Ok(alice), Ok(bob)) = (name("alice"), name("bob")) else {
         return;
     };
-    while let Ok(event) = events.recv().await {
-        let done = match event {
-            Event::RequestReceived { peer, .. } if peer == alice.as_str() => match as_bob.sole_request_from(&alice) {
-                Ok(request) => as_bob
-                    .accept(request.request_id, &request.fingerprint)
-                    .await
-                    .and(as_alice.request(&bob).await.map(drop)),
-                Err(e) => Err(e),
-            },
-            Event::MessageReceived { message } => {
-                if let Ok(mut read) = read.lock() {
-                    read.push(message.body.clone());
+    let mut session_with_bob = false;
+    let mut to_pass_on = Vec::new();
+    loop {
+        let done = tokio::select! {
+            event = from_alice.recv() => match event {
+                Ok(Event::RequestReceived { peer, .. }) if peer == alice.as_str() => {
+                    answer_and_ask(&as_bob, &as_alice, &alice, &bob).await
                 }
-                as_alice.send_text(&bob, &message.body).map(drop)
-            }
-            _ => Ok(()),
+                Ok(Event::MessageReceived { message }) => {
+                    if let Ok(mut read) = read.lock() {
+                        read.push(message.body.clone());
+                    }
+                    to_pass_on.push(message.body);
+                    Ok(())
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => Ok(()),
+                Err(RecvError::Closed) => return,
+            },
+            event = from_bob.recv() => match event {
+                Ok(Event::SessionEstablished { peer, .. }) if peer == bob.as_str() => {
+                    session_with_bob = true;
+                    Ok(())
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => Ok(()),
+                Err(RecvError::Closed) => return,
+            },
         };
-        if let Err(error) = done {
+        let passed_on = match session_with_bob {
+            true => std::mem::take(&mut to_pass_on)
+                .iter()
+                .try_for_each(|text| as_alice.send_text(&bob, text).map(drop)),
+            false => Ok(()),
+        };
+        if let Err(error) = done.and(passed_on) {
             tracing::warn!(%error, "the demo's man in the middle stopped");
             return;
         }
     }
+}
+
+/// The impostor "bob" accepts Alice's request; the impostor "alice" asks Bob.
+async fn answer_and_ask(
+    as_bob: &Client,
+    as_alice: &Client,
+    alice: &Username,
+    bob: &Username,
+) -> magpie_core::Result<()> {
+    let request = as_bob.sole_request_from(alice)?;
+    as_bob.accept(request.request_id, &request.fingerprint).await?;
+    as_alice.request(bob).await.map(drop)
 }

@@ -73,17 +73,16 @@ pub async fn run(attack: DemoAttack) -> Result<DemoRun, IpcError> {
         true => Some(
             DemoRelay::start(
                 copy_of(&ca)?,
-                Tap::new(Arc::clone(&log), attack, Some("alice")),
+                Tap::new(Arc::clone(&log), attack, Some(DemoActor::Bob)),
                 &scratch.path().join("relay-bob"),
             )
             .await?,
         ),
         false => None,
     };
-    let impostor = first_contact_mitm.then_some("bob");
     let relay = DemoRelay::start(
         ca,
-        Tap::new(Arc::clone(&log), attack, impostor),
+        Tap::new(Arc::clone(&log), attack, first_contact_mitm.then_some(DemoActor::Alice)),
         &scratch.path().join("relay"),
     )
     .await?;
@@ -115,16 +114,17 @@ pub async fn run(attack: DemoAttack) -> Result<DemoRun, IpcError> {
         substitute: substitute.as_deref(),
         mallory: mallory.as_ref(),
     };
-    let verdict = match &outcome {
-        Ok(()) => match attacks::after_handshake(&stage, &mut events, &mut recorded).await {
-            Ok(verdict) => verdict,
+    let mut verdict = None;
+    if outcome.is_ok() {
+        match attacks::after_handshake(&stage, &mut events, &mut recorded).await {
+            Ok(after) => verdict = after,
+            // The attack came after a handshake that completed, and no check was seen to stop it.
             Err(reason) => {
+                verdict = Some(attacks::missed(&reason));
                 outcome = Err(reason);
-                None
             }
-        },
-        Err(reason) => attacks::in_handshake(attack, &recorded, &log, reason),
-    };
+        }
+    }
     for task in &tasks {
         task.abort();
     }
@@ -135,7 +135,15 @@ pub async fn run(attack: DemoAttack) -> Result<DemoRun, IpcError> {
     while let Ok(event) = events.try_recv() {
         recorded.push(event);
     }
-    let relay_url = relay.url.clone();
+    if let Err(reason) = &outcome {
+        if verdict.is_none() {
+            verdict = attacks::in_handshake(&stage, &recorded, &log, reason);
+        }
+    }
+    let relay_url = match &bob_relay {
+        Some(bob_relay) => format!("{} (Alice's) and {} (Bob's)", relay.url, bob_relay.url),
+        None => relay.url.clone(),
+    };
     relay.stop().await;
     if let Some(bob_relay) = bob_relay {
         bob_relay.stop().await;
@@ -143,7 +151,7 @@ pub async fn run(attack: DemoAttack) -> Result<DemoRun, IpcError> {
 
     let wire = log.lock().map(|log| log.clone()).unwrap_or_default();
     let failure = outcome.err();
-    let built = steps::build(&recorded, &wire, failure.as_deref());
+    let built = steps::build(&recorded, &wire, failure.as_deref(), attack);
     Ok(DemoRun {
         attack,
         relay_url,
@@ -153,7 +161,8 @@ pub async fn run(attack: DemoAttack) -> Result<DemoRun, IpcError> {
         steps: built.steps,
         message: built.message,
         wire,
-        failure: built.failure,
+        // A failure after seven steps that passed is the attack's own (see the verdict).
+        failure: built.failure.or(failure),
         verdict,
         elapsed_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
     })
@@ -194,19 +203,27 @@ async fn drive(
     bob.accept(request.request_id, &request.fingerprint)
         .await
         .map_err(|e| e.to_string())?;
-    // Bob installs his session at step 6, Alice hers at step 7; a failure on either side ends the story.
-    let patience = match attack {
-        DemoAttack::DropKeyConfirm => DROPPED_CONFIRM_WAIT,
-        _ => PATIENCE,
-    };
+    // Bob installs his session at step 6, Alice hers at step 7; a failure on either side ends the story. Once Bob
+    // has sent a confirmation the relay drops, Alice is given a short while.
+    let mut patience = PATIENCE;
     loop {
         let (actor, event) = wait_for(patience, events, recorded, |(_, event)| {
             matches!(event, Event::HandshakeFailed { .. } | Event::SessionEstablished { .. })
         })
-        .await?;
+        .await
+        .map_err(|stuck| match attack {
+            DemoAttack::DropKeyConfirm => format!(
+                "no key confirmation from bob came in {} seconds, so she installed no session and sealed nothing",
+                DROPPED_CONFIRM_WAIT.as_secs()
+            ),
+            _ => stuck,
+        })?;
         match event {
             Event::HandshakeFailed { reason, .. } => return Err(reason),
             Event::SessionEstablished { .. } if actor == DemoActor::Alice => break,
+            Event::SessionEstablished { .. } if attack == DemoAttack::DropKeyConfirm => {
+                patience = DROPPED_CONFIRM_WAIT;
+            }
             _ => {}
         }
     }

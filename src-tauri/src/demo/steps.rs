@@ -4,7 +4,7 @@ use magpie_core::engine::{HandshakeData, HandshakeStep};
 use magpie_core::Event;
 
 use super::Recorded;
-use crate::ipc_types::{DemoActor, DemoField, DemoMessage, DemoStatus, DemoStep, WireEnvelope};
+use crate::ipc_types::{DemoActor, DemoAttack, DemoField, DemoMessage, DemoStatus, DemoStep, WireEnvelope};
 
 /// Hex shown before "…"; the full value stays available.
 const SHOWN_HEX: usize = 32;
@@ -15,14 +15,20 @@ pub struct Built {
     pub failure: Option<String>,
 }
 
-pub fn build(recorded: &[Recorded], wire: &[WireEnvelope], failure: Option<&str>) -> Built {
+pub fn build(recorded: &[Recorded], wire: &[WireEnvelope], failure: Option<&str>, attack: DemoAttack) -> Built {
     let find = |actor: DemoActor, step: HandshakeStep| -> Option<&HandshakeData> {
         recorded.iter().find_map(|(who, event)| match event {
             Event::Handshake { step: s, data, .. } if *who == actor && *s == step => Some(data.as_ref()),
             _ => None,
         })
     };
-    let envelope = |kind: &str| wire.iter().find(|e| e.kind == kind).cloned();
+    // The first envelope of `kind` that `actor`'s relay carried (a man in the middle shows each side its own).
+    let envelope = |kind: &str, actor: DemoActor| {
+        wire.iter()
+            .find(|e| e.kind == kind && e.face.is_none_or(|face| face == actor))
+            .cloned()
+    };
+    let in_the_middle = attack == DemoAttack::SubstituteFirstContact;
     let request = find(DemoActor::Alice, HandshakeStep::RequestSent);
     let verified_request = find(DemoActor::Bob, HandshakeStep::RequestVerified);
     let accept = find(DemoActor::Bob, HandshakeStep::AcceptSent);
@@ -48,7 +54,9 @@ pub fn build(recorded: &[Recorded], wire: &[WireEnvelope], failure: Option<&str>
             plaintext_received,
             ciphertext_bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
             // As the relay stored it: the wire column's record, not the sender's copy.
-            ciphertext_preview_hex: envelope("message").map(|e| e.preview_hex).unwrap_or_default(),
+            ciphertext_preview_hex: envelope("message", DemoActor::Alice)
+                .map(|e| e.preview_hex)
+                .unwrap_or_default(),
         }),
         _ => None,
     };
@@ -72,7 +80,7 @@ pub fn build(recorded: &[Recorded], wire: &[WireEnvelope], failure: Option<&str>
                     ),
                     hex_field("Request signature (RSA-PSS)", &sent.request_signature),
                 ],
-                envelope: envelope("chat_request"),
+                envelope: envelope("chat_request", DemoActor::Alice),
             }),
         ),
         step(
@@ -89,7 +97,7 @@ pub fn build(recorded: &[Recorded], wire: &[WireEnvelope], failure: Option<&str>
                     ),
                     opt_hex("Accept signature (RSA-PSS)", data.accept_signature.as_deref()),
                 ],
-                envelope: envelope("chat_accept"),
+                envelope: envelope("chat_accept", DemoActor::Bob),
             }),
         ),
         step(
@@ -125,7 +133,7 @@ pub fn build(recorded: &[Recorded], wire: &[WireEnvelope], failure: Option<&str>
                         data.initiator_ephemeral.as_deref(),
                     ),
                 ],
-                envelope: envelope("key_transfer"),
+                envelope: envelope("key_transfer", DemoActor::Alice),
             }),
         ),
         step(
@@ -160,7 +168,7 @@ pub fn build(recorded: &[Recorded], wire: &[WireEnvelope], failure: Option<&str>
                     opt_hex("Session id", data.session_id.as_deref()),
                     opt_hex("Confirm MAC (HMAC-SHA256)", data.confirm_mac.as_deref()),
                 ],
-                envelope: envelope("key_confirm"),
+                envelope: envelope("key_confirm", DemoActor::Bob),
             }),
         ),
         step(
@@ -169,16 +177,25 @@ pub fn build(recorded: &[Recorded], wire: &[WireEnvelope], failure: Option<&str>
             DemoActor::Alice,
             confirmed.zip(message.as_ref()).map(|(data, message)| Card {
                 summary: "Alice checks bob's confirm MAC; both hold the same keys and the chat is open.".into(),
-                checks: vec![
-                    "Bob's confirm MAC verified: both sides derived the same keys".into(),
-                    "Message sealed with AES-256-GCM under a key that ratchets forward per message".into(),
-                    "Bob decrypted it; the relay saw only ciphertext".into(),
-                ],
+                checks: match in_the_middle {
+                    false => vec![
+                        "Bob's confirm MAC verified: both sides derived the same keys".into(),
+                        "Message sealed with AES-256-GCM under a key that ratchets forward per message".into(),
+                        "Bob decrypted it; the relay saw only ciphertext".into(),
+                    ],
+                    true => vec![
+                        "The confirm MAC verified: Alice and the \"bob\" she reached hold the same keys, and that \
+                         \"bob\" is the relay"
+                            .into(),
+                        "Message sealed with AES-256-GCM for the relay's \"bob\", which opened it".into(),
+                        "Bob decrypted a copy the relay sealed again for him".into(),
+                    ],
+                },
                 fields: vec![
                     opt_hex("Confirm MAC", data.confirm_mac.as_deref()),
                     field("Ciphertext on the relay", format!("{} bytes", message.ciphertext_bytes)),
                 ],
-                envelope: envelope("message"),
+                envelope: envelope("message", DemoActor::Alice),
             }),
         ),
     ];
@@ -207,12 +224,12 @@ fn mark_failure(steps: &mut [DemoStep], reason: Option<&str>) -> Option<String> 
             DemoActor::Alice => "Alice",
             DemoActor::Bob => "Bob",
         };
-        let reason = reason.unwrap_or("this step did not happen");
+        let reason = reason.unwrap_or("this step did not happen").trim_end_matches('.');
         step.status = DemoStatus::Failed;
-        step.summary = "This check failed, so the handshake stopped here and nothing of it was kept.".into();
-        step.checks = vec![format!("{who} refused it: {reason}")];
+        step.summary = "The handshake stopped here: this step did not complete.".into();
+        step.checks = vec![format!("{who} stopped here: {reason}")];
         sentence = Some(format!(
-            "{who} stopped the handshake at step {} ({}): {reason}. No chat was opened.",
+            "{who} stopped the handshake at step {} ({}): {reason}. {who} opened no chat.",
             step.number, step.title
         ));
     }

@@ -10,7 +10,7 @@ use magpie_proto::{EnvelopeKind, KeyConfirm, KeyTransfer, SealedMessage};
 use magpie_relay::store::{Inserted, Intercept, NewEnvelope, Store, StoreResult, UserRecord};
 use uuid::Uuid;
 
-use crate::ipc_types::{DemoAttack, WireAction, WireEnvelope};
+use crate::ipc_types::{DemoActor, DemoAttack, WireAction, WireEnvelope};
 
 /// Body bytes shown in the wire column.
 const PREVIEW_BYTES: usize = 24;
@@ -22,8 +22,8 @@ pub type WireLog = Arc<Mutex<Vec<WireEnvelope>>>;
 pub struct Tap {
     log: WireLog,
     attack: DemoAttack,
-    /// The name this relay's impostor holds (a man in the middle's), whose envelopes are marked diverted.
-    impostor: Option<String>,
+    /// Whose relay this is, when a man in the middle shows each side its own: the other's name is its impostor's.
+    face: Option<DemoActor>,
     /// Every envelope stored, as sent.
     kept: Mutex<Vec<NewEnvelope>>,
     /// Ids of the copies the relay injects itself.
@@ -33,11 +33,11 @@ pub struct Tap {
 }
 
 impl Tap {
-    pub fn new(log: WireLog, attack: DemoAttack, impostor: Option<&str>) -> Arc<Self> {
+    pub fn new(log: WireLog, attack: DemoAttack, face: Option<DemoActor>) -> Arc<Self> {
         Arc::new(Self {
             log,
             attack,
-            impostor: impostor.map(str::to_owned),
+            face,
             kept: Mutex::default(),
             replays: Mutex::default(),
             substitute: Mutex::default(),
@@ -63,6 +63,12 @@ impl Tap {
     pub fn kept(&self, from: &str, kind: EnvelopeKind) -> Option<NewEnvelope> {
         let kept = self.kept.lock().ok()?;
         kept.iter().find(|e| e.from == from && e.kind == kind).cloned()
+    }
+
+    /// [`Tap::kept`]'s body.
+    pub fn kept_body(&self, from: &str, kind: EnvelopeKind) -> Option<Vec<u8>> {
+        let envelope = self.kept(from, kind)?;
+        base64::engine::general_purpose::STANDARD.decode(envelope.body_b64).ok()
     }
 
     /// Marks `id` as a copy the relay makes itself (before it is inserted).
@@ -92,7 +98,10 @@ impl Tap {
             _ if self.is_impostor(&envelope) => WireAction::Diverted,
             _ => WireAction::Carried,
         };
-        let entry = record(&envelope, action);
+        let entry = WireEnvelope {
+            face: self.face,
+            ..record(&envelope, action)
+        };
         let inserted = match action {
             // Bob hears "stored" (as for a retry) and the envelope goes nowhere.
             WireAction::Dropped => Inserted::Duplicate { seq: 0 },
@@ -110,9 +119,12 @@ impl Tap {
     }
 
     fn is_impostor(&self, envelope: &NewEnvelope) -> bool {
-        self.impostor
-            .as_deref()
-            .is_some_and(|name| envelope.from == name || envelope.to == name)
+        let impostor = match self.face {
+            Some(DemoActor::Alice) => "bob",
+            Some(DemoActor::Bob) => "alice",
+            None => return false,
+        };
+        envelope.from == impostor || envelope.to == impostor
     }
 }
 
@@ -160,6 +172,7 @@ fn record(envelope: &NewEnvelope, action: WireAction) -> WireEnvelope {
         bytes: u32::try_from(body.len()).unwrap_or(u32::MAX),
         preview_hex: preview(envelope.kind, &body),
         action,
+        face: None,
     }
 }
 

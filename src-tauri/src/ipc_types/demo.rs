@@ -42,12 +42,25 @@ pub enum WireAction {
     Diverted,
 }
 
+/// How an attack ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// A check refused what the relay did.
+    Caught,
+    /// Nothing could be checked (an envelope never came): the chat did not open.
+    Stalled,
+    /// No automatic check saw it.
+    Missed,
+}
+
 /// How an attack ended: which check stopped it and why, with the values it compared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct DemoVerdict {
+    pub kind: VerdictKind,
     /// What the relay did, one sentence.
     pub relay_did: String,
-    /// Who stopped it; `None` when no automatic check can (a first contact's man in the middle).
+    /// Who stopped it, when it was caught.
     pub caught_by: Option<DemoActor>,
     /// The step it was stopped at (1–7), when it was stopped inside the handshake.
     pub step: Option<u8>,
@@ -114,6 +127,9 @@ pub struct WireEnvelope {
     pub preview_hex: String,
     /// What the relay did with it.
     pub action: WireAction,
+    /// Whose relay carried it, when a man in the middle shows each side a relay of its own; `None` when one relay
+    /// carried it for both.
+    pub face: Option<DemoActor>,
 }
 
 /// One of the seven steps.

@@ -84,6 +84,7 @@ pub fn typescript_bindings() -> String {
         Settings::decl(&cfg),
         DemoAttack::decl(&cfg),
         WireAction::decl(&cfg),
+        VerdictKind::decl(&cfg),
         DemoVerdict::decl(&cfg),
         DemoParty::decl(&cfg),
         DemoStatus::decl(&cfg),

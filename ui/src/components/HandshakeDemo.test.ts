@@ -206,6 +206,10 @@ describe('HandshakeDemo', () => {
     expect(within(verdict).getByTestId('demo-verdict-check').textContent).toBe('Alice’s signature over the transcript');
     expect(verdict.textContent).toContain('Wrapped K as Alice sent it');
     expect(verdict.textContent).toContain('a6f3a7f3…');
+    // Heard as well as seen: the live region ends with the verdict.
+    expect(screen.getByTestId('demo-live').textContent).toContain(
+      'Caught: Bob stopped it at step 6. Bob refused the key transfer and kept nothing of it.',
+    );
   });
 
   it('after a replayed message, the chat still ends and the verdict follows it', async () => {

@@ -274,13 +274,15 @@ export type DemoAttack = "none" | "flip_wrapped_key" | "substitute_known_contact
 
 export type WireAction = "carried" | "tampered" | "dropped" | "replayed" | "diverted";
 
-export type DemoVerdict = { 
+export type VerdictKind = "caught" | "stalled" | "missed";
+
+export type DemoVerdict = { kind: VerdictKind, 
 /**
  * What the relay did, one sentence.
  */
 relay_did: string, 
 /**
- * Who stopped it; `None` when no automatic check can (a first contact's man in the middle).
+ * Who stopped it, when it was caught.
  */
 caught_by: DemoActor | null, 
 /**
@@ -344,7 +346,12 @@ preview_hex: string,
 /**
  * What the relay did with it.
  */
-action: WireAction, };
+action: WireAction, 
+/**
+ * Whose relay carried it, when a man in the middle shows each side a relay of its own; `None` when one relay
+ * carried it for both.
+ */
+face: DemoActor | null, };
 
 export type DemoStep = { 
 /**

@@ -11,6 +11,7 @@ import {
   shortFingerprint,
   shownStatus,
   shortReason,
+  verdictHeading,
 } from './demo';
 import { DEMO_TEXT, TAMPER_REASON, demoRun } from '../test/demo-fixture';
 
@@ -91,5 +92,29 @@ describe('shortReason', () => {
 
   it('keeps a reason without a colon whole', () => {
     expect(shortReason('relay unreachable.')).toBe('Relay unreachable');
+  });
+});
+
+describe('verdicts', () => {
+  it('say who caught an attack and where, that the chat stalled, or that nothing caught it', () => {
+    const base = {
+      relay_did: '',
+      check: '',
+      why: '',
+      fields: [],
+      outcome: '',
+    };
+    expect(verdictHeading({ ...base, kind: 'caught', caught_by: 'bob', step: 6 })).toBe(
+      'Caught: Bob stopped it at step 6',
+    );
+    expect(verdictHeading({ ...base, kind: 'caught', caught_by: 'alice', step: null })).toBe(
+      'Caught: Alice stopped it',
+    );
+    expect(verdictHeading({ ...base, kind: 'stalled', caught_by: null, step: 7 })).toBe(
+      'Stalled at step 7: the chat never opened',
+    );
+    expect(verdictHeading({ ...base, kind: 'missed', caught_by: null, step: null })).toBe(
+      'Not caught by any automatic check',
+    );
   });
 });

@@ -1,6 +1,6 @@
 // Small pure helpers for the handshake demo: which steps are shown, how, and what they mean.
 // Every value the demo shows comes from the DemoRun that Rust returned; this module only decides how to show it.
-import type { DemoAttack, DemoParty, DemoRun, DemoStep, WireAction, WireEnvelope } from './ipc';
+import type { DemoAttack, DemoParty, DemoRun, DemoStep, DemoVerdict, WireAction, WireEnvelope } from './ipc';
 import { groupHex } from './format';
 
 export const STEP_COUNT = 7;
@@ -96,6 +96,19 @@ export const ATTACKS: readonly { value: DemoAttack; label: string; help: string 
 /** The choice for `attack`. */
 export function attackOf(attack: DemoAttack): (typeof ATTACKS)[number] {
   return ATTACKS.find((choice) => choice.value === attack) ?? ATTACKS[0]!;
+}
+
+/** The verdict in a line: who caught the attack and where, or that the chat stalled, or that nothing caught it. */
+export function verdictHeading(verdict: DemoVerdict): string {
+  const at = verdict.step === null ? '' : ` at step ${verdict.step}`;
+  switch (verdict.kind) {
+    case 'caught':
+      return `Caught: ${verdict.caught_by === 'alice' ? 'Alice' : 'Bob'} stopped it${at}`;
+    case 'stalled':
+      return `Stalled${at}: the chat never opened`;
+    case 'missed':
+      return 'Not caught by any automatic check';
+  }
 }
 
 /** What the wire column says of an envelope the relay did not simply carry; null when it did. */

@@ -23,7 +23,7 @@ function party(username: string, fingerprint: string): DemoParty {
 
 function envelope(from: string, to: string, kind: string, bytes: number, preview: string) {
   const action: WireAction = 'carried';
-  return { from, to, kind, bytes, preview_hex: preview, action } satisfies WireEnvelope;
+  return { from, to, kind, bytes, preview_hex: preview, action, face: null } satisfies WireEnvelope;
 }
 
 export const DEMO_TEXT = 'Hello Bob, this is Alice. Only you can read this.';
@@ -35,6 +35,7 @@ export const REPLAY_CHECK = 'Bob’s ratchet, and the envelope id';
 
 const VERDICTS: Partial<Record<DemoAttack, DemoVerdict>> = {
   flip_wrapped_key: {
+    kind: 'caught',
     relay_did: 'The relay flipped one bit of the wrapped session secret K in Alice’s key transfer.',
     caught_by: 'bob',
     step: 6,
@@ -47,6 +48,7 @@ const VERDICTS: Partial<Record<DemoAttack, DemoVerdict>> = {
     outcome: 'Bob refused the key transfer and kept nothing of it.',
   },
   replay_message: {
+    kind: 'caught',
     relay_did: 'Once the chat was open, the relay delivered Alice’s message to Bob again.',
     caught_by: 'bob',
     step: null,

@@ -1,6 +1,7 @@
 //! Forgeries are visible: what the engine discards because it does not verify is counted on the chat (a security
-//! notice) and reported as an [`Event::Rejected`], never shown. Ordinary duplicates from at-least-once delivery
-//! (a message seen before, a step of a handshake that ended) stay silent.
+//! notice) and reported as an [`Event::Rejected`], never shown, and so is a message sent again under a new
+//! envelope id (`replays.rs`). Ordinary duplicates from at-least-once delivery (a message seen before under the
+//! same envelope id, a step of a handshake that ended) stay silent.
 
 use crate::store::prelude::*;
 use magpie_proto::{Envelope, EnvelopeKind, Username};

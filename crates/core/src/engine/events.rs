@@ -366,8 +366,9 @@ pub enum Event {
         /// Its state now.
         state: crate::history::FileState,
     },
-    /// An envelope was refused (tampered, forged, unknown session, malformed) and dropped; a contact's count of
-    /// them ([`crate::history::Contact::discarded`]) went up. Ordinary duplicates are not reported.
+    /// An envelope was refused (tampered, forged, unknown session, malformed, a message sent again under a new
+    /// envelope id) and dropped; a contact's count of them ([`crate::history::Contact::discarded`]) went up.
+    /// Ordinary duplicates of at-least-once delivery are not reported.
     Rejected {
         /// Who it claimed to come from.
         peer: String,

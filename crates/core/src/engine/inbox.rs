@@ -206,8 +206,8 @@ impl<H: Home> Client<H> {
                 let first = self.recently_opened()?.replayed(&sealed.session_id, sealed.n, envelope);
                 if let Some(first) = first {
                     let reason = format!(
-                        "message {} of this session was opened already (envelope {first}); this copy came in envelope \
-                         {envelope}, so the relay sent it again",
+                        "message {} of this session was opened already (envelope {first}); it came again in envelope \
+                         {envelope}: the relay (or the sender) sent it again",
                         sealed.n
                     );
                     return Ok(self.discard(peer.as_str(), Discard::Message, &reason));

@@ -1,7 +1,8 @@
 //! Telling a relay's replay from an ordinary duplicate. Every copy of a message after the first fails to open (its
 //! key is spent), so both are dropped; what differs is the envelope id. The relay redelivers under the id the
 //! sender chose (until we acknowledge it) and a sender retries under it too, so a copy under the same id is
-//! at-least-once delivery, silent. A copy under another id was made by the relay: it is reported like a forgery.
+//! at-least-once delivery, silent. One under another id was sent again by the relay (or by a sender that does not
+//! follow the protocol; only the header is read, the copy does not open): it is reported like a forgery.
 
 use std::collections::{HashMap, VecDeque};
 
