@@ -203,8 +203,43 @@ async fn drive(
     bob.accept(request.request_id, &request.fingerprint)
         .await
         .map_err(|e| e.to_string())?;
-    // Bob installs his session at step 6, Alice hers at step 7; a failure on either side ends the story. Once Bob
-    // has sent a confirmation the relay drops, Alice is given a short while.
+    // A man in the middle completes Alice's handshake on its own: it may be over before Bob has even accepted.
+    if !alice_holds_session(recorded)? {
+        until_alice_holds_session(attack, events, recorded).await?;
+    }
+    alice
+        .send_text(bob.username(), DEMO_MESSAGE)
+        .map_err(|e| e.to_string())?;
+    // Alice's "sent" and Bob's "received" come through two forwarding tasks, in either order: wait for both.
+    let (mut sent, mut received) = (false, false);
+    wait(events, recorded, |(actor, event)| {
+        sent |= *actor == DemoActor::Alice && matches!(event, Event::MessageSent { .. });
+        received |= *actor == DemoActor::Bob && matches!(event, Event::MessageReceived { .. });
+        sent && received
+    })
+    .await?;
+    Ok(())
+}
+
+/// Whether Alice's session is among what was recorded; `Err` if a handshake failed.
+fn alice_holds_session(recorded: &[Recorded]) -> Result<bool, String> {
+    for (actor, event) in recorded {
+        match event {
+            Event::HandshakeFailed { reason, .. } => return Err(reason.clone()),
+            Event::SessionEstablished { .. } if *actor == DemoActor::Alice => return Ok(true),
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
+/// Bob installs his session at step 6, Alice hers at step 7; a failure on either side ends the story. Once Bob
+/// has sent a confirmation the relay drops, Alice is given a short while.
+async fn until_alice_holds_session(
+    attack: DemoAttack,
+    events: &mut mpsc::UnboundedReceiver<Recorded>,
+    recorded: &mut Vec<Recorded>,
+) -> Result<(), String> {
     let mut patience = PATIENCE;
     loop {
         let (actor, event) = wait_for(patience, events, recorded, |(_, event)| {
@@ -220,25 +255,13 @@ async fn drive(
         })?;
         match event {
             Event::HandshakeFailed { reason, .. } => return Err(reason),
-            Event::SessionEstablished { .. } if actor == DemoActor::Alice => break,
+            Event::SessionEstablished { .. } if actor == DemoActor::Alice => return Ok(()),
             Event::SessionEstablished { .. } if attack == DemoAttack::DropKeyConfirm => {
                 patience = DROPPED_CONFIRM_WAIT;
             }
             _ => {}
         }
     }
-    alice
-        .send_text(bob.username(), DEMO_MESSAGE)
-        .map_err(|e| e.to_string())?;
-    // Alice's "sent" and Bob's "received" come through two forwarding tasks, in either order: wait for both.
-    let (mut sent, mut received) = (false, false);
-    wait(events, recorded, |(actor, event)| {
-        sent |= *actor == DemoActor::Alice && matches!(event, Event::MessageSent { .. });
-        received |= *actor == DemoActor::Bob && matches!(event, Event::MessageReceived { .. });
-        sent && received
-    })
-    .await?;
-    Ok(())
 }
 
 /// Records events until one that `want`s arrives, and returns it.
