@@ -45,6 +45,13 @@ impl Mallory {
     }
 }
 
+/// A run that ends early (an error on the way) leaves no impostor retrying a relay that is gone.
+impl Drop for Mallory {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Alice's request to "bob" is accepted by the impostor, which asks Bob in Alice's name; what Alice says is read
 /// and, once the impostor "alice" holds a session with Bob, said again to him.
 async fn bridge(
